@@ -1,0 +1,477 @@
+package httpapi
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/labstack/echo/v4"
+)
+
+// SourceJSON is where a contact came from.
+type SourceJSON struct {
+	System     string `json:"system"`
+	ExternalID string `json:"external_id,omitempty"`
+}
+
+// ContactJSON is a contact as the API shows it.
+type ContactJSON struct {
+	ID           string             `json:"id"`
+	State        contact.State      `json:"state"`
+	Version      uint64             `json:"version"`
+	Position     string             `json:"position,omitempty"`
+	Name         string             `json:"name,omitempty"`
+	Email        string             `json:"email,omitempty"`
+	Phone        string             `json:"phone,omitempty"`
+	JobTitle     string             `json:"job_title,omitempty"`
+	Address      string             `json:"address,omitempty"`
+	CustomFields map[string]string  `json:"custom_fields,omitempty"`
+	Tags         []string           `json:"tags"`
+	Source       *SourceJSON        `json:"source,omitempty"`
+	Shredded     bool               `json:"shredded,omitempty"`
+	CreatedAt    time.Time          `json:"created_at"`
+	UpdatedAt    time.Time          `json:"updated_at"`
+	ArchivedAt   *time.Time         `json:"archived_at,omitempty"`
+	TrashedAt    *time.Time         `json:"trashed_at,omitempty"`
+	TrashedBy    string             `json:"trashed_by,omitempty"`
+	TrashReason  string             `json:"trash_reason,omitempty"`
+	PurgeAfter   *time.Time         `json:"purge_after,omitempty"`
+	Tombstone    *contact.Tombstone `json:"tombstone,omitempty"`
+}
+
+func contactJSON(v ledger.View) ContactJSON {
+	p := v.Personal
+	out := ContactJSON{
+		ID: v.ID.String(), State: v.State, Version: v.Version,
+		Name: p.Name, Email: p.Email, Phone: p.Phone, JobTitle: p.JobTitle, Address: p.Address, CustomFields: p.CustomFields,
+		Tags: v.Tags, Shredded: v.Shredded, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
+		ArchivedAt: v.ArchivedAt, TrashedAt: v.TrashedAt, TrashReason: v.TrashReason, PurgeAfter: v.PurgeAfter, Tombstone: v.Tombstone,
+	}
+	if !v.Position.IsZero() {
+		out.Position = v.Position.String()
+	}
+	if v.TrashedBy != nil {
+		out.TrashedBy = v.TrashedBy.Principal
+	}
+	if v.Source != "" {
+		out.Source = &SourceJSON{System: v.Source, ExternalID: p.ExternalID}
+	}
+	if out.Tags == nil {
+		out.Tags = []string{}
+	}
+	return out
+}
+
+func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
+
+// meta builds the command metadata of a request: the actor, the request id
+// as correlation id, and the If-Match precondition.
+func meta(c echo.Context) (ledger.Meta, error) {
+	m := ledger.Meta{Actor: principal(c).Actor(), CorrelationID: requestID(c)}
+	if h := c.Request().Header.Get("If-Match"); h != "" {
+		v := strings.TrimPrefix(strings.TrimSpace(h), "W/")
+		n, err := strconv.ParseUint(strings.Trim(v, `"`), 10, 64)
+		if err != nil {
+			return ledger.Meta{}, badRequest("invalid-if-match", `If-Match must be the ETag of the contact, such as "3"`)
+		}
+		m.IfMatch = &n
+	}
+	return m, nil
+}
+
+func contactID(c echo.Context) (contact.ID, error) { return contact.ParseID(c.Param("id")) }
+
+type createRequest struct {
+	Name         string            `json:"name"`
+	Email        string            `json:"email"`
+	Phone        string            `json:"phone"`
+	JobTitle     string            `json:"job_title"`
+	Address      string            `json:"address"`
+	CustomFields map[string]string `json:"custom_fields"`
+	Tags         []string          `json:"tags"`
+	Source       *SourceJSON       `json:"source"`
+}
+
+// Draft turns the request into the domain's input.
+func (r createRequest) Draft() contact.Draft {
+	d := contact.Draft{
+		Personal: contact.Personal{Name: r.Name, Email: r.Email, Phone: r.Phone, JobTitle: r.JobTitle, Address: r.Address, CustomFields: r.CustomFields},
+		Tags:     r.Tags,
+	}
+	if r.Source != nil {
+		d.Source, d.Personal.ExternalID = r.Source.System, r.Source.ExternalID
+	}
+	return d
+}
+
+// DecodeCreate decodes the body of POST /v1/contacts.
+func DecodeCreate(body []byte) (contact.Draft, error) {
+	var r createRequest
+	if err := DecodeJSON(body, &r); err != nil {
+		return contact.Draft{}, err
+	}
+	return r.Draft(), nil
+}
+
+func (s *Server) createContact(c echo.Context) error {
+	var r createRequest
+	if err := decode(c, &r, false); err != nil {
+		return err
+	}
+	m, err := meta(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.svc.Create(c.Request().Context(), principal(c).Workspace, m, r.Draft())
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", "/v1/contacts/"+res.Contact.ID.String())
+	return commandResult(c, http.StatusCreated, res)
+}
+
+func commandResult(c echo.Context, status int, res ledger.Result) error {
+	c.Response().Header().Set("ETag", etag(res.Version))
+	out := contactJSON(res.Contact)
+	out.Position = res.Position.String()
+	return ok(c, status, out)
+}
+
+// DecodePatch decodes the body of PATCH /v1/contacts/{id}, a JSON merge
+// patch: a field that is present is set, null clears it, absent ones stay.
+func DecodePatch(body []byte) (contact.Patch, error) {
+	var raw map[string]json.RawMessage
+	if err := DecodeJSON(body, &raw); err != nil {
+		return contact.Patch{}, err
+	}
+	if raw == nil {
+		return contact.Patch{}, badRequest("malformed-json", "the body must be a JSON object")
+	}
+	var p contact.Patch
+	str := func(field string, v json.RawMessage) (*string, error) {
+		if string(v) == "null" {
+			e := ""
+			return &e, nil
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, contact.Invalid(contact.FieldError{Field: field, Message: "must be a JSON string or null"})
+		}
+		return &s, nil
+	}
+	for k, v := range raw {
+		var err error
+		switch k {
+		case "name":
+			p.Name, err = str(k, v)
+		case "email":
+			p.Email, err = str(k, v)
+		case "phone":
+			p.Phone, err = str(k, v)
+		case "job_title":
+			p.JobTitle, err = str(k, v)
+		case "address":
+			p.Address, err = str(k, v)
+		case "custom_fields":
+			var m map[string]*string
+			if err = json.Unmarshal(v, &m); err != nil {
+				err = contact.Invalid(contact.FieldError{Field: k, Message: "must be an object of strings or nulls"})
+			}
+			p.CustomFields = m
+		default:
+			return contact.Patch{}, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "unknown field " + strconv.Quote(k),
+				Fields: []contact.FieldError{{Field: k, Message: "is not a field that PATCH can change"}}}
+		}
+		if err != nil {
+			return contact.Patch{}, err
+		}
+	}
+	return p, nil
+}
+
+func (s *Server) updateContact(c echo.Context) error {
+	id, err := contactID(c)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	p, err := DecodePatch(body)
+	if err != nil {
+		return err
+	}
+	m, err := meta(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.svc.Update(c.Request().Context(), principal(c).Workspace, id, m, p)
+	if err != nil {
+		return err
+	}
+	return commandResult(c, http.StatusOK, res)
+}
+
+// readBody reads a JSON body as decode does, without decoding it.
+func readBody(c echo.Context) ([]byte, error) {
+	var raw json.RawMessage
+	if err := decode(c, &raw, false); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+type transitionRequest struct {
+	Reason  string `json:"reason"`
+	Request string `json:"request"`
+}
+
+// DecodeTransition decodes the optional body of a lifecycle command.
+func DecodeTransition(t ledger.Transition, body []byte) (ledger.TransitionInput, error) {
+	var r transitionRequest
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := DecodeJSON(body, &r); err != nil {
+			return ledger.TransitionInput{}, err
+		}
+	}
+	if r.Request != "" && !t.Erasing() {
+		return ledger.TransitionInput{}, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: `"request" is only accepted by purge and anonymize`,
+			Fields: []contact.FieldError{{Field: "request", Message: "only for purge and anonymize"}}}
+	}
+	return ledger.TransitionInput{Reason: r.Reason, Request: r.Request}, nil
+}
+
+func (s *Server) transition(t ledger.Transition) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := contactID(c)
+		if err != nil {
+			return err
+		}
+		var raw json.RawMessage
+		if err := decode(c, &raw, true); err != nil {
+			return err
+		}
+		in, err := DecodeTransition(t, raw)
+		if err != nil {
+			return err
+		}
+		m, err := meta(c)
+		if err != nil {
+			return err
+		}
+		res, err := s.svc.Transition(c.Request().Context(), principal(c).Workspace, id, m, t, in)
+		if err != nil {
+			return err
+		}
+		return commandResult(c, http.StatusOK, res)
+	}
+}
+
+func (s *Server) getContact(c echo.Context) error {
+	id, err := contactID(c)
+	if err != nil {
+		return err
+	}
+	v, err := s.svc.Get(c.Request().Context(), principal(c).Workspace, id)
+	if err != nil {
+		return err
+	}
+	if v.State == contact.StatePurged {
+		g := &goneError{err: contact.Errorf(contact.ErrPurged, "the contact was permanently deleted; its tombstone stays in the audit trail")}
+		if v.Tombstone != nil {
+			g.eventID, g.at = v.Tombstone.EventID, v.Tombstone.At.Format(time.RFC3339Nano)
+		}
+		return g
+	}
+	c.Response().Header().Set("ETag", etag(v.Version))
+	return ok(c, http.StatusOK, contactJSON(v))
+}
+
+// HistoryEventJSON is one event of a contact's trail.
+type HistoryEventJSON struct {
+	EventID       string          `json:"event_id"`
+	Type          string          `json:"type"`
+	Version       uint64          `json:"version"`
+	Position      string          `json:"position"`
+	Time          time.Time       `json:"time"`
+	Actor         contact.Actor   `json:"actor"`
+	CorrelationID string          `json:"correlation_id"`
+	CausationID   string          `json:"causation_id"`
+	Schema        int             `json:"schema"`
+	Data          json.RawMessage `json:"data"`
+	Personal      json.RawMessage `json:"personal,omitempty"`
+	Shredded      bool            `json:"shredded,omitempty"`
+	Hash          string          `json:"hash"`
+	PrevHash      string          `json:"prev_hash,omitempty"`
+}
+
+// HistoryJSON renders history entries.
+func HistoryJSON(entries []ledger.HistoryEntry) []HistoryEventJSON {
+	out := make([]HistoryEventJSON, 0, len(entries))
+	for _, e := range entries {
+		r := e.Record
+		out = append(out, HistoryEventJSON{
+			EventID: r.ID.String(), Type: r.Type, Version: r.Version, Position: r.Position.String(), Time: r.Time,
+			Actor: r.Actor, CorrelationID: r.CorrelationID, CausationID: r.CausationID, Schema: r.Schema,
+			Data: r.Data, Personal: e.Personal, Shredded: e.Shredded,
+			Hash: base64.RawURLEncoding.EncodeToString(r.Hash), PrevHash: base64.RawURLEncoding.EncodeToString(r.PrevHash),
+		})
+	}
+	return out
+}
+
+func (s *Server) history(c echo.Context) error {
+	id, err := contactID(c)
+	if err != nil {
+		return err
+	}
+	entries, err := s.svc.History(c.Request().Context(), principal(c).Workspace, id)
+	if err != nil {
+		return err
+	}
+	return ok(c, http.StatusOK, map[string]any{"id": id.String(), "events": HistoryJSON(entries)})
+}
+
+// listParams are the query parameters GET /v1/contacts accepts.
+var listParams = map[string]bool{
+	"view": true, "q": true, "limit": true, "cursor": true, "email": true, "phone": true, "tag": true,
+	"deleted_by": true, "deleted_after": true, "deleted_before": true, "min_position": true,
+}
+
+// cursor is what an opaque cursor holds: the view, a fingerprint of the
+// filters, and the last item's place in the order.
+type cursor struct {
+	View   string `json:"v"`
+	Filter string `json:"f"`
+	SortAt int64  `json:"t"`
+	ID     string `json:"i"`
+}
+
+// filterPrint fingerprints a list query's filters, so a cursor is only
+// accepted with the filters it was made for.
+func filterPrint(q url.Values) string {
+	h := hmac.New(sha256.New, []byte("cursor"))
+	for _, k := range []string{"q", "email", "phone", "tag", "deleted_by", "deleted_after", "deleted_before"} {
+		h.Write([]byte(k + "=" + q.Get(k) + "\x00"))
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:8])
+}
+
+// EncodeCursor makes the opaque cursor of the next page.
+func EncodeCursor(view, filter string, next ledger.Cursor) string {
+	b, _ := json.Marshal(cursor{View: view, Filter: filter, SortAt: next.SortAt.UnixMicro(), ID: next.ID})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+var errBadCursor = badRequest("invalid-cursor", "the cursor is not one this query returned; start again without it")
+
+// DecodeCursor checks and decodes a cursor made by EncodeCursor for the same view and filters.
+func DecodeCursor(s, view, filter string) (*ledger.Cursor, error) {
+	if len(s) > 512 {
+		return nil, errBadCursor
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, errBadCursor
+	}
+	var cur cursor
+	if err := DecodeJSON(b, &cur); err != nil {
+		return nil, errBadCursor
+	}
+	if cur.View != view || cur.Filter != filter || cur.SortAt <= 0 {
+		return nil, errBadCursor
+	}
+	if _, err := contact.ParseID(cur.ID); err != nil {
+		return nil, errBadCursor
+	}
+	return &ledger.Cursor{SortAt: time.UnixMicro(cur.SortAt).UTC(), ID: cur.ID}, nil
+}
+
+func (s *Server) listContacts(c echo.Context) error {
+	qs := c.QueryParams()
+	for k, v := range qs {
+		if !listParams[k] {
+			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "unknown query parameter " + strconv.Quote(k),
+				Fields: []contact.FieldError{{Field: k, Message: "is not a parameter of this endpoint"}}}
+		}
+		if len(v) > 1 {
+			return badRequest("repeated-parameter", "query parameter "+strconv.Quote(k)+" is given more than once")
+		}
+	}
+	q := ledger.ListQuery{Workspace: principal(c).Workspace, View: qs.Get("view"), Q: strings.TrimSpace(qs.Get("q")), Tag: qs.Get("tag"), DeletedBy: qs.Get("deleted_by"), Limit: 50}
+	if q.View == "" {
+		q.View = "active"
+	}
+	if _, known := ledger.Views[q.View]; !known {
+		return contact.Invalid(contact.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
+	}
+	var errs []contact.FieldError
+	if l := qs.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 200 {
+			errs = append(errs, contact.FieldError{Field: "limit", Message: "must be a whole number from 1 to 200"})
+		}
+		q.Limit = n
+	}
+	for _, f := range []struct {
+		name string
+		dst  *time.Time
+	}{{"deleted_after", &q.DeletedAfter}, {"deleted_before", &q.DeletedBefore}} {
+		if v := qs.Get(f.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				errs = append(errs, contact.FieldError{Field: f.name, Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"})
+			}
+			*f.dst = t
+			if q.View != "trash" {
+				errs = append(errs, contact.FieldError{Field: f.name, Message: "filters view=trash only"})
+			}
+		}
+	}
+	if q.DeletedBy != "" && q.View != "trash" {
+		errs = append(errs, contact.FieldError{Field: "deleted_by", Message: "filters view=trash only"})
+	}
+	for _, f := range []struct {
+		name string
+		max  int
+	}{{"q", contact.MaxNameLen}, {"tag", contact.MaxTagLen}, {"deleted_by", 100}, {"email", contact.MaxEmailLen}, {"phone", 40}} {
+		if len(qs.Get(f.name)) > f.max {
+			errs = append(errs, contact.FieldError{Field: f.name, Message: "is too long"})
+		}
+	}
+	minPos, err := contact.ParsePosition(qs.Get("min_position"))
+	if err != nil {
+		errs = append(errs, contact.FieldError{Field: "min_position", Message: "is not a position returned by this service"})
+	}
+	if len(errs) > 0 {
+		return contact.Invalid(errs...)
+	}
+	filter := filterPrint(qs)
+	if cur := qs.Get("cursor"); cur != "" {
+		if q.After, err = DecodeCursor(cur, q.View, filter); err != nil {
+			return err
+		}
+	}
+	page, err := s.svc.List(c.Request().Context(), q, minPos, qs.Get("email"), qs.Get("phone"))
+	if err != nil {
+		return err
+	}
+	items := make([]ContactJSON, 0, len(page.Items))
+	for _, v := range page.Items {
+		items = append(items, contactJSON(v))
+	}
+	out := map[string]any{"items": items, "next_cursor": nil}
+	if page.Next != nil {
+		out["next_cursor"] = EncodeCursor(q.View, filter, *page.Next)
+	}
+	return ok(c, http.StatusOK, out)
+}

@@ -1,0 +1,128 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/labstack/echo/v4"
+)
+
+// ProblemBase prefixes the type of every problem this API answers with.
+const ProblemBase = "https://contactledger.dev/problems/"
+
+// statusOf is the one table from application error codes to HTTP statuses.
+var statusOf = map[contact.Code]int{
+	contact.CodeBadRequest:   http.StatusBadRequest,
+	contact.CodeInvalid:      http.StatusUnprocessableEntity,
+	contact.CodeNotFound:     http.StatusNotFound,
+	contact.CodeGone:         http.StatusGone,
+	contact.CodeConflict:     http.StatusConflict,
+	contact.CodeConcurrency:  http.StatusConflict, // 412 when the request carried If-Match
+	contact.CodeForbidden:    http.StatusForbidden,
+	contact.CodeUnauthorized: http.StatusUnauthorized,
+	contact.CodeTooLarge:     http.StatusRequestEntityTooLarge,
+	contact.CodeUnavailable:  http.StatusServiceUnavailable,
+}
+
+// Problem is an RFC 9457 problem detail.
+type Problem struct {
+	Type      string               `json:"type"`
+	Title     string               `json:"title"`
+	Status    int                  `json:"status"`
+	Detail    string               `json:"detail,omitempty"`
+	Code      string               `json:"code"`
+	Instance  string               `json:"instance,omitempty"`
+	RequestID string               `json:"request_id,omitempty"`
+	Errors    []contact.FieldError `json:"errors,omitempty"`
+	// Extra members of some problems.
+	TombstoneEventID string `json:"tombstone_event_id,omitempty"`
+	ErasedAt         string `json:"erased_at,omitempty"`
+	CurrentVersion   uint64 `json:"current_version,omitempty"`
+}
+
+func badRequest(reason, msg string) *contact.Error {
+	return &contact.Error{Code: contact.CodeBadRequest, Reason: reason, Message: msg}
+}
+
+// errorHandler answers every error as application/problem+json. Application
+// errors carry their code and safe message; echo's own errors (no route,
+// wrong method, body too large) are translated; anything else is a 500 whose
+// details are logged, never sent.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	p := Problem{RequestID: requestID(c), Instance: c.Request().URL.Path}
+	var (
+		appErr  *contact.Error
+		echoErr *echo.HTTPError
+	)
+	switch {
+	case errors.As(err, &appErr):
+		p.Status = statusOf[appErr.Code]
+		if p.Status == 0 {
+			p.Status = http.StatusInternalServerError
+		}
+		if appErr.Code == contact.CodeConcurrency && c.Request().Header.Get("If-Match") != "" {
+			p.Status = http.StatusPreconditionFailed
+		}
+		p.Code, p.Detail, p.Errors = appErr.Reason, appErr.Message, appErr.Fields
+		if appErr.Code == contact.CodeUnauthorized {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="contact-ledger"`)
+		}
+	case errors.As(err, &echoErr):
+		p.Status = echoErr.Code
+		switch echoErr.Code {
+		case http.StatusNotFound:
+			p.Code, p.Detail = "route-not-found", "no such endpoint; see /openapi.json"
+		case http.StatusMethodNotAllowed:
+			p.Code, p.Detail = "method-not-allowed", "this endpoint does not accept the method"
+		case http.StatusRequestEntityTooLarge:
+			p.Code, p.Detail = "body-too-large", "the request body is over the limit of 1 MiB"
+		case http.StatusServiceUnavailable:
+			p.Code, p.Detail = "timeout", "the request took too long"
+		default:
+			p.Code = "http-error"
+		}
+	case errors.Is(err, context.DeadlineExceeded):
+		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, "timeout", "the request took too long"
+	case errors.Is(err, context.Canceled):
+		p.Status, p.Code, p.Detail = 499, "client-closed-request", "the client went away"
+	default:
+		p.Status = http.StatusInternalServerError
+	}
+	if p.Status == http.StatusInternalServerError {
+		p.Code, p.Detail, p.Errors = "internal", "an internal error occurred; quote the request id to support", nil
+		s.log.ErrorContext(c.Request().Context(), "request failed", "request_id", p.RequestID, "route", c.Path(), "err", err)
+	}
+	if p.Code == "" {
+		p.Code = "error"
+	}
+	p.Type = ProblemBase + p.Code
+	p.Title = http.StatusText(p.Status)
+	if p.Title == "" {
+		p.Title = "Error"
+	}
+	var g *goneError
+	if errors.As(err, &g) {
+		p.TombstoneEventID, p.ErasedAt = g.eventID, g.at
+	}
+	if c.Request().Method == http.MethodHead {
+		c.NoContent(p.Status)
+		return
+	}
+	if err := writeJSON(c, p.Status, "application/problem+json", p); err != nil {
+		s.log.Warn("writing a problem failed", "request_id", p.RequestID, "err", err)
+	}
+}
+
+// goneError is the 410 of a purged contact, with its tombstone.
+type goneError struct {
+	err         *contact.Error
+	eventID, at string
+}
+
+func (g *goneError) Error() string { return g.err.Error() }
+func (g *goneError) Unwrap() error { return g.err }

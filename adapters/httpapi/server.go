@@ -1,0 +1,378 @@
+// Package httpapi is the HTTP adapter: JSON command and query endpoints under
+// /v1 with echo, bearer-token authentication, one permission table, and
+// application/problem+json errors.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/oklog/ulid/v2"
+)
+
+// Options configures a Server.
+type Options struct {
+	Logger *slog.Logger
+	// Ready reports whether the service can answer (stores reachable, projections running).
+	Ready func(ctx context.Context) error
+	// RequestTimeout bounds every request; 30s when zero.
+	RequestTimeout time.Duration
+}
+
+// Server is the HTTP API.
+type Server struct {
+	svc   *ledger.Service
+	log   *slog.Logger
+	ready func(ctx context.Context) error
+	echo  *echo.Echo
+	// routes lists every route with the operation it performs, for the
+	// permission table and the OpenAPI check.
+	routes []Route
+}
+
+// Route is one endpoint and the operation it performs.
+type Route struct {
+	Method, Path, Op string
+}
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 1 << 20
+
+// New returns the API over a service.
+func New(svc *ledger.Service, o Options) *Server {
+	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, echo: echo.New()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.ready == nil {
+		s.ready = func(context.Context) error { return nil }
+	}
+	timeout := o.RequestTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	e := s.echo
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(s.requestIDs, s.securityHeaders, s.accessLog, s.recoverPanics)
+	e.Use(middleware.BodyLimit("1M"))
+	e.Use(middleware.ContextTimeout(timeout))
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/openapi.json", s.openapi)
+
+	v1 := e.Group("/v1", s.authenticate)
+	s.handle(v1, http.MethodPost, "/contacts", "contacts.create", s.createContact)
+	s.handle(v1, http.MethodGet, "/contacts", "contacts.list", s.listContacts)
+	s.handle(v1, http.MethodGet, "/contacts/:id", "contacts.get", s.getContact)
+	s.handle(v1, http.MethodPatch, "/contacts/:id", "contacts.update", s.updateContact)
+	s.handle(v1, http.MethodDelete, "/contacts/:id", "contacts.trash", s.transition(ledger.Trash))
+	for _, t := range ledger.Transitions {
+		s.handle(v1, http.MethodPost, "/contacts/:id/"+string(t), "contacts."+string(t), s.transition(t))
+	}
+	s.handle(v1, http.MethodGet, "/contacts/:id/history", "contacts.history", s.history)
+	return s
+}
+
+// ServeHTTP serves a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Routes returns every authenticated route with its operation.
+func (s *Server) Routes() []Route { return slices.Clone(s.routes) }
+
+// Echo returns the underlying router, for tests that enumerate its routes.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+func (s *Server) handle(g *echo.Group, method, path, op string, h echo.HandlerFunc) {
+	if _, ok := Permissions[op]; !ok {
+		panic("httpapi: operation " + op + " has no entry in the permission table")
+	}
+	s.routes = append(s.routes, Route{Method: method, Path: "/v1" + path, Op: op})
+	g.Add(method, path, h, s.authorize(op))
+}
+
+// Permissions is the one permission table: which roles may perform each
+// operation. Policy-dependent rules (who may restore, whether purge is
+// allowed) are checked again by the domain against the workspace's policy.
+var Permissions = map[string][]contact.Role{
+	"contacts.create":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.update":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.archive":   {contact.RoleMember, contact.RoleAdmin},
+	"contacts.unarchive": {contact.RoleMember, contact.RoleAdmin},
+	"contacts.trash":     {contact.RoleMember, contact.RoleAdmin},
+	"contacts.restore":   {contact.RoleMember, contact.RoleAdmin},
+	"contacts.purge":     {contact.RoleAdmin},
+	"contacts.anonymize": {contact.RoleAdmin},
+	"contacts.list":      {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.get":       {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.history":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+}
+
+func principal(c echo.Context) ledger.Principal {
+	p, _ := c.Get("principal").(ledger.Principal)
+	return p
+}
+
+// authenticate resolves the bearer token to a principal, or answers 401.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get("Authorization")
+		scheme, token, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+			return ledger.ErrUnauthorized
+		}
+		p, err := s.svc.Authenticate(c.Request().Context(), strings.TrimSpace(token))
+		if err != nil {
+			return err
+		}
+		c.Set("principal", p)
+		return next(c)
+	}
+}
+
+// authorize answers 403 when the principal's role may not perform op.
+func (s *Server) authorize(op string) echo.MiddlewareFunc {
+	roles := Permissions[op]
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if !slices.Contains(roles, principal(c).Role) {
+				return contact.Errorf(contact.ErrRoleNotAllowed, "the %s role may not do %s", principal(c).Role, op)
+			}
+			return next(c)
+		}
+	}
+}
+
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// requestIDs gives every request an id: the client's X-Request-Id when it is
+// well formed, else a new ULID. It is returned as a header and becomes the
+// correlation id of the events the request causes.
+func (s *Server) requestIDs(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !requestIDPattern.MatchString(id) {
+			id = ulid.Make().String()
+		}
+		c.Set("request_id", id)
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+func requestID(c echo.Context) string { id, _ := c.Get("request_id").(string); return id }
+
+func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		return next(c)
+	}
+}
+
+// accessLog writes one line per request. It logs the route template, never
+// the raw path's query string or any body, so no personal data reaches the log.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		p := principal(c)
+		s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
+			slog.String("request_id", requestID(c)), slog.String("method", c.Request().Method),
+			slog.String("route", c.Path()), slog.String("contact", c.Param("id")),
+			slog.Int("status", c.Response().Status), slog.Duration("duration", time.Since(start)),
+			slog.String("token", p.TokenID), slog.String("workspace", p.Workspace))
+		return nil
+	}
+}
+
+// recoverPanics turns a panic into a logged 500.
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return next(c)
+	}
+}
+
+func writeJSON(c echo.Context, status int, contentType string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderContentType, contentType)
+	c.Response().WriteHeader(status)
+	_, err = c.Response().Write(append(b, '\n'))
+	return err
+}
+
+func ok(c echo.Context, status int, v any) error {
+	return writeJSON(c, status, echo.MIMEApplicationJSONCharsetUTF8, v)
+}
+
+// Limits on JSON documents, beyond the body size.
+const (
+	maxDepth  = 16
+	maxTokens = 100_000
+)
+
+// decode reads a JSON request body into dst: one JSON value, of a JSON
+// media type, no unknown fields, nesting at most maxDepth deep. An empty body
+// is allowed when allowEmpty is set (dst is left as it is).
+func decode(c echo.Context, dst any, allowEmpty bool) error {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &contact.Error{Code: contact.CodeTooLarge, Reason: "body-too-large", Message: "the request body is over the limit of 1 MiB"}
+	}
+	if err != nil {
+		return badRequest("unreadable-body", "the request body could not be read")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return badRequest("empty-body", "a JSON body is required")
+	}
+	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unsupported-media-type", Message: "send the body as application/json"}
+		}
+	}
+	return DecodeJSON(body, dst)
+}
+
+// DecodeJSON decodes one JSON document into dst under the API's rules. It
+// is the decoder of every command's body.
+func DecodeJSON(body []byte, dst any) error {
+	if err := checkShape(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("malformed-json", "the body must hold exactly one JSON value")
+	}
+	return nil
+}
+
+// checkShape rejects documents nested too deep or with too many tokens
+// before they are decoded.
+func checkShape(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	depth, tokens := 0, 0
+	for {
+		t, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return badRequest("malformed-json", "the body is not valid JSON")
+		}
+		if tokens++; tokens > maxTokens {
+			return &contact.Error{Code: contact.CodeTooLarge, Reason: "json-too-large", Message: "the JSON document has too many values"}
+		}
+		if d, ok := t.(json.Delim); ok {
+			if d == '{' || d == '[' {
+				if depth++; depth > maxDepth {
+					return badRequest("json-too-deep", fmt.Sprintf("the JSON document is nested deeper than %d levels", maxDepth))
+				}
+			} else {
+				depth--
+			}
+		}
+	}
+}
+
+func jsonError(err error) error {
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("malformed-json", "the body is not valid JSON")
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return badRequest("malformed-json", "the body must be a JSON object")
+		}
+		return contact.Invalid(contact.FieldError{Field: field, Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())})
+	}
+	// encoding/json reports unknown fields only in its message.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "unknown field " + name,
+			Fields: []contact.FieldError{{Field: strings.Trim(name, `"`), Message: "is not a field of this request"}}}
+	}
+	return badRequest("malformed-json", "the body does not match the expected JSON shape")
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "string"
+	case "slice", "array":
+		return "array"
+	case "map", "struct", "ptr":
+		return "object"
+	case "bool":
+		return "boolean"
+	}
+	return "number"
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return ok(c, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	if err := s.ready(c.Request().Context()); err != nil {
+		s.log.Warn("not ready", "err", err)
+		return ok(c, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+	}
+	return ok(c, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+//go:embed openapi.json
+var openapiJSON []byte
+
+// OpenAPI returns the OpenAPI 3 description of the API.
+func OpenAPI() []byte { return openapiJSON }
+
+func (s *Server) openapi(c echo.Context) error {
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapiJSON)
+}

@@ -1,0 +1,170 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/oklog/ulid/v2"
+)
+
+var _ contact.EventStore = (*Store)(nil)
+
+const eventColumns = `position, id, stream, version, type, time, workspace, actor, actor_role,
+	correlation_id, causation_id, schema, data, sealed, prev_hash, hash`
+
+// Append appends events to stream at the expected version, atomically.
+func (s *Store) Append(ctx context.Context, stream string, expected uint64, events []contact.Record) (contact.Position, error) {
+	if err := contact.Validate(stream, expected, events); err != nil {
+		return contact.Position{}, err
+	}
+	var last int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var cur uint64
+		var ws sql.NullString
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0), MIN(workspace) FROM events WHERE stream = ?`, stream).Scan(&cur, &ws); err != nil {
+			return fmt.Errorf("append to %s: %w", stream, err)
+		}
+		if cur != expected {
+			return contact.Errorf(contact.ErrConcurrency, "stream is at version %d, not %d", cur, expected)
+		}
+		if ws.Valid && ws.String != events[0].Workspace {
+			return contact.ErrNotFound
+		}
+		for _, e := range events {
+			res, err := tx.ExecContext(ctx, `INSERT INTO events (id, stream, version, type, time, workspace, actor, actor_role,
+				correlation_id, causation_id, schema, data, sealed, prev_hash, hash)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				e.ID[:], e.Stream, e.Version, e.Type, micros(e.Time), e.Workspace, e.Actor.Principal, string(e.Actor.Role),
+				e.CorrelationID, e.CausationID, e.Schema, e.Data, e.Sealed, e.PrevHash, e.Hash)
+			if err != nil {
+				return fmt.Errorf("append to %s: %w", stream, err)
+			}
+			if last, err = res.LastInsertId(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, s.notifyAppended)
+	if err != nil {
+		return contact.Position{}, err
+	}
+	return seq(last), nil
+}
+
+func seq(n int64) contact.Position { return contact.Position{Commit: uint64(n), Prepare: uint64(n)} }
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRecord(row scanner) (contact.Record, error) {
+	var (
+		r       contact.Record
+		pos     int64
+		id      []byte
+		t       int64
+		role    string
+		version int64
+	)
+	if err := row.Scan(&pos, &id, &r.Stream, &version, &r.Type, &t, &r.Workspace, &r.Actor.Principal, &role,
+		&r.CorrelationID, &r.CausationID, &r.Schema, &r.Data, &r.Sealed, &r.PrevHash, &r.Hash); err != nil {
+		return contact.Record{}, err
+	}
+	if len(id) != len(ulid.ULID{}) {
+		return contact.Record{}, fmt.Errorf("event at position %d has a malformed id", pos)
+	}
+	copy(r.ID[:], id)
+	r.Position, r.Version, r.Time, r.Actor.Role = seq(pos), uint64(version), fromMicros(t), contact.Role(role)
+	return r, nil
+}
+
+func collect(rows *sql.Rows, err error) ([]contact.Record, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []contact.Record
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ReadStream returns a stream's events in the workspace, in version order.
+func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]contact.Record, error) {
+	recs, err := collect(s.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE stream = ? AND workspace = ? ORDER BY version`, stream, workspace))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	if len(recs) == 0 {
+		return nil, contact.ErrNotFound
+	}
+	return recs, nil
+}
+
+// ReadAll returns up to limit events after from, in global order.
+func (s *Store) ReadAll(ctx context.Context, from contact.Position, limit int) ([]contact.Record, error) {
+	recs, err := collect(s.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE position > ? ORDER BY position LIMIT ?`, int64(from.Commit), limit))
+	if err != nil {
+		return nil, fmt.Errorf("read all from %s: %w", from, err)
+	}
+	return recs, nil
+}
+
+// Head returns the position of the newest event.
+func (s *Store) Head(ctx context.Context) (contact.Position, error) {
+	var n int64
+	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(position), 0) FROM events`).Scan(&n); err != nil {
+		return contact.Position{}, fmt.Errorf("head: %w", err)
+	}
+	return seq(n), nil
+}
+
+// subscribeBatch is how many events a subscriber gets at most at once.
+const subscribeBatch = 500
+
+// pollInterval is how often a subscriber looks for events appended by another process.
+const pollInterval = 200 * time.Millisecond
+
+// Subscribe delivers batches of events after from as they are committed,
+// woken by this process's appends and polling for other processes'.
+func (s *Store) Subscribe(ctx context.Context, from contact.Position, handle func(context.Context, []contact.Record) error) error {
+	for {
+		wake := s.appendedSignal()
+		recs, err := s.ReadAll(ctx, from, subscribeBatch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		if len(recs) > 0 {
+			if err := handle(ctx, recs); err != nil {
+				return err
+			}
+			from = recs[len(recs)-1].Position
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		case <-time.After(pollInterval):
+		case <-s.closed:
+			return errClosed
+		}
+	}
+}
+
+// isConstraint reports whether err is a uniqueness violation.
+func isConstraint(err error) bool {
+	var e interface{ Code() int }
+	// SQLITE_CONSTRAINT is 19; its extended codes keep 19 in the low byte.
+	return errors.As(err, &e) && e.Code()&0xff == 19
+}

@@ -1,0 +1,196 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+)
+
+var (
+	_ ledger.KeyStore  = (*Store)(nil)
+	_ ledger.Directory = (*Store)(nil)
+)
+
+// PutKey stores a new wrapped key.
+func (s *Store) PutKey(ctx context.Context, k ledger.KeyRow) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO data_keys (owner, workspace, key_id, kek_id, wrapped, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			k.Owner, k.Workspace, k.KeyID, k.KEKID, k.Wrapped, micros(k.CreatedAt))
+		if isConstraint(err) {
+			return contact.Errorf(contact.ErrAlreadyExists, "a key for this owner exists")
+		}
+		return err
+	}, nil)
+}
+
+// GetKeys returns the keys of owners in workspace; destroyed ones are absent.
+func (s *Store) GetKeys(ctx context.Context, workspace string, owners []string) (map[string]ledger.KeyRow, error) {
+	out := make(map[string]ledger.KeyRow, len(owners))
+	if len(owners) == 0 {
+		return out, nil
+	}
+	list, _ := json.Marshal(owners)
+	rows, err := s.r.QueryContext(ctx, `SELECT owner, key_id, kek_id, wrapped, created_at FROM data_keys
+		WHERE workspace = ? AND owner IN (SELECT value FROM json_each(?))`, workspace, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("get keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		k := ledger.KeyRow{Workspace: workspace}
+		var created int64
+		if err := rows.Scan(&k.Owner, &k.KeyID, &k.KEKID, &k.Wrapped, &created); err != nil {
+			return nil, err
+		}
+		k.CreatedAt = fromMicros(created)
+		out[k.Owner] = k
+	}
+	return out, rows.Err()
+}
+
+// DestroyKey deletes a key; secure_delete zeroes its bytes in the page.
+func (s *Store) DestroyKey(ctx context.Context, workspace, owner string) (bool, error) {
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner = ?`, workspace, owner)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	}, nil)
+	return n > 0, err
+}
+
+// CreateWorkspace stores a new workspace.
+func (s *Store) CreateWorkspace(ctx context.Context, w ledger.Workspace) error {
+	policy, err := json.Marshal(w.Policy.Settings())
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO workspaces (name, created_at, policy) VALUES (?, ?, ?)`, w.Name, micros(w.CreatedAt), string(policy))
+		if isConstraint(err) {
+			return ledger.ErrWorkspaceExists
+		}
+		return err
+	}, nil)
+}
+
+func scanWorkspace(row scanner) (ledger.Workspace, error) {
+	var (
+		w       ledger.Workspace
+		created int64
+		policy  string
+	)
+	if err := row.Scan(&w.Name, &created, &policy); err != nil {
+		return ledger.Workspace{}, err
+	}
+	var ps contact.PolicySettings
+	if err := json.Unmarshal([]byte(policy), &ps); err != nil {
+		return ledger.Workspace{}, fmt.Errorf("policy of %s: %w", w.Name, err)
+	}
+	p, err := ps.Policy()
+	if err != nil {
+		return ledger.Workspace{}, fmt.Errorf("policy of %s: %w", w.Name, err)
+	}
+	w.CreatedAt, w.Policy = fromMicros(created), p
+	return w, nil
+}
+
+// Workspace returns one workspace.
+func (s *Store) Workspace(ctx context.Context, name string) (ledger.Workspace, error) {
+	w, err := scanWorkspace(s.r.QueryRowContext(ctx, `SELECT name, created_at, policy FROM workspaces WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return ledger.Workspace{}, contact.ErrWorkspaceNotFound
+	}
+	return w, err
+}
+
+// Workspaces lists every workspace by name.
+func (s *Store) Workspaces(ctx context.Context) ([]ledger.Workspace, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, created_at, policy FROM workspaces ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ledger.Workspace
+	for rows.Next() {
+		w, err := scanWorkspace(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+// SavePolicy replaces a workspace's policy.
+func (s *Store) SavePolicy(ctx context.Context, name string, p contact.Policy) error {
+	policy, err := json.Marshal(p.Settings())
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE workspaces SET policy = ? WHERE name = ?`, string(policy), name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return contact.ErrWorkspaceNotFound
+		}
+		return nil
+	}, nil)
+}
+
+// CreateToken stores a token (its hash only).
+func (s *Store) CreateToken(ctx context.Context, t ledger.Token) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, workspace, role, hash, label, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			t.ID, t.Workspace, string(t.Role), t.Hash, t.Label, micros(t.CreatedAt))
+		return err
+	}, nil)
+}
+
+// Token returns a token by id.
+func (s *Store) Token(ctx context.Context, id string) (ledger.Token, error) {
+	var (
+		t       ledger.Token
+		role    string
+		created int64
+		revoked sql.NullInt64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT id, workspace, role, hash, label, created_at, revoked_at FROM tokens WHERE id = ?`, id).
+		Scan(&t.ID, &t.Workspace, &role, &t.Hash, &t.Label, &created, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ledger.Token{}, contact.Errorf(contact.ErrNotFound, "token not found")
+	}
+	if err != nil {
+		return ledger.Token{}, err
+	}
+	t.Role, t.CreatedAt = contact.Role(role), fromMicros(created)
+	if revoked.Valid {
+		t.RevokedAt = fromMicros(revoked.Int64)
+	}
+	return t, nil
+}
+
+// RevokeToken marks a token revoked.
+func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, micros(at), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return contact.Errorf(contact.ErrNotFound, "token not found")
+		}
+		return nil
+	}, nil)
+}

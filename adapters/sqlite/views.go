@@ -1,0 +1,265 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/projections"
+)
+
+var (
+	_ projections.Store = (*Store)(nil)
+	_ ledger.ReadModels = (*Store)(nil)
+)
+
+// viewTable returns the table of a view projection, refusing unknown names
+// (table names cannot be bound as parameters).
+func viewTable(name string) (string, error) {
+	if _, ok := ledger.Views[name]; !ok {
+		return "", fmt.Errorf("unknown view %q", name)
+	}
+	return "rm_" + name, nil
+}
+
+// viewDDL creates the table of one view.
+func viewDDL(table string) string {
+	return `CREATE TABLE IF NOT EXISTS ` + table + ` (
+		workspace   TEXT    NOT NULL,
+		id          TEXT    NOT NULL,
+		sort_at     INTEGER NOT NULL,
+		created_at  INTEGER NOT NULL,
+		version     INTEGER NOT NULL,
+		pos_commit  INTEGER NOT NULL,
+		pos_prepare INTEGER NOT NULL,
+		name        TEXT    NOT NULL,
+		email       TEXT    NOT NULL,
+		phone       TEXT    NOT NULL,
+		phone_norm  TEXT    NOT NULL,
+		email_bidx  TEXT    NOT NULL,
+		phone_bidx  TEXT    NOT NULL,
+		source      TEXT    NOT NULL,
+		tags        TEXT    NOT NULL,
+		trashed_at  INTEGER,
+		trashed_by  TEXT,
+		doc         TEXT    NOT NULL,
+		PRIMARY KEY (workspace, id)
+	) WITHOUT ROWID;
+	CREATE INDEX IF NOT EXISTS ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC);
+	CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> '';
+	CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> '';
+	CREATE INDEX IF NOT EXISTS ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;`
+}
+
+// EnsureViews creates the tables of the views that don't exist yet.
+func (s *Store) EnsureViews(ctx context.Context) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, n := range ledger.ViewNames {
+			t, _ := viewTable(n)
+			if _, err := tx.ExecContext(ctx, viewDDL(t)); err != nil {
+				return fmt.Errorf("create %s: %w", t, err)
+			}
+		}
+		return nil
+	}, nil)
+}
+
+// Checkpoint returns how far a projection has applied the log.
+func (s *Store) Checkpoint(ctx context.Context, projection string) (contact.Position, error) {
+	var p contact.Position
+	err := s.r.QueryRowContext(ctx, `SELECT commit_pos, prepare_pos FROM projections WHERE name = ?`, projection).Scan(&p.Commit, &p.Prepare)
+	if errors.Is(err, sql.ErrNoRows) {
+		return contact.Position{}, nil
+	}
+	return p, err
+}
+
+// Rows returns the current rows of refs in a view.
+func (s *Store) Rows(ctx context.Context, projection string, refs []projections.Ref) (map[contact.ID]projections.Row, error) {
+	table, err := viewTable(projection)
+	if err != nil {
+		return nil, err
+	}
+	byWS := map[string][]string{}
+	for _, r := range refs {
+		byWS[r.Workspace] = append(byWS[r.Workspace], r.ID.String())
+	}
+	out := map[contact.ID]projections.Row{}
+	for ws, ids := range byWS {
+		list, _ := json.Marshal(ids)
+		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, pos_commit, pos_prepare FROM `+table+`
+			WHERE workspace = ? AND id IN (SELECT value FROM json_each(?))`, ws, string(list))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var (
+				row    projections.Row
+				doc    string
+				sortAt int64
+			)
+			if err := rows.Scan(&doc, &sortAt, &row.EmailIndex, &row.PhoneIndex, &row.Position.Commit, &row.Position.Prepare); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if err := json.Unmarshal([]byte(doc), &row.Contact); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("row of %s: %w", projection, err)
+			}
+			row.SortAt = fromMicros(sortAt)
+			out[row.Contact.ID] = row
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Commit writes a projection batch and moves its checkpoint, atomically.
+func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
+	var table string
+	if b.Projection != projections.Erasure {
+		var err error
+		if table, err = viewTable(b.Projection); err != nil {
+			return err
+		}
+	}
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := moveCheckpoint(ctx, tx, b.Projection, b.From, b.To); err != nil {
+			return err
+		}
+		for _, r := range b.Upserts {
+			if err := upsertRow(ctx, tx, table, r); err != nil {
+				return err
+			}
+		}
+		for _, ref := range b.Deletes {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE workspace = ? AND id = ?`, ref.Workspace, ref.ID.String()); err != nil {
+				return err
+			}
+		}
+		for _, ref := range b.DestroyKeys {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner = ?`, ref.Workspace, ref.ID.String()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil)
+}
+
+func moveCheckpoint(ctx context.Context, tx *sql.Tx, name string, from, to contact.Position) error {
+	var cur contact.Position
+	err := tx.QueryRowContext(ctx, `SELECT commit_pos, prepare_pos FROM projections WHERE name = ?`, name).Scan(&cur.Commit, &cur.Prepare)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if cur != from {
+		return contact.Errorf(contact.ErrConcurrency, "projection %s is at %s, not %s", name, cur, from)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, updated_at = excluded.updated_at`,
+		name, to.Commit, to.Prepare, projections.Version, micros(nowUTC()))
+	return err
+}
+
+func upsertRow(ctx context.Context, tx *sql.Tx, table string, r projections.Row) error {
+	doc, err := json.Marshal(r.Contact)
+	if err != nil {
+		return err
+	}
+	tags, err := json.Marshal(r.Contact.Tags)
+	if err != nil {
+		return err
+	}
+	var trashedAt sql.NullInt64
+	var trashedBy sql.NullString
+	if r.Contact.TrashedAt != nil {
+		trashedAt = sql.NullInt64{Int64: micros(*r.Contact.TrashedAt), Valid: true}
+	}
+	if r.Contact.TrashedBy != nil {
+		trashedBy = sql.NullString{String: r.Contact.TrashedBy.Principal, Valid: true}
+	}
+	p := r.Contact.Personal
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
+		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Contact.Workspace, r.Contact.ID.String(), micros(r.SortAt), micros(r.Contact.CreatedAt), r.Contact.Version,
+		r.Position.Commit, r.Position.Prepare, p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),
+		r.EmailIndex, r.PhoneIndex, r.Contact.Source, string(tags), trashedAt, trashedBy, string(doc))
+	return err
+}
+
+// List returns one page of a view, newest first.
+func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem, error) {
+	table, err := viewTable(q.View)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		where = []string{"workspace = ?"}
+		args  = []any{q.Workspace}
+	)
+	if q.Q != "" {
+		lq := strings.ToLower(q.Q)
+		cond := "instr(lower(name), ?) > 0 OR instr(lower(email), ?) > 0 OR id = ?"
+		args = append(args, lq, lq, strings.ToUpper(q.Q))
+		if d := contact.NormalizePhone(q.Q); len(strings.TrimPrefix(d, "+")) >= 3 {
+			cond += " OR instr(phone_norm, ?) > 0"
+			args = append(args, strings.TrimPrefix(d, "+"))
+		}
+		where = append(where, "("+cond+")")
+	}
+	if q.EmailIndex != "" {
+		where, args = append(where, "email_bidx = ?"), append(args, q.EmailIndex)
+	}
+	if q.PhoneIndex != "" {
+		where, args = append(where, "phone_bidx = ?"), append(args, q.PhoneIndex)
+	}
+	if q.Tag != "" {
+		where, args = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"), append(args, q.Tag)
+	}
+	if q.DeletedBy != "" {
+		where, args = append(where, "trashed_by = ?"), append(args, q.DeletedBy)
+	}
+	if !q.DeletedAfter.IsZero() {
+		where, args = append(where, "trashed_at >= ?"), append(args, micros(q.DeletedAfter))
+	}
+	if !q.DeletedBefore.IsZero() {
+		where, args = append(where, "trashed_at < ?"), append(args, micros(q.DeletedBefore))
+	}
+	if q.After != nil {
+		at := micros(q.After.SortAt)
+		where, args = append(where, "(sort_at < ? OR (sort_at = ? AND id < ?))"), append(args, at, at, q.After.ID)
+	}
+	args = append(args, q.Limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at FROM `+table+` WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY sort_at DESC, id DESC LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", q.View, err)
+	}
+	defer rows.Close()
+	var out []ledger.ListItem
+	for rows.Next() {
+		var (
+			it     ledger.ListItem
+			doc    string
+			sortAt int64
+		)
+		if err := rows.Scan(&doc, &sortAt); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(doc), &it.Contact); err != nil {
+			return nil, fmt.Errorf("row of %s: %w", q.View, err)
+		}
+		it.SortAt = fromMicros(sortAt)
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}

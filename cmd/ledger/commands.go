@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/contactledger/ledger/adapters/httpapi"
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// NewRootCommand returns the ledger command with every subcommand.
+func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ledger",
+		Short:         "An event-sourced ledger of a workspace's contacts, with crypto-shredding",
+		SilenceUsage:  true,
+		SilenceErrors: false,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cfg := DefaultConfig()
+	pf := root.PersistentFlags()
+	pf.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory of the embedded store and local keys (LEDGER_DATA_DIR)")
+	pf.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (LEDGER_LOG_LEVEL)")
+	pf.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto (text on a terminal, else JSON), json or text (LEDGER_LOG_FORMAT)")
+	pf.StringVar(&cfg.KEKURL, "kek-url", cfg.KEKURL, "key service that wraps data keys, e.g. awskms://..., hashivault://...; empty: local keys in <data-dir>/keys (LEDGER_KEK_URL)")
+
+	newMain := func() *Main {
+		m := NewMain()
+		m.Config, m.Stdout, m.Stderr = cfg, stdout, stderr
+		return m
+	}
+	// withMain opens the data directory for a command that works on it directly.
+	withMain := func(run func(ctx context.Context, m *Main, args []string) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			m := newMain()
+			if err := m.Open(cmd.Context()); err != nil {
+				return err
+			}
+			defer m.Close()
+			return run(cmd.Context(), m, args)
+		}
+	}
+
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the HTTP API (creates the default workspace and an admin token on first start)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m := newMain()
+			if err := m.Run(cmd.Context()); err != nil {
+				m.Close()
+				return err
+			}
+			<-cmd.Context().Done()
+			m.log.Info("shutting down")
+			return m.Close()
+		},
+	}
+	serve.Flags().StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on (LEDGER_ADDR)")
+
+	var (
+		workspace string
+		asJSON    bool
+	)
+	replay := &cobra.Command{
+		Use:   "replay <contact-id>",
+		Short: "Print a contact's events from the log: personal fields while the key exists, shredded after",
+		Args:  cobra.ExactArgs(1),
+		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
+			id, err := contact.ParseID(args[0])
+			if err != nil {
+				return err
+			}
+			entries, err := m.Svc.History(ctx, workspace, id)
+			if err != nil {
+				return fmt.Errorf("contact %s in workspace %s: %w", id, workspace, err)
+			}
+			events := httpapi.HistoryJSON(entries)
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				for _, e := range events {
+					if err := enc.Encode(e); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tPOSITION\tTIME\tTYPE\tACTOR\tDATA\tPERSONAL")
+			for _, e := range events {
+				personal := "-"
+				switch {
+				case e.Shredded:
+					personal = "[shredded]"
+				case e.Personal != nil:
+					personal = string(e.Personal)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s (%s)\t%s\t%s\n", e.Version, e.Position, e.Time.Format("2006-01-02T15:04:05.000000Z"),
+					e.Type, e.Actor.Principal, e.Actor.Role, string(e.Data), personal)
+			}
+			return tw.Flush()
+		}),
+	}
+	replay.Flags().StringVar(&workspace, "workspace", "default", "workspace the contact belongs to")
+	replay.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per event")
+
+	versionCmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			v := version
+			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" {
+				for _, s := range bi.Settings {
+					if s.Key == "vcs.revision" {
+						v += "+" + s.Value
+					}
+				}
+				v += " (" + bi.GoVersion + ")"
+			}
+			fmt.Fprintln(stdout, "ledger", v)
+		},
+	}
+
+	workspaces := &cobra.Command{Use: "workspaces", Short: "Manage workspaces"}
+	workspaces.AddCommand(&cobra.Command{
+		Use:   "create <name>",
+		Short: "Create a workspace with the default policy",
+		Args:  cobra.ExactArgs(1),
+		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
+			w, err := m.Svc.CreateWorkspace(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "Created workspace %q. Create its first token with: ledger tokens create --workspace %s --role admin\n", w.Name, w.Name)
+			return nil
+		}),
+	}, &cobra.Command{
+		Use:   "list",
+		Short: "List workspaces",
+		Args:  cobra.NoArgs,
+		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
+			ws, err := m.Svc.Directory().Workspaces(ctx)
+			if err != nil {
+				return err
+			}
+			for _, w := range ws {
+				fmt.Fprintln(stdout, w.Name)
+			}
+			return nil
+		}),
+	})
+
+	var role, label string
+	tokens := &cobra.Command{Use: "tokens", Short: "Manage API tokens"}
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a token and print it once (only its hash is stored)",
+		Args:  cobra.NoArgs,
+		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
+			r, err := contact.ParseRole(role)
+			if err != nil {
+				return err
+			}
+			secret, t, err := m.Svc.CreateToken(ctx, workspace, r, label)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "Created token %s (%s in %s). It is shown only now:\n", t.ID, t.Role, t.Workspace)
+			fmt.Fprintln(stdout, secret)
+			return nil
+		}),
+	}
+	create.Flags().StringVar(&workspace, "workspace", "default", "workspace the token belongs to")
+	create.Flags().StringVar(&role, "role", "member", "member, admin, auditor or operator")
+	create.Flags().StringVar(&label, "label", "", "a note for whom or what the token is (no personal data)")
+	tokens.AddCommand(create, &cobra.Command{
+		Use:   "revoke <token-id>",
+		Short: "Revoke a token: requests with it fail from now on",
+		Args:  cobra.ExactArgs(1),
+		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
+			id := args[0]
+			if !strings.HasPrefix(id, "tok_") {
+				id = "tok_" + id
+			}
+			if err := m.Svc.RevokeToken(ctx, id); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "Revoked %s.\n", id)
+			return nil
+		}),
+	})
+
+	root.AddCommand(serve, replay, versionCmd, workspaces, tokens)
+	return root
+}

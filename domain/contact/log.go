@@ -1,0 +1,154 @@
+package contact
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Position is a place in the global log. Stores that number their events
+// with one sequence use Commit == Prepare; PostgreSQL orders by (transaction,
+// sequence) and EventStoreDB by (commit, prepare). The zero Position is the
+// start of the log, before the first event.
+type Position struct {
+	Commit  uint64
+	Prepare uint64
+}
+
+// Less reports whether p comes before q in the log.
+func (p Position) Less(q Position) bool {
+	return p.Commit < q.Commit || (p.Commit == q.Commit && p.Prepare < q.Prepare)
+}
+
+// IsZero reports whether p is the start of the log.
+func (p Position) IsZero() bool { return p == Position{} }
+
+// String encodes p: "<n>" when both parts are equal, else "<commit>-<prepare>".
+// Clients treat it as an opaque token.
+func (p Position) String() string {
+	if p.Commit == p.Prepare {
+		return strconv.FormatUint(p.Commit, 10)
+	}
+	return strconv.FormatUint(p.Commit, 10) + "-" + strconv.FormatUint(p.Prepare, 10)
+}
+
+// ParsePosition parses the form String returns. The empty string is the start of the log.
+func ParsePosition(s string) (Position, error) {
+	if s == "" {
+		return Position{}, nil
+	}
+	bad := Invalid(FieldError{Field: "position", Message: "is not a position returned by this service"})
+	c, p, two := strings.Cut(s, "-")
+	commit, err := strconv.ParseUint(c, 10, 64)
+	if err != nil {
+		return Position{}, bad
+	}
+	prepare := commit
+	if two {
+		if prepare, err = strconv.ParseUint(p, 10, 64); err != nil {
+			return Position{}, bad
+		}
+	}
+	return Position{Commit: commit, Prepare: prepare}, nil
+}
+
+// MarshalText encodes the position as String does.
+func (p Position) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText parses the form String returns.
+func (p *Position) UnmarshalText(b []byte) error {
+	v, err := ParsePosition(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// Record is an event as the log stores it: the envelope, the clear payload
+// and the sealed personal blob.
+type Record struct {
+	ID            ulid.ULID
+	Stream        string
+	Version       uint64 // 1 for the first event of a stream
+	Position      Position
+	Type          string
+	Time          time.Time // UTC, microsecond precision
+	Workspace     string
+	Actor         Actor
+	CorrelationID string
+	CausationID   string
+	Schema        int
+	Data          []byte // clear, non-personal JSON payload
+	Sealed        []byte // personal fields sealed under the contact's data key, or nil
+	PrevHash      []byte // Hash of the previous event of the stream (empty for the first)
+	Hash          []byte // ChainHash(PrevHash, this record)
+}
+
+// ChainHash returns the hash that links r to its predecessor: SHA-256 over
+// the predecessor's hash and every stored byte of r (ciphertext included, so
+// destroying a key never breaks the chain). Position and Hash are not covered:
+// the store assigns the first, and the second is the result.
+func ChainHash(prev []byte, r Record) []byte {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field(prev)
+	field(r.ID[:])
+	field([]byte(r.Stream))
+	field(binary.BigEndian.AppendUint64(nil, r.Version))
+	field([]byte(r.Type))
+	field(binary.BigEndian.AppendUint64(nil, uint64(r.Time.UnixMicro())))
+	field([]byte(r.Workspace))
+	field([]byte(r.Actor.Principal))
+	field([]byte(r.Actor.Role))
+	field([]byte(r.CorrelationID))
+	field([]byte(r.CausationID))
+	field(binary.BigEndian.AppendUint64(nil, uint64(r.Schema)))
+	field(r.Data)
+	field(r.Sealed)
+	return h.Sum(nil)
+}
+
+// EventStore is the port of the log.
+type EventStore interface {
+	// Append appends events to stream if the stream's current version is
+	// expected (0: the stream must not exist yet), atomically: all or none.
+	// The records carry their versions; the store assigns positions and
+	// returns the position of the last one. Errors: ErrConcurrency.
+	Append(ctx context.Context, stream string, expected uint64, events []Record) (Position, error)
+	// ReadStream returns the events of stream in the given workspace, in
+	// version order. Errors: ErrNotFound when the workspace has no such stream.
+	ReadStream(ctx context.Context, workspace, stream string) ([]Record, error)
+	// ReadAll returns up to limit events after position from, in global order.
+	ReadAll(ctx context.Context, from Position, limit int) ([]Record, error)
+	// Subscribe calls handle with batches of events after from, in global
+	// order, as they are committed, until ctx ends or handle fails. It
+	// returns handle's error, or ctx's.
+	Subscribe(ctx context.Context, from Position, handle func(context.Context, []Record) error) error
+	// Head returns the position of the newest event (the zero Position for an empty log).
+	Head(ctx context.Context) (Position, error)
+}
+
+// Validate checks that a batch of records can be appended to stream after version expected.
+func Validate(stream string, expected uint64, events []Record) error {
+	if len(events) == 0 {
+		return fmt.Errorf("append to %s: no events", stream)
+	}
+	for i, e := range events {
+		if e.Stream != stream || e.Version != expected+uint64(i)+1 {
+			return fmt.Errorf("append to %s: event %d has stream %s version %d", stream, i, e.Stream, e.Version)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package contact
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+)
+
+// Role is what a caller may do in a workspace.
+type Role string
+
+// The roles. RoleSystem is the ledger itself (the retention sweeper, jobs); no
+// token can carry it.
+const (
+	RoleMember   Role = "member"
+	RoleAdmin    Role = "admin"
+	RoleAuditor  Role = "auditor"
+	RoleOperator Role = "operator"
+	RoleSystem   Role = "system"
+)
+
+// ParseRole parses one of the roles a token can carry.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleMember, RoleAdmin, RoleAuditor, RoleOperator:
+		return r, nil
+	}
+	return "", Invalid(FieldError{Field: "role", Message: "must be member, admin, auditor or operator"})
+}
+
+// Actor is who caused an event: a principal (a token id, or system:<name>) and its role.
+type Actor struct {
+	Principal string `json:"principal"`
+	Role      Role   `json:"role"`
+}
+
+// System returns the actor for work the ledger does on its own, such as retention.
+func System(name string) Actor { return Actor{Principal: "system:" + name, Role: RoleSystem} }
+
+// PolicySettings are the editable settings of a workspace's policy. Turn them
+// into a Policy with Policy(), which validates them.
+type PolicySettings struct {
+	RetentionDays             int      `json:"retention_days"`
+	RequireArchiveBeforeTrash bool     `json:"require_archive_before_trash"`
+	RestoreRole               Role     `json:"restore_role"`
+	PurgeAllowed              bool     `json:"purge_allowed"`
+	ProtectedSources          []string `json:"protected_sources"`
+}
+
+// Policy is a workspace's validated deletion policy.
+type Policy struct{ s PolicySettings }
+
+// MaxRetentionDays bounds how long a contact may stay in trash.
+const MaxRetentionDays = 3650
+
+var sourcePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,31}$`)
+
+// DefaultPolicy is the policy of a new workspace: 30 days in trash, trash
+// straight from active, members may restore, purge allowed, and contacts
+// synced from the CRM are protected from deletion.
+func DefaultPolicy() Policy {
+	return Policy{PolicySettings{RetentionDays: 30, RestoreRole: RoleMember, PurgeAllowed: true, ProtectedSources: []string{"crm"}}}
+}
+
+// Policy validates the settings. RetentionDays of 0 turns automatic purge off.
+func (s PolicySettings) Policy() (Policy, error) {
+	var errs []FieldError
+	if s.RetentionDays < 0 || s.RetentionDays > MaxRetentionDays {
+		errs = append(errs, FieldError{"retention_days", fmt.Sprintf("must be between 0 (never purge automatically) and %d", MaxRetentionDays)})
+	}
+	if s.RestoreRole != RoleMember && s.RestoreRole != RoleAdmin {
+		errs = append(errs, FieldError{"restore_role", "must be member or admin"})
+	}
+	if len(s.ProtectedSources) > 50 {
+		errs = append(errs, FieldError{"protected_sources", "at most 50 sources"})
+	}
+	srcs := make([]string, 0, len(s.ProtectedSources))
+	for _, src := range s.ProtectedSources {
+		if !sourcePattern.MatchString(src) {
+			errs = append(errs, FieldError{"protected_sources", "each source is 1-32 characters of a-z, 0-9, '_', '.', '-'"})
+			break
+		}
+		srcs = append(srcs, src)
+	}
+	if len(errs) > 0 {
+		return Policy{}, Invalid(errs...)
+	}
+	slices.Sort(srcs)
+	s.ProtectedSources = slices.Compact(srcs)
+	return Policy{s}, nil
+}
+
+// Settings returns a copy of the policy's settings.
+func (p Policy) Settings() PolicySettings {
+	s := p.s
+	s.ProtectedSources = slices.Clone(p.s.ProtectedSources)
+	if s.ProtectedSources == nil {
+		s.ProtectedSources = []string{}
+	}
+	return s
+}
+
+// RetentionDays is how many days a contact stays in trash before it is purged automatically; 0 means never.
+func (p Policy) RetentionDays() int { return p.s.RetentionDays }
+
+// Protects reports whether contacts from source system src cannot be trashed.
+func (p Policy) Protects(src string) bool {
+	return src != "" && slices.Contains(p.s.ProtectedSources, src)
+}
+
+// MayRestore reports whether role may restore contacts from trash.
+func (p Policy) MayRestore(r Role) bool {
+	switch r {
+	case RoleAdmin, RoleSystem:
+		return true
+	case RoleMember:
+		return p.s.RestoreRole == RoleMember
+	}
+	return false
+}

@@ -1,0 +1,90 @@
+package ledger
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
+	"github.com/oklog/ulid/v2"
+)
+
+// Meta is who runs a command and in which context.
+type Meta struct {
+	Actor         contact.Actor
+	CorrelationID string // the request id, or a job id
+	CausationID   string // what caused this command, when not the request itself
+	// IfMatch, when set, is the version the caller last saw: the command
+	// fails with ErrConcurrency unless the contact is still at it.
+	IfMatch *uint64
+}
+
+// seal turns a contact's recorded changes into log records, sealing each
+// personal part under the contact's key and chaining each record to the one before.
+func seal(key ContactKey, stream, workspace string, meta Meta, after uint64, prevHash []byte, changes []contact.Change) ([]contact.Record, error) {
+	out := make([]contact.Record, 0, len(changes))
+	for i, ch := range changes {
+		enc, err := contact.Encode(ch.Event)
+		if err != nil {
+			return nil, err
+		}
+		r := contact.Record{
+			ID: ulid.Make(), Stream: stream, Version: after + uint64(i) + 1, Type: enc.Type,
+			Time: ch.At.UTC().Truncate(time.Microsecond), Workspace: workspace, Actor: ch.By,
+			CorrelationID: meta.CorrelationID, CausationID: meta.CausationID, Schema: enc.Schema, Data: enc.Data,
+		}
+		if r.CausationID == "" {
+			r.CausationID = meta.CorrelationID
+		}
+		if enc.Personal != nil {
+			if key.Destroyed {
+				return nil, fmt.Errorf("seal %s of %s: the data key is destroyed", enc.Type, stream)
+			}
+			if r.Sealed, err = shred.Seal(key.Key, stream, r.ID[:], enc.Personal); err != nil {
+				return nil, err
+			}
+		}
+		r.PrevHash = prevHash
+		r.Hash = contact.ChainHash(prevHash, r)
+		prevHash = r.Hash
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// open decodes one stream's records into envelopes, reading personal parts
+// with the contact's key, or as shredded when it is destroyed.
+func open(key ContactKey, recs []contact.Record) ([]contact.Envelope, error) {
+	out := make([]contact.Envelope, 0, len(recs))
+	for _, r := range recs {
+		e, err := openOne(key, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// OpenRecord decodes one record with its contact's key.
+func OpenRecord(key ContactKey, r contact.Record) (contact.Envelope, error) { return openOne(key, r) }
+
+func openOne(key ContactKey, r contact.Record) (contact.Envelope, error) {
+	var personal []byte
+	shredded := false
+	if r.Sealed != nil {
+		if key.Destroyed {
+			shredded = true
+		} else {
+			var err error
+			if personal, err = shred.Open(key.Key, r.Stream, r.ID[:], r.Sealed); err != nil {
+				return contact.Envelope{}, fmt.Errorf("open %s v%d: %w", r.Stream, r.Version, err)
+			}
+		}
+	}
+	ev, err := contact.Decode(r.Type, r.Schema, r.Data, personal, shredded)
+	if err != nil {
+		return contact.Envelope{}, fmt.Errorf("decode %s v%d: %w", r.Stream, r.Version, err)
+	}
+	return contact.Envelope{EventID: r.ID, Version: r.Version, At: r.Time, By: r.Actor, Workspace: r.Workspace, Event: ev}, nil
+}

@@ -1,0 +1,120 @@
+// Package ledger is the application layer: it loads contacts from the log,
+// runs their commands, seals their personal data, appends the events and
+// answers queries. It talks to storage only through the ports below and
+// contact.EventStore.
+package ledger
+
+import (
+	"context"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+)
+
+// KeyRow is a data key as the key vault stores it: wrapped by a key-encryption key.
+type KeyRow struct {
+	Owner     string // a contact id, or "bidx:" + workspace for a blind-index key
+	Workspace string
+	KeyID     string
+	KEKID     string
+	Wrapped   []byte
+	CreatedAt time.Time
+}
+
+// KeyStore is the key-vault part of the state store.
+type KeyStore interface {
+	// PutKey stores a new key. Errors: contact.ErrAlreadyExists when the owner has one.
+	PutKey(ctx context.Context, k KeyRow) error
+	// GetKeys returns the keys of the given owners in workspace; destroyed or
+	// unknown ones are absent from the map.
+	GetKeys(ctx context.Context, workspace string, owners []string) (map[string]KeyRow, error)
+	// DestroyKey deletes the owner's key; it reports whether there was one.
+	DestroyKey(ctx context.Context, workspace, owner string) (bool, error)
+}
+
+// KeyWrapper wraps data keys with the key-encryption key of a key service.
+type KeyWrapper interface {
+	// Wrap encrypts a data key under the current key-encryption key and names it.
+	Wrap(ctx context.Context, plaintext []byte) (kekID string, wrapped []byte, err error)
+	// Unwrap decrypts a data key wrapped under the named key-encryption key.
+	Unwrap(ctx context.Context, kekID string, wrapped []byte) ([]byte, error)
+}
+
+// Workspace is a tenant: it owns contacts, tokens and a policy.
+type Workspace struct {
+	Name      string
+	CreatedAt time.Time
+	Policy    contact.Policy
+}
+
+// Token is an API credential. Only the hash of its secret is stored.
+type Token struct {
+	ID        string
+	Workspace string
+	Role      contact.Role
+	Hash      []byte
+	Label     string
+	CreatedAt time.Time
+	RevokedAt time.Time
+}
+
+// Directory keeps workspaces, their policies and tokens.
+type Directory interface {
+	// CreateWorkspace stores a new workspace. Errors: ErrWorkspaceExists.
+	CreateWorkspace(ctx context.Context, w Workspace) error
+	// Workspace returns one workspace. Errors: contact.ErrWorkspaceNotFound.
+	Workspace(ctx context.Context, name string) (Workspace, error)
+	// Workspaces lists every workspace by name.
+	Workspaces(ctx context.Context) ([]Workspace, error)
+	// SavePolicy replaces a workspace's policy. Errors: contact.ErrWorkspaceNotFound.
+	SavePolicy(ctx context.Context, name string, p contact.Policy) error
+	// CreateToken stores a new token.
+	CreateToken(ctx context.Context, t Token) error
+	// Token returns a token by id, revoked or not. Errors: contact.ErrNotFound.
+	Token(ctx context.Context, id string) (Token, error)
+	// RevokeToken marks a token revoked. Errors: contact.ErrNotFound.
+	RevokeToken(ctx context.Context, id string, at time.Time) error
+}
+
+// ErrWorkspaceExists is returned when creating a workspace whose name is taken.
+var ErrWorkspaceExists = &contact.Error{Code: contact.CodeConflict, Reason: "workspace-exists", Message: "a workspace with this name already exists"}
+
+// Cursor is a place in a view's order (newest first), for keyset pagination.
+type Cursor struct {
+	SortAt time.Time
+	ID     string
+}
+
+// ListQuery selects one page of a view. Empty fields don't filter.
+type ListQuery struct {
+	Workspace     string
+	View          string
+	Q             string // name, email or phone contains; or the exact id
+	EmailIndex    string // blind index of an exact email
+	PhoneIndex    string // blind index of an exact phone
+	Tag           string
+	DeletedBy     string
+	DeletedAfter  time.Time
+	DeletedBefore time.Time
+	After         *Cursor
+	Limit         int
+}
+
+// ListItem is one contact of a view, with its place in the view's order.
+type ListItem struct {
+	Contact contact.Snapshot
+	SortAt  time.Time
+}
+
+// ReadModels answers queries from the projections' views.
+type ReadModels interface {
+	// List returns up to q.Limit items after q.After, newest first.
+	List(ctx context.Context, q ListQuery) ([]ListItem, error)
+}
+
+// Progress tells how far projections are, so that queries can wait to read their own writes.
+type Progress interface {
+	// WaitFor returns when projection has applied every event up to pos, or
+	// fails with a contact.CodeUnavailable error when that takes too long.
+	WaitFor(ctx context.Context, projection string, pos contact.Position) error
+}

@@ -1,0 +1,402 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
+)
+
+// Views maps each view of the API to the lifecycle state it shows. Each view
+// is kept by the projection of the same name.
+var Views = map[string]contact.State{
+	"active":     contact.StateActive,
+	"archived":   contact.StateArchived,
+	"trash":      contact.StateTrashed,
+	"anonymized": contact.StateAnonymized,
+}
+
+// ViewNames lists the views in a stable order.
+var ViewNames = []string{"active", "archived", "trash", "anonymized"}
+
+// Options wires a Service.
+type Options struct {
+	Events    contact.EventStore
+	Vault     *Vault
+	Directory Directory
+	Views     ReadModels
+	Progress  Progress
+	// AfterErasure runs after a data key is destroyed, to reach the store's
+	// own copies of deleted bytes (PostgreSQL vacuums, SQLite checkpoints its WAL).
+	AfterErasure func(ctx context.Context) error
+	Now          func() time.Time
+	Logger       *slog.Logger
+}
+
+// Service runs commands and queries on contacts.
+type Service struct {
+	events       contact.EventStore
+	vault        *Vault
+	dir          Directory
+	views        ReadModels
+	progress     Progress
+	afterErasure func(ctx context.Context) error
+	clock        func() time.Time
+	log          *slog.Logger
+}
+
+// New returns a Service.
+func New(o Options) *Service {
+	s := &Service{
+		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views,
+		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger,
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// Vault returns the service's key vault.
+func (s *Service) Vault() *Vault { return s.vault }
+
+// Directory returns the service's directory of workspaces and tokens.
+func (s *Service) Directory() Directory { return s.dir }
+
+// Events returns the log.
+func (s *Service) Events() contact.EventStore { return s.events }
+
+func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+// View is a contact as queries show it.
+type View struct {
+	contact.Snapshot
+	// PurgeAfter is when retention will purge a trashed contact, under the current policy.
+	PurgeAfter *time.Time
+	// Position is the position of the contact's newest event.
+	Position contact.Position
+}
+
+// Result is what a command did: the contact after it, its new version and
+// the global position of its last event.
+type Result struct {
+	Contact  View
+	Version  uint64
+	Position contact.Position
+	// EventID is the id of the last event the command appended, or "" when it changed nothing.
+	EventID string
+}
+
+type loaded struct {
+	c    *contact.Contact
+	recs []contact.Record
+	key  ContactKey
+}
+
+func (s *Service) load(ctx context.Context, workspace string, id contact.ID) (loaded, error) {
+	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
+	if err != nil {
+		return loaded{}, err
+	}
+	key, err := s.vault.ContactKey(ctx, workspace, id)
+	if err != nil {
+		return loaded{}, err
+	}
+	envs, err := open(key, recs)
+	if err != nil {
+		return loaded{}, err
+	}
+	c, err := contact.Replay(id, envs)
+	if err != nil {
+		return loaded{}, err
+	}
+	return loaded{c: c, recs: recs, key: key}, nil
+}
+
+func (s *Service) policy(ctx context.Context, workspace string) (contact.Policy, error) {
+	w, err := s.dir.Workspace(ctx, workspace)
+	if err != nil {
+		return contact.Policy{}, err
+	}
+	return w.Policy, nil
+}
+
+func (s *Service) view(c *contact.Contact, p contact.Policy, pos contact.Position) View {
+	v := View{Snapshot: c.Snapshot(), Position: pos}
+	if days := p.RetentionDays(); c.State() == contact.StateTrashed && days > 0 {
+		t := c.TrashedAt().AddDate(0, 0, days)
+		v.PurgeAfter = &t
+	}
+	return v
+}
+
+// maxAttempts bounds how often a command without If-Match is retried after
+// losing a race: it is rerun on the fresh state, so a retry is as correct as
+// the first try.
+const maxAttempts = 5
+
+// execute loads a contact, runs a command on it and appends what it records.
+func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, meta Meta, cmd func(l loaded, p contact.Policy, now time.Time) error) (Result, error) {
+	for attempt := 1; ; attempt++ {
+		l, err := s.load(ctx, workspace, id)
+		if err != nil {
+			return Result{}, err
+		}
+		if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
+			return Result{}, contact.Errorf(contact.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
+		}
+		p, err := s.policy(ctx, workspace)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := cmd(l, p, s.now()); err != nil {
+			return Result{}, err
+		}
+		last := l.recs[len(l.recs)-1]
+		changes := l.c.Changes()
+		if len(changes) == 0 {
+			return Result{Contact: s.view(l.c, p, last.Position), Version: l.c.Version(), Position: last.Position}, nil
+		}
+		recs, err := seal(l.key, id.Stream(), workspace, meta, l.c.Saved(), last.Hash, changes)
+		if err != nil {
+			return Result{}, err
+		}
+		pos, err := s.events.Append(ctx, id.Stream(), l.c.Saved(), recs)
+		if errors.Is(err, contact.ErrConcurrency) && meta.IfMatch == nil && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		v := s.view(l.c, p, pos)
+		lastID := recs[len(recs)-1].ID.String()
+		if v.Tombstone != nil {
+			t := *v.Tombstone
+			t.EventID = lastID
+			v.Tombstone = &t
+		}
+		return Result{Contact: v, Version: l.c.Version(), Position: pos, EventID: lastID}, nil
+	}
+}
+
+// Create creates a contact with a fresh data key.
+func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d contact.Draft) (Result, error) {
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	id, now := contact.NewID(), s.now()
+	c, err := contact.Create(id, workspace, d, meta.Actor, now)
+	if err != nil {
+		return Result{}, err
+	}
+	k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
+	if err != nil {
+		return Result{}, err
+	}
+	recs, err := seal(ContactKey{Key: k, KeyID: keyID}, id.Stream(), workspace, meta, 0, nil, c.Changes())
+	if err != nil {
+		return Result{}, err
+	}
+	pos, err := s.events.Append(ctx, id.Stream(), 0, recs)
+	if err != nil {
+		if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
+			s.log.Warn("cannot remove the key of a contact that was not created", "contact", id.String(), "err", derr)
+		}
+		return Result{}, err
+	}
+	return Result{Contact: s.view(c, p, pos), Version: c.Version(), Position: pos, EventID: recs[0].ID.String()}, nil
+}
+
+// Update changes personal fields of an active contact.
+func (s *Service) Update(ctx context.Context, workspace string, id contact.ID, meta Meta, p contact.Patch) (Result, error) {
+	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		return l.c.Update(p, meta.Actor, now)
+	})
+}
+
+// Transition names a lifecycle command that takes only a reason.
+type Transition string
+
+// The lifecycle transitions.
+const (
+	Archive   Transition = "archive"
+	Unarchive Transition = "unarchive"
+	Trash     Transition = "trash"
+	Restore   Transition = "restore"
+	Purge     Transition = "purge"
+	Anonymize Transition = "anonymize"
+)
+
+// Transitions lists every transition.
+var Transitions = []Transition{Archive, Unarchive, Trash, Restore, Purge, Anonymize}
+
+// Erasing reports whether t destroys the contact's key.
+func (t Transition) Erasing() bool { return t == Purge || t == Anonymize }
+
+// TransitionInput is the input of a lifecycle command.
+type TransitionInput struct {
+	Reason string
+	// Request references the request behind an erasure (a ticket, a data subject request).
+	Request string
+	// Trigger is what caused an erasure; TriggerRequest when empty.
+	Trigger contact.Trigger
+}
+
+// Transition runs a lifecycle command. Purge and anonymize destroy the
+// contact's data key once the tombstone is in the log.
+func (s *Service) Transition(ctx context.Context, workspace string, id contact.ID, meta Meta, t Transition, in TransitionInput) (Result, error) {
+	res, err := s.execute(ctx, workspace, id, meta, func(l loaded, p contact.Policy, now time.Time) error {
+		switch t {
+		case Archive:
+			return l.c.Archive(in.Reason, meta.Actor, now)
+		case Unarchive:
+			return l.c.Unarchive(in.Reason, meta.Actor, now)
+		case Trash:
+			return l.c.Trash(in.Reason, p, meta.Actor, now)
+		case Restore:
+			return l.c.Restore(in.Reason, p, meta.Actor, now)
+		case Purge, Anonymize:
+			er := contact.Erasure{Reason: in.Reason, Request: in.Request, Trigger: in.Trigger, KeyID: l.key.KeyID}
+			if er.Trigger == "" {
+				er.Trigger = contact.TriggerRequest
+			}
+			if er.Trigger == contact.TriggerRetention {
+				er.RetentionDays = p.RetentionDays()
+			}
+			if er.KeyID == "" {
+				er.KeyID = "destroyed"
+			}
+			if t == Purge {
+				return l.c.Purge(er, p, meta.Actor, now)
+			}
+			return l.c.Anonymize(er, p, meta.Actor, now)
+		}
+		return fmt.Errorf("unknown transition %q", t)
+	})
+	if err != nil || !t.Erasing() || res.EventID == "" {
+		return res, err
+	}
+	// The tombstone is in the log: destroy the key now. Should this fail, the
+	// erasure projection destroys it when it reads the tombstone.
+	if err := s.vault.Destroy(ctx, workspace, id); err != nil {
+		s.log.Error("destroying a data key failed; the erasure projection will retry", "contact", id.String(), "err", err)
+		return res, nil
+	}
+	if s.afterErasure != nil {
+		if err := s.afterErasure(ctx); err != nil {
+			s.log.Warn("post-erasure maintenance failed", "contact", id.String(), "err", err)
+		}
+	}
+	return res, nil
+}
+
+// Get returns a contact in any state, purged ones included (as a tombstone).
+func (s *Service) Get(ctx context.Context, workspace string, id contact.ID) (View, error) {
+	l, err := s.load(ctx, workspace, id)
+	if err != nil {
+		return View{}, err
+	}
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return View{}, err
+	}
+	return s.view(l.c, p, l.recs[len(l.recs)-1].Position), nil
+}
+
+// HistoryEntry is one event of a contact's trail, as compliance staff read it.
+type HistoryEntry struct {
+	Record contact.Record
+	// Personal is the decrypted personal part, or nil when the event has none
+	// or its key is destroyed.
+	Personal []byte
+	// Shredded is true when the event has a personal part that can no longer be read.
+	Shredded bool
+}
+
+// History returns a contact's events in order, with personal parts
+// decrypted while the key exists and marked shredded after.
+func (s *Service) History(ctx context.Context, workspace string, id contact.ID) ([]HistoryEntry, error) {
+	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
+	if err != nil {
+		return nil, err
+	}
+	key, err := s.vault.ContactKey(ctx, workspace, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]HistoryEntry, 0, len(recs))
+	for _, r := range recs {
+		e := HistoryEntry{Record: r}
+		if r.Sealed != nil {
+			if key.Destroyed {
+				e.Shredded = true
+			} else if e.Personal, err = shred.Open(key.Key, r.Stream, r.ID[:], r.Sealed); err != nil {
+				return nil, fmt.Errorf("open %s v%d: %w", r.Stream, r.Version, err)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Page is one page of a view.
+type Page struct {
+	Items []View
+	Next  *Cursor
+}
+
+// List returns one page of a view. It first waits until the view's
+// projection has applied every event committed before the call, so a client
+// reads its own writes; minPos asks for at least that position too.
+func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position, email, phone string) (Page, error) {
+	if _, ok := Views[q.View]; !ok {
+		return Page{}, contact.Invalid(contact.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
+	}
+	head, err := s.events.Head(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	if head.Less(minPos) {
+		head = minPos
+	}
+	if err := s.progress.WaitFor(ctx, q.View, head); err != nil {
+		return Page{}, err
+	}
+	if email != "" || phone != "" {
+		b, err := s.vault.BlindIndex(ctx, q.Workspace)
+		if err != nil {
+			return Page{}, err
+		}
+		q.EmailIndex = b.Of("email", contact.NormalizeEmail(email))
+		q.PhoneIndex = b.Of("phone", contact.NormalizePhone(phone))
+	}
+	p, err := s.policy(ctx, q.Workspace)
+	if err != nil {
+		return Page{}, err
+	}
+	limit := q.Limit
+	q.Limit++
+	items, err := s.views.List(ctx, q)
+	if err != nil {
+		return Page{}, err
+	}
+	var page Page
+	for i, it := range items {
+		if i == limit {
+			prev := items[i-1]
+			page.Next = &Cursor{SortAt: prev.SortAt, ID: prev.Contact.ID.String()}
+			break
+		}
+		c := contact.FromSnapshot(it.Contact)
+		page.Items = append(page.Items, s.view(c, p, contact.Position{}))
+	}
+	return page, nil
+}

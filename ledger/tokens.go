@@ -1,0 +1,119 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/oklog/ulid/v2"
+)
+
+// ErrUnauthorized is returned for a missing, malformed, unknown or revoked token.
+var ErrUnauthorized = &contact.Error{Code: contact.CodeUnauthorized, Reason: "unauthorized", Message: "a valid bearer token is required"}
+
+var workspacePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidateWorkspaceName checks a workspace name: 1-63 characters of a-z, 0-9 and '-'.
+func ValidateWorkspaceName(name string) error {
+	if !workspacePattern.MatchString(name) {
+		return contact.Invalid(contact.FieldError{Field: "workspace", Message: "is 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"})
+	}
+	return nil
+}
+
+// CreateWorkspace creates a workspace with the default policy and its blind-index key.
+func (s *Service) CreateWorkspace(ctx context.Context, name string) (Workspace, error) {
+	if err := ValidateWorkspaceName(name); err != nil {
+		return Workspace{}, err
+	}
+	w := Workspace{Name: name, CreatedAt: s.now(), Policy: contact.DefaultPolicy()}
+	if err := s.dir.CreateWorkspace(ctx, w); err != nil {
+		return Workspace{}, err
+	}
+	if _, err := s.vault.BlindIndex(ctx, name); err != nil {
+		return Workspace{}, err
+	}
+	return w, nil
+}
+
+// Principal is an authenticated caller: a token, its workspace and role.
+type Principal struct {
+	TokenID   string
+	Workspace string
+	Role      contact.Role
+}
+
+// Actor returns the principal as the actor of events.
+func (p Principal) Actor() contact.Actor { return contact.Actor{Principal: p.TokenID, Role: p.Role} }
+
+const tokenPrefix = "lgr_"
+
+// CreateToken creates a token for a workspace and returns its secret form,
+// which is shown once: only its hash is stored.
+func (s *Service) CreateToken(ctx context.Context, workspace string, role contact.Role, label string) (string, Token, error) {
+	if _, err := s.dir.Workspace(ctx, workspace); err != nil {
+		return "", Token{}, err
+	}
+	if role == contact.RoleSystem {
+		return "", Token{}, contact.Invalid(contact.FieldError{Field: "role", Message: "must be member, admin, auditor or operator"})
+	}
+	if _, err := contact.ParseRole(string(role)); err != nil {
+		return "", Token{}, err
+	}
+	if len(label) > 100 {
+		return "", Token{}, contact.Invalid(contact.FieldError{Field: "label", Message: "at most 100 characters"})
+	}
+	var secret [32]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return "", Token{}, fmt.Errorf("token secret: %w", err)
+	}
+	id := ulid.Make().String()
+	sum := sha256.Sum256(secret[:])
+	t := Token{ID: "tok_" + id, Workspace: workspace, Role: role, Hash: sum[:], Label: label, CreatedAt: s.now()}
+	if err := s.dir.CreateToken(ctx, t); err != nil {
+		return "", Token{}, err
+	}
+	return tokenPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(secret[:]), t, nil
+}
+
+// Authenticate checks a bearer token: well formed, known, not revoked, and
+// its secret's hash equal (in constant time) to the stored one.
+func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, error) {
+	rest, ok := strings.CutPrefix(bearer, tokenPrefix)
+	if !ok || len(rest) != 26+1+43 || rest[26] != '_' {
+		return Principal{}, ErrUnauthorized
+	}
+	id, enc := rest[:26], rest[27:]
+	if _, err := ulid.ParseStrict(id); err != nil {
+		return Principal{}, ErrUnauthorized
+	}
+	secret, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil || len(secret) != 32 {
+		return Principal{}, ErrUnauthorized
+	}
+	t, err := s.dir.Token(ctx, "tok_"+id)
+	if errors.Is(err, contact.ErrNotFound) {
+		return Principal{}, ErrUnauthorized
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	sum := sha256.Sum256(secret)
+	if subtle.ConstantTimeCompare(sum[:], t.Hash) != 1 || !t.RevokedAt.IsZero() {
+		return Principal{}, ErrUnauthorized
+	}
+	return Principal{TokenID: t.ID, Workspace: t.Workspace, Role: t.Role}, nil
+}
+
+// RevokeToken revokes a token; requests with it fail from then on.
+func (s *Service) RevokeToken(ctx context.Context, id string) error {
+	return s.dir.RevokeToken(ctx, id, time.Now().UTC())
+}

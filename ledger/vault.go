@@ -1,0 +1,152 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
+	"github.com/oklog/ulid/v2"
+)
+
+// Vault hands out contacts' data keys and workspaces' blind-index keys,
+// wrapping them with the key service before they reach the key store.
+// Data keys are never cached beyond one call: destroying the key row is the
+// erasure, and no copy may outlive it in memory.
+type Vault struct {
+	store KeyStore
+	wrap  KeyWrapper
+
+	mu   sync.Mutex
+	bidx map[string]shred.BlindIndex
+}
+
+// NewVault returns a vault over a key store and a key service.
+func NewVault(store KeyStore, wrap KeyWrapper) *Vault {
+	return &Vault{store: store, wrap: wrap, bidx: map[string]shred.BlindIndex{}}
+}
+
+func bidxOwner(workspace string) string { return "bidx:" + workspace }
+
+// NewContactKey creates and stores the data key of a new contact.
+func (v *Vault) NewContactKey(ctx context.Context, workspace string, id contact.ID, now time.Time) (shred.DataKey, string, error) {
+	k, err := shred.NewDataKey()
+	if err != nil {
+		return shred.DataKey{}, "", err
+	}
+	keyID := "dk_" + ulid.Make().String()
+	if err := v.put(ctx, workspace, id.String(), keyID, k[:], now); err != nil {
+		return shred.DataKey{}, "", err
+	}
+	return k, keyID, nil
+}
+
+func (v *Vault) put(ctx context.Context, workspace, owner, keyID string, key []byte, now time.Time) error {
+	kek, wrapped, err := v.wrap.Wrap(ctx, key)
+	if err != nil {
+		return fmt.Errorf("wrap key of %s: %w", owner, err)
+	}
+	return v.store.PutKey(ctx, KeyRow{Owner: owner, Workspace: workspace, KeyID: keyID, KEKID: kek, Wrapped: wrapped, CreatedAt: now})
+}
+
+// ContactKey is a contact's data key, or the news that it was destroyed.
+type ContactKey struct {
+	Key       shred.DataKey
+	KeyID     string
+	Destroyed bool
+}
+
+// ContactKeys returns the data keys of the given contacts. A contact whose
+// key was destroyed (or never existed) gets Destroyed: its data reads as shredded.
+func (v *Vault) ContactKeys(ctx context.Context, workspace string, ids []contact.ID) (map[contact.ID]ContactKey, error) {
+	owners := make([]string, len(ids))
+	for i, id := range ids {
+		owners[i] = id.String()
+	}
+	rows, err := v.store.GetKeys(ctx, workspace, owners)
+	if err != nil {
+		return nil, fmt.Errorf("get keys: %w", err)
+	}
+	out := make(map[contact.ID]ContactKey, len(ids))
+	for _, id := range ids {
+		row, ok := rows[id.String()]
+		if !ok {
+			out[id] = ContactKey{Destroyed: true}
+			continue
+		}
+		raw, err := v.wrap.Unwrap(ctx, row.KEKID, row.Wrapped)
+		if err != nil {
+			return nil, fmt.Errorf("unwrap key of %s: %w", id, err)
+		}
+		if len(raw) != shred.KeySize {
+			return nil, fmt.Errorf("unwrap key of %s: %d bytes", id, len(raw))
+		}
+		var k shred.DataKey
+		copy(k[:], raw)
+		clear(raw)
+		out[id] = ContactKey{Key: k, KeyID: row.KeyID}
+	}
+	return out, nil
+}
+
+// ContactKey returns one contact's data key.
+func (v *Vault) ContactKey(ctx context.Context, workspace string, id contact.ID) (ContactKey, error) {
+	m, err := v.ContactKeys(ctx, workspace, []contact.ID{id})
+	if err != nil {
+		return ContactKey{}, err
+	}
+	return m[id], nil
+}
+
+// Destroy destroys a contact's data key: from then on its personal data is
+// unreadable everywhere. Destroying a destroyed key does nothing.
+func (v *Vault) Destroy(ctx context.Context, workspace string, id contact.ID) error {
+	if _, err := v.store.DestroyKey(ctx, workspace, id.String()); err != nil {
+		return fmt.Errorf("destroy key of %s: %w", id, err)
+	}
+	return nil
+}
+
+// BlindIndex returns the workspace's blind indexer, creating its key on first use.
+func (v *Vault) BlindIndex(ctx context.Context, workspace string) (shred.BlindIndex, error) {
+	v.mu.Lock()
+	b, ok := v.bidx[workspace]
+	v.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	owner := bidxOwner(workspace)
+	for attempt := 0; ; attempt++ {
+		rows, err := v.store.GetKeys(ctx, workspace, []string{owner})
+		if err != nil {
+			return shred.BlindIndex{}, fmt.Errorf("blind index key: %w", err)
+		}
+		if row, ok := rows[owner]; ok {
+			raw, err := v.wrap.Unwrap(ctx, row.KEKID, row.Wrapped)
+			if err != nil {
+				return shred.BlindIndex{}, fmt.Errorf("unwrap blind index key: %w", err)
+			}
+			if b, err = shred.NewBlindIndex(raw); err != nil {
+				return shred.BlindIndex{}, err
+			}
+			v.mu.Lock()
+			v.bidx[workspace] = b
+			v.mu.Unlock()
+			return b, nil
+		}
+		if attempt > 0 {
+			return shred.BlindIndex{}, fmt.Errorf("blind index key of %s vanished", workspace)
+		}
+		k, err := shred.NewDataKey()
+		if err != nil {
+			return shred.BlindIndex{}, err
+		}
+		err = v.put(ctx, workspace, owner, "bk_"+ulid.Make().String(), k[:], time.Now().UTC())
+		if err != nil && !errors.Is(err, contact.ErrAlreadyExists) {
+			return shred.BlindIndex{}, err
+		}
+	}
+}

@@ -1,0 +1,106 @@
+// Package projections builds the read models from the log: one projection
+// per view (active, archived, trash, anonymized), each with its own
+// checkpoint committed in the same transaction as its rows, and the erasure
+// projection, which makes sure every tombstone's data key is destroyed.
+package projections
+
+import (
+	"context"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+)
+
+// Version is the version of the projections' code. Changing how rows are
+// built means bumping it, and stores rebuild their views on start.
+const Version = 1
+
+// Erasure is the name of the projection that destroys the data keys of erased contacts.
+const Erasure = "erasure"
+
+// Row is one contact of a view.
+type Row struct {
+	Contact contact.Snapshot
+	// SortAt orders the view, newest first: when the contact entered it
+	// (created, archived, trashed or anonymized).
+	SortAt     time.Time
+	EmailIndex string
+	PhoneIndex string
+	// Position is the position of the last event applied to the row.
+	Position contact.Position
+}
+
+// Ref names a contact in its workspace.
+type Ref struct {
+	Workspace string
+	ID        contact.ID
+}
+
+// Batch is what one projection commits at once.
+type Batch struct {
+	Projection  string
+	From, To    contact.Position
+	Upserts     []Row
+	Deletes     []Ref
+	DestroyKeys []Ref
+	// Erased names the contacts erased by this batch's events: after
+	// committing, the store reaches its own copies of their deleted bytes.
+	Erased []Ref
+}
+
+// Store is the part of the state store that projections write.
+type Store interface {
+	// Checkpoint returns the position up to which projection has applied the log.
+	Checkpoint(ctx context.Context, projection string) (contact.Position, error)
+	// Rows returns the projection's current rows of the given contacts; absent ones are not in the view.
+	Rows(ctx context.Context, projection string, refs []Ref) (map[contact.ID]Row, error)
+	// Commit writes a batch and moves the projection's checkpoint from b.From
+	// to b.To in one transaction. Errors: contact.ErrConcurrency when the
+	// checkpoint is no longer b.From (another runner got there first).
+	Commit(ctx context.Context, b Batch) error
+}
+
+// View describes the projection that keeps one view.
+type View struct {
+	Name  string
+	State contact.State
+}
+
+// Views returns the view projections, one per view of the API.
+func Views() []View {
+	out := make([]View, 0, len(ledger.ViewNames))
+	for _, n := range ledger.ViewNames {
+		out = append(out, View{Name: n, State: ledger.Views[n]})
+	}
+	return out
+}
+
+// Names lists every projection: the views, then the erasure projection.
+func Names() []string { return append(append([]string(nil), ledger.ViewNames...), Erasure) }
+
+// SortAt returns when the contact entered the view it is in.
+func SortAt(s contact.Snapshot) time.Time {
+	switch s.State {
+	case contact.StateArchived:
+		if s.ArchivedAt != nil {
+			return *s.ArchivedAt
+		}
+	case contact.StateTrashed:
+		if s.TrashedAt != nil {
+			return *s.TrashedAt
+		}
+	case contact.StateAnonymized:
+		if s.Tombstone != nil {
+			return s.Tombstone.At
+		}
+	}
+	return s.CreatedAt
+}
+
+// Compacter is implemented by stores that must work to reach their own
+// copies of deleted bytes (free pages, WAL, dead tuples). The runner calls it
+// after committing a batch that erased contacts.
+type Compacter interface {
+	Compact(ctx context.Context) error
+}

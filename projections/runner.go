@@ -1,0 +1,318 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
+	"github.com/contactledger/ledger/ledger"
+)
+
+// Runner keeps every projection up to date with the log and tells queries how far each one is.
+type Runner struct {
+	events contact.EventStore
+	store  Store
+	vault  *ledger.Vault
+	log    *slog.Logger
+	// WaitTimeout bounds how long a query waits for a projection to catch up.
+	WaitTimeout time.Duration
+
+	mu      sync.Mutex
+	pos     map[string]contact.Position
+	changed chan struct{}
+}
+
+// NewRunner returns a runner; Run starts it.
+func NewRunner(events contact.EventStore, store Store, vault *ledger.Vault, log *slog.Logger) *Runner {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{events: events, store: store, vault: vault, log: log, WaitTimeout: 10 * time.Second,
+		pos: map[string]contact.Position{}, changed: make(chan struct{})}
+}
+
+// Run runs every projection until ctx ends. A projection whose batch fails
+// is retried with backoff; the others go on.
+func (r *Runner) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, v := range Views() {
+		wg.Go(func() {
+			r.loop(ctx, v.Name, func(ctx context.Context, from contact.Position, recs []contact.Record) (Batch, error) {
+				return r.viewBatch(ctx, v, from, recs)
+			})
+		})
+	}
+	wg.Go(func() { r.loop(ctx, Erasure, r.erasureBatch) })
+	wg.Wait()
+	return ctx.Err()
+}
+
+func (r *Runner) loop(ctx context.Context, name string, build func(context.Context, contact.Position, []contact.Record) (Batch, error)) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		from, err := r.store.Checkpoint(ctx, name)
+		if err == nil {
+			r.advance(name, from)
+			err = r.events.Subscribe(ctx, from, func(ctx context.Context, recs []contact.Record) error {
+				b, err := build(ctx, from, recs)
+				if err != nil {
+					return err
+				}
+				b.Projection, b.From, b.To = name, from, recs[len(recs)-1].Position
+				if err := r.store.Commit(ctx, b); err != nil {
+					return fmt.Errorf("commit %s: %w", name, err)
+				}
+				from = b.To
+				if c, ok := r.store.(Compacter); ok && len(b.Erased) > 0 {
+					if err := c.Compact(ctx); err != nil {
+						r.log.Warn("compaction after erasure failed", "projection", name, "err", err)
+					}
+				}
+				r.advance(name, from)
+				backoff = 100 * time.Millisecond
+				return nil
+			})
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Error("projection failed; retrying", "projection", name, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (r *Runner) advance(name string, p contact.Position) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.pos[name]; ok && !cur.Less(p) {
+		return
+	}
+	r.pos[name] = p
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// Position returns how far this runner has seen projection get.
+func (r *Runner) Position(name string) (contact.Position, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.pos[name]
+	return p, ok
+}
+
+// ErrLagging is returned when a projection does not catch up in time.
+var ErrLagging = &contact.Error{Code: contact.CodeUnavailable, Reason: "projection-lagging", Message: "the view is catching up with recent changes; retry shortly"}
+
+// WaitFor returns once projection has applied the log up to pos. It follows
+// this runner's own progress and, when another process runs the projection,
+// the checkpoint in the store.
+func (r *Runner) WaitFor(ctx context.Context, projection string, pos contact.Position) error {
+	if pos.IsZero() {
+		return nil
+	}
+	timer := time.NewTimer(r.WaitTimeout)
+	defer timer.Stop()
+	poll := time.Millisecond
+	for {
+		r.mu.Lock()
+		cur, changed := r.pos[projection], r.changed
+		r.mu.Unlock()
+		if !cur.Less(pos) {
+			return nil
+		}
+		select {
+		case <-changed:
+			continue
+		case <-time.After(poll):
+			cp, err := r.store.Checkpoint(ctx, projection)
+			if err != nil {
+				return err
+			}
+			if !cp.Less(pos) {
+				return nil
+			}
+			poll = min(poll*2, 50*time.Millisecond)
+		case <-timer.C:
+			return ErrLagging
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// erasureBatch destroys the data key of every contact whose tombstone is in recs.
+func (r *Runner) erasureBatch(_ context.Context, _ contact.Position, recs []contact.Record) (Batch, error) {
+	var b Batch
+	for _, rec := range recs {
+		if rec.Type != contact.TypePurged && rec.Type != contact.TypeAnonymized {
+			continue
+		}
+		if id, ok := contact.IDFromStream(rec.Stream); ok {
+			b.DestroyKeys = append(b.DestroyKeys, Ref{Workspace: rec.Workspace, ID: id})
+			b.Erased = append(b.Erased, Ref{Workspace: rec.Workspace, ID: id})
+		}
+	}
+	return b, nil
+}
+
+// viewBatch applies recs to the rows of one view.
+func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs []contact.Record) (Batch, error) {
+	var refs []Ref
+	seen := map[contact.ID]bool{}
+	for _, rec := range recs {
+		if id, ok := contact.IDFromStream(rec.Stream); ok && !seen[id] {
+			seen[id] = true
+			refs = append(refs, Ref{Workspace: rec.Workspace, ID: id})
+		}
+	}
+	if len(refs) == 0 {
+		return Batch{}, nil
+	}
+	rows, err := r.store.Rows(ctx, v.Name, refs)
+	if err != nil {
+		return Batch{}, fmt.Errorf("rows of %s: %w", v.Name, err)
+	}
+	keys := newKeyCache(r.vault)
+	state := map[contact.ID]*contact.Contact{}
+	last := map[contact.ID]contact.Position{}
+	for id, row := range rows {
+		state[id] = contact.FromSnapshot(row.Contact)
+	}
+	for _, rec := range recs {
+		id, ok := contact.IDFromStream(rec.Stream)
+		if !ok {
+			continue
+		}
+		c := state[id]
+		if c != nil && rec.Version <= c.Version() {
+			continue // already in the row (it was entered by folding the stream)
+		}
+		if c == nil {
+			if st, decides := enters(rec); !decides || st != v.State {
+				continue
+			}
+		}
+		key, err := keys.get(ctx, rec.Workspace, id)
+		if err != nil {
+			return Batch{}, err
+		}
+		env, err := ledger.OpenRecord(key, rec)
+		if err != nil {
+			return Batch{}, err
+		}
+		if c != nil {
+			if err := c.Apply(env); err != nil {
+				return Batch{}, fmt.Errorf("%s: %w", v.Name, err)
+			}
+		} else if c, err = r.fold(ctx, key, id, rec); err != nil {
+			return Batch{}, err
+		}
+		state[id], last[id] = c, rec.Position
+	}
+	var b Batch
+	for _, ref := range refs {
+		c, ok := state[ref.ID]
+		if !ok || last[ref.ID].IsZero() {
+			continue
+		}
+		if c.Shredded() && c.Tombstone() != nil {
+			b.Erased = append(b.Erased, ref)
+		}
+		if c.State() != v.State {
+			if _, had := rows[ref.ID]; had {
+				b.Deletes = append(b.Deletes, ref)
+			}
+			continue
+		}
+		bidx, err := keys.blindIndex(ctx, ref.Workspace)
+		if err != nil {
+			return Batch{}, err
+		}
+		b.Upserts = append(b.Upserts, BuildRow(c.Snapshot(), bidx, last[ref.ID]))
+	}
+	return b, nil
+}
+
+// enters returns the state a record's event puts a contact in, when it
+// decides that on its own. It reads the clear payload only, so no key is needed.
+func enters(rec contact.Record) (contact.State, bool) {
+	ev, err := contact.Decode(rec.Type, rec.Schema, rec.Data, nil, contact.HasPersonal(rec.Type))
+	if err != nil {
+		return "", false
+	}
+	return contact.EntersState(ev)
+}
+
+// fold rebuilds a contact that enters the view from its stream, up to rec.
+func (r *Runner) fold(ctx context.Context, key ledger.ContactKey, id contact.ID, rec contact.Record) (*contact.Contact, error) {
+	all, err := r.events.ReadStream(ctx, rec.Workspace, rec.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("fold %s: %w", rec.Stream, err)
+	}
+	envs := make([]contact.Envelope, 0, rec.Version)
+	for _, x := range all {
+		if x.Version > rec.Version {
+			break
+		}
+		env, err := ledger.OpenRecord(key, x)
+		if err != nil {
+			return nil, err
+		}
+		envs = append(envs, env)
+	}
+	return contact.Replay(id, envs)
+}
+
+// BuildRow turns a contact's snapshot into its row, with the blind indexes of its email and phone.
+func BuildRow(s contact.Snapshot, bidx shred.BlindIndex, pos contact.Position) Row {
+	return Row{
+		Contact: s, SortAt: SortAt(s), Position: pos,
+		EmailIndex: bidx.Of("email", contact.NormalizeEmail(s.Personal.Email)),
+		PhoneIndex: bidx.Of("phone", contact.NormalizePhone(s.Personal.Phone)),
+	}
+}
+
+// keyCache holds the keys of one batch, and no longer.
+type keyCache struct {
+	vault *ledger.Vault
+	keys  map[contact.ID]ledger.ContactKey
+	bidx  map[string]shred.BlindIndex
+}
+
+func newKeyCache(v *ledger.Vault) *keyCache {
+	return &keyCache{vault: v, keys: map[contact.ID]ledger.ContactKey{}, bidx: map[string]shred.BlindIndex{}}
+}
+
+func (k *keyCache) get(ctx context.Context, workspace string, id contact.ID) (ledger.ContactKey, error) {
+	if key, ok := k.keys[id]; ok {
+		return key, nil
+	}
+	key, err := k.vault.ContactKey(ctx, workspace, id)
+	if err != nil {
+		return ledger.ContactKey{}, err
+	}
+	k.keys[id] = key
+	return key, nil
+}
+
+func (k *keyCache) blindIndex(ctx context.Context, workspace string) (shred.BlindIndex, error) {
+	if b, ok := k.bidx[workspace]; ok {
+		return b, nil
+	}
+	b, err := k.vault.BlindIndex(ctx, workspace)
+	if err != nil {
+		return shred.BlindIndex{}, err
+	}
+	k.bidx[workspace] = b
+	return b, nil
+}
+
+var _ ledger.Progress = (*Runner)(nil)
