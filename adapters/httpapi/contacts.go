@@ -396,8 +396,21 @@ func DecodeCursor(s, view, filter string) (*ledger.Cursor, error) {
 	return &ledger.Cursor{SortAt: time.UnixMicro(cur.SortAt).UTC(), ID: cur.ID}, nil
 }
 
+// queryParams parses the query string strictly: a malformed one is a 400,
+// not silently dropped pairs.
+func queryParams(c echo.Context) (url.Values, error) {
+	qs, err := url.ParseQuery(c.Request().URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("malformed-query", "the query string is not validly encoded")
+	}
+	return qs, nil
+}
+
 func (s *Server) listContacts(c echo.Context) error {
-	qs := c.QueryParams()
+	qs, err := queryParams(c)
+	if err != nil {
+		return err
+	}
 	for k, v := range qs {
 		if !listParams[k] {
 			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "unknown query parameter " + strconv.Quote(k),
@@ -448,8 +461,8 @@ func (s *Server) listContacts(c echo.Context) error {
 			errs = append(errs, contact.FieldError{Field: f.name, Message: "is too long"})
 		}
 	}
-	minPos, err := contact.ParsePosition(qs.Get("min_position"))
-	if err != nil {
+	minPos, perr := contact.ParsePosition(qs.Get("min_position"))
+	if perr != nil {
 		errs = append(errs, contact.FieldError{Field: "min_position", Message: "is not a position returned by this service"})
 	}
 	if len(errs) > 0 {

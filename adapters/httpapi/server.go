@@ -78,16 +78,15 @@ func New(svc *ledger.Service, o Options) *Server {
 	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.json", s.openapi)
 
-	v1 := e.Group("/v1", s.authenticate)
-	s.handle(v1, http.MethodPost, "/contacts", "contacts.create", s.createContact)
-	s.handle(v1, http.MethodGet, "/contacts", "contacts.list", s.listContacts)
-	s.handle(v1, http.MethodGet, "/contacts/:id", "contacts.get", s.getContact)
-	s.handle(v1, http.MethodPatch, "/contacts/:id", "contacts.update", s.updateContact)
-	s.handle(v1, http.MethodDelete, "/contacts/:id", "contacts.trash", s.transition(ledger.Trash))
+	s.handle(http.MethodPost, "/v1/contacts", "contacts.create", s.createContact)
+	s.handle(http.MethodGet, "/v1/contacts", "contacts.list", s.listContacts)
+	s.handle(http.MethodGet, "/v1/contacts/:id", "contacts.get", s.getContact)
+	s.handle(http.MethodPatch, "/v1/contacts/:id", "contacts.update", s.updateContact)
+	s.handle(http.MethodDelete, "/v1/contacts/:id", "contacts.trash", s.transition(ledger.Trash))
 	for _, t := range ledger.Transitions {
-		s.handle(v1, http.MethodPost, "/contacts/:id/"+string(t), "contacts."+string(t), s.transition(t))
+		s.handle(http.MethodPost, "/v1/contacts/:id/"+string(t), "contacts."+string(t), s.transition(t))
 	}
-	s.handle(v1, http.MethodGet, "/contacts/:id/history", "contacts.history", s.history)
+	s.handle(http.MethodGet, "/v1/contacts/:id/history", "contacts.history", s.history)
 	return s
 }
 
@@ -100,12 +99,14 @@ func (s *Server) Routes() []Route { return slices.Clone(s.routes) }
 // Echo returns the underlying router, for tests that enumerate its routes.
 func (s *Server) Echo() *echo.Echo { return s.echo }
 
-func (s *Server) handle(g *echo.Group, method, path, op string, h echo.HandlerFunc) {
+// handle routes an authenticated operation; every one must have an entry
+// in the permission table.
+func (s *Server) handle(method, path, op string, h echo.HandlerFunc) {
 	if _, ok := Permissions[op]; !ok {
 		panic("httpapi: operation " + op + " has no entry in the permission table")
 	}
-	s.routes = append(s.routes, Route{Method: method, Path: "/v1" + path, Op: op})
-	g.Add(method, path, h, s.authorize(op))
+	s.routes = append(s.routes, Route{Method: method, Path: path, Op: op})
+	s.echo.Add(method, path, h, s.authenticate, s.authorize(op))
 }
 
 // Permissions is the one permission table: which roles may perform each

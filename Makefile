@@ -1,0 +1,24 @@
+# The contact ledger. `make run` serves the API on the embedded store;
+# `make test` runs every test, starting a throwaway PostgreSQL itself.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: run build test lint
+
+## run: serve the API on the embedded store in ./data (http://localhost:8080)
+run:
+	$(GO) run ./cmd/ledger serve
+
+## build: a static binary in bin/ledger
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ledger ./cmd/ledger
+
+## test: every test, with the race detector, against the embedded store and a throwaway PostgreSQL
+test:
+	scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 20m ./...
+
+## lint: go vet and gofmt
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -1,0 +1,106 @@
+package keyring_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/contactledger/ledger/adapters/keyring"
+)
+
+func TestLocalKeyring(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "keys")
+	k, err := keyring.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(dir)
+	if st.Mode().Perm() != 0o700 {
+		t.Fatalf("key directory has mode %v, want 0700", st.Mode().Perm())
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "kek-*.key"))
+	if len(files) != 1 {
+		t.Fatalf("got %d key files, want 1", len(files))
+	}
+	if st, _ := os.Stat(files[0]); st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file has mode %v, want 0600", st.Mode().Perm())
+	}
+	dk := bytes.Repeat([]byte{42}, 32)
+	kek, wrapped, err := k.Wrap(ctx, dk)
+	if err != nil || !strings.HasPrefix(kek, "local:") || bytes.Contains(wrapped, dk) {
+		t.Fatalf("wrap: %s %x %v", kek, wrapped, err)
+	}
+	// A restart finds the same key.
+	k2, err := keyring.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := k2.Unwrap(ctx, kek, wrapped); err != nil || !bytes.Equal(got, dk) {
+		t.Fatalf("unwrap after reopen: %x %v", got, err)
+	}
+	// Rotation: a new active key; the old one unwraps until it is retired.
+	newID, err := k2.AddLocal()
+	if err != nil || newID == kek || k2.Active() != newID {
+		t.Fatalf("add: %s %v", newID, err)
+	}
+	if _, err := k2.Unwrap(ctx, kek, wrapped); err != nil {
+		t.Fatalf("old key before retirement: %v", err)
+	}
+	retired, err := k2.Retire()
+	if err != nil || len(retired) != 1 || retired[0] != kek {
+		t.Fatalf("retire: %v %v", retired, err)
+	}
+	if _, err := k2.Unwrap(ctx, kek, wrapped); !errors.Is(err, keyring.ErrUnknownKEK) {
+		t.Fatalf("old key after retirement: got %v, want ErrUnknownKEK", err)
+	}
+	k3, err := keyring.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k3.Unwrap(ctx, kek, wrapped); !errors.Is(err, keyring.ErrUnknownKEK) {
+		t.Fatalf("a retired key came back after a restart: %v", err)
+	}
+}
+
+func TestLocalKeyringRefusesReadableKeys(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	if _, err := keyring.OpenLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "kek-*.key"))
+	if err := os.Chmod(files[0], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyring.OpenLocal(dir); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("got %v, want a refusal that says how to fix it", err)
+	}
+	os.Chmod(files[0], 0o600)
+	os.Chmod(dir, 0o755)
+	if _, err := keyring.OpenLocal(dir); err == nil {
+		t.Fatal("a world-readable key directory was accepted")
+	}
+}
+
+func TestURLKeyring(t *testing.T) {
+	ctx := context.Background()
+	url := "base64key://smGbjm71Nxd1Ig5FS0wj9SlbzAIrnolCz9bQQ6uAhl4="
+	k, err := keyring.OpenURL(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, wrapped, err := k.Wrap(ctx, []byte("0123456789abcdef0123456789abcdef"))
+	if err != nil || kek != keyring.URLKEKID(url) || strings.Contains(kek, "smGb") {
+		t.Fatalf("wrap: %s %v (the KEK id must not reveal the URL)", kek, err)
+	}
+	if got, err := k.Unwrap(ctx, kek, wrapped); err != nil || string(got) != "0123456789abcdef0123456789abcdef" {
+		t.Fatalf("unwrap: %q %v", got, err)
+	}
+	if _, err := keyring.OpenURL(ctx, "nokms://x"); err == nil {
+		t.Fatal("an unknown key service was accepted")
+	}
+}

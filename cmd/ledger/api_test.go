@@ -1,0 +1,213 @@
+package main_test
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/contactledger/ledger/adapters/httpapi"
+)
+
+// TestForbiddenTransitions tries every command the lifecycle forbids, in
+// every state, over HTTP, and checks the status and problem type.
+func TestForbiddenTransitions(t *testing.T) {
+	l := start(t)
+	setup := map[string][]string{
+		"active":     nil,
+		"archived":   {"archive"},
+		"trashed":    {"trash"},
+		"purged":     {"trash", "purge"},
+		"anonymized": {"trash", "anonymize"},
+	}
+	type refusal struct {
+		status int
+		code   string
+	}
+	transition := refusal{409, "invalid-transition"}
+	notEditable := refusal{409, "not-editable"}
+	gone := refusal{410, "purged"}
+	table := map[string]map[string]refusal{
+		"active":     {"unarchive": transition, "restore": transition, "purge": transition, "anonymize": transition},
+		"archived":   {"update": notEditable, "archive": transition, "restore": transition, "purge": transition, "anonymize": transition},
+		"trashed":    {"update": notEditable, "archive": transition, "unarchive": transition, "trash": transition},
+		"purged":     {"update": gone, "archive": gone, "unarchive": gone, "trash": gone, "restore": gone, "purge": gone, "anonymize": gone},
+		"anonymized": {"update": notEditable, "archive": transition, "unarchive": transition, "trash": transition, "restore": transition, "purge": transition, "anonymize": transition},
+	}
+	for state, refusals := range table {
+		for cmd, w := range refusals {
+			t.Run(state+"/"+cmd, func(t *testing.T) {
+				id := l.create(map[string]any{"name": "Forbidden Case", "email": "case@example.com"})
+				for _, step := range setup[state] {
+					want(t, l.as("POST", "/v1/contacts/"+id+"/"+step, nil), 200, "")
+				}
+				before := l.as("GET", "/v1/contacts/"+id+"/history", nil)
+				var r reply
+				if cmd == "update" {
+					r = l.as("PATCH", "/v1/contacts/"+id, map[string]any{"name": "Changed"})
+				} else {
+					r = l.as("POST", "/v1/contacts/"+id+"/"+cmd, nil)
+				}
+				want(t, r, w.status, w.code)
+				after := l.as("GET", "/v1/contacts/"+id+"/history", nil)
+				if len(after.Body["events"].([]any)) != len(before.Body["events"].([]any)) {
+					t.Fatal("a refused command appended an event")
+				}
+			})
+		}
+	}
+}
+
+// TestMalformedRequests sends every kind of bad input and checks that it is
+// answered with a clear 4xx problem, never a 500.
+func TestMalformedRequests(t *testing.T) {
+	l := start(t)
+	id := l.create(map[string]any{"name": "Target", "email": "target@example.com"})
+	memberToken := l.token("default", "member")
+	deep := strings.Repeat("[", 40) + strings.Repeat("]", 40)
+	huge := `{"name": "` + strings.Repeat("a", 2<<20) + `"}`
+	cases := []struct {
+		name, token, method, path string
+		body                      any
+		headers                   []string
+		status                    int
+		code                      string
+	}{
+		{"no token", "-", "GET", "/v1/contacts", nil, nil, 401, "unauthorized"},
+		{"malformed token", "lgr_nope", "GET", "/v1/contacts", nil, nil, 401, "unauthorized"},
+		{"wrong token", "lgr_01M88ZBNS9T05DHCB5TRADGX7V_C6IFjrvAQ-gxKtWGOBjWSqqWWiKrSdibg0BK6GqEW4w", "GET", "/v1/contacts", nil, nil, 401, "unauthorized"},
+		{"member purges", memberToken, "POST", "/v1/contacts/" + id + "/purge", nil, nil, 403, "role-not-allowed"},
+		{"broken JSON", "", "POST", "/v1/contacts", `{"name": `, nil, 400, "malformed-json"},
+		{"not an object", "", "POST", "/v1/contacts", `[1,2]`, nil, 400, "malformed-json"},
+		{"two documents", "", "POST", "/v1/contacts", `{"name":"a"}{"name":"b"}`, nil, 400, "malformed-json"},
+		{"unknown field", "", "POST", "/v1/contacts", map[string]any{"name": "a", "nickname": "b"}, nil, 400, "unknown-field"},
+		{"wrong type", "", "POST", "/v1/contacts", map[string]any{"name": 5}, nil, 422, "validation-failed"},
+		{"custom field not a string", "", "POST", "/v1/contacts", map[string]any{"name": "a", "custom_fields": map[string]any{"n": 1}}, nil, 422, "validation-failed"},
+		{"bad email", "", "POST", "/v1/contacts", map[string]any{"email": "nope"}, nil, 422, "validation-failed"},
+		{"bad phone", "", "POST", "/v1/contacts", map[string]any{"phone": "call me maybe"}, nil, 422, "validation-failed"},
+		{"no identity", "", "POST", "/v1/contacts", map[string]any{"job_title": "CEO"}, nil, 422, "validation-failed"},
+		{"empty body", "", "POST", "/v1/contacts", "", nil, 400, "empty-body"},
+		{"too deep", "", "POST", "/v1/contacts", deep, nil, 400, "json-too-deep"},
+		{"too large", "", "POST", "/v1/contacts", huge, nil, 413, "body-too-large"},
+		{"wrong media type", "", "POST", "/v1/contacts", `{"name":"a"}`, []string{"Content-Type", "text/plain"}, 400, "unsupported-media-type"},
+		{"bad id", "", "GET", "/v1/contacts/not-a-ulid", nil, nil, 400, "invalid-id"},
+		{"bad id on a command", "", "POST", "/v1/contacts/123/trash", nil, nil, 400, "invalid-id"},
+		{"unknown id", "", "GET", "/v1/contacts/01ARZ3NDEKTSV4RRFFQ69G5FAV", nil, nil, 404, "not-found"},
+		{"unknown id on a command", "", "POST", "/v1/contacts/01ARZ3NDEKTSV4RRFFQ69G5FAV/archive", nil, nil, 404, "not-found"},
+		{"patch unknown field", "", "PATCH", "/v1/contacts/" + id, map[string]any{"tags": []string{"x"}}, nil, 400, "unknown-field"},
+		{"patch wrong type", "", "PATCH", "/v1/contacts/" + id, map[string]any{"email": 3}, nil, 422, "validation-failed"},
+		{"patch bad email", "", "PATCH", "/v1/contacts/" + id, map[string]any{"email": "x@"}, nil, 422, "validation-failed"},
+		{"patch clears identity", "", "PATCH", "/v1/contacts/" + id, map[string]any{"name": nil, "email": nil}, nil, 422, "validation-failed"},
+		{"bad If-Match", "", "PATCH", "/v1/contacts/" + id, map[string]any{"name": "x"}, []string{"If-Match", "abc"}, 400, "invalid-if-match"},
+		{"request on archive", "", "POST", "/v1/contacts/" + id + "/archive", map[string]any{"request": "T-1"}, nil, 400, "unknown-field"},
+		{"reason too long", "", "POST", "/v1/contacts/" + id + "/archive", map[string]any{"reason": strings.Repeat("r", 501)}, nil, 422, "validation-failed"},
+		{"unknown view", "", "GET", "/v1/contacts?view=deleted", nil, nil, 422, "validation-failed"},
+		{"limit zero", "", "GET", "/v1/contacts?limit=0", nil, nil, 422, "validation-failed"},
+		{"limit too big", "", "GET", "/v1/contacts?limit=201", nil, nil, 422, "validation-failed"},
+		{"limit not a number", "", "GET", "/v1/contacts?limit=ten", nil, nil, 422, "validation-failed"},
+		{"malformed query", "", "GET", "/v1/contacts?cursor=%%%", nil, nil, 400, "malformed-query"},
+		{"garbage cursor", "", "GET", "/v1/contacts?cursor=@@@", nil, nil, 400, "invalid-cursor"},
+		{"forged cursor", "", "GET", "/v1/contacts?cursor=eyJ2IjoiYWN0aXZlIn0", nil, nil, 400, "invalid-cursor"},
+		{"unknown parameter", "", "GET", "/v1/contacts?deleted_afer=2026-01-01T00:00:00Z&view=trash", nil, nil, 400, "unknown-parameter"},
+		{"bad time", "", "GET", "/v1/contacts?view=trash&deleted_after=yesterday", nil, nil, 422, "validation-failed"},
+		{"trash filter on active", "", "GET", "/v1/contacts?view=active&deleted_by=tok_x", nil, nil, 422, "validation-failed"},
+		{"bad position", "", "GET", "/v1/contacts?min_position=abc", nil, nil, 422, "validation-failed"},
+		{"no such route", "", "GET", "/v1/nothing", nil, nil, 404, "route-not-found"},
+		{"wrong method", "", "PUT", "/v1/contacts/" + id, map[string]any{}, nil, 405, "method-not-allowed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			token := tc.token
+			switch token {
+			case "":
+				token = l.admin
+			case "-":
+				token = ""
+			}
+			r := l.do(token, tc.method, tc.path, tc.body, tc.headers...)
+			want(t, r, tc.status, tc.code)
+		})
+	}
+	// None of that changed the target.
+	r := l.as("GET", "/v1/contacts/"+id, nil)
+	if r.num("version") != 1 || r.str("email") != "target@example.com" {
+		t.Fatalf("bad requests changed the contact: %s", r.Raw)
+	}
+}
+
+// token creates a token of a role through the real service.
+func (l *ledgerUnderTest) token(workspace, role string) string {
+	l.t.Helper()
+	secret, _, err := l.Svc.CreateToken(l.t.Context(), workspace, roleOf(role), "test")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return secret
+}
+
+// TestOpenAPI checks that the published description and the router agree:
+// every route is described, and every described operation is routed.
+func TestOpenAPI(t *testing.T) {
+	l := start(t)
+	r := l.do("", "GET", "/openapi.json", nil)
+	want(t, r, 200, "")
+	var spec struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(r.Raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(spec.OpenAPI, "3.") {
+		t.Fatalf("openapi version %q", spec.OpenAPI)
+	}
+	described := map[string]string{}
+	for path, item := range spec.Paths {
+		for method, op := range item {
+			if method == "parameters" {
+				continue
+			}
+			var o struct {
+				OperationID string `json:"operationId"`
+			}
+			if err := json.Unmarshal(op, &o); err != nil {
+				t.Fatal(err)
+			}
+			described[strings.ToUpper(method)+" "+path] = o.OperationID
+		}
+	}
+	routed := map[string]bool{}
+	for _, rt := range l.API.Echo().Routes() {
+		if strings.HasPrefix(rt.Path, "/*") || rt.Path == "" {
+			continue
+		}
+		key := rt.Method + " " + openapiPath(rt.Path)
+		routed[key] = true
+		if _, ok := described[key]; !ok {
+			t.Errorf("route %s is not in /openapi.json", key)
+		}
+	}
+	for key := range described {
+		if !routed[key] {
+			t.Errorf("/openapi.json describes %s, which is not routed", key)
+		}
+	}
+	for _, rt := range l.API.Routes() {
+		if op := described[rt.Method+" "+openapiPath(rt.Path)]; op != rt.Op {
+			t.Errorf("%s %s: operationId %q, want %q", rt.Method, rt.Path, op, rt.Op)
+		}
+	}
+	if len(httpapi.Permissions) == 0 || !slices.Contains(httpapi.Permissions["contacts.purge"], "admin") {
+		t.Fatal("the permission table lost purge for admins")
+	}
+}
+
+func openapiPath(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		if strings.HasPrefix(s, ":") {
+			parts[i] = "{" + s[1:] + "}"
+		}
+	}
+	return strings.Join(parts, "/")
+}

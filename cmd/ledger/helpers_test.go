@@ -1,0 +1,173 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/domain/contact"
+)
+
+// ledgerUnderTest is a real server on :0 with its own data directory.
+type ledgerUnderTest struct {
+	*main.Main
+	t     *testing.T
+	admin string
+}
+
+// start runs the ledger's real wiring on :0 with a fresh data directory.
+func start(t *testing.T, configure ...func(*main.Main)) *ledgerUnderTest {
+	t.Helper()
+	m := main.NewMain()
+	m.Config.Addr = "127.0.0.1:0"
+	m.Config.DataDir = t.TempDir()
+	m.Config.LogLevel = "warn"
+	m.Config.KEKURL = ""
+	var out bytes.Buffer
+	m.Stdout, m.Stderr = &out, io.Discard
+	for _, f := range configure {
+		f(m)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	if m.AdminToken == "" || !strings.Contains(out.String(), m.AdminToken) {
+		t.Fatalf("first start did not show the admin token; output: %q", out.String())
+	}
+	return &ledgerUnderTest{Main: m, t: t, admin: m.AdminToken}
+}
+
+// reply is an HTTP answer with its JSON body decoded.
+type reply struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    []byte
+}
+
+func (r reply) str(path ...string) string {
+	var v any = r.Body
+	for _, p := range path {
+		m, _ := v.(map[string]any)
+		v = m[p]
+	}
+	s, _ := v.(string)
+	return s
+}
+
+func (r reply) num(key string) float64 { n, _ := r.Body[key].(float64); return n }
+
+func (r reply) items() []map[string]any {
+	raw, _ := r.Body["items"].([]any)
+	out := make([]map[string]any, len(raw))
+	for i, x := range raw {
+		out[i], _ = x.(map[string]any)
+	}
+	return out
+}
+
+// do sends a request with the given token; body is marshalled unless it is
+// a string or []byte, sent as is.
+func (l *ledgerUnderTest) do(token, method, path string, body any, headers ...string) reply {
+	l.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, l.URL()+path, rd)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := reply{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
+	if len(raw) > 0 && strings.Contains(resp.Header.Get("Content-Type"), "json") {
+		if err := json.Unmarshal(raw, &r.Body); err != nil {
+			l.t.Fatalf("%s %s: body is not a JSON object: %s", method, path, raw)
+		}
+	}
+	return r
+}
+
+// as sends a request with the admin token.
+func (l *ledgerUnderTest) as(method, path string, body any, headers ...string) reply {
+	l.t.Helper()
+	return l.do(l.admin, method, path, body, headers...)
+}
+
+// want checks an answer's status, and for errors its problem code.
+func want(t *testing.T, r reply, status int, code string) {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("got status %d, want %d; body %s", r.Status, status, r.Raw)
+	}
+	if status >= 400 {
+		if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
+			t.Fatalf("got content type %q, want application/problem+json", ct)
+		}
+		if r.str("code") != code || r.str("type") != "https://contactledger.dev/problems/"+code || int(r.num("status")) != status {
+			t.Fatalf("got problem %s, want code %s", r.Raw, code)
+		}
+	}
+}
+
+func (l *ledgerUnderTest) create(body map[string]any) string {
+	l.t.Helper()
+	r := l.as("POST", "/v1/contacts", body)
+	want(l.t, r, 201, "")
+	return r.str("id")
+}
+
+// ids returns the ids of a view's first page.
+func (l *ledgerUnderTest) ids(query string) []string {
+	l.t.Helper()
+	r := l.as("GET", "/v1/contacts?"+query, nil)
+	want(l.t, r, 200, "")
+	var out []string
+	for _, it := range r.items() {
+		out = append(out, it["id"].(string))
+	}
+	return out
+}
+
+func roleOf(s string) contact.Role { return contact.Role(s) }

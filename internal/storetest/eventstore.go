@@ -1,0 +1,414 @@
+// Package storetest holds the contract suites of the store ports. Every
+// adapter's test runs them in one line against the real engine; an adapter
+// is done when it passes them whole.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/oklog/ulid/v2"
+)
+
+// Features lets an adapter declare what it lacks instead of forking the suite.
+type Features struct {
+	// DensePositions is set when positions are consecutive integers (Commit == Prepare).
+	DensePositions bool
+}
+
+// EventStoreHarness makes stores for the event-store suite.
+type EventStoreHarness struct {
+	// New returns an empty store; the harness closes it when the test ends.
+	New func(t *testing.T) contact.EventStore
+	// Reopen closes s and opens the same storage again, as a restart would.
+	Reopen   func(t *testing.T, s contact.EventStore) contact.EventStore
+	Features Features
+}
+
+// Rec returns a record for the suites: event number version of stream in workspace.
+func Rec(workspace, stream string, version uint64) contact.Record {
+	r := contact.Record{
+		ID: ulid.Make(), Stream: stream, Version: version, Type: contact.TypeUpdated,
+		Time: time.Now().UTC().Truncate(time.Microsecond), Workspace: workspace,
+		Actor:         contact.Actor{Principal: "tok_suite", Role: contact.RoleMember},
+		CorrelationID: "corr-" + stream, CausationID: "cause", Schema: 1,
+		Data:   []byte(`{"fields":["name"]}`),
+		Sealed: []byte{1, 2, 3, byte(version)},
+	}
+	r.Hash = contact.ChainHash(nil, r)
+	return r
+}
+
+// Recs returns n consecutive records of a stream after version after.
+func Recs(workspace, stream string, after uint64, n int) []contact.Record {
+	out := make([]contact.Record, n)
+	for i := range out {
+		out[i] = Rec(workspace, stream, after+uint64(i)+1)
+	}
+	return out
+}
+
+func newStream() string { return contact.NewID().Stream() }
+
+// RunEventStore runs the event-store contract suite.
+func RunEventStore(t *testing.T, h EventStoreHarness) {
+	ctx := context.Background()
+	t.Run("append and read a stream", func(t *testing.T) {
+		s := h.New(t)
+		st := newStream()
+		in := Recs("ws", st, 0, 3)
+		in[1].Sealed, in[2].PrevHash = nil, []byte("prev")
+		pos, err := s.Append(ctx, st, 0, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ReadStream(ctx, "ws", st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 {
+			t.Fatalf("got %d events, want 3", len(got))
+		}
+		for i, g := range got {
+			w := in[i]
+			if g.ID != w.ID || g.Stream != w.Stream || g.Version != w.Version || g.Type != w.Type || !g.Time.Equal(w.Time) ||
+				g.Workspace != w.Workspace || g.Actor != w.Actor || g.CorrelationID != w.CorrelationID || g.CausationID != w.CausationID ||
+				g.Schema != w.Schema || !bytes.Equal(g.Data, w.Data) || !bytes.Equal(g.Sealed, w.Sealed) ||
+				!bytes.Equal(g.PrevHash, w.PrevHash) || !bytes.Equal(g.Hash, w.Hash) {
+				t.Fatalf("event %d: got %+v, want %+v", i, g, w)
+			}
+			if (w.Sealed == nil) != (g.Sealed == nil) {
+				t.Fatalf("event %d: got sealed %v, want %v (nil must stay nil)", i, g.Sealed, w.Sealed)
+			}
+			if i > 0 && !got[i-1].Position.Less(g.Position) {
+				t.Fatalf("positions not increasing: %s then %s", got[i-1].Position, g.Position)
+			}
+		}
+		if got[2].Position != pos {
+			t.Fatalf("append returned %s, last event is at %s", pos, got[2].Position)
+		}
+	})
+
+	t.Run("expected version", func(t *testing.T) {
+		s := h.New(t)
+		st := newStream()
+		if _, err := s.Append(ctx, st, 0, Recs("ws", st, 0, 2)); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name     string
+			expected uint64
+		}{{"stream exists", 0}, {"behind", 1}, {"ahead", 5}} {
+			_, err := s.Append(ctx, st, tc.expected, Recs("ws", st, tc.expected, 1))
+			if !errors.Is(err, contact.ErrConcurrency) {
+				t.Fatalf("%s: got %v, want ErrConcurrency", tc.name, err)
+			}
+		}
+		if got, _ := s.ReadStream(ctx, "ws", st); len(got) != 2 {
+			t.Fatalf("got %d events after refused appends, want 2", len(got))
+		}
+		if _, err := s.Append(ctx, st, 2, Recs("ws", st, 2, 1)); err != nil {
+			t.Fatalf("append at the right version: %v", err)
+		}
+	})
+
+	t.Run("invalid batches are refused whole", func(t *testing.T) {
+		s := h.New(t)
+		st := newStream()
+		bad := Recs("ws", st, 0, 3)
+		bad[2].Version = 7
+		if _, err := s.Append(ctx, st, 0, bad); err == nil {
+			t.Fatal("got no error for a batch with a version gap")
+		}
+		if _, err := s.Append(ctx, st, 0, nil); err == nil {
+			t.Fatal("got no error for an empty batch")
+		}
+		if _, err := s.ReadStream(ctx, "ws", st); !errors.Is(err, contact.ErrNotFound) {
+			t.Fatalf("got %v, want nothing written", err)
+		}
+	})
+
+	t.Run("workspace scoping", func(t *testing.T) {
+		s := h.New(t)
+		st := newStream()
+		if _, err := s.Append(ctx, st, 0, Recs("ws-a", st, 0, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ReadStream(ctx, "ws-b", st); !errors.Is(err, contact.ErrNotFound) {
+			t.Fatalf("read from another workspace: got %v, want ErrNotFound", err)
+		}
+		if _, err := s.Append(ctx, st, 1, Recs("ws-b", st, 1, 1)); err == nil {
+			t.Fatal("append from another workspace succeeded")
+		}
+		if _, err := s.ReadStream(ctx, "ws", newStream()); !errors.Is(err, contact.ErrNotFound) {
+			t.Fatalf("unknown stream: got %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("read all in order", func(t *testing.T) {
+		s := h.New(t)
+		if head, err := s.Head(ctx); err != nil || !head.IsZero() {
+			t.Fatalf("empty log: head %s, %v; want zero", head, err)
+		}
+		streams := []string{newStream(), newStream(), newStream()}
+		var want []ulid.ULID
+		versions := map[string]uint64{}
+		for i := 0; i < 12; i++ {
+			st := streams[i%3]
+			r := Recs("ws", st, versions[st], 1+i%2)
+			if _, err := s.Append(ctx, st, versions[st], r); err != nil {
+				t.Fatal(err)
+			}
+			versions[st] += uint64(len(r))
+			for _, x := range r {
+				want = append(want, x.ID)
+			}
+		}
+		all, err := s.ReadAll(ctx, contact.Position{}, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != len(want) {
+			t.Fatalf("got %d events, want %d", len(all), len(want))
+		}
+		for i := range all {
+			if all[i].ID != want[i] {
+				t.Fatalf("event %d: got %s, want %s (commit order)", i, all[i].ID, want[i])
+			}
+			if i > 0 && !all[i-1].Position.Less(all[i].Position) {
+				t.Fatalf("positions not increasing at %d", i)
+			}
+			if h.Features.DensePositions && all[i].Position.Commit != uint64(i+1) {
+				t.Fatalf("event %d at %s, want dense positions", i, all[i].Position)
+			}
+		}
+		page, err := s.ReadAll(ctx, all[4].Position, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) != 3 || page[0].ID != all[5].ID || page[2].ID != all[7].ID {
+			t.Fatalf("read from a position: got %d events starting %v, want 3 starting after event 4", len(page), page)
+		}
+		head, err := s.Head(ctx)
+		if err != nil || head != all[len(all)-1].Position {
+			t.Fatalf("head: got %s, %v; want %s", head, err, all[len(all)-1].Position)
+		}
+		rest, err := s.ReadAll(ctx, head, 10)
+		if err != nil || len(rest) != 0 {
+			t.Fatalf("read after head: got %d events, %v; want none", len(rest), err)
+		}
+	})
+
+	t.Run("subscribe catches up, goes live and resumes after a restart", func(t *testing.T) {
+		s := h.New(t)
+		st := newStream()
+		if _, err := s.Append(ctx, st, 0, Recs("ws", st, 0, 5)); err != nil {
+			t.Fatal(err)
+		}
+		all, _ := s.ReadAll(ctx, contact.Position{}, 100)
+		got := collect(t, s, all[1].Position, 6, func() {
+			if _, err := s.Append(ctx, st, 5, Recs("ws", st, 5, 3)); err != nil {
+				t.Error(err)
+			}
+		})
+		if got[0].Version != 3 || got[5].Version != 8 {
+			t.Fatalf("got versions %d..%d, want 3..8 (from is exclusive, live events follow)", got[0].Version, got[5].Version)
+		}
+		checkpoint := got[5].Position
+		s = h.Reopen(t, s)
+		if _, err := s.Append(ctx, st, 8, Recs("ws", st, 8, 2)); err != nil {
+			t.Fatal(err)
+		}
+		got = collect(t, s, checkpoint, 2, nil)
+		if got[0].Version != 9 || got[1].Version != 10 {
+			t.Fatalf("after restart: got versions %d, %d; want 9, 10", got[0].Version, got[1].Version)
+		}
+	})
+
+	t.Run("concurrent appends to one version: one wins", func(t *testing.T) {
+		s := h.New(t)
+		st := newStream()
+		if _, err := s.Append(ctx, st, 0, Recs("ws", st, 0, 1)); err != nil {
+			t.Fatal(err)
+		}
+		const n = 16
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() { _, errs[i] = s.Append(ctx, st, 1, Recs("ws", st, 1, 2)) })
+		}
+		wg.Wait()
+		wins := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, contact.ErrConcurrency):
+				t.Fatalf("got %v, want nil or ErrConcurrency", err)
+			}
+		}
+		got, _ := s.ReadStream(ctx, "ws", st)
+		if wins != 1 || len(got) != 3 {
+			t.Fatalf("got %d winners and %d events, want 1 and 3", wins, len(got))
+		}
+	})
+
+	t.Run("concurrent appenders with a live subscriber lose, repeat and skip nothing", func(t *testing.T) {
+		s := h.New(t)
+		const writers, perWriter, nStreams = 16, 40, 8
+		streams := make([]string, nStreams)
+		for i := range streams {
+			streams[i] = newStream()
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var (
+			mu        sync.Mutex
+			committed = map[ulid.ULID]bool{}
+			seen      = map[ulid.ULID]int{}
+			last      contact.Position
+			order     error
+		)
+		subDone := make(chan error, 1)
+		go func() {
+			subDone <- s.Subscribe(ctx, contact.Position{}, func(_ context.Context, recs []contact.Record) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, r := range recs {
+					if !last.Less(r.Position) && order == nil {
+						order = fmt.Errorf("position %s after %s", r.Position, last)
+					}
+					last = r.Position
+					seen[r.ID]++
+				}
+				return nil
+			})
+		}()
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(w), 7))
+				for range perWriter {
+					st := streams[rng.IntN(nStreams)]
+					for {
+						recs, err := s.ReadStream(ctx, "ws", st)
+						var v uint64
+						if err == nil {
+							v = recs[len(recs)-1].Version
+						} else if !errors.Is(err, contact.ErrNotFound) {
+							t.Error(err)
+							return
+						}
+						batch := Recs("ws", st, v, 1+rng.IntN(2))
+						_, err = s.Append(ctx, st, v, batch)
+						if errors.Is(err, contact.ErrConcurrency) {
+							continue
+						}
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						for _, r := range batch {
+							committed[r.ID] = true
+						}
+						mu.Unlock()
+						break
+					}
+				}
+			})
+		}
+		wg.Wait()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			n := len(seen)
+			mu.Unlock()
+			if n >= len(committed) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		<-subDone
+		mu.Lock()
+		defer mu.Unlock()
+		if order != nil {
+			t.Fatal(order)
+		}
+		for id := range committed {
+			if seen[id] != 1 {
+				t.Fatalf("event %s seen %d times, want exactly once", id, seen[id])
+			}
+		}
+		if len(seen) != len(committed) {
+			t.Fatalf("subscriber saw %d events, %d were committed", len(seen), len(committed))
+		}
+	})
+
+	t.Run("large streams and payloads", func(t *testing.T) {
+		s := h.New(t)
+		st := newStream()
+		const total, batch = 5000, 250
+		for v := uint64(0); v < total; v += batch {
+			if _, err := s.Append(ctx, st, v, Recs("ws", st, v, batch)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		big := Rec("ws", st, total+1)
+		big.Sealed = bytes.Repeat([]byte{0xAB}, 256<<10)
+		if _, err := s.Append(ctx, st, total, []contact.Record{big}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ReadStream(ctx, "ws", st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != total+1 {
+			t.Fatalf("got %d events, want %d", len(got), total+1)
+		}
+		for i, r := range got {
+			if r.Version != uint64(i+1) {
+				t.Fatalf("event %d has version %d", i, r.Version)
+			}
+		}
+		if !bytes.Equal(got[total].Sealed, big.Sealed) {
+			t.Fatal("the large payload did not round-trip")
+		}
+	})
+}
+
+// collect subscribes from `from` until n events arrive, calling live once
+// the subscription has caught up with what was there.
+func collect(t *testing.T, s contact.EventStore, from contact.Position, n int, live func()) []contact.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var got []contact.Record
+	var once sync.Once
+	errStop := errors.New("enough")
+	err := s.Subscribe(ctx, from, func(_ context.Context, recs []contact.Record) error {
+		got = append(got, recs...)
+		if len(got) >= n {
+			return errStop
+		}
+		if live != nil {
+			once.Do(func() { go live() })
+		}
+		return nil
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("subscribe: got %v after %d events, want %d events", err, len(got), n)
+	}
+	if len(got) != n {
+		t.Fatalf("got %d events, want %d", len(got), n)
+	}
+	return got
+}

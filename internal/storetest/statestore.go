@@ -1,0 +1,284 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/projections"
+)
+
+// StateStore is every port the state store serves.
+type StateStore interface {
+	ledger.KeyStore
+	ledger.Directory
+	ledger.ReadModels
+	projections.Store
+}
+
+// StateStoreHarness makes stores for the state-store suite.
+type StateStoreHarness struct {
+	// New returns an empty store; the harness closes it when the test ends.
+	New      func(t *testing.T) StateStore
+	Features Features
+}
+
+func snapshot(ws, name, email string, state contact.State, at time.Time, tags ...string) contact.Snapshot {
+	s := contact.Snapshot{
+		ID: contact.NewID(), Workspace: ws, State: state, Version: 1, CreatedAt: at, UpdatedAt: at,
+		Personal: contact.Personal{Name: name, Email: email}, Tags: tags,
+	}
+	if s.Tags == nil {
+		s.Tags = []string{}
+	}
+	if state == contact.StateTrashed {
+		by := contact.Actor{Principal: "tok_" + name, Role: contact.RoleMember}
+		s.TrashedAt, s.TrashedBy, s.TrashedFrom = &at, &by, contact.StateActive
+	}
+	return s
+}
+
+var suiteIndex, _ = shred.NewBlindIndex(bytes.Repeat([]byte{7}, 32))
+
+// RunStateStore runs the state-store contract suite.
+func RunStateStore(t *testing.T, h StateStoreHarness) {
+	ctx := context.Background()
+	t.Run("key vault", func(t *testing.T) {
+		s := h.New(t)
+		k := ledger.KeyRow{Owner: "c1", Workspace: "ws", KeyID: "dk_1", KEKID: "local:1", Wrapped: []byte("wrapped-bytes"), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+		if err := s.PutKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutKey(ctx, k); !errors.Is(err, contact.ErrAlreadyExists) {
+			t.Fatalf("second key for an owner: got %v, want ErrAlreadyExists", err)
+		}
+		got, err := s.GetKeys(ctx, "ws", []string{"c1", "c2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || !bytes.Equal(got["c1"].Wrapped, k.Wrapped) || got["c1"].KEKID != k.KEKID || got["c1"].KeyID != k.KeyID || !got["c1"].CreatedAt.Equal(k.CreatedAt) {
+			t.Fatalf("got %+v, want the key of c1 only", got)
+		}
+		if other, _ := s.GetKeys(ctx, "other", []string{"c1"}); len(other) != 0 {
+			t.Fatalf("another workspace read the key: %+v", other)
+		}
+		if ok, err := s.DestroyKey(ctx, "other", "c1"); err != nil || ok {
+			t.Fatalf("another workspace destroyed the key: %v %v", ok, err)
+		}
+		if ok, err := s.DestroyKey(ctx, "ws", "c1"); err != nil || !ok {
+			t.Fatalf("destroy: got %v %v, want true", ok, err)
+		}
+		if ok, err := s.DestroyKey(ctx, "ws", "c1"); err != nil || ok {
+			t.Fatalf("destroy twice: got %v %v, want false, nil", ok, err)
+		}
+		if got, _ := s.GetKeys(ctx, "ws", []string{"c1"}); len(got) != 0 {
+			t.Fatalf("a destroyed key is still readable: %+v", got)
+		}
+		if err := s.PutKey(ctx, ledger.KeyRow{Owner: "c3", Workspace: "ws", KeyID: "dk_3", KEKID: "k", Wrapped: []byte{1}, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("directory", func(t *testing.T) {
+		s := h.New(t)
+		w := ledger.Workspace{Name: "acme", CreatedAt: time.Now().UTC().Truncate(time.Microsecond), Policy: contact.DefaultPolicy()}
+		if err := s.CreateWorkspace(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateWorkspace(ctx, w); !errors.Is(err, ledger.ErrWorkspaceExists) {
+			t.Fatalf("duplicate workspace: got %v, want ErrWorkspaceExists", err)
+		}
+		if _, err := s.Workspace(ctx, "nope"); !errors.Is(err, contact.ErrWorkspaceNotFound) {
+			t.Fatalf("unknown workspace: got %v", err)
+		}
+		ps := contact.DefaultPolicy().Settings()
+		ps.RetentionDays, ps.RequireArchiveBeforeTrash, ps.RestoreRole, ps.PurgeAllowed, ps.ProtectedSources = 7, true, contact.RoleAdmin, false, []string{"crm", "hubspot"}
+		p, _ := ps.Policy()
+		if err := s.SavePolicy(ctx, "acme", p); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SavePolicy(ctx, "nope", p); !errors.Is(err, contact.ErrWorkspaceNotFound) {
+			t.Fatalf("policy of an unknown workspace: got %v", err)
+		}
+		got, err := s.Workspace(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got.Policy.Settings()) != fmt.Sprint(p.Settings()) || !got.CreatedAt.Equal(w.CreatedAt) {
+			t.Fatalf("got %+v, want policy %+v", got.Policy.Settings(), p.Settings())
+		}
+		tok := ledger.Token{ID: "tok_1", Workspace: "acme", Role: contact.RoleAuditor, Hash: []byte("hash"), Label: "ci", CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+		if err := s.CreateToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		gt, err := s.Token(ctx, "tok_1")
+		if err != nil || gt.Role != contact.RoleAuditor || gt.Workspace != "acme" || !bytes.Equal(gt.Hash, tok.Hash) || !gt.RevokedAt.IsZero() {
+			t.Fatalf("got %+v, %v", gt, err)
+		}
+		if err := s.RevokeToken(ctx, "tok_1", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if gt, _ := s.Token(ctx, "tok_1"); gt.RevokedAt.IsZero() {
+			t.Fatal("revoked token has no revocation time")
+		}
+		if _, err := s.Token(ctx, "tok_2"); !errors.Is(err, contact.ErrNotFound) {
+			t.Fatalf("unknown token: got %v", err)
+		}
+		if err := s.RevokeToken(ctx, "tok_2", time.Now()); !errors.Is(err, contact.ErrNotFound) {
+			t.Fatalf("revoke unknown token: got %v", err)
+		}
+	})
+
+	t.Run("checkpoints move with their rows", func(t *testing.T) {
+		s := h.New(t)
+		if cp, err := s.Checkpoint(ctx, "trash"); err != nil || !cp.IsZero() {
+			t.Fatalf("new checkpoint: %s %v", cp, err)
+		}
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		a := snapshot("ws", "Ada", "ada@example.com", contact.StateTrashed, now)
+		p1 := contact.Position{Commit: 5, Prepare: 5}
+		row := projections.BuildRow(a, suiteIndex, p1)
+		if err := s.Commit(ctx, projections.Batch{Projection: "trash", To: p1, Upserts: []projections.Row{row}}); err != nil {
+			t.Fatal(err)
+		}
+		if cp, _ := s.Checkpoint(ctx, "trash"); cp != p1 {
+			t.Fatalf("checkpoint: got %s, want %s", cp, p1)
+		}
+		// A stale batch (from the wrong checkpoint) writes nothing at all.
+		b := snapshot("ws", "Bob", "bob@example.com", contact.StateTrashed, now)
+		err := s.Commit(ctx, projections.Batch{Projection: "trash", From: contact.Position{}, To: contact.Position{Commit: 9, Prepare: 9},
+			Upserts: []projections.Row{projections.BuildRow(b, suiteIndex, contact.Position{Commit: 9, Prepare: 9})}, Deletes: []projections.Ref{{Workspace: "ws", ID: a.ID}}})
+		if !errors.Is(err, contact.ErrConcurrency) {
+			t.Fatalf("stale batch: got %v, want ErrConcurrency", err)
+		}
+		rows, err := s.Rows(ctx, "trash", []projections.Ref{{Workspace: "ws", ID: a.ID}, {Workspace: "ws", ID: b.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 || rows[a.ID].Contact.Personal.Email != "ada@example.com" || rows[a.ID].Position != p1 || rows[a.ID].EmailIndex != row.EmailIndex {
+			t.Fatalf("rows after a stale batch: got %+v, want Ada's only", rows)
+		}
+		if cp, _ := s.Checkpoint(ctx, "trash"); cp != p1 {
+			t.Fatalf("a stale batch moved the checkpoint to %s", cp)
+		}
+		if cp, _ := s.Checkpoint(ctx, "active"); !cp.IsZero() {
+			t.Fatalf("another projection's checkpoint moved to %s", cp)
+		}
+		// Delete and destroy keys in one batch.
+		if err := s.PutKey(ctx, ledger.KeyRow{Owner: a.ID.String(), Workspace: "ws", KeyID: "dk", KEKID: "k", Wrapped: []byte{1}, CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		p2 := contact.Position{Commit: 6, Prepare: 6}
+		if err := s.Commit(ctx, projections.Batch{Projection: "trash", From: p1, To: p2, Deletes: []projections.Ref{{Workspace: "ws", ID: a.ID}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(ctx, projections.Batch{Projection: projections.Erasure, To: p2, DestroyKeys: []projections.Ref{{Workspace: "ws", ID: a.ID}}}); err != nil {
+			t.Fatal(err)
+		}
+		if rows, _ := s.Rows(ctx, "trash", []projections.Ref{{Workspace: "ws", ID: a.ID}}); len(rows) != 0 {
+			t.Fatal("deleted row is still there")
+		}
+		if keys, _ := s.GetKeys(ctx, "ws", []string{a.ID.String()}); len(keys) != 0 {
+			t.Fatal("destroyed key is still there")
+		}
+	})
+
+	t.Run("views list, filter and paginate", func(t *testing.T) {
+		s := h.New(t)
+		base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		var rows []projections.Row
+		var all []contact.Snapshot
+		for i := range 25 {
+			tags := []string{"t" + fmt.Sprint(i%3)}
+			sn := snapshot("ws", fmt.Sprintf("Person %02d", i), fmt.Sprintf("p%02d@example.com", i), contact.StateTrashed, base.Add(time.Duration(i/2)*time.Hour), tags...)
+			sn.Personal.Phone = fmt.Sprintf("+1 555 01%02d", i)
+			if i%5 == 0 {
+				by := contact.Actor{Principal: "tok_special", Role: contact.RoleAdmin}
+				sn.TrashedBy = &by
+			}
+			all = append(all, sn)
+			rows = append(rows, projections.BuildRow(sn, suiteIndex, contact.Position{Commit: uint64(i + 1), Prepare: uint64(i + 1)}))
+		}
+		other := snapshot("other-ws", "Person 00", "p00@example.com", contact.StateTrashed, base)
+		rows = append(rows, projections.BuildRow(other, suiteIndex, contact.Position{Commit: 30, Prepare: 30}))
+		if err := s.Commit(ctx, projections.Batch{Projection: "trash", To: contact.Position{Commit: 30, Prepare: 30}, Upserts: rows}); err != nil {
+			t.Fatal(err)
+		}
+		list := func(q ledger.ListQuery) []contact.Snapshot {
+			t.Helper()
+			q.Workspace, q.View = "ws", "trash"
+			if q.Limit == 0 {
+				q.Limit = 100
+			}
+			items, err := s.List(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := make([]contact.Snapshot, len(items))
+			for i, it := range items {
+				out[i] = it.Contact
+			}
+			return out
+		}
+		// Every page is newest first, and pages chain without gaps or repeats.
+		var paged []contact.Snapshot
+		var after *ledger.Cursor
+		for {
+			items, err := s.List(ctx, ledger.ListQuery{Workspace: "ws", View: "trash", Limit: 7, After: after})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range items {
+				paged = append(paged, it.Contact)
+			}
+			if len(items) < 7 {
+				break
+			}
+			last := items[len(items)-1]
+			after = &ledger.Cursor{SortAt: last.SortAt, ID: last.Contact.ID.String()}
+		}
+		if len(paged) != 25 {
+			t.Fatalf("paged through %d contacts, want 25 (the other workspace's must not show)", len(paged))
+		}
+		seen := map[contact.ID]bool{}
+		for i, sn := range paged {
+			if seen[sn.ID] {
+				t.Fatalf("contact %s on two pages", sn.ID)
+			}
+			seen[sn.ID] = true
+			if i > 0 {
+				prev := paged[i-1]
+				if prev.TrashedAt.Before(*sn.TrashedAt) || (prev.TrashedAt.Equal(*sn.TrashedAt) && prev.ID.String() < sn.ID.String()) {
+					t.Fatalf("not newest first at %d", i)
+				}
+			}
+		}
+		for name, tc := range map[string]struct {
+			q    ledger.ListQuery
+			want int
+		}{
+			"q name":         {ledger.ListQuery{Q: "person 1"}, 10},
+			"q email":        {ledger.ListQuery{Q: "P03@EXAMPLE"}, 1},
+			"q phone":        {ledger.ListQuery{Q: "5550107"}, 1},
+			"q id":           {ledger.ListQuery{Q: all[4].ID.String()}, 1},
+			"email index":    {ledger.ListQuery{EmailIndex: suiteIndex.Of("email", "p07@example.com")}, 1},
+			"phone index":    {ledger.ListQuery{PhoneIndex: suiteIndex.Of("phone", contact.NormalizePhone("+1 555 0108"))}, 1},
+			"tag":            {ledger.ListQuery{Tag: "t1"}, 8},
+			"deleted by":     {ledger.ListQuery{DeletedBy: "tok_special"}, 5},
+			"deleted after":  {ledger.ListQuery{DeletedAfter: base.Add(10 * time.Hour)}, 5},
+			"deleted before": {ledger.ListQuery{DeletedBefore: base.Add(2 * time.Hour)}, 4},
+			"combined":       {ledger.ListQuery{Tag: "t0", DeletedBy: "tok_special"}, 2},
+			"no match":       {ledger.ListQuery{Q: "nobody"}, 0},
+		} {
+			if got := list(tc.q); len(got) != tc.want {
+				t.Errorf("%s: got %d contacts, want %d", name, len(got), tc.want)
+			}
+		}
+	})
+}
