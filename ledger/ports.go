@@ -32,8 +32,20 @@ type KeyStore interface {
 	DestroyKey(ctx context.Context, workspace, owner string) (bool, error)
 }
 
+// KeyRewrapper is implemented by key stores that can re-wrap their keys
+// under a new key-encryption key.
+type KeyRewrapper interface {
+	// KeysNotWrappedBy returns up to limit keys wrapped under another KEK than kek.
+	KeysNotWrappedBy(ctx context.Context, kek string, limit int) ([]KeyRow, error)
+	// Rewrap replaces a key's wrapping if it is still wrapped under oldKEK;
+	// it reports whether it was (a key destroyed meanwhile is not).
+	Rewrap(ctx context.Context, owner, oldKEK, newKEK string, wrapped []byte) (bool, error)
+}
+
 // KeyWrapper wraps data keys with the key-encryption key of a key service.
 type KeyWrapper interface {
+	// Active names the key-encryption key that wraps new keys.
+	Active() string
 	// Wrap encrypts a data key under the current key-encryption key and names it.
 	Wrap(ctx context.Context, plaintext []byte) (kekID string, wrapped []byte, err error)
 	// Unwrap decrypts a data key wrapped under the named key-encryption key.

@@ -150,3 +150,41 @@ func (v *Vault) BlindIndex(ctx context.Context, workspace string) (shred.BlindIn
 		}
 	}
 }
+
+// Rotate re-wraps every key that is not wrapped under the active
+// key-encryption key, so that older KEKs can be retired. Keys destroyed
+// meanwhile stay destroyed. It returns how many keys it re-wrapped.
+func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper) (int, error) {
+	active := v.wrap.Active()
+	n := 0
+	for {
+		rows, err := store.KeysNotWrappedBy(ctx, active, 500)
+		if err != nil {
+			return n, fmt.Errorf("rotate: %w", err)
+		}
+		if len(rows) == 0 {
+			return n, nil
+		}
+		for _, row := range rows {
+			raw, err := v.wrap.Unwrap(ctx, row.KEKID, row.Wrapped)
+			if err != nil {
+				return n, fmt.Errorf("rotate %s: %w", row.Owner, err)
+			}
+			kek, wrapped, err := v.wrap.Wrap(ctx, raw)
+			clear(raw)
+			if err != nil {
+				return n, fmt.Errorf("rotate %s: %w", row.Owner, err)
+			}
+			if kek != active {
+				return n, fmt.Errorf("rotate: the active key-encryption key changed during rotation")
+			}
+			ok, err := store.Rewrap(ctx, row.Owner, row.KEKID, kek, wrapped)
+			if err != nil {
+				return n, fmt.Errorf("rotate %s: %w", row.Owner, err)
+			}
+			if ok {
+				n++
+			}
+		}
+	}
+}

@@ -18,11 +18,15 @@ type Runner struct {
 	store  Store
 	vault  *ledger.Vault
 	log    *slog.Logger
+	// Leaser, when set, makes each projection run only while this process
+	// holds its lease.
+	Leaser Leaser
 	// WaitTimeout bounds how long a query waits for a projection to catch up.
 	WaitTimeout time.Duration
 
 	mu      sync.Mutex
 	pos     map[string]contact.Position
+	leading map[string]bool
 	changed chan struct{}
 }
 
@@ -52,6 +56,48 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 func (r *Runner) loop(ctx context.Context, name string, build func(context.Context, contact.Position, []contact.Record) (Batch, error)) {
+	if r.Leaser == nil {
+		r.run(ctx, name, build)
+		return
+	}
+	for ctx.Err() == nil {
+		leaseCtx, release, err := r.Leaser.Acquire(ctx, name)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Error("acquiring the lease of a projection failed", "projection", name, "err", err)
+				time.Sleep(time.Second)
+			}
+			continue
+		}
+		r.setLeading(name, true)
+		r.log.Info("running projection", "projection", name)
+		r.run(leaseCtx, name, build)
+		r.setLeading(name, false)
+		release()
+		if ctx.Err() == nil {
+			r.log.Warn("lost the lease of a projection; waiting to take it again", "projection", name, "cause", context.Cause(leaseCtx))
+		}
+	}
+}
+
+func (r *Runner) setLeading(name string, on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leading == nil {
+		r.leading = map[string]bool{}
+	}
+	r.leading[name] = on
+}
+
+// Leading reports whether this process runs the projection now.
+func (r *Runner) Leading(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Leaser == nil || r.leading[name]
+}
+
+// run keeps one projection up to date until ctx ends, retrying failures with backoff.
+func (r *Runner) run(ctx context.Context, name string, build func(context.Context, contact.Position, []contact.Record) (Batch, error)) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		from, err := r.store.Checkpoint(ctx, name)

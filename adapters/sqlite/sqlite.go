@@ -300,3 +300,20 @@ func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
 func nowUTC() time.Time { return time.Now().UTC() }
 
 func fromMicros(n int64) time.Time { return time.UnixMicro(n).UTC() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
+
+// Vacuum rebuilds the database file (VACUUM), so no freed page keeps old
+// bytes, and truncates the WAL. full is accepted for symmetry with
+// PostgreSQL; SQLite's VACUUM always rewrites the file.
+func (s *Store) Vacuum(ctx context.Context, full bool) error {
+	err := s.exec(ctx, func(ctx context.Context, db *sql.DB) error {
+		_, err := db.ExecContext(ctx, "VACUUM")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("vacuum: %w", err)
+	}
+	return s.Compact(ctx)
+}

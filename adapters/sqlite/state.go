@@ -194,3 +194,39 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error 
 		return nil
 	}, nil)
 }
+
+var _ ledger.KeyRewrapper = (*Store)(nil)
+
+// KeysNotWrappedBy returns up to limit keys wrapped under another KEK than kek.
+func (s *Store) KeysNotWrappedBy(ctx context.Context, kek string, limit int) ([]ledger.KeyRow, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT owner, workspace, key_id, kek_id, wrapped, created_at FROM data_keys WHERE kek_id <> ? ORDER BY owner LIMIT ?`, kek, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ledger.KeyRow
+	for rows.Next() {
+		var k ledger.KeyRow
+		var created int64
+		if err := rows.Scan(&k.Owner, &k.Workspace, &k.KeyID, &k.KEKID, &k.Wrapped, &created); err != nil {
+			return nil, err
+		}
+		k.CreatedAt = fromMicros(created)
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// Rewrap replaces a key's wrapping if it is still wrapped under oldKEK.
+func (s *Store) Rewrap(ctx context.Context, owner, oldKEK, newKEK string, wrapped []byte) (bool, error) {
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE data_keys SET kek_id = ?, wrapped = ? WHERE owner = ? AND kek_id = ?`, newKEK, wrapped, owner, oldKEK)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	}, nil)
+	return n > 0, err
+}

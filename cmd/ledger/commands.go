@@ -33,6 +33,8 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (LEDGER_LOG_LEVEL)")
 	pf.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto (text on a terminal, else JSON), json or text (LEDGER_LOG_FORMAT)")
 	pf.StringVar(&cfg.KEKURL, "kek-url", cfg.KEKURL, "key service that wraps data keys, e.g. awskms://..., hashivault://...; empty: local keys in <data-dir>/keys (LEDGER_KEK_URL)")
+	pf.StringSliceVar(&cfg.PreviousKEKURLs, "previous-kek-url", cfg.PreviousKEKURLs, "key services of earlier KEKs, until `keys rotate` has re-wrapped their keys (LEDGER_PREVIOUS_KEK_URLS, comma-separated)")
+	pf.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL for the log and state (postgres://...); empty: the embedded store in the data directory (LEDGER_DATABASE_URL)")
 
 	newMain := func() *Main {
 		m := NewMain()
@@ -201,6 +203,51 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		}),
 	})
 
-	root.AddCommand(serve, replay, versionCmd, workspaces, tokens)
+	keys := &cobra.Command{Use: "keys", Short: "Manage the key-encryption keys that wrap contacts' data keys"}
+	keys.AddCommand(&cobra.Command{
+		Use:   "rotate",
+		Short: "Re-wrap every live data key under a new key-encryption key and retire the old ones",
+		Long: lines(
+			"With the local keyring, rotate creates a new KEK, re-wraps every live data key under it, and then",
+			"destroys the old KEK files: any copy of a data key wrapped under them (a backup, a dead tuple, a",
+			"WAL segment, including copies of keys shredded since) can no longer be unwrapped.",
+			"With --kek-url, point --kek-url at the new key and --previous-kek-url at the old ones; rotate",
+			"re-wraps everything under the new one, after which the old key can be disabled in the KMS."),
+		Args: cobra.NoArgs,
+		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
+			return m.RotateKeys(ctx)
+		}),
+	})
+	var full bool
+	maintenance := &cobra.Command{Use: "maintenance", Short: "Maintenance of the stores"}
+	compact := &cobra.Command{
+		Use:   "compact",
+		Short: "Compact the tables that held personal data, so no copy of erased rows stays in their files",
+		Long: lines(
+			"Embedded store: VACUUM rewrites the database file and the WAL is truncated.",
+			"PostgreSQL: VACUUM the views and the key vault; with --full, VACUUM FULL rewrites them (each is",
+			"locked while it runs), then CHECKPOINT and a WAL switch let the old segments go (needs a superuser,",
+			"or the pg_checkpoint role and pg_switch_wal granted). See the README's operating notes."),
+		Args: cobra.NoArgs,
+		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
+			v, ok := m.state.(interface {
+				Vacuum(ctx context.Context, full bool) error
+			})
+			if !ok {
+				return fmt.Errorf("this store has no compaction")
+			}
+			if err := v.Vacuum(ctx, full); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "Compacted.")
+			return nil
+		}),
+	}
+	compact.Flags().BoolVar(&full, "full", false, "PostgreSQL: rewrite the tables (VACUUM FULL) and let old WAL segments go")
+	maintenance.AddCommand(compact)
+
+	root.AddCommand(serve, replay, versionCmd, workspaces, tokens, keys, maintenance)
 	return root
 }
+
+func lines(s ...string) string { return strings.Join(s, "\n") }

@@ -13,12 +13,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/adapters/keyring"
+	"github.com/contactledger/ledger/adapters/postgres"
 	"github.com/contactledger/ledger/adapters/sqlite"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
@@ -44,16 +46,24 @@ type Config struct {
 	// KEKURL names the key service that wraps data keys; empty means the
 	// local keyring in <data-dir>/keys.
 	KEKURL string
+	// PreviousKEKURLs name key services of earlier KEKs, still needed to
+	// unwrap keys until `ledger keys rotate` has re-wrapped them.
+	PreviousKEKURLs []string
+	// DatabaseURL selects PostgreSQL for the log and the state store;
+	// empty means the embedded store in the data directory.
+	DatabaseURL string
 }
 
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
 func DefaultConfig() Config {
 	return Config{
-		Addr:      env("LEDGER_ADDR", ":8080"),
-		DataDir:   env("LEDGER_DATA_DIR", "./data"),
-		LogLevel:  env("LEDGER_LOG_LEVEL", "info"),
-		LogFormat: env("LEDGER_LOG_FORMAT", "auto"),
-		KEKURL:    env("LEDGER_KEK_URL", ""),
+		Addr:            env("LEDGER_ADDR", ":8080"),
+		DataDir:         env("LEDGER_DATA_DIR", "./data"),
+		LogLevel:        env("LEDGER_LOG_LEVEL", "info"),
+		LogFormat:       env("LEDGER_LOG_FORMAT", "auto"),
+		KEKURL:          env("LEDGER_KEK_URL", ""),
+		DatabaseURL:     env("LEDGER_DATABASE_URL", ""),
+		PreviousKEKURLs: strings.FieldsFunc(env("LEDGER_PREVIOUS_KEK_URLS", ""), func(r rune) bool { return r == ',' || r == ' ' }),
 	}
 }
 
@@ -79,7 +89,8 @@ type Main struct {
 	AdminToken string
 
 	log    *slog.Logger
-	store  *sqlite.Store
+	events contact.EventStore
+	state  stateStore
 	keys   *keyring.Keyring
 	Svc    *ledger.Service
 	Runner *projections.Runner
@@ -134,22 +145,54 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	if m.Config.KEKURL != "" {
-		m.keys, err = keyring.OpenURL(ctx, m.Config.KEKURL)
+		m.keys, err = keyring.OpenURL(ctx, m.Config.KEKURL, m.Config.PreviousKEKURLs...)
 	} else {
 		m.keys, err = keyring.OpenLocal(filepath.Join(m.Config.DataDir, "keys"))
 	}
 	if err != nil {
 		return err
 	}
-	if m.store, err = sqlite.Open(ctx, m.Config.DataDir, log); err != nil {
+	if err := m.openStores(ctx); err != nil {
 		return err
 	}
-	vault := ledger.NewVault(m.store, m.keys)
-	m.Runner = projections.NewRunner(m.store, m.store, vault, log)
+	vault := ledger.NewVault(m.state, m.keys)
+	m.Runner = projections.NewRunner(m.events, m.state, vault, log)
+	if l, ok := m.state.(projections.Leaser); ok {
+		m.Runner.Leaser = l
+	}
 	m.Svc = ledger.New(ledger.Options{
-		Events: m.store, Vault: vault, Directory: m.store, Views: m.store,
+		Events: m.events, Vault: vault, Directory: m.state, Views: m.state,
 		Progress: m.Runner, Now: m.Now, Logger: log,
 	})
+	return nil
+}
+
+// stateStore is every port the state store serves.
+type stateStore interface {
+	ledger.KeyStore
+	ledger.Directory
+	ledger.ReadModels
+	projections.Store
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// openStores opens PostgreSQL when a database URL is set, else the
+// embedded store in the data directory.
+func (m *Main) openStores(ctx context.Context) error {
+	if m.Config.DatabaseURL != "" {
+		pg, err := postgres.Open(ctx, m.Config.DatabaseURL, m.log)
+		if err != nil {
+			return err
+		}
+		m.events, m.state = pg, pg
+		return nil
+	}
+	db, err := sqlite.Open(ctx, m.Config.DataDir, m.log)
+	if err != nil {
+		return err
+	}
+	m.events, m.state = db, db
 	return nil
 }
 
@@ -191,7 +234,10 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 func (m *Main) ready(ctx context.Context) error {
-	_, err := m.store.Head(ctx)
+	if err := m.state.Ping(ctx); err != nil {
+		return err
+	}
+	_, err := m.events.Head(ctx)
 	return err
 }
 
@@ -208,11 +254,14 @@ func (m *Main) URL() string {
 // bootstrap creates the default workspace and an admin token the first time
 // the ledger starts on an empty data directory, and shows the token once.
 func (m *Main) bootstrap(ctx context.Context) error {
-	ws, err := m.store.Workspaces(ctx)
+	ws, err := m.state.Workspaces(ctx)
 	if err != nil || len(ws) > 0 {
 		return err
 	}
 	if _, err := m.Svc.CreateWorkspace(ctx, "default"); err != nil {
+		if errors.Is(err, ledger.ErrWorkspaceExists) {
+			return nil // another replica bootstrapped at the same time
+		}
 		return err
 	}
 	secret, _, err := m.Svc.CreateToken(ctx, "default", contact.RoleAdmin, "bootstrap admin")
@@ -241,8 +290,8 @@ func (m *Main) Close() error {
 		m.cancel()
 	}
 	m.wg.Wait()
-	if m.store != nil {
-		errs = append(errs, m.store.Close())
+	if m.state != nil {
+		errs = append(errs, m.state.Close())
 	}
 	if m.keys != nil {
 		errs = append(errs, m.keys.Close())
@@ -250,5 +299,36 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
-// Store returns the embedded store (for tests and maintenance commands).
-func (m *Main) Store() *sqlite.Store { return m.store }
+// State returns the state store (for tests and maintenance commands).
+func (m *Main) State() any { return m.state }
+
+// RotateKeys re-wraps every live data key under the active key-encryption
+// key; with the local keyring it first makes a new one, and afterwards
+// destroys the old ones.
+func (m *Main) RotateKeys(ctx context.Context) error {
+	rw, ok := m.state.(ledger.KeyRewrapper)
+	if !ok {
+		return errors.New("this store cannot re-wrap keys")
+	}
+	local := m.Config.KEKURL == ""
+	if local {
+		if _, err := m.keys.AddLocal(); err != nil {
+			return err
+		}
+	}
+	n, err := m.Svc.Vault().Rotate(ctx, rw)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "Re-wrapped %d keys under %s.\n", n, m.keys.Active())
+	if !local {
+		fmt.Fprintln(m.Stdout, "Disable the previous key in the key service once every replica runs with the new --kek-url.")
+		return nil
+	}
+	retired, err := m.keys.Retire()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "Retired and destroyed %d old key-encryption keys.\n", len(retired))
+	return nil
+}

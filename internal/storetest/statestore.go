@@ -17,6 +17,7 @@ import (
 // StateStore is every port the state store serves.
 type StateStore interface {
 	ledger.KeyStore
+	ledger.KeyRewrapper
 	ledger.Directory
 	ledger.ReadModels
 	projections.Store
@@ -82,6 +83,42 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		}
 		if err := s.PutKey(ctx, ledger.KeyRow{Owner: "c3", Workspace: "ws", KeyID: "dk_3", KEKID: "k", Wrapped: []byte{1}, CreatedAt: time.Now()}); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("key rotation", func(t *testing.T) {
+		s := h.New(t)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		for i, kek := range []string{"old", "old", "new", "old"} {
+			if err := s.PutKey(ctx, ledger.KeyRow{Owner: fmt.Sprint("o", i), Workspace: "ws", KeyID: "k", KEKID: kek, Wrapped: []byte{byte(i)}, CreatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old, err := s.KeysNotWrappedBy(ctx, "new", 2)
+		if err != nil || len(old) != 2 || old[0].KEKID != "old" || old[0].Workspace != "ws" {
+			t.Fatalf("got %+v, %v; want 2 keys under old (the limit)", old, err)
+		}
+		if ok, err := s.Rewrap(ctx, "o0", "old", "new", []byte("rewrapped")); err != nil || !ok {
+			t.Fatalf("rewrap: %v %v", ok, err)
+		}
+		if ok, err := s.Rewrap(ctx, "o0", "old", "new", []byte("again")); err != nil || ok {
+			t.Fatalf("rewrap of a key no longer under old: got %v %v, want false", ok, err)
+		}
+		if _, err := s.DestroyKey(ctx, "ws", "o1"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Rewrap(ctx, "o1", "old", "new", []byte("x")); err != nil || ok {
+			t.Fatalf("rewrap of a destroyed key: got %v %v, want false", ok, err)
+		}
+		if keys, _ := s.GetKeys(ctx, "ws", []string{"o1"}); len(keys) != 0 {
+			t.Fatal("a rewrap brought a destroyed key back")
+		}
+		got, _ := s.GetKeys(ctx, "ws", []string{"o0"})
+		if string(got["o0"].Wrapped) != "rewrapped" || got["o0"].KEKID != "new" {
+			t.Fatalf("got %+v", got["o0"])
+		}
+		if rest, _ := s.KeysNotWrappedBy(ctx, "new", 10); len(rest) != 1 || rest[0].Owner != "o3" {
+			t.Fatalf("left under old: %+v, want o3 only", rest)
 		}
 	})
 

@@ -1,0 +1,305 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/jackc/pgx/v5"
+	"github.com/oklog/ulid/v2"
+)
+
+var _ contact.EventStore = (*Store)(nil)
+
+// eventColumns are the columns of a record. The transaction id is read as
+// text (pgx has no xid8 type) under another name: ORDER BY tx must mean the
+// xid8 column, not the text (which would sort "1000" before "999").
+const eventColumns = `tx::text AS tx_text, seq, id, stream, version, type, time, workspace, actor, actor_role,
+	correlation_id, causation_id, schema, data, sealed, prev_hash, hash`
+
+// appendSQL checks the stream's version and inserts the events in one
+// statement, so an append is one round trip. A concurrent append of the
+// same version fails on the (stream, version) key.
+const appendSQL = `
+WITH cur AS (
+	SELECT COALESCE(max(version), 0) AS v, COALESCE(bool_or(workspace <> $2), false) AS foreign_ws
+	FROM events WHERE stream = $1
+)
+INSERT INTO events (id, stream, version, type, time, workspace, actor, actor_role,
+	correlation_id, causation_id, schema, data, sealed, prev_hash, hash)
+SELECT e.id, $1, e.version, e.type, e.time, $2, e.actor, e.actor_role, e.corr, e.caus, e.schema, e.data, e.sealed, e.prev_hash, e.hash
+FROM unnest($4::bytea[], $5::bigint[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[],
+	$12::int[], $13::bytea[], $14::bytea[], $15::bytea[], $16::bytea[])
+	WITH ORDINALITY AS e(id, version, type, time, actor, actor_role, corr, caus, schema, data, sealed, prev_hash, hash, ord),
+	cur
+WHERE cur.v = $3 AND NOT cur.foreign_ws
+ORDER BY e.ord
+RETURNING tx::text AS tx_text, seq`
+
+// Append appends events to stream at the expected version, atomically.
+func (s *Store) Append(ctx context.Context, stream string, expected uint64, events []contact.Record) (contact.Position, error) {
+	if err := contact.Validate(stream, expected, events); err != nil {
+		return contact.Position{}, err
+	}
+	n := len(events)
+	var (
+		ids, data, sealed, prev, hash = make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		versions                      = make([]int64, n)
+		schemas                       = make([]int32, n)
+		times                         = make([]time.Time, n)
+		types, actors, roles          = make([]string, n), make([]string, n), make([]string, n)
+		corrs, causes                 = make([]string, n), make([]string, n)
+	)
+	for i, e := range events {
+		ids[i], versions[i], types[i], times[i] = e.ID[:], int64(e.Version), e.Type, e.Time
+		actors[i], roles[i], corrs[i], causes[i] = e.Actor.Principal, string(e.Actor.Role), e.CorrelationID, e.CausationID
+		schemas[i], data[i], sealed[i], prev[i], hash[i] = int32(e.Schema), e.Data, e.Sealed, e.PrevHash, e.Hash
+	}
+	rows, err := s.pool.Query(ctx, appendSQL, stream, events[0].Workspace, int64(expected),
+		ids, versions, types, times, actors, roles, corrs, causes, schemas, data, sealed, prev, hash)
+	if err != nil {
+		return contact.Position{}, fmt.Errorf("append to %s: %w", stream, err)
+	}
+	var last contact.Position
+	count := 0
+	for rows.Next() {
+		var tx string
+		var seq int64
+		if err := rows.Scan(&tx, &seq); err != nil {
+			rows.Close()
+			return contact.Position{}, err
+		}
+		p, err := position(tx, seq)
+		if err != nil {
+			rows.Close()
+			return contact.Position{}, err
+		}
+		if last.Less(p) {
+			last = p
+		}
+		count++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		if isUnique(err) {
+			return contact.Position{}, contact.Errorf(contact.ErrConcurrency, "another append to the stream won")
+		}
+		return contact.Position{}, fmt.Errorf("append to %s: %w", stream, err)
+	}
+	if count == 0 {
+		return contact.Position{}, s.appendRefused(ctx, stream, events[0].Workspace, expected)
+	}
+	s.appendedLocally()
+	return last, nil
+}
+
+// appendRefused says why an append inserted nothing.
+func (s *Store) appendRefused(ctx context.Context, stream, workspace string, expected uint64) error {
+	var cur int64
+	var foreign bool
+	err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(version), 0), COALESCE(bool_or(workspace <> $2), false) FROM events WHERE stream = $1`, stream, workspace).Scan(&cur, &foreign)
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", stream, err)
+	}
+	if foreign {
+		return contact.ErrNotFound
+	}
+	return contact.Errorf(contact.ErrConcurrency, "stream is at version %d, not %d", cur, expected)
+}
+
+func position(tx string, seq int64) (contact.Position, error) {
+	c, err := u64(tx)
+	if err != nil {
+		return contact.Position{}, fmt.Errorf("transaction id %q: %w", tx, err)
+	}
+	return contact.Position{Commit: c, Prepare: uint64(seq)}, nil
+}
+
+func scanRecords(rows pgx.Rows, err error) ([]contact.Record, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []contact.Record
+	for rows.Next() {
+		var (
+			r       contact.Record
+			tx      string
+			seq     int64
+			id      []byte
+			version int64
+			role    string
+			schema  int32
+		)
+		if err := rows.Scan(&tx, &seq, &id, &r.Stream, &version, &r.Type, &r.Time, &r.Workspace, &r.Actor.Principal, &role,
+			&r.CorrelationID, &r.CausationID, &schema, &r.Data, &r.Sealed, &r.PrevHash, &r.Hash); err != nil {
+			return nil, err
+		}
+		if len(id) != len(ulid.ULID{}) {
+			return nil, fmt.Errorf("event %d has a malformed id", seq)
+		}
+		copy(r.ID[:], id)
+		if r.Position, err = position(tx, seq); err != nil {
+			return nil, err
+		}
+		r.Version, r.Actor.Role, r.Schema, r.Time = uint64(version), contact.Role(role), int(schema), r.Time.UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ReadStream returns a stream's events in the workspace, in version order.
+func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]contact.Record, error) {
+	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE stream = $1 AND workspace = $2 ORDER BY version`, stream, workspace))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	if len(recs) == 0 {
+		return nil, contact.ErrNotFound
+	}
+	return recs, nil
+}
+
+// ReadAll returns up to limit events after from, in global order. It reads
+// only events of transactions older than every transaction still running,
+// so an event committed later can never land behind a position already read.
+func (s *Store) ReadAll(ctx context.Context, from contact.Position, limit int) ([]contact.Record, error) {
+	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE (tx, seq) > ($1::text::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY events.tx, events.seq LIMIT $3`, fmt.Sprint(from.Commit), int64(from.Prepare), limit))
+	if err != nil {
+		return nil, fmt.Errorf("read all from %s: %w", from, err)
+	}
+	return recs, nil
+}
+
+// Head returns the position of the newest committed event.
+func (s *Store) Head(ctx context.Context) (contact.Position, error) {
+	var tx string
+	var seq int64
+	err := s.pool.QueryRow(ctx, `SELECT tx::text AS tx_text, seq FROM events ORDER BY events.tx DESC, events.seq DESC LIMIT 1`).Scan(&tx, &seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return contact.Position{}, nil
+	}
+	if err != nil {
+		return contact.Position{}, fmt.Errorf("head: %w", err)
+	}
+	return position(tx, seq)
+}
+
+const (
+	subscribeBatch = 500
+	// idlePoll bounds how long a subscriber waits when nothing woke it: an
+	// event can become readable without a notification when an older,
+	// unrelated transaction ends.
+	idlePoll = 100 * time.Millisecond
+)
+
+// Subscribe delivers batches of events after from as they become readable,
+// woken by local appends and by other processes' notifications.
+func (s *Store) Subscribe(ctx context.Context, from contact.Position, handle func(context.Context, []contact.Record) error) error {
+	for {
+		wake := s.appendedSignal()
+		recs, err := s.ReadAll(ctx, from, subscribeBatch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		if len(recs) > 0 {
+			if err := handle(ctx, recs); err != nil {
+				return err
+			}
+			from = recs[len(recs)-1].Position
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		case <-time.After(idlePoll):
+		case <-s.closed:
+			return errors.New("store is closed")
+		}
+	}
+}
+
+func (s *Store) appendedSignal() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appended
+}
+
+func (s *Store) wakeSubscribers() {
+	s.mu.Lock()
+	close(s.appended)
+	s.appended = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// appendedLocally wakes this process's subscribers and asks the notifier to
+// tell the other processes.
+func (s *Store) appendedLocally() {
+	s.wakeSubscribers()
+	select {
+	case s.notifyCh <- struct{}{}:
+	default:
+	}
+}
+
+const channel = "ledger_events"
+
+// notifier tells other processes about appends (NOTIFY, coalesced) and
+// wakes this process's subscribers on theirs (LISTEN).
+func (s *Store) notifier() {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-s.closed; cancel() }()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.notifyCh:
+				if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, channel); err != nil && ctx.Err() == nil {
+					s.log.Debug("notify failed; other processes will poll", "err", err)
+				}
+			}
+		}
+	}()
+	for ctx.Err() == nil {
+		if err := s.listen(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("listening for other processes' appends failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (s *Store) listen(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		return err
+	}
+	defer func() {
+		if ctx.Err() == nil {
+			conn.Exec(context.Background(), "UNLISTEN "+channel)
+		} else {
+			conn.Conn().Close(context.Background())
+		}
+	}()
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			return err
+		}
+		s.wakeSubscribers()
+	}
+}

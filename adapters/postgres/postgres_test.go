@@ -1,0 +1,97 @@
+package postgres_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/contactledger/ledger/adapters/postgres"
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/internal/pgtest"
+	"github.com/contactledger/ledger/internal/storetest"
+)
+
+func open(t *testing.T, url string) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+type reopenable struct {
+	*postgres.Store
+	url string
+}
+
+func TestEventStore(t *testing.T) {
+	storetest.RunEventStore(t, storetest.EventStoreHarness{
+		New: func(t *testing.T) contact.EventStore {
+			url := pgtest.URL(t)
+			return reopenable{open(t, url), url}
+		},
+		Reopen: func(t *testing.T, s contact.EventStore) contact.EventStore {
+			r := s.(reopenable)
+			r.Close()
+			return reopenable{open(t, r.url), r.url}
+		},
+	})
+}
+
+func TestStateStore(t *testing.T) {
+	storetest.RunStateStore(t, storetest.StateStoreHarness{
+		New: func(t *testing.T) storetest.StateStore { return open(t, pgtest.URL(t)) },
+	})
+}
+
+// TestPositionsOrderNumerically crosses a power of ten in transaction ids
+// between two appends: positions must order as numbers ("999" < "1000"),
+// in reads of the log and in Head.
+func TestPositionsOrderNumerically(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, pgtest.URL(t))
+	a := contact.NewID().Stream()
+	if _, err := s.Append(ctx, a, 0, storetest.Recs("ws", a, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := uint64(10)
+	for next <= first.Commit {
+		next *= 10
+	}
+	if next-first.Commit > 200_000 {
+		t.Skipf("transaction id %d is too far from the next power of ten", first.Commit)
+	}
+	for {
+		var xid string
+		if err := s.Pool().QueryRow(ctx, `SELECT pg_current_xact_id()::text`).Scan(&xid); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := strconv.ParseUint(xid, 10, 64); n >= next {
+			break
+		}
+	}
+	b := contact.NewID().Stream()
+	last, err := s.Append(ctx, b, 0, storetest.Recs("ws", b, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ReadAll(ctx, contact.Position{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[0].Stream != a || all[1].Stream != b {
+		t.Fatalf("got %v, want %s then %s", all, first, last)
+	}
+	if head, _ := s.Head(ctx); head != last {
+		t.Fatalf("head: got %s, want %s", head, last)
+	}
+	if rest, _ := s.ReadAll(ctx, first, 10); len(rest) != 1 || rest[0].Stream != b {
+		t.Fatalf("read after %s: got %v, want the second event", first, rest)
+	}
+}

@@ -1,0 +1,363 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/projections"
+	"github.com/jackc/pgx/v5"
+)
+
+var (
+	_ projections.Store     = (*Store)(nil)
+	_ ledger.ReadModels     = (*Store)(nil)
+	_ projections.Compacter = (*Store)(nil)
+)
+
+// viewTable returns the table of a view projection, refusing unknown names
+// (table names cannot be bound as parameters).
+func viewTable(name string) (string, error) {
+	if _, ok := ledger.Views[name]; !ok {
+		return "", fmt.Errorf("unknown view %q", name)
+	}
+	return "rm_" + name, nil
+}
+
+func viewDDL(table string) string {
+	return `CREATE TABLE IF NOT EXISTS ` + table + ` (
+		workspace   text        NOT NULL,
+		id          text        NOT NULL,
+		sort_at     timestamptz NOT NULL,
+		created_at  timestamptz NOT NULL,
+		version     bigint      NOT NULL,
+		pos_commit  numeric(20) NOT NULL,
+		pos_prepare numeric(20) NOT NULL,
+		name        text        NOT NULL,
+		email       text        NOT NULL,
+		phone       text        NOT NULL,
+		phone_norm  text        NOT NULL,
+		email_bidx  text        NOT NULL,
+		phone_bidx  text        NOT NULL,
+		source      text        NOT NULL,
+		tags        text[]      NOT NULL,
+		trashed_at  timestamptz,
+		trashed_by  text,
+		doc         jsonb       NOT NULL,
+		PRIMARY KEY (workspace, id)
+	);
+	CREATE INDEX IF NOT EXISTS ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC);
+	CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> '';
+	CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> '';
+	CREATE INDEX IF NOT EXISTS ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;
+	CREATE INDEX IF NOT EXISTS ` + table + `_tags ON ` + table + ` USING gin (tags);`
+}
+
+// EnsureViews creates the tables of the views that don't exist yet, under a
+// lock so that replicas starting together don't race.
+func (s *Store) EnsureViews(ctx context.Context) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('ledger.views'))`); err != nil {
+			return err
+		}
+		for _, n := range ledger.ViewNames {
+			t, _ := viewTable(n)
+			if _, err := tx.Exec(ctx, viewDDL(t)); err != nil {
+				return fmt.Errorf("create %s: %w", t, err)
+			}
+		}
+		return nil
+	})
+}
+
+func parsePos(c, p string) (contact.Position, error) {
+	commit, err := u64(c)
+	if err != nil {
+		return contact.Position{}, err
+	}
+	prepare, err := u64(p)
+	if err != nil {
+		return contact.Position{}, err
+	}
+	return contact.Position{Commit: commit, Prepare: prepare}, nil
+}
+
+func posArgs(p contact.Position) (string, string) {
+	return strconv.FormatUint(p.Commit, 10), strconv.FormatUint(p.Prepare, 10)
+}
+
+// Checkpoint returns how far a projection has applied the log.
+func (s *Store) Checkpoint(ctx context.Context, projection string) (contact.Position, error) {
+	var c, p string
+	err := s.pool.QueryRow(ctx, `SELECT commit_pos::text, prepare_pos::text FROM projections WHERE name = $1`, projection).Scan(&c, &p)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return contact.Position{}, nil
+	}
+	if err != nil {
+		return contact.Position{}, err
+	}
+	return parsePos(c, p)
+}
+
+// Rows returns the current rows of refs in a view.
+func (s *Store) Rows(ctx context.Context, projection string, refs []projections.Ref) (map[contact.ID]projections.Row, error) {
+	table, err := viewTable(projection)
+	if err != nil {
+		return nil, err
+	}
+	byWS := map[string][]string{}
+	for _, r := range refs {
+		byWS[r.Workspace] = append(byWS[r.Workspace], r.ID.String())
+	}
+	out := map[contact.ID]projections.Row{}
+	for ws, ids := range byWS {
+		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, pos_commit::text, pos_prepare::text FROM `+table+`
+			WHERE workspace = $1 AND id = ANY($2)`, ws, ids)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var (
+				row  projections.Row
+				doc  []byte
+				c, p string
+			)
+			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &c, &p); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if err := json.Unmarshal(doc, &row.Contact); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("row of %s: %w", projection, err)
+			}
+			if row.Position, err = parsePos(c, p); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			row.SortAt = row.SortAt.UTC()
+			out[row.Contact.ID] = row
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Commit writes a projection batch and moves its checkpoint, atomically. The
+// checkpoint moves only from b.From, so a second runner can never apply a
+// batch twice, even if two processes believed they held the projection.
+func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
+	var table string
+	if b.Projection != projections.Erasure {
+		var err error
+		if table, err = viewTable(b.Projection); err != nil {
+			return err
+		}
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := moveCheckpoint(ctx, tx, b.Projection, b.From, b.To); err != nil {
+			return err
+		}
+		batch := &pgx.Batch{}
+		for _, r := range b.Upserts {
+			if err := queueUpsert(batch, table, r); err != nil {
+				return err
+			}
+		}
+		for _, ref := range b.Deletes {
+			batch.Queue(`DELETE FROM `+table+` WHERE workspace = $1 AND id = $2`, ref.Workspace, ref.ID.String())
+		}
+		for _, ref := range b.DestroyKeys {
+			batch.Queue(`DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, ref.Workspace, ref.ID.String())
+		}
+		if batch.Len() == 0 {
+			return nil
+		}
+		return tx.SendBatch(ctx, batch).Close()
+	})
+}
+
+func moveCheckpoint(ctx context.Context, tx pgx.Tx, name string, from, to contact.Position) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES ($1, 0, 0, $2, now())
+		ON CONFLICT (name) DO NOTHING`, name, projections.Version); err != nil {
+		return err
+	}
+	var c, p string
+	if err := tx.QueryRow(ctx, `SELECT commit_pos::text, prepare_pos::text FROM projections WHERE name = $1 FOR UPDATE`, name).Scan(&c, &p); err != nil {
+		return err
+	}
+	cur, err := parsePos(c, p)
+	if err != nil {
+		return err
+	}
+	if cur != from {
+		return contact.Errorf(contact.ErrConcurrency, "projection %s is at %s, not %s", name, cur, from)
+	}
+	tc, tp := posArgs(to)
+	_, err = tx.Exec(ctx, `UPDATE projections SET commit_pos = $2::numeric, prepare_pos = $3::numeric, updated_at = now() WHERE name = $1`, name, tc, tp)
+	return err
+}
+
+func queueUpsert(b *pgx.Batch, table string, r projections.Row) error {
+	doc, err := json.Marshal(r.Contact)
+	if err != nil {
+		return err
+	}
+	var trashedBy *string
+	if r.Contact.TrashedBy != nil {
+		trashedBy = &r.Contact.TrashedBy.Principal
+	}
+	tags := r.Contact.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	p := r.Contact.Personal
+	pc, pp := posArgs(r.Position)
+	b.Queue(`INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
+		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
+		VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::numeric, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::jsonb)
+		ON CONFLICT (workspace, id) DO UPDATE SET sort_at = excluded.sort_at, created_at = excluded.created_at,
+			version = excluded.version, pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare,
+			name = excluded.name, email = excluded.email, phone = excluded.phone, phone_norm = excluded.phone_norm,
+			email_bidx = excluded.email_bidx, phone_bidx = excluded.phone_bidx, source = excluded.source, tags = excluded.tags,
+			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc`,
+		r.Contact.Workspace, r.Contact.ID.String(), r.SortAt, r.Contact.CreatedAt, int64(r.Contact.Version), pc, pp,
+		p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone), r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags,
+		r.Contact.TrashedAt, trashedBy, string(doc))
+	return nil
+}
+
+// List returns one page of a view, newest first.
+func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem, error) {
+	table, err := viewTable(q.View)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		where = []string{"workspace = $1"}
+		args  = []any{q.Workspace}
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if q.Q != "" {
+		lq := strings.ToLower(q.Q)
+		a := arg(lq)
+		cond := "strpos(lower(name), " + a + ") > 0 OR strpos(lower(email), " + a + ") > 0 OR id = " + arg(strings.ToUpper(q.Q))
+		if d := strings.TrimPrefix(contact.NormalizePhone(q.Q), "+"); len(d) >= 3 {
+			cond += " OR strpos(phone_norm, " + arg(d) + ") > 0"
+		}
+		where = append(where, "("+cond+")")
+	}
+	if q.EmailIndex != "" {
+		where = append(where, "email_bidx = "+arg(q.EmailIndex))
+	}
+	if q.PhoneIndex != "" {
+		where = append(where, "phone_bidx = "+arg(q.PhoneIndex))
+	}
+	if q.Tag != "" {
+		where = append(where, "tags @> ARRAY["+arg(q.Tag)+"]::text[]")
+	}
+	if q.DeletedBy != "" {
+		where = append(where, "trashed_by = "+arg(q.DeletedBy))
+	}
+	if !q.DeletedAfter.IsZero() {
+		where = append(where, "trashed_at >= "+arg(q.DeletedAfter))
+	}
+	if !q.DeletedBefore.IsZero() {
+		where = append(where, "trashed_at < "+arg(q.DeletedBefore))
+	}
+	if q.After != nil {
+		at, id := arg(q.After.SortAt), arg(q.After.ID)
+		where = append(where, "(sort_at, id) < ("+at+", "+id+")")
+	}
+	limit := arg(q.Limit)
+	rows, err := s.pool.Query(ctx, `SELECT doc, sort_at FROM `+table+` WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY sort_at DESC, id DESC LIMIT `+limit, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", q.View, err)
+	}
+	defer rows.Close()
+	var out []ledger.ListItem
+	for rows.Next() {
+		var (
+			it  ledger.ListItem
+			doc []byte
+		)
+		if err := rows.Scan(&doc, &it.SortAt); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(doc, &it.Contact); err != nil {
+			return nil, fmt.Errorf("row of %s: %w", q.View, err)
+		}
+		it.SortAt = it.SortAt.UTC()
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// personalTables are the tables that hold personal data in clear (the views)
+// or key material (the key vault).
+func personalTables() []string {
+	out := []string{"data_keys"}
+	for _, n := range ledger.ViewNames {
+		t, _ := viewTable(n)
+		out = append(out, t)
+	}
+	return out
+}
+
+// Compact runs after an erasure: VACUUM removes the erased rows' dead tuples
+// (and their index entries) from the tables that held personal data. It
+// returns at once and vacuums in the background, at most one run at a time,
+// so a burst of erasures costs one VACUUM, not one each.
+func (s *Store) Compact(ctx context.Context) error {
+	s.compactMu.Lock()
+	if s.compactPending {
+		s.compactMu.Unlock()
+		return nil
+	}
+	s.compactPending = true
+	s.compactMu.Unlock()
+	s.wg.Go(func() {
+		s.compactMu.Lock()
+		s.compactPending = false
+		s.compactMu.Unlock()
+		if err := s.Vacuum(context.Background(), false); err != nil {
+			s.log.Warn("vacuum after erasure failed", "err", err)
+		}
+	})
+	return nil
+}
+
+// Vacuum vacuums the tables that held personal data. With full set, it
+// rewrites them (VACUUM FULL: the old files, with any bytes of deleted rows,
+// are removed; it locks each table while it runs), then checkpoints and
+// switches to a new WAL segment so the old segments can be removed.
+func (s *Store) Vacuum(ctx context.Context, full bool) error {
+	verb := "VACUUM (ANALYZE) "
+	if full {
+		verb = "VACUUM (FULL, ANALYZE) "
+	}
+	for _, t := range personalTables() {
+		if _, err := s.pool.Exec(ctx, verb+t); err != nil {
+			return fmt.Errorf("%s%s: %w", verb, t, err)
+		}
+	}
+	if full {
+		for _, stmt := range []string{"CHECKPOINT", "SELECT pg_switch_wal()", "CHECKPOINT"} {
+			if _, err := s.pool.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("%s: %w (needs a superuser or the pg_checkpoint role)", stmt, err)
+			}
+		}
+	}
+	return nil
+}
