@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 	"gocloud.dev/secrets"
@@ -37,6 +38,7 @@ type Keyring struct {
 	mu      sync.RWMutex
 	active  string
 	keepers map[string]*secrets.Keeper
+	stamp   time.Time // the directory's modification time when last loaded
 }
 
 // ErrUnknownKEK means a wrapped key names a KEK this keyring doesn't hold (it was retired).
@@ -83,11 +85,44 @@ func checkPrivate(path string, dir bool) error {
 	return nil
 }
 
+// refresh reloads a local keyring when its directory changed: another
+// process (`ledger keys rotate`) may have added a KEK, which must wrap new
+// keys from now on, or retired one.
+func (k *Keyring) refresh() error {
+	if k.dir == "" {
+		return nil
+	}
+	st, err := os.Stat(k.dir)
+	if err != nil {
+		return fmt.Errorf("keyring: %w", err)
+	}
+	k.mu.RLock()
+	same := st.ModTime().Equal(k.stamp)
+	k.mu.RUnlock()
+	if same {
+		return nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.loadLocalLocked()
+}
+
 func (k *Keyring) loadLocal() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.loadLocalLocked()
+}
+
+func (k *Keyring) loadLocalLocked() error {
+	st, err := os.Stat(k.dir)
+	if err != nil {
+		return fmt.Errorf("keyring: %w", err)
+	}
 	entries, err := os.ReadDir(k.dir)
 	if err != nil {
 		return fmt.Errorf("keyring: %w", err)
 	}
+	present := map[string]bool{}
 	var ids []string
 	for _, e := range entries {
 		name := e.Name()
@@ -111,13 +146,24 @@ func (k *Keyring) loadLocal() error {
 		if err != nil {
 			return fmt.Errorf("keyring: %s: %w", path, err)
 		}
-		k.keepers[localPrefix+id] = localsecrets.NewKeeper(sk)
+		present[localPrefix+id] = true
+		if _, ok := k.keepers[localPrefix+id]; !ok {
+			k.keepers[localPrefix+id] = localsecrets.NewKeeper(sk)
+		}
 		ids = append(ids, id)
 	}
+	for id, kp := range k.keepers {
+		if !present[id] {
+			kp.Close()
+			delete(k.keepers, id)
+		}
+	}
+	k.active = ""
 	if len(ids) > 0 {
 		slices.Sort(ids)
 		k.active = localPrefix + ids[len(ids)-1]
 	}
+	k.stamp = st.ModTime()
 	return nil
 }
 
@@ -142,8 +188,9 @@ func (k *Keyring) AddLocal() (string, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.keepers[localPrefix+id] = localsecrets.NewKeeper(sk)
-	k.active = localPrefix + id
+	if err := k.loadLocalLocked(); err != nil {
+		return "", err
+	}
 	return k.active, nil
 }
 
@@ -187,11 +234,18 @@ func (k *Keyring) IDs() []string {
 	return ids
 }
 
-// Wrap encrypts a data key under the active KEK.
+// Wrap encrypts a data key under the active KEK: for a local keyring, the
+// newest in its directory.
 func (k *Keyring) Wrap(ctx context.Context, plaintext []byte) (string, []byte, error) {
+	if err := k.refresh(); err != nil {
+		return "", nil, err
+	}
 	k.mu.RLock()
 	id, kp := k.active, k.keepers[k.active]
 	k.mu.RUnlock()
+	if kp == nil {
+		return "", nil, errors.New("keyring: no key-encryption key")
+	}
 	ct, err := kp.Encrypt(ctx, plaintext)
 	if err != nil {
 		return "", nil, fmt.Errorf("wrap with %s: %w", id, err)
@@ -201,6 +255,9 @@ func (k *Keyring) Wrap(ctx context.Context, plaintext []byte) (string, []byte, e
 
 // Unwrap decrypts a data key wrapped under the KEK named kekID.
 func (k *Keyring) Unwrap(ctx context.Context, kekID string, wrapped []byte) ([]byte, error) {
+	if err := k.refresh(); err != nil {
+		return nil, err
+	}
 	k.mu.RLock()
 	kp, ok := k.keepers[kekID]
 	k.mu.RUnlock()
@@ -236,6 +293,9 @@ func (k *Keyring) Retire() ([]string, error) {
 		retired = append(retired, id)
 	}
 	slices.Sort(retired)
+	if st, err := os.Stat(k.dir); err == nil {
+		k.stamp = st.ModTime()
+	}
 	return retired, nil
 }
 

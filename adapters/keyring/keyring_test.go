@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contactledger/ledger/adapters/keyring"
 )
@@ -102,5 +103,42 @@ func TestURLKeyring(t *testing.T) {
 	}
 	if _, err := keyring.OpenURL(ctx, "nokms://x"); err == nil {
 		t.Fatal("an unknown key service was accepted")
+	}
+}
+
+// TestLocalKeyringFollowsAnotherProcess checks that a running server's
+// keyring follows a rotation done by another process: new keys are wrapped
+// under the new KEK, keys re-wrapped under it can be unwrapped, and a
+// retired KEK is gone.
+func TestLocalKeyringFollowsAnotherProcess(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "keys")
+	server, err := keyring.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := server.Active()
+	_, oldWrapped, _ := server.Wrap(ctx, []byte("0123456789abcdef0123456789abcdef"))
+	cli, err := keyring.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // directory times have a granularity
+	fresh, err := cli.AddLocal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, wrapped, err := server.Wrap(ctx, []byte("0123456789abcdef0123456789abcdef"))
+	if err != nil || kek != fresh {
+		t.Fatalf("server wrapped under %s (%v), want the new %s", kek, err, fresh)
+	}
+	if _, err := cli.Unwrap(ctx, kek, wrapped); err != nil {
+		t.Fatalf("the rotating process cannot unwrap the server's new key: %v", err)
+	}
+	if _, err := cli.Retire(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Unwrap(ctx, old, oldWrapped); !errors.Is(err, keyring.ErrUnknownKEK) {
+		t.Fatalf("server still unwraps under the retired KEK: %v", err)
 	}
 }

@@ -11,8 +11,10 @@ import (
 
 // TestForbiddenTransitions tries every command the lifecycle forbids, in
 // every state, over HTTP, and checks the status and problem type.
-func TestForbiddenTransitions(t *testing.T) {
-	l := start(t)
+func TestForbiddenTransitions(t *testing.T) { eachStore(t, testForbiddenTransitions) }
+
+func testForbiddenTransitions(t *testing.T, store string) {
+	l := start(t, store)
 	setup := map[string][]string{
 		"active":     nil,
 		"archived":   {"archive"},
@@ -60,8 +62,10 @@ func TestForbiddenTransitions(t *testing.T) {
 
 // TestMalformedRequests sends every kind of bad input and checks that it is
 // answered with a clear 4xx problem, never a 500.
-func TestMalformedRequests(t *testing.T) {
-	l := start(t)
+func TestMalformedRequests(t *testing.T) { eachStore(t, testMalformedRequests) }
+
+func testMalformedRequests(t *testing.T, store string) {
+	l := start(t, store)
 	id := l.create(map[string]any{"name": "Target", "email": "target@example.com"})
 	memberToken := l.token("default", "member")
 	deep := strings.Repeat("[", 40) + strings.Repeat("]", 40)
@@ -148,7 +152,7 @@ func (l *ledgerUnderTest) token(workspace, role string) string {
 // TestOpenAPI checks that the published description and the router agree:
 // every route is described, and every described operation is routed.
 func TestOpenAPI(t *testing.T) {
-	l := start(t)
+	l := start(t, "sqlite")
 	r := l.do("", "GET", "/openapi.json", nil)
 	want(t, r, 200, "")
 	var spec struct {

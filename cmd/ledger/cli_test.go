@@ -9,30 +9,31 @@ import (
 	main "github.com/contactledger/ledger/cmd/ledger"
 )
 
-// run runs the ledger command line against a data directory.
-func run(t *testing.T, dataDir string, args ...string) (string, string, error) {
-	t.Helper()
+// run runs the ledger command line against a ledger's stores.
+func (l *ledgerUnderTest) run(args ...string) (string, string, error) {
+	l.t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd := main.NewRootCommand(&stdout, &stderr)
-	cmd.SetArgs(append(args, "--data-dir", dataDir, "--log-level", "error"))
-	err := cmd.ExecuteContext(t.Context())
+	cmd.SetArgs(append(l.cli(args...), "--log-level", "error"))
+	err := cmd.ExecuteContext(l.t.Context())
 	return stdout.String(), stderr.String(), err
 }
 
-func TestCLI(t *testing.T) {
-	l := start(t)
-	dir := l.Config.DataDir
+func TestCLI(t *testing.T) { eachStore(t, testCLI) }
+
+func testCLI(t *testing.T, store string) {
+	l := start(t, store)
 	id := l.create(map[string]any{"name": "Carl Replay", "email": "carl@example.com"})
 	want(t, l.as("POST", "/v1/contacts/"+id+"/trash", nil), 200, "")
 
-	out, _, err := run(t, dir, "replay", id)
+	out, _, err := l.run("replay", id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out, "ContactCreated") || !strings.Contains(out, "ContactTrashed") || !strings.Contains(out, "carl@example.com") {
 		t.Fatalf("replay table:\n%s", out)
 	}
-	out, _, err = run(t, dir, "replay", id, "--json")
+	out, _, err = l.run("replay", id, "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,24 +46,24 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("replay --json: %s (%v)", lines[1], err)
 	}
 	want(t, l.as("POST", "/v1/contacts/"+id+"/purge", nil), 200, "")
-	out, _, err = run(t, dir, "replay", id)
+	out, _, err = l.run("replay", id)
 	if err != nil || !strings.Contains(out, "[shredded]") || strings.Contains(out, "carl@example.com") {
 		t.Fatalf("replay after purge (%v):\n%s", err, out)
 	}
-	if _, _, err := run(t, dir, "replay", "not-an-id"); err == nil {
+	if _, _, err := l.run("replay", "not-an-id"); err == nil {
 		t.Fatal("replay of a malformed id succeeded")
 	}
-	if _, _, err := run(t, dir, "replay", id, "--workspace", "elsewhere"); err == nil {
+	if _, _, err := l.run("replay", id, "--workspace", "elsewhere"); err == nil {
 		t.Fatal("replay found a contact in another workspace")
 	}
 
-	if _, _, err := run(t, dir, "workspaces", "create", "acme"); err != nil {
+	if _, _, err := l.run("workspaces", "create", "acme"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := run(t, dir, "workspaces", "create", "Not Valid"); err == nil {
+	if _, _, err := l.run("workspaces", "create", "Not Valid"); err == nil {
 		t.Fatal("an invalid workspace name was accepted")
 	}
-	token, _, err := run(t, dir, "tokens", "create", "--workspace", "acme", "--role", "auditor")
+	token, _, err := l.run("tokens", "create", "--workspace", "acme", "--role", "auditor")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,15 +75,15 @@ func TestCLI(t *testing.T) {
 	}
 	want(t, l.do(token, "GET", "/v1/contacts/"+id, nil), 404, "not-found")
 	want(t, l.do(token, "POST", "/v1/contacts", map[string]any{"name": "x"}), 403, "role-not-allowed")
-	if _, _, err := run(t, dir, "tokens", "create", "--workspace", "acme", "--role", "root"); err == nil {
+	if _, _, err := l.run("tokens", "create", "--workspace", "acme", "--role", "root"); err == nil {
 		t.Fatal("an unknown role was accepted")
 	}
 	tokenID := "tok_" + strings.Split(strings.TrimPrefix(token, "lgr_"), "_")[0]
-	if _, _, err := run(t, dir, "tokens", "revoke", tokenID); err != nil {
+	if _, _, err := l.run("tokens", "revoke", tokenID); err != nil {
 		t.Fatal(err)
 	}
 	want(t, l.do(token, "GET", "/v1/contacts", nil), 401, "unauthorized")
-	if out, _, err := run(t, dir, "version"); err != nil || !strings.HasPrefix(out, "ledger ") {
+	if out, _, err := l.run("version"); err != nil || !strings.HasPrefix(out, "ledger ") {
 		t.Fatalf("version: %q %v", out, err)
 	}
 }

@@ -12,23 +12,40 @@ import (
 
 	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/internal/pgtest"
 )
 
 // ledgerUnderTest is a real server on :0 with its own data directory.
 type ledgerUnderTest struct {
 	*main.Main
 	t     *testing.T
+	store string
 	admin string
 }
 
-// start runs the ledger's real wiring on :0 with a fresh data directory.
-func start(t *testing.T, configure ...func(*main.Main)) *ledgerUnderTest {
+// stores lists the stores every end-to-end test runs against.
+var stores = []string{"sqlite", "postgres"}
+
+// eachStore runs f once per store, as a subtest named after it.
+func eachStore(t *testing.T, f func(t *testing.T, store string)) {
+	for _, s := range stores {
+		t.Run(s, func(t *testing.T) { f(t, s) })
+	}
+}
+
+// start runs the ledger's real wiring on :0 with a fresh data directory
+// and, for "postgres", a fresh database.
+func start(t *testing.T, store string, configure ...func(*main.Main)) *ledgerUnderTest {
 	t.Helper()
 	m := main.NewMain()
 	m.Config.Addr = "127.0.0.1:0"
 	m.Config.DataDir = t.TempDir()
 	m.Config.LogLevel = "warn"
 	m.Config.KEKURL = ""
+	m.Config.DatabaseURL = ""
+	if store == "postgres" {
+		m.Config.DatabaseURL = pgtest.URL(t)
+	}
 	var out bytes.Buffer
 	m.Stdout, m.Stderr = &out, io.Discard
 	for _, f := range configure {
@@ -45,7 +62,16 @@ func start(t *testing.T, configure ...func(*main.Main)) *ledgerUnderTest {
 	if m.AdminToken == "" || !strings.Contains(out.String(), m.AdminToken) {
 		t.Fatalf("first start did not show the admin token; output: %q", out.String())
 	}
-	return &ledgerUnderTest{Main: m, t: t, admin: m.AdminToken}
+	return &ledgerUnderTest{Main: m, t: t, store: store, admin: m.AdminToken}
+}
+
+// cli returns the flags that point the command line at this ledger's stores.
+func (l *ledgerUnderTest) cli(args ...string) []string {
+	args = append(args, "--data-dir", l.Config.DataDir)
+	if l.Config.DatabaseURL != "" {
+		args = append(args, "--database-url", l.Config.DatabaseURL)
+	}
+	return args
 }
 
 // reply is an HTTP answer with its JSON body decoded.
@@ -77,10 +103,28 @@ func (r reply) items() []map[string]any {
 	return out
 }
 
+// remote is an HTTP client of a ledger at base.
+type remote struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+// as sends a request with the remote's token.
+func (r *remote) as(method, path string, body any, headers ...string) reply {
+	r.t.Helper()
+	return send(r.t, r.base, r.token, method, path, body, headers...)
+}
+
 // do sends a request with the given token; body is marshalled unless it is
 // a string or []byte, sent as is.
 func (l *ledgerUnderTest) do(token, method, path string, body any, headers ...string) reply {
 	l.t.Helper()
+	return send(l.t, l.URL(), token, method, path, body, headers...)
+}
+
+func send(t *testing.T, base, token, method, path string, body any, headers ...string) reply {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -91,13 +135,13 @@ func (l *ledgerUnderTest) do(token, method, path string, body any, headers ...st
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			l.t.Fatal(err)
+			t.Fatal(err)
 		}
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, l.URL()+path, rd)
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -116,14 +160,14 @@ func (l *ledgerUnderTest) do(token, method, path string, body any, headers ...st
 	defer cancel()
 	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	r := reply{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
 	if len(raw) > 0 && strings.Contains(resp.Header.Get("Content-Type"), "json") {
 		if err := json.Unmarshal(raw, &r.Body); err != nil {
-			l.t.Fatalf("%s %s: body is not a JSON object: %s", method, path, raw)
+			t.Fatalf("%s %s: body is not a JSON object: %s", method, path, raw)
 		}
 	}
 	return r

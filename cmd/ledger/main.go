@@ -302,6 +302,9 @@ func (m *Main) Close() error {
 // State returns the state store (for tests and maintenance commands).
 func (m *Main) State() any { return m.state }
 
+// RotationGrace is how long `keys rotate` waits before its last pass.
+var RotationGrace = 2 * time.Second
+
 // RotateKeys re-wraps every live data key under the active key-encryption
 // key; with the local keyring it first makes a new one, and afterwards
 // destroys the old ones.
@@ -324,6 +327,26 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 	if !local {
 		fmt.Fprintln(m.Stdout, "Disable the previous key in the key service once every replica runs with the new --kek-url.")
 		return nil
+	}
+	// A server may have wrapped a new key under the old KEK just before it
+	// saw the new one: wait a moment, re-wrap again, and retire only once no
+	// key is left under an old KEK.
+	for attempt := 0; ; attempt++ {
+		time.Sleep(RotationGrace)
+		more, err := m.Svc.Vault().Rotate(ctx, rw)
+		if err != nil {
+			return err
+		}
+		left, err := rw.KeysNotWrappedBy(ctx, m.keys.Active(), 1)
+		if err != nil {
+			return err
+		}
+		if more == 0 && len(left) == 0 {
+			break
+		}
+		if attempt == 10 {
+			return errors.New("keys keep appearing under an old key-encryption key; is a server running with another keyring?")
+		}
 	}
 	retired, err := m.keys.Retire()
 	if err != nil {
