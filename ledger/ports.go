@@ -130,3 +130,46 @@ type Progress interface {
 	// fails with a contact.CodeUnavailable error when that takes too long.
 	WaitFor(ctx context.Context, projection string, pos contact.Position) error
 }
+
+// LogQuery selects events of one workspace for the audit log. Zero fields don't filter.
+type LogQuery struct {
+	Workspace string
+	// After is the position to resume after (the zero Position: from the start).
+	After contact.Position
+	// Since is inclusive, Until exclusive.
+	Since, Until time.Time
+	Types        []string
+	Actor        string // a principal, such as a token id
+	Stream       string
+	Limit        int
+}
+
+// LogReader is implemented by event stores that can read one workspace's
+// events in global order with the filters applied in the store (an index on
+// workspace and position), so the audit log never reads other workspaces' events.
+type LogReader interface {
+	// ReadLog returns up to q.Limit events of q.Workspace after q.After that
+	// match the filters, in global order. Like ReadAll, it never returns an
+	// event before one that may still commit, so resuming after the last
+	// position read skips nothing.
+	ReadLog(ctx context.Context, q LogQuery) ([]contact.Record, error)
+}
+
+// Matches reports whether r passes the query's filters (the workspace included).
+func (q LogQuery) Matches(r contact.Record) bool {
+	if r.Workspace != q.Workspace || (q.Stream != "" && r.Stream != q.Stream) || (q.Actor != "" && r.Actor.Principal != q.Actor) {
+		return false
+	}
+	if (!q.Since.IsZero() && r.Time.Before(q.Since)) || (!q.Until.IsZero() && !r.Time.Before(q.Until)) {
+		return false
+	}
+	if len(q.Types) > 0 {
+		for _, t := range q.Types {
+			if t == r.Type {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}

@@ -112,3 +112,17 @@ type Leaser interface {
 	// returned context ends when the lease is lost; release gives it up.
 	Acquire(ctx context.Context, name string) (leaseCtx context.Context, release func(), err error)
 }
+
+// StreamReader is implemented by event stores that can hand a rebuild the
+// log grouped by stream, so that each contact is folded once, as a whole.
+type StreamReader interface {
+	// StableHead returns a position at or before which every event is
+	// committed and readable, and after which every event committed later
+	// comes (the zero Position for an empty log).
+	StableHead(ctx context.Context) (contact.Position, error)
+	// ReadByStream returns up to limit events at or before upTo, ordered by
+	// stream and version, after the event afterVersion of afterStream.
+	ReadByStream(ctx context.Context, upTo contact.Position, afterStream string, afterVersion uint64, limit int) ([]contact.Record, error)
+	// CountEvents counts the events after after, up to and including upTo.
+	CountEvents(ctx context.Context, after, upTo contact.Position) (int64, error)
+}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/projections"
 	"github.com/jackc/pgx/v5"
 	"github.com/oklog/ulid/v2"
 )
@@ -302,4 +306,83 @@ func (s *Store) listen(ctx context.Context) error {
 		}
 		s.wakeSubscribers()
 	}
+}
+
+var (
+	_ ledger.LogReader         = (*Store)(nil)
+	_ projections.StreamReader = (*Store)(nil)
+)
+
+// ReadLog returns a workspace's events after q.After that match q, in global
+// order, under the same rule as ReadAll: only events of transactions older
+// than every running one, so resuming after a position skips nothing.
+func (s *Store) ReadLog(ctx context.Context, q ledger.LogQuery) ([]contact.Record, error) {
+	args := []any{q.Workspace, strconv.FormatUint(q.After.Commit, 10), int64(q.After.Prepare)}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	where := []string{"workspace = $1", "(tx, seq) > ($2::text::xid8, $3::bigint)", "tx < pg_snapshot_xmin(pg_current_snapshot())"}
+	if !q.Since.IsZero() {
+		where = append(where, "time >= "+arg(q.Since))
+	}
+	if !q.Until.IsZero() {
+		where = append(where, "time < "+arg(q.Until))
+	}
+	if len(q.Types) > 0 {
+		where = append(where, "type = ANY("+arg(q.Types)+")")
+	}
+	if q.Actor != "" {
+		where = append(where, "actor = "+arg(q.Actor))
+	}
+	if q.Stream != "" {
+		where = append(where, "stream = "+arg(q.Stream))
+	}
+	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY events.tx, events.seq LIMIT `+arg(q.Limit), args...))
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: %w", q.Workspace, err)
+	}
+	return recs, nil
+}
+
+// StableHead returns the newest position among the events of transactions
+// older than every running one: every event at or before it is committed,
+// and any event still to commit has a younger transaction, so it comes after.
+func (s *Store) StableHead(ctx context.Context) (contact.Position, error) {
+	var tx string
+	var seq int64
+	err := s.pool.QueryRow(ctx, `SELECT tx::text AS tx_text, seq FROM events WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY events.tx DESC, events.seq DESC LIMIT 1`).Scan(&tx, &seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return contact.Position{}, nil
+	}
+	if err != nil {
+		return contact.Position{}, fmt.Errorf("stable head: %w", err)
+	}
+	return position(tx, seq)
+}
+
+// ReadByStream returns events up to upTo ordered by stream and version, after (afterStream, afterVersion).
+func (s *Store) ReadByStream(ctx context.Context, upTo contact.Position, afterStream string, afterVersion uint64, limit int) ([]contact.Record, error) {
+	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE (stream, version) > ($1, $2) AND (tx, seq) <= ($3::text::xid8, $4::bigint)
+		ORDER BY events.stream, events.version LIMIT $5`, afterStream, int64(afterVersion), strconv.FormatUint(upTo.Commit, 10), int64(upTo.Prepare), limit))
+	if err != nil {
+		return nil, fmt.Errorf("read by stream: %w", err)
+	}
+	return recs, nil
+}
+
+// CountEvents counts the events in (after, upTo].
+func (s *Store) CountEvents(ctx context.Context, after, upTo contact.Position) (int64, error) {
+	ac, ap := strconv.FormatUint(after.Commit, 10), int64(after.Prepare)
+	uc, up := strconv.FormatUint(upTo.Commit, 10), int64(upTo.Prepare)
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND (tx, seq) <= ($3::text::xid8, $4::bigint)`,
+		ac, ap, uc, up).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count events: %w", err)
+	}
+	return n, nil
 }

@@ -3,11 +3,15 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/projections"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -167,4 +171,61 @@ func isConstraint(err error) bool {
 	var e interface{ Code() int }
 	// SQLITE_CONSTRAINT is 19; its extended codes keep 19 in the low byte.
 	return errors.As(err, &e) && e.Code()&0xff == 19
+}
+
+var (
+	_ ledger.LogReader         = (*Store)(nil)
+	_ projections.StreamReader = (*Store)(nil)
+)
+
+// ReadLog returns a workspace's events after q.After that match q, in global order.
+func (s *Store) ReadLog(ctx context.Context, q ledger.LogQuery) ([]contact.Record, error) {
+	where := []string{"workspace = ?", "position > ?"}
+	args := []any{q.Workspace, int64(q.After.Commit)}
+	if !q.Since.IsZero() {
+		where, args = append(where, "time >= ?"), append(args, micros(q.Since))
+	}
+	if !q.Until.IsZero() {
+		where, args = append(where, "time < ?"), append(args, micros(q.Until))
+	}
+	if len(q.Types) > 0 {
+		list, _ := json.Marshal(q.Types)
+		where, args = append(where, "type IN (SELECT value FROM json_each(?))"), append(args, string(list))
+	}
+	if q.Actor != "" {
+		where, args = append(where, "actor = ?"), append(args, q.Actor)
+	}
+	if q.Stream != "" {
+		where, args = append(where, "stream = ?"), append(args, q.Stream)
+	}
+	args = append(args, q.Limit)
+	recs, err := collect(s.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE `+strings.Join(where, " AND ")+` ORDER BY position LIMIT ?`, args...))
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: %w", q.Workspace, err)
+	}
+	return recs, nil
+}
+
+// StableHead returns the head: the single writer commits positions in order.
+func (s *Store) StableHead(ctx context.Context) (contact.Position, error) { return s.Head(ctx) }
+
+// ReadByStream returns events up to upTo ordered by stream and version, after (afterStream, afterVersion).
+func (s *Store) ReadByStream(ctx context.Context, upTo contact.Position, afterStream string, afterVersion uint64, limit int) ([]contact.Record, error) {
+	recs, err := collect(s.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE (stream, version) > (?, ?) AND position <= ? ORDER BY stream, version LIMIT ?`,
+		afterStream, int64(afterVersion), int64(upTo.Commit), limit))
+	if err != nil {
+		return nil, fmt.Errorf("read by stream: %w", err)
+	}
+	return recs, nil
+}
+
+// CountEvents counts the events in (after, upTo].
+func (s *Store) CountEvents(ctx context.Context, after, upTo contact.Position) (int64, error) {
+	var n int64
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE position > ? AND position <= ?`, int64(after.Commit), int64(upTo.Commit)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count events: %w", err)
+	}
+	return n, nil
 }

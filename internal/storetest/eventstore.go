@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/projections"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -21,6 +23,12 @@ import (
 type Features struct {
 	// DensePositions is set when positions are consecutive integers (Commit == Prepare).
 	DensePositions bool
+	// NoLogReader is set by event stores without ledger.LogReader (the
+	// audit log then filters ReadAll's pages itself).
+	NoLogReader bool
+	// NoStreamReader is set by event stores without projections.StreamReader
+	// (rebuilds then replay the log in global order).
+	NoStreamReader bool
 }
 
 // EventStoreHarness makes stores for the event-store suite.
@@ -60,6 +68,7 @@ func newStream() string { return contact.NewID().Stream() }
 // RunEventStore runs the event-store contract suite.
 func RunEventStore(t *testing.T, h EventStoreHarness) {
 	ctx := context.Background()
+	runAuditReads(t, h)
 	t.Run("append and read a stream", func(t *testing.T) {
 		s := h.New(t)
 		st := newStream()
@@ -381,6 +390,179 @@ func RunEventStore(t *testing.T, h EventStoreHarness) {
 		}
 		if !bytes.Equal(got[total].Sealed, big.Sealed) {
 			t.Fatal("the large payload did not round-trip")
+		}
+	})
+}
+
+// runAuditReads checks the reads of the audit log and of rebuilds.
+func runAuditReads(t *testing.T, h EventStoreHarness) {
+	ctx := context.Background()
+	t.Run("workspace log with filters, resumable", func(t *testing.T) {
+		s := h.New(t)
+		lr, ok := s.(ledger.LogReader)
+		if !ok {
+			if !h.Features.NoLogReader {
+				t.Fatal("the store does not implement ledger.LogReader; declare Features.NoLogReader")
+			}
+			return
+		}
+		a, b, other := newStream(), newStream(), newStream()
+		base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+		var want []contact.Record
+		for i := range 10 {
+			st, ws := a, "ws"
+			switch i % 3 {
+			case 1:
+				st = b
+			case 2:
+				st, ws = other, "other"
+			}
+			cur, _ := s.ReadStream(ctx, ws, st)
+			r := Rec(ws, st, uint64(len(cur))+1)
+			r.Time = base.Add(time.Duration(i) * time.Hour)
+			if i%2 == 0 {
+				r.Type, r.Actor.Principal = contact.TypeArchived, "tok_two"
+			}
+			if _, err := s.Append(ctx, st, uint64(len(cur)), []contact.Record{r}); err != nil {
+				t.Fatal(err)
+			}
+			if ws == "ws" {
+				want = append(want, r)
+			}
+		}
+		read := func(q ledger.LogQuery) []contact.Record {
+			t.Helper()
+			q.Workspace = "ws"
+			if q.Limit == 0 {
+				q.Limit = 100
+			}
+			got, err := lr.ReadLog(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i < len(got); i++ {
+				if !got[i-1].Position.Less(got[i].Position) {
+					t.Fatalf("not in global order at %d", i)
+				}
+			}
+			for _, r := range got {
+				if !q.Matches(r) {
+					t.Fatalf("event %s does not match %+v", r.ID, q)
+				}
+			}
+			return got
+		}
+		all := read(ledger.LogQuery{})
+		if len(all) != len(want) {
+			t.Fatalf("got %d events, want the workspace's %d", len(all), len(want))
+		}
+		for i := range all {
+			if all[i].ID != want[i].ID {
+				t.Fatalf("event %d: got %s, want %s", i, all[i].ID, want[i].ID)
+			}
+		}
+		// Resuming page by page gives the same events.
+		var paged []contact.Record
+		var after contact.Position
+		for {
+			p := read(ledger.LogQuery{After: after, Limit: 2})
+			paged = append(paged, p...)
+			if len(p) < 2 {
+				break
+			}
+			after = p[len(p)-1].Position
+		}
+		if len(paged) != len(all) {
+			t.Fatalf("paging read %d events, want %d", len(paged), len(all))
+		}
+		for name, tc := range map[string]struct {
+			q    ledger.LogQuery
+			want int
+		}{
+			"since":  {ledger.LogQuery{Since: base.Add(4 * time.Hour)}, 4},
+			"until":  {ledger.LogQuery{Until: base.Add(4 * time.Hour)}, 3},
+			"type":   {ledger.LogQuery{Types: []string{contact.TypeArchived}}, 3},
+			"types":  {ledger.LogQuery{Types: []string{contact.TypeArchived, contact.TypeUpdated}}, 7},
+			"actor":  {ledger.LogQuery{Actor: "tok_two"}, 3},
+			"stream": {ledger.LogQuery{Stream: b}, 3},
+			"all":    {ledger.LogQuery{Stream: a, Types: []string{contact.TypeArchived}, Since: base.Add(time.Hour)}, 1},
+		} {
+			if got := read(tc.q); len(got) != tc.want {
+				t.Errorf("%s: got %d events, want %d", name, len(got), tc.want)
+			}
+		}
+	})
+
+	t.Run("read by stream up to a stable head, and count", func(t *testing.T) {
+		s := h.New(t)
+		sr, ok := s.(projections.StreamReader)
+		if !ok {
+			if !h.Features.NoStreamReader {
+				t.Fatal("the store does not implement projections.StreamReader; declare Features.NoStreamReader")
+			}
+			return
+		}
+		if head, err := sr.StableHead(ctx); err != nil || !head.IsZero() {
+			t.Fatalf("empty log: stable head %s, %v", head, err)
+		}
+		streams := []string{newStream(), newStream(), newStream()}
+		for round := range 3 {
+			for i, st := range streams {
+				if _, err := s.Append(ctx, st, uint64(round*(i+1)), Recs("ws", st, uint64(round*(i+1)), i+1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		head, err := sr.StableHead(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, _ := s.Head(ctx); h != head {
+			t.Fatalf("stable head %s, head %s: want equal with nothing in flight", head, h)
+		}
+		// Events after the stable head are not read by stream.
+		late := newStream()
+		if _, err := s.Append(ctx, late, 0, Recs("ws", late, 0, 2)); err != nil {
+			t.Fatal(err)
+		}
+		var got []contact.Record
+		st, v := "", uint64(0)
+		for {
+			page, err := sr.ReadByStream(ctx, head, st, v, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, page...)
+			if len(page) < 4 {
+				break
+			}
+			st, v = page[len(page)-1].Stream, page[len(page)-1].Version
+		}
+		if len(got) != 18 {
+			t.Fatalf("read %d events by stream, want 18", len(got))
+		}
+		for i := 1; i < len(got); i++ {
+			p, c := got[i-1], got[i]
+			if p.Stream > c.Stream || (p.Stream == c.Stream && p.Version+1 != c.Version) {
+				t.Fatalf("not in stream and version order at %d: %s v%d then %s v%d", i, p.Stream, p.Version, c.Stream, c.Version)
+			}
+			if c.Stream == late || head.Less(c.Position) {
+				t.Fatalf("read an event after the stable head: %s", c.Position)
+			}
+		}
+		all, _ := s.ReadAll(ctx, contact.Position{}, 100)
+		for _, tc := range []struct {
+			after, upTo contact.Position
+			want        int64
+		}{
+			{contact.Position{}, head, 18},
+			{all[3].Position, head, 14},
+			{head, all[len(all)-1].Position, 2},
+			{head, head, 0},
+		} {
+			if n, err := sr.CountEvents(ctx, tc.after, tc.upTo); err != nil || n != tc.want {
+				t.Errorf("count (%s, %s]: got %d, %v; want %d", tc.after, tc.upTo, n, err, tc.want)
+			}
 		}
 	})
 }
