@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
-	"github.com/contactledger/ledger/domain/shred"
 )
 
 // Views maps each view of the API to the lifecycle state it shows. Each view
@@ -324,27 +323,8 @@ type HistoryEntry struct {
 // History returns a contact's events in order, with personal parts
 // decrypted while the key exists and marked shredded after.
 func (s *Service) History(ctx context.Context, workspace string, id contact.ID) ([]HistoryEntry, error) {
-	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
-	if err != nil {
-		return nil, err
-	}
-	key, err := s.vault.ContactKey(ctx, workspace, id)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]HistoryEntry, 0, len(recs))
-	for _, r := range recs {
-		e := HistoryEntry{Record: r}
-		if r.Sealed != nil {
-			if key.Destroyed {
-				e.Shredded = true
-			} else if e.Personal, err = shred.Open(key.Key, r.Stream, r.ID[:], r.Sealed); err != nil {
-				return nil, fmt.Errorf("open %s v%d: %w", r.Stream, r.Version, err)
-			}
-		}
-		out = append(out, e)
-	}
-	return out, nil
+	t, err := s.Trail(ctx, workspace, id, time.Time{}, 0)
+	return t.Entries, err
 }
 
 // Page is one page of a view.

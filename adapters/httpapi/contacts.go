@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
+	"github.com/oklog/ulid/v2"
 )
 
 // SourceJSON is where a contact came from.
@@ -296,9 +298,14 @@ func (s *Server) getContact(c echo.Context) error {
 	return ok(c, http.StatusOK, contactJSON(v))
 }
 
-// HistoryEventJSON is one event of a contact's trail.
+// HistoryEventJSON is one event as the history, the audit log and
+// `ledger replay` show it. With Sealed set, it holds every stored byte the
+// chain hash covers, so anyone can recompute the hash (RecordOf).
 type HistoryEventJSON struct {
 	EventID       string          `json:"event_id"`
+	Contact       string          `json:"contact_id,omitempty"`
+	Stream        string          `json:"stream"`
+	Workspace     string          `json:"workspace"`
 	Type          string          `json:"type"`
 	Version       uint64          `json:"version"`
 	Position      string          `json:"position"`
@@ -310,23 +317,106 @@ type HistoryEventJSON struct {
 	Data          json.RawMessage `json:"data"`
 	Personal      json.RawMessage `json:"personal,omitempty"`
 	Shredded      bool            `json:"shredded,omitempty"`
-	Hash          string          `json:"hash"`
-	PrevHash      string          `json:"prev_hash,omitempty"`
+	// Sealed is the personal part's ciphertext (base64url), when asked for.
+	Sealed   *string `json:"sealed,omitempty"`
+	Hash     string  `json:"hash"`
+	PrevHash string  `json:"prev_hash,omitempty"`
 }
 
-// HistoryJSON renders history entries.
-func HistoryJSON(entries []ledger.HistoryEntry) []HistoryEventJSON {
+var b64 = base64.RawURLEncoding
+
+// EventJSON renders one stored event; withSealed adds its ciphertext.
+func EventJSON(r contact.Record, withSealed bool) HistoryEventJSON {
+	e := HistoryEventJSON{
+		EventID: r.ID.String(), Stream: r.Stream, Workspace: r.Workspace, Type: r.Type, Version: r.Version,
+		Position: r.Position.String(), Time: r.Time, Actor: r.Actor, CorrelationID: r.CorrelationID,
+		CausationID: r.CausationID, Schema: r.Schema, Data: r.Data,
+		Hash: b64.EncodeToString(r.Hash), PrevHash: b64.EncodeToString(r.PrevHash),
+	}
+	if id, ok := contact.IDFromStream(r.Stream); ok {
+		e.Contact = id.String()
+	}
+	if withSealed && r.Sealed != nil {
+		s := b64.EncodeToString(r.Sealed)
+		e.Sealed = &s
+	}
+	return e
+}
+
+// RecordOf rebuilds the stored record from an event rendered with its
+// ciphertext, for recomputing its chain hash offline.
+func RecordOf(e HistoryEventJSON) (contact.Record, error) {
+	r := contact.Record{
+		Stream: e.Stream, Version: e.Version, Type: e.Type, Time: e.Time.UTC(), Workspace: e.Workspace, Actor: e.Actor,
+		CorrelationID: e.CorrelationID, CausationID: e.CausationID, Schema: e.Schema, Data: []byte(e.Data),
+	}
+	var err error
+	if r.ID, err = ulid.ParseStrict(e.EventID); err != nil {
+		return contact.Record{}, fmt.Errorf("event id %q: %w", e.EventID, err)
+	}
+	if r.Position, err = contact.ParsePosition(e.Position); err != nil {
+		return contact.Record{}, fmt.Errorf("position %q: %w", e.Position, err)
+	}
+	if e.Sealed != nil {
+		if r.Sealed, err = b64.DecodeString(*e.Sealed); err != nil {
+			return contact.Record{}, fmt.Errorf("sealed part of %s: %w", e.EventID, err)
+		}
+	} else if contact.HasPersonal(e.Type) {
+		return contact.Record{}, fmt.Errorf("event %s has no sealed part: replay with --json", e.EventID)
+	}
+	if r.Hash, err = b64.DecodeString(e.Hash); err != nil {
+		return contact.Record{}, fmt.Errorf("hash of %s: %w", e.EventID, err)
+	}
+	if r.PrevHash, err = b64.DecodeString(e.PrevHash); err != nil {
+		return contact.Record{}, fmt.Errorf("previous hash of %s: %w", e.EventID, err)
+	}
+	if len(r.PrevHash) == 0 {
+		r.PrevHash = nil
+	}
+	return r, nil
+}
+
+// HistoryJSON renders history entries; withSealed adds each event's ciphertext.
+func HistoryJSON(entries []ledger.HistoryEntry, withSealed bool) []HistoryEventJSON {
 	out := make([]HistoryEventJSON, 0, len(entries))
 	for _, e := range entries {
-		r := e.Record
-		out = append(out, HistoryEventJSON{
-			EventID: r.ID.String(), Type: r.Type, Version: r.Version, Position: r.Position.String(), Time: r.Time,
-			Actor: r.Actor, CorrelationID: r.CorrelationID, CausationID: r.CausationID, Schema: r.Schema,
-			Data: r.Data, Personal: e.Personal, Shredded: e.Shredded,
-			Hash: base64.RawURLEncoding.EncodeToString(r.Hash), PrevHash: base64.RawURLEncoding.EncodeToString(r.PrevHash),
-		})
+		j := EventJSON(e.Record, withSealed)
+		j.Personal, j.Shredded = e.Personal, e.Shredded
+		out = append(out, j)
 	}
 	return out
+}
+
+// historyParams are the query parameters of GET /v1/contacts/{id}/history.
+var historyParams = map[string]bool{"as_of": true, "version": true}
+
+// strictQuery parses the query string, refusing unknown and repeated parameters.
+func strictQuery(c echo.Context, known map[string]bool) (url.Values, error) {
+	qs, err := queryParams(c)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range qs {
+		if !known[k] {
+			return nil, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "unknown query parameter " + strconv.Quote(k),
+				Fields: []contact.FieldError{{Field: k, Message: "is not a parameter of this endpoint"}}}
+		}
+		if len(v) > 1 {
+			return nil, badRequest("repeated-parameter", "query parameter "+strconv.Quote(k)+" is given more than once")
+		}
+	}
+	return qs, nil
+}
+
+func parseTime(field, v string) (time.Time, *contact.FieldError) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, &contact.FieldError{Field: field, Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"}
+	}
+	return t.UTC(), nil
 }
 
 func (s *Server) history(c echo.Context) error {
@@ -334,11 +424,36 @@ func (s *Server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	entries, err := s.svc.History(c.Request().Context(), principal(c).Workspace, id)
+	qs, err := strictQuery(c, historyParams)
 	if err != nil {
 		return err
 	}
-	return ok(c, http.StatusOK, map[string]any{"id": id.String(), "events": HistoryJSON(entries)})
+	var errs []contact.FieldError
+	asOf, ferr := parseTime("as_of", qs.Get("as_of"))
+	if ferr != nil {
+		errs = append(errs, *ferr)
+	}
+	var version uint64
+	if v := qs.Get("version"); v != "" {
+		if version, err = strconv.ParseUint(v, 10, 64); err != nil || version == 0 {
+			errs = append(errs, contact.FieldError{Field: "version", Message: "must be a whole number from 1"})
+		}
+	}
+	if len(errs) > 0 {
+		return contact.Invalid(errs...)
+	}
+	tr, err := s.svc.Trail(c.Request().Context(), principal(c).Workspace, id, asOf, version)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{
+		"id": id.String(), "events": HistoryJSON(tr.Entries, false), "state": contactJSON(ledger.View{Snapshot: tr.State}),
+		"version": tr.State.Version, "current_version": tr.Current,
+	}
+	if !asOf.IsZero() {
+		out["as_of"] = asOf
+	}
+	return ok(c, http.StatusOK, out)
 }
 
 // listParams are the query parameters GET /v1/contacts accepts.

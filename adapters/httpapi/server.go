@@ -72,7 +72,11 @@ func New(svc *ledger.Service, o Options) *Server {
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.requestIDs, s.securityHeaders, s.accessLog, s.recoverPanics)
 	e.Use(middleware.BodyLimit("1M"))
-	e.Use(middleware.ContextTimeout(timeout))
+	e.Use(middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{
+		Timeout: timeout,
+		// Streams bound each page's write instead of the whole request.
+		Skipper: func(c echo.Context) bool { return streaming[c.Path()] },
+	}))
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
@@ -87,8 +91,12 @@ func New(svc *ledger.Service, o Options) *Server {
 		s.handle(http.MethodPost, "/v1/contacts/:id/"+string(t), "contacts."+string(t), s.transition(t))
 	}
 	s.handle(http.MethodGet, "/v1/contacts/:id/history", "contacts.history", s.history)
+	s.handle(http.MethodGet, "/v1/audit/events", "audit.events", s.auditEvents)
 	return s
 }
+
+// streaming lists the routes that stream their answer for as long as it takes.
+var streaming = map[string]bool{"/v1/audit/events": true}
 
 // ServeHTTP serves a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
@@ -124,6 +132,7 @@ var Permissions = map[string][]contact.Role{
 	"contacts.list":      {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.get":       {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.history":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"audit.events":       {contact.RoleAdmin, contact.RoleAuditor},
 }
 
 func principal(c echo.Context) ledger.Principal {

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"runtime/debug"
 	"strings"
-	"text/tabwriter"
 
-	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/spf13/cobra"
 )
@@ -42,7 +39,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		return m
 	}
 	// withMain opens the data directory for a command that works on it directly.
-	withMain := func(run func(ctx context.Context, m *Main, args []string) error) func(*cobra.Command, []string) error {
+	var withMain mainRunner = func(run func(ctx context.Context, m *Main, args []string) error) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, args []string) error {
 			m := newMain()
 			if err := m.Open(cmd.Context()); err != nil {
@@ -70,51 +67,9 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	serve.Flags().StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on (LEDGER_ADDR)")
 
-	var (
-		workspace string
-		asJSON    bool
-	)
-	replay := &cobra.Command{
-		Use:   "replay <contact-id>",
-		Short: "Print a contact's events from the log: personal fields while the key exists, shredded after",
-		Args:  cobra.ExactArgs(1),
-		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
-			id, err := contact.ParseID(args[0])
-			if err != nil {
-				return err
-			}
-			entries, err := m.Svc.History(ctx, workspace, id)
-			if err != nil {
-				return fmt.Errorf("contact %s in workspace %s: %w", id, workspace, err)
-			}
-			events := httpapi.HistoryJSON(entries)
-			if asJSON {
-				enc := json.NewEncoder(stdout)
-				for _, e := range events {
-					if err := enc.Encode(e); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tPOSITION\tTIME\tTYPE\tACTOR\tDATA\tPERSONAL")
-			for _, e := range events {
-				personal := "-"
-				switch {
-				case e.Shredded:
-					personal = "[shredded]"
-				case e.Personal != nil:
-					personal = string(e.Personal)
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s (%s)\t%s\t%s\n", e.Version, e.Position, e.Time.Format("2006-01-02T15:04:05.000000Z"),
-					e.Type, e.Actor.Principal, e.Actor.Role, string(e.Data), personal)
-			}
-			return tw.Flush()
-		}),
-	}
-	replay.Flags().StringVar(&workspace, "workspace", "default", "workspace the contact belongs to")
-	replay.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per event")
+	var workspace string
+	replay := replayCommand(stdout, stderr, withMain)
+	audit := auditCommand(stdout, stderr, withMain)
 
 	versionCmd := &cobra.Command{
 		Use:   "version",
@@ -246,7 +201,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	compact.Flags().BoolVar(&full, "full", false, "PostgreSQL: rewrite the tables (VACUUM FULL) and let old WAL segments go")
 	maintenance.AddCommand(compact)
 
-	root.AddCommand(serve, replay, versionCmd, workspaces, tokens, keys, maintenance)
+	root.AddCommand(serve, replay, audit, versionCmd, workspaces, tokens, keys, maintenance)
 	return root
 }
 

@@ -241,3 +241,9 @@ func HasPersonal(typ string) bool {
 	_, ok = k.new().(unsealed)
 	return ok
 }
+
+// KnownType reports whether typ is the wire name of an event type.
+func KnownType(typ string) bool {
+	_, ok := kinds[typ]
+	return ok
+}

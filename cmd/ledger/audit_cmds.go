@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/contactledger/ledger/adapters/httpapi"
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// mainRunner wraps a command's work with an opened Main.
+type mainRunner func(run func(ctx context.Context, m *Main, args []string) error) func(*cobra.Command, []string) error
+
+// progress returns a progress bar on w: a bar with ETA when total is known
+// (> 0), else a counter with a rate. It draws only on a terminal; elsewhere
+// the commands print a summary line when done.
+func progress(w io.Writer, total int64, what string) *progressbar.ProgressBar {
+	visible := false
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		visible = true
+	}
+	if total <= 0 {
+		total = -1
+	}
+	return progressbar.NewOptions64(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"),
+		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetVisibility(visible),
+		progressbar.OptionClearOnFinish(), progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth())
+}
+
+func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command {
+	var (
+		workspace string
+		asJSON    bool
+		asOf      string
+		version   uint64
+	)
+	contactRun := withMain(func(ctx context.Context, m *Main, args []string) error {
+		id, err := contact.ParseID(args[0])
+		if err != nil {
+			return err
+		}
+		var at time.Time
+		if asOf != "" {
+			if at, err = time.Parse(time.RFC3339Nano, asOf); err != nil {
+				return fmt.Errorf("--as-of: %q is not an RFC 3339 time such as 2026-01-31T00:00:00Z", asOf)
+			}
+		}
+		tr, err := m.Svc.Trail(ctx, workspace, id, at, version)
+		if err != nil {
+			return fmt.Errorf("contact %s in workspace %s: %w", id, workspace, err)
+		}
+		events := httpapi.HistoryJSON(tr.Entries, true)
+		if asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetEscapeHTML(false)
+			for _, e := range events {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tPOSITION\tTIME\tTYPE\tACTOR\tDATA\tPERSONAL")
+		for _, e := range events {
+			personal := "-"
+			switch {
+			case e.Shredded:
+				personal = "[shredded]"
+			case e.Personal != nil:
+				personal = string(e.Personal)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s (%s)\t%s\t%s\n", e.Version, e.Position, e.Time.Format("2006-01-02T15:04:05.000000Z"),
+				e.Type, e.Actor.Principal, e.Actor.Role, string(e.Data), personal)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		st := tr.State
+		fmt.Fprintf(stdout, "\nState at version %d of %d: %s", st.Version, tr.Current, st.State)
+		if st.Shredded {
+			fmt.Fprint(stdout, ", personal data shredded")
+		}
+		if st.Tombstone != nil {
+			fmt.Fprintf(stdout, "; %s at %s by %s (%s), trigger %s", st.Tombstone.Type, st.Tombstone.At.Format(time.RFC3339), st.Tombstone.By.Principal,
+				st.Tombstone.By.Role, st.Tombstone.Erasure.Trigger)
+			if st.Tombstone.Erasure.Reason != "" {
+				fmt.Fprintf(stdout, ", reason %q", st.Tombstone.Erasure.Reason)
+			}
+		}
+		fmt.Fprintln(stdout)
+		return nil
+	})
+	replay := &cobra.Command{
+		Use:   "replay (contact <contact-id> | workspace <name> | <contact-id>)",
+		Short: "Replay a contact's trail or export a workspace's log from the log itself",
+		Long: lines(
+			"replay contact <id> prints a contact's events (personal fields while its key exists, [shredded] after)",
+			"and its state at the end; --as-of and --version stop at a point in time or a version.",
+			"replay workspace <name> writes the workspace's events as NDJSON in global order, without personal",
+			"data, with progress on stderr. `replay <id>` is short for `replay contact <id>`."),
+		Args: cobra.ExactArgs(1),
+		RunE: contactRun,
+	}
+	contactCmd := &cobra.Command{
+		Use:   "contact <contact-id>",
+		Short: "Print a contact's events and its state, optionally as of a time or version",
+		Args:  cobra.ExactArgs(1),
+		RunE:  contactRun,
+	}
+	for _, c := range []*cobra.Command{replay, contactCmd} {
+		c.Flags().StringVar(&workspace, "workspace", "default", "workspace the contact belongs to")
+		c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per event, with its ciphertext (so its chain hash can be recomputed)")
+		c.Flags().StringVar(&asOf, "as-of", "", "stop at this time (RFC 3339, inclusive)")
+		c.Flags().Uint64Var(&version, "version", 0, "stop at this version")
+	}
+
+	var since, until, types, actor, contactID, after, out string
+	workspaceCmd := &cobra.Command{
+		Use:   "workspace <name>",
+		Short: "Write a workspace's events as NDJSON in global order (no personal data), with progress on stderr",
+		Args:  cobra.ExactArgs(1),
+		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
+			if _, err := m.Svc.Directory().Workspace(ctx, args[0]); err != nil {
+				return fmt.Errorf("workspace %s: %w", args[0], err)
+			}
+			q, err := httpapi.ParseLogQuery(args[0], map[string]string{"since": since, "until": until, "type": types, "actor": actor, "contact": contactID, "after": after})
+			if err != nil {
+				return err
+			}
+			var w io.Writer = stdout
+			if out != "-" {
+				f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			bw := bufio.NewWriterSize(w, 256<<10)
+			enc := json.NewEncoder(bw)
+			enc.SetEscapeHTML(false)
+			bar := progress(stderr, -1, "exporting")
+			n := 0
+			var last contact.Position
+			err = m.Svc.AuditLog(ctx, q, func(recs []contact.Record) error {
+				for _, r := range recs {
+					if err := enc.Encode(httpapi.EventJSON(r, true)); err != nil {
+						return err
+					}
+				}
+				n += len(recs)
+				last = recs[len(recs)-1].Position
+				bar.Add(len(recs))
+				return bw.Flush()
+			})
+			bar.Finish()
+			if err != nil {
+				return fmt.Errorf("export stopped after %d events (resume with --after %s): %w", n, last, err)
+			}
+			fmt.Fprintf(stderr, "Wrote %d events of workspace %s", n, args[0])
+			if out != "-" {
+				fmt.Fprintf(stderr, " to %s", out)
+			}
+			if n > 0 {
+				fmt.Fprintf(stderr, "; the last is at position %s", last)
+			}
+			fmt.Fprintln(stderr, ".")
+			return nil
+		}),
+	}
+	f := workspaceCmd.Flags()
+	f.StringVar(&since, "since", "", "events at or after this time (RFC 3339)")
+	f.StringVar(&until, "until", "", "events before this time (RFC 3339)")
+	f.StringVar(&types, "type", "", "event types, comma-separated (e.g. ContactPurged,ContactAnonymized)")
+	f.StringVar(&actor, "actor", "", "events caused by this principal (a token id)")
+	f.StringVar(&contactID, "contact", "", "one contact's events")
+	f.StringVar(&after, "after", "", "resume after this position")
+	f.StringVar(&out, "out", "", "file to write (- for stdout)")
+	_ = workspaceCmd.MarkFlagRequired("out")
+	replay.AddCommand(contactCmd, workspaceCmd)
+	return replay
+}
+
+func auditCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command {
+	var (
+		workspace, contactID string
+		asJSON               bool
+	)
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Recompute every event's hash chain and report the first break of each stream",
+		Long: lines(
+			"Each event carries the hash of its predecessor and a hash over its own stored bytes (ciphertext",
+			"included, so crypto-shredding never breaks a chain). verify recomputes them for one contact",
+			"(--contact, in --workspace), one workspace (--workspace), or the whole log, and reports any",
+			"event that was changed, removed or reordered. It exits with status 1 when a chain is broken."),
+		Args: cobra.NoArgs,
+		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
+			scope := ledger.VerifyScope{Workspace: workspace}
+			if contactID != "" {
+				id, err := contact.ParseID(contactID)
+				if err != nil {
+					return err
+				}
+				if scope.Workspace == "" {
+					scope.Workspace = "default"
+				}
+				scope.Contact = &id
+			}
+			bar := progress(stderr, -1, "verifying")
+			done := 0
+			rep, err := m.Svc.VerifyChains(ctx, scope, func(n int) { bar.Add(n - done); done = n })
+			bar.Finish()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(stdout, "Checked %d events in %d streams.\n", rep.Events, rep.Streams)
+				for _, b := range rep.Breaks {
+					fmt.Fprintf(stdout, "BROKEN %s at version %d (event %s, position %s): %s: %s\n", b.Stream, b.Version, b.EventID, b.Position, b.Kind, b.Detail)
+				}
+				if len(rep.Breaks) == 0 {
+					fmt.Fprintln(stdout, "Every chain holds.")
+				}
+			}
+			if len(rep.Breaks) > 0 {
+				return errChainBroken
+			}
+			return nil
+		}),
+	}
+	verify.Flags().StringVar(&workspace, "workspace", "", "check one workspace (with --contact: the contact's workspace, default \"default\")")
+	verify.Flags().StringVar(&contactID, "contact", "", "check one contact")
+	verify.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	audit := &cobra.Command{Use: "audit", Short: "Check the log's tamper evidence"}
+	audit.AddCommand(verify)
+	return audit
+}
+
+var errChainBroken = errors.New("the log's hash chain is broken (see above)")
