@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -20,8 +22,9 @@ type Vault struct {
 	store KeyStore
 	wrap  KeyWrapper
 
-	mu   sync.Mutex
-	bidx map[string]shred.BlindIndex
+	mu      sync.Mutex
+	bidx    map[string]shred.BlindIndex
+	signing ed25519.PrivateKey
 }
 
 // NewVault returns a vault over a key store and a key service.
@@ -185,6 +188,55 @@ func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper) (int, error) {
 			if ok {
 				n++
 			}
+		}
+	}
+}
+
+// signingOwner is the key-vault owner of the deployment's receipt-signing key.
+const signingOwner = "sig:receipts"
+
+// SigningKey returns the deployment's ed25519 key that signs erasure
+// receipts, creating it on first use. Its seed lives in the key vault
+// wrapped by the KEK like every other key, so replicas that share the
+// store and the KEK sign with the same key.
+func (v *Vault) SigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
+	v.mu.Lock()
+	k := v.signing
+	v.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	for attempt := 0; ; attempt++ {
+		rows, err := v.store.GetKeys(ctx, "", []string{signingOwner})
+		if err != nil {
+			return nil, fmt.Errorf("signing key: %w", err)
+		}
+		if row, ok := rows[signingOwner]; ok {
+			seed, err := v.wrap.Unwrap(ctx, row.KEKID, row.Wrapped)
+			if err != nil {
+				return nil, fmt.Errorf("unwrap signing key: %w", err)
+			}
+			if len(seed) != ed25519.SeedSize {
+				return nil, fmt.Errorf("signing key: %d bytes", len(seed))
+			}
+			k = ed25519.NewKeyFromSeed(seed)
+			clear(seed)
+			v.mu.Lock()
+			v.signing = k
+			v.mu.Unlock()
+			return k, nil
+		}
+		if attempt > 0 {
+			return nil, fmt.Errorf("the signing key vanished")
+		}
+		seed := make([]byte, ed25519.SeedSize)
+		if _, err := rand.Read(seed); err != nil {
+			return nil, err
+		}
+		err = v.put(ctx, "", signingOwner, "sk_"+ulid.Make().String(), seed, time.Now().UTC())
+		clear(seed)
+		if err != nil && !errors.Is(err, contact.ErrAlreadyExists) {
+			return nil, err
 		}
 	}
 }

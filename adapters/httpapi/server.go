@@ -92,6 +92,8 @@ func New(svc *ledger.Service, o Options) *Server {
 	}
 	s.handle(http.MethodGet, "/v1/contacts/:id/history", "contacts.history", s.history)
 	s.handle(http.MethodGet, "/v1/audit/events", "audit.events", s.auditEvents)
+	s.handle(http.MethodGet, "/v1/contacts/:id/erasure-receipt", "contacts.erasure_receipt", s.erasureReceipt)
+	s.handle(http.MethodGet, "/v1/receipts/public-key", "receipts.public_key", s.receiptKey)
 	return s
 }
 
@@ -121,18 +123,20 @@ func (s *Server) handle(method, path, op string, h echo.HandlerFunc) {
 // operation. Policy-dependent rules (who may restore, whether purge is
 // allowed) are checked again by the domain against the workspace's policy.
 var Permissions = map[string][]contact.Role{
-	"contacts.create":    {contact.RoleMember, contact.RoleAdmin},
-	"contacts.update":    {contact.RoleMember, contact.RoleAdmin},
-	"contacts.archive":   {contact.RoleMember, contact.RoleAdmin},
-	"contacts.unarchive": {contact.RoleMember, contact.RoleAdmin},
-	"contacts.trash":     {contact.RoleMember, contact.RoleAdmin},
-	"contacts.restore":   {contact.RoleMember, contact.RoleAdmin},
-	"contacts.purge":     {contact.RoleAdmin},
-	"contacts.anonymize": {contact.RoleAdmin},
-	"contacts.list":      {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
-	"contacts.get":       {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
-	"contacts.history":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
-	"audit.events":       {contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.create":          {contact.RoleMember, contact.RoleAdmin},
+	"contacts.update":          {contact.RoleMember, contact.RoleAdmin},
+	"contacts.archive":         {contact.RoleMember, contact.RoleAdmin},
+	"contacts.unarchive":       {contact.RoleMember, contact.RoleAdmin},
+	"contacts.trash":           {contact.RoleMember, contact.RoleAdmin},
+	"contacts.restore":         {contact.RoleMember, contact.RoleAdmin},
+	"contacts.purge":           {contact.RoleAdmin},
+	"contacts.anonymize":       {contact.RoleAdmin},
+	"contacts.list":            {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.get":             {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.history":         {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"audit.events":             {contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.erasure_receipt": {contact.RoleAdmin, contact.RoleAuditor},
+	"receipts.public_key":      {contact.RoleAdmin, contact.RoleAuditor},
 }
 
 func principal(c echo.Context) ledger.Principal {

@@ -3,11 +3,16 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -257,3 +262,159 @@ func auditCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command 
 }
 
 var errChainBroken = errors.New("the log's hash chain is broken (see above)")
+
+func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command {
+	var publicKey, trail, workspace, out string
+	verify := &cobra.Command{
+		Use:   "verify <receipt-file>",
+		Short: "Verify an erasure receipt offline: its signature, and optionally its signer and trail",
+		Long: lines(
+			"verify needs no server and no database. It checks that the file is byte for byte as issued and",
+			"that its ed25519 signature holds under the public key it names. A receipt proves it came from your",
+			"deployment only when that key is the deployment's: pass --public-key with the key published by",
+			"GET /v1/receipts/public-key or `ledger receipts public-key` (the JSON or its PEM), obtained",
+			"independently of the receipt. --trail recomputes the trail digest from the contact's events as",
+			"`ledger replay contact <id> --json` prints them (each event's chain hash recomputed from its bytes)."),
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			doc, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var trusted ed25519.PublicKey
+			if publicKey != "" {
+				if trusted, err = readPublicKey(publicKey); err != nil {
+					return err
+				}
+			}
+			rc, err := ledger.VerifyReceipt(doc, trusted)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "Signature valid: signed by %s.\n", rc.Signer.KeyID)
+			if trusted != nil {
+				fmt.Fprintln(stdout, "The signer is the trusted deployment key.")
+			} else {
+				fmt.Fprintln(stdout, "Not checked against a trusted key: pass --public-key with the deployment's published key to prove who signed it.")
+			}
+			fmt.Fprintf(stdout, "Contact %s in workspace %s was %s at %s by %s (%s), trigger %s", rc.Contact, rc.Workspace, rc.Outcome,
+				rc.Erasure.At.Format(time.RFC3339), rc.Erasure.By.Principal, rc.Erasure.By.Role, rc.Erasure.Trigger)
+			if rc.Erasure.Request != "" {
+				fmt.Fprintf(stdout, ", request %s", rc.Erasure.Request)
+			}
+			fmt.Fprintf(stdout, "; key %s destroyed; fields erased: %v.\n", rc.Erased.KeyID, rc.Erased.Fields)
+			if trail == "" {
+				return nil
+			}
+			recs, err := readTrail(trail)
+			if err != nil {
+				return err
+			}
+			if err := ledger.CheckTrail(rc, recs); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "Trail verified: %d events, digest %s.\n", len(recs), rc.Trail.Digest)
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&publicKey, "public-key", "", "file with the deployment's public key (JSON from the API, or PEM)")
+	verify.Flags().StringVar(&trail, "trail", "", "file with the contact's events from `ledger replay contact <id> --json`")
+	publicKeyCmd := &cobra.Command{
+		Use:   "public-key",
+		Short: "Print the deployment's receipt-signing public key (JSON, with PEM), for publication",
+		Args:  cobra.NoArgs,
+		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
+			pub, err := m.Svc.SigningPublicKey(ctx)
+			if err != nil {
+				return err
+			}
+			doc, err := httpapi.PublicKeyDoc(pub)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(doc)
+		}),
+	}
+	issue := &cobra.Command{
+		Use:   "issue <contact-id>",
+		Short: "Issue the signed erasure receipt of a purged or anonymized contact",
+		Args:  cobra.ExactArgs(1),
+		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
+			id, err := contact.ParseID(args[0])
+			if err != nil {
+				return err
+			}
+			doc, err := m.Svc.ErasureReceipt(ctx, workspace, id)
+			if err != nil {
+				return err
+			}
+			if out == "" || out == "-" {
+				_, err = stdout.Write(doc)
+				return err
+			}
+			return os.WriteFile(out, doc, 0o600)
+		}),
+	}
+	issue.Flags().StringVar(&workspace, "workspace", "default", "workspace the contact belongs to")
+	issue.Flags().StringVar(&out, "out", "-", "file to write")
+	receipts := &cobra.Command{Use: "receipts", Short: "Erasure receipts: issue, verify offline, publish the signing key"}
+	receipts.AddCommand(verify, publicKeyCmd, issue)
+	return receipts
+}
+
+// readPublicKey reads a public key from the JSON the API publishes or a PEM file.
+func readPublicKey(file string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		pub, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: not an ed25519 key", file)
+		}
+		return pub, nil
+	}
+	var doc httpapi.PublicKeyJSON
+	if err := json.Unmarshal(b, &doc); err != nil || doc.PublicKey == "" {
+		return nil, fmt.Errorf("%s: neither a PEM public key nor the JSON of GET /v1/receipts/public-key", file)
+	}
+	pub, err := base64.RawURLEncoding.DecodeString(doc.PublicKey)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%s: malformed public key", file)
+	}
+	return pub, nil
+}
+
+// readTrail reads a contact's events from NDJSON lines of `replay contact --json` or the audit log.
+func readTrail(file string) ([]contact.Record, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var recs []contact.Record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 16<<20)
+	for n := 1; sc.Scan(); n++ {
+		if len(strings.TrimSpace(sc.Text())) == 0 {
+			continue
+		}
+		var e httpapi.HistoryEventJSON
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", file, n, err)
+		}
+		r, err := httpapi.RecordOf(e)
+		if err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", file, n, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs, sc.Err()
+}

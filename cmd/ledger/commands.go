@@ -70,6 +70,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	var workspace string
 	replay := replayCommand(stdout, stderr, withMain)
 	audit := auditCommand(stdout, stderr, withMain)
+	receipts := receiptsCommand(stdout, stderr, withMain)
 
 	versionCmd := &cobra.Command{
 		Use:   "version",
@@ -201,7 +202,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	compact.Flags().BoolVar(&full, "full", false, "PostgreSQL: rewrite the tables (VACUUM FULL) and let old WAL segments go")
 	maintenance.AddCommand(compact)
 
-	root.AddCommand(serve, replay, audit, versionCmd, workspaces, tokens, keys, maintenance)
+	root.AddCommand(serve, replay, audit, receipts, versionCmd, workspaces, tokens, keys, maintenance)
 	return root
 }
 

@@ -2,6 +2,7 @@ package contact
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 )
 
@@ -92,4 +93,21 @@ func check(prev link, r Record) *Break {
 func (v *ChainVerifier) Head(stream string) (uint64, []byte) {
 	l := v.last[stream]
 	return l.version, l.hash
+}
+
+// TrailDigestAlgorithm names how TrailDigest is computed, for receipts.
+const TrailDigestAlgorithm = `SHA-256 over "contact-ledger/trail/v1\n" followed by each event's 32-byte chain hash, in version order`
+
+// TrailDigest is the digest of a stream's trail: SHA-256 over a fixed
+// label and the chain hashes of its events in version order. Each chain
+// hash covers every stored byte of its event and its predecessor's hash, so
+// the digest pins the whole trail; anyone can recompute it from the hashes
+// in `ledger replay contact <id> --json` output.
+func TrailDigest(hashes [][]byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("contact-ledger/trail/v1\n"))
+	for _, x := range hashes {
+		h.Write(x)
+	}
+	return h.Sum(nil)
 }

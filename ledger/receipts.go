@@ -1,0 +1,262 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+)
+
+// ReceiptFormat names the format of erasure receipts.
+const ReceiptFormat = "contact-ledger/erasure-receipt/v1"
+
+// Receipt is the signed statement that a contact's personal data was
+// erased. It holds no personal data.
+type Receipt struct {
+	Format    string         `json:"format"`
+	IssuedAt  time.Time      `json:"issued_at"`
+	Workspace string         `json:"workspace"`
+	Contact   string         `json:"contact_id"`
+	Outcome   contact.State  `json:"outcome"` // purged or anonymized
+	Erasure   ReceiptErasure `json:"erasure"`
+	Erased    ReceiptErased  `json:"erased"`
+	Kept      []ReceiptKept  `json:"kept"`
+	Trail     ReceiptTrail   `json:"trail"`
+	Signer    ReceiptSigner  `json:"signer"`
+}
+
+// ReceiptErasure is when, by whom and under what the erasure happened.
+type ReceiptErasure struct {
+	EventID string          `json:"event_id"`
+	Type    string          `json:"type"`
+	At      time.Time       `json:"at"`
+	By      contact.Actor   `json:"by"`
+	Reason  string          `json:"reason,omitempty"`
+	Trigger contact.Trigger `json:"trigger"`
+	// Request references the request behind it (a data subject request, a ticket).
+	Request string `json:"request,omitempty"`
+	// RetentionDays is the policy's retention when the trigger was retention.
+	RetentionDays int `json:"retention_days,omitempty"`
+}
+
+// ReceiptErased is what was erased and how.
+type ReceiptErased struct {
+	Fields       []string `json:"fields"`
+	KeyID        string   `json:"key_id"`
+	KeyDestroyed bool     `json:"key_destroyed"`
+	Method       string   `json:"method"`
+}
+
+// ReceiptKept is something the ledger kept, and why.
+type ReceiptKept struct {
+	What string `json:"what"`
+	Why  string `json:"why"`
+}
+
+// ReceiptTrail pins the contact's event trail: anyone can recompute the
+// digest from `ledger replay contact <id> --json`.
+type ReceiptTrail struct {
+	Stream       string `json:"stream"`
+	Events       uint64 `json:"events"`
+	FirstEventID string `json:"first_event_id"`
+	LastEventID  string `json:"last_event_id"`
+	HeadHash     string `json:"head_hash"`
+	Algorithm    string `json:"digest_algorithm"`
+	Digest       string `json:"digest"`
+}
+
+// ReceiptSigner names the key that signed the receipt.
+type ReceiptSigner struct {
+	Algorithm string `json:"algorithm"`
+	KeyID     string `json:"key_id"`
+	PublicKey string `json:"public_key"` // base64url
+}
+
+// signedReceipt is the document: the receipt and an ed25519 signature over
+// its exact bytes as they appear in the document.
+type signedReceipt struct {
+	Receipt   json.RawMessage `json:"receipt"`
+	Signature string          `json:"signature"`
+}
+
+var b64 = base64.RawURLEncoding
+
+// KeyID returns the id of an ed25519 public key: its SHA-256 fingerprint.
+func KeyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return "ed25519:" + hex.EncodeToString(sum[:16])
+}
+
+// The errors of receipts.
+var (
+	ErrNotErased      = &contact.Error{Code: contact.CodeConflict, Reason: "not-erased", Message: "the contact was not purged or anonymized; there is no erasure to prove"}
+	ErrErasurePending = &contact.Error{Code: contact.CodeUnavailable, Reason: "erasure-pending", Message: "the contact's data key is still being destroyed; retry shortly"}
+)
+
+// ErasureReceipt issues a signed receipt for a purged or anonymized contact.
+// It reads the trail from the log and checks its chain and that the key is
+// really gone before it signs.
+func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id contact.ID) ([]byte, error) {
+	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
+	if err != nil {
+		return nil, err
+	}
+	tr, err := s.Trail(ctx, workspace, id, time.Time{}, 0)
+	if err != nil {
+		return nil, err
+	}
+	ts := tr.State.Tombstone
+	if ts == nil {
+		return nil, ErrNotErased
+	}
+	key, err := s.vault.ContactKey(ctx, workspace, id)
+	if err != nil {
+		return nil, err
+	}
+	if !key.Destroyed {
+		return nil, ErrErasurePending
+	}
+	v := contact.NewChainVerifier()
+	hashes := make([][]byte, 0, len(recs))
+	for _, r := range recs {
+		if b := v.Add(r); b != nil {
+			return nil, fmt.Errorf("receipt for %s: the trail's chain is broken at version %d (%s)", id, b.Version, b.Kind)
+		}
+		hashes = append(hashes, r.Hash)
+	}
+	sk, err := s.vault.SigningKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pub := sk.Public().(ed25519.PublicKey)
+	er := ts.Erasure
+	rc := Receipt{
+		Format: ReceiptFormat, IssuedAt: s.now(), Workspace: workspace, Contact: id.String(), Outcome: tr.State.State,
+		Erasure: ReceiptErasure{EventID: ts.EventID, Type: ts.Type, At: ts.At, By: ts.By, Reason: er.Reason, Trigger: er.Trigger,
+			Request: er.Request, RetentionDays: er.RetentionDays},
+		Erased: ReceiptErased{Fields: er.Erased, KeyID: er.KeyID, KeyDestroyed: true,
+			Method: "crypto-shredding: the contact's AES-256-GCM data key was deleted from the key vault, so every sealed personal field in its events is unreadable"},
+		Kept: []ReceiptKept{
+			{What: fmt.Sprintf("the %d events of the contact's stream, with their sealed personal parts as ciphertext", len(recs)),
+				Why: "the audit trail (who did what, when) is immutable; without the key the ciphertext cannot be read"},
+			{What: "the clear event payloads: states, reasons, tags, source system, actors (token ids) and times",
+				Why: "they hold no personal data and prove what happened to the contact"},
+		},
+		Trail: ReceiptTrail{Stream: id.Stream(), Events: uint64(len(recs)), FirstEventID: recs[0].ID.String(), LastEventID: recs[len(recs)-1].ID.String(),
+			HeadHash: b64.EncodeToString(recs[len(recs)-1].Hash), Algorithm: contact.TrailDigestAlgorithm, Digest: b64.EncodeToString(contact.TrailDigest(hashes))},
+		Signer: ReceiptSigner{Algorithm: "ed25519", KeyID: KeyID(pub), PublicKey: b64.EncodeToString(pub)},
+	}
+	if rc.Erased.Fields == nil {
+		rc.Erased.Fields = []string{}
+	}
+	if rc.Outcome == contact.StateAnonymized {
+		rc.Kept = append(rc.Kept, ReceiptKept{What: `a non-personal shell in the anonymized view ("Deleted contact", state, tags, dates)`,
+			Why: "reports and related records keep their counts"})
+	} else {
+		rc.Kept = append(rc.Kept, ReceiptKept{What: "nothing in the read models", Why: "a purged contact is removed from every view"})
+	}
+	body, err := json.Marshal(rc)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := json.Marshal(signedReceipt{Receipt: body, Signature: b64.EncodeToString(ed25519.Sign(sk, body))})
+	if err != nil {
+		return nil, err
+	}
+	return append(doc, '\n'), nil
+}
+
+// SigningPublicKey returns the public half of the deployment's receipt-signing key.
+func (s *Service) SigningPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
+	sk, err := s.vault.SigningKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sk.Public().(ed25519.PublicKey), nil
+}
+
+// ErrBadReceipt is returned for a receipt that fails verification.
+var ErrBadReceipt = errors.New("the receipt does not verify")
+
+// VerifyReceipt checks a receipt document offline: it must be exactly in the
+// form the ledger issued (any changed byte fails), its signature must verify
+// under the public key it names, and, when trusted is set, that key must be
+// the deployment's. It returns the receipt.
+func VerifyReceipt(doc []byte, trusted ed25519.PublicKey) (Receipt, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadReceipt, fmt.Sprintf(format, args...))
+	}
+	var sr signedReceipt
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sr); err != nil {
+		return Receipt{}, bad("not a receipt document: %v", err)
+	}
+	canon, err := json.Marshal(sr)
+	if err != nil || !bytes.Equal(append(canon, '\n'), doc) {
+		return Receipt{}, bad("the document is not byte for byte as issued")
+	}
+	var rc Receipt
+	dec = json.NewDecoder(bytes.NewReader(sr.Receipt))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rc); err != nil {
+		return Receipt{}, bad("the receipt cannot be read: %v", err)
+	}
+	if again, err := json.Marshal(rc); err != nil || !bytes.Equal(again, sr.Receipt) {
+		return Receipt{}, bad("the receipt is not in its issued form")
+	}
+	if rc.Format != ReceiptFormat || rc.Signer.Algorithm != "ed25519" {
+		return Receipt{}, bad("unknown format %q or algorithm %q", rc.Format, rc.Signer.Algorithm)
+	}
+	pub, err := b64.DecodeString(rc.Signer.PublicKey)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return Receipt{}, bad("the signer's public key is malformed")
+	}
+	if KeyID(pub) != rc.Signer.KeyID {
+		return Receipt{}, bad("the signer's key id does not match its public key")
+	}
+	sig, err := b64.DecodeString(sr.Signature)
+	if err != nil || !ed25519.Verify(pub, sr.Receipt, sig) {
+		return Receipt{}, bad("the signature does not match the receipt")
+	}
+	if trusted != nil && !bytes.Equal(trusted, pub) {
+		return Receipt{}, bad("signed by %s, not by the trusted key %s", rc.Signer.KeyID, KeyID(trusted))
+	}
+	return rc, nil
+}
+
+// CheckTrail recomputes a receipt's trail digest from the contact's events
+// (as `ledger replay contact <id> --json` prints them): every chain hash is
+// recomputed from the event's stored bytes, every link checked, and the
+// digest, count and ends compared with the receipt's.
+func CheckTrail(rc Receipt, recs []contact.Record) error {
+	v := contact.NewChainVerifier()
+	hashes := make([][]byte, 0, len(recs))
+	for _, r := range recs {
+		if r.Stream != rc.Trail.Stream {
+			return fmt.Errorf("%w: the trail holds an event of %s, not %s", ErrBadReceipt, r.Stream, rc.Trail.Stream)
+		}
+		if b := v.Add(r); b != nil {
+			return fmt.Errorf("%w: the trail's chain is broken at version %d: %s", ErrBadReceipt, b.Version, b.Detail)
+		}
+		hashes = append(hashes, r.Hash)
+	}
+	if uint64(len(recs)) != rc.Trail.Events || len(recs) == 0 {
+		return fmt.Errorf("%w: the trail has %d events, the receipt %d", ErrBadReceipt, len(recs), rc.Trail.Events)
+	}
+	if d := b64.EncodeToString(contact.TrailDigest(hashes)); d != rc.Trail.Digest {
+		return fmt.Errorf("%w: the trail's digest is %s, the receipt's %s", ErrBadReceipt, d, rc.Trail.Digest)
+	}
+	if recs[0].ID.String() != rc.Trail.FirstEventID || recs[len(recs)-1].ID.String() != rc.Trail.LastEventID {
+		return fmt.Errorf("%w: the trail's first or last event differs from the receipt's", ErrBadReceipt)
+	}
+	return nil
+}
