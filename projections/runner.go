@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -23,11 +24,17 @@ type Runner struct {
 	Leaser Leaser
 	// WaitTimeout bounds how long a query waits for a projection to catch up.
 	WaitTimeout time.Duration
+	// Observe, when set, is told of every rebuild's progress (for metrics).
+	Observe func(RebuildJob)
 
 	mu      sync.Mutex
 	pos     map[string]contact.Position
 	leading map[string]bool
+	failing map[string]time.Time
 	changed chan struct{}
+
+	rebuilds sync.WaitGroup
+	base     context.Context // Run's context: background rebuilds end with it
 }
 
 // NewRunner returns a runner; Run starts it.
@@ -36,13 +43,18 @@ func NewRunner(events contact.EventStore, store Store, vault *ledger.Vault, log 
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Runner{events: events, store: store, vault: vault, log: log, WaitTimeout: 10 * time.Second,
-		pos: map[string]contact.Position{}, changed: make(chan struct{})}
+		pos: map[string]contact.Position{}, failing: map[string]time.Time{}, changed: make(chan struct{})}
 }
 
 // Run runs every projection until ctx ends. A projection whose batch fails
 // is retried with backoff; the others go on.
 func (r *Runner) Run(ctx context.Context) error {
+	r.mu.Lock()
+	r.base = ctx
+	r.mu.Unlock()
+	defer r.rebuilds.Wait()
 	var wg sync.WaitGroup
+	wg.Go(func() { r.rebuildOutdated(ctx) })
 	for _, v := range Views() {
 		wg.Go(func() {
 			r.loop(ctx, v.Name, func(ctx context.Context, from contact.Position, recs []contact.Record) (Batch, error) {
@@ -119,6 +131,7 @@ func (r *Runner) run(ctx context.Context, name string, build func(context.Contex
 					}
 				}
 				r.advance(name, from)
+				r.setFailing(name, false)
 				backoff = 100 * time.Millisecond
 				return nil
 			})
@@ -126,12 +139,55 @@ func (r *Runner) run(ctx context.Context, name string, build func(context.Contex
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, contact.ErrConcurrency) {
+			// The checkpoint moved under us: a rebuild switched in a new
+			// table, or another process holds the projection. Start over
+			// from the stored checkpoint.
+			r.log.Debug("projection checkpoint moved; resuming from it", "projection", name)
+			continue
+		}
+		r.setFailing(name, true)
 		r.log.Error("projection failed; retrying", "projection", name, "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (r *Runner) setFailing(name string, on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !on {
+		delete(r.failing, name)
+	} else if _, ok := r.failing[name]; !ok {
+		r.failing[name] = time.Now()
+	}
+}
+
+// rebuildOutdated rebuilds, without downtime, every view whose rows were
+// built by an older version of the projections' code. Another process may
+// be doing it already (the rebuild lock): then this one leaves it be.
+func (r *Runner) rebuildOutdated(ctx context.Context) {
+	ss, ok := r.store.(ShadowStore)
+	if !ok {
+		return
+	}
+	versions, err := ss.Versions(ctx)
+	if err != nil {
+		r.log.Error("reading the projections' versions failed", "err", err)
+		return
+	}
+	for _, v := range Views() {
+		if have, ok := versions[v.Name]; !ok || have >= Version {
+			continue
+		}
+		r.log.Info("projection built by older code; rebuilding it", "projection", v.Name, "version", versions[v.Name], "code_version", Version)
+		_, err := r.RunRebuild(ctx, v.Name, "version", "system:projections", nil)
+		if err != nil && !errors.Is(err, ErrRebuildRunning) && ctx.Err() == nil {
+			r.log.Error("rebuilding an outdated projection failed; it keeps its rows", "projection", v.Name, "err", err)
+		}
 	}
 }
 

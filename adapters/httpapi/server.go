@@ -33,6 +33,8 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// RequestTimeout bounds every request; 30s when zero.
 	RequestTimeout time.Duration
+	// Projections, when set, serves the projections' status and rebuilds.
+	Projections Projections
 }
 
 // Server is the HTTP API.
@@ -40,6 +42,7 @@ type Server struct {
 	svc   *ledger.Service
 	log   *slog.Logger
 	ready func(ctx context.Context) error
+	proj  Projections
 	echo  *echo.Echo
 	// routes lists every route with the operation it performs, for the
 	// permission table and the OpenAPI check.
@@ -56,7 +59,7 @@ const MaxBody = 1 << 20
 
 // New returns the API over a service.
 func New(svc *ledger.Service, o Options) *Server {
-	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, echo: echo.New()}
+	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, proj: o.Projections, echo: echo.New()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -94,6 +97,10 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodGet, "/v1/audit/events", "audit.events", s.auditEvents)
 	s.handle(http.MethodGet, "/v1/contacts/:id/erasure-receipt", "contacts.erasure_receipt", s.erasureReceipt)
 	s.handle(http.MethodGet, "/v1/receipts/public-key", "receipts.public_key", s.receiptKey)
+	s.handle(http.MethodGet, "/v1/projections", "projections.status", s.projectionStatus)
+	s.handle(http.MethodPost, "/v1/projections/:name/rebuild", "projections.rebuild", s.startRebuild)
+	s.handle(http.MethodGet, "/v1/projections/:name/rebuilds/:id", "projections.rebuild_status", s.rebuildStatus)
+	s.handle(http.MethodDelete, "/v1/projections/:name/rebuilds/:id", "projections.rebuild_cancel", s.cancelRebuild)
 	return s
 }
 
@@ -137,6 +144,11 @@ var Permissions = map[string][]contact.Role{
 	"audit.events":             {contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.erasure_receipt": {contact.RoleAdmin, contact.RoleAuditor},
 	"receipts.public_key":      {contact.RoleAdmin, contact.RoleAuditor},
+	// Operators see and rebuild projections; their answers carry no personal data.
+	"projections.status":         {contact.RoleOperator, contact.RoleAdmin},
+	"projections.rebuild":        {contact.RoleOperator, contact.RoleAdmin},
+	"projections.rebuild_status": {contact.RoleOperator, contact.RoleAdmin},
+	"projections.rebuild_cancel": {contact.RoleOperator, contact.RoleAdmin},
 }
 
 func principal(c echo.Context) ledger.Principal {

@@ -42,6 +42,7 @@ type Store struct {
 	wg         sync.WaitGroup
 
 	compactMu      sync.Mutex
+	compactRunning bool
 	compactPending bool
 }
 

@@ -23,14 +23,22 @@ var (
 // viewTable returns the table of a view projection, refusing unknown names
 // (table names cannot be bound as parameters).
 func viewTable(name string) (string, error) {
+	if view, gen, ok := projections.ParseShadow(name); ok {
+		if _, known := ledger.Views[view]; known {
+			return "rm_" + view + "_" + gen, nil
+		}
+	}
 	if _, ok := ledger.Views[name]; !ok {
 		return "", fmt.Errorf("unknown view %q", name)
 	}
 	return "rm_" + name, nil
 }
 
+// viewDDL creates the table of one view. Its indexes are named after the
+// table it is created as: a rebuilt table keeps its indexes' names when it
+// is renamed to the live name, so names never collide.
 func viewDDL(table string) string {
-	return `CREATE TABLE IF NOT EXISTS ` + table + ` (
+	return `CREATE TABLE ` + table + ` (
 		workspace   text        NOT NULL,
 		id          text        NOT NULL,
 		sort_at     timestamptz NOT NULL,
@@ -51,11 +59,11 @@ func viewDDL(table string) string {
 		doc         jsonb       NOT NULL,
 		PRIMARY KEY (workspace, id)
 	);
-	CREATE INDEX IF NOT EXISTS ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC);
-	CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> '';
-	CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> '';
-	CREATE INDEX IF NOT EXISTS ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;
-	CREATE INDEX IF NOT EXISTS ` + table + `_tags ON ` + table + ` USING gin (tags);`
+	CREATE INDEX ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC);
+	CREATE INDEX ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> '';
+	CREATE INDEX ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> '';
+	CREATE INDEX ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;
+	CREATE INDEX ` + table + `_tags ON ` + table + ` USING gin (tags);`
 }
 
 // EnsureViews creates the tables of the views that don't exist yet, under a
@@ -67,6 +75,13 @@ func (s *Store) EnsureViews(ctx context.Context) error {
 		}
 		for _, n := range ledger.ViewNames {
 			t, _ := viewTable(n)
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, t).Scan(&exists); err != nil {
+				return err
+			}
+			if exists {
+				continue
+			}
 			if _, err := tx.Exec(ctx, viewDDL(t)); err != nil {
 				return fmt.Errorf("create %s: %w", t, err)
 			}
@@ -317,22 +332,31 @@ func personalTables() []string {
 
 // Compact runs after an erasure: VACUUM removes the erased rows' dead tuples
 // (and their index entries) from the tables that held personal data. It
-// returns at once and vacuums in the background, at most one run at a time,
-// so a burst of erasures costs one VACUUM, not one each.
+// returns at once and vacuums in the background, one run at a time: calls
+// that arrive during a run ask for one more run after it, so a burst of
+// erasures costs at most two VACUUMs, never a pile of them competing for
+// the tables' locks and the pool's connections.
 func (s *Store) Compact(ctx context.Context) error {
 	s.compactMu.Lock()
-	if s.compactPending {
-		s.compactMu.Unlock()
+	defer s.compactMu.Unlock()
+	if s.compactRunning {
+		s.compactPending = true
 		return nil
 	}
-	s.compactPending = true
-	s.compactMu.Unlock()
+	s.compactRunning = true
 	s.wg.Go(func() {
-		s.compactMu.Lock()
-		s.compactPending = false
-		s.compactMu.Unlock()
-		if err := s.Vacuum(context.Background(), false); err != nil {
-			s.log.Warn("vacuum after erasure failed", "err", err)
+		for {
+			if err := s.Vacuum(context.Background(), false); err != nil {
+				s.log.Warn("vacuum after erasure failed", "err", err)
+			}
+			s.compactMu.Lock()
+			if !s.compactPending {
+				s.compactRunning = false
+				s.compactMu.Unlock()
+				return
+			}
+			s.compactPending = false
+			s.compactMu.Unlock()
 		}
 	})
 	return nil

@@ -21,15 +21,22 @@ var (
 // viewTable returns the table of a view projection, refusing unknown names
 // (table names cannot be bound as parameters).
 func viewTable(name string) (string, error) {
+	if view, gen, ok := projections.ParseShadow(name); ok {
+		if _, known := ledger.Views[view]; known {
+			return "rm_" + view + "_" + gen, nil
+		}
+	}
 	if _, ok := ledger.Views[name]; !ok {
 		return "", fmt.Errorf("unknown view %q", name)
 	}
 	return "rm_" + name, nil
 }
 
-// viewDDL creates the table of one view.
+// viewDDL creates the table of one view. Its indexes are named after the
+// table it is created as: a rebuilt table keeps its indexes' names when it
+// is renamed to the live name, so names never collide.
 func viewDDL(table string) string {
-	return `CREATE TABLE IF NOT EXISTS ` + table + ` (
+	return `CREATE TABLE ` + table + ` (
 		workspace   TEXT    NOT NULL,
 		id          TEXT    NOT NULL,
 		sort_at     INTEGER NOT NULL,
@@ -50,10 +57,10 @@ func viewDDL(table string) string {
 		doc         TEXT    NOT NULL,
 		PRIMARY KEY (workspace, id)
 	) WITHOUT ROWID;
-	CREATE INDEX IF NOT EXISTS ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC);
-	CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> '';
-	CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> '';
-	CREATE INDEX IF NOT EXISTS ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;`
+	CREATE INDEX ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC);
+	CREATE INDEX ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> '';
+	CREATE INDEX ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> '';
+	CREATE INDEX ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;`
 }
 
 // EnsureViews creates the tables of the views that don't exist yet.
@@ -61,6 +68,13 @@ func (s *Store) EnsureViews(ctx context.Context) error {
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, n := range ledger.ViewNames {
 			t, _ := viewTable(n)
+			var exists int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, t).Scan(&exists); err != nil {
+				return err
+			}
+			if exists > 0 {
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, viewDDL(t)); err != nil {
 				return fmt.Errorf("create %s: %w", t, err)
 			}

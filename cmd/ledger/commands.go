@@ -71,6 +71,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	replay := replayCommand(stdout, stderr, withMain)
 	audit := auditCommand(stdout, stderr, withMain)
 	receipts := receiptsCommand(stdout, stderr, withMain)
+	projectionsCmd := projectionsCommand(stdout, stderr, withMain)
 
 	versionCmd := &cobra.Command{
 		Use:   "version",
@@ -202,7 +203,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	compact.Flags().BoolVar(&full, "full", false, "PostgreSQL: rewrite the tables (VACUUM FULL) and let old WAL segments go")
 	maintenance.AddCommand(compact)
 
-	root.AddCommand(serve, replay, audit, receipts, versionCmd, workspaces, tokens, keys, maintenance)
+	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance)
 	return root
 }
 

@@ -100,6 +100,7 @@ type Main struct {
 	srv    *http.Server
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	closed bool
 }
 
 // NewMain returns a Main with the default configuration.
@@ -209,7 +210,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.cancel = cancel
 	m.wg.Go(func() { _ = m.Runner.Run(runCtx) })
 
-	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready})
+	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready, Projections: m.Runner})
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
@@ -280,6 +281,10 @@ func (m *Main) bootstrap(ctx context.Context) error {
 // Close stops serving (letting requests in flight finish), stops the
 // projections and closes the stores.
 func (m *Main) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.closed = true
 	var errs []error
 	if m.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,0 +1,158 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/projections"
+	"github.com/labstack/echo/v4"
+)
+
+// Projections is what the API needs of the projection runner.
+type Projections interface {
+	Status(ctx context.Context) ([]projections.Status, error)
+	StartRebuild(ctx context.Context, name, reason, by string) (projections.RebuildJob, error)
+	RebuildJob(ctx context.Context, id string) (projections.RebuildJob, error)
+	CancelRebuild(ctx context.Context, id string) (projections.RebuildJob, error)
+	RecentRebuilds(ctx context.Context, limit int) ([]projections.RebuildJob, error)
+}
+
+// RebuildJSON is a rebuild and its progress.
+type RebuildJSON struct {
+	ID              string     `json:"id"`
+	Projection      string     `json:"projection"`
+	State           string     `json:"state"`
+	Phase           string     `json:"phase"`
+	Reason          string     `json:"reason"`
+	RequestedBy     string     `json:"requested_by"`
+	EventsDone      int64      `json:"events_done"`
+	EventsTotal     int64      `json:"events_total"`
+	EventsPerSecond float64    `json:"events_per_second"`
+	ETASeconds      *float64   `json:"eta_seconds"`
+	StartedAt       time.Time  `json:"started_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+	FinishedAt      *time.Time `json:"finished_at,omitempty"`
+	Error           string     `json:"error,omitempty"`
+	CancelRequested bool       `json:"cancel_requested,omitempty"`
+}
+
+// RebuildJobJSON renders a rebuild.
+func RebuildJobJSON(j projections.RebuildJob) RebuildJSON {
+	rate, eta := j.Rate()
+	out := RebuildJSON{ID: j.ID, Projection: j.Projection, State: string(j.State), Phase: j.Phase, Reason: j.Reason, RequestedBy: j.RequestedBy,
+		EventsDone: j.EventsDone, EventsTotal: j.EventsTotal, EventsPerSecond: rate, StartedAt: j.StartedAt, UpdatedAt: j.UpdatedAt,
+		Error: j.Error, CancelRequested: j.Cancel}
+	if eta >= 0 {
+		out.ETASeconds = &eta
+	}
+	if !j.FinishedAt.IsZero() {
+		t := j.FinishedAt
+		out.FinishedAt = &t
+	}
+	return out
+}
+
+// ProjectionJSON is a projection's status.
+type ProjectionJSON struct {
+	Name       string       `json:"name"`
+	State      string       `json:"state"`
+	Checkpoint string       `json:"checkpoint"`
+	Head       string       `json:"head"`
+	LagEvents  int64        `json:"lag_events"`
+	LagSeconds float64      `json:"lag_seconds"`
+	Version    int          `json:"version"`
+	Leading    bool         `json:"leading"`
+	Rebuild    *RebuildJSON `json:"rebuild,omitempty"`
+}
+
+// ProjectionsJSON renders projection statuses.
+func ProjectionsJSON(sts []projections.Status) []ProjectionJSON {
+	out := make([]ProjectionJSON, 0, len(sts))
+	for _, st := range sts {
+		p := ProjectionJSON{Name: st.Name, State: st.State, Checkpoint: st.Checkpoint.String(), Head: st.Head.String(),
+			LagEvents: st.LagEvents, LagSeconds: st.LagSeconds, Version: st.Version, Leading: st.Leading}
+		if st.Rebuild != nil {
+			r := RebuildJobJSON(*st.Rebuild)
+			p.Rebuild = &r
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+var errNoProjections = &contact.Error{Code: contact.CodeUnavailable, Reason: "projections-unavailable", Message: "this server does not run the projections"}
+
+func (s *Server) projectionStatus(c echo.Context) error {
+	if s.proj == nil {
+		return errNoProjections
+	}
+	if _, err := strictQuery(c, nil); err != nil {
+		return err
+	}
+	sts, err := s.proj.Status(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	recent, err := s.proj.RecentRebuilds(c.Request().Context(), 10)
+	if err != nil {
+		return err
+	}
+	rebuilds := make([]RebuildJSON, 0, len(recent))
+	for _, j := range recent {
+		rebuilds = append(rebuilds, RebuildJobJSON(j))
+	}
+	return ok(c, http.StatusOK, map[string]any{"projections": ProjectionsJSON(sts), "rebuilds": rebuilds})
+}
+
+func (s *Server) startRebuild(c echo.Context) error {
+	if s.proj == nil {
+		return errNoProjections
+	}
+	var empty struct{}
+	if err := decode(c, &empty, true); err != nil {
+		return err
+	}
+	j, err := s.proj.StartRebuild(c.Request().Context(), c.Param("name"), "requested", principal(c).TokenID)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", "/v1/projections/"+c.Param("name")+"/rebuilds/"+j.ID)
+	return ok(c, http.StatusAccepted, RebuildJobJSON(j))
+}
+
+// rebuildOf returns the rebuild named in the path, which must be of the projection named in it.
+func (s *Server) rebuildOf(c echo.Context, cancel bool) (projections.RebuildJob, error) {
+	if s.proj == nil {
+		return projections.RebuildJob{}, errNoProjections
+	}
+	notFound := contact.Errorf(contact.ErrNotFound, "no such rebuild of this projection")
+	j, err := s.proj.RebuildJob(c.Request().Context(), c.Param("id"))
+	if err != nil || j.Projection != c.Param("name") {
+		if err == nil || contact.ErrorCode(err) == contact.CodeNotFound {
+			return projections.RebuildJob{}, notFound
+		}
+		return projections.RebuildJob{}, err
+	}
+	if cancel {
+		return s.proj.CancelRebuild(c.Request().Context(), j.ID)
+	}
+	return j, nil
+}
+
+func (s *Server) rebuildStatus(c echo.Context) error {
+	j, err := s.rebuildOf(c, false)
+	if err != nil {
+		return err
+	}
+	return ok(c, http.StatusOK, RebuildJobJSON(j))
+}
+
+func (s *Server) cancelRebuild(c echo.Context) error {
+	j, err := s.rebuildOf(c, true)
+	if err != nil {
+		return err
+	}
+	return ok(c, http.StatusAccepted, RebuildJobJSON(j))
+}

@@ -1,0 +1,298 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/projections"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+var _ projections.ShadowStore = (*Store)(nil)
+
+// CreateShadow creates the empty table of a rebuild beside the live one.
+func (s *Store) CreateShadow(ctx context.Context, view, gen string) error {
+	table, err := viewTable(projections.Shadow(view, gen))
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, viewDDL(table))
+	return err
+}
+
+var shadowColumns = []string{"workspace", "id", "sort_at", "created_at", "version", "pos_commit", "pos_prepare",
+	"name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "source", "tags", "trashed_at", "trashed_by", "doc"}
+
+func numeric(n uint64) pgtype.Numeric {
+	return pgtype.Numeric{Int: new(big.Int).SetUint64(n), Valid: true}
+}
+
+// LoadShadow copies rows into a shadow with COPY.
+func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []projections.Row) error {
+	table, err := viewTable(projections.Shadow(view, gen))
+	if err != nil {
+		return err
+	}
+	data := make([][]any, 0, len(rows))
+	for _, r := range rows {
+		doc, err := json.Marshal(r.Contact)
+		if err != nil {
+			return err
+		}
+		var trashedBy *string
+		if r.Contact.TrashedBy != nil {
+			trashedBy = &r.Contact.TrashedBy.Principal
+		}
+		tags := r.Contact.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		p := r.Contact.Personal
+		data = append(data, []any{r.Contact.Workspace, r.Contact.ID.String(), r.SortAt, r.Contact.CreatedAt, int64(r.Contact.Version),
+			numeric(r.Position.Commit), numeric(r.Position.Prepare), p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),
+			r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags, r.Contact.TrashedAt, trashedBy, doc})
+	}
+	_, err = s.pool.CopyFrom(ctx, pgx.Identifier{table}, shadowColumns, pgx.CopyFromRows(data))
+	if err != nil {
+		return fmt.Errorf("copy into %s: %w", table, err)
+	}
+	return nil
+}
+
+// DropShadows drops a view's shadow tables (one generation, or all).
+func (s *Store) DropShadows(ctx context.Context, view, gen string) error {
+	live, err := viewTable(view)
+	if err != nil {
+		return err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1)`, live+"_")
+	if err != nil {
+		return err
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		g := strings.TrimPrefix(strings.TrimPrefix(t, live+"_"), "old_")
+		if gen != "" && g != gen {
+			continue
+		}
+		if _, err := s.pool.Exec(ctx, `DROP TABLE IF EXISTS `+pgx.Identifier{t}.Sanitize()); err != nil {
+			return err
+		}
+		if _, err := s.pool.Exec(ctx, `DELETE FROM projections WHERE name = $1`, projections.Shadow(view, g)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkpointTx(ctx context.Context, tx pgx.Tx, name string, lock bool) (contact.Position, error) {
+	q := `SELECT commit_pos::text, prepare_pos::text FROM projections WHERE name = $1`
+	if lock {
+		q += ` FOR UPDATE`
+	}
+	var c, p string
+	err := tx.QueryRow(ctx, q, name).Scan(&c, &p)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return contact.Position{}, nil
+	}
+	if err != nil {
+		return contact.Position{}, err
+	}
+	return parsePos(c, p)
+}
+
+// SwitchShadow swaps a shadow in for the live table in one transaction,
+// with the view's checkpoint row locked so that the live projection cannot
+// commit in between. Queries that arrive meanwhile wait on the rename's
+// lock for the few milliseconds it takes, then read the new table.
+func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to contact.Position) (projections.Batch, error)) error {
+	live, err := viewTable(view)
+	if err != nil {
+		return err
+	}
+	shadowName := projections.Shadow(view, gen)
+	shadow, _ := viewTable(shadowName)
+	old := live + "_old_" + gen
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES ($1, 0, 0, $2, now())
+			ON CONFLICT (name) DO NOTHING`, view, projections.Version); err != nil {
+			return err
+		}
+		l, err := checkpointTx(ctx, tx, view, true)
+		if err != nil {
+			return err
+		}
+		sh, err := checkpointTx(ctx, tx, shadowName, false)
+		if err != nil {
+			return err
+		}
+		if sh.Less(l) {
+			b, err := catchUp(ctx, sh, l)
+			if err != nil {
+				return err
+			}
+			batch := &pgx.Batch{}
+			for _, r := range b.Upserts {
+				if err := queueUpsert(batch, shadow, r); err != nil {
+					return err
+				}
+			}
+			for _, ref := range b.Deletes {
+				batch.Queue(`DELETE FROM `+shadow+` WHERE workspace = $1 AND id = $2`, ref.Workspace, ref.ID.String())
+			}
+			if batch.Len() > 0 {
+				if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+					return err
+				}
+			}
+			sh = l
+		}
+		for _, stmt := range []string{`ALTER TABLE ` + live + ` RENAME TO ` + old, `ALTER TABLE ` + shadow + ` RENAME TO ` + live} {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("switch %s: %w", view, err)
+			}
+		}
+		c, p := posArgs(sh)
+		if _, err := tx.Exec(ctx, `UPDATE projections SET commit_pos = $2::numeric, prepare_pos = $3::numeric, version = $4, updated_at = now() WHERE name = $1`,
+			view, c, p, projections.Version); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM projections WHERE name = $1`, shadowName)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// Queries that started before the switch may still read the old table:
+	// DROP waits for them.
+	_, err = s.pool.Exec(ctx, `DROP TABLE IF EXISTS `+old)
+	return err
+}
+
+// LockRebuild takes a session advisory lock on a connection of its own,
+// without waiting. PostgreSQL drops it with the session when the process dies.
+func (s *Store) LockRebuild(ctx context.Context, name string) (func(), bool, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	key := "ledger.rebuild." + name
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, key).Scan(&got); err != nil || !got {
+		conn.Release()
+		return nil, false, err
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key); err != nil {
+			conn.Conn().Close(uctx)
+		}
+		conn.Release()
+	}, true, nil
+}
+
+// Versions returns the code version of each projection's rows.
+func (s *Store) Versions(ctx context.Context) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name, version FROM projections`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var n string
+		var v int32
+		if err := rows.Scan(&n, &v); err != nil {
+			return nil, err
+		}
+		out[n] = int(v)
+	}
+	return out, rows.Err()
+}
+
+const rebuildColumns = `id, projection, state, phase, reason, requested_by, events_done, events_total, started_at, updated_at, finished_at, error, cancel_requested`
+
+// SaveRebuild inserts or updates a rebuild's record and returns its cancel flag.
+func (s *Store) SaveRebuild(ctx context.Context, j projections.RebuildJob) (bool, error) {
+	var finished *time.Time
+	if !j.FinishedAt.IsZero() {
+		finished = &j.FinishedAt
+	}
+	var cancel bool
+	err := s.pool.QueryRow(ctx, `INSERT INTO projection_rebuilds (`+rebuildColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, false)
+		ON CONFLICT (id) DO UPDATE SET state = excluded.state, phase = excluded.phase, events_done = excluded.events_done,
+			events_total = excluded.events_total, updated_at = excluded.updated_at, finished_at = excluded.finished_at, error = excluded.error
+		RETURNING cancel_requested`,
+		j.ID, j.Projection, string(j.State), j.Phase, j.Reason, j.RequestedBy, j.EventsDone, j.EventsTotal, j.StartedAt, j.UpdatedAt, finished, j.Error).Scan(&cancel)
+	return cancel, err
+}
+
+func scanRebuild(row pgx.Row) (projections.RebuildJob, error) {
+	var (
+		j        projections.RebuildJob
+		state    string
+		finished *time.Time
+	)
+	if err := row.Scan(&j.ID, &j.Projection, &state, &j.Phase, &j.Reason, &j.RequestedBy, &j.EventsDone, &j.EventsTotal,
+		&j.StartedAt, &j.UpdatedAt, &finished, &j.Error, &j.Cancel); err != nil {
+		return projections.RebuildJob{}, err
+	}
+	j.State, j.StartedAt, j.UpdatedAt = projections.RebuildState(state), j.StartedAt.UTC(), j.UpdatedAt.UTC()
+	if finished != nil {
+		j.FinishedAt = finished.UTC()
+	}
+	return j, nil
+}
+
+// Rebuild returns a rebuild's record.
+func (s *Store) Rebuild(ctx context.Context, id string) (projections.RebuildJob, error) {
+	j, err := scanRebuild(s.pool.QueryRow(ctx, `SELECT `+rebuildColumns+` FROM projection_rebuilds WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return projections.RebuildJob{}, contact.Errorf(contact.ErrNotFound, "no such rebuild")
+	}
+	return j, err
+}
+
+// Rebuilds returns the most recent rebuilds, newest first.
+func (s *Store) Rebuilds(ctx context.Context, limit int) ([]projections.RebuildJob, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+rebuildColumns+` FROM projection_rebuilds ORDER BY started_at DESC, id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []projections.RebuildJob
+	for rows.Next() {
+		j, err := scanRebuild(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// CancelRebuild asks a running rebuild to stop.
+func (s *Store) CancelRebuild(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE projection_rebuilds SET cancel_requested = true WHERE id = $1`, id)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return contact.Errorf(contact.ErrNotFound, "no such rebuild")
+	}
+	return nil
+}
