@@ -34,6 +34,17 @@ type Options struct {
 	AfterErasure func(ctx context.Context) error
 	Now          func() time.Time
 	Logger       *slog.Logger
+	// Metrics, when set, is told of every command and append.
+	Metrics Observer
+}
+
+// Observer is told what the service does, for metrics. Implementations
+// must not keep or label anything personal: they get names and errors only.
+type Observer interface {
+	// Command records a command (create, update, archive, ...) and its result.
+	Command(name string, err error, d time.Duration)
+	// Append records an append to the log.
+	Append(d time.Duration, err error)
 }
 
 // Service runs commands and queries on contacts.
@@ -46,13 +57,14 @@ type Service struct {
 	afterErasure func(ctx context.Context) error
 	clock        func() time.Time
 	log          *slog.Logger
+	metrics      Observer
 }
 
 // New returns a Service.
 func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views,
-		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger,
+		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -73,6 +85,23 @@ func (s *Service) Directory() Directory { return s.dir }
 func (s *Service) Events() contact.EventStore { return s.events }
 
 func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+// observe records a command's outcome when metrics are on.
+func (s *Service) observe(name string, start time.Time, err error) {
+	if s.metrics != nil {
+		s.metrics.Command(name, err, time.Since(start))
+	}
+}
+
+// appendEvents appends to the log, timing it.
+func (s *Service) appendEvents(ctx context.Context, stream string, expected uint64, recs []contact.Record) (contact.Position, error) {
+	start := time.Now()
+	pos, err := s.events.Append(ctx, stream, expected, recs)
+	if s.metrics != nil {
+		s.metrics.Append(time.Since(start), err)
+	}
+	return pos, err
+}
 
 // View is a contact as queries show it.
 type View struct {
@@ -167,7 +196,7 @@ func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, 
 		if err != nil {
 			return Result{}, err
 		}
-		pos, err := s.events.Append(ctx, id.Stream(), l.c.Saved(), recs)
+		pos, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), recs)
 		if errors.Is(err, contact.ErrConcurrency) && meta.IfMatch == nil && attempt < maxAttempts {
 			continue
 		}
@@ -186,7 +215,8 @@ func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, 
 }
 
 // Create creates a contact with a fresh data key.
-func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d contact.Draft) (Result, error) {
+func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d contact.Draft) (res Result, err error) {
+	defer func(start time.Time) { s.observe("create", start, err) }(time.Now())
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
@@ -204,7 +234,7 @@ func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d con
 	if err != nil {
 		return Result{}, err
 	}
-	pos, err := s.events.Append(ctx, id.Stream(), 0, recs)
+	pos, err := s.appendEvents(ctx, id.Stream(), 0, recs)
 	if err != nil {
 		if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
 			s.log.Warn("cannot remove the key of a contact that was not created", "contact", id.String(), "err", derr)
@@ -215,7 +245,8 @@ func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d con
 }
 
 // Update changes personal fields of an active contact.
-func (s *Service) Update(ctx context.Context, workspace string, id contact.ID, meta Meta, p contact.Patch) (Result, error) {
+func (s *Service) Update(ctx context.Context, workspace string, id contact.ID, meta Meta, p contact.Patch) (res Result, err error) {
+	defer func(start time.Time) { s.observe("update", start, err) }(time.Now())
 	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.Update(p, meta.Actor, now)
 	})
@@ -251,8 +282,9 @@ type TransitionInput struct {
 
 // Transition runs a lifecycle command. Purge and anonymize destroy the
 // contact's data key once the tombstone is in the log.
-func (s *Service) Transition(ctx context.Context, workspace string, id contact.ID, meta Meta, t Transition, in TransitionInput) (Result, error) {
-	res, err := s.execute(ctx, workspace, id, meta, func(l loaded, p contact.Policy, now time.Time) error {
+func (s *Service) Transition(ctx context.Context, workspace string, id contact.ID, meta Meta, t Transition, in TransitionInput) (res Result, err error) {
+	defer func(start time.Time) { s.observe(string(t), start, err) }(time.Now())
+	res, err = s.execute(ctx, workspace, id, meta, func(l loaded, p contact.Policy, now time.Time) error {
 		switch t {
 		case Archive:
 			return l.c.Archive(in.Reason, meta.Actor, now)

@@ -21,6 +21,9 @@ import (
 type Vault struct {
 	store KeyStore
 	wrap  KeyWrapper
+	// Observe, when set, is told of each key-vault operation (for metrics):
+	// create, unwrap, destroy, rewrap.
+	Observe func(op string, err error)
 
 	mu      sync.Mutex
 	bidx    map[string]shred.BlindIndex
@@ -47,7 +50,14 @@ func (v *Vault) NewContactKey(ctx context.Context, workspace string, id contact.
 	return k, keyID, nil
 }
 
-func (v *Vault) put(ctx context.Context, workspace, owner, keyID string, key []byte, now time.Time) error {
+func (v *Vault) observe(op string, err error) {
+	if v.Observe != nil {
+		v.Observe(op, err)
+	}
+}
+
+func (v *Vault) put(ctx context.Context, workspace, owner, keyID string, key []byte, now time.Time) (err error) {
+	defer func() { v.observe("create", err) }()
 	kek, wrapped, err := v.wrap.Wrap(ctx, key)
 	if err != nil {
 		return fmt.Errorf("wrap key of %s: %w", owner, err)
@@ -81,6 +91,7 @@ func (v *Vault) ContactKeys(ctx context.Context, workspace string, ids []contact
 			continue
 		}
 		raw, err := v.wrap.Unwrap(ctx, row.KEKID, row.Wrapped)
+		v.observe("unwrap", err)
 		if err != nil {
 			return nil, fmt.Errorf("unwrap key of %s: %w", id, err)
 		}
@@ -107,7 +118,9 @@ func (v *Vault) ContactKey(ctx context.Context, workspace string, id contact.ID)
 // Destroy destroys a contact's data key: from then on its personal data is
 // unreadable everywhere. Destroying a destroyed key does nothing.
 func (v *Vault) Destroy(ctx context.Context, workspace string, id contact.ID) error {
-	if _, err := v.store.DestroyKey(ctx, workspace, id.String()); err != nil {
+	_, err := v.store.DestroyKey(ctx, workspace, id.String())
+	v.observe("destroy", err)
+	if err != nil {
 		return fmt.Errorf("destroy key of %s: %w", id, err)
 	}
 	return nil
@@ -182,6 +195,7 @@ func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper) (int, error) {
 				return n, fmt.Errorf("rotate: the active key-encryption key changed during rotation")
 			}
 			ok, err := store.Rewrap(ctx, row.Owner, row.KEKID, kek, wrapped)
+			v.observe("rewrap", err)
 			if err != nil {
 				return n, fmt.Errorf("rotate %s: %w", row.Owner, err)
 			}

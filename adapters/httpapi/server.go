@@ -35,15 +35,26 @@ type Options struct {
 	RequestTimeout time.Duration
 	// Projections, when set, serves the projections' status and rebuilds.
 	Projections Projections
+	// Metrics, when set, is told of every request and served at /metrics.
+	Metrics Metrics
+}
+
+// Metrics records requests and serves the metrics. Labels are the route
+// template, the method and the status: never a path with ids in it.
+type Metrics interface {
+	ObserveRequest(method, route string, status int, d time.Duration)
+	Handler() http.Handler
 }
 
 // Server is the HTTP API.
 type Server struct {
-	svc   *ledger.Service
-	log   *slog.Logger
-	ready func(ctx context.Context) error
-	proj  Projections
-	echo  *echo.Echo
+	svc     *ledger.Service
+	log     *slog.Logger
+	ready   func(ctx context.Context) error
+	proj    Projections
+	metrics Metrics
+	known   map[string]bool // route templates, for bounded metric labels
+	echo    *echo.Echo
 	// routes lists every route with the operation it performs, for the
 	// permission table and the OpenAPI check.
 	routes []Route
@@ -59,7 +70,7 @@ const MaxBody = 1 << 20
 
 // New returns the API over a service.
 func New(svc *ledger.Service, o Options) *Server {
-	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, proj: o.Projections, echo: echo.New()}
+	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, proj: o.Projections, metrics: o.Metrics, echo: echo.New()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -84,6 +95,11 @@ func New(svc *ledger.Service, o Options) *Server {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.json", s.openapi)
+	if s.metrics != nil {
+		// No token: Prometheus scrapes without one, and no label or value
+		// holds personal data or a tenant's name (see the README).
+		e.GET("/metrics", echo.WrapHandler(s.metrics.Handler()))
+	}
 
 	s.handle(http.MethodPost, "/v1/contacts", "contacts.create", s.createContact)
 	s.handle(http.MethodGet, "/v1/contacts", "contacts.list", s.listContacts)
@@ -101,6 +117,10 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodPost, "/v1/projections/:name/rebuild", "projections.rebuild", s.startRebuild)
 	s.handle(http.MethodGet, "/v1/projections/:name/rebuilds/:id", "projections.rebuild_status", s.rebuildStatus)
 	s.handle(http.MethodDelete, "/v1/projections/:name/rebuilds/:id", "projections.rebuild_cancel", s.cancelRebuild)
+	s.known = map[string]bool{}
+	for _, r := range e.Routes() {
+		s.known[r.Path] = true
+	}
 	return s
 }
 
@@ -227,6 +247,13 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		p := principal(c)
+		if s.metrics != nil {
+			route := c.Path()
+			if !s.known[route] {
+				route = "unmatched"
+			}
+			s.metrics.ObserveRequest(c.Request().Method, route, c.Response().Status, time.Since(start))
+		}
 		s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
 			slog.String("request_id", requestID(c)), slog.String("method", c.Request().Method),
 			slog.String("route", c.Path()), slog.String("contact", c.Param("id")),

@@ -20,6 +20,7 @@ import (
 
 	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/adapters/keyring"
+	"github.com/contactledger/ledger/adapters/metrics"
 	"github.com/contactledger/ledger/adapters/postgres"
 	"github.com/contactledger/ledger/adapters/sqlite"
 	"github.com/contactledger/ledger/domain/contact"
@@ -95,6 +96,8 @@ type Main struct {
 	Svc    *ledger.Service
 	Runner *projections.Runner
 	API    *httpapi.Server
+	// Metrics are served at /metrics.
+	Metrics *metrics.Metrics
 
 	ln     net.Listener
 	srv    *http.Server
@@ -161,9 +164,12 @@ func (m *Main) Open(ctx context.Context) error {
 	if l, ok := m.state.(projections.Leaser); ok {
 		m.Runner.Leaser = l
 	}
+	m.Metrics = metrics.New(m.Runner.Status)
+	vault.Observe = m.Metrics.VaultOp
+	m.Runner.Observe = m.Metrics.Rebuild
 	m.Svc = ledger.New(ledger.Options{
 		Events: m.events, Vault: vault, Directory: m.state, Views: m.state,
-		Progress: m.Runner, Now: m.Now, Logger: log,
+		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics,
 	})
 	return nil
 }
@@ -210,7 +216,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.cancel = cancel
 	m.wg.Go(func() { _ = m.Runner.Run(runCtx) })
 
-	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready, Projections: m.Runner})
+	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready, Projections: m.Runner, Metrics: m.Metrics})
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)

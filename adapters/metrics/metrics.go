@@ -1,0 +1,176 @@
+// Package metrics exposes the ledger's metrics in the Prometheus format
+// (prometheus/client_golang). Every label is bounded and non-personal: route
+// templates, methods, status codes, command names, outcomes, projection
+// names, key-vault operations, job kinds; never an id, a workspace name or
+// a value a user typed.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/projections"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the ledger's collectors in a registry of its own (so that
+// several ledgers in one process, as in tests, don't collide).
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests       *prometheus.CounterVec
+	requestLatency *prometheus.HistogramVec
+	commands       *prometheus.CounterVec
+	commandLatency *prometheus.HistogramVec
+	appendLatency  *prometheus.HistogramVec
+	vaultOps       *prometheus.CounterVec
+	jobDone        *prometheus.GaugeVec
+	jobTotal       *prometheus.GaugeVec
+	jobRunning     *prometheus.GaugeVec
+}
+
+// StatusFunc returns the projections' status, for the lag gauges.
+type StatusFunc func(ctx context.Context) ([]projections.Status, error)
+
+// New registers every collector; status, when set, feeds the projection gauges at each scrape.
+func New(status StatusFunc) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_http_requests_total",
+			Help: "HTTP requests by route template, method and status code."}, []string{"route", "method", "status"}),
+		requestLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ledger_http_request_duration_seconds",
+			Help: "HTTP request latency by route template, method and status code.", Buckets: prometheus.DefBuckets}, []string{"route", "method", "status"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_commands_total",
+			Help: "Commands by name and outcome: ok, conflict (lost a race or a precondition), refused (the rules or the input forbid it), error."}, []string{"command", "outcome"}),
+		commandLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ledger_command_duration_seconds",
+			Help: "Command latency by name.", Buckets: prometheus.DefBuckets}, []string{"command"}),
+		appendLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ledger_append_duration_seconds",
+			Help: "Latency of appends to the log, by outcome.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"outcome"}),
+		vaultOps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_key_vault_operations_total",
+			Help: "Key-vault operations (create, unwrap, destroy, ...) by outcome."}, []string{"op", "outcome"}),
+		jobDone: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_job_items_done",
+			Help: "Items (events, contacts) a job has done, by job kind and target; the latest job of each."}, []string{"kind", "target"}),
+		jobTotal: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_job_items_total",
+			Help: "Items a job has to do, by job kind and target."}, []string{"kind", "target"}),
+		jobRunning: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_job_running",
+			Help: "1 while a job of the kind and target runs in this process."}, []string{"kind", "target"}),
+	}
+	m.reg.MustRegister(m.requests, m.requestLatency, m.commands, m.commandLatency, m.appendLatency, m.vaultOps,
+		m.jobDone, m.jobTotal, m.jobRunning, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if status != nil {
+		m.reg.MustRegister(&projectionCollector{status: status})
+	}
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry returns the registry (for tests and extra collectors).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ObserveRequest records one HTTP request; route is the route's template.
+func (m *Metrics) ObserveRequest(method, route string, status int, d time.Duration) {
+	s := strconv.Itoa(status)
+	m.requests.WithLabelValues(route, method, s).Inc()
+	m.requestLatency.WithLabelValues(route, method, s).Observe(d.Seconds())
+}
+
+// Outcome classifies a command's error: ok, conflict, refused or error.
+func Outcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, contact.ErrConcurrency):
+		return "conflict"
+	case contact.ErrorCode(err) != "":
+		return "refused"
+	}
+	return "error"
+}
+
+// Command records one command.
+func (m *Metrics) Command(name string, err error, d time.Duration) {
+	m.commands.WithLabelValues(name, Outcome(err)).Inc()
+	m.commandLatency.WithLabelValues(name).Observe(d.Seconds())
+}
+
+// Append records one append to the log.
+func (m *Metrics) Append(d time.Duration, err error) {
+	m.appendLatency.WithLabelValues(Outcome(err)).Observe(d.Seconds())
+}
+
+// VaultOp records one key-vault operation.
+func (m *Metrics) VaultOp(op string, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.vaultOps.WithLabelValues(op, outcome).Inc()
+}
+
+// JobProgress records a job's progress: rebuilds report here, and so can
+// any other long job (restores, imports) under its own kind.
+func (m *Metrics) JobProgress(kind, target string, done, total int64, running bool) {
+	m.jobDone.WithLabelValues(kind, target).Set(float64(done))
+	m.jobTotal.WithLabelValues(kind, target).Set(float64(total))
+	r := 0.0
+	if running {
+		r = 1
+	}
+	m.jobRunning.WithLabelValues(kind, target).Set(r)
+}
+
+// Rebuild records a rebuild's progress (projections.Runner.Observe).
+func (m *Metrics) Rebuild(j projections.RebuildJob) {
+	m.JobProgress("rebuild", j.Projection, j.EventsDone, j.EventsTotal, j.State == projections.RebuildRunning)
+}
+
+var (
+	lagEvents  = prometheus.NewDesc("ledger_projection_lag_events", "Events committed to the log and not yet applied by the projection.", []string{"projection"}, nil)
+	lagSeconds = prometheus.NewDesc("ledger_projection_lag_seconds", "Age of the oldest event the projection has not applied yet.", []string{"projection"}, nil)
+	rebuilding = prometheus.NewDesc("ledger_projection_rebuilding", "1 while the projection is being rebuilt.", []string{"projection"}, nil)
+	failing    = prometheus.NewDesc("ledger_projection_failing", "1 while the projection's last batch in this process failed.", []string{"projection"}, nil)
+)
+
+// projectionCollector reads the projections' status at each scrape.
+type projectionCollector struct{ status StatusFunc }
+
+func (c *projectionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lagEvents
+	ch <- lagSeconds
+	ch <- rebuilding
+	ch <- failing
+}
+
+func (c *projectionCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sts, err := c.status(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(lagEvents, err)
+		return
+	}
+	flag := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for _, st := range sts {
+		if st.LagEvents >= 0 {
+			ch <- prometheus.MustNewConstMetric(lagEvents, prometheus.GaugeValue, float64(st.LagEvents), st.Name)
+		}
+		ch <- prometheus.MustNewConstMetric(lagSeconds, prometheus.GaugeValue, st.LagSeconds, st.Name)
+		ch <- prometheus.MustNewConstMetric(rebuilding, prometheus.GaugeValue, flag(st.State == projections.StateRebuilding), st.Name)
+		ch <- prometheus.MustNewConstMetric(failing, prometheus.GaugeValue, flag(st.State == projections.StateFailed), st.Name)
+	}
+}
