@@ -52,6 +52,13 @@ func seal(key ContactKey, stream, workspace string, meta Meta, after uint64, pre
 	return out, nil
 }
 
+// SealChanges turns changes recorded by the aggregate into log records, as
+// commands do: sealed under the contact's key and chained after prevHash.
+// Bulk tools (benchmarks, imports) that build streams themselves use it.
+func SealChanges(key ContactKey, stream, workspace string, meta Meta, after uint64, prevHash []byte, changes []contact.Change) ([]contact.Record, error) {
+	return seal(key, stream, workspace, meta, after, prevHash, changes)
+}
+
 // open decodes one stream's records into envelopes, reading personal parts
 // with the contact's key, or as shredded when it is destroyed.
 func open(key ContactKey, recs []contact.Record) ([]contact.Envelope, error) {
