@@ -80,22 +80,16 @@ func rebuildViews(name string) ([]View, error) {
 
 // lockViews takes the rebuild locks of views, or none.
 func lockViews(ctx context.Context, ss ShadowStore, views []View) (func(), error) {
-	var releases []func()
-	release := func() {
-		for _, f := range releases {
-			f()
-		}
+	names := make([]string, len(views))
+	for i, v := range views {
+		names[i] = v.Name
 	}
-	for _, v := range views {
-		rel, ok, err := ss.LockRebuild(ctx, v.Name)
-		if err != nil || !ok {
-			release()
-			if err == nil {
-				err = ErrRebuildRunning
-			}
-			return nil, err
-		}
-		releases = append(releases, rel)
+	release, ok, err := ss.LockRebuild(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrRebuildRunning
 	}
 	return release, nil
 }

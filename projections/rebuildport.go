@@ -72,9 +72,10 @@ type ShadowStore interface {
 	// position, and the projection's version becomes Version. The old table
 	// is dropped after the switch.
 	SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to contact.Position) (Batch, error)) error
-	// LockRebuild takes the rebuild lock of name without waiting; ok is
-	// false when another process holds it. The lock goes with the process.
-	LockRebuild(ctx context.Context, name string) (release func(), ok bool, err error)
+	// LockRebuild takes the rebuild locks of the named views, all or none,
+	// without waiting; ok is false when another rebuild holds one of them.
+	// The locks go with the process.
+	LockRebuild(ctx context.Context, names ...string) (release func(), ok bool, err error)
 	// Versions returns the code version each projection's rows were built
 	// with (projections without a checkpoint are absent).
 	Versions(ctx context.Context) (map[string]int, error)

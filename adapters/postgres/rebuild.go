@@ -182,27 +182,36 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 	return err
 }
 
-// LockRebuild takes a session advisory lock on a connection of its own,
-// without waiting. PostgreSQL drops it with the session when the process dies.
-func (s *Store) LockRebuild(ctx context.Context, name string) (func(), bool, error) {
+// LockRebuild takes session advisory locks, all or none, on one connection
+// of their own, without waiting. PostgreSQL drops them with the session
+// when the process dies.
+func (s *Store) LockRebuild(ctx context.Context, names ...string) (func(), bool, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, err
 	}
-	key := "ledger.rebuild." + name
-	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, key).Scan(&got); err != nil || !got {
-		conn.Release()
-		return nil, false, err
-	}
-	return func() {
+	var held []string
+	unlock := func() {
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key); err != nil {
-			conn.Conn().Close(uctx)
+		for _, key := range held {
+			if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key); err != nil {
+				conn.Conn().Close(uctx)
+				break
+			}
 		}
 		conn.Release()
-	}, true, nil
+	}
+	for _, name := range names {
+		key := "ledger.rebuild." + name
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, key).Scan(&got); err != nil || !got {
+			unlock()
+			return nil, false, err
+		}
+		held = append(held, key)
+	}
+	return unlock, true, nil
 }
 
 // Versions returns the code version of each projection's rows.

@@ -166,10 +166,28 @@ func applyBatch(ctx context.Context, tx *sql.Tx, table string, b projections.Bat
 // description, so a second lock from this process must be refused here.
 var rebuildLocks sync.Map
 
-// LockRebuild takes an exclusive lock on <data-dir>/rebuild-<name>.lock
-// without waiting. The operating system releases it when the process dies.
-func (s *Store) LockRebuild(ctx context.Context, name string) (func(), bool, error) {
-	path := filepath.Join(filepath.Dir(s.path), "rebuild-"+name+".lock")
+// LockRebuild takes exclusive locks on <data-dir>/rebuild-<name>.lock
+// without waiting, all or none. The operating system releases them when
+// the process dies.
+func (s *Store) LockRebuild(ctx context.Context, names ...string) (func(), bool, error) {
+	var held []func()
+	release := func() {
+		for _, f := range held {
+			f()
+		}
+	}
+	for _, name := range names {
+		f, ok, err := s.lockFile(filepath.Join(filepath.Dir(s.path), "rebuild-"+name+".lock"))
+		if err != nil || !ok {
+			release()
+			return nil, false, err
+		}
+		held = append(held, f)
+	}
+	return release, true, nil
+}
+
+func (s *Store) lockFile(path string) (func(), bool, error) {
 	if _, busy := rebuildLocks.LoadOrStore(path, true); busy {
 		return nil, false, nil
 	}

@@ -379,26 +379,39 @@ func testRebuildFailsCleanly(t *testing.T, store string) {
 	}
 	sameRows(t, "after a failed rebuild", l.viewRows(), live)
 
-	// One rebuild of a view at a time.
-	hold := make(chan struct{})
+	// One rebuild of a view at a time; cancelled over the API, it stops.
+	hold := make(chan string)
 	release := make(chan struct{})
 	var wg sync.WaitGroup
+	var final projections.RebuildJob
 	wg.Go(func() {
 		var once sync.Once
-		l.Runner.RunRebuild(context.Background(), "archived", "requested", "test", func(j projections.RebuildJob) {
-			once.Do(func() { close(hold); <-release })
+		final, _ = l.Runner.RunRebuild(context.Background(), "archived", "requested", "test", func(j projections.RebuildJob) {
+			once.Do(func() { hold <- j.ID; <-release })
 		})
 	})
-	<-hold
+	id := <-hold
 	want(t, l.do(operator, "POST", "/v1/projections/archived/rebuild", nil), 409, "rebuild-running")
 	want(t, l.do(operator, "POST", "/v1/projections/all/rebuild", nil), 409, "rebuild-running")
 	st := l.do(operator, "GET", "/v1/projections", nil)
 	if !strings.Contains(string(st.Raw), `"name":"archived","state":"rebuilding"`) {
 		t.Fatalf("status during a rebuild: %s", st.Raw)
 	}
+	want(t, l.do(operator, "DELETE", "/v1/projections/trash/rebuilds/"+id, nil), 404, "not-found")
+	r = l.do(operator, "DELETE", "/v1/projections/archived/rebuilds/"+id, nil)
+	want(t, r, 202, "")
+	if r.Body["cancel_requested"] != true {
+		t.Fatalf("cancel: %s", r.Raw)
+	}
 	close(release)
 	wg.Wait()
+	if final.State != projections.RebuildCancelled {
+		t.Fatalf("a rebuild cancelled over the API ended %s", final.State)
+	}
 	sameRows(t, "after the last rebuild", l.viewRows(), live)
+	if n := tables(); n != 4 {
+		t.Fatalf("a cancelled rebuild left %d tables, want the 4 live ones", n)
+	}
 }
 
 // TestRebuildOnNewVersion marks a view as built by older code and restarts

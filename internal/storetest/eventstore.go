@@ -29,6 +29,9 @@ type Features struct {
 	// NoStreamReader is set by event stores without projections.StreamReader
 	// (rebuilds then replay the log in global order).
 	NoStreamReader bool
+	// NoShadowStore is set by state stores without projections.ShadowStore
+	// (they cannot rebuild views without downtime).
+	NoShadowStore bool
 }
 
 // EventStoreHarness makes stores for the event-store suite.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -50,6 +51,7 @@ var suiteIndex, _ = shred.NewBlindIndex(bytes.Repeat([]byte{7}, 32))
 // RunStateStore runs the state-store contract suite.
 func RunStateStore(t *testing.T, h StateStoreHarness) {
 	ctx := context.Background()
+	runShadows(t, h)
 	t.Run("key vault", func(t *testing.T) {
 		s := h.New(t)
 		k := ledger.KeyRow{Owner: "c1", Workspace: "ws", KeyID: "dk_1", KEKID: "local:1", Wrapped: []byte("wrapped-bytes"), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
@@ -316,6 +318,223 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 			if got := list(tc.q); len(got) != tc.want {
 				t.Errorf("%s: got %d contacts, want %d", name, len(got), tc.want)
 			}
+		}
+	})
+}
+
+// runShadows checks the rebuild part of the state store: shadow tables,
+// the switch, the rebuild lock and rebuild records.
+func runShadows(t *testing.T, h StateStoreHarness) {
+	ctx := context.Background()
+	get := func(t *testing.T) (StateStore, projections.ShadowStore) {
+		s := h.New(t)
+		ss, ok := s.(projections.ShadowStore)
+		if !ok && !h.Features.NoShadowStore {
+			t.Fatal("the store does not implement projections.ShadowStore; declare Features.NoShadowStore")
+		}
+		return s, ss
+	}
+	pos := func(n uint64) contact.Position { return contact.Position{Commit: n, Prepare: n} }
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	row := func(name string, p uint64) projections.Row {
+		return projections.BuildRow(snapshot("ws", name, name+"@example.com", contact.StateActive, now, "t"), suiteIndex, pos(p))
+	}
+	ids := func(s StateStore, view string) []string {
+		t.Helper()
+		items, err := s.List(ctx, ledger.ListQuery{Workspace: "ws", View: view, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, it := range items {
+			out = append(out, it.Contact.Personal.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	t.Run("a shadow is built beside the live view and switched in", func(t *testing.T) {
+		s, ss := get(t)
+		if ss == nil {
+			return
+		}
+		old := row("Old", 1)
+		if err := s.Commit(ctx, projections.Batch{Projection: "active", To: pos(3), Upserts: []projections.Row{old}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ss.CreateShadow(ctx, "active", "g1"); err != nil {
+			t.Fatal(err)
+		}
+		a, b := row("Ann", 2), row("Ben", 3)
+		if err := ss.LoadShadow(ctx, "active", "g1", []projections.Row{a, b}); err != nil {
+			t.Fatal(err)
+		}
+		shadow := projections.Shadow("active", "g1")
+		if err := s.Commit(ctx, projections.Batch{Projection: shadow, To: pos(2)}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Rows(ctx, shadow, []projections.Ref{{Workspace: "ws", ID: a.Contact.ID}, {Workspace: "ws", ID: old.Contact.ID}})
+		if err != nil || len(got) != 1 || got[a.Contact.ID].Contact.Personal.Email != "Ann@example.com" || got[a.Contact.ID].Position != pos(2) {
+			t.Fatalf("shadow rows: %+v, %v", got, err)
+		}
+		if names := ids(s, "active"); !slices.Equal(names, []string{"Old"}) {
+			t.Fatalf("the live view shows %v before the switch, want [Old]", names)
+		}
+		// The live checkpoint (3) is ahead of the shadow's (2): the switch asks for the batch between.
+		c := row("Cid", 3)
+		var asked []contact.Position
+		err = ss.SwitchShadow(ctx, "active", "g1", func(ctx context.Context, from, to contact.Position) (projections.Batch, error) {
+			asked = append(asked, from, to)
+			return projections.Batch{Upserts: []projections.Row{c}, Deletes: []projections.Ref{{Workspace: "ws", ID: b.Contact.ID}}}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(asked) != 2 || asked[0] != pos(2) || asked[1] != pos(3) {
+			t.Fatalf("catch-up asked for %v, want (2, 3]", asked)
+		}
+		if names := ids(s, "active"); !slices.Equal(names, []string{"Ann", "Cid"}) {
+			t.Fatalf("the live view shows %v after the switch, want [Ann Cid]", names)
+		}
+		if cp, _ := s.Checkpoint(ctx, "active"); cp != pos(3) {
+			t.Fatalf("live checkpoint after the switch: %s, want 3", cp)
+		}
+		if v, _ := ss.Versions(ctx); v["active"] != projections.Version || len(v) != 1 {
+			t.Fatalf("versions after the switch: %v, want active at %d and no shadow", v, projections.Version)
+		}
+		// The live projection goes on committing on the new table.
+		d := row("Dot", 4)
+		if err := s.Commit(ctx, projections.Batch{Projection: "active", From: pos(3), To: pos(4), Upserts: []projections.Row{d}}); err != nil {
+			t.Fatal(err)
+		}
+		if names := ids(s, "active"); !slices.Equal(names, []string{"Ann", "Cid", "Dot"}) {
+			t.Fatalf("after a live commit: %v", names)
+		}
+		// A shadow ahead of the live projection moves the checkpoint forward.
+		if err := ss.CreateShadow(ctx, "active", "g2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(ctx, projections.Batch{Projection: projections.Shadow("active", "g2"), To: pos(9), Upserts: []projections.Row{row("Eve", 9)}}); err != nil {
+			t.Fatal(err)
+		}
+		err = ss.SwitchShadow(ctx, "active", "g2", func(context.Context, contact.Position, contact.Position) (projections.Batch, error) {
+			return projections.Batch{}, errors.New("not asked for")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if names := ids(s, "active"); !slices.Equal(names, []string{"Eve"}) {
+			t.Fatalf("after the second switch: %v", names)
+		}
+		if cp, _ := s.Checkpoint(ctx, "active"); cp != pos(9) {
+			t.Fatalf("live checkpoint: %s, want 9", cp)
+		}
+		if err := s.Commit(ctx, projections.Batch{Projection: "active", From: pos(4), To: pos(5)}); !errors.Is(err, contact.ErrConcurrency) {
+			t.Fatalf("a live batch from before the switch: got %v, want ErrConcurrency", err)
+		}
+	})
+
+	t.Run("a failed switch or a dropped shadow leaves the live view", func(t *testing.T) {
+		s, ss := get(t)
+		if ss == nil {
+			return
+		}
+		if err := s.Commit(ctx, projections.Batch{Projection: "trash", To: pos(5), Upserts: []projections.Row{row("Live", 5)}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range []string{"a1", "a2"} {
+			if err := ss.CreateShadow(ctx, "trash", g); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Commit(ctx, projections.Batch{Projection: projections.Shadow("trash", g), To: pos(1), Upserts: []projections.Row{row("Shadow", 1)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		boom := errors.New("boom")
+		err := ss.SwitchShadow(ctx, "trash", "a1", func(context.Context, contact.Position, contact.Position) (projections.Batch, error) { return projections.Batch{}, boom })
+		if !errors.Is(err, boom) {
+			t.Fatalf("failed catch-up: got %v, want it returned", err)
+		}
+		if names := ids(s, "trash"); !slices.Equal(names, []string{"Live"}) {
+			t.Fatalf("after a failed switch: %v", names)
+		}
+		if err := ss.DropShadows(ctx, "trash", "a1"); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := ss.Versions(ctx); len(v) != 2 {
+			t.Fatalf("after dropping one shadow: %v, want trash and trash~a2", v)
+		}
+		if err := ss.DropShadows(ctx, "trash", ""); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := ss.Versions(ctx); len(v) != 1 {
+			t.Fatalf("after dropping every shadow: %v, want trash only", v)
+		}
+		if _, err := s.Rows(ctx, projections.Shadow("trash", "a2"), []projections.Ref{{Workspace: "ws", ID: contact.NewID()}}); err == nil {
+			t.Fatal("a dropped shadow can still be read")
+		}
+		if names := ids(s, "trash"); !slices.Equal(names, []string{"Live"}) {
+			t.Fatalf("after dropping shadows: %v", names)
+		}
+	})
+
+	t.Run("rebuild lock and records", func(t *testing.T) {
+		_, ss := get(t)
+		if ss == nil {
+			return
+		}
+		release, ok, err := ss.LockRebuild(ctx, "active")
+		if err != nil || !ok {
+			t.Fatalf("first lock: %v %v", ok, err)
+		}
+		if _, ok, err := ss.LockRebuild(ctx, "active"); err != nil || ok {
+			t.Fatalf("second lock: got %v %v, want refused", ok, err)
+		}
+		if _, ok, err := ss.LockRebuild(ctx, "trash", "active"); err != nil || ok {
+			t.Fatalf("locks of two views, one held: got %v %v, want refused", ok, err)
+		}
+		other, ok, err := ss.LockRebuild(ctx, "trash", "archived")
+		if err != nil || !ok {
+			t.Fatalf("other views' locks: %v %v (a refused lock must not keep the others)", ok, err)
+		}
+		other()
+		release()
+		again, ok, err := ss.LockRebuild(ctx, "active")
+		if err != nil || !ok {
+			t.Fatalf("lock after release: %v %v", ok, err)
+		}
+		again()
+
+		j := projections.RebuildJob{ID: "rb_1", Projection: "all", State: projections.RebuildRunning, Phase: "folding", Reason: "requested",
+			RequestedBy: "tok_x", EventsDone: 5, EventsTotal: 10, StartedAt: now, UpdatedAt: now}
+		if cancel, err := ss.SaveRebuild(ctx, j); err != nil || cancel {
+			t.Fatalf("save: %v %v", cancel, err)
+		}
+		if err := ss.CancelRebuild(ctx, "rb_1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := ss.CancelRebuild(ctx, "rb_2"); !errors.Is(err, contact.ErrNotFound) {
+			t.Fatalf("cancel unknown: %v", err)
+		}
+		j.EventsDone, j.State, j.FinishedAt = 10, projections.RebuildCancelled, now.Add(time.Second)
+		if cancel, err := ss.SaveRebuild(ctx, j); err != nil || !cancel {
+			t.Fatalf("save after cancel: got %v %v, want the cancel flag", cancel, err)
+		}
+		got, err := ss.Rebuild(ctx, "rb_1")
+		if err != nil || got.EventsDone != 10 || got.State != projections.RebuildCancelled || !got.FinishedAt.Equal(j.FinishedAt) || !got.StartedAt.Equal(now) || !got.Cancel || got.RequestedBy != "tok_x" {
+			t.Fatalf("got %+v, %v", got, err)
+		}
+		if _, err := ss.Rebuild(ctx, "rb_2"); !errors.Is(err, contact.ErrNotFound) {
+			t.Fatalf("unknown rebuild: %v", err)
+		}
+		j2 := j
+		j2.ID, j2.StartedAt, j2.FinishedAt = "rb_2", now.Add(time.Minute), time.Time{}
+		if _, err := ss.SaveRebuild(ctx, j2); err != nil {
+			t.Fatal(err)
+		}
+		list, err := ss.Rebuilds(ctx, 10)
+		if err != nil || len(list) != 2 || list[0].ID != "rb_2" || !list[0].FinishedAt.IsZero() {
+			t.Fatalf("recent rebuilds: %+v, %v", list, err)
 		}
 	})
 }
