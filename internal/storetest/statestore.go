@@ -451,7 +451,9 @@ func runShadows(t *testing.T, h StateStoreHarness) {
 			}
 		}
 		boom := errors.New("boom")
-		err := ss.SwitchShadow(ctx, "trash", "a1", func(context.Context, contact.Position, contact.Position) (projections.Batch, error) { return projections.Batch{}, boom })
+		err := ss.SwitchShadow(ctx, "trash", "a1", func(context.Context, contact.Position, contact.Position) (projections.Batch, error) {
+			return projections.Batch{}, boom
+		})
 		if !errors.Is(err, boom) {
 			t.Fatalf("failed catch-up: got %v, want it returned", err)
 		}
