@@ -146,7 +146,13 @@ func (r *Runner) run(ctx context.Context, name string, build func(context.Contex
 			r.log.Debug("projection checkpoint moved; resuming from it", "projection", name)
 			continue
 		}
-		r.setFailing(name, true)
+		if r.setFailing(name, true) {
+			if fs, ok := r.store.(FailureStore); ok {
+				if ferr := fs.SetFailed(ctx, name, time.Now().UTC()); ferr != nil {
+					r.log.Warn("recording a projection's failure failed", "projection", name, "err", ferr)
+				}
+			}
+		}
 		r.log.Error("projection failed; retrying", "projection", name, "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
@@ -156,14 +162,18 @@ func (r *Runner) run(ctx context.Context, name string, build func(context.Contex
 	}
 }
 
-func (r *Runner) setFailing(name string, on bool) {
+// setFailing notes whether a projection's batches fail in this process; it
+// reports whether the projection just started failing.
+func (r *Runner) setFailing(name string, on bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	_, was := r.failing[name]
 	if !on {
 		delete(r.failing, name)
-	} else if _, ok := r.failing[name]; !ok {
+	} else if !was {
 		r.failing[name] = time.Now()
 	}
+	return on && !was
 }
 
 // rebuildOutdated rebuilds, without downtime, every view whose rows were

@@ -54,6 +54,12 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 			}
 		}
 	}
+	failed := map[string]time.Time{}
+	if fs, ok := r.store.(FailureStore); ok {
+		if failed, err = fs.Failed(ctx); err != nil {
+			return nil, err
+		}
+	}
 	counter, _ := r.events.(StreamReader)
 	var out []Status
 	for _, name := range Names() {
@@ -84,7 +90,7 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 		r.mu.Lock()
 		_, failing := r.failing[name]
 		r.mu.Unlock()
-		if failing {
+		if _, stored := failed[name]; failing || stored {
 			st.State = StateFailed
 		}
 		for _, j := range running {
@@ -96,4 +102,14 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// FailureStore is implemented by state stores that keep when a projection
+// started failing, so that every process shows it; a successful Commit
+// clears it.
+type FailureStore interface {
+	// SetFailed records that name's batches fail since the given time.
+	SetFailed(ctx context.Context, name string, since time.Time) error
+	// Failed returns the failing projections and since when.
+	Failed(ctx context.Context) (map[string]time.Time, error)
 }

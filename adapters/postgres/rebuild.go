@@ -305,3 +305,31 @@ func (s *Store) CancelRebuild(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+var _ projections.FailureStore = (*Store)(nil)
+
+// SetFailed records that a projection fails since the given time.
+func (s *Store) SetFailed(ctx context.Context, name string, since time.Time) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at, failed_at) VALUES ($1, 0, 0, $2, now(), $3)
+		ON CONFLICT (name) DO UPDATE SET failed_at = COALESCE(projections.failed_at, excluded.failed_at)`, name, projections.Version, since)
+	return err
+}
+
+// Failed returns the failing projections and since when.
+func (s *Store) Failed(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name, failed_at FROM projections WHERE failed_at IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var n string
+		var at time.Time
+		if err := rows.Scan(&n, &at); err != nil {
+			return nil, err
+		}
+		out[n] = at.UTC()
+	}
+	return out, rows.Err()
+}

@@ -216,7 +216,7 @@ func moveCheckpoint(ctx context.Context, tx pgx.Tx, name string, from, to contac
 		return contact.Errorf(contact.ErrConcurrency, "projection %s is at %s, not %s", name, cur, from)
 	}
 	tc, tp := posArgs(to)
-	_, err = tx.Exec(ctx, `UPDATE projections SET commit_pos = $2::numeric, prepare_pos = $3::numeric, updated_at = now() WHERE name = $1`, name, tc, tp)
+	_, err = tx.Exec(ctx, `UPDATE projections SET commit_pos = $2::numeric, prepare_pos = $3::numeric, updated_at = now(), failed_at = NULL WHERE name = $1`, name, tc, tp)
 	return err
 }
 

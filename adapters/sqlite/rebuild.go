@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/projections"
@@ -310,4 +311,35 @@ func (s *Store) CancelRebuild(ctx context.Context, id string) error {
 		}
 		return nil
 	}, nil)
+}
+
+var _ projections.FailureStore = (*Store)(nil)
+
+// SetFailed records that a projection fails since the given time.
+func (s *Store) SetFailed(ctx context.Context, name string, since time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at, failed_at) VALUES (?, 0, 0, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET failed_at = COALESCE(projections.failed_at, excluded.failed_at)`,
+			name, projections.Version, micros(nowUTC()), micros(since))
+		return err
+	}, nil)
+}
+
+// Failed returns the failing projections and since when.
+func (s *Store) Failed(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, failed_at FROM projections WHERE failed_at IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var n string
+		var at int64
+		if err := rows.Scan(&n, &at); err != nil {
+			return nil, err
+		}
+		out[n] = fromMicros(at)
+	}
+	return out, rows.Err()
 }

@@ -178,7 +178,8 @@ func moveCheckpoint(ctx context.Context, tx *sql.Tx, name string, from, to conta
 		return contact.Errorf(contact.ErrConcurrency, "projection %s is at %s, not %s", name, cur, from)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, updated_at = excluded.updated_at`,
+		ON CONFLICT (name) DO UPDATE SET commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, updated_at = excluded.updated_at,
+			failed_at = NULL`,
 		name, to.Commit, to.Prepare, projections.Version, micros(nowUTC()))
 	return err
 }

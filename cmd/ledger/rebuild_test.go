@@ -447,3 +447,48 @@ func testRebuildOnNewVersion(t *testing.T, store string) {
 	l2.settle()
 	sameRows(t, "after the rebuild on start", l2.viewRows(), live)
 }
+
+// TestProjectionStatusFailed slips an undecodable event into the log: the
+// view projections that must apply it fail and retry, the status shows
+// them failed and lagging, and the others stay live.
+func TestProjectionStatusFailed(t *testing.T) { eachStore(t, testProjectionStatusFailed) }
+
+func testProjectionStatusFailed(t *testing.T, store string) {
+	l := start(t, store)
+	id := l.create(map[string]any{"name": "Status Person"})
+	l.settle()
+	var at any = time.Now().UTC().UnixMicro()
+	if store == "postgres" {
+		at = time.Now().UTC()
+	}
+	eventID := make([]byte, 16)
+	copy(eventID, "corrupt-event-id")
+	l.exec(`INSERT INTO events (id, stream, version, type, time, workspace, actor, actor_role, correlation_id, causation_id, schema, data, hash)
+		VALUES (?, ?, 2, 'ContactArchived', ?, 'default', 'tok_x', 'admin', '', '', 1, ?, ?)`, eventID, "contact-"+id, at, []byte("not json"), []byte("h"))
+	operator := l.token("default", "operator")
+	var active map[string]any
+	waitFor(t, 20*time.Second, "the active projection to report its failure", func() bool {
+		r := l.do(operator, "GET", "/v1/projections", nil)
+		for _, x := range r.Body["projections"].([]any) {
+			p := x.(map[string]any)
+			if p["name"] == "active" && p["state"] == "failed" {
+				active = p
+				return true
+			}
+		}
+		return false
+	})
+	if active["lag_events"] != float64(1) {
+		t.Fatalf("the failed projection: %v, want one event behind", active)
+	}
+	r := l.do(operator, "GET", "/v1/projections", nil)
+	for _, x := range r.Body["projections"].([]any) {
+		if p := x.(map[string]any); p["name"] == "trash" && p["state"] != "live" {
+			t.Fatalf("a projection the event does not concern: %v", p)
+		}
+	}
+	out, _, err := l.run("projections", "status")
+	if err != nil || !strings.Contains(out, "failed") {
+		t.Fatalf("projections status (%v):\n%s", err, out)
+	}
+}

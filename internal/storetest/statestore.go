@@ -480,6 +480,44 @@ func runShadows(t *testing.T, h StateStoreHarness) {
 		}
 	})
 
+	t.Run("a projection's failure is kept until it commits", func(t *testing.T) {
+		s := h.New(t)
+		fs, ok := s.(projections.FailureStore)
+		if !ok {
+			if !h.Features.NoShadowStore {
+				t.Fatal("the store does not implement projections.FailureStore")
+			}
+			return
+		}
+		if err := s.Commit(ctx, projections.Batch{Projection: "active", To: pos(2)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"active", "erasure"} {
+			if err := fs.SetFailed(ctx, name, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := fs.SetFailed(ctx, "active", now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := fs.Failed(ctx)
+		if err != nil || len(got) != 2 || !got["active"].Equal(now) {
+			t.Fatalf("failed: %v, %v; want active and erasure, active since the first failure", got, err)
+		}
+		if cp, _ := s.Checkpoint(ctx, "active"); cp != pos(2) {
+			t.Fatalf("recording a failure moved the checkpoint to %s", cp)
+		}
+		if cp, _ := s.Checkpoint(ctx, "erasure"); !cp.IsZero() {
+			t.Fatalf("recording a failure set a checkpoint %s", cp)
+		}
+		if err := s.Commit(ctx, projections.Batch{Projection: "active", From: pos(2), To: pos(3)}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := fs.Failed(ctx); len(got) != 1 || got["erasure"].IsZero() {
+			t.Fatalf("after a commit: %v, want erasure only", got)
+		}
+	})
+
 	t.Run("rebuild lock and records", func(t *testing.T) {
 		_, ss := get(t)
 		if ss == nil {
