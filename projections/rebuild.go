@@ -227,6 +227,7 @@ type rebuild struct {
 	r        *Runner
 	ss       ShadowStore
 	views    []View
+	pending  []View // the views not switched in yet
 	gen      string
 	progress func(RebuildJob)
 	// release gives up the rebuild locks; it runs before the final record
@@ -344,6 +345,7 @@ func (b *rebuild) run(ctx context.Context) (err error) {
 	if err := b.phase(ctx, "catching-up"); err != nil {
 		return err
 	}
+	b.pending = slices.Clone(b.views)
 	for attempt := 0; ; attempt++ {
 		if from, err = b.catchUp(ctx, from); err != nil {
 			return err
@@ -352,7 +354,8 @@ func (b *rebuild) run(ctx context.Context) (err error) {
 			return err
 		}
 		err = b.switchAll(ctx)
-		if !errors.Is(err, errTooFar) || attempt == 20 {
+		// Too far behind, or the table was busy: catch up and try again.
+		if (!errors.Is(err, errTooFar) && !errors.Is(err, contact.ErrConcurrency)) || attempt == 20 {
 			return err
 		}
 	}
@@ -517,7 +520,7 @@ func (b *rebuild) catchUp(ctx context.Context, from contact.Position) (contact.P
 			return from, nil
 		}
 		to := recs[len(recs)-1].Position
-		for _, v := range b.views {
+		for _, v := range b.pending {
 			sv := b.shadow(v)
 			batch, err := b.r.viewBatch(ctx, sv, from, recs)
 			if err != nil {
@@ -542,7 +545,8 @@ func (b *rebuild) catchUp(ctx context.Context, from contact.Position) (contact.P
 // switchAll switches each view's shadow in, bringing it level with the
 // live projection inside the switch when the live one is a little ahead.
 func (b *rebuild) switchAll(ctx context.Context) error {
-	for _, v := range b.views {
+	for len(b.pending) > 0 {
+		v := b.pending[0]
 		sv := b.shadow(v)
 		err := b.ss.SwitchShadow(ctx, v.Name, b.gen, func(ctx context.Context, from, to contact.Position) (Batch, error) {
 			var recs []contact.Record
@@ -576,6 +580,7 @@ func (b *rebuild) switchAll(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		b.pending = b.pending[1:]
 	}
 	return nil
 }

@@ -70,7 +70,8 @@ type ShadowStore interface {
 	// that brings the shadow from its checkpoint to the live one (or fail,
 	// and nothing changes); the live checkpoint ends at the shadow's
 	// position, and the projection's version becomes Version. The old table
-	// is dropped after the switch.
+	// is dropped after the switch. Errors: contact.ErrConcurrency when the
+	// tables were too busy to switch now (nothing changed; try again).
 	SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to contact.Position) (Batch, error)) error
 	// LockRebuild takes the rebuild locks of the named views, all or none,
 	// without waiting; ok is false when another rebuild holds one of them.

@@ -138,7 +138,7 @@ var (
 	lagEvents  = prometheus.NewDesc("ledger_projection_lag_events", "Events committed to the log and not yet applied by the projection.", []string{"projection"}, nil)
 	lagSeconds = prometheus.NewDesc("ledger_projection_lag_seconds", "Age of the oldest event the projection has not applied yet.", []string{"projection"}, nil)
 	rebuilding = prometheus.NewDesc("ledger_projection_rebuilding", "1 while the projection is being rebuilt.", []string{"projection"}, nil)
-	failing    = prometheus.NewDesc("ledger_projection_failing", "1 while the projection's last batch in this process failed.", []string{"projection"}, nil)
+	failing    = prometheus.NewDesc("ledger_projection_failing", "1 from the projection's first failed batch until a batch commits again.", []string{"projection"}, nil)
 )
 
 // projectionCollector reads the projections' status at each scrape.

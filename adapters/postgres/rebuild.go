@@ -12,6 +12,7 @@ import (
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/projections"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -173,6 +174,10 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 		_, err = tx.Exec(ctx, `DELETE FROM projections WHERE name = $1`, shadowName)
 		return err
 	})
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "55P03" { // lock_not_available: a long query held the table
+		return contact.Errorf(contact.ErrConcurrency, "the view's table was busy; switch again")
+	}
 	if err != nil {
 		return err
 	}
