@@ -130,3 +130,35 @@ type Progress interface {
 	// fails with a contact.CodeUnavailable error when that takes too long.
 	WaitFor(ctx context.Context, projection string, pos contact.Position) error
 }
+
+// Idempotency is the stored outcome of a request sent with an
+// Idempotency-Key: while Done is false the request is still running.
+type Idempotency struct {
+	Workspace   string
+	Key         string
+	Fingerprint []byte // of the request: method, path, query and body
+	Done        bool
+	LockedUntil time.Time // a pending claim older than this may be taken over
+	Status      int
+	Header      map[string]string
+	Body        []byte
+	// ContactID names the contact the answer is about, if any: its record
+	// is deleted when that contact is erased, since answers hold personal data.
+	ContactID string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// IdempotencyStore keeps the outcomes of requests sent with an Idempotency-Key.
+type IdempotencyStore interface {
+	// ClaimIdempotency returns the record of (workspace, key), first
+	// creating a pending one (claimed) when there is none or when a pending
+	// one's lock expired (its request died with its process).
+	ClaimIdempotency(ctx context.Context, rec Idempotency) (existing Idempotency, claimed bool, err error)
+	// CompleteIdempotency stores the outcome of a claimed key.
+	CompleteIdempotency(ctx context.Context, rec Idempotency) error
+	// ReleaseIdempotency forgets a claimed key whose request failed, so a retry runs again.
+	ReleaseIdempotency(ctx context.Context, workspace, key string) error
+	// ExpireIdempotency deletes the records that expired before now.
+	ExpireIdempotency(ctx context.Context, now time.Time) (int, error)
+}

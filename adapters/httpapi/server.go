@@ -33,6 +33,8 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// RequestTimeout bounds every request; 30s when zero.
 	RequestTimeout time.Duration
+	// Idempotency keeps the answers of POSTs sent with an Idempotency-Key.
+	Idempotency ledger.IdempotencyStore
 }
 
 // Server is the HTTP API.
@@ -41,6 +43,9 @@ type Server struct {
 	log   *slog.Logger
 	ready func(ctx context.Context) error
 	echo  *echo.Echo
+	idem  ledger.IdempotencyStore
+	// maxIdemBody bounds how much of a repeated request's body is hashed.
+	maxIdemBody int64
 	// routes lists every route with the operation it performs, for the
 	// permission table and the OpenAPI check.
 	routes []Route
@@ -56,7 +61,7 @@ const MaxBody = 1 << 20
 
 // New returns the API over a service.
 func New(svc *ledger.Service, o Options) *Server {
-	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, echo: echo.New()}
+	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, echo: echo.New(), idem: o.Idempotency, maxIdemBody: MaxBody}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -106,7 +111,11 @@ func (s *Server) handle(method, path, op string, h echo.HandlerFunc) {
 		panic("httpapi: operation " + op + " has no entry in the permission table")
 	}
 	s.routes = append(s.routes, Route{Method: method, Path: path, Op: op})
-	s.echo.Add(method, path, h, s.authenticate, s.authorize(op))
+	mw := []echo.MiddlewareFunc{s.authenticate, s.authorize(op)}
+	if method == http.MethodPost {
+		mw = append(mw, s.idempotent)
+	}
+	s.echo.Add(method, path, h, mw...)
 }
 
 // Permissions is the one permission table: which roles may perform each

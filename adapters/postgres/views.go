@@ -176,6 +176,8 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		}
 		for _, ref := range b.DestroyKeys {
 			batch.Queue(`DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, ref.Workspace, ref.ID.String())
+			// Stored answers about the contact hold its personal data.
+			batch.Queue(`DELETE FROM idempotency WHERE workspace = $1 AND contact_id = $2`, ref.Workspace, ref.ID.String())
 		}
 		if batch.Len() == 0 {
 			return nil
@@ -307,7 +309,7 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 // personalTables are the tables that hold personal data in clear (the views)
 // or key material (the key vault).
 func personalTables() []string {
-	out := []string{"data_keys"}
+	out := []string{"data_keys", "idempotency"}
 	for _, n := range ledger.ViewNames {
 		t, _ := viewTable(n)
 		out = append(out, t)

@@ -149,6 +149,10 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner = ?`, ref.Workspace, ref.ID.String()); err != nil {
 				return err
 			}
+			// Stored answers about the contact hold its personal data.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE workspace = ? AND contact_id = ?`, ref.Workspace, ref.ID.String()); err != nil {
+				return err
+			}
 		}
 		return nil
 	}, nil)

@@ -54,15 +54,33 @@ func start(t *testing.T, store string, configure ...func(*main.Main)) *ledgerUnd
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	l := &ledgerUnderTest{Main: m, t: t, store: store, admin: m.AdminToken}
 	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
+		if err := l.Main.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
 	if m.AdminToken == "" || !strings.Contains(out.String(), m.AdminToken) {
 		t.Fatalf("first start did not show the admin token; output: %q", out.String())
 	}
-	return &ledgerUnderTest{Main: m, t: t, store: store, admin: m.AdminToken}
+	return l
+}
+
+// restart stops the server and starts it again on the same stores, as a
+// restart of the process would.
+func (l *ledgerUnderTest) restart() {
+	l.t.Helper()
+	cfg, now, logger := l.Config, l.Now, l.Logger
+	if err := l.Main.Close(); err != nil {
+		l.t.Fatal(err)
+	}
+	m := main.NewMain()
+	m.Config, m.Now, m.Logger = cfg, now, logger
+	m.Stdout, m.Stderr = io.Discard, io.Discard
+	if err := m.Run(context.Background()); err != nil {
+		l.t.Fatal(err)
+	}
+	l.Main = m
 }
 
 // cli returns the flags that point the command line at this ledger's stores.

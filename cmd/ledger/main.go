@@ -170,6 +170,7 @@ func (m *Main) Open(ctx context.Context) error {
 // stateStore is every port the state store serves.
 type stateStore interface {
 	ledger.KeyStore
+	ledger.IdempotencyStore
 	ledger.Directory
 	ledger.ReadModels
 	projections.Store
@@ -208,8 +209,9 @@ func (m *Main) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	m.wg.Go(func() { _ = m.Runner.Run(runCtx) })
+	m.wg.Go(func() { m.expireIdempotency(runCtx) })
 
-	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready})
+	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready, Idempotency: m.state})
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
@@ -354,4 +356,22 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 	}
 	fmt.Fprintf(m.Stdout, "Retired and destroyed %d old key-encryption keys.\n", len(retired))
 	return nil
+}
+
+// expireIdempotency deletes stored idempotent answers once they expire.
+func (m *Main) expireIdempotency(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if n, err := m.state.ExpireIdempotency(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			m.log.Warn("expiring idempotency keys failed", "err", err)
+		} else if n > 0 {
+			m.log.Debug("expired idempotency keys", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -21,7 +21,8 @@ func testLifecycle(t *testing.T, store string) {
 		"custom_fields": map[string]any{"favourite_engine": "Difference Engine No. 2"}, "tags": []string{"vip", "math"},
 		"source": map[string]any{"system": "web", "external_id": "ext-ada-1815"},
 	}
-	r := l.as("POST", "/v1/contacts", ada)
+	// The answer to an idempotent create holds personal data: it too must go at erasure.
+	r := l.as("POST", "/v1/contacts", ada, "Idempotency-Key", "create-ada")
 	want(t, r, 201, "")
 	id := r.str("id")
 	if r.Header.Get("Location") != "/v1/contacts/"+id || r.Header.Get("ETag") != `"1"` || r.str("state") != "active" || r.str("position") == "" {

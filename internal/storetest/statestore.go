@@ -18,6 +18,7 @@ import (
 type StateStore interface {
 	ledger.KeyStore
 	ledger.KeyRewrapper
+	ledger.IdempotencyStore
 	ledger.Directory
 	ledger.ReadModels
 	projections.Store
@@ -119,6 +120,82 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		}
 		if rest, _ := s.KeysNotWrappedBy(ctx, "new", 10); len(rest) != 1 || rest[0].Owner != "o3" {
 			t.Fatalf("left under old: %+v, want o3 only", rest)
+		}
+	})
+
+	t.Run("idempotency", func(t *testing.T) {
+		s := h.New(t)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		claim := func(key string, at time.Time) (ledger.Idempotency, bool) {
+			t.Helper()
+			rec, claimed, err := s.ClaimIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Key: key, LockedUntil: at.Add(time.Minute), CreatedAt: at, ExpiresAt: at.Add(time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rec, claimed
+		}
+		if _, claimed := claim("k1", now); !claimed {
+			t.Fatal("a new key was not claimed")
+		}
+		if rec, claimed := claim("k1", now); claimed || rec.Done {
+			t.Fatalf("a running key was claimed again: %+v", rec)
+		}
+		id := contact.NewID().String()
+		done := ledger.Idempotency{Workspace: "ws", Key: "k1", Fingerprint: []byte("fp"), Status: 201, Header: map[string]string{"Location": "/x"}, Body: []byte(`{"a":1}`), ContactID: id}
+		if err := s.CompleteIdempotency(ctx, done); err != nil {
+			t.Fatal(err)
+		}
+		rec, claimed := claim("k1", now.Add(time.Second))
+		if claimed || !rec.Done || rec.Status != 201 || string(rec.Body) != `{"a":1}` || string(rec.Fingerprint) != "fp" || rec.Header["Location"] != "/x" || rec.ContactID != id {
+			t.Fatalf("got %+v, claimed %v; want the stored answer", rec, claimed)
+		}
+		if _, claimed := claim("k1", now.Add(2*time.Hour)); !claimed {
+			t.Fatal("an expired answer was not replaced")
+		}
+		// Another workspace has its own keys.
+		if _, claimed, _ := s.ClaimIdempotency(ctx, ledger.Idempotency{Workspace: "other", Key: "k1", LockedUntil: now.Add(time.Minute), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); !claimed {
+			t.Fatal("a key of another workspace collided")
+		}
+		// A claim whose process died is taken over once its lock runs out.
+		claim("k2", now)
+		if _, claimed := claim("k2", now.Add(30*time.Second)); claimed {
+			t.Fatal("a running claim was taken over before its lock ran out")
+		}
+		if _, claimed := claim("k2", now.Add(2*time.Minute)); !claimed {
+			t.Fatal("a dead claim was not taken over")
+		}
+		// Release forgets a pending key only.
+		if err := s.ReleaseIdempotency(ctx, "ws", "k2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, claimed := claim("k2", now); !claimed {
+			t.Fatal("a released key could not be claimed")
+		}
+		claim("k3", now)
+		if err := s.CompleteIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Key: "k3", Fingerprint: []byte("f"), Status: 200, Header: map[string]string{}, ContactID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReleaseIdempotency(ctx, "ws", "k3"); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := claim("k3", now); !rec.Done {
+			t.Fatal("release forgot a finished answer")
+		}
+		// Erasing the contact deletes the answers about it.
+		cid, _ := contact.ParseID(id)
+		if err := s.Commit(ctx, projections.Batch{Projection: projections.Erasure, To: contact.Position{Commit: 1, Prepare: 1}, DestroyKeys: []projections.Ref{{Workspace: "ws", ID: cid}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, claimed := claim("k3", now); !claimed {
+			t.Fatal("the answer about an erased contact survived its erasure")
+		}
+		// Expiry.
+		n, err := s.ExpireIdempotency(ctx, now.Add(3*time.Hour))
+		if err != nil || n < 3 {
+			t.Fatalf("expired %d, %v; want every record", n, err)
+		}
+		if _, claimed := claim("k2", now); !claimed {
+			t.Fatal("an expired record is still there")
 		}
 	})
 
