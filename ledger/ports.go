@@ -86,6 +86,8 @@ type Directory interface {
 	Token(ctx context.Context, id string) (Token, error)
 	// RevokeToken marks a token revoked. Errors: contact.ErrNotFound.
 	RevokeToken(ctx context.Context, id string, at time.Time) error
+	// Tokens lists a workspace's tokens, oldest first.
+	Tokens(ctx context.Context, workspace string) ([]Token, error)
 }
 
 // ErrWorkspaceExists is returned when creating a workspace whose name is taken.

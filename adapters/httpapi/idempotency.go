@@ -35,7 +35,7 @@ var (
 	errBadKey = &contact.Error{Code: contact.CodeBadRequest, Reason: "invalid-idempotency-key",
 		Message: "Idempotency-Key must be 1-255 visible ASCII characters"}
 	errAnswerTooLarge = &contact.Error{Code: contact.CodeConflict, Reason: "idempotency-answer-unavailable",
-		Message: "the first answer to this Idempotency-Key was too large to keep; the request was done once and is not repeated"}
+		Message: "the first answer to this Idempotency-Key is not kept (it was too large, or held a secret shown only once); the request was done once and is not repeated"}
 )
 
 func validKey(k string) bool {
@@ -159,8 +159,8 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 			return nil
 		}
 		rec.Fingerprint, rec.Status, rec.Body = fp.Sum(nil), status, cw.buf.Bytes()
-		if cw.overflow {
-			rec.Status, rec.Body = 0, nil
+		if secret, _ := c.Get(secretAnswer).(bool); cw.overflow || secret {
+			rec.Status, rec.Body = 0, nil // done once; the answer is not kept
 		}
 		rec.Header = map[string]string{}
 		for _, h := range replayHeaders {

@@ -92,6 +92,9 @@ func New(svc *ledger.Service, o Options) *Server {
 		s.handle(http.MethodPost, "/v1/contacts/:id/"+string(t), "contacts."+string(t), s.transition(t))
 	}
 	s.handle(http.MethodGet, "/v1/contacts/:id/history", "contacts.history", s.history)
+	s.handle(http.MethodPost, "/v1/tokens", "tokens.create", s.createToken)
+	s.handle(http.MethodGet, "/v1/tokens", "tokens.list", s.listTokens)
+	s.handle(http.MethodDelete, "/v1/tokens/:id", "tokens.revoke", s.revokeToken)
 	return s
 }
 
@@ -133,6 +136,9 @@ var Permissions = map[string][]contact.Role{
 	"contacts.list":      {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.get":       {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.history":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"tokens.create":      {contact.RoleAdmin},
+	"tokens.list":        {contact.RoleAdmin},
+	"tokens.revoke":      {contact.RoleAdmin},
 }
 
 func principal(c echo.Context) ledger.Principal {

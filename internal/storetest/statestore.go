@@ -241,6 +241,15 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		if gt, _ := s.Token(ctx, "tok_1"); gt.RevokedAt.IsZero() {
 			t.Fatal("revoked token has no revocation time")
 		}
+		if err := s.CreateWorkspace(ctx, ledger.Workspace{Name: "other", CreatedAt: w.CreatedAt, Policy: contact.DefaultPolicy()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateToken(ctx, ledger.Token{ID: "tok_3", Workspace: "other", Role: contact.RoleMember, Hash: []byte("h"), CreatedAt: w.CreatedAt}); err != nil {
+			t.Fatal(err)
+		}
+		if list, err := s.Tokens(ctx, "acme"); err != nil || len(list) != 1 || list[0].ID != "tok_1" || list[0].RevokedAt.IsZero() {
+			t.Fatalf("tokens of acme: got %+v, %v; want tok_1 (revoked) only", list, err)
+		}
 		if _, err := s.Token(ctx, "tok_2"); !errors.Is(err, contact.ErrNotFound) {
 			t.Fatalf("unknown token: got %v", err)
 		}
