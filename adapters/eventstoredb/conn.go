@@ -95,38 +95,51 @@ func (h *conn) closeLocked(g *generation) {
 	_ = g.c.Close() // always nil
 }
 
-// close refuses new calls, waits up to wait for the running ones (their
-// contexts should be cancelled first) and closes every client. A client
-// with calls still stuck in it after wait is left open rather than risk a
-// panic; it is reported.
-func (h *conn) close(wait time.Duration) {
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
+// shut refuses new calls; the running ones go on.
+func (h *conn) shut() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
+}
+
+// waitIdle waits up to wait until no call runs, and reports whether none does.
+func (h *conn) waitIdle(wait time.Duration) bool {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
 	for {
+		h.mu.Lock()
 		busy := 0
 		for g := range h.live {
-			if g.n == 0 {
-				h.closeLocked(g)
-			} else {
-				busy += g.n
-			}
-		}
-		if busy == 0 {
-			return
+			busy += g.n
 		}
 		changed := h.changed
 		h.mu.Unlock()
+		if busy == 0 {
+			return true
+		}
 		select {
 		case <-changed:
-			h.mu.Lock()
 		case <-deadline.C:
-			h.mu.Lock()
-			h.log.Warn("eventstoredb: calls still blocked in the client at close; leaving it open", "calls", busy)
-			return
+			return false
 		}
+	}
+}
+
+// closeIdle closes every client no call runs on. A client with calls stuck
+// in it is left open rather than risk a panic, and reported.
+func (h *conn) closeIdle() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	busy := 0
+	for g := range h.live {
+		if g.n == 0 {
+			h.closeLocked(g)
+		} else {
+			busy += g.n
+		}
+	}
+	if busy > 0 {
+		h.log.Warn("eventstoredb: calls still blocked in the client at close; leaving it open", "calls", busy)
 	}
 }
 
@@ -160,17 +173,22 @@ func (s *Store) call(ctx context.Context, fn func(ctx context.Context, c Client)
 	}
 }
 
-// opContext derives a context for one operation that Close cancels too.
+// opContext derives a context for one operation that Close cancels too
+// (once its grace period is over).
 func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return withStop(ctx, s.calls)
+}
+
+func withStop(ctx, stopper context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(s.base, cancel)
+	stop := context.AfterFunc(stopper, cancel)
 	return ctx, func() { stop(); cancel() }
 }
 
 // ctxErr returns why an operation's context ended: errClosed when the store
 // was closed, else the caller's error.
 func (s *Store) ctxErr(ctx context.Context) error {
-	if s.base.Err() != nil {
+	if s.calls.Err() != nil || s.subsCtx.Err() != nil {
 		return errClosed
 	}
 	return ctx.Err()

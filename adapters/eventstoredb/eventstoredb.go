@@ -45,10 +45,13 @@ type Store struct {
 	log  *slog.Logger
 	opts Options
 
-	base  context.Context // ends at Close; every operation's context derives from it
-	stop  context.CancelFunc
-	subs  sync.WaitGroup // running subscriptions
-	close sync.Once
+	// Close ends subscriptions at once, and calls after a grace period.
+	subsCtx   context.Context
+	stopSubs  context.CancelFunc
+	calls     context.Context
+	stopCalls context.CancelFunc
+	subs      sync.WaitGroup // running subscriptions
+	close     sync.Once
 
 	// owners caches the workspace of each stream, which its first event fixes for good.
 	mu     sync.Mutex
@@ -77,9 +80,10 @@ func New(dial Dialer, o Options) *Store {
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = 5 * time.Second
 	}
-	base, stop := context.WithCancel(context.Background())
-	return &Store{conn: newConn(dial, o.Logger), log: o.Logger, opts: o, base: base, stop: stop,
-		owners: map[string]string{}, sleep: sleepCtx}
+	s := &Store{conn: newConn(dial, o.Logger), log: o.Logger, opts: o, owners: map[string]string{}, sleep: sleepCtx}
+	s.subsCtx, s.stopSubs = context.WithCancel(context.Background())
+	s.calls, s.stopCalls = context.WithCancel(context.Background())
+	return s
 }
 
 // Open connects to the server that url names (esdb://host:2113?tls=false,
@@ -119,10 +123,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 }
 
-// Close ends the subscriptions and the calls in flight, then closes the client.
+// Close ends the subscriptions, refuses new calls, lets the calls in flight
+// finish (up to CloseTimeout, then cancels them), and closes the client.
 func (s *Store) Close() error {
 	s.close.Do(func() {
-		s.stop()
+		s.stopSubs()
 		done := make(chan struct{})
 		go func() { s.subs.Wait(); close(done) }()
 		select {
@@ -130,7 +135,12 @@ func (s *Store) Close() error {
 		case <-time.After(s.opts.CloseTimeout):
 			s.log.Warn("eventstoredb: subscriptions still running at close")
 		}
-		s.conn.close(s.opts.CloseTimeout)
+		s.conn.shut()
+		if !s.conn.waitIdle(s.opts.CloseTimeout) {
+			s.stopCalls()
+			s.conn.waitIdle(time.Second)
+		}
+		s.conn.closeIdle()
 	})
 	return nil
 }

@@ -112,8 +112,8 @@ type fakeClient struct {
 	dead     bool               // closed itself: every call fails with ErrorCodeConnectionClosed
 	closed   bool
 	inflight int
-	misuse   bool              // Close ran while a call was in flight
-	block    chan struct{}     // when set, calls wait for it, ignoring their context
+	misuse   bool               // Close ran while a call was in flight
+	block    chan struct{}      // when set, calls wait for it, ignoring their context
 	subFroms []esdb.AllPosition // From of every SubscribeToAll
 	filters  []*esdb.SubscriptionFilter
 	appended []esdb.EventData

@@ -36,7 +36,7 @@ func filter() *esdb.SubscriptionFilter {
 func (s *Store) Subscribe(ctx context.Context, from contact.Position, handle func(context.Context, []contact.Record) error) error {
 	s.subs.Add(1)
 	defer s.subs.Done()
-	ctx, cancel := s.opContext(ctx)
+	ctx, cancel := withStop(ctx, s.subsCtx)
 	defer cancel()
 	sub := &subscriber{s: s, handle: handle, delivered: from, resume: from}
 	b := s.newBackoff()
