@@ -40,6 +40,7 @@ func esdbErr(c esdb.ErrorCode, err error) error {
 type fakeLog struct {
 	mu      sync.Mutex
 	events  []*esdb.RecordedEvent
+	streams map[string][]*esdb.RecordedEvent
 	next    uint64 // position of the next event
 	changed chan struct{}
 	subs    map[*fakeSub]bool
@@ -47,7 +48,7 @@ type fakeLog struct {
 }
 
 func newFakeLog() *fakeLog {
-	l := &fakeLog{next: 1000, changed: make(chan struct{}), subs: map[*fakeSub]bool{}, window: 4}
+	l := &fakeLog{next: 1000, changed: make(chan struct{}), subs: map[*fakeSub]bool{}, window: 4, streams: map[string][]*esdb.RecordedEvent{}}
 	// A log is never empty: the server writes its own events first.
 	for i := range 3 {
 		l.addLocked(fmt.Sprintf("$$$stats-%d", i), "$metadata", uuid.New(), nil, []byte("{}"))
@@ -56,12 +57,7 @@ func newFakeLog() *fakeLog {
 }
 
 func (l *fakeLog) addLocked(stream, typ string, id uuid.UUID, data, meta []byte) *esdb.RecordedEvent {
-	var n uint64
-	for _, e := range l.events {
-		if e.StreamID == stream {
-			n++
-		}
-	}
+	n := uint64(len(l.streams[stream]))
 	e := &esdb.RecordedEvent{
 		EventID: id, EventType: typ, ContentType: "application/json", StreamID: stream, EventNumber: n,
 		Position: esdb.Position{Commit: l.next, Prepare: l.next}, CreatedDate: time.Now().UTC(),
@@ -69,6 +65,7 @@ func (l *fakeLog) addLocked(stream, typ string, id uuid.UUID, data, meta []byte)
 	}
 	l.next += 100 + uint64(len(data)+len(meta))
 	l.events = append(l.events, e)
+	l.streams[stream] = append(l.streams[stream], e)
 	close(l.changed)
 	l.changed = make(chan struct{})
 	return e
@@ -81,15 +78,7 @@ func (l *fakeLog) add(stream, typ string) {
 	l.addLocked(stream, typ, uuid.New(), []byte("{}"), nil)
 }
 
-func (l *fakeLog) stream(name string) []*esdb.RecordedEvent {
-	var out []*esdb.RecordedEvent
-	for _, e := range l.events {
-		if e.StreamID == name {
-			out = append(out, e)
-		}
-	}
-	return out
-}
+func (l *fakeLog) stream(name string) []*esdb.RecordedEvent { return l.streams[name] }
 
 // drop drops every open subscription with err.
 func (l *fakeLog) drop(err error) {
