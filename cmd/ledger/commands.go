@@ -33,6 +33,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (LEDGER_LOG_LEVEL)")
 	pf.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto (text on a terminal, else JSON), json or text (LEDGER_LOG_FORMAT)")
 	pf.StringVar(&cfg.KEKURL, "kek-url", cfg.KEKURL, "key service that wraps data keys, e.g. awskms://..., hashivault://...; empty: local keys in <data-dir>/keys (LEDGER_KEK_URL)")
+	pf.StringVar(&cfg.EventStoreURL, "eventstore-url", cfg.EventStoreURL, "keep the log in EventStoreDB/KurrentDB, e.g. esdb://localhost:2113?tls=false; empty: in the embedded store (LEDGER_EVENTSTORE_URL)")
 
 	newMain := func() *Main {
 		m := NewMain()

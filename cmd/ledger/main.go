@@ -44,6 +44,9 @@ type Config struct {
 	// KEKURL names the key service that wraps data keys; empty means the
 	// local keyring in <data-dir>/keys.
 	KEKURL string
+	// EventStoreURL puts the log in EventStoreDB/KurrentDB (esdb://...);
+	// empty keeps it in the embedded store.
+	EventStoreURL string
 }
 
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
@@ -54,6 +57,8 @@ func DefaultConfig() Config {
 		LogLevel:  env("LEDGER_LOG_LEVEL", "info"),
 		LogFormat: env("LEDGER_LOG_FORMAT", "auto"),
 		KEKURL:    env("LEDGER_KEK_URL", ""),
+
+		EventStoreURL: env("LEDGER_EVENTSTORE_URL", ""),
 	}
 }
 
@@ -84,6 +89,9 @@ type Main struct {
 	Svc    *ledger.Service
 	Runner *projections.Runner
 	API    *httpapi.Server
+
+	events      contact.EventStore // the log: the embedded store, or EventStoreDB (eventstore.go)
+	closeEvents func() error
 
 	ln     net.Listener
 	srv    *http.Server
@@ -144,10 +152,16 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.store, err = sqlite.Open(ctx, m.Config.DataDir, log); err != nil {
 		return err
 	}
+	m.events = m.store
+	if es, closeES, err := openEventStore(ctx, m.Config.EventStoreURL, log); err != nil {
+		return err
+	} else if es != nil {
+		m.events, m.closeEvents = es, closeES
+	}
 	vault := ledger.NewVault(m.store, m.keys)
-	m.Runner = projections.NewRunner(m.store, m.store, vault, log)
+	m.Runner = projections.NewRunner(m.events, m.store, vault, log)
 	m.Svc = ledger.New(ledger.Options{
-		Events: m.store, Vault: vault, Directory: m.store, Views: m.store,
+		Events: m.events, Vault: vault, Directory: m.store, Views: m.store,
 		Progress: m.Runner, Now: m.Now, Logger: log,
 	})
 	return nil
@@ -191,7 +205,7 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 func (m *Main) ready(ctx context.Context) error {
-	_, err := m.store.Head(ctx)
+	_, err := m.events.Head(ctx)
 	return err
 }
 
@@ -241,6 +255,9 @@ func (m *Main) Close() error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	if m.closeEvents != nil {
+		errs = append(errs, m.closeEvents())
+	}
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
 	}
