@@ -232,3 +232,24 @@ func TestTranslate(t *testing.T) {
 		t.Errorf("unavailable maps to code %q, want %q (a 503 for the API)", code, contact.CodeUnavailable)
 	}
 }
+
+// TestDialAcceptsTheDocumentedConnectionStrings parses the connection
+// strings the README and docker-compose files use, without connecting.
+func TestDialAcceptsTheDocumentedConnectionStrings(t *testing.T) {
+	for _, url := range []string{
+		"esdb://localhost:2113?tls=false",
+		"esdb://kurrentdb:2113?tls=false",
+		"esdb://kurrentdb-1:2113,kurrentdb-2:2113,kurrentdb-3:2113?tls=false&nodePreference=leader",
+		"esdb://ledger:secret@db1.example:2113,db2.example:2113,db3.example:2113?tlsVerifyCert=true",
+		"esdb+discover://ledger:secret@cluster.example:2113",
+	} {
+		if _, err := eventstoredb.Dial(url, nil); err != nil {
+			t.Errorf("%s: %v", url, err)
+		}
+	}
+	for _, url := range []string{"http://localhost:2113", "esdb://localhost:2113/path", "esdb://"} {
+		if _, err := eventstoredb.Dial(url, nil); err == nil {
+			t.Errorf("%s: got no error", url)
+		}
+	}
+}
