@@ -108,17 +108,21 @@ func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
 	defer cancel()
 	b := s.newBackoff()
+	var last error // the last failure that was the server's, not the timeout's
 	for {
 		_, err := s.Head(ctx)
 		if err == nil || errors.Is(err, ErrAccess) {
 			return err
 		}
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("eventstoredb did not answer in %s: %w", s.opts.ConnectTimeout, err)
+			return fmt.Errorf("eventstoredb did not answer in %s: %w", s.opts.ConnectTimeout, last)
 		}
 		s.log.Info("waiting for eventstoredb", "err", err)
 		if s.sleep(ctx, b.next()) != nil {
-			return fmt.Errorf("eventstoredb did not answer in %s: %w", s.opts.ConnectTimeout, err)
+			return fmt.Errorf("eventstoredb did not answer in %s: %w", s.opts.ConnectTimeout, last)
 		}
 	}
 }
