@@ -35,6 +35,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&cfg.KEKURL, "kek-url", cfg.KEKURL, "key service that wraps data keys, e.g. awskms://..., hashivault://...; empty: local keys in <data-dir>/keys (LEDGER_KEK_URL)")
 	pf.StringSliceVar(&cfg.PreviousKEKURLs, "previous-kek-url", cfg.PreviousKEKURLs, "key services of earlier KEKs, until `keys rotate` has re-wrapped their keys (LEDGER_PREVIOUS_KEK_URLS, comma-separated)")
 	pf.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL for the log and state (postgres://...); empty: the embedded store in the data directory (LEDGER_DATABASE_URL)")
+	pf.StringVar(&cfg.EventStoreURL, "eventstore-url", cfg.EventStoreURL, "keep the log in EventStoreDB/KurrentDB, e.g. esdb://localhost:2113?tls=false; empty: the log stays in the state store (LEDGER_EVENTSTORE_URL)")
 
 	newMain := func() *Main {
 		m := NewMain()

@@ -52,6 +52,9 @@ type Config struct {
 	// DatabaseURL selects PostgreSQL for the log and the state store;
 	// empty means the embedded store in the data directory.
 	DatabaseURL string
+	// EventStoreURL puts the log in EventStoreDB/KurrentDB (esdb://...);
+	// the state store stays where DatabaseURL says.
+	EventStoreURL string
 }
 
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
@@ -63,6 +66,7 @@ func DefaultConfig() Config {
 		LogFormat:       env("LEDGER_LOG_FORMAT", "auto"),
 		KEKURL:          env("LEDGER_KEK_URL", ""),
 		DatabaseURL:     env("LEDGER_DATABASE_URL", ""),
+		EventStoreURL:   env("LEDGER_EVENTSTORE_URL", ""),
 		PreviousKEKURLs: strings.FieldsFunc(env("LEDGER_PREVIOUS_KEK_URLS", ""), func(r rune) bool { return r == ',' || r == ' ' }),
 	}
 }
@@ -88,13 +92,14 @@ type Main struct {
 	// AdminToken is set when Run bootstrapped an empty data directory.
 	AdminToken string
 
-	log    *slog.Logger
-	events contact.EventStore
-	state  stateStore
-	keys   *keyring.Keyring
-	Svc    *ledger.Service
-	Runner *projections.Runner
-	API    *httpapi.Server
+	log         *slog.Logger
+	events      contact.EventStore // the log: the state store, or EventStoreDB (eventstore.go)
+	closeEvents func() error
+	state       stateStore
+	keys        *keyring.Keyring
+	Svc         *ledger.Service
+	Runner      *projections.Runner
+	API         *httpapi.Server
 
 	ln     net.Listener
 	srv    *http.Server
@@ -154,6 +159,11 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	if err := m.openStores(ctx); err != nil {
 		return err
+	}
+	if es, closeES, err := openEventStore(ctx, m.Config.EventStoreURL, log); err != nil {
+		return err
+	} else if es != nil {
+		m.events, m.closeEvents = es, closeES
 	}
 	vault := ledger.NewVault(m.state, m.keys)
 	m.Runner = projections.NewRunner(m.events, m.state, vault, log)
@@ -292,6 +302,9 @@ func (m *Main) Close() error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	if m.closeEvents != nil {
+		errs = append(errs, m.closeEvents())
+	}
 	if m.state != nil {
 		errs = append(errs, m.state.Close())
 	}
