@@ -187,8 +187,7 @@ func DecodePatch(body []byte) (contact.Patch, error) {
 			}
 			p.CustomFields = m
 		default:
-			return contact.Patch{}, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "unknown field " + strconv.Quote(k),
-				Fields: []contact.FieldError{{Field: k, Message: "is not a field that PATCH can change"}}}
+			return contact.Patch{}, unknownField(k, "is not a field that PATCH can change")
 		}
 		if err != nil {
 			return contact.Patch{}, err
@@ -413,8 +412,9 @@ func (s *Server) listContacts(c echo.Context) error {
 	}
 	for k, v := range qs {
 		if !listParams[k] {
-			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "unknown query parameter " + strconv.Quote(k),
-				Fields: []contact.FieldError{{Field: k, Message: "is not a parameter of this endpoint"}}}
+			e := unknownField(k, "is not a parameter of this endpoint")
+			e.Reason, e.Message = "unknown-parameter", "unknown query parameter "+strconv.Quote(e.Fields[0].Field)
+			return e
 		}
 		if len(v) > 1 {
 			return badRequest("repeated-parameter", "query parameter "+strconv.Quote(k)+" is given more than once")

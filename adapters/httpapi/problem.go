@@ -54,7 +54,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	p := Problem{RequestID: requestID(c), Instance: c.Request().URL.Path}
+	p := Problem{RequestID: requestID(c), Instance: safePath(c)}
 	var (
 		appErr  *contact.Error
 		echoErr *echo.HTTPError

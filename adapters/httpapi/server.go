@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -195,6 +196,40 @@ func (s *Server) requestIDs(next echo.HandlerFunc) echo.HandlerFunc {
 
 func requestID(c echo.Context) string { id, _ := c.Get("request_id").(string); return id }
 
+// safeParam returns a path parameter when it is a well-formed id (of a
+// contact or a token), else "": logs and problems never echo what a client
+// put in a path, which could be anything, personal data included.
+func safeParam(c echo.Context, name string) string {
+	v := c.Param(name)
+	if _, err := contact.ParseID(v); err == nil {
+		return v
+	}
+	if rest, ok := strings.CutPrefix(v, "tok_"); ok {
+		if _, err := contact.ParseID(rest); err == nil {
+			return v
+		}
+	}
+	return ""
+}
+
+// safePath is the request's path for problems: the route with its
+// parameters filled in only where they are well-formed ids.
+func safePath(c echo.Context) string {
+	route := c.Path()
+	if route == "" || route == "/*" {
+		return ""
+	}
+	parts := strings.Split(route, "/")
+	for i, p := range parts {
+		if name, ok := strings.CutPrefix(p, ":"); ok {
+			if v := safeParam(c, name); v != "" {
+				parts[i] = v
+			}
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
 func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Response().Header()
@@ -219,7 +254,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		p := principal(c)
 		s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
 			slog.String("request_id", requestID(c)), slog.String("method", c.Request().Method),
-			slog.String("route", c.Path()), slog.String("contact", c.Param("id")),
+			slog.String("route", c.Path()), slog.String("id", safeParam(c, "id")),
 			slog.Int("status", c.Response().Status), slog.Duration("duration", time.Since(start)),
 			slog.String("token", p.TokenID), slog.String("workspace", p.Workspace))
 		return nil
@@ -351,10 +386,22 @@ func jsonError(err error) error {
 	}
 	// encoding/json reports unknown fields only in its message.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "unknown field " + name,
-			Fields: []contact.FieldError{{Field: strings.Trim(name, `"`), Message: "is not a field of this request"}}}
+		return unknownField(strings.Trim(name, `"`), "is not a field of this request")
 	}
 	return badRequest("malformed-json", "the body does not match the expected JSON shape")
+}
+
+var fieldNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]{0,63}$`)
+
+// unknownField names an unknown field in a problem only when it looks like
+// a field name: a client could put anything in a JSON key, personal data
+// included, and problems never echo it.
+func unknownField(name, why string) *contact.Error {
+	if !fieldNamePattern.MatchString(name) {
+		name = "(a field whose name is not shown)"
+	}
+	return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "unknown field " + strconv.Quote(name),
+		Fields: []contact.FieldError{{Field: name, Message: why}}}
 }
 
 func jsonKind(k string) string {

@@ -319,33 +319,52 @@ func personalTables() []string {
 
 // Compact runs after an erasure: VACUUM removes the erased rows' dead tuples
 // (and their index entries) from the tables that held personal data. It
-// returns at once and vacuums in the background, at most one run at a time,
-// so a burst of erasures costs one VACUUM, not one each.
+// returns at once and vacuums in the background, one run at a time: a burst
+// of erasures costs one more run, not one each.
 func (s *Store) Compact(ctx context.Context) error {
 	s.compactMu.Lock()
-	if s.compactPending {
-		s.compactMu.Unlock()
+	defer s.compactMu.Unlock()
+	if s.compacting {
+		s.compactAgain = true
 		return nil
 	}
-	s.compactPending = true
-	s.compactMu.Unlock()
+	s.compacting = true
 	s.wg.Go(func() {
-		s.compactMu.Lock()
-		s.compactPending = false
-		s.compactMu.Unlock()
-		if err := s.Vacuum(context.Background(), false); err != nil {
-			s.log.Warn("vacuum after erasure failed", "err", err)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.closed:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		for {
+			if err := s.Vacuum(ctx, false); err != nil && ctx.Err() == nil {
+				s.log.Warn("vacuum after erasure failed", "err", err)
+			}
+			s.compactMu.Lock()
+			if !s.compactAgain || ctx.Err() != nil {
+				s.compacting = false
+				s.compactMu.Unlock()
+				return
+			}
+			s.compactAgain = false
+			s.compactMu.Unlock()
 		}
 	})
 	return nil
 }
 
-// Vacuum vacuums the tables that held personal data. With full set, it
-// rewrites them (VACUUM FULL: the old files, with any bytes of deleted rows,
-// are removed; it locks each table while it runs), then checkpoints and
-// switches to a new WAL segment so the old segments can be removed.
+// Vacuum vacuums the tables that held personal data. Without full it is a
+// plain VACUUM that neither truncates nor analyzes: it takes no transaction
+// id (which would hold every reader of the log back until it ended) and no
+// exclusive lock. With full it rewrites them (VACUUM FULL: the old files,
+// with any bytes of deleted rows, are removed; it locks each table while it
+// runs), then checkpoints and switches to a new WAL segment so the old
+// segments can be removed.
 func (s *Store) Vacuum(ctx context.Context, full bool) error {
-	verb := "VACUUM (ANALYZE) "
+	verb := "VACUUM (TRUNCATE false) "
 	if full {
 		verb = "VACUUM (FULL, ANALYZE) "
 	}

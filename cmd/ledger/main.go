@@ -101,10 +101,12 @@ type Main struct {
 	Runner      *projections.Runner
 	API         *httpapi.Server
 
-	ln     net.Listener
-	srv    *http.Server
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ln        net.Listener
+	srv       *http.Server
+	closeOnce sync.Once
+	closeErr  error
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // NewMain returns a Main with the default configuration.
@@ -290,8 +292,13 @@ func (m *Main) bootstrap(ctx context.Context) error {
 }
 
 // Close stops serving (letting requests in flight finish), stops the
-// projections and closes the stores.
+// projections and closes the stores. Closing twice does nothing more.
 func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
 	var errs []error
 	if m.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
