@@ -118,3 +118,29 @@ type Progress interface {
 	// fails with a contact.CodeUnavailable error when that takes too long.
 	WaitFor(ctx context.Context, projection string, pos contact.Position) error
 }
+
+// IdentityQuery asks for the contacts with any of the given blind indexes;
+// empty ones are ignored.
+type IdentityQuery struct {
+	ExtIndex   string // blind index of (source system, external id)
+	EmailIndex string
+	PhoneIndex string
+}
+
+// IdentityMatch is a live contact (active, archived or in trash) found by one of its blind indexes.
+type IdentityMatch struct {
+	ID    contact.ID
+	State contact.State
+	Spam  bool
+	// ByExt, ByEmail and ByPhone say which of the query's indexes it matched.
+	ByExt, ByEmail, ByPhone bool
+}
+
+// Identities finds live contacts by blind index. It is kept by the
+// identities projection; callers wait for it (Progress.WaitFor) to read
+// their own writes.
+type Identities interface {
+	// FindIdentities returns the contacts of workspace matching any non-empty
+	// index of q, ordered by id; none when every index is empty.
+	FindIdentities(ctx context.Context, workspace string, q IdentityQuery) ([]IdentityMatch, error)
+}

@@ -87,6 +87,17 @@ func New(svc *ledger.Service, o Options) *Server {
 		s.handle(http.MethodPost, "/v1/contacts/:id/"+string(t), "contacts."+string(t), s.transition(t))
 	}
 	s.handle(http.MethodGet, "/v1/contacts/:id/history", "contacts.history", s.history)
+	s.handle(http.MethodPost, "/v1/contacts/:id/tags", "contacts.tags", s.changeTags)
+	s.handle(http.MethodPost, "/v1/contacts/:id/notes", "contacts.notes.add", s.addNote)
+	s.handle(http.MethodGet, "/v1/contacts/:id/notes", "contacts.notes.list", s.listNotes)
+	s.handle(http.MethodPut, "/v1/contacts/:id/lists/:list", "contacts.lists.set", s.setList)
+	s.handle(http.MethodDelete, "/v1/contacts/:id/lists/:list", "contacts.lists.remove", s.removeList)
+	s.handle(http.MethodPost, "/v1/contacts/:id/links", "contacts.links.add", s.addLink)
+	s.handle(http.MethodDelete, "/v1/contacts/:id/links/:kind/:ref", "contacts.links.remove", s.removeLink)
+	s.handle(http.MethodPost, "/v1/contacts/:id/spam", "contacts.spam", s.spam(true))
+	s.handle(http.MethodPost, "/v1/contacts/:id/unspam", "contacts.unspam", s.spam(false))
+	s.handle(http.MethodGet, "/v1/workspace/policy", "workspace.policy.get", s.getPolicy)
+	s.handle(http.MethodPut, "/v1/workspace/policy", "workspace.policy.put", s.putPolicy)
 	return s
 }
 
@@ -124,6 +135,18 @@ var Permissions = map[string][]contact.Role{
 	"contacts.list":      {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.get":       {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.history":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+
+	"contacts.tags":         {contact.RoleMember, contact.RoleAdmin},
+	"contacts.notes.add":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.notes.list":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.lists.set":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.lists.remove": {contact.RoleMember, contact.RoleAdmin},
+	"contacts.links.add":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.links.remove": {contact.RoleMember, contact.RoleAdmin},
+	"contacts.spam":         {contact.RoleMember, contact.RoleAdmin},
+	"contacts.unspam":       {contact.RoleMember, contact.RoleAdmin},
+	"workspace.policy.get":  {contact.RoleAdmin},
+	"workspace.policy.put":  {contact.RoleAdmin},
 }
 
 func principal(c echo.Context) ledger.Principal {

@@ -16,11 +16,18 @@ import (
 var (
 	_ projections.Store = (*Store)(nil)
 	_ ledger.ReadModels = (*Store)(nil)
+	_ ledger.Identities = (*Store)(nil)
 )
 
-// viewTable returns the table of a view projection, refusing unknown names
-// (table names cannot be bound as parameters).
+// identityTable is the table of the identities projection.
+const identityTable = "contact_identities"
+
+// viewTable returns the table of a view projection (or of the identity
+// index), refusing unknown names (table names cannot be bound as parameters).
 func viewTable(name string) (string, error) {
+	if name == projections.Identities {
+		return identityTable, nil
+	}
 	if _, ok := ledger.Views[name]; !ok {
 		return "", fmt.Errorf("unknown view %q", name)
 	}
@@ -92,7 +99,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
 		list, _ := json.Marshal(ids)
-		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, pos_commit, pos_prepare FROM `+table+`
+		ext := "''"
+		if table == identityTable {
+			ext = "ext_bidx"
+		}
+		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit, pos_prepare FROM `+table+`
 			WHERE workspace = ? AND id IN (SELECT value FROM json_each(?))`, ws, string(list))
 		if err != nil {
 			return nil, err
@@ -103,7 +114,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				doc    string
 				sortAt int64
 			)
-			if err := rows.Scan(&doc, &sortAt, &row.EmailIndex, &row.PhoneIndex, &row.Position.Commit, &row.Position.Prepare); err != nil {
+			if err := rows.Scan(&doc, &sortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &row.Position.Commit, &row.Position.Prepare); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -136,7 +147,11 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			return err
 		}
 		for _, r := range b.Upserts {
-			if err := upsertRow(ctx, tx, table, r); err != nil {
+			upsert := upsertRow
+			if table == identityTable {
+				upsert = upsertIdentity
+			}
+			if err := upsert(ctx, tx, table, r); err != nil {
 				return err
 			}
 		}
@@ -194,6 +209,58 @@ func upsertRow(ctx context.Context, tx *sql.Tx, table string, r projections.Row)
 		r.Position.Commit, r.Position.Prepare, p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),
 		r.EmailIndex, r.PhoneIndex, r.Contact.Source, string(tags), trashedAt, trashedBy, string(doc))
 	return err
+}
+
+func upsertIdentity(ctx context.Context, tx *sql.Tx, table string, r projections.Row) error {
+	doc, err := json.Marshal(r.Contact)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx,
+		sort_at, version, pos_commit, pos_prepare, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
+		micros(r.SortAt), r.Contact.Version, r.Position.Commit, r.Position.Prepare, string(doc))
+	return err
+}
+
+// FindIdentities returns the live contacts matching any of q's blind indexes.
+func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.IdentityQuery) ([]ledger.IdentityMatch, error) {
+	var (
+		conds []string
+		args  = []any{q.ExtIndex, q.EmailIndex, q.PhoneIndex, workspace}
+	)
+	for _, c := range []struct{ col, v string }{{"ext_bidx", q.ExtIndex}, {"email_bidx", q.EmailIndex}, {"phone_bidx", q.PhoneIndex}} {
+		if c.v != "" {
+			conds, args = append(conds, c.col+" = ?"), append(args, c.v)
+		}
+	}
+	if len(conds) == 0 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT id, state, spam, ext_bidx = ?, email_bidx = ?, phone_bidx = ? FROM `+identityTable+`
+		WHERE workspace = ? AND (`+strings.Join(conds, " OR ")+`) ORDER BY id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("find identities: %w", err)
+	}
+	defer rows.Close()
+	var out []ledger.IdentityMatch
+	for rows.Next() {
+		var (
+			m     ledger.IdentityMatch
+			id    string
+			state string
+		)
+		if err := rows.Scan(&id, &state, &m.Spam, &m.ByExt, &m.ByEmail, &m.ByPhone); err != nil {
+			return nil, err
+		}
+		if m.ID, err = contact.ParseID(id); err != nil {
+			return nil, fmt.Errorf("identity row %q: %w", id, err)
+		}
+		m.State = contact.State(state)
+		m.ByExt, m.ByEmail, m.ByPhone = m.ByExt && q.ExtIndex != "", m.ByEmail && q.EmailIndex != "", m.ByPhone && q.PhoneIndex != ""
+		out = append(out, m)
+	}
+	return out, rows.Err()
 }
 
 // List returns one page of a view, newest first.

@@ -147,7 +147,7 @@ func (m *Main) Open(ctx context.Context) error {
 	vault := ledger.NewVault(m.store, m.keys)
 	m.Runner = projections.NewRunner(m.store, m.store, vault, log)
 	m.Svc = ledger.New(ledger.Options{
-		Events: m.store, Vault: vault, Directory: m.store, Views: m.store,
+		Events: m.store, Vault: vault, Directory: m.store, Views: m.store, Identities: m.store,
 		Progress: m.Runner, Now: m.Now, Logger: log,
 	})
 	return nil
