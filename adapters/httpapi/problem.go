@@ -54,6 +54,18 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	p := s.problem(c, err)
+	if c.Request().Method == http.MethodHead {
+		c.NoContent(p.Status)
+		return
+	}
+	if err := writeJSON(c, p.Status, "application/problem+json", p); err != nil {
+		s.log.Warn("writing a problem failed", "request_id", p.RequestID, "err", err)
+	}
+}
+
+// problem turns an error into its problem details, logging internal errors.
+func (s *Server) problem(c echo.Context, err error) Problem {
 	p := Problem{RequestID: requestID(c), Instance: c.Request().URL.Path}
 	var (
 		appErr  *contact.Error
@@ -109,13 +121,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if errors.As(err, &g) {
 		p.TombstoneEventID, p.ErasedAt = g.eventID, g.at
 	}
-	if c.Request().Method == http.MethodHead {
-		c.NoContent(p.Status)
-		return
-	}
-	if err := writeJSON(c, p.Status, "application/problem+json", p); err != nil {
-		s.log.Warn("writing a problem failed", "request_id", p.RequestID, "err", err)
-	}
+	return p
 }
 
 // goneError is the 410 of a purged contact, with its tombstone.

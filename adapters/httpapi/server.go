@@ -87,6 +87,7 @@ func New(svc *ledger.Service, o Options) *Server {
 		s.handle(http.MethodPost, "/v1/contacts/:id/"+string(t), "contacts."+string(t), s.transition(t))
 	}
 	s.handle(http.MethodGet, "/v1/contacts/:id/history", "contacts.history", s.history)
+	s.handle(http.MethodPost, "/v1/contacts/bulk", "contacts.bulk", s.bulk)
 	s.handle(http.MethodPost, "/v1/contacts/:id/tags", "contacts.tags", s.changeTags)
 	s.handle(http.MethodPost, "/v1/contacts/:id/notes", "contacts.notes.add", s.addNote)
 	s.handle(http.MethodGet, "/v1/contacts/:id/notes", "contacts.notes.list", s.listNotes)
@@ -136,6 +137,7 @@ var Permissions = map[string][]contact.Role{
 	"contacts.get":       {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.history":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 
+	"contacts.bulk":         {contact.RoleMember, contact.RoleAdmin},
 	"contacts.tags":         {contact.RoleMember, contact.RoleAdmin},
 	"contacts.notes.add":    {contact.RoleMember, contact.RoleAdmin},
 	"contacts.notes.list":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
