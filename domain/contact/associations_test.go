@@ -106,14 +106,14 @@ func TestAssociationsComeBackOnRestore(t *testing.T) {
 func TestAssociationValidation(t *testing.T) {
 	c := reach(t, "active")
 	for name, err := range map[string]error{
-		"empty note":       func() error { _, err := c.AddNote("  \n", member, t0); return err }(),
-		"long note":        func() error { _, err := c.AddNote(string(make([]rune, contact.MaxNoteLen+1)), member, t0); return err }(),
-		"bad list":         c.SetList("no spaces", contact.ListSubscribed, member, t0),
-		"bad status":       c.SetList("news", "maybe", member, t0),
-		"bad link kind":    c.AddLink(contact.Link{Kind: "invoice", Ref: "1"}, member, t0),
-		"bad link id":      c.AddLink(contact.Link{Kind: "deal", Ref: "a b"}, member, t0),
-		"add and remove":   c.ChangeTags([]string{"a"}, []string{"a"}, member, t0),
-		"empty tag":        c.ChangeTags([]string{" "}, nil, member, t0),
+		"empty note":     func() error { _, err := c.AddNote("  \n", member, t0); return err }(),
+		"long note":      func() error { _, err := c.AddNote(string(make([]rune, contact.MaxNoteLen+1)), member, t0); return err }(),
+		"bad list":       c.SetList("no spaces", contact.ListSubscribed, member, t0),
+		"bad status":     c.SetList("news", "maybe", member, t0),
+		"bad link kind":  c.AddLink(contact.Link{Kind: "invoice", Ref: "1"}, member, t0),
+		"bad link id":    c.AddLink(contact.Link{Kind: "deal", Ref: "a b"}, member, t0),
+		"add and remove": c.ChangeTags([]string{"a"}, []string{"a"}, member, t0),
+		"empty tag":      c.ChangeTags([]string{" "}, nil, member, t0),
 	} {
 		if !errors.Is(err, contact.ErrInvalid) {
 			t.Errorf("%s: got %v, want ErrInvalid", name, err)
