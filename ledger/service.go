@@ -50,6 +50,7 @@ type Service struct {
 	afterErasure func(ctx context.Context) error
 	clock        func() time.Time
 	log          *slog.Logger
+	jobKick      chan struct{}
 }
 
 // New returns a Service.
@@ -57,6 +58,7 @@ func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities,
 		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger,
+		jobKick: make(chan struct{}, 1),
 	}
 	if s.clock == nil {
 		s.clock = time.Now

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
 
@@ -40,6 +41,7 @@ type Problem struct {
 	TombstoneEventID string `json:"tombstone_event_id,omitempty"`
 	ErasedAt         string `json:"erased_at,omitempty"`
 	CurrentVersion   uint64 `json:"current_version,omitempty"`
+	RunningJobID     string `json:"running_job_id,omitempty"`
 }
 
 func badRequest(reason, msg string) *contact.Error {
@@ -120,6 +122,10 @@ func (s *Server) problem(c echo.Context, err error) Problem {
 	var g *goneError
 	if errors.As(err, &g) {
 		p.TombstoneEventID, p.ErasedAt = g.eventID, g.at
+	}
+	var running *ledger.JobRunningError
+	if errors.As(err, &running) {
+		p.RunningJobID = running.Job
 	}
 	return p
 }

@@ -97,6 +97,9 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodDelete, "/v1/contacts/:id/links/:kind/:ref", "contacts.links.remove", s.removeLink)
 	s.handle(http.MethodPost, "/v1/contacts/:id/spam", "contacts.spam", s.spam(true))
 	s.handle(http.MethodPost, "/v1/contacts/:id/unspam", "contacts.unspam", s.spam(false))
+	s.handle(http.MethodPost, "/v1/restore-jobs", "restore_jobs.create", s.createRestoreJob)
+	s.handle(http.MethodGet, "/v1/restore-jobs/:id", "restore_jobs.get", s.getRestoreJob)
+	s.handle(http.MethodPost, "/v1/restore-jobs/:id/cancel", "restore_jobs.cancel", s.cancelRestoreJob)
 	s.handle(http.MethodGet, "/v1/workspace/policy", "workspace.policy.get", s.getPolicy)
 	s.handle(http.MethodPut, "/v1/workspace/policy", "workspace.policy.put", s.putPolicy)
 	return s
@@ -147,6 +150,9 @@ var Permissions = map[string][]contact.Role{
 	"contacts.links.remove": {contact.RoleMember, contact.RoleAdmin},
 	"contacts.spam":         {contact.RoleMember, contact.RoleAdmin},
 	"contacts.unspam":       {contact.RoleMember, contact.RoleAdmin},
+	"restore_jobs.create":   {contact.RoleAdmin},
+	"restore_jobs.get":      {contact.RoleAdmin, contact.RoleAuditor},
+	"restore_jobs.cancel":   {contact.RoleAdmin},
 	"workspace.policy.get":  {contact.RoleAdmin},
 	"workspace.policy.put":  {contact.RoleAdmin},
 }

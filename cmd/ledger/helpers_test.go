@@ -19,6 +19,15 @@ type ledgerUnderTest struct {
 	*main.Main
 	t     *testing.T
 	admin string
+	// base is the URL of a server in another process; empty for Main's own.
+	base string
+}
+
+func (l *ledgerUnderTest) url() string {
+	if l.base != "" {
+		return l.base
+	}
+	return l.URL()
 }
 
 // start runs the ledger's real wiring on :0 with a fresh data directory.
@@ -95,7 +104,7 @@ func (l *ledgerUnderTest) do(token, method, path string, body any, headers ...st
 		}
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, l.URL()+path, rd)
+	req, err := http.NewRequest(method, l.url()+path, rd)
 	if err != nil {
 		l.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -44,6 +45,11 @@ type Config struct {
 	// KEKURL names the key service that wraps data keys; empty means the
 	// local keyring in <data-dir>/keys.
 	KEKURL string
+	// RetentionInterval is how often the server sweeps trash for contacts
+	// past their workspace's retention (a Go duration; 0 turns the sweeper off).
+	RetentionInterval string
+	// RestoreRate bounds how many contacts a restore job restores per second (0: no bound).
+	RestoreRate string
 }
 
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
@@ -54,6 +60,9 @@ func DefaultConfig() Config {
 		LogLevel:  env("LEDGER_LOG_LEVEL", "info"),
 		LogFormat: env("LEDGER_LOG_FORMAT", "auto"),
 		KEKURL:    env("LEDGER_KEK_URL", ""),
+
+		RetentionInterval: env("LEDGER_RETENTION_INTERVAL", "1h"),
+		RestoreRate:       env("LEDGER_RESTORE_RATE", "0"),
 	}
 }
 
@@ -87,6 +96,7 @@ type Main struct {
 
 	ln     net.Listener
 	srv    *http.Server
+	runCtx context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -153,18 +163,38 @@ func (m *Main) Open(ctx context.Context) error {
 	return nil
 }
 
+// StartProjections runs the projections in the background until Close, so
+// that commands that read views (import, retention sweep) see current ones.
+func (m *Main) StartProjections(ctx context.Context) {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.runCtx, m.cancel = runCtx, cancel
+	m.wg.Go(func() { _ = m.Runner.Run(runCtx) })
+}
+
 // Run opens everything, bootstraps an empty data directory, starts the
-// projections and serves the API. It returns once the server listens.
+// projections, the retention sweeper and the restore-job runner, and serves
+// the API. It returns once the server listens.
 func (m *Main) Run(ctx context.Context) error {
+	interval, err := time.ParseDuration(m.Config.RetentionInterval)
+	if err != nil || interval < 0 {
+		return fmt.Errorf("retention interval %q: use a duration such as 1h or 15m, or 0 to turn the sweeper off", m.Config.RetentionInterval)
+	}
+	restoreRate, err := strconv.ParseFloat(m.Config.RestoreRate, 64)
+	if err != nil || restoreRate < 0 {
+		return fmt.Errorf("restore rate %q: use contacts per second, or 0 for no bound", m.Config.RestoreRate)
+	}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
 	if err := m.bootstrap(ctx); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancel = cancel
-	m.wg.Go(func() { _ = m.Runner.Run(runCtx) })
+	m.StartProjections(ctx)
+	runCtx := m.runCtx
+	if interval > 0 {
+		m.wg.Go(func() { _ = m.Svc.RunRetention(runCtx, interval, nil) })
+	}
+	m.wg.Go(func() { _ = m.Svc.RunRestoreJobs(runCtx, ledger.JobOptions{Rate: restoreRate}) })
 
 	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready})
 	ln, err := net.Listen("tcp", m.Config.Addr)
