@@ -31,8 +31,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready reports whether the service can answer (stores reachable, projections running).
 	Ready func(ctx context.Context) error
-	// RequestTimeout bounds every request; 30s when zero.
+	// RequestTimeout bounds every request but imports; 30s when zero.
 	RequestTimeout time.Duration
+	// SpoolDir is where imports are spooled while they run (they hold
+	// personal data: keep it private); the system's temporary directory when empty.
+	SpoolDir string
 }
 
 // Server is the HTTP API.
@@ -41,6 +44,8 @@ type Server struct {
 	log   *slog.Logger
 	ready func(ctx context.Context) error
 	echo  *echo.Echo
+	// spoolDir holds import files while they are imported.
+	spoolDir string
 	// routes lists every route with the operation it performs, for the
 	// permission table and the OpenAPI check.
 	routes []Route
@@ -56,7 +61,7 @@ const MaxBody = 1 << 20
 
 // New returns the API over a service.
 func New(svc *ledger.Service, o Options) *Server {
-	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, echo: echo.New()}
+	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, echo: echo.New(), spoolDir: o.SpoolDir}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -71,8 +76,10 @@ func New(svc *ledger.Service, o Options) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.requestIDs, s.securityHeaders, s.accessLog, s.recoverPanics)
-	e.Use(middleware.BodyLimit("1M"))
-	e.Use(middleware.ContextTimeout(timeout))
+	// Imports stream large bodies for a long time: they have their own limits.
+	notImport := func(c echo.Context) bool { return c.Path() == importPath }
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M", Skipper: notImport}))
+	e.Use(middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{Timeout: timeout, Skipper: notImport}))
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
@@ -88,6 +95,7 @@ func New(svc *ledger.Service, o Options) *Server {
 	}
 	s.handle(http.MethodGet, "/v1/contacts/:id/history", "contacts.history", s.history)
 	s.handle(http.MethodPost, "/v1/contacts/bulk", "contacts.bulk", s.bulk)
+	s.handle(http.MethodPost, importPath, "contacts.import", s.importContacts)
 	s.handle(http.MethodPost, "/v1/contacts/:id/tags", "contacts.tags", s.changeTags)
 	s.handle(http.MethodPost, "/v1/contacts/:id/notes", "contacts.notes.add", s.addNote)
 	s.handle(http.MethodGet, "/v1/contacts/:id/notes", "contacts.notes.list", s.listNotes)
@@ -141,6 +149,7 @@ var Permissions = map[string][]contact.Role{
 	"contacts.history":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 
 	"contacts.bulk":         {contact.RoleMember, contact.RoleAdmin},
+	"contacts.import":       {contact.RoleMember, contact.RoleAdmin},
 	"contacts.tags":         {contact.RoleMember, contact.RoleAdmin},
 	"contacts.notes.add":    {contact.RoleMember, contact.RoleAdmin},
 	"contacts.notes.list":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},

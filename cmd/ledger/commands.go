@@ -239,6 +239,6 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	sweep.Flags().StringVar(&sweepWorkspace, "workspace", "", "sweep only this workspace (default: every workspace)")
 	retention.AddCommand(sweep)
 
-	root.AddCommand(serve, replay, versionCmd, workspaces, tokens, retention)
+	root.AddCommand(serve, replay, versionCmd, workspaces, tokens, retention, newImportCommand(stdout, stderr, withMain))
 	return root
 }

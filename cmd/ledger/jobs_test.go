@@ -133,12 +133,21 @@ func restoresBy(t *testing.T, l *ledgerUnderTest, id, job string) (byJob, all in
 	return byJob, all
 }
 
-// trashMany creates n contacts and trashes them in one bulk request.
+// trashMany imports n contacts and trashes them in bulk.
 func trashMany(t *testing.T, l *ledgerUnderTest, n int, tag string) []string {
 	t.Helper()
+	var file strings.Builder
+	file.WriteString("name,email,tags\n")
+	for i := range n {
+		fmt.Fprintf(&file, "%s %03d,%s%03d@example.com,%s\n", tag, i, tag, i, tag)
+	}
+	_, res, _ := l.importFile("test", "text/csv", file.String())
 	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = l.create(map[string]any{"name": fmt.Sprintf("%s %03d", tag, i), "email": fmt.Sprintf("%s%03d@example.com", tag, i), "tags": []string{tag}})
+	for i, r := range res {
+		if r.Result != "created" {
+			t.Fatalf("import row %d: %+v", i+1, r)
+		}
+		ids[i] = r.ID
 	}
 	for i := 0; i < n; i += 1000 {
 		part := ids[i:min(i+1000, n)]

@@ -196,7 +196,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.wg.Go(func() { _ = m.Svc.RunRestoreJobs(runCtx, ledger.JobOptions{Rate: restoreRate}) })
 
-	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready})
+	spool := filepath.Join(m.Config.DataDir, "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return fmt.Errorf("spool directory: %w", err)
+	}
+	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready, SpoolDir: spool})
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
@@ -205,11 +209,13 @@ func (m *Main) Run(ctx context.Context) error {
 	m.srv = &http.Server{
 		Handler:           m.API,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute, // imports stream large bodies
-		WriteTimeout:      5 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		// Imports stream large bodies and long answers: they extend these
+		// deadlines themselves as they go.
+		ReadTimeout:    2 * time.Minute,
+		WriteTimeout:   5 * time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
 	m.wg.Go(func() {
 		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
