@@ -227,16 +227,16 @@ func (im *importer) row(ctx context.Context, n int, row ImportRow) (RowResult, e
 	if err != nil {
 		return res, err
 	}
-	if err := im.s.spamCheck(ctx, im.ws, q); err != nil {
-		if errors.Is(err, contact.ErrSpam) {
-			return skip("marked as spam: its email or phone belongs to a contact marked as spam")
-		}
-		return res, err
-	}
-	match, found, err := im.match(ctx, q)
+	ms, err := im.s.identities.FindIdentities(ctx, im.ws, q)
 	if err != nil {
 		return res, err
 	}
+	for _, m := range ms {
+		if m.Spam && (m.ByEmail || m.ByPhone) {
+			return skip("marked as spam: its email or phone belongs to a contact marked as spam")
+		}
+	}
+	match, found := im.match(q, ms)
 	if found {
 		switch {
 		case match.State == contact.StateTrashed:
@@ -278,18 +278,12 @@ func (im *importer) row(ctx context.Context, n int, row ImportRow) (RowResult, e
 	return res, nil
 }
 
-// match finds the contact a row names: by (source, external id), else by
-// email; among several, an active one before an archived one before one in trash.
-func (im *importer) match(ctx context.Context, q IdentityQuery) (IdentityMatch, bool, error) {
+// match finds the contact a row names among the index's matches ms: by
+// (source, external id), else by email; among several, an active one
+// before an archived one before one in trash.
+func (im *importer) match(q IdentityQuery, ms []IdentityMatch) (IdentityMatch, bool) {
 	if id, ok := im.recall(q); ok {
-		return IdentityMatch{ID: id, State: contact.StateActive}, true, nil
-	}
-	if q.ExtIndex == "" && q.EmailIndex == "" {
-		return IdentityMatch{}, false, nil
-	}
-	ms, err := im.s.identities.FindIdentities(ctx, im.ws, IdentityQuery{ExtIndex: q.ExtIndex, EmailIndex: q.EmailIndex})
-	if err != nil {
-		return IdentityMatch{}, false, err
+		return IdentityMatch{ID: id, State: contact.StateActive}, true
 	}
 	rank := map[contact.State]int{contact.StateActive: 0, contact.StateArchived: 1, contact.StateTrashed: 2}
 	var best *IdentityMatch
@@ -304,10 +298,10 @@ func (im *importer) match(ctx context.Context, q IdentityQuery) (IdentityMatch, 
 			}
 		}
 		if best != nil {
-			return *best, true, nil
+			return *best, true
 		}
 	}
-	return IdentityMatch{}, false, nil
+	return IdentityMatch{}, false
 }
 
 // patchFor returns the changes that bring cur to the row's non-empty fields.

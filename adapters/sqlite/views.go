@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -223,44 +224,66 @@ func upsertIdentity(ctx context.Context, tx *sql.Tx, table string, r projections
 	return err
 }
 
-// FindIdentities returns the live contacts matching any of q's blind indexes.
+// FindIdentities returns the live contacts matching any of q's blind
+// indexes. Each index is its own query, so each uses its own index.
 func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.IdentityQuery) ([]ledger.IdentityMatch, error) {
-	var (
-		conds []string
-		args  = []any{q.ExtIndex, q.EmailIndex, q.PhoneIndex, workspace}
-	)
-	for _, c := range []struct{ col, v string }{{"ext_bidx", q.ExtIndex}, {"email_bidx", q.EmailIndex}, {"phone_bidx", q.PhoneIndex}} {
-		if c.v != "" {
-			conds, args = append(conds, c.col+" = ?"), append(args, c.v)
+	byID := map[contact.ID]*ledger.IdentityMatch{}
+	var order []contact.ID
+	for _, c := range []struct{ col, index, v string }{
+		{"ext_bidx", "contact_identities_ext", q.ExtIndex},
+		{"email_bidx", "contact_identities_email", q.EmailIndex},
+		{"phone_bidx", "contact_identities_phone", q.PhoneIndex},
+	} {
+		if c.v == "" {
+			continue
 		}
-	}
-	if len(conds) == 0 {
-		return nil, nil
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, state, spam, ext_bidx = ?, email_bidx = ?, phone_bidx = ? FROM `+identityTable+`
-		WHERE workspace = ? AND (`+strings.Join(conds, " OR ")+`) ORDER BY id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("find identities: %w", err)
-	}
-	defer rows.Close()
-	var out []ledger.IdentityMatch
-	for rows.Next() {
-		var (
-			m     ledger.IdentityMatch
-			id    string
-			state string
-		)
-		if err := rows.Scan(&id, &state, &m.Spam, &m.ByExt, &m.ByEmail, &m.ByPhone); err != nil {
+		// Without statistics SQLite would walk the whole workspace by its
+		// primary key; the lookup must stay one index probe at any size.
+		rows, err := s.r.QueryContext(ctx, `SELECT id, state, spam FROM `+identityTable+` INDEXED BY `+c.index+`
+			WHERE workspace = ? AND `+c.col+` = ?`, workspace, c.v)
+		if err != nil {
+			return nil, fmt.Errorf("find identities: %w", err)
+		}
+		for rows.Next() {
+			var (
+				id, state string
+				spam      bool
+			)
+			if err := rows.Scan(&id, &state, &spam); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			cid, err := contact.ParseID(id)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("identity row %q: %w", id, err)
+			}
+			m := byID[cid]
+			if m == nil {
+				m = &ledger.IdentityMatch{ID: cid, State: contact.State(state), Spam: spam}
+				byID[cid] = m
+				order = append(order, cid)
+			}
+			switch c.col {
+			case "ext_bidx":
+				m.ByExt = true
+			case "email_bidx":
+				m.ByEmail = true
+			default:
+				m.ByPhone = true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		if m.ID, err = contact.ParseID(id); err != nil {
-			return nil, fmt.Errorf("identity row %q: %w", id, err)
-		}
-		m.State = contact.State(state)
-		m.ByExt, m.ByEmail, m.ByPhone = m.ByExt && q.ExtIndex != "", m.ByEmail && q.EmailIndex != "", m.ByPhone && q.PhoneIndex != ""
-		out = append(out, m)
 	}
-	return out, rows.Err()
+	slices.SortFunc(order, func(a, b contact.ID) int { return strings.Compare(a.String(), b.String()) })
+	out := make([]ledger.IdentityMatch, 0, len(order))
+	for _, id := range order {
+		out = append(out, *byID[id])
+	}
+	return out, nil
 }
 
 // List returns one page of a view, newest first.

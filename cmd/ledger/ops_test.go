@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	main "github.com/contactledger/ledger/cmd/ledger"
 )
 
 // associationsOf is what a restore must give back: everything but the lifecycle fields.
@@ -189,3 +192,108 @@ func TestBulk(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// page reads one page of a view and returns its ids and next cursor.
+func (l *ledgerUnderTest) page(query, cursor string) ([]string, string) {
+	l.t.Helper()
+	if cursor != "" {
+		query += "&cursor=" + cursor
+	}
+	r := l.as("GET", "/v1/contacts?"+query, nil)
+	want(l.t, r, 200, "")
+	var ids []string
+	for _, it := range r.items() {
+		ids = append(ids, it["id"].(string))
+	}
+	next, _ := r.Body["next_cursor"].(string)
+	return ids, next
+}
+
+// TestTrashSearchAndCursors searches trash by every filter, and pages
+// through it while contacts move in and out: every contact that stays in
+// trash shows exactly once, and none that left after the page was read
+// shows again.
+func TestTrashSearchAndCursors(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	clk := &clock{t: t0}
+	l := start(t, func(m *main.Main) { m.Now = clk.Now })
+	member := l.token("default", "member")
+	var ids []string
+	for i := range 12 {
+		ids = append(ids, l.create(map[string]any{"name": fmt.Sprintf("Tess %02d", i), "email": fmt.Sprintf("tess%02d@example.com", i),
+			"phone": fmt.Sprintf("+44 20 7946 %04d", i), "tags": []string{fmt.Sprintf("t%d", i%3)}}))
+	}
+	for i, id := range ids {
+		clk.set(t0.Add(time.Duration(i) * time.Hour))
+		token := l.admin
+		if i%4 == 0 {
+			token = member
+		}
+		want(t, l.do(token, "POST", "/v1/contacts/"+id+"/trash", nil), 200, "")
+	}
+	memberID := "tok_" + strings.Split(strings.TrimPrefix(member, "lgr_"), "_")[0]
+	at := func(h int) string { return t0.Add(time.Duration(h) * time.Hour).Format(time.RFC3339) }
+	for name, tc := range map[string]struct {
+		query string
+		want  []string
+	}{
+		"deleted_after":  {"deleted_after=" + at(10), []string{ids[11], ids[10]}},
+		"deleted_before": {"deleted_before=" + at(2), []string{ids[1], ids[0]}},
+		"deleted_by":     {"deleted_by=" + memberID, []string{ids[8], ids[4], ids[0]}},
+		"email":          {"email=TESS05@example.com", []string{ids[5]}},
+		"phone":          {"phone=%2B442079460007", []string{ids[7]}},
+		"q name":         {"q=tess+03", []string{ids[3]}},
+		"q id":           {"q=" + ids[9], []string{ids[9]}},
+		"tag":            {"tag=t2", []string{ids[11], ids[8], ids[5], ids[2]}},
+		// t0 holds 0, 3, 6, 9 and the member trashed 0, 4, 8: only 0, trashed before the window.
+		"combined": {"tag=t0&deleted_by=" + memberID + "&deleted_after=" + at(1), nil},
+		"both":     {"tag=t0&deleted_by=" + memberID, []string{ids[0]}},
+	} {
+		got := l.ids("view=trash&" + tc.query)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", name, got, tc.want)
+		}
+	}
+
+	// Page through trash (newest first) while contacts move.
+	seen := map[string]int{}
+	first, cursor := l.page("view=trash&limit=4", "")
+	for _, id := range first {
+		seen[id]++
+	}
+	if !slices.Equal(first, []string{ids[11], ids[10], ids[9], ids[8]}) || cursor == "" {
+		t.Fatalf("first page %v", first)
+	}
+	// Two read contacts leave trash, one unread one leaves, a new one
+	// arrives at the top, and a read one is trashed again (newest now).
+	clk.set(t0.Add(20 * time.Hour))
+	want(t, l.as("POST", "/v1/contacts/"+ids[10]+"/restore", nil), 200, "")
+	want(t, l.as("POST", "/v1/contacts/"+ids[9]+"/restore", nil), 200, "")
+	want(t, l.as("POST", "/v1/contacts/"+ids[5]+"/restore", nil), 200, "")
+	fresh := l.create(map[string]any{"name": "Fresh"})
+	want(t, l.as("POST", "/v1/contacts/"+fresh+"/trash", nil), 200, "")
+	want(t, l.as("POST", "/v1/contacts/"+ids[9]+"/trash", nil), 200, "")
+	for cursor != "" {
+		var got []string
+		got, cursor = l.page("view=trash&limit=4", cursor)
+		for _, id := range got {
+			seen[id]++
+		}
+	}
+	for i, id := range ids {
+		n := seen[id]
+		switch {
+		case i == 5 && n != 0:
+			t.Errorf("contact %d left trash before its page was read, yet showed %d times", i, n)
+		case i != 5 && n != 1:
+			t.Errorf("contact %d showed %d times, want exactly once", i, n)
+		}
+	}
+	if seen[fresh] != 0 {
+		t.Errorf("a contact trashed after the first page showed up on a later page")
+	}
+	// A cursor only works with the view and filters it was made for.
+	_, c := l.page("view=trash&limit=2", "")
+	want(t, l.as("GET", "/v1/contacts?view=trash&limit=2&tag=t1&cursor="+c, nil), 400, "invalid-cursor")
+	want(t, l.as("GET", "/v1/contacts?view=active&limit=2&cursor="+c, nil), 400, "invalid-cursor")
+}

@@ -18,9 +18,9 @@ CREATE TABLE contact_identities (
     doc         TEXT    NOT NULL,
     PRIMARY KEY (workspace, id)
 ) WITHOUT ROWID;
-CREATE INDEX contact_identities_ext ON contact_identities (workspace, ext_bidx) WHERE ext_bidx <> '';
-CREATE INDEX contact_identities_email ON contact_identities (workspace, email_bidx) WHERE email_bidx <> '';
-CREATE INDEX contact_identities_phone ON contact_identities (workspace, phone_bidx) WHERE phone_bidx <> '';
+CREATE INDEX contact_identities_ext ON contact_identities (workspace, ext_bidx);
+CREATE INDEX contact_identities_email ON contact_identities (workspace, email_bidx);
+CREATE INDEX contact_identities_phone ON contact_identities (workspace, phone_bidx);
 
 -- +goose Down
 DROP TABLE contact_identities;
