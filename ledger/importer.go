@@ -73,8 +73,17 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 	if _, err := s.policy(ctx, workspace); err != nil {
 		return nil, err
 	}
-	if err := s.caughtUp(ctx, identityProjection); err != nil {
-		return nil, err
+	// An import is long anyway: wait for the identity index as long as it
+	// takes (after a big import it has a lot to fold), not the 10 s of a query.
+	for {
+		err := s.caughtUp(ctx, identityProjection)
+		if err == nil {
+			break
+		}
+		if contact.ErrorCode(err) != contact.CodeUnavailable || ctx.Err() != nil {
+			return nil, err
+		}
+		s.log.Info("import waits for the identity index to catch up")
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
