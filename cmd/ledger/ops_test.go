@@ -124,9 +124,14 @@ func TestBulk(t *testing.T) {
 		ids = append(ids, l.create(map[string]any{"name": fmt.Sprintf("Bulk %d", i), "email": fmt.Sprintf("bulk%d@example.com", i)}))
 	}
 	crm := l.create(map[string]any{"name": "From CRM", "source": map[string]any{"system": "crm", "external_id": "C-1"}})
+	r := l.as("POST", "/v1/contacts/"+crm+"/trash", nil)
+	want(t, r, 409, "protected-source")
+	if !strings.Contains(r.str("detail"), "protected source") || !strings.Contains(r.str("detail"), "crm") {
+		t.Fatalf("the protected-source problem does not say why: %s", r.Raw)
+	}
 
 	// The user confirmed 4, but 5 are named: nothing changes.
-	r := l.as("POST", "/v1/contacts/bulk", map[string]any{"action": "trash", "ids": ids, "expected_count": 4})
+	r = l.as("POST", "/v1/contacts/bulk", map[string]any{"action": "trash", "ids": ids, "expected_count": 4})
 	want(t, r, 422, "count-mismatch")
 	if got := l.ids("view=trash"); len(got) != 0 {
 		t.Fatalf("a refused bulk request trashed %v", got)
