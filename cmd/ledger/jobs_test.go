@@ -180,7 +180,7 @@ func TestRestoreJobs(t *testing.T) {
 	if r.str("running_job_id") != job || !strings.Contains(r.str("detail"), job) {
 		t.Fatalf("409 does not name the running job %s: %s", job, r.Raw)
 	}
-	r = waitJob(t, l, job, 20*time.Second, func(r reply) bool { return r.str("state") == "succeeded" })
+	r = waitJob(t, l, job, 30*time.Second, func(r reply) bool { return r.str("state") == "succeeded" })
 	if r.num("restored") != 12 || r.num("failed") != 0 || r.str("finished_at") == "" {
 		t.Fatalf("finished job: %s", r.Raw)
 	}
@@ -203,9 +203,9 @@ func TestRestoreJobs(t *testing.T) {
 	r = l.as("POST", "/v1/restore-jobs", map[string]any{"tag": "bulk"})
 	want(t, r, 202, "")
 	job2 := r.str("id")
-	waitJob(t, l, job2, 10*time.Second, func(r reply) bool { return r.num("restored") > 0 })
+	waitJob(t, l, job2, 30*time.Second, func(r reply) bool { return r.num("restored") > 0 })
 	want(t, l.as("POST", "/v1/restore-jobs/"+job2+"/cancel", nil), 202, "")
-	r = waitJob(t, l, job2, 10*time.Second, func(r reply) bool { return r.str("state") == "cancelled" })
+	r = waitJob(t, l, job2, 30*time.Second, func(r reply) bool { return r.str("state") == "cancelled" })
 	restored := int(r.num("restored"))
 	if restored == 0 || restored >= len(more) || r.Body["cancel_requested"] != true {
 		t.Fatalf("cancelled job: %s", r.Raw)
@@ -228,7 +228,7 @@ func TestRestoreJobs(t *testing.T) {
 	if r.num("total") != 0 || r.Body["filter"].(map[string]any)["query"] != true || strings.Contains(string(r.Raw), "nobody-matches-this") {
 		t.Fatalf("the job keeps the query's text or plans wrong: %s", r.Raw)
 	}
-	waitJob(t, l, r.str("id"), 10*time.Second, func(r reply) bool { return r.str("state") == "succeeded" })
+	waitJob(t, l, r.str("id"), 30*time.Second, func(r reply) bool { return r.str("state") == "succeeded" })
 }
 
 // TestRestoreJobSurvivesKill starts a restore job in a real server
