@@ -164,3 +164,29 @@ type IdempotencyStore interface {
 	// ExpireIdempotency deletes the records that expired before now.
 	ExpireIdempotency(ctx context.Context, now time.Time) (int, error)
 }
+
+// IdentityQuery asks for the contacts with any of the given blind indexes;
+// empty ones are ignored.
+type IdentityQuery struct {
+	ExtIndex   string // blind index of (source system, external id)
+	EmailIndex string
+	PhoneIndex string
+}
+
+// IdentityMatch is a live contact (active, archived or in trash) found by one of its blind indexes.
+type IdentityMatch struct {
+	ID    contact.ID
+	State contact.State
+	Spam  bool
+	// ByExt, ByEmail and ByPhone say which of the query's indexes it matched.
+	ByExt, ByEmail, ByPhone bool
+}
+
+// Identities finds live contacts by blind index. It is kept by the
+// identities projection; callers wait for it (Progress.WaitFor) to read
+// their own writes.
+type Identities interface {
+	// FindIdentities returns the contacts of workspace matching any non-empty
+	// index of q, ordered by id; none when every index is empty.
+	FindIdentities(ctx context.Context, workspace string, q IdentityQuery) ([]IdentityMatch, error)
+}

@@ -29,7 +29,9 @@ type Options struct {
 	Vault     *Vault
 	Directory Directory
 	Views     ReadModels
-	Progress  Progress
+	// Identities finds live contacts by blind index (imports, spam checks).
+	Identities Identities
+	Progress   Progress
 	// AfterErasure runs after a data key is destroyed, to reach the store's
 	// own copies of deleted bytes (PostgreSQL vacuums, SQLite checkpoints its WAL).
 	AfterErasure func(ctx context.Context) error
@@ -43,17 +45,20 @@ type Service struct {
 	vault        *Vault
 	dir          Directory
 	views        ReadModels
+	identities   Identities
 	progress     Progress
 	afterErasure func(ctx context.Context) error
 	clock        func() time.Time
 	log          *slog.Logger
+	jobKick      chan struct{}
 }
 
 // New returns a Service.
 func New(o Options) *Service {
 	s := &Service{
-		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views,
+		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities,
 		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger,
+		jobKick: make(chan struct{}, 1),
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -186,17 +191,34 @@ func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, 
 	}
 }
 
-// Create creates a contact with a fresh data key.
+// Create creates a contact with a fresh data key. Errors: contact.ErrSpam
+// when its email or phone belongs to a contact marked as spam.
 func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d contact.Draft) (Result, error) {
-	p, err := s.policy(ctx, workspace)
-	if err != nil {
-		return Result{}, err
-	}
 	id, now := contact.NewID(), s.now()
 	c, err := contact.Create(id, workspace, d, meta.Actor, now)
 	if err != nil {
 		return Result{}, err
 	}
+	if err := s.caughtUp(ctx, identityProjection); err != nil {
+		return Result{}, err
+	}
+	q, err := s.identityOf(ctx, workspace, d.Source, d.Personal)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := s.spamCheck(ctx, workspace, q); err != nil {
+		return Result{}, err
+	}
+	return s.create(ctx, workspace, meta, c)
+}
+
+// create saves a new contact under a fresh data key.
+func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact) (Result, error) {
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	id, now := c.ID(), s.now()
 	k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
 	if err != nil {
 		return Result{}, err

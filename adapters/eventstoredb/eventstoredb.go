@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -259,7 +260,9 @@ func (s *Store) read(ctx context.Context, stream string, count uint64) ([]contac
 				return translate(ctx, op, err)
 			}
 			e := ev.OriginalEvent()
-			if e == nil || !isContactEvent(e.StreamID, e.EventType) {
+			// A stream read by name takes any of the ledger's streams
+			// (contacts', restore jobs'); only the server's own events are skipped.
+			if e == nil || strings.HasPrefix(e.EventType, "$") {
 				continue
 			}
 			r, err := decode(e)

@@ -32,10 +32,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready reports whether the service can answer (stores reachable, projections running).
 	Ready func(ctx context.Context) error
-	// RequestTimeout bounds every request; 30s when zero.
+	// RequestTimeout bounds every request but imports; 30s when zero.
 	RequestTimeout time.Duration
 	// Idempotency keeps the answers of POSTs sent with an Idempotency-Key.
 	Idempotency ledger.IdempotencyStore
+	// SpoolDir is where imports are spooled while they run (they hold
+	// personal data: keep it private); the system's temporary directory when empty.
+	SpoolDir string
 }
 
 // Server is the HTTP API.
@@ -47,6 +50,8 @@ type Server struct {
 	idem  ledger.IdempotencyStore
 	// maxIdemBody bounds how much of a repeated request's body is hashed.
 	maxIdemBody int64
+	// spoolDir holds import files while they are imported.
+	spoolDir string
 	// routes lists every route with the operation it performs, for the
 	// permission table and the OpenAPI check.
 	routes []Route
@@ -62,7 +67,7 @@ const MaxBody = 1 << 20
 
 // New returns the API over a service.
 func New(svc *ledger.Service, o Options) *Server {
-	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, echo: echo.New(), idem: o.Idempotency, maxIdemBody: MaxBody}
+	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, echo: echo.New(), idem: o.Idempotency, maxIdemBody: MaxImport, spoolDir: o.SpoolDir}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -77,8 +82,10 @@ func New(svc *ledger.Service, o Options) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.requestIDs, s.securityHeaders, s.accessLog, s.recoverPanics)
-	e.Use(middleware.BodyLimit("1M"))
-	e.Use(middleware.ContextTimeout(timeout))
+	// Imports stream large bodies for a long time: they have their own limits.
+	notImport := func(c echo.Context) bool { return c.Path() == importPath }
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M", Skipper: notImport}))
+	e.Use(middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{Timeout: timeout, Skipper: notImport}))
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
@@ -96,6 +103,22 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodPost, "/v1/tokens", "tokens.create", s.createToken)
 	s.handle(http.MethodGet, "/v1/tokens", "tokens.list", s.listTokens)
 	s.handle(http.MethodDelete, "/v1/tokens/:id", "tokens.revoke", s.revokeToken)
+	s.handle(http.MethodPost, "/v1/contacts/bulk", "contacts.bulk", s.bulk)
+	s.handle(http.MethodPost, importPath, "contacts.import", s.importContacts)
+	s.handle(http.MethodPost, "/v1/contacts/:id/tags", "contacts.tags", s.changeTags)
+	s.handle(http.MethodPost, "/v1/contacts/:id/notes", "contacts.notes.add", s.addNote)
+	s.handle(http.MethodGet, "/v1/contacts/:id/notes", "contacts.notes.list", s.listNotes)
+	s.handle(http.MethodPut, "/v1/contacts/:id/lists/:list", "contacts.lists.set", s.setList)
+	s.handle(http.MethodDelete, "/v1/contacts/:id/lists/:list", "contacts.lists.remove", s.removeList)
+	s.handle(http.MethodPost, "/v1/contacts/:id/links", "contacts.links.add", s.addLink)
+	s.handle(http.MethodDelete, "/v1/contacts/:id/links/:kind/:ref", "contacts.links.remove", s.removeLink)
+	s.handle(http.MethodPost, "/v1/contacts/:id/spam", "contacts.spam", s.spam(true))
+	s.handle(http.MethodPost, "/v1/contacts/:id/unspam", "contacts.unspam", s.spam(false))
+	s.handle(http.MethodPost, "/v1/restore-jobs", "restore_jobs.create", s.createRestoreJob)
+	s.handle(http.MethodGet, "/v1/restore-jobs/:id", "restore_jobs.get", s.getRestoreJob)
+	s.handle(http.MethodPost, "/v1/restore-jobs/:id/cancel", "restore_jobs.cancel", s.cancelRestoreJob)
+	s.handle(http.MethodGet, "/v1/workspace/policy", "workspace.policy.get", s.getPolicy)
+	s.handle(http.MethodPut, "/v1/workspace/policy", "workspace.policy.put", s.putPolicy)
 	return s
 }
 
@@ -126,20 +149,36 @@ func (s *Server) handle(method, path, op string, h echo.HandlerFunc) {
 // operation. Policy-dependent rules (who may restore, whether purge is
 // allowed) are checked again by the domain against the workspace's policy.
 var Permissions = map[string][]contact.Role{
-	"contacts.create":    {contact.RoleMember, contact.RoleAdmin},
-	"contacts.update":    {contact.RoleMember, contact.RoleAdmin},
-	"contacts.archive":   {contact.RoleMember, contact.RoleAdmin},
-	"contacts.unarchive": {contact.RoleMember, contact.RoleAdmin},
-	"contacts.trash":     {contact.RoleMember, contact.RoleAdmin},
-	"contacts.restore":   {contact.RoleMember, contact.RoleAdmin},
-	"contacts.purge":     {contact.RoleAdmin},
-	"contacts.anonymize": {contact.RoleAdmin},
-	"contacts.list":      {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
-	"contacts.get":       {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
-	"contacts.history":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
-	"tokens.create":      {contact.RoleAdmin},
-	"tokens.list":        {contact.RoleAdmin},
-	"tokens.revoke":      {contact.RoleAdmin},
+	"contacts.create":       {contact.RoleMember, contact.RoleAdmin},
+	"contacts.update":       {contact.RoleMember, contact.RoleAdmin},
+	"contacts.archive":      {contact.RoleMember, contact.RoleAdmin},
+	"contacts.unarchive":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.trash":        {contact.RoleMember, contact.RoleAdmin},
+	"contacts.restore":      {contact.RoleMember, contact.RoleAdmin},
+	"contacts.purge":        {contact.RoleAdmin},
+	"contacts.anonymize":    {contact.RoleAdmin},
+	"contacts.list":         {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.get":          {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.history":      {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"tokens.create":         {contact.RoleAdmin},
+	"tokens.list":           {contact.RoleAdmin},
+	"tokens.revoke":         {contact.RoleAdmin},
+	"contacts.bulk":         {contact.RoleMember, contact.RoleAdmin},
+	"contacts.import":       {contact.RoleMember, contact.RoleAdmin},
+	"contacts.tags":         {contact.RoleMember, contact.RoleAdmin},
+	"contacts.notes.add":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.notes.list":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.lists.set":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.lists.remove": {contact.RoleMember, contact.RoleAdmin},
+	"contacts.links.add":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.links.remove": {contact.RoleMember, contact.RoleAdmin},
+	"contacts.spam":         {contact.RoleMember, contact.RoleAdmin},
+	"contacts.unspam":       {contact.RoleMember, contact.RoleAdmin},
+	"restore_jobs.create":   {contact.RoleAdmin},
+	"restore_jobs.get":      {contact.RoleAdmin, contact.RoleAuditor},
+	"restore_jobs.cancel":   {contact.RoleAdmin},
+	"workspace.policy.get":  {contact.RoleAdmin},
+	"workspace.policy.put":  {contact.RoleAdmin},
 }
 
 func principal(c echo.Context) ledger.Principal {

@@ -17,12 +17,19 @@ import (
 var (
 	_ projections.Store     = (*Store)(nil)
 	_ ledger.ReadModels     = (*Store)(nil)
+	_ ledger.Identities     = (*Store)(nil)
 	_ projections.Compacter = (*Store)(nil)
 )
 
-// viewTable returns the table of a view projection, refusing unknown names
-// (table names cannot be bound as parameters).
+// identityTable is the table of the identities projection.
+const identityTable = "contact_identities"
+
+// viewTable returns the table of a view projection (or of the identity
+// index), refusing unknown names (table names cannot be bound as parameters).
 func viewTable(name string) (string, error) {
+	if name == projections.Identities {
+		return identityTable, nil
+	}
 	if _, ok := ledger.Views[name]; !ok {
 		return "", fmt.Errorf("unknown view %q", name)
 	}
@@ -116,7 +123,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	}
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
-		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, pos_commit::text, pos_prepare::text FROM `+table+`
+		ext := "''"
+		if table == identityTable {
+			ext = "ext_bidx"
+		}
+		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit::text, pos_prepare::text FROM `+table+`
 			WHERE workspace = $1 AND id = ANY($2)`, ws, ids)
 		if err != nil {
 			return nil, err
@@ -127,7 +138,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				doc  []byte
 				c, p string
 			)
-			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &c, &p); err != nil {
+			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &c, &p); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -167,7 +178,11 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		}
 		batch := &pgx.Batch{}
 		for _, r := range b.Upserts {
-			if err := queueUpsert(batch, table, r); err != nil {
+			upsert := queueUpsert
+			if table == identityTable {
+				upsert = queueIdentity
+			}
+			if err := upsert(batch, table, r); err != nil {
 				return err
 			}
 		}
@@ -234,6 +249,55 @@ func queueUpsert(b *pgx.Batch, table string, r projections.Row) error {
 		p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone), r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags,
 		r.Contact.TrashedAt, trashedBy, string(doc))
 	return nil
+}
+
+func queueIdentity(b *pgx.Batch, table string, r projections.Row) error {
+	doc, err := json.Marshal(r.Contact)
+	if err != nil {
+		return err
+	}
+	pc, pp := posArgs(r.Position)
+	b.Queue(`INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11::numeric, $12::jsonb)
+		ON CONFLICT (workspace, id) DO UPDATE SET state = excluded.state, spam = excluded.spam, email_bidx = excluded.email_bidx,
+			phone_bidx = excluded.phone_bidx, ext_bidx = excluded.ext_bidx, sort_at = excluded.sort_at, version = excluded.version,
+			pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc`,
+		r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
+		r.SortAt, int64(r.Contact.Version), pc, pp, string(doc))
+	return nil
+}
+
+// FindIdentities returns the live contacts matching any of q's blind
+// indexes, each index an index probe.
+func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.IdentityQuery) ([]ledger.IdentityMatch, error) {
+	if q.ExtIndex == "" && q.EmailIndex == "" && q.PhoneIndex == "" {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, state, spam, ext_bidx = $2 AND $2 <> '', email_bidx = $3 AND $3 <> '', phone_bidx = $4 AND $4 <> ''
+		FROM `+identityTable+` WHERE workspace = $1 AND (
+			(ext_bidx = $2 AND $2 <> '') OR (email_bidx = $3 AND $3 <> '') OR (phone_bidx = $4 AND $4 <> ''))
+		ORDER BY id`, workspace, q.ExtIndex, q.EmailIndex, q.PhoneIndex)
+	if err != nil {
+		return nil, fmt.Errorf("find identities: %w", err)
+	}
+	defer rows.Close()
+	var out []ledger.IdentityMatch
+	for rows.Next() {
+		var (
+			m     ledger.IdentityMatch
+			id    string
+			state string
+		)
+		if err := rows.Scan(&id, &state, &m.Spam, &m.ByExt, &m.ByEmail, &m.ByPhone); err != nil {
+			return nil, err
+		}
+		if m.ID, err = contact.ParseID(id); err != nil {
+			return nil, fmt.Errorf("identity row %q: %w", id, err)
+		}
+		m.State = contact.State(state)
+		out = append(out, m)
+	}
+	return out, rows.Err()
 }
 
 // List returns one page of a view, newest first.
@@ -309,7 +373,7 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 // personalTables are the tables that hold personal data in clear (the views)
 // or key material (the key vault).
 func personalTables() []string {
-	out := []string{"data_keys", "idempotency"}
+	out := []string{"data_keys", "idempotency", identityTable}
 	for _, n := range ledger.ViewNames {
 		t, _ := viewTable(n)
 		out = append(out, t)

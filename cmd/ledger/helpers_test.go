@@ -21,6 +21,15 @@ type ledgerUnderTest struct {
 	t     *testing.T
 	store string
 	admin string
+	// base is the URL of a server in another process; empty for Main's own.
+	base string
+}
+
+func (l *ledgerUnderTest) url() string {
+	if l.base != "" {
+		return l.base
+	}
+	return l.URL()
 }
 
 // stores lists the stores every end-to-end test runs against.
@@ -138,7 +147,7 @@ func (r *remote) as(method, path string, body any, headers ...string) reply {
 // a string or []byte, sent as is.
 func (l *ledgerUnderTest) do(token, method, path string, body any, headers ...string) reply {
 	l.t.Helper()
-	return send(l.t, l.URL(), token, method, path, body, headers...)
+	return send(l.t, l.url(), token, method, path, body, headers...)
 }
 
 func send(t *testing.T, base, token, method, path string, body any, headers ...string) reply {

@@ -2,22 +2,31 @@ package main_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/domain/contact"
 )
 
 // routeCase says how to call one route: the target it needs (a contact in
-// some state, a token, or nothing), the body, and what an allowed role gets.
+// some state, a token, a restore job, or nothing), where the target goes
+// (the :id of the path, or the body), the body, and what an allowed role gets.
 type routeCase struct {
-	target string // "", "active", "archived", "trashed", "token"
-	body   any
-	status int
+	target  string // "", "active", "archived", "trashed", "listed", "linked", "spam", "token", "job"
+	params  map[string]string
+	query   string
+	body    any
+	bodyFor func(id string) any // the target goes in the body instead of the path
+	status  int
 }
+
+var policyBody = map[string]any{"retention_days": 30, "require_archive_before_trash": false, "restore_role": "member",
+	"purge_allowed": true, "protected_sources": []string{"crm"}}
 
 // routeCases has an entry for every authenticated route of the router.
 // TestIsolation fails for a route without one, so a route added later
@@ -38,12 +47,31 @@ var routeCases = map[string]routeCase{
 	"POST /v1/tokens":                 {body: map[string]any{"role": "member", "label": "iso"}, status: 201},
 	"GET /v1/tokens":                  {status: 200},
 	"DELETE /v1/tokens/:id":           {target: "token", status: 200},
+	"POST /v1/contacts/bulk": {bodyFor: func(id string) any {
+		return map[string]any{"action": "archive", "ids": []string{id}, "expected_count": 1}
+	}, target: "active", status: 200},
+	"POST /v1/contacts/import":                 {query: "source=iso", body: []map[string]any{{"name": "Iso Import", "external_id": "iso-1"}}, status: 200},
+	"POST /v1/contacts/:id/tags":               {target: "active", body: map[string]any{"add": []string{"iso"}}, status: 200},
+	"POST /v1/contacts/:id/notes":              {target: "active", body: map[string]any{"text": "iso note"}, status: 201},
+	"GET /v1/contacts/:id/notes":               {target: "active", status: 200},
+	"PUT /v1/contacts/:id/lists/:list":         {target: "active", params: map[string]string{"list": "newsletter"}, body: map[string]any{"status": "subscribed"}, status: 200},
+	"DELETE /v1/contacts/:id/lists/:list":      {target: "listed", params: map[string]string{"list": "newsletter"}, status: 200},
+	"POST /v1/contacts/:id/links":              {target: "active", body: map[string]any{"kind": "deal", "id": "D-1"}, status: 200},
+	"DELETE /v1/contacts/:id/links/:kind/:ref": {target: "linked", params: map[string]string{"kind": "deal", "ref": "D-1"}, status: 200},
+	"POST /v1/contacts/:id/spam":               {target: "active", status: 200},
+	"POST /v1/contacts/:id/unspam":             {target: "spam", status: 200},
+	"POST /v1/restore-jobs":                    {body: map[string]any{"q": "nobody-matches-this"}, status: 202},
+	"GET /v1/restore-jobs/:id":                 {target: "job", status: 200},
+	"POST /v1/restore-jobs/:id/cancel":         {target: "job", status: 409}, // the job has finished
+	"GET /v1/workspace/policy":                 {status: 200},
+	"PUT /v1/workspace/policy":                 {body: policyBody, status: 200},
 }
 
 // unknownTargets are ids that exist nowhere, per target kind.
 var unknownTargets = map[string]string{
 	"active": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "archived": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "trashed": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
-	"token": "tok_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+	"listed": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "linked": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "spam": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+	"token": "tok_01ARZ3NDEKTSV4RRFFQ69G5FAV", "job": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
 }
 
 var roles = []string{"member", "admin", "auditor", "operator"}
@@ -69,6 +97,14 @@ func testIsolation(t *testing.T, store string) {
 		"default": {t: t, base: l.URL(), token: tokens["default"]["admin"]},
 		"other":   {t: t, base: l.URL(), token: tokens["other"]["admin"]},
 	}
+	// settle waits until a restore job has finished, so the next may start.
+	settle := func(a *remote, id string) {
+		waitFor(t, 30*time.Second, "restore job "+id+" to finish", func() bool {
+			st := a.as("GET", "/v1/restore-jobs/"+id, nil).str("state")
+			return st == "succeeded" || st == "failed" || st == "cancelled"
+		})
+	}
+	made := 0
 	// target makes a fresh thing of the kind a route needs, in a workspace.
 	target := func(ws, kind string) string {
 		a := admins[ws]
@@ -79,8 +115,14 @@ func testIsolation(t *testing.T, store string) {
 			r := a.as("POST", "/v1/tokens", map[string]any{"role": "member"})
 			want(t, r, 201, "")
 			return r.str("id")
+		case "job":
+			r := a.as("POST", "/v1/restore-jobs", map[string]any{"q": "nobody-matches-this"})
+			want(t, r, 202, "")
+			settle(a, r.str("id"))
+			return r.str("id")
 		}
-		r := a.as("POST", "/v1/contacts", map[string]any{"name": "Iso Target", "email": "iso.target@example.com"})
+		made++
+		r := a.as("POST", "/v1/contacts", map[string]any{"name": "Iso Target", "email": fmt.Sprintf("iso.target.%d@example.com", made)})
 		want(t, r, 201, "")
 		id := r.str("id")
 		switch kind {
@@ -88,12 +130,14 @@ func testIsolation(t *testing.T, store string) {
 			want(t, a.as("POST", "/v1/contacts/"+id+"/archive", nil), 200, "")
 		case "trashed":
 			want(t, a.as("POST", "/v1/contacts/"+id+"/trash", nil), 200, "")
+		case "listed":
+			want(t, a.as("PUT", "/v1/contacts/"+id+"/lists/newsletter", map[string]any{"status": "subscribed"}), 200, "")
+		case "linked":
+			want(t, a.as("POST", "/v1/contacts/"+id+"/links", map[string]any{"kind": "deal", "id": "D-1"}), 200, "")
+		case "spam":
+			want(t, a.as("POST", "/v1/contacts/"+id+"/spam", nil), 200, "")
 		}
 		return id
-	}
-	path := func(route, id string) string {
-		p := strings.SplitN(route, " ", 2)[1]
-		return strings.Replace(p, ":id", id, 1)
 	}
 	comparable := func(r reply) string {
 		b := maps.Clone(r.Body)
@@ -108,6 +152,7 @@ func testIsolation(t *testing.T, store string) {
 
 	seen := map[string]bool{}
 	for _, rt := range l.API.Routes() {
+		rt := rt
 		route := rt.Method + " " + rt.Path
 		seen[route] = true
 		rc, ok := routeCases[route]
@@ -116,21 +161,41 @@ func testIsolation(t *testing.T, store string) {
 			continue
 		}
 		allowed := httpapi.Permissions[rt.Op]
+		// call sends the route's request with a target id.
+		call := func(tok, id string) reply {
+			p := rt.Path
+			body := rc.body
+			if rc.bodyFor != nil {
+				body = rc.bodyFor(id)
+			} else {
+				p = strings.Replace(p, ":id", id, 1)
+			}
+			for k, v := range rc.params {
+				p = strings.Replace(p, ":"+k, v, 1)
+			}
+			if rc.query != "" {
+				p += "?" + rc.query
+			}
+			r := send(t, l.URL(), tok, rt.Method, p, body)
+			if r.Status == 202 && strings.HasPrefix(rt.Path, "/v1/restore-jobs") && r.str("id") != "" {
+				settle(&remote{t: t, base: l.URL(), token: tok}, r.str("id"))
+			}
+			return r
+		}
 		t.Run(route, func(t *testing.T) {
 			// No token at all.
-			want(t, send(t, l.URL(), "", rt.Method, path(route, target("default", rc.target)), rc.body), 401, "unauthorized")
+			want(t, call("", target("default", rc.target)), 401, "unauthorized")
 			for _, role := range roles {
 				tok := tokens["default"][role]
 				if !slices.Contains(allowed, contact.Role(role)) {
 					// Refused before anything is looked up, so a refusal
 					// says nothing of what exists where.
 					for _, ws := range []string{"default", "other"} {
-						r := send(t, l.URL(), tok, rt.Method, path(route, target(ws, rc.target)), rc.body)
-						want(t, r, 403, "role-not-allowed")
+						want(t, call(tok, target(ws, rc.target)), 403, "role-not-allowed")
 					}
 					continue
 				}
-				r := send(t, l.URL(), tok, rt.Method, path(route, target("default", rc.target)), rc.body)
+				r := call(tok, target("default", rc.target))
 				if r.Status != rc.status {
 					t.Fatalf("%s in its own workspace: got %d, want %d; %s", role, r.Status, rc.status, r.Raw)
 				}
@@ -142,12 +207,18 @@ func testIsolation(t *testing.T, store string) {
 					}
 					continue
 				}
-				foreign := send(t, l.URL(), tok, rt.Method, path(route, target("other", rc.target)), rc.body)
-				unknown := send(t, l.URL(), tok, rt.Method, path(route, unknownTargets[rc.target]), rc.body)
-				if foreign.Status != 404 || unknown.Status != 404 {
-					t.Fatalf("%s on another workspace's %s: got %d (unknown id: %d), want 404; %s", role, rc.target, foreign.Status, unknown.Status, foreign.Raw)
+				foreignID := target("other", rc.target)
+				foreign, unknown := call(tok, foreignID), call(tok, unknownTargets[rc.target])
+				wantStatus := 404
+				if rc.bodyFor != nil {
+					wantStatus = rc.status // the answer reports the id as not found
 				}
-				if comparable(foreign) != comparable(unknown) {
+				if foreign.Status != wantStatus || unknown.Status != wantStatus {
+					t.Fatalf("%s on another workspace's %s: got %d (unknown id: %d), want %d; %s", role, rc.target, foreign.Status, unknown.Status, wantStatus, foreign.Raw)
+				}
+				f := strings.ReplaceAll(comparable(foreign), foreignID, "ID")
+				u := strings.ReplaceAll(comparable(unknown), unknownTargets[rc.target], "ID")
+				if f != u {
 					t.Fatalf("another workspace's id answers %s, an unknown id %s: they must not differ", foreign.Raw, unknown.Raw)
 				}
 			}

@@ -155,6 +155,36 @@ func RunEventStore(t *testing.T, h EventStoreHarness) {
 		}
 	})
 
+	t.Run("streams that are not contacts' (restore jobs) append and read alike", func(t *testing.T) {
+		// Restore jobs keep their state in streams named job-<ULID> and
+		// restorejobs-<workspace>, found by reading them by name: every
+		// log must take any stream name, with the same concurrency rules.
+		s := h.New(t)
+		for _, st := range []string{"job-" + ulid.Make().String(), "restorejobs-acme-corp"} {
+			in := Recs("acme-corp", st, 0, 2)
+			for i := range in {
+				in[i].Type, in[i].Sealed = "RestoreJobProgressed", nil
+				in[i].Data = []byte(`{"restored":["01ARZ3NDEKTSV4RRFFQ69G5FAV"]}`)
+			}
+			if _, err := s.Append(ctx, st, 0, in); err != nil {
+				t.Fatalf("%s: %v", st, err)
+			}
+			if _, err := s.Append(ctx, st, 1, Recs("acme-corp", st, 1, 1)); !errors.Is(err, contact.ErrConcurrency) {
+				t.Fatalf("%s: a stale append got %v, want ErrConcurrency", st, err)
+			}
+			got, err := s.ReadStream(ctx, "acme-corp", st)
+			if err != nil || len(got) != 2 || got[1].Type != "RestoreJobProgressed" || !bytes.Equal(got[1].Data, in[1].Data) {
+				t.Fatalf("%s: read %d events, %v", st, len(got), err)
+			}
+			if _, err := s.ReadStream(ctx, "other", st); !errors.Is(err, contact.ErrNotFound) {
+				t.Fatalf("%s: another workspace read it: %v", st, err)
+			}
+		}
+		if _, err := s.ReadStream(ctx, "acme-corp", "job-"+ulid.Make().String()); !errors.Is(err, contact.ErrNotFound) {
+			t.Fatalf("an unknown job stream: got %v, want ErrNotFound", err)
+		}
+	})
+
 	t.Run("invalid batches are refused whole", func(t *testing.T) {
 		s := h.New(t)
 		st := newStream()

@@ -21,6 +21,7 @@ type StateStore interface {
 	ledger.IdempotencyStore
 	ledger.Directory
 	ledger.ReadModels
+	ledger.Identities
 	projections.Store
 }
 
@@ -402,6 +403,95 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 			if got := list(tc.q); len(got) != tc.want {
 				t.Errorf("%s: got %d contacts, want %d", name, len(got), tc.want)
 			}
+		}
+	})
+
+	t.Run("identity index finds live contacts by blind index", func(t *testing.T) {
+		s := h.New(t)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		a := snapshot("ws", "Ada", "ada@example.com", contact.StateActive, now)
+		a.Source, a.Personal.ExternalID, a.Personal.Phone = "hubspot", "H-1", "+44 20 7946 0018"
+		b := snapshot("ws", "Bob", "bob@example.com", contact.StateTrashed, now)
+		b.Spam = true
+		c := snapshot("ws", "Ada Again", "ada@example.com", contact.StateArchived, now)
+		other := snapshot("other", "Ada", "ada@example.com", contact.StateActive, now)
+		p1 := contact.Position{Commit: 3, Prepare: 3}
+		var rows []projections.Row
+		for _, sn := range []contact.Snapshot{a, b, c, other} {
+			rows = append(rows, projections.BuildRow(sn, suiteIndex, p1))
+		}
+		if err := s.Commit(ctx, projections.Batch{Projection: projections.Identities, To: p1, Upserts: rows}); err != nil {
+			t.Fatal(err)
+		}
+		ids := func(ms []ledger.IdentityMatch) []string {
+			var out []string
+			for _, m := range ms {
+				out = append(out, fmt.Sprintf("%s/%s/spam=%v/ext=%v/email=%v/phone=%v", m.ID, m.State, m.Spam, m.ByExt, m.ByEmail, m.ByPhone))
+			}
+			return out
+		}
+		find := func(q ledger.IdentityQuery) []ledger.IdentityMatch {
+			t.Helper()
+			ms, err := s.FindIdentities(ctx, "ws", q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ms
+		}
+		ext := projections.ExtIndex(suiteIndex, "hubspot", "H-1")
+		if got := ids(find(ledger.IdentityQuery{ExtIndex: ext})); fmt.Sprint(got) != fmt.Sprint([]string{a.ID.String() + "/active/spam=false/ext=true/email=false/phone=false"}) {
+			t.Fatalf("by external id: got %v", got)
+		}
+		if got := find(ledger.IdentityQuery{ExtIndex: projections.ExtIndex(suiteIndex, "salesforce", "H-1")}); len(got) != 0 {
+			t.Fatalf("the same external id of another source matched: %v", ids(got))
+		}
+		byEmail := find(ledger.IdentityQuery{EmailIndex: suiteIndex.Of("email", "ada@example.com")})
+		if len(byEmail) != 2 || !byEmail[0].ByEmail || !byEmail[1].ByEmail || byEmail[0].ID.String() > byEmail[1].ID.String() {
+			t.Fatalf("by email: got %v, want Ada and Ada Again of ws in id order", ids(byEmail))
+		}
+		states := map[contact.State]bool{byEmail[0].State: true, byEmail[1].State: true}
+		if !states[contact.StateActive] || !states[contact.StateArchived] {
+			t.Fatalf("by email: states %v", states)
+		}
+		spam := find(ledger.IdentityQuery{EmailIndex: suiteIndex.Of("email", "bob@example.com"), PhoneIndex: suiteIndex.Of("phone", contact.NormalizePhone("+44 20 7946 0018"))})
+		if len(spam) != 2 {
+			t.Fatalf("by email or phone: got %v, want Bob and Ada", ids(spam))
+		}
+		for _, m := range spam {
+			if m.ID == b.ID && (!m.Spam || m.State != contact.StateTrashed || !m.ByEmail || m.ByPhone) {
+				t.Fatalf("Bob: got %+v, want spam in trash by email", m)
+			}
+			if m.ID == a.ID && (m.Spam || !m.ByPhone || m.ByEmail) {
+				t.Fatalf("Ada: got %+v, want matched by phone only", m)
+			}
+		}
+		if got := find(ledger.IdentityQuery{}); len(got) != 0 {
+			t.Fatalf("an empty query matched %v", ids(got))
+		}
+		// The projection's rows come back with their snapshot and indexes,
+		// and a contact leaving the live states (purged) leaves the index.
+		got, err := s.Rows(ctx, projections.Identities, []projections.Ref{{Workspace: "ws", ID: a.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := got[a.ID]; r.ExtIndex != ext || r.Contact.Personal.ExternalID != "H-1" || r.Position != p1 || r.EmailIndex == "" {
+			t.Fatalf("row: got %+v", r)
+		}
+		b.Spam = false
+		p2 := contact.Position{Commit: 4, Prepare: 4}
+		err = s.Commit(ctx, projections.Batch{Projection: projections.Identities, From: p1, To: p2,
+			Upserts: []projections.Row{projections.BuildRow(b, suiteIndex, p2)}, Deletes: []projections.Ref{{Workspace: "ws", ID: a.ID}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := find(ledger.IdentityQuery{ExtIndex: ext}); len(got) != 0 {
+			t.Fatalf("a deleted row still matches: %v", ids(got))
+		}
+		if got := find(ledger.IdentityQuery{EmailIndex: suiteIndex.Of("email", "bob@example.com")}); len(got) != 1 || got[0].Spam {
+			t.Fatalf("unmarked spam: got %v", ids(got))
+		}
+		if cp, _ := s.Checkpoint(ctx, projections.Identities); cp != p2 {
+			t.Fatalf("checkpoint %s, want %s", cp, p2)
 		}
 	})
 }
