@@ -1,6 +1,10 @@
 package ledger_test
 
 import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +37,65 @@ func FuzzOpenRecord(f *testing.F) {
 		if len(sealed) > 0 && !destroyed && contact.HasPersonal(typ) {
 			if _, err := ledger.OpenRecord(k, other); err == nil {
 				t.Fatal("a sealed blob opened for another event")
+			}
+		}
+	})
+}
+
+// FuzzImportRows feeds the CSV and JSON importers any file: they must yield
+// rows or a *FileError (a 400 for the API), never panic or loop, and a row
+// they yield must turn into a domain draft or a validation error.
+func FuzzImportRows(f *testing.F) {
+	for _, s := range []string{
+		"name,email,tags\nAda,ada@example.com,a;b\n",
+		"email\n\"unterminated\n",
+		"name,shoe_size\nA,42\n",
+		"name,name\nA,B\n",
+		"\xef\xbb\xbfname,email\nA,a@example.com\n",
+		"name\n" + strings.Repeat("x", 5000) + "\n",
+		`[{"name":"Ada","tags":["a"]},{"email":"b@example.com"}]`,
+		`[{"name":1}]`, `{"name":"not an array"}`, `[`, `[]`, ``,
+	} {
+		f.Add([]byte(s), s != "" && s[0] == '[' || s != "" && s[0] == '{')
+	}
+	f.Fuzz(func(t *testing.T, file []byte, asJSON bool) {
+		open := ledger.NewCSVRows
+		if asJSON {
+			open = ledger.NewJSONRows
+		}
+		rows, err := open(bytes.NewReader(file))
+		if err != nil {
+			var fe *ledger.FileError
+			if !errors.As(err, &fe) {
+				t.Fatalf("open: %T %v", err, err)
+			}
+			return
+		}
+		for n := 0; ; n++ {
+			if n > len(file)+1 {
+				t.Fatalf("%d rows from %d bytes: the reader loops", n, len(file))
+			}
+			row, err := rows.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				var fe *ledger.FileError
+				if !errors.As(err, &fe) {
+					t.Fatalf("next: %T %v", err, err)
+				}
+				return
+			}
+			if row.Invalid != "" {
+				continue
+			}
+			d := contact.Draft{Personal: contact.Personal{Name: row.Name, Email: row.Email, Phone: row.Phone, JobTitle: row.JobTitle,
+				Address: row.Address, ExternalID: row.ExternalID}, Source: "fuzz", Tags: row.Tags}
+			if _, err := contact.Create(contact.NewID(), "ws", d, contact.Actor{}, time.Now()); err != nil {
+				var e *contact.Error
+				if !errors.As(err, &e) {
+					t.Fatalf("create from a row: %T %v", err, err)
+				}
 			}
 		}
 	})

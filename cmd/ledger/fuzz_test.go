@@ -53,12 +53,15 @@ func FuzzAPI(f *testing.F) {
 		{4, `{"role":"auditor"}`, ""},
 		{5, `{"reason":"x","request":"T-1"}`, ""},
 		{0, `{"name":"` + strings.Repeat("é", 300) + `"}`, ""},
+		{7, `{"action":"trash","ids":["01ARZ3NDEKTSV4RRFFQ69G5FAV"],"expected_count":1}`, ""},
+		{8, `[{"name":"Imported","email":"imp@example.com"}]`, "source=fuzz"},
+		{9, "name,email\nCsv Person,csv@example.com\n", ""},
 	} {
 		f.Add(s.op, []byte(s.body), s.query)
 	}
 	f.Fuzz(func(t *testing.T, op uint8, body []byte, query string) {
 		var w *httptest.ResponseRecorder
-		switch op % 7 {
+		switch op % 10 {
 		case 0:
 			w = call("POST", "/v1/contacts", "", body)
 		case 1:
@@ -73,6 +76,12 @@ func FuzzAPI(f *testing.F) {
 			w = call("POST", "/v1/contacts/"+query+"/purge", "", body)
 		case 6:
 			w = call("POST", "/v1/contacts", "", body, "Idempotency-Key", query)
+		case 7:
+			w = call("POST", "/v1/contacts/bulk", "", body)
+		case 8:
+			w = call("POST", "/v1/contacts/import", query, body)
+		case 9:
+			w = call("POST", "/v1/contacts/import", "source=fuzz", body, "Content-Type", "text/csv")
 		}
 		if w.Code >= 500 {
 			t.Fatalf("answer %d: %s", w.Code, w.Body)
