@@ -273,9 +273,15 @@ func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.I
 	if q.ExtIndex == "" && q.EmailIndex == "" && q.PhoneIndex == "" {
 		return nil, nil
 	}
+	// Only the non-empty indexes become conditions, so each is an index probe.
+	var conds []string
+	for _, c := range []struct{ col, v string }{{"ext_bidx", q.ExtIndex}, {"email_bidx", q.EmailIndex}, {"phone_bidx", q.PhoneIndex}} {
+		if c.v != "" {
+			conds = append(conds, c.col+" = $"+map[string]string{"ext_bidx": "2", "email_bidx": "3", "phone_bidx": "4"}[c.col])
+		}
+	}
 	rows, err := s.pool.Query(ctx, `SELECT id, state, spam, ext_bidx = $2 AND $2 <> '', email_bidx = $3 AND $3 <> '', phone_bidx = $4 AND $4 <> ''
-		FROM `+identityTable+` WHERE workspace = $1 AND (
-			(ext_bidx = $2 AND $2 <> '') OR (email_bidx = $3 AND $3 <> '') OR (phone_bidx = $4 AND $4 <> ''))
+		FROM `+identityTable+` WHERE workspace = $1 AND (`+strings.Join(conds, " OR ")+`)
 		ORDER BY id`, workspace, q.ExtIndex, q.EmailIndex, q.PhoneIndex)
 	if err != nil {
 		return nil, fmt.Errorf("find identities: %w", err)
@@ -324,10 +330,11 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 		where = append(where, "("+cond+")")
 	}
 	if q.EmailIndex != "" {
-		where = append(where, "email_bidx = "+arg(q.EmailIndex))
+		// "<> ''" lets the planner use the partial index, which holds non-empty indexes only.
+		where = append(where, "email_bidx = "+arg(q.EmailIndex)+" AND email_bidx <> ''")
 	}
 	if q.PhoneIndex != "" {
-		where = append(where, "phone_bidx = "+arg(q.PhoneIndex))
+		where = append(where, "phone_bidx = "+arg(q.PhoneIndex)+" AND phone_bidx <> ''")
 	}
 	if q.Tag != "" {
 		where = append(where, "tags @> ARRAY["+arg(q.Tag)+"]::text[]")

@@ -311,10 +311,11 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 		where = append(where, "("+cond+")")
 	}
 	if q.EmailIndex != "" {
-		where, args = append(where, "email_bidx = ?"), append(args, q.EmailIndex)
+		// "<> ''" lets SQLite use the partial index, which holds non-empty indexes only.
+		where, args = append(where, "email_bidx = ? AND email_bidx <> ''"), append(args, q.EmailIndex)
 	}
 	if q.PhoneIndex != "" {
-		where, args = append(where, "phone_bidx = ?"), append(args, q.PhoneIndex)
+		where, args = append(where, "phone_bidx = ? AND phone_bidx <> ''"), append(args, q.PhoneIndex)
 	}
 	if q.Tag != "" {
 		where, args = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"), append(args, q.Tag)
