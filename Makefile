@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: run build test lint
+.PHONY: run build test lint fuzz
 
 ## run: serve the API on the embedded store in ./data (http://localhost:8080)
 run:
@@ -22,3 +22,7 @@ test:
 lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+## fuzz: run every fuzz target for FUZZTIME each (default 60s); crashers land in testdata/fuzz
+fuzz:
+	scripts/fuzz.sh

@@ -86,6 +86,8 @@ type Directory interface {
 	Token(ctx context.Context, id string) (Token, error)
 	// RevokeToken marks a token revoked. Errors: contact.ErrNotFound.
 	RevokeToken(ctx context.Context, id string, at time.Time) error
+	// Tokens lists a workspace's tokens, oldest first.
+	Tokens(ctx context.Context, workspace string) ([]Token, error)
 }
 
 // ErrWorkspaceExists is returned when creating a workspace whose name is taken.
@@ -172,4 +174,62 @@ func (q LogQuery) Matches(r contact.Record) bool {
 		return false
 	}
 	return true
+}
+
+// Idempotency is the stored outcome of a request sent with an
+// Idempotency-Key: while Done is false the request is still running.
+type Idempotency struct {
+	Workspace   string
+	Key         string
+	Fingerprint []byte // of the request: method, path, query and body
+	Done        bool
+	LockedUntil time.Time // a pending claim older than this may be taken over
+	Status      int
+	Header      map[string]string
+	Body        []byte
+	// ContactID names the contact the answer is about, if any: its record
+	// is deleted when that contact is erased, since answers hold personal data.
+	ContactID string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// IdempotencyStore keeps the outcomes of requests sent with an Idempotency-Key.
+type IdempotencyStore interface {
+	// ClaimIdempotency returns the record of (workspace, key), first
+	// creating a pending one (claimed) when there is none or when a pending
+	// one's lock expired (its request died with its process).
+	ClaimIdempotency(ctx context.Context, rec Idempotency) (existing Idempotency, claimed bool, err error)
+	// CompleteIdempotency stores the outcome of a claimed key.
+	CompleteIdempotency(ctx context.Context, rec Idempotency) error
+	// ReleaseIdempotency forgets a claimed key whose request failed, so a retry runs again.
+	ReleaseIdempotency(ctx context.Context, workspace, key string) error
+	// ExpireIdempotency deletes the records that expired before now.
+	ExpireIdempotency(ctx context.Context, now time.Time) (int, error)
+}
+
+// IdentityQuery asks for the contacts with any of the given blind indexes;
+// empty ones are ignored.
+type IdentityQuery struct {
+	ExtIndex   string // blind index of (source system, external id)
+	EmailIndex string
+	PhoneIndex string
+}
+
+// IdentityMatch is a live contact (active, archived or in trash) found by one of its blind indexes.
+type IdentityMatch struct {
+	ID    contact.ID
+	State contact.State
+	Spam  bool
+	// ByExt, ByEmail and ByPhone say which of the query's indexes it matched.
+	ByExt, ByEmail, ByPhone bool
+}
+
+// Identities finds live contacts by blind index. It is kept by the
+// identities projection; callers wait for it (Progress.WaitFor) to read
+// their own writes.
+type Identities interface {
+	// FindIdentities returns the contacts of workspace matching any non-empty
+	// index of q, ordered by id; none when every index is empty.
+	FindIdentities(ctx context.Context, workspace string, q IdentityQuery) ([]IdentityMatch, error)
 }

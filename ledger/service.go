@@ -28,7 +28,9 @@ type Options struct {
 	Vault     *Vault
 	Directory Directory
 	Views     ReadModels
-	Progress  Progress
+	// Identities finds live contacts by blind index (imports, spam checks).
+	Identities Identities
+	Progress   Progress
 	// AfterErasure runs after a data key is destroyed, to reach the store's
 	// own copies of deleted bytes (PostgreSQL vacuums, SQLite checkpoints its WAL).
 	AfterErasure func(ctx context.Context) error
@@ -53,18 +55,21 @@ type Service struct {
 	vault        *Vault
 	dir          Directory
 	views        ReadModels
+	identities   Identities
 	progress     Progress
 	afterErasure func(ctx context.Context) error
 	clock        func() time.Time
 	log          *slog.Logger
 	metrics      Observer
+	jobKick      chan struct{}
 }
 
 // New returns a Service.
 func New(o Options) *Service {
 	s := &Service{
-		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views,
+		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities,
 		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
+		jobKick: make(chan struct{}, 1),
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -214,18 +219,35 @@ func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, 
 	}
 }
 
-// Create creates a contact with a fresh data key.
+// Create creates a contact with a fresh data key. Errors: contact.ErrSpam
+// when its email or phone belongs to a contact marked as spam.
 func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d contact.Draft) (res Result, err error) {
 	defer func(start time.Time) { s.observe("create", start, err) }(time.Now())
-	p, err := s.policy(ctx, workspace)
-	if err != nil {
-		return Result{}, err
-	}
 	id, now := contact.NewID(), s.now()
 	c, err := contact.Create(id, workspace, d, meta.Actor, now)
 	if err != nil {
 		return Result{}, err
 	}
+	if err := s.caughtUp(ctx, identityProjection); err != nil {
+		return Result{}, err
+	}
+	q, err := s.identityOf(ctx, workspace, d.Source, d.Personal)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := s.spamCheck(ctx, workspace, q); err != nil {
+		return Result{}, err
+	}
+	return s.create(ctx, workspace, meta, c)
+}
+
+// create saves a new contact under a fresh data key.
+func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact) (Result, error) {
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	id, now := c.ID(), s.now()
 	k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
 	if err != nil {
 		return Result{}, err

@@ -117,3 +117,21 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 func (s *Service) RevokeToken(ctx context.Context, id string) error {
 	return s.dir.RevokeToken(ctx, id, time.Now().UTC())
 }
+
+// RevokeWorkspaceToken revokes a token of the given workspace; a token of
+// another workspace is not found, exactly like an unknown one.
+func (s *Service) RevokeWorkspaceToken(ctx context.Context, workspace, id string) (Token, error) {
+	t, err := s.dir.Token(ctx, id)
+	if err != nil || t.Workspace != workspace {
+		return Token{}, contact.Errorf(contact.ErrNotFound, "token not found")
+	}
+	if err := s.dir.RevokeToken(ctx, id, s.now()); err != nil {
+		return Token{}, err
+	}
+	return s.dir.Token(ctx, id)
+}
+
+// Tokens lists a workspace's tokens (never their secrets).
+func (s *Service) Tokens(ctx context.Context, workspace string) ([]Token, error) {
+	return s.dir.Tokens(ctx, workspace)
+}

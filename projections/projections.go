@@ -6,6 +6,7 @@ package projections
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -19,6 +20,12 @@ const Version = 1
 // Erasure is the name of the projection that destroys the data keys of erased contacts.
 const Erasure = "erasure"
 
+// Identities is the name of the projection that indexes every live contact
+// (active, archived or in trash) by the blind indexes of its email, phone
+// and source identity, with its spam mark: imports match contacts through
+// it, and create and import refuse spam-marked identities through it.
+const Identities = "identities"
+
 // Row is one contact of a view.
 type Row struct {
 	Contact contact.Snapshot
@@ -27,6 +34,8 @@ type Row struct {
 	SortAt     time.Time
 	EmailIndex string
 	PhoneIndex string
+	// ExtIndex is the blind index of the contact's (source system, external id).
+	ExtIndex string
 	// Position is the position of the last event applied to the row.
 	Position contact.Position
 }
@@ -61,10 +70,24 @@ type Store interface {
 	Commit(ctx context.Context, b Batch) error
 }
 
-// View describes the projection that keeps one view.
+// View describes the projection that keeps one view: the contacts in State,
+// or in any of States when it is set.
 type View struct {
-	Name  string
-	State contact.State
+	Name   string
+	State  contact.State
+	States []contact.State
+}
+
+func (v View) holds(s contact.State) bool {
+	if len(v.States) > 0 {
+		return slices.Contains(v.States, s)
+	}
+	return s == v.State
+}
+
+// IdentityView is the projection of the identity index.
+func IdentityView() View {
+	return View{Name: Identities, States: []contact.State{contact.StateActive, contact.StateArchived, contact.StateTrashed}}
 }
 
 // Views returns the view projections, one per view of the API.
@@ -76,8 +99,10 @@ func Views() []View {
 	return out
 }
 
-// Names lists every projection: the views, then the erasure projection.
-func Names() []string { return append(append([]string(nil), ledger.ViewNames...), Erasure) }
+// Names lists every projection: the views, the identity index, then the erasure projection.
+func Names() []string {
+	return append(append([]string(nil), ledger.ViewNames...), Identities, Erasure)
+}
 
 // SortAt returns when the contact entered the view it is in.
 func SortAt(s contact.Snapshot) time.Time {

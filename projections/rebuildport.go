@@ -43,6 +43,9 @@ type RebuildJob struct {
 	State       RebuildState
 	Phase       string // folding, catching-up, switching, done
 	Reason      string // requested, version
+	// Workspace and RequestedBy name who asked for it: a token of a
+	// workspace, or (Workspace empty) the command line or the ledger itself.
+	Workspace   string
 	RequestedBy string
 	EventsDone  int64
 	EventsTotal int64

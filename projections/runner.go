@@ -55,7 +55,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer r.rebuilds.Wait()
 	var wg sync.WaitGroup
 	wg.Go(func() { r.rebuildOutdated(ctx) })
-	for _, v := range Views() {
+	for _, v := range append(Views(), IdentityView()) {
 		wg.Go(func() {
 			r.loop(ctx, v.Name, func(ctx context.Context, from contact.Position, recs []contact.Record) (Batch, error) {
 				return r.viewBatch(ctx, v, from, recs)
@@ -308,7 +308,7 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 			continue // already in the row (it was entered by folding the stream)
 		}
 		if c == nil {
-			if st, decides := enters(rec); !decides || st != v.State {
+			if st, decides := enters(rec); !decides || !v.holds(st) {
 				continue
 			}
 		}
@@ -338,7 +338,7 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 		if c.Shredded() && c.Tombstone() != nil {
 			b.Erased = append(b.Erased, ref)
 		}
-		if c.State() != v.State {
+		if !v.holds(c.State()) {
 			if _, had := rows[ref.ID]; had {
 				b.Deletes = append(b.Deletes, ref)
 			}
@@ -383,13 +383,25 @@ func (r *Runner) fold(ctx context.Context, key ledger.ContactKey, id contact.ID,
 	return contact.Replay(id, envs)
 }
 
-// BuildRow turns a contact's snapshot into its row, with the blind indexes of its email and phone.
+// BuildRow turns a contact's snapshot into its row, with the blind indexes
+// of its email, phone and source identity.
 func BuildRow(s contact.Snapshot, bidx shred.BlindIndex, pos contact.Position) Row {
 	return Row{
 		Contact: s, SortAt: SortAt(s), Position: pos,
 		EmailIndex: bidx.Of("email", contact.NormalizeEmail(s.Personal.Email)),
 		PhoneIndex: bidx.Of("phone", contact.NormalizePhone(s.Personal.Phone)),
+		ExtIndex:   ExtIndex(bidx, s.Source, s.Personal.ExternalID),
 	}
+}
+
+// ExtIndex returns the blind index of a contact's identity in its source
+// system, or "" when it has no external id. The external id is personal, so
+// it is only ever matched through this index.
+func ExtIndex(bidx shred.BlindIndex, source, externalID string) string {
+	if source == "" || externalID == "" {
+		return ""
+	}
+	return bidx.Of("ext", source+"\x00"+externalID)
 }
 
 // keyCache holds the keys of one batch, and no longer.

@@ -26,27 +26,32 @@ type SourceJSON struct {
 
 // ContactJSON is a contact as the API shows it.
 type ContactJSON struct {
-	ID           string             `json:"id"`
-	State        contact.State      `json:"state"`
-	Version      uint64             `json:"version"`
-	Position     string             `json:"position,omitempty"`
-	Name         string             `json:"name,omitempty"`
-	Email        string             `json:"email,omitempty"`
-	Phone        string             `json:"phone,omitempty"`
-	JobTitle     string             `json:"job_title,omitempty"`
-	Address      string             `json:"address,omitempty"`
-	CustomFields map[string]string  `json:"custom_fields,omitempty"`
-	Tags         []string           `json:"tags"`
-	Source       *SourceJSON        `json:"source,omitempty"`
-	Shredded     bool               `json:"shredded,omitempty"`
-	CreatedAt    time.Time          `json:"created_at"`
-	UpdatedAt    time.Time          `json:"updated_at"`
-	ArchivedAt   *time.Time         `json:"archived_at,omitempty"`
-	TrashedAt    *time.Time         `json:"trashed_at,omitempty"`
-	TrashedBy    string             `json:"trashed_by,omitempty"`
-	TrashReason  string             `json:"trash_reason,omitempty"`
-	PurgeAfter   *time.Time         `json:"purge_after,omitempty"`
-	Tombstone    *contact.Tombstone `json:"tombstone,omitempty"`
+	ID           string                        `json:"id"`
+	State        contact.State                 `json:"state"`
+	Version      uint64                        `json:"version"`
+	Position     string                        `json:"position,omitempty"`
+	Name         string                        `json:"name,omitempty"`
+	Email        string                        `json:"email,omitempty"`
+	Phone        string                        `json:"phone,omitempty"`
+	JobTitle     string                        `json:"job_title,omitempty"`
+	Address      string                        `json:"address,omitempty"`
+	CustomFields map[string]string             `json:"custom_fields,omitempty"`
+	Tags         []string                      `json:"tags"`
+	Lists        map[string]contact.ListStatus `json:"lists"`
+	Links        []contact.Link                `json:"links"`
+	NoteCount    int                           `json:"note_count"`
+	Spam         bool                          `json:"spam"`
+	SpamAt       *time.Time                    `json:"spam_at,omitempty"`
+	Source       *SourceJSON                   `json:"source,omitempty"`
+	Shredded     bool                          `json:"shredded,omitempty"`
+	CreatedAt    time.Time                     `json:"created_at"`
+	UpdatedAt    time.Time                     `json:"updated_at"`
+	ArchivedAt   *time.Time                    `json:"archived_at,omitempty"`
+	TrashedAt    *time.Time                    `json:"trashed_at,omitempty"`
+	TrashedBy    string                        `json:"trashed_by,omitempty"`
+	TrashReason  string                        `json:"trash_reason,omitempty"`
+	PurgeAfter   *time.Time                    `json:"purge_after,omitempty"`
+	Tombstone    *contact.Tombstone            `json:"tombstone,omitempty"`
 }
 
 func contactJSON(v ledger.View) ContactJSON {
@@ -54,7 +59,7 @@ func contactJSON(v ledger.View) ContactJSON {
 	out := ContactJSON{
 		ID: v.ID.String(), State: v.State, Version: v.Version,
 		Name: p.Name, Email: p.Email, Phone: p.Phone, JobTitle: p.JobTitle, Address: p.Address, CustomFields: p.CustomFields,
-		Tags: v.Tags, Shredded: v.Shredded, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
+		Tags: v.Tags, Lists: v.Lists, Links: v.Links, NoteCount: v.NoteCount, Spam: v.Spam, SpamAt: v.SpamAt, Shredded: v.Shredded, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
 		ArchivedAt: v.ArchivedAt, TrashedAt: v.TrashedAt, TrashReason: v.TrashReason, PurgeAfter: v.PurgeAfter, Tombstone: v.Tombstone,
 	}
 	if !v.Position.IsZero() {
@@ -68,6 +73,12 @@ func contactJSON(v ledger.View) ContactJSON {
 	}
 	if out.Tags == nil {
 		out.Tags = []string{}
+	}
+	if out.Lists == nil {
+		out.Lists = map[string]contact.ListStatus{}
+	}
+	if out.Links == nil {
+		out.Links = []contact.Link{}
 	}
 	return out
 }
@@ -189,8 +200,7 @@ func DecodePatch(body []byte) (contact.Patch, error) {
 			}
 			p.CustomFields = m
 		default:
-			return contact.Patch{}, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "unknown field " + strconv.Quote(k),
-				Fields: []contact.FieldError{{Field: k, Message: "is not a field that PATCH can change"}}}
+			return contact.Patch{}, unknownField(k, "is not a field that PATCH can change")
 		}
 		if err != nil {
 			return contact.Patch{}, err
@@ -528,8 +538,9 @@ func (s *Server) listContacts(c echo.Context) error {
 	}
 	for k, v := range qs {
 		if !listParams[k] {
-			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "unknown query parameter " + strconv.Quote(k),
-				Fields: []contact.FieldError{{Field: k, Message: "is not a parameter of this endpoint"}}}
+			e := unknownField(k, "is not a parameter of this endpoint")
+			e.Reason, e.Message = "unknown-parameter", "unknown query parameter "+strconv.Quote(e.Fields[0].Field)
+			return e
 		}
 		if len(v) > 1 {
 			return badRequest("repeated-parameter", "query parameter "+strconv.Quote(k)+" is given more than once")

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
 
@@ -40,6 +41,7 @@ type Problem struct {
 	TombstoneEventID string `json:"tombstone_event_id,omitempty"`
 	ErasedAt         string `json:"erased_at,omitempty"`
 	CurrentVersion   uint64 `json:"current_version,omitempty"`
+	RunningJobID     string `json:"running_job_id,omitempty"`
 }
 
 func badRequest(reason, msg string) *contact.Error {
@@ -54,7 +56,19 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	p := Problem{RequestID: requestID(c), Instance: c.Request().URL.Path}
+	p := s.problem(c, err)
+	if c.Request().Method == http.MethodHead {
+		c.NoContent(p.Status)
+		return
+	}
+	if err := writeJSON(c, p.Status, "application/problem+json", p); err != nil {
+		s.log.Warn("writing a problem failed", "request_id", p.RequestID, "err", err)
+	}
+}
+
+// problem turns an error into its problem details, logging internal errors.
+func (s *Server) problem(c echo.Context, err error) Problem {
+	p := Problem{RequestID: requestID(c), Instance: safePath(c)}
 	var (
 		appErr  *contact.Error
 		echoErr *echo.HTTPError
@@ -109,13 +123,11 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if errors.As(err, &g) {
 		p.TombstoneEventID, p.ErasedAt = g.eventID, g.at
 	}
-	if c.Request().Method == http.MethodHead {
-		c.NoContent(p.Status)
-		return
+	var running *ledger.JobRunningError
+	if errors.As(err, &running) {
+		p.RunningJobID = running.Job
 	}
-	if err := writeJSON(c, p.Status, "application/problem+json", p); err != nil {
-		s.log.Warn("writing a problem failed", "request_id", p.RequestID, "err", err)
-	}
+	return p
 }
 
 // goneError is the 410 of a purged contact, with its tombstone.

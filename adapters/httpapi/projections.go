@@ -13,7 +13,7 @@ import (
 // Projections is what the API needs of the projection runner.
 type Projections interface {
 	Status(ctx context.Context) ([]projections.Status, error)
-	StartRebuild(ctx context.Context, name, reason, by string) (projections.RebuildJob, error)
+	StartRebuild(ctx context.Context, name, reason, workspace, by string) (projections.RebuildJob, error)
 	RebuildJob(ctx context.Context, id string) (projections.RebuildJob, error)
 	CancelRebuild(ctx context.Context, id string) (projections.RebuildJob, error)
 	RecentRebuilds(ctx context.Context, limit int) ([]projections.RebuildJob, error)
@@ -67,19 +67,29 @@ type ProjectionJSON struct {
 	Rebuild    *RebuildJSON `json:"rebuild,omitempty"`
 }
 
-// ProjectionsJSON renders projection statuses.
-func ProjectionsJSON(sts []projections.Status) []ProjectionJSON {
+// ProjectionsJSON renders projection statuses, with the rebuilds that
+// visible lets the caller see.
+func ProjectionsJSON(sts []projections.Status, visible func(projections.RebuildJob) bool) []ProjectionJSON {
 	out := make([]ProjectionJSON, 0, len(sts))
 	for _, st := range sts {
 		p := ProjectionJSON{Name: st.Name, State: st.State, Checkpoint: st.Checkpoint.String(), Head: st.Head.String(),
 			LagEvents: st.LagEvents, LagSeconds: st.LagSeconds, Version: st.Version, Leading: st.Leading}
-		if st.Rebuild != nil {
+		if st.Rebuild != nil && visible(*st.Rebuild) {
 			r := RebuildJobJSON(*st.Rebuild)
 			p.Rebuild = &r
 		}
 		out = append(out, p)
 	}
 	return out
+}
+
+// visibleTo returns whether a caller of workspace may see a rebuild's
+// record: the projections are the deployment's, but a rebuild asked for
+// through the API belongs to its workspace (its record names a token), as
+// everything a token sees does; the command line's and the ledger's own
+// rebuilds name no token and are visible to every operator.
+func visibleTo(workspace string) func(projections.RebuildJob) bool {
+	return func(j projections.RebuildJob) bool { return j.Workspace == "" || j.Workspace == workspace }
 }
 
 var errNoProjections = &contact.Error{Code: contact.CodeUnavailable, Reason: "projections-unavailable", Message: "this server does not run the projections"}
@@ -99,11 +109,14 @@ func (s *Server) projectionStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	visible := visibleTo(principal(c).Workspace)
 	rebuilds := make([]RebuildJSON, 0, len(recent))
 	for _, j := range recent {
-		rebuilds = append(rebuilds, RebuildJobJSON(j))
+		if visible(j) {
+			rebuilds = append(rebuilds, RebuildJobJSON(j))
+		}
 	}
-	return ok(c, http.StatusOK, map[string]any{"projections": ProjectionsJSON(sts), "rebuilds": rebuilds})
+	return ok(c, http.StatusOK, map[string]any{"projections": ProjectionsJSON(sts, visible), "rebuilds": rebuilds})
 }
 
 func (s *Server) startRebuild(c echo.Context) error {
@@ -114,7 +127,7 @@ func (s *Server) startRebuild(c echo.Context) error {
 	if err := decode(c, &empty, true); err != nil {
 		return err
 	}
-	j, err := s.proj.StartRebuild(c.Request().Context(), c.Param("name"), "requested", principal(c).TokenID)
+	j, err := s.proj.StartRebuild(c.Request().Context(), c.Param("name"), "requested", principal(c).Workspace, principal(c).TokenID)
 	if err != nil {
 		return err
 	}
@@ -129,7 +142,7 @@ func (s *Server) rebuildOf(c echo.Context, cancel bool) (projections.RebuildJob,
 	}
 	notFound := contact.Errorf(contact.ErrNotFound, "no such rebuild of this projection")
 	j, err := s.proj.RebuildJob(c.Request().Context(), c.Param("id"))
-	if err != nil || j.Projection != c.Param("name") {
+	if err != nil || j.Projection != c.Param("name") || !visibleTo(principal(c).Workspace)(j) {
 		if err == nil || contact.ErrorCode(err) == contact.CodeNotFound {
 			return projections.RebuildJob{}, notFound
 		}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,8 +32,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready reports whether the service can answer (stores reachable, projections running).
 	Ready func(ctx context.Context) error
-	// RequestTimeout bounds every request; 30s when zero.
+	// RequestTimeout bounds every request but imports; 30s when zero.
 	RequestTimeout time.Duration
+	// Idempotency keeps the answers of POSTs sent with an Idempotency-Key.
+	Idempotency ledger.IdempotencyStore
+	// SpoolDir is where imports are spooled while they run (they hold
+	// personal data: keep it private); the system's temporary directory when empty.
+	SpoolDir string
 	// Projections, when set, serves the projections' status and rebuilds.
 	Projections Projections
 	// Metrics, when set, is told of every request and served at /metrics.
@@ -55,6 +61,11 @@ type Server struct {
 	metrics Metrics
 	known   map[string]bool // route templates, for bounded metric labels
 	echo    *echo.Echo
+	idem    ledger.IdempotencyStore
+	// maxIdemBody bounds how much of a repeated request's body is hashed.
+	maxIdemBody int64
+	// spoolDir holds import files while they are imported.
+	spoolDir string
 	// routes lists every route with the operation it performs, for the
 	// permission table and the OpenAPI check.
 	routes []Route
@@ -70,7 +81,8 @@ const MaxBody = 1 << 20
 
 // New returns the API over a service.
 func New(svc *ledger.Service, o Options) *Server {
-	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, proj: o.Projections, metrics: o.Metrics, echo: echo.New()}
+	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, proj: o.Projections, metrics: o.Metrics, echo: echo.New(),
+		idem: o.Idempotency, maxIdemBody: MaxImport, spoolDir: o.SpoolDir}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -85,11 +97,13 @@ func New(svc *ledger.Service, o Options) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.requestIDs, s.securityHeaders, s.accessLog, s.recoverPanics)
-	e.Use(middleware.BodyLimit("1M"))
+	// Imports stream large bodies for a long time: they have their own limits.
+	notImport := func(c echo.Context) bool { return c.Path() == importPath }
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M", Skipper: notImport}))
 	e.Use(middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{
 		Timeout: timeout,
 		// Streams bound each page's write instead of the whole request.
-		Skipper: func(c echo.Context) bool { return streaming[c.Path()] },
+		Skipper: func(c echo.Context) bool { return notImport(c) || streaming[c.Path()] },
 	}))
 
 	e.GET("/healthz", s.healthz)
@@ -117,6 +131,25 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodPost, "/v1/projections/:name/rebuild", "projections.rebuild", s.startRebuild)
 	s.handle(http.MethodGet, "/v1/projections/:name/rebuilds/:id", "projections.rebuild_status", s.rebuildStatus)
 	s.handle(http.MethodDelete, "/v1/projections/:name/rebuilds/:id", "projections.rebuild_cancel", s.cancelRebuild)
+	s.handle(http.MethodPost, "/v1/tokens", "tokens.create", s.createToken)
+	s.handle(http.MethodGet, "/v1/tokens", "tokens.list", s.listTokens)
+	s.handle(http.MethodDelete, "/v1/tokens/:id", "tokens.revoke", s.revokeToken)
+	s.handle(http.MethodPost, "/v1/contacts/bulk", "contacts.bulk", s.bulk)
+	s.handle(http.MethodPost, importPath, "contacts.import", s.importContacts)
+	s.handle(http.MethodPost, "/v1/contacts/:id/tags", "contacts.tags", s.changeTags)
+	s.handle(http.MethodPost, "/v1/contacts/:id/notes", "contacts.notes.add", s.addNote)
+	s.handle(http.MethodGet, "/v1/contacts/:id/notes", "contacts.notes.list", s.listNotes)
+	s.handle(http.MethodPut, "/v1/contacts/:id/lists/:list", "contacts.lists.set", s.setList)
+	s.handle(http.MethodDelete, "/v1/contacts/:id/lists/:list", "contacts.lists.remove", s.removeList)
+	s.handle(http.MethodPost, "/v1/contacts/:id/links", "contacts.links.add", s.addLink)
+	s.handle(http.MethodDelete, "/v1/contacts/:id/links/:kind/:ref", "contacts.links.remove", s.removeLink)
+	s.handle(http.MethodPost, "/v1/contacts/:id/spam", "contacts.spam", s.spam(true))
+	s.handle(http.MethodPost, "/v1/contacts/:id/unspam", "contacts.unspam", s.spam(false))
+	s.handle(http.MethodPost, "/v1/restore-jobs", "restore_jobs.create", s.createRestoreJob)
+	s.handle(http.MethodGet, "/v1/restore-jobs/:id", "restore_jobs.get", s.getRestoreJob)
+	s.handle(http.MethodPost, "/v1/restore-jobs/:id/cancel", "restore_jobs.cancel", s.cancelRestoreJob)
+	s.handle(http.MethodGet, "/v1/workspace/policy", "workspace.policy.get", s.getPolicy)
+	s.handle(http.MethodPut, "/v1/workspace/policy", "workspace.policy.put", s.putPolicy)
 	s.known = map[string]bool{}
 	for _, r := range e.Routes() {
 		s.known[r.Path] = true
@@ -143,7 +176,11 @@ func (s *Server) handle(method, path, op string, h echo.HandlerFunc) {
 		panic("httpapi: operation " + op + " has no entry in the permission table")
 	}
 	s.routes = append(s.routes, Route{Method: method, Path: path, Op: op})
-	s.echo.Add(method, path, h, s.authenticate, s.authorize(op))
+	mw := []echo.MiddlewareFunc{s.authenticate, s.authorize(op)}
+	if method == http.MethodPost {
+		mw = append(mw, s.idempotent)
+	}
+	s.echo.Add(method, path, h, mw...)
 }
 
 // Permissions is the one permission table: which roles may perform each
@@ -161,6 +198,25 @@ var Permissions = map[string][]contact.Role{
 	"contacts.list":            {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.get":             {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.history":         {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"tokens.create":            {contact.RoleAdmin},
+	"tokens.list":              {contact.RoleAdmin},
+	"tokens.revoke":            {contact.RoleAdmin},
+	"contacts.bulk":            {contact.RoleMember, contact.RoleAdmin},
+	"contacts.import":          {contact.RoleMember, contact.RoleAdmin},
+	"contacts.tags":            {contact.RoleMember, contact.RoleAdmin},
+	"contacts.notes.add":       {contact.RoleMember, contact.RoleAdmin},
+	"contacts.notes.list":      {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.lists.set":       {contact.RoleMember, contact.RoleAdmin},
+	"contacts.lists.remove":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.links.add":       {contact.RoleMember, contact.RoleAdmin},
+	"contacts.links.remove":    {contact.RoleMember, contact.RoleAdmin},
+	"contacts.spam":            {contact.RoleMember, contact.RoleAdmin},
+	"contacts.unspam":          {contact.RoleMember, contact.RoleAdmin},
+	"restore_jobs.create":      {contact.RoleAdmin},
+	"restore_jobs.get":         {contact.RoleAdmin, contact.RoleAuditor},
+	"restore_jobs.cancel":      {contact.RoleAdmin},
+	"workspace.policy.get":     {contact.RoleAdmin},
+	"workspace.policy.put":     {contact.RoleAdmin},
 	"audit.events":             {contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.erasure_receipt": {contact.RoleAdmin, contact.RoleAuditor},
 	"receipts.public_key":      {contact.RoleAdmin, contact.RoleAuditor},
@@ -225,6 +281,40 @@ func (s *Server) requestIDs(next echo.HandlerFunc) echo.HandlerFunc {
 
 func requestID(c echo.Context) string { id, _ := c.Get("request_id").(string); return id }
 
+// safeParam returns a path parameter when it is a well-formed id (of a
+// contact or a token), else "": logs and problems never echo what a client
+// put in a path, which could be anything, personal data included.
+func safeParam(c echo.Context, name string) string {
+	v := c.Param(name)
+	if _, err := contact.ParseID(v); err == nil {
+		return v
+	}
+	if rest, ok := strings.CutPrefix(v, "tok_"); ok {
+		if _, err := contact.ParseID(rest); err == nil {
+			return v
+		}
+	}
+	return ""
+}
+
+// safePath is the request's path for problems: the route with its
+// parameters filled in only where they are well-formed ids.
+func safePath(c echo.Context) string {
+	route := c.Path()
+	if route == "" || route == "/*" {
+		return ""
+	}
+	parts := strings.Split(route, "/")
+	for i, p := range parts {
+		if name, ok := strings.CutPrefix(p, ":"); ok {
+			if v := safeParam(c, name); v != "" {
+				parts[i] = v
+			}
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
 func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Response().Header()
@@ -256,7 +346,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
 			slog.String("request_id", requestID(c)), slog.String("method", c.Request().Method),
-			slog.String("route", c.Path()), slog.String("contact", c.Param("id")),
+			slog.String("route", c.Path()), slog.String("id", safeParam(c, "id")),
 			slog.Int("status", c.Response().Status), slog.Duration("duration", time.Since(start)),
 			slog.String("token", p.TokenID), slog.String("workspace", p.Workspace))
 		return nil
@@ -388,10 +478,22 @@ func jsonError(err error) error {
 	}
 	// encoding/json reports unknown fields only in its message.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "unknown field " + name,
-			Fields: []contact.FieldError{{Field: strings.Trim(name, `"`), Message: "is not a field of this request"}}}
+		return unknownField(strings.Trim(name, `"`), "is not a field of this request")
 	}
 	return badRequest("malformed-json", "the body does not match the expected JSON shape")
+}
+
+var fieldNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]{0,63}$`)
+
+// unknownField names an unknown field in a problem only when it looks like
+// a field name: a client could put anything in a JSON key, personal data
+// included, and problems never echo it.
+func unknownField(name, why string) *contact.Error {
+	if !fieldNamePattern.MatchString(name) {
+		name = "(a field whose name is not shown)"
+	}
+	return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "unknown field " + strconv.Quote(name),
+		Fields: []contact.FieldError{{Field: name, Message: why}}}
 }
 
 func jsonKind(k string) string {

@@ -321,8 +321,9 @@ func (k *Keyring) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var errs []error
-	for _, kp := range k.keepers {
+	for id, kp := range k.keepers {
 		errs = append(errs, kp.Close())
+		delete(k.keepers, id)
 	}
 	return errors.Join(errs...)
 }

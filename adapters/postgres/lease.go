@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-var _ projections.Leaser = (*Store)(nil)
+var (
+	_ projections.Leaser = (*Store)(nil)
+	_ ledger.Lease       = (*Store)(nil)
+)
 
 // LeaseRetry is how often a process that waits for a lease tries to take it.
 var LeaseRetry = time.Second
@@ -76,4 +80,27 @@ func (s *Store) hold(ctx context.Context, conn *pgxpool.Conn, name string) (cont
 		conn.Release()
 	}
 	return leaseCtx, release, nil
+}
+
+// TryAcquire takes the session advisory lock named name if no other
+// process holds it, for a background task that one replica at a time should
+// run (the retention sweep, a workspace's restore job). release gives it up.
+func (s *Store) TryAcquire(ctx context.Context, name string) (func(), bool, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, "ledger.lease."+name).Scan(&got); err != nil || !got {
+		conn.Release()
+		return nil, false, err
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, "ledger.lease."+name); err != nil {
+			conn.Conn().Close(uctx)
+		}
+		conn.Release()
+	}, true, nil
 }

@@ -41,9 +41,9 @@ type Store struct {
 	closed     chan struct{}
 	wg         sync.WaitGroup
 
-	compactMu      sync.Mutex
-	compactRunning bool
-	compactPending bool
+	compactMu    sync.Mutex
+	compacting   bool
+	compactAgain bool
 }
 
 // Open connects to the database at url and applies the migrations, under an

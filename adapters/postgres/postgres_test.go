@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/contactledger/ledger/adapters/postgres"
 	"github.com/contactledger/ledger/domain/contact"
@@ -81,9 +82,13 @@ func TestPositionsOrderNumerically(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := s.ReadAll(ctx, contact.Position{}, 10)
-	if err != nil {
-		t.Fatal(err)
+	// Other tests' transactions on the same server may hold readers back a
+	// moment (that is the rule that makes the order safe): wait for both.
+	var all []contact.Record
+	for deadline := time.Now().Add(20 * time.Second); len(all) < 2 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if all, err = s.ReadAll(ctx, contact.Position{}, 10); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if len(all) != 2 || all[0].Stream != a || all[1].Stream != b {
 		t.Fatalf("got %v, want %s then %s", all, first, last)

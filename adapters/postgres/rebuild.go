@@ -238,7 +238,7 @@ func (s *Store) Versions(ctx context.Context) (map[string]int, error) {
 	return out, rows.Err()
 }
 
-const rebuildColumns = `id, projection, state, phase, reason, requested_by, events_done, events_total, started_at, updated_at, finished_at, error, cancel_requested`
+const rebuildColumns = `id, projection, state, phase, reason, workspace, requested_by, events_done, events_total, started_at, updated_at, finished_at, error, cancel_requested`
 
 // SaveRebuild inserts or updates a rebuild's record and returns its cancel flag.
 func (s *Store) SaveRebuild(ctx context.Context, j projections.RebuildJob) (bool, error) {
@@ -247,11 +247,11 @@ func (s *Store) SaveRebuild(ctx context.Context, j projections.RebuildJob) (bool
 		finished = &j.FinishedAt
 	}
 	var cancel bool
-	err := s.pool.QueryRow(ctx, `INSERT INTO projection_rebuilds (`+rebuildColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, false)
+	err := s.pool.QueryRow(ctx, `INSERT INTO projection_rebuilds (`+rebuildColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, false)
 		ON CONFLICT (id) DO UPDATE SET state = excluded.state, phase = excluded.phase, events_done = excluded.events_done,
 			events_total = excluded.events_total, updated_at = excluded.updated_at, finished_at = excluded.finished_at, error = excluded.error
 		RETURNING cancel_requested`,
-		j.ID, j.Projection, string(j.State), j.Phase, j.Reason, j.RequestedBy, j.EventsDone, j.EventsTotal, j.StartedAt, j.UpdatedAt, finished, j.Error).Scan(&cancel)
+		j.ID, j.Projection, string(j.State), j.Phase, j.Reason, j.Workspace, j.RequestedBy, j.EventsDone, j.EventsTotal, j.StartedAt, j.UpdatedAt, finished, j.Error).Scan(&cancel)
 	return cancel, err
 }
 
@@ -261,7 +261,7 @@ func scanRebuild(row pgx.Row) (projections.RebuildJob, error) {
 		state    string
 		finished *time.Time
 	)
-	if err := row.Scan(&j.ID, &j.Projection, &state, &j.Phase, &j.Reason, &j.RequestedBy, &j.EventsDone, &j.EventsTotal,
+	if err := row.Scan(&j.ID, &j.Projection, &state, &j.Phase, &j.Reason, &j.Workspace, &j.RequestedBy, &j.EventsDone, &j.EventsTotal,
 		&j.StartedAt, &j.UpdatedAt, &finished, &j.Error, &j.Cancel); err != nil {
 		return projections.RebuildJob{}, err
 	}

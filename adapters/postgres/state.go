@@ -141,19 +141,13 @@ func (s *Store) CreateToken(ctx context.Context, t ledger.Token) error {
 	return err
 }
 
-// Token returns a token by id.
-func (s *Store) Token(ctx context.Context, id string) (ledger.Token, error) {
+func scanToken(row pgx.Row) (ledger.Token, error) {
 	var (
 		t       ledger.Token
 		role    string
 		revoked *time.Time
 	)
-	err := s.pool.QueryRow(ctx, `SELECT id, workspace, role, hash, label, created_at, revoked_at FROM tokens WHERE id = $1`, id).
-		Scan(&t.ID, &t.Workspace, &role, &t.Hash, &t.Label, &t.CreatedAt, &revoked)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ledger.Token{}, contact.Errorf(contact.ErrNotFound, "token not found")
-	}
-	if err != nil {
+	if err := row.Scan(&t.ID, &t.Workspace, &role, &t.Hash, &t.Label, &t.CreatedAt, &revoked); err != nil {
 		return ledger.Token{}, err
 	}
 	t.Role, t.CreatedAt = contact.Role(role), t.CreatedAt.UTC()
@@ -161,6 +155,33 @@ func (s *Store) Token(ctx context.Context, id string) (ledger.Token, error) {
 		t.RevokedAt = revoked.UTC()
 	}
 	return t, nil
+}
+
+// Token returns a token by id.
+func (s *Store) Token(ctx context.Context, id string) (ledger.Token, error) {
+	t, err := scanToken(s.pool.QueryRow(ctx, `SELECT id, workspace, role, hash, label, created_at, revoked_at FROM tokens WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ledger.Token{}, contact.Errorf(contact.ErrNotFound, "token not found")
+	}
+	return t, err
+}
+
+// Tokens lists a workspace's tokens, oldest first.
+func (s *Store) Tokens(ctx context.Context, workspace string) ([]ledger.Token, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, workspace, role, hash, label, created_at, revoked_at FROM tokens WHERE workspace = $1 ORDER BY id`, workspace)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ledger.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
 }
 
 // RevokeToken marks a token revoked.

@@ -17,12 +17,19 @@ import (
 var (
 	_ projections.Store     = (*Store)(nil)
 	_ ledger.ReadModels     = (*Store)(nil)
+	_ ledger.Identities     = (*Store)(nil)
 	_ projections.Compacter = (*Store)(nil)
 )
 
-// viewTable returns the table of a view projection, refusing unknown names
-// (table names cannot be bound as parameters).
+// identityTable is the table of the identities projection.
+const identityTable = "contact_identities"
+
+// viewTable returns the table of a view projection (or of the identity
+// index), refusing unknown names (table names cannot be bound as parameters).
 func viewTable(name string) (string, error) {
+	if name == projections.Identities {
+		return identityTable, nil
+	}
 	if view, gen, ok := projections.ParseShadow(name); ok {
 		if _, known := ledger.Views[view]; known {
 			return "rm_" + view + "_" + gen, nil
@@ -131,7 +138,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	}
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
-		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, pos_commit::text, pos_prepare::text FROM `+table+`
+		ext := "''"
+		if table == identityTable {
+			ext = "ext_bidx"
+		}
+		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit::text, pos_prepare::text FROM `+table+`
 			WHERE workspace = $1 AND id = ANY($2)`, ws, ids)
 		if err != nil {
 			return nil, err
@@ -142,7 +153,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				doc  []byte
 				c, p string
 			)
-			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &c, &p); err != nil {
+			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &c, &p); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -182,7 +193,11 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		}
 		batch := &pgx.Batch{}
 		for _, r := range b.Upserts {
-			if err := queueUpsert(batch, table, r); err != nil {
+			upsert := queueUpsert
+			if table == identityTable {
+				upsert = queueIdentity
+			}
+			if err := upsert(batch, table, r); err != nil {
 				return err
 			}
 		}
@@ -191,6 +206,8 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		}
 		for _, ref := range b.DestroyKeys {
 			batch.Queue(`DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, ref.Workspace, ref.ID.String())
+			// Stored answers about the contact hold its personal data.
+			batch.Queue(`DELETE FROM idempotency WHERE workspace = $1 AND contact_id = $2`, ref.Workspace, ref.ID.String())
 		}
 		if batch.Len() == 0 {
 			return nil
@@ -249,6 +266,61 @@ func queueUpsert(b *pgx.Batch, table string, r projections.Row) error {
 	return nil
 }
 
+func queueIdentity(b *pgx.Batch, table string, r projections.Row) error {
+	doc, err := json.Marshal(r.Contact)
+	if err != nil {
+		return err
+	}
+	pc, pp := posArgs(r.Position)
+	b.Queue(`INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11::numeric, $12::jsonb)
+		ON CONFLICT (workspace, id) DO UPDATE SET state = excluded.state, spam = excluded.spam, email_bidx = excluded.email_bidx,
+			phone_bidx = excluded.phone_bidx, ext_bidx = excluded.ext_bidx, sort_at = excluded.sort_at, version = excluded.version,
+			pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc`,
+		r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
+		r.SortAt, int64(r.Contact.Version), pc, pp, string(doc))
+	return nil
+}
+
+// FindIdentities returns the live contacts matching any of q's blind
+// indexes, each index an index probe.
+func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.IdentityQuery) ([]ledger.IdentityMatch, error) {
+	if q.ExtIndex == "" && q.EmailIndex == "" && q.PhoneIndex == "" {
+		return nil, nil
+	}
+	// Only the non-empty indexes become conditions, so each is an index probe.
+	var conds []string
+	for _, c := range []struct{ col, v string }{{"ext_bidx", q.ExtIndex}, {"email_bidx", q.EmailIndex}, {"phone_bidx", q.PhoneIndex}} {
+		if c.v != "" {
+			conds = append(conds, c.col+" = $"+map[string]string{"ext_bidx": "2", "email_bidx": "3", "phone_bidx": "4"}[c.col])
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, state, spam, ext_bidx = $2 AND $2 <> '', email_bidx = $3 AND $3 <> '', phone_bidx = $4 AND $4 <> ''
+		FROM `+identityTable+` WHERE workspace = $1 AND (`+strings.Join(conds, " OR ")+`)
+		ORDER BY id`, workspace, q.ExtIndex, q.EmailIndex, q.PhoneIndex)
+	if err != nil {
+		return nil, fmt.Errorf("find identities: %w", err)
+	}
+	defer rows.Close()
+	var out []ledger.IdentityMatch
+	for rows.Next() {
+		var (
+			m     ledger.IdentityMatch
+			id    string
+			state string
+		)
+		if err := rows.Scan(&id, &state, &m.Spam, &m.ByExt, &m.ByEmail, &m.ByPhone); err != nil {
+			return nil, err
+		}
+		if m.ID, err = contact.ParseID(id); err != nil {
+			return nil, fmt.Errorf("identity row %q: %w", id, err)
+		}
+		m.State = contact.State(state)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
 // List returns one page of a view, newest first.
 func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem, error) {
 	table, err := viewTable(q.View)
@@ -273,10 +345,11 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 		where = append(where, "("+cond+")")
 	}
 	if q.EmailIndex != "" {
-		where = append(where, "email_bidx = "+arg(q.EmailIndex))
+		// "<> ''" lets the planner use the partial index, which holds non-empty indexes only.
+		where = append(where, "email_bidx = "+arg(q.EmailIndex)+" AND email_bidx <> ''")
 	}
 	if q.PhoneIndex != "" {
-		where = append(where, "phone_bidx = "+arg(q.PhoneIndex))
+		where = append(where, "phone_bidx = "+arg(q.PhoneIndex)+" AND phone_bidx <> ''")
 	}
 	if q.Tag != "" {
 		where = append(where, "tags @> ARRAY["+arg(q.Tag)+"]::text[]")
@@ -322,7 +395,7 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 // personalTables are the tables that hold personal data in clear (the views)
 // or key material (the key vault).
 func personalTables() []string {
-	out := []string{"data_keys"}
+	out := []string{"data_keys", "idempotency", identityTable}
 	for _, n := range ledger.ViewNames {
 		t, _ := viewTable(n)
 		out = append(out, t)
@@ -332,42 +405,52 @@ func personalTables() []string {
 
 // Compact runs after an erasure: VACUUM removes the erased rows' dead tuples
 // (and their index entries) from the tables that held personal data. It
-// returns at once and vacuums in the background, one run at a time: calls
-// that arrive during a run ask for one more run after it, so a burst of
-// erasures costs at most two VACUUMs, never a pile of them competing for
-// the tables' locks and the pool's connections.
+// returns at once and vacuums in the background, one run at a time: a burst
+// of erasures costs one more run, not one each.
 func (s *Store) Compact(ctx context.Context) error {
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
-	if s.compactRunning {
-		s.compactPending = true
+	if s.compacting {
+		s.compactAgain = true
 		return nil
 	}
-	s.compactRunning = true
+	s.compacting = true
 	s.wg.Go(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.closed:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		for {
-			if err := s.Vacuum(context.Background(), false); err != nil {
+			if err := s.Vacuum(ctx, false); err != nil && ctx.Err() == nil {
 				s.log.Warn("vacuum after erasure failed", "err", err)
 			}
 			s.compactMu.Lock()
-			if !s.compactPending {
-				s.compactRunning = false
+			if !s.compactAgain || ctx.Err() != nil {
+				s.compacting = false
 				s.compactMu.Unlock()
 				return
 			}
-			s.compactPending = false
+			s.compactAgain = false
 			s.compactMu.Unlock()
 		}
 	})
 	return nil
 }
 
-// Vacuum vacuums the tables that held personal data. With full set, it
-// rewrites them (VACUUM FULL: the old files, with any bytes of deleted rows,
-// are removed; it locks each table while it runs), then checkpoints and
-// switches to a new WAL segment so the old segments can be removed.
+// Vacuum vacuums the tables that held personal data. Without full it is a
+// plain VACUUM that neither truncates nor analyzes: it takes no transaction
+// id (which would hold every reader of the log back until it ended) and no
+// exclusive lock. With full it rewrites them (VACUUM FULL: the old files,
+// with any bytes of deleted rows, are removed; it locks each table while it
+// runs), then checkpoints and switches to a new WAL segment so the old
+// segments can be removed.
 func (s *Store) Vacuum(ctx context.Context, full bool) error {
-	verb := "VACUUM (ANALYZE) "
+	verb := "VACUUM (TRUNCATE false) "
 	if full {
 		verb = "VACUUM (FULL, ANALYZE) "
 	}

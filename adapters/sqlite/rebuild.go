@@ -231,7 +231,7 @@ func (s *Store) Versions(ctx context.Context) (map[string]int, error) {
 	return out, rows.Err()
 }
 
-const rebuildColumns = `id, projection, state, phase, reason, requested_by, events_done, events_total, started_at, updated_at, finished_at, error, cancel_requested`
+const rebuildColumns = `id, projection, state, phase, reason, workspace, requested_by, events_done, events_total, started_at, updated_at, finished_at, error, cancel_requested`
 
 // SaveRebuild inserts or updates a rebuild's record and returns its cancel flag.
 func (s *Store) SaveRebuild(ctx context.Context, j projections.RebuildJob) (bool, error) {
@@ -241,10 +241,10 @@ func (s *Store) SaveRebuild(ctx context.Context, j projections.RebuildJob) (bool
 		finished = sql.NullInt64{Int64: micros(j.FinishedAt), Valid: true}
 	}
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO projection_rebuilds (`+rebuildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+		_, err := tx.ExecContext(ctx, `INSERT INTO projection_rebuilds (`+rebuildColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
 			ON CONFLICT (id) DO UPDATE SET state = excluded.state, phase = excluded.phase, events_done = excluded.events_done,
 				events_total = excluded.events_total, updated_at = excluded.updated_at, finished_at = excluded.finished_at, error = excluded.error`,
-			j.ID, j.Projection, string(j.State), j.Phase, j.Reason, j.RequestedBy, j.EventsDone, j.EventsTotal,
+			j.ID, j.Projection, string(j.State), j.Phase, j.Reason, j.Workspace, j.RequestedBy, j.EventsDone, j.EventsTotal,
 			micros(j.StartedAt), micros(j.UpdatedAt), finished, j.Error)
 		if err != nil {
 			return err
@@ -261,7 +261,7 @@ func scanRebuild(row scanner) (projections.RebuildJob, error) {
 		started, updated int64
 		finished         sql.NullInt64
 	)
-	if err := row.Scan(&j.ID, &j.Projection, &state, &j.Phase, &j.Reason, &j.RequestedBy, &j.EventsDone, &j.EventsTotal,
+	if err := row.Scan(&j.ID, &j.Projection, &state, &j.Phase, &j.Reason, &j.Workspace, &j.RequestedBy, &j.EventsDone, &j.EventsTotal,
 		&started, &updated, &finished, &j.Error, &j.Cancel); err != nil {
 		return projections.RebuildJob{}, err
 	}

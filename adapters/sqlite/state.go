@@ -158,20 +158,14 @@ func (s *Store) CreateToken(ctx context.Context, t ledger.Token) error {
 	}, nil)
 }
 
-// Token returns a token by id.
-func (s *Store) Token(ctx context.Context, id string) (ledger.Token, error) {
+func scanToken(row scanner) (ledger.Token, error) {
 	var (
 		t       ledger.Token
 		role    string
 		created int64
 		revoked sql.NullInt64
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT id, workspace, role, hash, label, created_at, revoked_at FROM tokens WHERE id = ?`, id).
-		Scan(&t.ID, &t.Workspace, &role, &t.Hash, &t.Label, &created, &revoked)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ledger.Token{}, contact.Errorf(contact.ErrNotFound, "token not found")
-	}
-	if err != nil {
+	if err := row.Scan(&t.ID, &t.Workspace, &role, &t.Hash, &t.Label, &created, &revoked); err != nil {
 		return ledger.Token{}, err
 	}
 	t.Role, t.CreatedAt = contact.Role(role), fromMicros(created)
@@ -179,6 +173,33 @@ func (s *Store) Token(ctx context.Context, id string) (ledger.Token, error) {
 		t.RevokedAt = fromMicros(revoked.Int64)
 	}
 	return t, nil
+}
+
+// Token returns a token by id.
+func (s *Store) Token(ctx context.Context, id string) (ledger.Token, error) {
+	t, err := scanToken(s.r.QueryRowContext(ctx, `SELECT id, workspace, role, hash, label, created_at, revoked_at FROM tokens WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return ledger.Token{}, contact.Errorf(contact.ErrNotFound, "token not found")
+	}
+	return t, err
+}
+
+// Tokens lists a workspace's tokens, oldest first.
+func (s *Store) Tokens(ctx context.Context, workspace string) ([]ledger.Token, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, workspace, role, hash, label, created_at, revoked_at FROM tokens WHERE workspace = ? ORDER BY id`, workspace)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ledger.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
 }
 
 // RevokeToken marks a token revoked.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -16,11 +17,18 @@ import (
 var (
 	_ projections.Store = (*Store)(nil)
 	_ ledger.ReadModels = (*Store)(nil)
+	_ ledger.Identities = (*Store)(nil)
 )
 
-// viewTable returns the table of a view projection, refusing unknown names
-// (table names cannot be bound as parameters).
+// identityTable is the table of the identities projection.
+const identityTable = "contact_identities"
+
+// viewTable returns the table of a view projection (or of the identity
+// index), refusing unknown names (table names cannot be bound as parameters).
 func viewTable(name string) (string, error) {
+	if name == projections.Identities {
+		return identityTable, nil
+	}
 	if view, gen, ok := projections.ParseShadow(name); ok {
 		if _, known := ledger.Views[view]; known {
 			return "rm_" + view + "_" + gen, nil
@@ -106,7 +114,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
 		list, _ := json.Marshal(ids)
-		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, pos_commit, pos_prepare FROM `+table+`
+		ext := "''"
+		if table == identityTable {
+			ext = "ext_bidx"
+		}
+		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit, pos_prepare FROM `+table+`
 			WHERE workspace = ? AND id IN (SELECT value FROM json_each(?))`, ws, string(list))
 		if err != nil {
 			return nil, err
@@ -117,7 +129,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				doc    string
 				sortAt int64
 			)
-			if err := rows.Scan(&doc, &sortAt, &row.EmailIndex, &row.PhoneIndex, &row.Position.Commit, &row.Position.Prepare); err != nil {
+			if err := rows.Scan(&doc, &sortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &row.Position.Commit, &row.Position.Prepare); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -150,7 +162,11 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			return err
 		}
 		for _, r := range b.Upserts {
-			if err := upsertRow(ctx, tx, table, r); err != nil {
+			upsert := upsertRow
+			if table == identityTable {
+				upsert = upsertIdentity
+			}
+			if err := upsert(ctx, tx, table, r); err != nil {
 				return err
 			}
 		}
@@ -161,6 +177,10 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		}
 		for _, ref := range b.DestroyKeys {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner = ?`, ref.Workspace, ref.ID.String()); err != nil {
+				return err
+			}
+			// Stored answers about the contact hold its personal data.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE workspace = ? AND contact_id = ?`, ref.Workspace, ref.ID.String()); err != nil {
 				return err
 			}
 		}
@@ -211,6 +231,80 @@ func upsertRow(ctx context.Context, tx *sql.Tx, table string, r projections.Row)
 	return err
 }
 
+func upsertIdentity(ctx context.Context, tx *sql.Tx, table string, r projections.Row) error {
+	doc, err := json.Marshal(r.Contact)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx,
+		sort_at, version, pos_commit, pos_prepare, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
+		micros(r.SortAt), r.Contact.Version, r.Position.Commit, r.Position.Prepare, string(doc))
+	return err
+}
+
+// FindIdentities returns the live contacts matching any of q's blind
+// indexes. Each index is its own query, so each uses its own index.
+func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.IdentityQuery) ([]ledger.IdentityMatch, error) {
+	byID := map[contact.ID]*ledger.IdentityMatch{}
+	var order []contact.ID
+	for _, c := range []struct{ col, index, v string }{
+		{"ext_bidx", "contact_identities_ext", q.ExtIndex},
+		{"email_bidx", "contact_identities_email", q.EmailIndex},
+		{"phone_bidx", "contact_identities_phone", q.PhoneIndex},
+	} {
+		if c.v == "" {
+			continue
+		}
+		// Without statistics SQLite would walk the whole workspace by its
+		// primary key; the lookup must stay one index probe at any size.
+		rows, err := s.r.QueryContext(ctx, `SELECT id, state, spam FROM `+identityTable+` INDEXED BY `+c.index+`
+			WHERE workspace = ? AND `+c.col+` = ?`, workspace, c.v)
+		if err != nil {
+			return nil, fmt.Errorf("find identities: %w", err)
+		}
+		for rows.Next() {
+			var (
+				id, state string
+				spam      bool
+			)
+			if err := rows.Scan(&id, &state, &spam); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			cid, err := contact.ParseID(id)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("identity row %q: %w", id, err)
+			}
+			m := byID[cid]
+			if m == nil {
+				m = &ledger.IdentityMatch{ID: cid, State: contact.State(state), Spam: spam}
+				byID[cid] = m
+				order = append(order, cid)
+			}
+			switch c.col {
+			case "ext_bidx":
+				m.ByExt = true
+			case "email_bidx":
+				m.ByEmail = true
+			default:
+				m.ByPhone = true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(order, func(a, b contact.ID) int { return strings.Compare(a.String(), b.String()) })
+	out := make([]ledger.IdentityMatch, 0, len(order))
+	for _, id := range order {
+		out = append(out, *byID[id])
+	}
+	return out, nil
+}
+
 // List returns one page of a view, newest first.
 func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem, error) {
 	table, err := viewTable(q.View)
@@ -232,10 +326,11 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 		where = append(where, "("+cond+")")
 	}
 	if q.EmailIndex != "" {
-		where, args = append(where, "email_bidx = ?"), append(args, q.EmailIndex)
+		// "<> ''" lets SQLite use the partial index, which holds non-empty indexes only.
+		where, args = append(where, "email_bidx = ? AND email_bidx <> ''"), append(args, q.EmailIndex)
 	}
 	if q.PhoneIndex != "" {
-		where, args = append(where, "phone_bidx = ?"), append(args, q.PhoneIndex)
+		where, args = append(where, "phone_bidx = ? AND phone_bidx <> ''"), append(args, q.PhoneIndex)
 	}
 	if q.Tag != "" {
 		where, args = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"), append(args, q.Tag)

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -214,4 +215,52 @@ func openapiPath(p string) string {
 		}
 	}
 	return strings.Join(parts, "/")
+}
+
+// TestPermissionTableInREADME checks that the README's table of roles says
+// what the code's permission table does, operation by operation.
+func TestPermissionTableInREADME(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(b)
+	i := strings.Index(section, "| Operations | member | admin | auditor | operator |")
+	if i < 0 {
+		t.Fatal("the README has no table of roles")
+	}
+	section = section[i:]
+	section = section[:strings.Index(section, "\n\n")]
+	documented := map[string][]string{}
+	for _, line := range strings.Split(section, "\n")[2:] {
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		if len(cells) != 5 {
+			t.Fatalf("row %q has %d cells", line, len(cells))
+		}
+		var roles []string
+		for j, r := range []string{"member", "admin", "auditor", "operator"} {
+			if strings.TrimSpace(cells[j+1]) != "" {
+				roles = append(roles, r)
+			}
+		}
+		for _, op := range strings.Split(cells[0], ",") {
+			documented[strings.Trim(strings.TrimSpace(op), "`¹²³⁴")] = roles
+		}
+	}
+	for op, allowed := range httpapi.Permissions {
+		var want []string
+		for _, r := range allowed {
+			want = append(want, string(r))
+		}
+		got, ok := documented[op]
+		slices.Sort(got)
+		slices.Sort(want)
+		if !ok || !slices.Equal(got, want) {
+			t.Errorf("%s: the README says %v, the code %v", op, got, want)
+		}
+		delete(documented, op)
+	}
+	for op := range documented {
+		t.Errorf("the README lists %s, which the permission table doesn't have", op)
+	}
 }

@@ -32,6 +32,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&cfg.KEKURL, "kek-url", cfg.KEKURL, "key service that wraps data keys, e.g. awskms://..., hashivault://...; empty: local keys in <data-dir>/keys (LEDGER_KEK_URL)")
 	pf.StringSliceVar(&cfg.PreviousKEKURLs, "previous-kek-url", cfg.PreviousKEKURLs, "key services of earlier KEKs, until `keys rotate` has re-wrapped their keys (LEDGER_PREVIOUS_KEK_URLS, comma-separated)")
 	pf.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL for the log and state (postgres://...); empty: the embedded store in the data directory (LEDGER_DATABASE_URL)")
+	pf.StringVar(&cfg.EventStoreURL, "eventstore-url", cfg.EventStoreURL, "keep the log in EventStoreDB/KurrentDB, e.g. esdb://localhost:2113?tls=false; empty: the log stays in the state store (LEDGER_EVENTSTORE_URL)")
 
 	newMain := func() *Main {
 		m := NewMain()
@@ -66,6 +67,8 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	serve.Flags().StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on (LEDGER_ADDR)")
+	serve.Flags().StringVar(&cfg.RetentionInterval, "retention-interval", cfg.RetentionInterval, "how often to purge contacts past their workspace's retention in trash; 0 turns the sweeper off (LEDGER_RETENTION_INTERVAL)")
+	serve.Flags().StringVar(&cfg.RestoreRate, "restore-rate", cfg.RestoreRate, "contacts a restore job restores per second at most; 0 for no bound (LEDGER_RESTORE_RATE)")
 
 	var workspace string
 	replay := replayCommand(stdout, stderr, withMain)
@@ -203,7 +206,43 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	compact.Flags().BoolVar(&full, "full", false, "PostgreSQL: rewrite the tables (VACUUM FULL) and let old WAL segments go")
 	maintenance.AddCommand(compact)
 
-	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance)
+	var sweepWorkspace string
+	retention := &cobra.Command{Use: "retention", Short: "Retention of contacts in trash"}
+	sweep := &cobra.Command{
+		Use:   "sweep",
+		Short: "Purge now every contact in trash longer than its workspace's retention (the server also does this on its own)",
+		Args:  cobra.NoArgs,
+		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
+			m.StartProjections(ctx)
+			reports, err := m.Svc.SweepRetention(ctx, sweepWorkspace)
+			for _, r := range reports {
+				switch {
+				case r.RetentionDays == 0:
+					fmt.Fprintf(stdout, "%s: retention is off\n", r.Workspace)
+				default:
+					fmt.Fprintf(stdout, "%s: purged %d contacts in trash for over %d days", r.Workspace, len(r.Purged), r.RetentionDays)
+					if len(r.Failed) > 0 {
+						fmt.Fprintf(stdout, "; %d failed (see the log)", len(r.Failed))
+					}
+					fmt.Fprintln(stdout)
+				}
+				for id, ferr := range r.Failed {
+					m.log.Error("retention purge failed", "workspace", r.Workspace, "contact", id.String(), "err", ferr)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if sweepWorkspace != "" && len(reports) == 0 {
+				return fmt.Errorf("workspace %q: %w", sweepWorkspace, contact.ErrWorkspaceNotFound)
+			}
+			return nil
+		}),
+	}
+	sweep.Flags().StringVar(&sweepWorkspace, "workspace", "", "sweep only this workspace (default: every workspace)")
+	retention.AddCommand(sweep)
+
+	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain))
 	return root
 }
 

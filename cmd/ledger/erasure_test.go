@@ -17,17 +17,17 @@ import (
 )
 
 // keyMaterial returns a contact's data key and the wrapped form the key vault stores.
-func (l *ledgerUnderTest) keyMaterial(id string) [][]byte {
+func (l *ledgerUnderTest) keyMaterial(workspace, id string) [][]byte {
 	l.t.Helper()
 	cid, err := contact.ParseID(id)
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	k, err := l.Svc.Vault().ContactKey(context.Background(), "default", cid)
+	k, err := l.Svc.Vault().ContactKey(context.Background(), workspace, cid)
 	if err != nil || k.Destroyed {
 		l.t.Fatalf("key of %s: %v (destroyed %v)", id, err, k.Destroyed)
 	}
-	rows, err := l.State().(ledger.KeyStore).GetKeys(context.Background(), "default", []string{id})
+	rows, err := l.State().(ledger.KeyStore).GetKeys(context.Background(), workspace, []string{id})
 	if err != nil || len(rows) != 1 {
 		l.t.Fatalf("wrapped key of %s: %v", id, err)
 	}

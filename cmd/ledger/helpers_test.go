@@ -21,6 +21,15 @@ type ledgerUnderTest struct {
 	t     *testing.T
 	store string
 	admin string
+	// base is the URL of a server in another process; empty for Main's own.
+	base string
+}
+
+func (l *ledgerUnderTest) url() string {
+	if l.base != "" {
+		return l.base
+	}
+	return l.URL()
 }
 
 // stores lists the stores every end-to-end test runs against.
@@ -54,15 +63,33 @@ func start(t *testing.T, store string, configure ...func(*main.Main)) *ledgerUnd
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	l := &ledgerUnderTest{Main: m, t: t, store: store, admin: m.AdminToken}
 	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
+		if err := l.Main.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
 	if m.AdminToken == "" || !strings.Contains(out.String(), m.AdminToken) {
 		t.Fatalf("first start did not show the admin token; output: %q", out.String())
 	}
-	return &ledgerUnderTest{Main: m, t: t, store: store, admin: m.AdminToken}
+	return l
+}
+
+// restart stops the server and starts it again on the same stores, as a
+// restart of the process would.
+func (l *ledgerUnderTest) restart() {
+	l.t.Helper()
+	cfg, now, logger := l.Config, l.Now, l.Logger
+	if err := l.Main.Close(); err != nil {
+		l.t.Fatal(err)
+	}
+	m := main.NewMain()
+	m.Config, m.Now, m.Logger = cfg, now, logger
+	m.Stdout, m.Stderr = io.Discard, io.Discard
+	if err := m.Run(context.Background()); err != nil {
+		l.t.Fatal(err)
+	}
+	l.Main = m
 }
 
 // cli returns the flags that point the command line at this ledger's stores.
@@ -120,7 +147,7 @@ func (r *remote) as(method, path string, body any, headers ...string) reply {
 // a string or []byte, sent as is.
 func (l *ledgerUnderTest) do(token, method, path string, body any, headers ...string) reply {
 	l.t.Helper()
-	return send(l.t, l.URL(), token, method, path, body, headers...)
+	return send(l.t, l.url(), token, method, path, body, headers...)
 }
 
 func send(t *testing.T, base, token, method, path string, body any, headers ...string) reply {
@@ -165,7 +192,7 @@ func send(t *testing.T, base, token, method, path string, body any, headers ...s
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	r := reply{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
-	if len(raw) > 0 && strings.Contains(resp.Header.Get("Content-Type"), "json") {
+	if ct := resp.Header.Get("Content-Type"); len(raw) > 0 && strings.Contains(ct, "json") && !strings.Contains(ct, "ndjson") {
 		if err := json.Unmarshal(raw, &r.Body); err != nil {
 			t.Fatalf("%s %s: body is not a JSON object: %s", method, path, raw)
 		}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +54,14 @@ type Config struct {
 	// DatabaseURL selects PostgreSQL for the log and the state store;
 	// empty means the embedded store in the data directory.
 	DatabaseURL string
+	// EventStoreURL puts the log in EventStoreDB/KurrentDB (esdb://...);
+	// the state store stays where DatabaseURL says.
+	EventStoreURL string
+	// RetentionInterval is how often the server sweeps trash for contacts
+	// past their workspace's retention (a Go duration; 0 turns the sweeper off).
+	RetentionInterval string
+	// RestoreRate bounds how many contacts a restore job restores per second (0: no bound).
+	RestoreRate string
 }
 
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
@@ -64,7 +73,11 @@ func DefaultConfig() Config {
 		LogFormat:       env("LEDGER_LOG_FORMAT", "auto"),
 		KEKURL:          env("LEDGER_KEK_URL", ""),
 		DatabaseURL:     env("LEDGER_DATABASE_URL", ""),
+		EventStoreURL:   env("LEDGER_EVENTSTORE_URL", ""),
 		PreviousKEKURLs: strings.FieldsFunc(env("LEDGER_PREVIOUS_KEK_URLS", ""), func(r rune) bool { return r == ',' || r == ' ' }),
+
+		RetentionInterval: env("LEDGER_RETENTION_INTERVAL", "1h"),
+		RestoreRate:       env("LEDGER_RESTORE_RATE", "0"),
 	}
 }
 
@@ -89,21 +102,24 @@ type Main struct {
 	// AdminToken is set when Run bootstrapped an empty data directory.
 	AdminToken string
 
-	log    *slog.Logger
-	events contact.EventStore
-	state  stateStore
-	keys   *keyring.Keyring
-	Svc    *ledger.Service
-	Runner *projections.Runner
-	API    *httpapi.Server
+	log         *slog.Logger
+	events      contact.EventStore // the log: the state store, or EventStoreDB (eventstore.go)
+	closeEvents func() error
+	state       stateStore
+	keys        *keyring.Keyring
+	Svc         *ledger.Service
+	Runner      *projections.Runner
+	API         *httpapi.Server
 	// Metrics are served at /metrics.
 	Metrics *metrics.Metrics
 
-	ln     net.Listener
-	srv    *http.Server
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed bool
+	ln        net.Listener
+	srv       *http.Server
+	closeOnce sync.Once
+	closeErr  error
+	runCtx    context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // NewMain returns a Main with the default configuration.
@@ -159,6 +175,11 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.openStores(ctx); err != nil {
 		return err
 	}
+	if es, closeES, err := openEventStore(ctx, m.Config.EventStoreURL, log); err != nil {
+		return err
+	} else if es != nil {
+		m.events, m.closeEvents = es, closeES
+	}
 	vault := ledger.NewVault(m.state, m.keys)
 	m.Runner = projections.NewRunner(m.events, m.state, vault, log)
 	if l, ok := m.state.(projections.Leaser); ok {
@@ -168,15 +189,34 @@ func (m *Main) Open(ctx context.Context) error {
 	vault.Observe = m.Metrics.VaultOp
 	m.Runner.Observe = m.Metrics.Rebuild
 	m.Svc = ledger.New(ledger.Options{
-		Events: m.events, Vault: vault, Directory: m.state, Views: m.state,
+		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state,
 		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics,
 	})
 	return nil
 }
 
+// lease returns the store's lease for background tasks that one replica at
+// a time should run, or nil when the store serves one process.
+func (m *Main) lease() ledger.Lease {
+	if l, ok := m.state.(ledger.Lease); ok {
+		return l
+	}
+	return nil
+}
+
+// StartProjections runs the projections in the background until Close, so
+// that commands that read views (import, retention sweep) see current ones.
+func (m *Main) StartProjections(ctx context.Context) {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.runCtx, m.cancel = runCtx, cancel
+	m.wg.Go(func() { _ = m.Runner.Run(runCtx) })
+}
+
 // stateStore is every port the state store serves.
 type stateStore interface {
 	ledger.KeyStore
+	ledger.IdempotencyStore
+	ledger.Identities
 	ledger.Directory
 	ledger.ReadModels
 	projections.Store
@@ -204,19 +244,37 @@ func (m *Main) openStores(ctx context.Context) error {
 }
 
 // Run opens everything, bootstraps an empty data directory, starts the
-// projections and serves the API. It returns once the server listens.
+// projections, the retention sweeper and the restore-job runner, and serves
+// the API. It returns once the server listens.
 func (m *Main) Run(ctx context.Context) error {
+	interval, err := time.ParseDuration(m.Config.RetentionInterval)
+	if err != nil || interval < 0 {
+		return fmt.Errorf("retention interval %q: use a duration such as 1h or 15m, or 0 to turn the sweeper off", m.Config.RetentionInterval)
+	}
+	restoreRate, err := strconv.ParseFloat(m.Config.RestoreRate, 64)
+	if err != nil || restoreRate < 0 {
+		return fmt.Errorf("restore rate %q: use contacts per second, or 0 for no bound", m.Config.RestoreRate)
+	}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
 	if err := m.bootstrap(ctx); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancel = cancel
-	m.wg.Go(func() { _ = m.Runner.Run(runCtx) })
+	m.StartProjections(ctx)
+	runCtx, lease := m.runCtx, m.lease()
+	if interval > 0 {
+		m.wg.Go(func() { _ = m.Svc.RunRetention(runCtx, interval, lease) })
+	}
+	m.wg.Go(func() { _ = m.Svc.RunRestoreJobs(runCtx, ledger.JobOptions{Rate: restoreRate, Lease: lease}) })
+	m.wg.Go(func() { m.expireIdempotency(runCtx) })
 
-	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready, Projections: m.Runner, Metrics: m.Metrics})
+	spool := filepath.Join(m.Config.DataDir, "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return fmt.Errorf("spool directory: %w", err)
+	}
+	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready, Idempotency: m.state, SpoolDir: spool,
+		Projections: m.Runner, Metrics: m.Metrics})
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
@@ -225,11 +283,13 @@ func (m *Main) Run(ctx context.Context) error {
 	m.srv = &http.Server{
 		Handler:           m.API,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute, // imports stream large bodies
-		WriteTimeout:      5 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		// Imports stream large bodies and long answers: they extend these
+		// deadlines themselves as they go.
+		ReadTimeout:    2 * time.Minute,
+		WriteTimeout:   5 * time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
 	m.wg.Go(func() {
 		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -285,12 +345,13 @@ func (m *Main) bootstrap(ctx context.Context) error {
 }
 
 // Close stops serving (letting requests in flight finish), stops the
-// projections and closes the stores.
+// projections and closes the stores. Closing twice does nothing more.
 func (m *Main) Close() error {
-	if m.closed {
-		return nil
-	}
-	m.closed = true
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
 	var errs []error
 	if m.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -301,6 +362,9 @@ func (m *Main) Close() error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	if m.closeEvents != nil {
+		errs = append(errs, m.closeEvents())
+	}
 	if m.state != nil {
 		errs = append(errs, m.state.Close())
 	}
@@ -365,4 +429,22 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 	}
 	fmt.Fprintf(m.Stdout, "Retired and destroyed %d old key-encryption keys.\n", len(retired))
 	return nil
+}
+
+// expireIdempotency deletes stored idempotent answers once they expire.
+func (m *Main) expireIdempotency(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if n, err := m.state.ExpireIdempotency(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			m.log.Warn("expiring idempotency keys failed", "err", err)
+		} else if n > 0 {
+			m.log.Debug("expired idempotency keys", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -1,27 +1,63 @@
 package main_test
 
 import (
+	"bytes"
+	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/oklog/ulid/v2"
 )
 
 // TestLifecycle walks a contact through its whole lifecycle over HTTP,
 // checking every answer, every view and the history, then anonymizes a
 // second one, and finally reads the database file's bytes to show that the
 // erased contacts' personal data is gone from it.
-func TestLifecycle(t *testing.T) { eachStore(t, testLifecycle) }
+func TestLifecycle(t *testing.T) {
+	eachStore(t, func(t *testing.T, store string) { lifecycle(t, start(t, store), "default") })
+}
 
-func testLifecycle(t *testing.T, store string) {
-	l := start(t, store)
+// TestLifecycleEventStoreDB runs the same walk with the log in a real
+// EventStoreDB/KurrentDB server (LEDGER_TEST_ESDB_URL) and the state in the
+// embedded store. The server's log is shared with earlier runs, so the walk
+// happens in a workspace of its own.
+func TestLifecycleEventStoreDB(t *testing.T) {
+	url := os.Getenv("LEDGER_TEST_ESDB_URL")
+	if url == "" {
+		t.Skip("LEDGER_TEST_ESDB_URL is not set: this test needs a real EventStoreDB/KurrentDB server " +
+			"(e.g. docker compose --profile kurrent up -d kurrentdb, then LEDGER_TEST_ESDB_URL=esdb://localhost:2113?tls=false)")
+	}
+	l := start(t, "sqlite", func(m *main.Main) { m.Config.EventStoreURL = url })
+	// A fresh state store replays the whole shared log first.
+	l.Runner.WaitTimeout = 2 * time.Minute
+	ctx := context.Background()
+	ws := "e2e-" + strings.ToLower(ulid.Make().String())
+	if _, err := l.Svc.CreateWorkspace(ctx, ws); err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := l.Svc.CreateToken(ctx, ws, contact.RoleAdmin, "e2e admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.admin = secret
+	lifecycle(t, l, ws)
+}
+
+// lifecycle is the walk of TestLifecycle, with l's admin token of workspace ws.
+func lifecycle(t *testing.T, l *ledgerUnderTest, ws string) {
 	ada := map[string]any{
 		"name": "Ada Lovelace", "email": "ada.lovelace@analytical.example", "phone": "+44 20 7946 0018",
 		"job_title": "Analyst of Engines", "address": "12 St James's Square, London",
 		"custom_fields": map[string]any{"favourite_engine": "Difference Engine No. 2"}, "tags": []string{"vip", "math"},
 		"source": map[string]any{"system": "web", "external_id": "ext-ada-1815"},
 	}
-	r := l.as("POST", "/v1/contacts", ada)
+	// The answer to an idempotent create holds personal data: it too must go at erasure.
+	r := l.as("POST", "/v1/contacts", ada, "Idempotency-Key", "create-ada")
 	want(t, r, 201, "")
 	id := r.str("id")
 	if r.Header.Get("Location") != "/v1/contacts/"+id || r.Header.Get("ETag") != `"1"` || r.str("state") != "active" || r.str("position") == "" {
@@ -83,7 +119,7 @@ func testLifecycle(t *testing.T, store string) {
 	}
 
 	want(t, l.as("DELETE", "/v1/contacts/"+id, nil), 200, "")
-	adaKey := l.keyMaterial(id)
+	adaKey := l.keyMaterial(ws, id)
 	r = l.as("POST", "/v1/contacts/"+id+"/purge", map[string]any{"reason": "erasure request", "request": "DSR-2026-0042"})
 	want(t, r, 200, "")
 	if r.str("state") != "purged" || r.str("tombstone", "type") != "ContactPurged" || r.str("tombstone", "event_id") == "" || r.str("name") != "" || r.str("email") != "" {
@@ -132,7 +168,7 @@ func testLifecycle(t *testing.T, store string) {
 	grace := map[string]any{"name": "Grace Hopper", "email": "grace.hopper@navy.example", "phone": "+1 202 555 0199", "tags": []string{"navy"}}
 	gid := l.create(grace)
 	want(t, l.as("POST", "/v1/contacts/"+gid+"/trash", nil), 200, "")
-	graceKey := l.keyMaterial(gid)
+	graceKey := l.keyMaterial(ws, gid)
 	r = l.as("POST", "/v1/contacts/"+gid+"/anonymize", map[string]any{"reason": "right to erasure"})
 	want(t, r, 200, "")
 	if r.str("state") != "anonymized" || r.str("name") != "Deleted contact" || r.str("email") != "" {
@@ -158,4 +194,23 @@ func testLifecycle(t *testing.T, store string) {
 	secrets := []string{"Ada Lovelace", "ada.lovelace@analytical.example", "7946 0018", "Analyst of Engines", "Countess of Lovelace",
 		"St James", "Difference Engine", "ext-ada-1815", "Grace Hopper", "grace.hopper@navy.example", "555 0199"}
 	l.assertErased(secrets, adaKey, graceKey)
+
+	// The log, wherever it is, holds every event and only ciphertext of personal data.
+	for _, cid := range []string{id, gid} {
+		parsed, err := contact.ParseID(cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := l.Svc.Events().ReadStream(context.Background(), ws, parsed.Stream())
+		if err != nil || len(recs) == 0 {
+			t.Fatalf("the log of %s: %d events, %v", cid, len(recs), err)
+		}
+		for _, r := range recs {
+			for _, sec := range secrets {
+				if bytes.Contains(r.Data, []byte(sec)) || bytes.Contains(r.Sealed, []byte(sec)) {
+					t.Fatalf("event %s v%d of the log holds personal data in clear", r.Stream, r.Version)
+				}
+			}
+		}
+	}
 }

@@ -2,34 +2,14 @@ package main_test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
 )
-
-// syncBuffer is a buffer the server's goroutines can write to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestMetricsAndLogs drives requests with every kind of outcome and reads
 // /metrics (no token) and the server's JSON log: counts by route template

@@ -25,10 +25,15 @@ import (
 // needs a real server process (to kill it, or to run several) re-executes
 // the binary with LEDGER_TEST_SERVE=1 and the command line in LEDGER_TEST_ARGS.
 func TestMain(m *testing.M) {
-	if os.Getenv("LEDGER_TEST_SERVE") == "1" {
+	args, child := os.Getenv(childArgs), os.Getenv("LEDGER_TEST_SERVE") == "1"
+	if child || args != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		cmd := main.NewRootCommand(os.Stdout, os.Stderr)
-		cmd.SetArgs(strings.Fields(os.Getenv("LEDGER_TEST_ARGS")))
+		if args != "" {
+			cmd.SetArgs(strings.Split(args, "\x1f"))
+		} else {
+			cmd.SetArgs(strings.Fields(os.Getenv("LEDGER_TEST_ARGS")))
+		}
 		err := cmd.ExecuteContext(ctx)
 		stop()
 		if err != nil {

@@ -24,7 +24,7 @@ func projectionsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Co
 			if err != nil {
 				return err
 			}
-			out := httpapi.ProjectionsJSON(sts)
+			out := httpapi.ProjectionsJSON(sts, func(projections.RebuildJob) bool { return true })
 			if asJSON {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")

@@ -2,6 +2,7 @@ package contact
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -69,6 +70,11 @@ type Contact struct {
 	shredded    bool
 	source      string
 	tags        []string
+	lists       map[string]ListStatus
+	links       []Link
+	notes       []Note
+	spam        bool
+	spamAt      time.Time
 	tombstone   *Tombstone
 	pending     []Change
 }
@@ -163,7 +169,11 @@ func (c *Contact) apply(e Envelope) error {
 	case Anonymized:
 		c.erase(StateAnonymized, e, ev.Erasure)
 	default:
-		return fmt.Errorf("unknown event %T", e.Event)
+		if ok, err := c.applyAssociation(e); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("unknown event %T", e.Event)
+		}
 	}
 	c.version = e.Version
 	c.updatedAt = e.At
@@ -174,6 +184,13 @@ func (c *Contact) erase(s State, e Envelope, er Erasure) {
 	c.state = s
 	c.personal, c.shredded = Personal{}, true
 	c.trashedFrom, c.trashedAt, c.trashedBy, c.trashReason = "", time.Time{}, Actor{}, ""
+	// Notes are personal and lists mean nothing without an address; a purge
+	// leaves nothing of the contact, while an anonymized shell keeps its
+	// tags and links so that reports and related records keep their counts.
+	c.notes, c.lists = nil, nil
+	if s == StatePurged {
+		c.tags, c.links, c.spam, c.spamAt = nil, nil, false, time.Time{}
+	}
 	c.tombstone = &Tombstone{Type: e.Event.EventType(), At: e.At, By: e.By, Erasure: er}
 	if e.EventID != (ulid.ULID{}) {
 		c.tombstone.EventID = e.EventID.String()
@@ -236,6 +253,11 @@ func (c *Contact) Update(p Patch, by Actor, now time.Time) error {
 	if c.state != StateActive {
 		return Errorf(ErrNotEditable, "contact is %s; only active contacts can be edited", c.state)
 	}
+	return c.update(p, by, now)
+}
+
+// update records the changes of a patch, if any; the caller has checked the state.
+func (c *Contact) update(p Patch, by Actor, now time.Time) error {
 	var v validator
 	next := c.personal.Clone()
 	var values Personal
@@ -357,6 +379,12 @@ func (c *Contact) Purge(er Erasure, p Policy, by Actor, now time.Time) error {
 	if err := c.eraseCheck("purged", er, p); err != nil {
 		return err
 	}
+	if er.Trigger == TriggerRetention {
+		if days := p.RetentionDays(); days == 0 || now.Before(c.PurgeDue(p)) {
+			return Errorf(ErrTransition, "contact is not past the workspace's retention of %d days in trash", days)
+		}
+		er.RetentionDays = p.RetentionDays()
+	}
 	er.Erased = c.erasedFields()
 	c.record(Purged{er}, by, now)
 	return nil
@@ -454,6 +482,15 @@ func (c *Contact) Shredded() bool { return c.shredded }
 // Tombstone returns the erasure record of a purged or anonymized contact, else nil.
 func (c *Contact) Tombstone() *Tombstone { return c.tombstone }
 
+// PurgeDue returns when retention may purge the trashed contact under
+// policy p; the zero time when it is not in trash or retention is off.
+func (c *Contact) PurgeDue(p Policy) time.Time {
+	if c.state != StateTrashed || p.RetentionDays() == 0 {
+		return time.Time{}
+	}
+	return c.trashedAt.AddDate(0, 0, p.RetentionDays())
+}
+
 // TrashedAt returns when the contact entered trash (zero when not trashed).
 func (c *Contact) TrashedAt() time.Time { return c.trashedAt }
 
@@ -474,7 +511,14 @@ type Snapshot struct {
 	Shredded    bool       `json:"shredded,omitempty"`
 	Source      string     `json:"source,omitempty"`
 	Tags        []string   `json:"tags"`
-	Tombstone   *Tombstone `json:"tombstone,omitempty"`
+	// Lists maps each list the contact is on to its status there.
+	Lists map[string]ListStatus `json:"lists"`
+	// Links are the records the contact is linked to, by kind then id.
+	Links     []Link     `json:"links"`
+	NoteCount int        `json:"note_count"`
+	Spam      bool       `json:"spam,omitempty"`
+	SpamAt    *time.Time `json:"spam_at,omitempty"`
+	Tombstone *Tombstone `json:"tombstone,omitempty"`
 }
 
 // Snapshot returns the contact's current state.
@@ -483,10 +527,20 @@ func (c *Contact) Snapshot() Snapshot {
 		ID: c.id, Workspace: c.workspace, State: c.state, Version: c.version,
 		CreatedAt: c.createdAt, UpdatedAt: c.updatedAt, TrashedFrom: c.trashedFrom, TrashReason: c.trashReason,
 		Personal: c.personal.Clone(), Shredded: c.shredded, Source: c.source, Tags: slices.Clone(c.tags),
-		Tombstone: c.tombstone,
+		Tombstone: c.tombstone, Lists: maps.Clone(c.lists), Links: slices.Clone(c.links), NoteCount: len(c.notes), Spam: c.spam,
 	}
 	if s.Tags == nil {
 		s.Tags = []string{}
+	}
+	if s.Lists == nil {
+		s.Lists = map[string]ListStatus{}
+	}
+	if s.Links == nil {
+		s.Links = []Link{}
+	}
+	if c.spam {
+		t := c.spamAt
+		s.SpamAt = &t
 	}
 	if !c.archivedAt.IsZero() {
 		t := c.archivedAt
@@ -509,10 +563,24 @@ func FromSnapshot(s Snapshot) *Contact {
 		id: s.ID, workspace: s.Workspace, state: s.State, version: s.Version, saved: s.Version,
 		createdAt: s.CreatedAt, updatedAt: s.UpdatedAt, trashedFrom: s.TrashedFrom, trashReason: s.TrashReason,
 		personal: s.Personal.Clone(), shredded: s.Shredded, source: s.Source, tags: slices.Clone(s.Tags),
-		tombstone: s.Tombstone,
+		tombstone: s.Tombstone, lists: maps.Clone(s.Lists), links: slices.Clone(s.Links), spam: s.Spam,
+		// Notes are not part of a snapshot: only their count, kept as placeholders.
+		notes: make([]Note, s.NoteCount),
 	}
 	if len(c.tags) == 0 {
 		c.tags = nil
+	}
+	if len(c.lists) == 0 {
+		c.lists = nil
+	}
+	if len(c.links) == 0 {
+		c.links = nil
+	}
+	if len(c.notes) == 0 {
+		c.notes = nil
+	}
+	if s.SpamAt != nil {
+		c.spamAt = *s.SpamAt
 	}
 	if s.ArchivedAt != nil {
 		c.archivedAt = *s.ArchivedAt

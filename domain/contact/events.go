@@ -136,6 +136,15 @@ var kinds = map[string]eventKind{
 	TypeRestored:   {schema: 1, new: func() Event { return &Restored{} }},
 	TypePurged:     {schema: 1, new: func() Event { return &Purged{} }},
 	TypeAnonymized: {schema: 1, new: func() Event { return &Anonymized{} }},
+
+	TypeTagsChanged:           {schema: 1, new: func() Event { return &TagsChanged{} }},
+	TypeNoteAdded:             {schema: 1, new: func() Event { return &NoteAdded{} }},
+	TypeListMembershipChanged: {schema: 1, new: func() Event { return &ListMembershipChanged{} }},
+	TypeListMembershipRemoved: {schema: 1, new: func() Event { return &ListMembershipRemoved{} }},
+	TypeLinked:                {schema: 1, new: func() Event { return &Linked{} }},
+	TypeUnlinked:              {schema: 1, new: func() Event { return &Unlinked{} }},
+	TypeMarkedSpam:            {schema: 1, new: func() Event { return &MarkedSpam{} }},
+	TypeUnmarkedSpam:          {schema: 1, new: func() Event { return &UnmarkedSpam{} }},
 }
 
 // Encoded is an event split for storage: the clear payload, and the personal
@@ -227,6 +236,22 @@ func deref(e Event) Event {
 	case *Purged:
 		return *v
 	case *Anonymized:
+		return *v
+	case *TagsChanged:
+		return *v
+	case *NoteAdded:
+		return *v
+	case *ListMembershipChanged:
+		return *v
+	case *ListMembershipRemoved:
+		return *v
+	case *Linked:
+		return *v
+	case *Unlinked:
+		return *v
+	case *MarkedSpam:
+		return *v
+	case *UnmarkedSpam:
 		return *v
 	}
 	return e

@@ -118,3 +118,11 @@ func (p Policy) MayRestore(r Role) bool {
 	}
 	return false
 }
+
+// ValidateSource checks the name of a source system.
+func ValidateSource(src string) error {
+	if !sourcePattern.MatchString(src) {
+		return Invalid(FieldError{Field: "source", Message: "is 1-32 characters of a-z, 0-9, '_', '.', '-'"})
+	}
+	return nil
+}

@@ -19,8 +19,10 @@ import (
 type StateStore interface {
 	ledger.KeyStore
 	ledger.KeyRewrapper
+	ledger.IdempotencyStore
 	ledger.Directory
 	ledger.ReadModels
+	ledger.Identities
 	projections.Store
 }
 
@@ -124,6 +126,82 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		}
 	})
 
+	t.Run("idempotency", func(t *testing.T) {
+		s := h.New(t)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		claim := func(key string, at time.Time) (ledger.Idempotency, bool) {
+			t.Helper()
+			rec, claimed, err := s.ClaimIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Key: key, LockedUntil: at.Add(time.Minute), CreatedAt: at, ExpiresAt: at.Add(time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rec, claimed
+		}
+		if _, claimed := claim("k1", now); !claimed {
+			t.Fatal("a new key was not claimed")
+		}
+		if rec, claimed := claim("k1", now); claimed || rec.Done {
+			t.Fatalf("a running key was claimed again: %+v", rec)
+		}
+		id := contact.NewID().String()
+		done := ledger.Idempotency{Workspace: "ws", Key: "k1", Fingerprint: []byte("fp"), Status: 201, Header: map[string]string{"Location": "/x"}, Body: []byte(`{"a":1}`), ContactID: id}
+		if err := s.CompleteIdempotency(ctx, done); err != nil {
+			t.Fatal(err)
+		}
+		rec, claimed := claim("k1", now.Add(time.Second))
+		if claimed || !rec.Done || rec.Status != 201 || string(rec.Body) != `{"a":1}` || string(rec.Fingerprint) != "fp" || rec.Header["Location"] != "/x" || rec.ContactID != id {
+			t.Fatalf("got %+v, claimed %v; want the stored answer", rec, claimed)
+		}
+		if _, claimed := claim("k1", now.Add(2*time.Hour)); !claimed {
+			t.Fatal("an expired answer was not replaced")
+		}
+		// Another workspace has its own keys.
+		if _, claimed, _ := s.ClaimIdempotency(ctx, ledger.Idempotency{Workspace: "other", Key: "k1", LockedUntil: now.Add(time.Minute), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); !claimed {
+			t.Fatal("a key of another workspace collided")
+		}
+		// A claim whose process died is taken over once its lock runs out.
+		claim("k2", now)
+		if _, claimed := claim("k2", now.Add(30*time.Second)); claimed {
+			t.Fatal("a running claim was taken over before its lock ran out")
+		}
+		if _, claimed := claim("k2", now.Add(2*time.Minute)); !claimed {
+			t.Fatal("a dead claim was not taken over")
+		}
+		// Release forgets a pending key only.
+		if err := s.ReleaseIdempotency(ctx, "ws", "k2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, claimed := claim("k2", now); !claimed {
+			t.Fatal("a released key could not be claimed")
+		}
+		claim("k3", now)
+		if err := s.CompleteIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Key: "k3", Fingerprint: []byte("f"), Status: 200, Header: map[string]string{}, ContactID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReleaseIdempotency(ctx, "ws", "k3"); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := claim("k3", now); !rec.Done {
+			t.Fatal("release forgot a finished answer")
+		}
+		// Erasing the contact deletes the answers about it.
+		cid, _ := contact.ParseID(id)
+		if err := s.Commit(ctx, projections.Batch{Projection: projections.Erasure, To: contact.Position{Commit: 1, Prepare: 1}, DestroyKeys: []projections.Ref{{Workspace: "ws", ID: cid}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, claimed := claim("k3", now); !claimed {
+			t.Fatal("the answer about an erased contact survived its erasure")
+		}
+		// Expiry.
+		n, err := s.ExpireIdempotency(ctx, now.Add(3*time.Hour))
+		if err != nil || n < 3 {
+			t.Fatalf("expired %d, %v; want every record", n, err)
+		}
+		if _, claimed := claim("k2", now); !claimed {
+			t.Fatal("an expired record is still there")
+		}
+	})
+
 	t.Run("directory", func(t *testing.T) {
 		s := h.New(t)
 		w := ledger.Workspace{Name: "acme", CreatedAt: time.Now().UTC().Truncate(time.Microsecond), Policy: contact.DefaultPolicy()}
@@ -165,6 +243,15 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		}
 		if gt, _ := s.Token(ctx, "tok_1"); gt.RevokedAt.IsZero() {
 			t.Fatal("revoked token has no revocation time")
+		}
+		if err := s.CreateWorkspace(ctx, ledger.Workspace{Name: "other", CreatedAt: w.CreatedAt, Policy: contact.DefaultPolicy()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateToken(ctx, ledger.Token{ID: "tok_3", Workspace: "other", Role: contact.RoleMember, Hash: []byte("h"), CreatedAt: w.CreatedAt}); err != nil {
+			t.Fatal(err)
+		}
+		if list, err := s.Tokens(ctx, "acme"); err != nil || len(list) != 1 || list[0].ID != "tok_1" || list[0].RevokedAt.IsZero() {
+			t.Fatalf("tokens of acme: got %+v, %v; want tok_1 (revoked) only", list, err)
 		}
 		if _, err := s.Token(ctx, "tok_2"); !errors.Is(err, contact.ErrNotFound) {
 			t.Fatalf("unknown token: got %v", err)
@@ -318,6 +405,95 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 			if got := list(tc.q); len(got) != tc.want {
 				t.Errorf("%s: got %d contacts, want %d", name, len(got), tc.want)
 			}
+		}
+	})
+
+	t.Run("identity index finds live contacts by blind index", func(t *testing.T) {
+		s := h.New(t)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		a := snapshot("ws", "Ada", "ada@example.com", contact.StateActive, now)
+		a.Source, a.Personal.ExternalID, a.Personal.Phone = "hubspot", "H-1", "+44 20 7946 0018"
+		b := snapshot("ws", "Bob", "bob@example.com", contact.StateTrashed, now)
+		b.Spam = true
+		c := snapshot("ws", "Ada Again", "ada@example.com", contact.StateArchived, now)
+		other := snapshot("other", "Ada", "ada@example.com", contact.StateActive, now)
+		p1 := contact.Position{Commit: 3, Prepare: 3}
+		var rows []projections.Row
+		for _, sn := range []contact.Snapshot{a, b, c, other} {
+			rows = append(rows, projections.BuildRow(sn, suiteIndex, p1))
+		}
+		if err := s.Commit(ctx, projections.Batch{Projection: projections.Identities, To: p1, Upserts: rows}); err != nil {
+			t.Fatal(err)
+		}
+		ids := func(ms []ledger.IdentityMatch) []string {
+			var out []string
+			for _, m := range ms {
+				out = append(out, fmt.Sprintf("%s/%s/spam=%v/ext=%v/email=%v/phone=%v", m.ID, m.State, m.Spam, m.ByExt, m.ByEmail, m.ByPhone))
+			}
+			return out
+		}
+		find := func(q ledger.IdentityQuery) []ledger.IdentityMatch {
+			t.Helper()
+			ms, err := s.FindIdentities(ctx, "ws", q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ms
+		}
+		ext := projections.ExtIndex(suiteIndex, "hubspot", "H-1")
+		if got := ids(find(ledger.IdentityQuery{ExtIndex: ext})); fmt.Sprint(got) != fmt.Sprint([]string{a.ID.String() + "/active/spam=false/ext=true/email=false/phone=false"}) {
+			t.Fatalf("by external id: got %v", got)
+		}
+		if got := find(ledger.IdentityQuery{ExtIndex: projections.ExtIndex(suiteIndex, "salesforce", "H-1")}); len(got) != 0 {
+			t.Fatalf("the same external id of another source matched: %v", ids(got))
+		}
+		byEmail := find(ledger.IdentityQuery{EmailIndex: suiteIndex.Of("email", "ada@example.com")})
+		if len(byEmail) != 2 || !byEmail[0].ByEmail || !byEmail[1].ByEmail || byEmail[0].ID.String() > byEmail[1].ID.String() {
+			t.Fatalf("by email: got %v, want Ada and Ada Again of ws in id order", ids(byEmail))
+		}
+		states := map[contact.State]bool{byEmail[0].State: true, byEmail[1].State: true}
+		if !states[contact.StateActive] || !states[contact.StateArchived] {
+			t.Fatalf("by email: states %v", states)
+		}
+		spam := find(ledger.IdentityQuery{EmailIndex: suiteIndex.Of("email", "bob@example.com"), PhoneIndex: suiteIndex.Of("phone", contact.NormalizePhone("+44 20 7946 0018"))})
+		if len(spam) != 2 {
+			t.Fatalf("by email or phone: got %v, want Bob and Ada", ids(spam))
+		}
+		for _, m := range spam {
+			if m.ID == b.ID && (!m.Spam || m.State != contact.StateTrashed || !m.ByEmail || m.ByPhone) {
+				t.Fatalf("Bob: got %+v, want spam in trash by email", m)
+			}
+			if m.ID == a.ID && (m.Spam || !m.ByPhone || m.ByEmail) {
+				t.Fatalf("Ada: got %+v, want matched by phone only", m)
+			}
+		}
+		if got := find(ledger.IdentityQuery{}); len(got) != 0 {
+			t.Fatalf("an empty query matched %v", ids(got))
+		}
+		// The projection's rows come back with their snapshot and indexes,
+		// and a contact leaving the live states (purged) leaves the index.
+		got, err := s.Rows(ctx, projections.Identities, []projections.Ref{{Workspace: "ws", ID: a.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := got[a.ID]; r.ExtIndex != ext || r.Contact.Personal.ExternalID != "H-1" || r.Position != p1 || r.EmailIndex == "" {
+			t.Fatalf("row: got %+v", r)
+		}
+		b.Spam = false
+		p2 := contact.Position{Commit: 4, Prepare: 4}
+		err = s.Commit(ctx, projections.Batch{Projection: projections.Identities, From: p1, To: p2,
+			Upserts: []projections.Row{projections.BuildRow(b, suiteIndex, p2)}, Deletes: []projections.Ref{{Workspace: "ws", ID: a.ID}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := find(ledger.IdentityQuery{ExtIndex: ext}); len(got) != 0 {
+			t.Fatalf("a deleted row still matches: %v", ids(got))
+		}
+		if got := find(ledger.IdentityQuery{EmailIndex: suiteIndex.Of("email", "bob@example.com")}); len(got) != 1 || got[0].Spam {
+			t.Fatalf("unmarked spam: got %v", ids(got))
+		}
+		if cp, _ := s.Checkpoint(ctx, projections.Identities); cp != p2 {
+			t.Fatalf("checkpoint %s, want %s", cp, p2)
 		}
 	})
 }

@@ -7,6 +7,7 @@ CREATE TABLE projection_rebuilds (
     state            text        NOT NULL,
     phase            text        NOT NULL,
     reason           text        NOT NULL,
+    workspace        text        NOT NULL,
     requested_by     text        NOT NULL,
     events_done      bigint      NOT NULL,
     events_total     bigint      NOT NULL,

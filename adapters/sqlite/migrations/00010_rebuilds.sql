@@ -7,6 +7,7 @@ CREATE TABLE projection_rebuilds (
     state            TEXT    NOT NULL,
     phase            TEXT    NOT NULL,
     reason           TEXT    NOT NULL,
+    workspace        TEXT    NOT NULL,
     requested_by     TEXT    NOT NULL,
     events_done      INTEGER NOT NULL,
     events_total     INTEGER NOT NULL,

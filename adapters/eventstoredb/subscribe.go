@@ -1,0 +1,277 @@
+package eventstoredb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"time"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/contactledger/ledger/domain/contact"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// subscribeBatch is how many events a subscriber gets at most at once.
+const subscribeBatch = 500
+
+// filter selects the contact streams on the server, so that the events of
+// other streams never cross the network. The type must be set: the zero
+// value filters on event types.
+func filter() *esdb.SubscriptionFilter {
+	return &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{contact.StreamPrefix}}
+}
+
+// Subscribe delivers batches of contact events after from, in global order,
+// as they are committed, until ctx ends or handle fails. It subscribes to
+// $all with a server-side stream-prefix filter; when the subscription drops
+// (connection lost, leader change, server restart) it subscribes again,
+// after a growing pause, from the last event handle accepted, or from the
+// last checkpoint the server sent if that is newer. Positions are exclusive,
+// so nothing is lost or repeated. It returns handle's error, ctx's, or an
+// error that retrying can't cure (access refused, a from that is not a
+// position of this log).
+func (s *Store) Subscribe(ctx context.Context, from contact.Position, handle func(context.Context, []contact.Record) error) error {
+	s.subs.Add(1)
+	defer s.subs.Done()
+	ctx, cancel := withStop(ctx, s.subsCtx)
+	defer cancel()
+	sub := &subscriber{s: s, handle: handle, delivered: from, resume: from}
+	b := s.newBackoff()
+	for {
+		healthy, err := sub.run(ctx)
+		if ctx.Err() != nil {
+			return s.ctxErr(ctx)
+		}
+		var fatal fatalError
+		if errors.As(err, &fatal) {
+			return fatal.err
+		}
+		if healthy {
+			b.reset()
+		}
+		d := b.next()
+		s.log.Warn("eventstoredb subscription dropped; resubscribing", "from", sub.resume.String(), "retry_in", d, "err", err)
+		if err := s.sleep(ctx, d); err != nil {
+			return s.ctxErr(ctx)
+		}
+	}
+}
+
+// fatalError ends Subscribe: retrying can't help.
+type fatalError struct{ err error }
+
+func (f fatalError) Error() string { return f.err.Error() }
+
+// subscriber is the state of one Subscribe call across its subscriptions.
+type subscriber struct {
+	s      *Store
+	handle func(context.Context, []contact.Record) error
+	// delivered is the position of the last event handle accepted (or from).
+	delivered contact.Position
+	// resume is where the next subscription starts: delivered, or a newer
+	// checkpoint (every contact event up to it has been delivered).
+	resume contact.Position
+}
+
+// run makes one subscription and pumps it until it drops. healthy reports
+// whether it got anywhere (events, a checkpoint or catching up), which
+// resets the backoff.
+func (sub *subscriber) run(ctx context.Context) (healthy bool, err error) {
+	g, err := sub.s.conn.acquire()
+	if err != nil {
+		if errors.Is(err, errClosed) {
+			return false, fatalError{err}
+		}
+		return false, err
+	}
+	var res error
+	defer func() { sub.s.conn.release(g, res) }()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var es Subscription
+	opened := make(chan error, 1)
+	go func() {
+		var err error
+		es, err = g.c.SubscribeToAll(ctx, esdb.SubscribeToAllOptions{From: fromPosition(sub.resume), Filter: filter()})
+		opened <- err
+	}()
+	select {
+	case res = <-opened:
+	case <-ctx.Done():
+		// The client ignores ctx while it discovers nodes; leave it behind.
+		go func() {
+			if <-opened == nil {
+				es.Close()
+			}
+		}()
+		return false, ctx.Err()
+	}
+	if res != nil {
+		err := translate(ctx, "subscribe to $all from "+sub.resume.String(), res)
+		if errors.Is(err, ErrAccess) {
+			return false, fatalError{err}
+		}
+		return false, err
+	}
+	defer es.Close()
+
+	msgs := make(chan *esdb.SubscriptionEvent, subscribeBatch)
+	go func() {
+		for {
+			m := es.Recv()
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+			if m.SubscriptionDropped != nil {
+				return
+			}
+		}
+	}()
+
+	var batch []contact.Record
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := sub.handle(ctx, batch); err != nil {
+			return fatalError{err}
+		}
+		last := batch[len(batch)-1].Position
+		sub.delivered = last
+		if sub.resume.Less(last) {
+			sub.resume = last
+		}
+		batch, healthy = nil, true
+		return nil
+	}
+	for {
+		var m *esdb.SubscriptionEvent
+		if len(batch) == 0 {
+			select {
+			case m = <-msgs:
+			case <-ctx.Done():
+				return healthy, ctx.Err()
+			}
+		} else {
+			select {
+			case m = <-msgs:
+			default: // nothing more for now: deliver what we have
+				if err := flush(); err != nil {
+					return healthy, err
+				}
+				continue
+			}
+		}
+		switch {
+		case m.EventAppeared != nil:
+			e := m.EventAppeared.OriginalEvent()
+			if e == nil || !isContactEvent(e.StreamID, e.EventType) {
+				continue // a $streamDeleted tombstone, or a stream the filter let through
+			}
+			r, err := decode(e)
+			if err != nil {
+				return healthy, fatalError{fmt.Errorf("subscription: %w", err)}
+			}
+			if !sub.resume.Less(r.Position) {
+				continue // at or before where we resumed: already delivered
+			}
+			batch = append(batch, r)
+			if len(batch) >= subscribeBatch {
+				if err := flush(); err != nil {
+					return healthy, err
+				}
+			}
+		case m.CheckPointReached != nil:
+			// Every contact event up to the checkpoint has come; once
+			// those are delivered it is a safe place to resume from, and
+			// saves scanning other streams' events again after a drop.
+			if err := flush(); err != nil {
+				return healthy, err
+			}
+			if cp := toPosition(*m.CheckPointReached); sub.resume.Less(cp) {
+				sub.resume = cp
+			}
+			healthy = true
+		case m.CaughtUp != nil:
+			if err := flush(); err != nil {
+				return healthy, err
+			}
+			healthy = true
+			sub.s.log.Debug("eventstoredb subscription is live", "at", sub.resume.String())
+		case m.FellBehind != nil:
+			sub.s.log.Info("eventstoredb subscription fell behind; catching up", "at", sub.resume.String())
+		case m.SubscriptionDropped != nil:
+			if err := flush(); err != nil {
+				return healthy, err
+			}
+			return healthy, sub.dropped(ctx, m.SubscriptionDropped.Error)
+		}
+	}
+}
+
+// dropped classifies why a subscription dropped.
+func (sub *subscriber) dropped(ctx context.Context, err error) error {
+	if err == nil {
+		err = io.EOF
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	switch status.Code(err) {
+	case codes.InvalidArgument:
+		// The server can't start at resume. When resume is a checkpoint,
+		// fall back to the last delivered event; when that is where we
+		// are, the caller gave a position that is not in this log.
+		if sub.resume != sub.delivered {
+			sub.resume = sub.delivered
+			return fmt.Errorf("subscription from a checkpoint refused: %w", err)
+		}
+		return fatalError{fmt.Errorf("subscribe to $all from %s: not a position of this log: %w", sub.resume, err)}
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return fatalError{fmt.Errorf("subscribe to $all: %w: %w", ErrAccess, err)}
+	}
+	return fmt.Errorf("subscription dropped: %w", err)
+}
+
+// backoff is an exponential pause with up to 25% jitter, so that many
+// subscribers don't all come back at the same instant.
+type backoff struct {
+	first, max, cur time.Duration
+	jitter          func(time.Duration) time.Duration
+}
+
+func (s *Store) newBackoff() *backoff {
+	return &backoff{first: s.opts.Backoff, max: s.opts.MaxBackoff, jitter: func(d time.Duration) time.Duration {
+		return time.Duration(rand.Int64N(int64(d)/4 + 1))
+	}}
+}
+
+// next returns the next pause.
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.first
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	return b.cur + b.jitter(b.cur)
+}
+
+// reset starts again from the first pause.
+func (b *backoff) reset() { b.cur = 0 }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

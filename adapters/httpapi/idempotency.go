@@ -1,0 +1,185 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"hash"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/labstack/echo/v4"
+)
+
+const (
+	// IdempotencyTTL is how long the outcome of a request with an
+	// Idempotency-Key is kept: repeats within it get the first answer.
+	IdempotencyTTL = 48 * time.Hour
+	// idempotencyLock is how long a running request holds its key; a
+	// claim older than that belongs to a request that died with its process.
+	idempotencyLock = 2 * time.Minute
+	// maxStoredAnswer bounds the answers kept for replay.
+	maxStoredAnswer = 16 << 20
+)
+
+var (
+	errKeyReused = &contact.Error{Code: contact.CodeInvalid, Reason: "idempotency-key-reused",
+		Message: "this Idempotency-Key was used with another request; use a new key for a new request"}
+	errKeyInFlight = &contact.Error{Code: contact.CodeConflict, Reason: "idempotency-key-in-progress",
+		Message: "a request with this Idempotency-Key is still running; retry shortly"}
+	errBadKey = &contact.Error{Code: contact.CodeBadRequest, Reason: "invalid-idempotency-key",
+		Message: "Idempotency-Key must be 1-255 visible ASCII characters"}
+	errAnswerTooLarge = &contact.Error{Code: contact.CodeConflict, Reason: "idempotency-answer-unavailable",
+		Message: "the first answer to this Idempotency-Key is not kept (it was too large, or held a secret shown only once); the request was done once and is not repeated"}
+)
+
+func validKey(k string) bool {
+	if len(k) == 0 || len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// fingerprint hashes what identifies a request besides its key: method,
+// path, query and every byte of its body.
+func fingerprint(r *http.Request) hash.Hash {
+	h := sha256.New()
+	h.Write([]byte(r.Method + "\x00" + r.URL.Path + "\x00" + r.URL.RawQuery + "\x00"))
+	return h
+}
+
+// capture keeps a copy of the answer while writing it.
+type capture struct {
+	http.ResponseWriter
+	buf      bytes.Buffer
+	overflow bool
+}
+
+func (c *capture) Write(b []byte) (int, error) {
+	if !c.overflow {
+		if c.buf.Len()+len(b) > maxStoredAnswer {
+			c.overflow = true
+			c.buf = bytes.Buffer{}
+		} else {
+			c.buf.Write(b)
+		}
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *capture) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (c *capture) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// replayed headers: what a client needs of the first answer.
+var replayHeaders = []string{echo.HeaderContentType, "Location", "ETag"}
+
+// idempotent makes a POST safe to retry: with an Idempotency-Key, the first
+// request's outcome is stored (for 48 hours, across restarts) and a repeat
+// with the same key and the same request gets the same answer without doing
+// anything again; the same key with another request is refused (422).
+// The request's body is hashed as the handler reads it, so streaming
+// endpoints need no buffering.
+func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		key := c.Request().Header.Get("Idempotency-Key")
+		if key == "" || s.idem == nil {
+			return next(c)
+		}
+		if !validKey(key) {
+			return errBadKey
+		}
+		ctx, req := c.Request().Context(), c.Request()
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		p := principal(c)
+		rec, claimed, err := s.idem.ClaimIdempotency(ctx, ledger.Idempotency{
+			Workspace: p.Workspace, Key: key, LockedUntil: now.Add(idempotencyLock), CreatedAt: now, ExpiresAt: now.Add(IdempotencyTTL),
+		})
+		if err != nil {
+			return err
+		}
+		fp := fingerprint(req)
+		if !claimed {
+			if !rec.Done {
+				c.Response().Header().Set("Retry-After", "1")
+				return errKeyInFlight
+			}
+			if _, err := io.Copy(fp, http.MaxBytesReader(c.Response(), req.Body, s.maxIdemBody)); err != nil {
+				return &contact.Error{Code: contact.CodeTooLarge, Reason: "body-too-large", Message: "the request body is over the limit"}
+			}
+			if subtle.ConstantTimeCompare(fp.Sum(nil), rec.Fingerprint) != 1 {
+				return errKeyReused
+			}
+			if rec.Status == 0 {
+				return errAnswerTooLarge
+			}
+			for k, v := range rec.Header {
+				c.Response().Header().Set(k, v)
+			}
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+			c.Response().WriteHeader(rec.Status)
+			_, err := c.Response().Write(rec.Body)
+			return err
+		}
+
+		req.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.TeeReader(req.Body, fp), req.Body}
+		cw := &capture{ResponseWriter: c.Response().Writer}
+		c.Response().Writer = cw
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		c.Response().Writer = cw.ResponseWriter
+		// Hash what the handler left unread too, so that a repeat (which
+		// hashes the whole body) compares equal.
+		io.Copy(fp, http.MaxBytesReader(nil, req.Body, s.maxIdemBody))
+
+		status := c.Response().Status
+		store := context.WithoutCancel(ctx)
+		if status >= 500 {
+			if err := s.idem.ReleaseIdempotency(store, p.Workspace, key); err != nil {
+				s.log.Warn("releasing an idempotency key failed", "request_id", requestID(c), "err", err)
+			}
+			return nil
+		}
+		rec.Fingerprint, rec.Status, rec.Body = fp.Sum(nil), status, cw.buf.Bytes()
+		if secret, _ := c.Get(secretAnswer).(bool); cw.overflow || secret {
+			rec.Status, rec.Body = 0, nil // done once; the answer is not kept
+		}
+		rec.Header = map[string]string{}
+		for _, h := range replayHeaders {
+			if v := c.Response().Header().Get(h); v != "" {
+				rec.Header[h] = v
+			}
+		}
+		rec.ContactID = c.Param("id")
+		if loc := c.Response().Header().Get("Location"); rec.ContactID == "" && strings.HasPrefix(loc, "/v1/contacts/") {
+			rec.ContactID = strings.TrimPrefix(loc, "/v1/contacts/")
+		}
+		if id, err := contact.ParseID(rec.ContactID); err == nil {
+			rec.ContactID = id.String()
+		} else {
+			rec.ContactID = ""
+		}
+		if err := s.idem.CompleteIdempotency(store, rec); err != nil {
+			s.log.Error("storing an idempotent answer failed", "request_id", requestID(c), "err", err)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,85 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
+	"github.com/labstack/echo/v4"
+)
+
+// TokenJSON is a token as admins see it: never its secret or hash.
+type TokenJSON struct {
+	ID        string       `json:"id"`
+	Workspace string       `json:"workspace"`
+	Role      contact.Role `json:"role"`
+	Label     string       `json:"label,omitempty"`
+	CreatedAt time.Time    `json:"created_at"`
+	RevokedAt *time.Time   `json:"revoked_at,omitempty"`
+	// Token is the secret, shown once, in the answer that creates it.
+	Token string `json:"token,omitempty"`
+}
+
+func tokenJSON(t ledger.Token) TokenJSON {
+	out := TokenJSON{ID: t.ID, Workspace: t.Workspace, Role: t.Role, Label: t.Label, CreatedAt: t.CreatedAt}
+	if !t.RevokedAt.IsZero() {
+		r := t.RevokedAt
+		out.RevokedAt = &r
+	}
+	return out
+}
+
+type tokenRequest struct {
+	Role  string `json:"role"`
+	Label string `json:"label"`
+}
+
+// secretAnswer marks an answer that holds a secret: it is never stored for
+// idempotent replay.
+const secretAnswer = "secret-answer"
+
+func (s *Server) createToken(c echo.Context) error {
+	var r tokenRequest
+	if err := decode(c, &r, false); err != nil {
+		return err
+	}
+	role, err := contact.ParseRole(r.Role)
+	if err != nil {
+		return err
+	}
+	secret, t, err := s.svc.CreateToken(c.Request().Context(), principal(c).Workspace, role, strings.TrimSpace(r.Label))
+	if err != nil {
+		return err
+	}
+	c.Set(secretAnswer, true)
+	out := tokenJSON(t)
+	out.Token = secret
+	c.Response().Header().Set("Location", "/v1/tokens/"+t.ID)
+	return ok(c, http.StatusCreated, out)
+}
+
+func (s *Server) listTokens(c echo.Context) error {
+	list, err := s.svc.Tokens(c.Request().Context(), principal(c).Workspace)
+	if err != nil {
+		return err
+	}
+	items := make([]TokenJSON, 0, len(list))
+	for _, t := range list {
+		items = append(items, tokenJSON(t))
+	}
+	return ok(c, http.StatusOK, map[string]any{"items": items})
+}
+
+func (s *Server) revokeToken(c echo.Context) error {
+	id := c.Param("id")
+	if !strings.HasPrefix(id, "tok_") || len(id) != 30 {
+		return badRequest("invalid-id", "not a valid token id (tok_ and a 26-character ULID)")
+	}
+	t, err := s.svc.RevokeWorkspaceToken(c.Request().Context(), principal(c).Workspace, id)
+	if err != nil {
+		return err
+	}
+	return ok(c, http.StatusOK, tokenJSON(t))
+}

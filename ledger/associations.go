@@ -1,0 +1,146 @@
+package ledger
+
+import (
+	"context"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+)
+
+// ChangeTags adds and removes tags of an active contact.
+func (s *Service) ChangeTags(ctx context.Context, workspace string, id contact.ID, meta Meta, add, remove []string) (Result, error) {
+	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		return l.c.ChangeTags(add, remove, meta.Actor, now)
+	})
+}
+
+// AddNote appends a note, sealed under the contact's key, and returns its id with the result.
+func (s *Service) AddNote(ctx context.Context, workspace string, id contact.ID, meta Meta, text string) (Result, string, error) {
+	var noteID string
+	res, err := s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		var err error
+		noteID, err = l.c.AddNote(text, meta.Actor, now)
+		return err
+	})
+	return res, noteID, err
+}
+
+// Notes returns a contact's notes, oldest first, read from its stream.
+// Errors: contact.ErrPurged for a purged contact, whose notes are unreadable.
+func (s *Service) Notes(ctx context.Context, workspace string, id contact.ID) ([]contact.Note, error) {
+	l, err := s.load(ctx, workspace, id)
+	if err != nil {
+		return nil, err
+	}
+	if l.c.State() == contact.StatePurged {
+		return nil, contact.Errorf(contact.ErrPurged, "the contact was permanently deleted; its notes are unreadable")
+	}
+	return l.c.Notes(), nil
+}
+
+// SetList puts an active contact on a list with a status.
+func (s *Service) SetList(ctx context.Context, workspace string, id contact.ID, meta Meta, list string, status contact.ListStatus) (Result, error) {
+	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		return l.c.SetList(list, status, meta.Actor, now)
+	})
+}
+
+// RemoveList takes an active contact off a list.
+func (s *Service) RemoveList(ctx context.Context, workspace string, id contact.ID, meta Meta, list string) (Result, error) {
+	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		return l.c.RemoveList(list, meta.Actor, now)
+	})
+}
+
+// AddLink links an active contact to a record.
+func (s *Service) AddLink(ctx context.Context, workspace string, id contact.ID, meta Meta, link contact.Link) (Result, error) {
+	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		return l.c.AddLink(link, meta.Actor, now)
+	})
+}
+
+// RemoveLink unlinks an active contact from a record.
+func (s *Service) RemoveLink(ctx context.Context, workspace string, id contact.ID, meta Meta, link contact.Link) (Result, error) {
+	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		return l.c.RemoveLink(link, meta.Actor, now)
+	})
+}
+
+// MarkSpam marks a contact as spam: from then on create and import refuse
+// its email and phone, until UnmarkSpam.
+func (s *Service) MarkSpam(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
+	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		return l.c.MarkSpam(reason, meta.Actor, now)
+	})
+}
+
+// UnmarkSpam lifts a contact's spam mark.
+func (s *Service) UnmarkSpam(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
+	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		return l.c.UnmarkSpam(reason, meta.Actor, now)
+	})
+}
+
+// caughtUp waits until the named projection has applied every event
+// committed so far, so that a query of it reads the caller's own writes.
+func (s *Service) caughtUp(ctx context.Context, projection string) error {
+	head, err := s.events.Head(ctx)
+	if err != nil {
+		return err
+	}
+	return s.progress.WaitFor(ctx, projection, head)
+}
+
+// identityProjection is the name of the projection behind the Identities port.
+const identityProjection = "identities"
+
+// spamCheck refuses personal data whose email or phone belongs to a
+// spam-marked contact. The caller has waited for the identity index.
+func (s *Service) spamCheck(ctx context.Context, workspace string, q IdentityQuery) error {
+	if q.EmailIndex == "" && q.PhoneIndex == "" {
+		return nil
+	}
+	q.ExtIndex = ""
+	ms, err := s.identities.FindIdentities(ctx, workspace, q)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Spam {
+			what := "email"
+			if !m.ByEmail {
+				what = "phone"
+			}
+			return contact.Errorf(contact.ErrSpam, "this %s belongs to contact %s, which is marked as spam; unmark it (POST /v1/contacts/%s/unspam) to allow it", what, m.ID, m.ID)
+		}
+	}
+	return nil
+}
+
+// identityOf returns the blind indexes of personal data: its email, phone and source identity.
+func (s *Service) identityOf(ctx context.Context, workspace, source string, p contact.Personal) (IdentityQuery, error) {
+	b, err := s.vault.BlindIndex(ctx, workspace)
+	if err != nil {
+		return IdentityQuery{}, err
+	}
+	q := IdentityQuery{
+		EmailIndex: b.Of("email", contact.NormalizeEmail(p.Email)),
+		PhoneIndex: b.Of("phone", contact.NormalizePhone(p.Phone)),
+	}
+	if source != "" && p.ExternalID != "" {
+		q.ExtIndex = b.Of("ext", source+"\x00"+p.ExternalID)
+	}
+	return q, nil
+}
+
+// SetPolicy validates and saves a workspace's policy.
+func (s *Service) SetPolicy(ctx context.Context, workspace string, ps contact.PolicySettings) (contact.Policy, error) {
+	p, err := ps.Policy()
+	if err != nil {
+		return contact.Policy{}, err
+	}
+	if err := s.dir.SavePolicy(ctx, workspace, p); err != nil {
+		return contact.Policy{}, err
+	}
+	return p, nil
+}

@@ -1,0 +1,94 @@
+package ledger
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/contactledger/ledger/domain/contact"
+)
+
+// MaxBulk is the most contacts one bulk request may name.
+const MaxBulk = 1000
+
+// ErrCountMismatch is returned when a bulk request's confirmed count is not
+// the number of contacts it names: the user confirmed something else, so nothing changes.
+var ErrCountMismatch = &contact.Error{Code: contact.CodeInvalid, Reason: "count-mismatch", Message: "expected_count is not the number of ids; nothing was changed"}
+
+// BulkRequest runs one lifecycle transition on many contacts.
+type BulkRequest struct {
+	Action Transition
+	// IDs are the contacts as the client sent them; malformed ones fail on their own.
+	IDs []string
+	// ExpectedCount is the count the user confirmed.
+	ExpectedCount int
+	Input         TransitionInput
+}
+
+// BulkItem is what happened to one contact of a bulk request.
+type BulkItem struct {
+	ID     string
+	Result Result
+	Err    error
+}
+
+// Validate checks the request as a whole; when it fails, nothing changes.
+func (r BulkRequest) Validate() error {
+	if !slices.Contains(Transitions, r.Action) {
+		return contact.Invalid(contact.FieldError{Field: "action", Message: "must be trash, restore, archive, unarchive, purge or anonymize"})
+	}
+	if len(r.IDs) > MaxBulk {
+		return &contact.Error{Code: contact.CodeTooLarge, Reason: "too-many-ids", Message: "a bulk request names at most " + strconv.Itoa(MaxBulk) + " contacts; split it"}
+	}
+	if len(r.IDs) == 0 {
+		return contact.Invalid(contact.FieldError{Field: "ids", Message: "must name at least one contact"})
+	}
+	if r.ExpectedCount != len(r.IDs) {
+		return contact.Errorf(ErrCountMismatch, "expected_count is %d but %d ids were sent; nothing was changed", r.ExpectedCount, len(r.IDs))
+	}
+	seen := make(map[string]bool, len(r.IDs))
+	for _, id := range r.IDs {
+		if seen[id] {
+			return contact.Invalid(contact.FieldError{Field: "ids", Message: "names a contact more than once"})
+		}
+		seen[id] = true
+	}
+	return contact.ValidateReason(r.Input.Reason)
+}
+
+// bulkWorkers bounds how many contacts of a bulk request change at once;
+// their appends share the store's group commits.
+const bulkWorkers = 8
+
+// Bulk runs a transition on every contact of the request, each on its own:
+// one failure (a malformed id, a protected source, a forbidden transition)
+// does not stop the others. Items come back in the request's order.
+func (s *Service) Bulk(ctx context.Context, workspace string, meta Meta, r BulkRequest) ([]BulkItem, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	out := make([]BulkItem, len(r.IDs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(bulkWorkers, len(r.IDs)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i].ID = r.IDs[i]
+				id, err := contact.ParseID(r.IDs[i])
+				if err != nil {
+					out[i].Err = err
+					continue
+				}
+				out[i].ID = id.String()
+				out[i].Result, out[i].Err = s.Transition(ctx, workspace, id, meta, r.Action, r.Input)
+			}
+		})
+	}
+	for i := range r.IDs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out, nil
+}

@@ -1,0 +1,292 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/job"
+	"golang.org/x/time/rate"
+)
+
+// JobOptions configures the restore-job runner.
+type JobOptions struct {
+	// Rate bounds how many contacts a job restores per second, so a large
+	// job leaves room for interactive traffic; 0 means as fast as it can.
+	Rate float64
+	// Scan is how often the runner looks for admitted jobs besides being
+	// woken by new ones (and at start, to resume jobs a restart interrupted).
+	Scan time.Duration
+	// Lease, when set, lets one replica at a time run a workspace's job.
+	Lease Lease
+}
+
+// Lease lets one replica at a time run a background task (the retention
+// sweep, a workspace's restore job) when several share a store. The
+// embedded store has one process and needs none; a PostgreSQL adapter can
+// implement it with an advisory lock. Correctness never rests on it alone:
+// appends are optimistic, and a job checks each contact's stream before
+// restoring it.
+type Lease interface {
+	// TryAcquire takes the named lease if it is free; release gives it back.
+	TryAcquire(ctx context.Context, name string) (release func(), ok bool, err error)
+}
+
+// progressEvery bounds how many outcomes a job keeps before recording them.
+const progressEvery = 20
+
+// kickJobs wakes the runner.
+func (s *Service) kickJobs() {
+	select {
+	case s.jobKick <- struct{}{}:
+	default:
+	}
+}
+
+// RunRestoreJobs runs admitted restore jobs until ctx ends: at start it
+// resumes any job a stop or crash interrupted, then takes up new ones as
+// they come. Each workspace's job runs on its own goroutine.
+func (s *Service) RunRestoreJobs(ctx context.Context, o JobOptions) error {
+	if o.Scan <= 0 {
+		o.Scan = 2 * time.Second
+	}
+	var (
+		mu      sync.Mutex
+		running = map[string]bool{}
+		wg      sync.WaitGroup
+	)
+	defer wg.Wait()
+	for {
+		ws, err := s.dir.Workspaces(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("restore jobs: cannot list workspaces", "err", err)
+		}
+		for _, w := range ws {
+			mu.Lock()
+			busy := running[w.Name]
+			mu.Unlock()
+			if busy {
+				continue
+			}
+			lock, _, err := s.readLock(ctx, w.Name)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Error("restore jobs: cannot read the admission stream", "workspace", w.Name, "err", err)
+				}
+				continue
+			}
+			if lock.Holder == "" {
+				continue
+			}
+			mu.Lock()
+			running[w.Name] = true
+			mu.Unlock()
+			wg.Go(func() {
+				defer func() { mu.Lock(); delete(running, w.Name); mu.Unlock() }()
+				if o.Lease != nil {
+					release, ok, err := o.Lease.TryAcquire(ctx, "restore-jobs:"+w.Name)
+					if err != nil || !ok {
+						return
+					}
+					defer release()
+				}
+				if err := s.runJob(ctx, w.Name, lock.Holder, o); err != nil && ctx.Err() == nil {
+					s.log.Error("restore job stopped; it resumes on the next scan", "workspace", w.Name, "job", lock.Holder, "err", err)
+				}
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.jobKick:
+		case <-time.After(o.Scan):
+		}
+	}
+}
+
+// runJob takes job id up where its stream says it is and runs it to its end.
+func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions) error {
+	log := s.log.With(slog.String("workspace", workspace), slog.String("job", id))
+	meta := Meta{Actor: jobActor, CorrelationID: id}
+	j, recs, err := s.loadJob(ctx, workspace, id)
+	if errors.Is(err, ErrJobNotFound) {
+		// Admitted, but the process died before the job's stream was written.
+		log.Warn("releasing a restore job that was admitted but never queued")
+		return s.releaseJob(ctx, workspace, id)
+	}
+	if err != nil {
+		return err
+	}
+	if j.State.Terminal() {
+		return s.releaseJob(ctx, workspace, id)
+	}
+	if recs, err = s.appendJob(ctx, job.Stream(id), workspace, meta, recs, s.now(), job.Started{Resumed: j.State == job.StateRunning}); err != nil {
+		return err
+	}
+	resumed := j.State == job.StateRunning
+	j.Apply(job.Started{}, s.now())
+	log.Info("restore job running", "total", j.Total, "done", len(j.Done), "resumed", resumed)
+
+	var limiter *rate.Limiter
+	if o.Rate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(o.Rate), 1)
+	}
+	var (
+		prog      job.Progressed
+		lastFlush = time.Now()
+	)
+	// flush records the outcomes so far. A concurrent append (a cancel
+	// request) makes it reload the job and record them after it.
+	flush := func() error {
+		if len(prog.Restored)+len(prog.Failed) == 0 {
+			return nil
+		}
+		for attempt := 1; ; attempt++ {
+			next, err := s.appendJob(ctx, job.Stream(id), workspace, meta, recs, s.now(), prog)
+			if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
+				if j, recs, err = s.loadJob(ctx, workspace, id); err != nil {
+					return err
+				}
+				if j.State.Terminal() {
+					return errors.New("the job was ended by someone else")
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			recs = next
+			_ = j.Apply(prog, s.now())
+			prog, lastFlush = job.Progressed{}, time.Now()
+			return nil
+		}
+	}
+	for _, cid := range j.Pending() {
+		if j.CancelRequested {
+			break
+		}
+		if limiter != nil {
+			if err := limiter.Wait(ctx); err != nil {
+				return err
+			}
+		}
+		restored, reason, err := s.restoreForJob(ctx, workspace, id, cid, j.By, j.Reason)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err() // a stop: the job resumes after the restart
+			}
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+			log.Error("restore job failed", "contact", cid, "err", err)
+			return s.endJob(ctx, workspace, id, meta, job.Failed{Error: "an internal error stopped the job at contact " + cid + "; see the server log"})
+		}
+		if restored {
+			prog.Restored = append(prog.Restored, cid)
+		} else {
+			prog.Failed = append(prog.Failed, job.Failure{ID: cid, Reason: reason})
+		}
+		if len(prog.Restored)+len(prog.Failed) >= progressEvery || time.Since(lastFlush) > 250*time.Millisecond {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	var end any = job.Succeeded{}
+	if j.CancelRequested && len(j.Pending()) > 0 {
+		end = job.Cancelled{}
+	}
+	log.Info("restore job ended", "state", job.TypeOf(end), "restored", j.Restored, "failed", len(j.Failures))
+	return s.endJob(ctx, workspace, id, meta, end)
+}
+
+// endJob appends the job's last event (after a cancel request that raced
+// it, if need be) and frees the workspace's slot.
+func (s *Service) endJob(ctx context.Context, workspace, id string, meta Meta, end any) error {
+	for attempt := 1; ; attempt++ {
+		j, recs, err := s.loadJob(ctx, workspace, id)
+		if err != nil {
+			return err
+		}
+		if !j.State.Terminal() {
+			if _, ok := end.(job.Succeeded); ok && j.CancelRequested && len(j.Pending()) > 0 {
+				end = job.Cancelled{}
+			}
+			_, err = s.appendJob(ctx, job.Stream(id), workspace, meta, recs, s.now(), end)
+			if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return s.releaseJob(ctx, workspace, id)
+	}
+}
+
+// releaseJob frees the workspace's slot if job id holds it.
+func (s *Service) releaseJob(ctx context.Context, workspace, id string) error {
+	for attempt := 1; ; attempt++ {
+		lock, recs, err := s.readLock(ctx, workspace)
+		if err != nil || lock.Holder != id {
+			return err
+		}
+		_, err = s.appendJob(ctx, job.LockStream(workspace), workspace, Meta{Actor: jobActor, CorrelationID: id}, recs, s.now(), job.Released{Job: id})
+		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
+			continue
+		}
+		return err
+	}
+}
+
+// restoreForJob restores one contact for job jobID, exactly once: the
+// restore carries the job's id as its causation id, and a contact whose
+// stream already has that restore (the process died before the job recorded
+// it) counts as restored without restoring it again. A contact that cannot
+// be restored (no longer in trash, purged) fails with the reason.
+func (s *Service) restoreForJob(ctx context.Context, workspace, jobID, cid string, by contact.Actor, reason string) (bool, string, error) {
+	id, err := contact.ParseID(cid)
+	if err != nil {
+		return false, "not a contact id", nil
+	}
+	done, err := s.restoredBy(ctx, workspace, id, jobID)
+	if err != nil || done {
+		return done, "", err
+	}
+	_, err = s.Transition(ctx, workspace, id, Meta{Actor: by, CorrelationID: jobID, CausationID: jobID}, Restore, TransitionInput{Reason: reason})
+	if err == nil {
+		return true, "", nil
+	}
+	var ce *contact.Error
+	if !errors.As(err, &ce) || ce.Code == "" {
+		return false, "", err
+	}
+	// Another runner of the same job may have restored it a moment ago.
+	if done, rerr := s.restoredBy(ctx, workspace, id, jobID); rerr != nil || done {
+		return done, "", rerr
+	}
+	return false, ce.Message, nil
+}
+
+// restoredBy reports whether job jobID already restored the contact.
+func (s *Service) restoredBy(ctx context.Context, workspace string, id contact.ID, jobID string) (bool, error) {
+	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
+	if errors.Is(err, contact.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, r := range recs {
+		if r.Type == contact.TypeRestored && r.CausationID == jobID {
+			return true, nil
+		}
+	}
+	return false, nil
+}

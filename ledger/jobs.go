@@ -1,0 +1,261 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/job"
+	"github.com/oklog/ulid/v2"
+)
+
+// ErrJobNotFound is returned for an unknown restore job.
+var ErrJobNotFound = &contact.Error{Code: contact.CodeNotFound, Reason: "job-not-found", Message: "restore job not found"}
+
+// ErrJobRunning is the reason of a JobRunningError.
+var ErrJobRunning = &contact.Error{Code: contact.CodeConflict, Reason: "restore-job-running", Message: "a restore job is already running in this workspace"}
+
+// ErrJobFinished is returned when cancelling a job that is over.
+var ErrJobFinished = &contact.Error{Code: contact.CodeConflict, Reason: "restore-job-finished", Message: "the restore job is over"}
+
+// JobRunningError refuses a second restore job while Job runs.
+type JobRunningError struct{ Job string }
+
+func (e *JobRunningError) Error() string {
+	return "restore job " + e.Job + " is running in this workspace; wait for it or cancel it first"
+}
+
+// Unwrap makes the error an ErrJobRunning for errors.Is and the HTTP adapter.
+func (e *JobRunningError) Unwrap() error { return contact.Errorf(ErrJobRunning, "%s", e.Error()) }
+
+// RestoreFilter selects the trashed contacts a restore job restores.
+type RestoreFilter struct {
+	DeletedAfter  time.Time
+	DeletedBefore time.Time
+	DeletedBy     string
+	Tag           string
+	Q             string // name, email, phone or id; used to plan, never stored
+	Reason        string
+}
+
+// planPage is how many trashed contacts a plan reads per query, and how many ids one planned event holds.
+const planPage = 1000
+
+// jobActor is the actor of the events a job's runner appends to the job's own streams.
+var jobActor = contact.System("restore-jobs")
+
+// StartRestoreJob admits and queues a restore job in the workspace: it
+// plans the job (the ids in trash that match, now) and the runner restores
+// them in the background. Errors: a *JobRunningError (409) while another
+// job holds the workspace's slot.
+func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (*job.Job, error) {
+	if err := contact.ValidateReason(f.Reason); err != nil {
+		return nil, err
+	}
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return nil, err
+	}
+	if !p.MayRestore(meta.Actor.Role) {
+		return nil, contact.Errorf(contact.ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
+	}
+	lock, lockRecs, err := s.readLock(ctx, workspace)
+	if err != nil {
+		return nil, err
+	}
+	var release []any
+	if lock.Holder != "" {
+		held, err := s.RestoreJob(ctx, workspace, lock.Holder)
+		switch {
+		case errors.Is(err, ErrJobNotFound):
+		case err != nil:
+			return nil, err
+		case !held.State.Terminal():
+			return nil, &JobRunningError{Job: lock.Holder}
+		}
+		// The holder is over (or never got its stream) but was not released:
+		// release it in the same append that admits the new job.
+		release = append(release, job.Released{Job: lock.Holder})
+	}
+	ids, err := s.plan(ctx, workspace, f)
+	if err != nil {
+		return nil, err
+	}
+	id := ulid.Make().String()
+	now := s.now()
+	m := Meta{Actor: meta.Actor, CorrelationID: meta.CorrelationID}
+	if _, err := s.appendJob(ctx, job.LockStream(workspace), workspace, m, lockRecs, now, append(release, job.Admitted{Job: id})...); err != nil {
+		if errors.Is(err, contact.ErrConcurrency) {
+			if l, _, rerr := s.readLock(ctx, workspace); rerr == nil && l.Holder != "" {
+				return nil, &JobRunningError{Job: l.Holder}
+			}
+		}
+		return nil, err
+	}
+	filter := job.Filter{DeletedBy: f.DeletedBy, Tag: f.Tag, Query: f.Q != ""}
+	if !f.DeletedAfter.IsZero() {
+		filter.DeletedAfter = &f.DeletedAfter
+	}
+	if !f.DeletedBefore.IsZero() {
+		filter.DeletedBefore = &f.DeletedBefore
+	}
+	events := []any{job.Queued{Filter: filter, Reason: f.Reason, Total: len(ids), By: meta.Actor}}
+	for i := 0; i < len(ids); i += planPage {
+		events = append(events, job.Planned{IDs: ids[i:min(i+planPage, len(ids))]})
+	}
+	// Should this fail or the process die here, the runner finds an admitted
+	// job without a stream and releases the slot.
+	if _, err := s.appendJob(ctx, job.Stream(id), workspace, m, nil, now, events...); err != nil {
+		return nil, err
+	}
+	s.kickJobs()
+	return s.RestoreJob(ctx, workspace, id)
+}
+
+// plan returns the ids of the trashed contacts that match f, as the trash view has them now.
+func (s *Service) plan(ctx context.Context, workspace string, f RestoreFilter) ([]string, error) {
+	if err := s.caughtUp(ctx, "trash"); err != nil {
+		return nil, err
+	}
+	q := ListQuery{Workspace: workspace, View: "trash", Q: f.Q, Tag: f.Tag, DeletedBy: f.DeletedBy,
+		DeletedAfter: f.DeletedAfter, DeletedBefore: f.DeletedBefore, Limit: planPage}
+	var ids []string
+	for {
+		items, err := s.views.List(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			ids = append(ids, it.Contact.ID.String())
+		}
+		if len(items) < planPage {
+			return ids, nil
+		}
+		last := items[len(items)-1]
+		q.After = &Cursor{SortAt: last.SortAt, ID: last.Contact.ID.String()}
+	}
+}
+
+// RestoreJob returns a restore job as its stream tells it.
+func (s *Service) RestoreJob(ctx context.Context, workspace, id string) (*job.Job, error) {
+	j, _, err := s.loadJob(ctx, workspace, id)
+	return j, err
+}
+
+// CancelRestoreJob asks a running or queued job to stop; the runner ends it
+// as cancelled. Contacts it restored stay restored. Errors: ErrJobFinished.
+func (s *Service) CancelRestoreJob(ctx context.Context, workspace, id string, meta Meta) (*job.Job, error) {
+	for attempt := 1; ; attempt++ {
+		j, recs, err := s.loadJob(ctx, workspace, id)
+		if err != nil {
+			return nil, err
+		}
+		if j.State.Terminal() {
+			return nil, contact.Errorf(ErrJobFinished, "the restore job is %s; there is nothing to cancel", j.State)
+		}
+		if j.CancelRequested {
+			return j, nil
+		}
+		_, err = s.appendJob(ctx, job.Stream(id), workspace, Meta{Actor: meta.Actor, CorrelationID: meta.CorrelationID}, recs, s.now(), job.CancelRequested{By: meta.Actor})
+		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.kickJobs()
+		return s.RestoreJob(ctx, workspace, id)
+	}
+}
+
+func validJobID(id string) bool {
+	_, err := ulid.ParseStrict(id)
+	return err == nil && strings.ToUpper(id) == id
+}
+
+func (s *Service) loadJob(ctx context.Context, workspace, id string) (*job.Job, []contact.Record, error) {
+	if !validJobID(id) {
+		return nil, nil, contact.Errorf(ErrJobNotFound, "restore job not found (ids are 26-character ULIDs)")
+	}
+	recs, err := s.events.ReadStream(ctx, workspace, job.Stream(id))
+	if errors.Is(err, contact.ErrNotFound) {
+		return nil, nil, ErrJobNotFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	j := &job.Job{ID: id, Workspace: workspace}
+	for _, r := range recs {
+		e, err := job.Decode(r.Type, r.Data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("job %s v%d: %w", id, r.Version, err)
+		}
+		if err := j.Apply(e, r.Time); err != nil {
+			return nil, nil, err
+		}
+	}
+	return j, recs, nil
+}
+
+func (s *Service) readLock(ctx context.Context, workspace string) (job.Lock, []contact.Record, error) {
+	recs, err := s.events.ReadStream(ctx, workspace, job.LockStream(workspace))
+	if errors.Is(err, contact.ErrNotFound) {
+		return job.Lock{}, nil, nil
+	}
+	if err != nil {
+		return job.Lock{}, nil, err
+	}
+	var l job.Lock
+	for _, r := range recs {
+		e, err := job.Decode(r.Type, r.Data)
+		if err != nil {
+			return job.Lock{}, nil, err
+		}
+		if err := l.Apply(e); err != nil {
+			return job.Lock{}, nil, err
+		}
+	}
+	return l, recs, nil
+}
+
+// appendJob appends job events after the stream's records prev (nil for a
+// new stream), chained like every other stream. Errors: contact.ErrConcurrency.
+func (s *Service) appendJob(ctx context.Context, stream, workspace string, meta Meta, prev []contact.Record, at time.Time, events ...any) ([]contact.Record, error) {
+	var (
+		after    uint64
+		prevHash []byte
+	)
+	if len(prev) > 0 {
+		after, prevHash = prev[len(prev)-1].Version, prev[len(prev)-1].Hash
+	}
+	actor := meta.Actor
+	if actor.Principal == "" {
+		actor = jobActor
+	}
+	out := make([]contact.Record, 0, len(events))
+	for i, e := range events {
+		data, err := json.Marshal(e)
+		if err != nil {
+			return nil, err
+		}
+		r := contact.Record{
+			ID: ulid.Make(), Stream: stream, Version: after + uint64(i) + 1, Type: job.TypeOf(e),
+			Time: at, Workspace: workspace, Actor: actor, CorrelationID: meta.CorrelationID, CausationID: meta.CausationID,
+			Schema: 1, Data: data, PrevHash: prevHash,
+		}
+		if r.CausationID == "" {
+			r.CausationID = r.CorrelationID
+		}
+		r.Hash = contact.ChainHash(prevHash, r)
+		prevHash = r.Hash
+		out = append(out, r)
+	}
+	if _, err := s.events.Append(ctx, stream, after, out); err != nil {
+		return nil, err
+	}
+	return append(append([]contact.Record(nil), prev...), out...), nil
+}

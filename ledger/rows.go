@@ -1,0 +1,207 @@
+package ledger
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/contactledger/ledger/domain/contact"
+)
+
+// ImportRow is one contact of an import file. Empty fields are not
+// provided: an import never clears what a contact has.
+type ImportRow struct {
+	Name       string   `json:"name"`
+	Email      string   `json:"email"`
+	Phone      string   `json:"phone"`
+	JobTitle   string   `json:"job_title"`
+	Address    string   `json:"address"`
+	Tags       []string `json:"tags"`
+	ExternalID string   `json:"external_id"`
+	// Invalid says why a row that was read could not be understood; it is skipped.
+	Invalid string `json:"-"`
+}
+
+// RowReader yields the rows of an import file, one at a time, without
+// holding the file in memory. Next returns io.EOF after the last row, and a
+// *FileError when the file itself is malformed.
+type RowReader interface {
+	Next() (ImportRow, error)
+}
+
+// FileError is a malformed import file: the import changes nothing.
+type FileError struct {
+	Row     int // the data row (1 for the first after a CSV header), or 0 for the file as a whole
+	Message string
+}
+
+func (e *FileError) Error() string {
+	if e.Row > 0 {
+		return fmt.Sprintf("row %d: %s", e.Row, e.Message)
+	}
+	return e.Message
+}
+
+// Unwrap makes a FileError a 400 for the HTTP adapter.
+func (e *FileError) Unwrap() error {
+	return &contact.Error{Code: contact.CodeBadRequest, Reason: "malformed-import", Message: "the import file is malformed, nothing was imported: " + e.Error()}
+}
+
+// ImportColumns are the columns a CSV import may have, in any order.
+var ImportColumns = []string{"name", "email", "phone", "job_title", "address", "tags", "external_id"}
+
+// TagSeparator separates tags in a CSV cell.
+const TagSeparator = ";"
+
+type csvRows struct {
+	r    *csv.Reader
+	cols []string
+	row  int
+}
+
+// NewCSVRows reads a CSV import: a header row naming some of ImportColumns,
+// then one contact per row; tags are separated by ';'.
+func NewCSVRows(r io.Reader) (RowReader, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {
+		br.Discard(3)
+	}
+	cr := csv.NewReader(br)
+	cr.ReuseRecord = true
+	cr.FieldsPerRecord = -1
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, &FileError{Message: "the file is empty; it needs a header row"}
+	}
+	if err != nil {
+		return nil, &FileError{Message: "the header row is not valid CSV"}
+	}
+	cols := make([]string, len(header))
+	for i, h := range header {
+		c := strings.ToLower(strings.TrimSpace(h))
+		if !slices.Contains(ImportColumns, c) {
+			return nil, &FileError{Message: fmt.Sprintf("unknown column %q; the columns are %s", h, strings.Join(ImportColumns, ", "))}
+		}
+		if slices.Contains(cols, c) {
+			return nil, &FileError{Message: fmt.Sprintf("column %q appears twice", c)}
+		}
+		cols[i] = c
+	}
+	if !slices.Contains(cols, "name") && !slices.Contains(cols, "email") && !slices.Contains(cols, "phone") {
+		return nil, &FileError{Message: "the header needs at least one of name, email or phone"}
+	}
+	return &csvRows{r: cr, cols: cols}, nil
+}
+
+func (c *csvRows) Next() (ImportRow, error) {
+	rec, err := c.r.Read()
+	if errors.Is(err, io.EOF) {
+		return ImportRow{}, io.EOF
+	}
+	c.row++
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return ImportRow{}, &FileError{Row: c.row, Message: "not valid CSV (" + pe.Err.Error() + ")"}
+	}
+	if err != nil {
+		return ImportRow{}, err
+	}
+	var row ImportRow
+	if len(rec) != len(c.cols) {
+		row.Invalid = "has " + strconv.Itoa(len(rec)) + " fields; the header has " + strconv.Itoa(len(c.cols))
+		return row, nil
+	}
+	for i, v := range rec {
+		v = strings.TrimSpace(v)
+		switch c.cols[i] {
+		case "name":
+			row.Name = v
+		case "email":
+			row.Email = v
+		case "phone":
+			row.Phone = v
+		case "job_title":
+			row.JobTitle = v
+		case "address":
+			row.Address = v
+		case "external_id":
+			row.ExternalID = v
+		case "tags":
+			for t := range strings.SplitSeq(v, TagSeparator) {
+				if t = strings.TrimSpace(t); t != "" {
+					row.Tags = append(row.Tags, t)
+				}
+			}
+		}
+	}
+	return row, nil
+}
+
+type jsonRows struct {
+	dec *json.Decoder
+	row int
+	end bool
+}
+
+// NewJSONRows reads a JSON import: an array of objects with the fields of ImportColumns.
+func NewJSONRows(r io.Reader) (RowReader, error) {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
+	t, err := dec.Token()
+	if err != nil || t != json.Delim('[') {
+		return nil, &FileError{Message: "a JSON import is an array of objects"}
+	}
+	return &jsonRows{dec: dec}, nil
+}
+
+func (j *jsonRows) Next() (ImportRow, error) {
+	if j.end {
+		return ImportRow{}, io.EOF
+	}
+	if !j.dec.More() {
+		j.end = true
+		if t, err := j.dec.Token(); err != nil || t != json.Delim(']') {
+			return ImportRow{}, &FileError{Row: j.row + 1, Message: "not valid JSON"}
+		}
+		if _, err := j.dec.Token(); !errors.Is(err, io.EOF) {
+			return ImportRow{}, &FileError{Message: "there is more after the array"}
+		}
+		return ImportRow{}, io.EOF
+	}
+	j.row++
+	var raw json.RawMessage
+	if err := j.dec.Decode(&raw); err != nil {
+		return ImportRow{}, &FileError{Row: j.row, Message: "not valid JSON"}
+	}
+	var row ImportRow
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&row); err != nil {
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &typ) && typ.Field != "":
+			return ImportRow{Invalid: typ.Field + " must be a JSON " + jsonKind(typ.Type.Kind().String())}, nil
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return ImportRow{Invalid: "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")}, nil
+		default:
+			return ImportRow{Invalid: "is not a JSON object"}, nil
+		}
+	}
+	return row, nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "string"
+	case "slice":
+		return "array of strings"
+	}
+	return k
+}
