@@ -38,11 +38,11 @@ const (
 // RebuildJob is a rebuild's record, kept in the state store so that any
 // process can show its progress. It holds no personal data.
 type RebuildJob struct {
-	ID          string
-	Projection  string // a view, or "all"
-	State       RebuildState
-	Phase       string // folding, catching-up, switching, done
-	Reason      string // requested, version
+	ID         string
+	Projection string // a view, or "all"
+	State      RebuildState
+	Phase      string // folding, catching-up, switching, done
+	Reason     string // requested, version
 	// Workspace and RequestedBy name who asked for it: a token of a
 	// workspace, or (Workspace empty) the command line or the ledger itself.
 	Workspace   string
