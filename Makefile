@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: run build test lint fuzz
+.PHONY: run build test lint fuzz bench
 
 ## run: serve the API on the embedded store in ./data (http://localhost:8080)
 run:
@@ -26,3 +26,7 @@ lint:
 ## fuzz: run every fuzz target for FUZZTIME each (default 60s); crashers land in testdata/fuzz
 fuzz:
 	scripts/fuzz.sh
+
+## bench: every benchmark figure on the embedded store and a throwaway PostgreSQL (see BENCHMARKS.md); BENCH_FLAGS=--scale=0.1 for a quick run
+bench: build
+	scripts/with-postgres.sh bin/ledger bench $(BENCH_FLAGS)

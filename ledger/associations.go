@@ -139,6 +139,7 @@ func (s *Service) SetPolicy(ctx context.Context, workspace string, ps contact.Po
 	if err != nil {
 		return contact.Policy{}, err
 	}
+	defer s.workspaces.forget(workspace)
 	if err := s.dir.SavePolicy(ctx, workspace, p); err != nil {
 		return contact.Policy{}, err
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
-	"github.com/contactledger/ledger/domain/shred"
 )
 
 // Trail is a contact's events up to a point, and its state as it was then,
@@ -47,6 +46,9 @@ func (s *Service) Trail(ctx context.Context, workspace string, id contact.ID, as
 	}
 	recs = recs[:n]
 	key, err := s.vault.ContactKey(ctx, workspace, id)
+	if err == nil {
+		key, err = key.withSealer()
+	}
 	if err != nil {
 		return Trail{}, err
 	}
@@ -57,7 +59,7 @@ func (s *Service) Trail(ctx context.Context, workspace string, id contact.ID, as
 		if r.Sealed != nil {
 			if key.Destroyed {
 				e.Shredded = true
-			} else if e.Personal, err = shred.Open(key.Key, r.Stream, r.ID[:], r.Sealed); err != nil {
+			} else if e.Personal, err = key.sealer.Open(r.Stream, r.ID[:], r.Sealed); err != nil {
 				return Trail{}, fmt.Errorf("open %s v%d: %w", r.Stream, r.Version, err)
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
-	"github.com/contactledger/ledger/domain/shred"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -22,6 +21,10 @@ type Meta struct {
 // seal turns a contact's recorded changes into log records, sealing each
 // personal part under the contact's key and chaining each record to the one before.
 func seal(key ContactKey, stream, workspace string, meta Meta, after uint64, prevHash []byte, changes []contact.Change) ([]contact.Record, error) {
+	key, err := key.withSealer()
+	if err != nil {
+		return nil, err
+	}
 	out := make([]contact.Record, 0, len(changes))
 	for i, ch := range changes {
 		enc, err := contact.Encode(ch.Event)
@@ -40,7 +43,7 @@ func seal(key ContactKey, stream, workspace string, meta Meta, after uint64, pre
 			if key.Destroyed {
 				return nil, fmt.Errorf("seal %s of %s: the data key is destroyed", enc.Type, stream)
 			}
-			if r.Sealed, err = shred.Seal(key.Key, stream, r.ID[:], enc.Personal); err != nil {
+			if r.Sealed, err = key.sealer.Seal(stream, r.ID[:], enc.Personal); err != nil {
 				return nil, err
 			}
 		}
@@ -62,6 +65,10 @@ func SealChanges(key ContactKey, stream, workspace string, meta Meta, after uint
 // open decodes one stream's records into envelopes, reading personal parts
 // with the contact's key, or as shredded when it is destroyed.
 func open(key ContactKey, recs []contact.Record) ([]contact.Envelope, error) {
+	key, err := key.withSealer()
+	if err != nil {
+		return nil, err
+	}
 	out := make([]contact.Envelope, 0, len(recs))
 	for _, r := range recs {
 		e, err := openOne(key, r)
@@ -84,7 +91,10 @@ func openOne(key ContactKey, r contact.Record) (contact.Envelope, error) {
 			shredded = true
 		} else {
 			var err error
-			if personal, err = shred.Open(key.Key, r.Stream, r.ID[:], r.Sealed); err != nil {
+			if key, err = key.withSealer(); err != nil {
+				return contact.Envelope{}, err
+			}
+			if personal, err = key.sealer.Open(r.Stream, r.ID[:], r.Sealed); err != nil {
 				return contact.Envelope{}, fmt.Errorf("open %s v%d: %w", r.Stream, r.Version, err)
 			}
 		}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -37,6 +38,9 @@ type Lease interface {
 
 // progressEvery bounds how many outcomes a job keeps before recording them.
 const progressEvery = 20
+
+// jobWorkers is how many contacts a restore job restores at once.
+const jobWorkers = 16
 
 // kickJobs wakes the runner.
 func (s *Service) kickJobs() {
@@ -164,36 +168,79 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 			return nil
 		}
 	}
-	for _, cid := range j.Pending() {
-		if j.CancelRequested {
-			break
-		}
-		if limiter != nil {
-			if err := limiter.Wait(ctx); err != nil {
-				return err
+	// Contacts are restored by jobWorkers at once, so their appends share
+	// the store's group commits; outcomes come back here, where they are
+	// recorded in order of arrival.
+	type outcome struct {
+		cid, reason string
+		restored    bool
+		err         error
+	}
+	pending := j.Pending()
+	ids := make(chan string)
+	results := make(chan outcome, 2*jobWorkers)
+	workCtx, stopWork := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	for range min(jobWorkers, max(len(pending), 1)) {
+		workers.Go(func() {
+			for cid := range ids {
+				// In-flight restores finish even when dispatch stops (a
+				// cancel request, another's failure): only ctx, the
+				// server's life, interrupts them, and the job resumes.
+				restored, reason, err := s.restoreForJob(ctx, workspace, id, cid, j.By, j.Reason)
+				results <- outcome{cid, reason, restored, err}
+			}
+		})
+	}
+	go func() {
+		defer close(ids)
+		for _, cid := range pending {
+			if limiter != nil && limiter.Wait(workCtx) != nil {
+				return
+			}
+			select {
+			case ids <- cid:
+			case <-workCtx.Done():
+				return
 			}
 		}
-		restored, reason, err := s.restoreForJob(ctx, workspace, id, cid, j.By, j.Reason)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err() // a stop: the job resumes after the restart
+	}()
+	go func() { workers.Wait(); close(results) }()
+	var failure error
+	for r := range results {
+		if r.err != nil {
+			if failure == nil {
+				failure = fmt.Errorf("contact %s: %w", r.cid, r.err)
+				stopWork()
 			}
-			if ferr := flush(); ferr != nil {
-				return ferr
-			}
-			log.Error("restore job failed", "contact", cid, "err", err)
-			return s.endJob(ctx, workspace, id, meta, job.Failed{Error: "an internal error stopped the job at contact " + cid + "; see the server log"})
+			continue
 		}
-		if restored {
-			prog.Restored = append(prog.Restored, cid)
+		if r.restored {
+			prog.Restored = append(prog.Restored, r.cid)
 		} else {
-			prog.Failed = append(prog.Failed, job.Failure{ID: cid, Reason: reason})
+			prog.Failed = append(prog.Failed, job.Failure{ID: r.cid, Reason: r.reason})
 		}
-		if len(prog.Restored)+len(prog.Failed) >= progressEvery || time.Since(lastFlush) > 250*time.Millisecond {
+		if failure == nil && (len(prog.Restored)+len(prog.Failed) >= progressEvery || time.Since(lastFlush) > 250*time.Millisecond) {
 			if err := flush(); err != nil {
-				return err
+				failure = err
+				stopWork()
+				continue
+			}
+			if j.CancelRequested {
+				stopWork()
 			}
 		}
+	}
+	stopWork()
+	if failure != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // a stop: the job resumes after the restart
+		}
+		if ferr := flush(); ferr != nil {
+			return ferr
+		}
+		log.Error("restore job failed", "err", failure)
+		return s.endJob(ctx, workspace, id, meta, job.Failed{Error: "an internal error stopped the job; see the server log"})
 	}
 	if err := flush(); err != nil {
 		return err

@@ -63,38 +63,45 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 	if !p.MayRestore(meta.Actor.Role) {
 		return nil, contact.Errorf(contact.ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
 	}
-	lock, lockRecs, err := s.readLock(ctx, workspace)
-	if err != nil {
-		return nil, err
-	}
-	var release []any
-	if lock.Holder != "" {
-		held, err := s.RestoreJob(ctx, workspace, lock.Holder)
-		switch {
-		case errors.Is(err, ErrJobNotFound):
-		case err != nil:
-			return nil, err
-		case !held.State.Terminal():
-			return nil, &JobRunningError{Job: lock.Holder}
-		}
-		// The holder is over (or never got its stream) but was not released:
-		// release it in the same append that admits the new job.
-		release = append(release, job.Released{Job: lock.Holder})
-	}
-	ids, err := s.plan(ctx, workspace, f)
-	if err != nil {
-		return nil, err
-	}
+	var ids []string
 	id := ulid.Make().String()
 	now := s.now()
 	m := Meta{Actor: meta.Actor, CorrelationID: meta.CorrelationID}
-	if _, err := s.appendJob(ctx, job.LockStream(workspace), workspace, m, lockRecs, now, append(release, job.Admitted{Job: id})...); err != nil {
-		if errors.Is(err, contact.ErrConcurrency) {
-			if l, _, rerr := s.readLock(ctx, workspace); rerr == nil && l.Holder != "" {
-				return nil, &JobRunningError{Job: l.Holder}
-			}
+	// Admission: the workspace's lock stream says who holds the slot. A
+	// race with the end of the previous job (its release) is retried.
+	for attempt := 1; ; attempt++ {
+		lock, lockRecs, err := s.readLock(ctx, workspace)
+		if err != nil {
+			return nil, err
 		}
-		return nil, err
+		var release []any
+		if lock.Holder != "" {
+			held, err := s.RestoreJob(ctx, workspace, lock.Holder)
+			switch {
+			case errors.Is(err, ErrJobNotFound):
+			case err != nil:
+				return nil, err
+			case !held.State.Terminal():
+				return nil, &JobRunningError{Job: lock.Holder}
+			}
+			// The holder is over (or never got its stream) but was not released:
+			// release it in the same append that admits the new job.
+			release = append(release, job.Released{Job: lock.Holder})
+		}
+		if ids == nil {
+			if ids, err = s.plan(ctx, workspace, f); err != nil {
+				return nil, err
+			}
+			ids = append(make([]string, 0, len(ids)), ids...)
+		}
+		_, err = s.appendJob(ctx, job.LockStream(workspace), workspace, m, lockRecs, now, append(release, job.Admitted{Job: id})...)
+		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
 	filter := job.Filter{DeletedBy: f.DeletedBy, Tag: f.Tag, Query: f.Q != ""}
 	if !f.DeletedAfter.IsZero() {

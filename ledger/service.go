@@ -60,6 +60,8 @@ type Service struct {
 	afterErasure func(ctx context.Context) error
 	clock        func() time.Time
 	log          *slog.Logger
+	tokens       ttlCache[Token]
+	workspaces   ttlCache[Workspace]
 	metrics      Observer
 	jobKick      chan struct{}
 }
@@ -154,7 +156,7 @@ func (s *Service) load(ctx context.Context, workspace string, id contact.ID) (lo
 }
 
 func (s *Service) policy(ctx context.Context, workspace string) (contact.Policy, error) {
-	w, err := s.dir.Workspace(ctx, workspace)
+	w, err := s.workspaces.get(ctx, workspace, s.dir.Workspace)
 	if err != nil {
 		return contact.Policy{}, err
 	}

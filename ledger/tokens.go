@@ -99,7 +99,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 	if err != nil || len(secret) != 32 {
 		return Principal{}, ErrUnauthorized
 	}
-	t, err := s.dir.Token(ctx, "tok_"+id)
+	t, err := s.tokens.get(ctx, "tok_"+id, s.dir.Token)
 	if errors.Is(err, contact.ErrNotFound) {
 		return Principal{}, ErrUnauthorized
 	}
@@ -115,6 +115,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 
 // RevokeToken revokes a token; requests with it fail from then on.
 func (s *Service) RevokeToken(ctx context.Context, id string) error {
+	defer s.tokens.forget(id)
 	return s.dir.RevokeToken(ctx, id, time.Now().UTC())
 }
 
@@ -125,6 +126,7 @@ func (s *Service) RevokeWorkspaceToken(ctx context.Context, workspace, id string
 	if err != nil || t.Workspace != workspace {
 		return Token{}, contact.Errorf(contact.ErrNotFound, "token not found")
 	}
+	defer s.tokens.forget(id)
 	if err := s.dir.RevokeToken(ctx, id, s.now()); err != nil {
 		return Token{}, err
 	}

@@ -70,6 +70,21 @@ type ContactKey struct {
 	Key       shred.DataKey
 	KeyID     string
 	Destroyed bool
+	// sealer is the key's cipher, made once for the many events of a stream.
+	sealer *shred.Sealer
+}
+
+// withSealer returns the key with its cipher made, once.
+func (k ContactKey) withSealer() (ContactKey, error) {
+	if k.Destroyed || k.sealer != nil {
+		return k, nil
+	}
+	s, err := shred.NewSealer(k.Key)
+	if err != nil {
+		return k, err
+	}
+	k.sealer = &s
+	return k, nil
 }
 
 // ContactKeys returns the data keys of the given contacts. A contact whose
@@ -101,7 +116,11 @@ func (v *Vault) ContactKeys(ctx context.Context, workspace string, ids []contact
 		var k shred.DataKey
 		copy(k[:], raw)
 		clear(raw)
-		out[id] = ContactKey{Key: k, KeyID: row.KeyID}
+		ck, err := ContactKey{Key: k, KeyID: row.KeyID}.withSealer()
+		if err != nil {
+			return nil, err
+		}
+		out[id] = ck
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -243,6 +244,40 @@ type rebuild struct {
 	saved   time.Time
 	cancel  context.CancelCauseFunc
 	buffers map[string][]Row
+
+	// loads carries full buffers to the loader, which writes them while the
+	// fold goes on (the fold is CPU, the load is the store: they overlap).
+	loads   chan load
+	loading sync.WaitGroup
+	loadErr atomic.Value
+}
+
+type load struct {
+	view string
+	rows []Row
+}
+
+// startLoader starts the goroutine that loads flushed rows into the shadows.
+func (b *rebuild) startLoader(ctx context.Context) {
+	b.loads = make(chan load, 1)
+	b.loading.Go(func() {
+		for l := range b.loads {
+			if b.loadErr.Load() != nil {
+				continue
+			}
+			if err := b.ss.LoadShadow(ctx, l.view, b.gen, l.rows); err != nil {
+				b.loadErr.Store(err)
+			}
+		}
+	})
+}
+
+// stopLoader waits for the loads in flight and returns the first failure.
+func (b *rebuild) stopLoader() error {
+	close(b.loads)
+	b.loading.Wait()
+	err, _ := b.loadErr.Load().(error)
+	return err
 }
 
 var errCancelled = errors.New("the rebuild was cancelled")
@@ -379,6 +414,13 @@ func (b *rebuild) fold(ctx context.Context, sr StreamReader) (contact.Position, 
 	}
 	b.add(0, total)
 	b.buffers = map[string][]Row{}
+	b.startLoader(ctx)
+	stopped := false
+	defer func() {
+		if !stopped {
+			b.stopLoader()
+		}
+	}()
 	bidx := map[string]shred.BlindIndex{}
 	var carry []contact.Record
 	afterStream, afterVersion := "", uint64(0)
@@ -424,7 +466,11 @@ func (b *rebuild) fold(ctx context.Context, sr StreamReader) (contact.Position, 
 			break
 		}
 	}
-	return upTo, b.flush(ctx, 1)
+	if err := b.flush(ctx, 1); err != nil {
+		return contact.Position{}, err
+	}
+	stopped = true
+	return upTo, b.stopLoader()
 }
 
 // foldStreams folds whole streams and buffers the rows of those that end in a rebuilt view.
@@ -497,10 +543,15 @@ func (b *rebuild) flush(ctx context.Context, min int) error {
 		if len(rows) == 0 || len(rows) < min {
 			continue
 		}
-		if err := b.ss.LoadShadow(ctx, v.Name, b.gen, rows); err != nil {
+		if err, _ := b.loadErr.Load().(error); err != nil {
 			return err
 		}
-		b.buffers[v.Name] = rows[:0]
+		select {
+		case b.loads <- load{view: v.Name, rows: rows}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		b.buffers[v.Name] = nil
 	}
 	return nil
 }

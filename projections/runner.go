@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -298,6 +299,28 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 	for id, row := range rows {
 		state[id] = contact.FromSnapshot(row.Contact)
 	}
+	// Fetch in one go the keys of the contacts whose events this batch will
+	// read: those in the view, and those an event brings into it.
+	need := map[string][]contact.ID{}
+	for _, ref := range refs {
+		if _, in := rows[ref.ID]; in {
+			need[ref.Workspace] = append(need[ref.Workspace], ref.ID)
+		}
+	}
+	for _, rec := range recs {
+		id, ok := contact.IDFromStream(rec.Stream)
+		if _, in := rows[id]; !ok || in {
+			continue
+		}
+		if st, decides := enters(rec); decides && v.holds(st) {
+			need[rec.Workspace] = append(need[rec.Workspace], id)
+		}
+	}
+	for ws, ids := range need {
+		if err := keys.prefetch(ctx, ws, ids); err != nil {
+			return Batch{}, err
+		}
+	}
 	for _, rec := range recs {
 		id, ok := contact.IDFromStream(rec.Stream)
 		if !ok {
@@ -413,6 +436,16 @@ type keyCache struct {
 
 func newKeyCache(v *ledger.Vault) *keyCache {
 	return &keyCache{vault: v, keys: map[contact.ID]ledger.ContactKey{}, bidx: map[string]shred.BlindIndex{}}
+}
+
+// prefetch fetches the keys of ids in one query.
+func (k *keyCache) prefetch(ctx context.Context, workspace string, ids []contact.ID) error {
+	got, err := k.vault.ContactKeys(ctx, workspace, ids)
+	if err != nil {
+		return err
+	}
+	maps.Copy(k.keys, got)
+	return nil
 }
 
 func (k *keyCache) get(ctx context.Context, workspace string, id contact.ID) (ledger.ContactKey, error) {

@@ -193,61 +193,21 @@ func (s *Store) Head(ctx context.Context) (contact.Position, error) {
 	return position(tx, seq)
 }
 
-const (
-	subscribeBatch = 500
-	// idlePoll bounds how long a subscriber waits when nothing woke it: an
-	// event can become readable without a notification when an older,
-	// unrelated transaction ends.
-	idlePoll = 100 * time.Millisecond
-)
+// idlePoll bounds how long a subscriber waits when nothing woke it: an
+// event can become readable without a notification when an older,
+// unrelated transaction ends.
+const idlePoll = 100 * time.Millisecond
 
 // Subscribe delivers batches of events after from as they become readable,
 // woken by local appends and by other processes' notifications.
 func (s *Store) Subscribe(ctx context.Context, from contact.Position, handle func(context.Context, []contact.Record) error) error {
-	for {
-		wake := s.appendedSignal()
-		recs, err := s.ReadAll(ctx, from, subscribeBatch)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		if len(recs) > 0 {
-			if err := handle(ctx, recs); err != nil {
-				return err
-			}
-			from = recs[len(recs)-1].Position
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-wake:
-		case <-time.After(idlePoll):
-		case <-s.closed:
-			return errors.New("store is closed")
-		}
-	}
-}
-
-func (s *Store) appendedSignal() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.appended
-}
-
-func (s *Store) wakeSubscribers() {
-	s.mu.Lock()
-	close(s.appended)
-	s.appended = make(chan struct{})
-	s.mu.Unlock()
+	return s.tail.Subscribe(ctx, from, handle)
 }
 
 // appendedLocally wakes this process's subscribers and asks the notifier to
 // tell the other processes.
 func (s *Store) appendedLocally() {
-	s.wakeSubscribers()
+	s.tail.Wake()
 	select {
 	case s.notifyCh <- struct{}{}:
 	default:
@@ -304,7 +264,7 @@ func (s *Store) listen(ctx context.Context) error {
 		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
 			return err
 		}
-		s.wakeSubscribers()
+		s.tail.Wake()
 	}
 }
 

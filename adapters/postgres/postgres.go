@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/contactledger/ledger/internal/logtail"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -33,8 +34,7 @@ type Store struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 
-	mu       sync.Mutex
-	appended chan struct{} // closed and replaced after each local append
+	tail *logtail.Tail // the subscriptions' shared reads of the log
 
 	notifyOnce sync.Once
 	notifyCh   chan struct{}
@@ -64,7 +64,8 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	s := &Store{pool: pool, log: log, appended: make(chan struct{}), notifyCh: make(chan struct{}, 1), closed: make(chan struct{})}
+	s := &Store{pool: pool, log: log, notifyCh: make(chan struct{}, 1), closed: make(chan struct{})}
+	s.tail = &logtail.Tail{Read: s.ReadAll, Poll: idlePoll, Closed: s.closed}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -357,11 +357,17 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 	if q.DeletedBy != "" {
 		where = append(where, "trashed_by = "+arg(q.DeletedBy))
 	}
+	// In the trash view, sort_at is the time of trashing: a range of it
+	// walks the view's order index and stops at the page's end.
+	deletedAt := "trashed_at"
+	if q.View == "trash" {
+		deletedAt = "sort_at"
+	}
 	if !q.DeletedAfter.IsZero() {
-		where = append(where, "trashed_at >= "+arg(q.DeletedAfter))
+		where = append(where, deletedAt+" >= "+arg(q.DeletedAfter))
 	}
 	if !q.DeletedBefore.IsZero() {
-		where = append(where, "trashed_at < "+arg(q.DeletedBefore))
+		where = append(where, deletedAt+" < "+arg(q.DeletedBefore))
 	}
 	if q.After != nil {
 		at, id := arg(q.After.SortAt), arg(q.After.ID)

@@ -52,7 +52,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected uint64, even
 			}
 		}
 		return nil
-	}, s.notifyAppended)
+	}, s.tail.Wake)
 	if err != nil {
 		return contact.Position{}, err
 	}
@@ -101,15 +101,54 @@ func collect(rows *sql.Rows, err error) ([]contact.Record, error) {
 }
 
 // ReadStream returns a stream's events in the workspace, in version order.
+// Streams can be long (every change of a contact is an event), so it reads
+// only what it doesn't know already and shares the strings that repeat.
 func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]contact.Record, error) {
-	recs, err := collect(s.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE stream = ? AND workspace = ? ORDER BY version`, stream, workspace))
+	rows, err := s.r.QueryContext(ctx, `SELECT position, id, version, type, time, actor, actor_role, correlation_id, causation_id,
+		schema, data, sealed, prev_hash, hash FROM events WHERE stream = ? AND workspace = ? ORDER BY version`, stream, workspace)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
-	if len(recs) == 0 {
+	defer rows.Close()
+	var (
+		out    []contact.Record
+		strs   = map[string]string{}
+		intern = func(b sql.RawBytes) string {
+			if v, ok := strs[string(b)]; ok {
+				return v
+			}
+			v := string(b)
+			strs[v] = v
+			return v
+		}
+		typ, actor, role, corr, caus sql.RawBytes
+	)
+	for rows.Next() {
+		var (
+			r       = contact.Record{Stream: stream, Workspace: workspace}
+			pos, t  int64
+			version int64
+			id      sql.RawBytes
+		)
+		if err := rows.Scan(&pos, &id, &version, &typ, &t, &actor, &role, &corr, &caus, &r.Schema, &r.Data, &r.Sealed, &r.PrevHash, &r.Hash); err != nil {
+			return nil, fmt.Errorf("read %s: %w", stream, err)
+		}
+		if len(id) != len(ulid.ULID{}) {
+			return nil, fmt.Errorf("event at position %d has a malformed id", pos)
+		}
+		copy(r.ID[:], id)
+		r.Position, r.Version, r.Time = seq(pos), uint64(version), fromMicros(t)
+		r.Type, r.Actor.Principal, r.Actor.Role = intern(typ), intern(actor), contact.Role(intern(role))
+		r.CorrelationID, r.CausationID = intern(corr), intern(caus)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	if len(out) == 0 {
 		return nil, contact.ErrNotFound
 	}
-	return recs, nil
+	return out, nil
 }
 
 // ReadAll returns up to limit events after from, in global order.
@@ -130,40 +169,13 @@ func (s *Store) Head(ctx context.Context) (contact.Position, error) {
 	return seq(n), nil
 }
 
-// subscribeBatch is how many events a subscriber gets at most at once.
-const subscribeBatch = 500
-
 // pollInterval is how often a subscriber looks for events appended by another process.
 const pollInterval = 200 * time.Millisecond
 
 // Subscribe delivers batches of events after from as they are committed,
 // woken by this process's appends and polling for other processes'.
 func (s *Store) Subscribe(ctx context.Context, from contact.Position, handle func(context.Context, []contact.Record) error) error {
-	for {
-		wake := s.appendedSignal()
-		recs, err := s.ReadAll(ctx, from, subscribeBatch)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		if len(recs) > 0 {
-			if err := handle(ctx, recs); err != nil {
-				return err
-			}
-			from = recs[len(recs)-1].Position
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-wake:
-		case <-time.After(pollInterval):
-		case <-s.closed:
-			return errClosed
-		}
-	}
+	return s.tail.Subscribe(ctx, from, handle)
 }
 
 // isConstraint reports whether err is a uniqueness violation.

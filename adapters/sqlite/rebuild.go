@@ -36,13 +36,12 @@ func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []project
 	if err != nil {
 		return err
 	}
+	args, err := rowsArgs(table, rows)
+	if err != nil {
+		return err
+	}
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		for _, r := range rows {
-			if err := upsertRow(ctx, tx, table, r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeRows(ctx, tx, table, args)
 	}, nil)
 }
 
@@ -150,10 +149,12 @@ func checkpointTx(ctx context.Context, tx *sql.Tx, name string) (contact.Positio
 
 // applyBatch writes a batch's rows to table (its checkpoint is the caller's business).
 func applyBatch(ctx context.Context, tx *sql.Tx, table string, b projections.Batch) error {
-	for _, r := range b.Upserts {
-		if err := upsertRow(ctx, tx, table, r); err != nil {
-			return err
-		}
+	args, err := rowsArgs(table, b.Upserts)
+	if err != nil {
+		return err
+	}
+	if err := writeRows(ctx, tx, table, args); err != nil {
+		return err
 	}
 	for _, ref := range b.Deletes {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE workspace = ? AND id = ?`, ref.Workspace, ref.ID.String()); err != nil {

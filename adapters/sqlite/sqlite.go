@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/contactledger/ledger/internal/logtail"
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 )
@@ -45,8 +46,12 @@ type Store struct {
 	done   chan struct{}
 	once   sync.Once
 
-	mu       sync.Mutex
-	appended chan struct{} // closed and replaced after each commit that appended events
+	tail *logtail.Tail // the subscriptions' shared reads of the log
+
+	compactMu    sync.Mutex
+	compacting   bool
+	compactAgain bool
+	background   sync.WaitGroup
 }
 
 type op struct {
@@ -105,7 +110,8 @@ func Open(ctx context.Context, dataDir string, log *slog.Logger) (*Store, error)
 		return nil, err
 	}
 	r.SetMaxOpenConns(8)
-	s := &Store{path: path, w: w, r: r, log: log, ops: make(chan *op, maxGroup), closed: make(chan struct{}), done: make(chan struct{}), appended: make(chan struct{})}
+	s := &Store{path: path, w: w, r: r, log: log, ops: make(chan *op, maxGroup), closed: make(chan struct{}), done: make(chan struct{})}
+	s.tail = &logtail.Tail{Read: s.ReadAll, Poll: pollInterval, Closed: s.closed}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		r.Close()
@@ -141,6 +147,7 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.closed) })
 	<-s.done
+	s.background.Wait()
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 
@@ -261,23 +268,40 @@ func (s *Store) run(group []*op) {
 	}
 }
 
-func (s *Store) notifyAppended() {
-	s.mu.Lock()
-	close(s.appended)
-	s.appended = make(chan struct{})
-	s.mu.Unlock()
-}
-
-func (s *Store) appendedSignal() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.appended
-}
-
 // Compact reaches SQLite's own copies of deleted bytes: deleted rows are
-// already zeroed (secure_delete), and this moves every page out of the WAL
-// into the database file and truncates the WAL to zero bytes.
+// already zeroed (secure_delete), and a checkpoint moves every page out of
+// the WAL into the database file and truncates the WAL to zero bytes. It
+// returns at once and checkpoints in the background, one run at a time: a
+// burst of erasures (every projection calls it after each batch that
+// erased) costs one more run, not one each, and the writer is not held up.
 func (s *Store) Compact(ctx context.Context) error {
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	if s.compacting {
+		s.compactAgain = true
+		return nil
+	}
+	s.compacting = true
+	s.background.Go(func() {
+		for {
+			if err := s.truncateWAL(context.Background()); err != nil && !errors.Is(err, errClosed) {
+				s.log.Warn("checkpointing the WAL after an erasure failed", "err", err)
+			}
+			s.compactMu.Lock()
+			if !s.compactAgain {
+				s.compacting = false
+				s.compactMu.Unlock()
+				return
+			}
+			s.compactAgain = false
+			s.compactMu.Unlock()
+		}
+	})
+	return nil
+}
+
+// truncateWAL checkpoints the WAL into the database file and truncates it.
+func (s *Store) truncateWAL(ctx context.Context) error {
 	return s.exec(ctx, func(ctx context.Context, db *sql.DB) error {
 		for attempt := 0; ; attempt++ {
 			var busy, logFrames, done int
@@ -315,5 +339,5 @@ func (s *Store) Vacuum(ctx context.Context, full bool) error {
 	if err != nil {
 		return fmt.Errorf("vacuum: %w", err)
 	}
-	return s.Compact(ctx)
+	return s.truncateWAL(ctx)
 }

@@ -157,18 +157,16 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			return err
 		}
 	}
+	args, err := rowsArgs(table, b.Upserts)
+	if err != nil {
+		return err
+	}
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := moveCheckpoint(ctx, tx, b.Projection, b.From, b.To); err != nil {
 			return err
 		}
-		for _, r := range b.Upserts {
-			upsert := upsertRow
-			if table == identityTable {
-				upsert = upsertIdentity
-			}
-			if err := upsert(ctx, tx, table, r); err != nil {
-				return err
-			}
+		if err := writeRows(ctx, tx, table, args); err != nil {
+			return err
 		}
 		for _, ref := range b.Deletes {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE workspace = ? AND id = ?`, ref.Workspace, ref.ID.String()); err != nil {
@@ -204,14 +202,32 @@ func moveCheckpoint(ctx context.Context, tx *sql.Tx, name string, from, to conta
 	return err
 }
 
-func upsertRow(ctx context.Context, tx *sql.Tx, table string, r projections.Row) error {
+// rowSQL returns the upsert of a row of table: a view's, or the identity index's.
+func rowSQL(table string) string {
+	if table == identityTable {
+		return `INSERT OR REPLACE INTO ` + table + ` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx,
+			sort_at, version, pos_commit, pos_prepare, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	}
+	return `INSERT OR REPLACE INTO ` + table + ` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
+		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+}
+
+// rowArgs returns the arguments of rowSQL for r. It is the costly part of a
+// row (JSON), so callers make them before they queue their write: the
+// single writer then only executes.
+func rowArgs(table string, r projections.Row) ([]any, error) {
 	doc, err := json.Marshal(r.Contact)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if table == identityTable {
+		return []any{r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
+			micros(r.SortAt), r.Contact.Version, r.Position.Commit, r.Position.Prepare, string(doc)}, nil
 	}
 	tags, err := json.Marshal(r.Contact.Tags)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var trashedAt sql.NullInt64
 	var trashedBy sql.NullString
@@ -222,25 +238,39 @@ func upsertRow(ctx context.Context, tx *sql.Tx, table string, r projections.Row)
 		trashedBy = sql.NullString{String: r.Contact.TrashedBy.Principal, Valid: true}
 	}
 	p := r.Contact.Personal
-	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
-		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.Contact.Workspace, r.Contact.ID.String(), micros(r.SortAt), micros(r.Contact.CreatedAt), r.Contact.Version,
+	return []any{r.Contact.Workspace, r.Contact.ID.String(), micros(r.SortAt), micros(r.Contact.CreatedAt), r.Contact.Version,
 		r.Position.Commit, r.Position.Prepare, p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),
-		r.EmailIndex, r.PhoneIndex, r.Contact.Source, string(tags), trashedAt, trashedBy, string(doc))
-	return err
+		r.EmailIndex, r.PhoneIndex, r.Contact.Source, string(tags), trashedAt, trashedBy, string(doc)}, nil
 }
 
-func upsertIdentity(ctx context.Context, tx *sql.Tx, table string, r projections.Row) error {
-	doc, err := json.Marshal(r.Contact)
+// rowsArgs makes the arguments of many rows.
+func rowsArgs(table string, rows []projections.Row) ([][]any, error) {
+	out := make([][]any, len(rows))
+	for i, r := range rows {
+		var err error
+		if out[i], err = rowArgs(table, r); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// writeRows upserts rows into table in tx with one prepared statement.
+func writeRows(ctx context.Context, tx *sql.Tx, table string, args [][]any) error {
+	if len(args) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, rowSQL(table))
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx,
-		sort_at, version, pos_commit, pos_prepare, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
-		micros(r.SortAt), r.Contact.Version, r.Position.Commit, r.Position.Prepare, string(doc))
-	return err
+	defer stmt.Close()
+	for _, a := range args {
+		if _, err := stmt.ExecContext(ctx, a...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // FindIdentities returns the live contacts matching any of q's blind
@@ -326,11 +356,14 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 		where = append(where, "("+cond+")")
 	}
 	if q.EmailIndex != "" {
-		// "<> ''" lets SQLite use the partial index, which holds non-empty indexes only.
-		where, args = append(where, "email_bidx = ? AND email_bidx <> ''"), append(args, q.EmailIndex)
+		// "<> ''" lets SQLite use the partial index, which holds non-empty
+		// indexes only, and likelihood() tells the planner, which has no
+		// statistics, that an exact match is rare: else it would walk the
+		// whole view in order and test every row.
+		where, args = append(where, "likelihood(email_bidx = ?, 0.000001) AND email_bidx <> ''"), append(args, q.EmailIndex)
 	}
 	if q.PhoneIndex != "" {
-		where, args = append(where, "phone_bidx = ? AND phone_bidx <> ''"), append(args, q.PhoneIndex)
+		where, args = append(where, "likelihood(phone_bidx = ?, 0.000001) AND phone_bidx <> ''"), append(args, q.PhoneIndex)
 	}
 	if q.Tag != "" {
 		where, args = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"), append(args, q.Tag)
@@ -338,11 +371,17 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 	if q.DeletedBy != "" {
 		where, args = append(where, "trashed_by = ?"), append(args, q.DeletedBy)
 	}
+	// In the trash view, sort_at is the time of trashing: a range of it
+	// walks the view's order index and stops at the page's end.
+	deletedAt := "trashed_at"
+	if q.View == "trash" {
+		deletedAt = "sort_at"
+	}
 	if !q.DeletedAfter.IsZero() {
-		where, args = append(where, "trashed_at >= ?"), append(args, micros(q.DeletedAfter))
+		where, args = append(where, deletedAt+" >= ?"), append(args, micros(q.DeletedAfter))
 	}
 	if !q.DeletedBefore.IsZero() {
-		where, args = append(where, "trashed_at < ?"), append(args, micros(q.DeletedBefore))
+		where, args = append(where, deletedAt+" < ?"), append(args, micros(q.DeletedBefore))
 	}
 	if q.After != nil {
 		at := micros(q.After.SortAt)

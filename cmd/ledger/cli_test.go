@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
 )
@@ -82,6 +83,11 @@ func testCLI(t *testing.T, store string) {
 	if _, _, err := l.run("tokens", "revoke", tokenID); err != nil {
 		t.Fatal(err)
 	}
+	// A revocation by another process reaches the server within the time
+	// it keeps a token it has read (2 s): wait for it, no longer.
+	waitFor(t, 3*time.Second, "the revocation to reach the server", func() bool {
+		return l.do(token, "GET", "/v1/contacts", nil).Status == 401
+	})
 	want(t, l.do(token, "GET", "/v1/contacts", nil), 401, "unauthorized")
 	if out, _, err := l.run("version"); err != nil || !strings.HasPrefix(out, "ledger ") {
 		t.Fatalf("version: %q %v", out, err)
