@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -302,11 +303,15 @@ func (s *Service) restoreForJob(ctx context.Context, workspace, jobID, cid strin
 	if err != nil {
 		return false, "not a contact id", nil
 	}
-	done, err := s.restoredBy(ctx, workspace, id, jobID)
-	if err != nil || done {
-		return done, "", err
-	}
-	_, err = s.Transition(ctx, workspace, id, Meta{Actor: by, CorrelationID: jobID, CausationID: jobID}, Restore, TransitionInput{Reason: reason})
+	// One load of the stream both checks for this job's restore and runs it.
+	already := false
+	_, err = s.execute(ctx, workspace, id, Meta{Actor: by, CorrelationID: jobID, CausationID: jobID}, func(l loaded, p contact.Policy, now time.Time) error {
+		already = slices.ContainsFunc(l.recs, func(r contact.Record) bool { return r.Type == contact.TypeRestored && r.CausationID == jobID })
+		if already {
+			return nil
+		}
+		return l.c.Restore(reason, p, by, now)
+	})
 	if err == nil {
 		return true, "", nil
 	}
