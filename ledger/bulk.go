@@ -57,9 +57,12 @@ func (r BulkRequest) Validate() error {
 	return contact.ValidateReason(r.Input.Reason)
 }
 
-// bulkWorkers bounds how many contacts of a bulk request change at once;
-// their appends share the store's group commits.
-const bulkWorkers = 8
+// bulkWorkers bounds how many chunks of a bulk request run at once, and
+// bulkChunk how many contacts a chunk loads in one go.
+const (
+	bulkWorkers = 4
+	bulkChunk   = 100
+)
 
 // Bulk runs a transition on every contact of the request, each on its own:
 // one failure (a malformed id, a protected source, a forbidden transition)
@@ -69,24 +72,37 @@ func (s *Service) Bulk(ctx context.Context, workspace string, meta Meta, r BulkR
 		return nil, err
 	}
 	out := make([]BulkItem, len(r.IDs))
-	next := make(chan int)
+	var (
+		ids []contact.ID
+		at  []int
+	)
+	for i, raw := range r.IDs {
+		out[i].ID = raw
+		id, err := contact.ParseID(raw)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i].ID = id.String()
+		ids, at = append(ids, id), append(at, i)
+	}
+	// Chunks of bulkChunk contacts are loaded in one go each, and a few
+	// chunks run at once; every contact still changes on its own.
+	type chunk struct{ from, to int }
+	next := make(chan chunk)
 	var wg sync.WaitGroup
-	for range min(bulkWorkers, len(r.IDs)) {
+	for range min(bulkWorkers, (len(ids)+bulkChunk-1)/bulkChunk) {
 		wg.Go(func() {
-			for i := range next {
-				out[i].ID = r.IDs[i]
-				id, err := contact.ParseID(r.IDs[i])
-				if err != nil {
-					out[i].Err = err
-					continue
+			for c := range next {
+				results, errs := s.TransitionMany(ctx, workspace, ids[c.from:c.to], meta, r.Action, r.Input)
+				for j := range results {
+					out[at[c.from+j]].Result, out[at[c.from+j]].Err = results[j], errs[j]
 				}
-				out[i].ID = id.String()
-				out[i].Result, out[i].Err = s.Transition(ctx, workspace, id, meta, r.Action, r.Input)
 			}
 		})
 	}
-	for i := range r.IDs {
-		next <- i
+	for from := 0; from < len(ids); from += bulkChunk {
+		next <- chunk{from, min(from+bulkChunk, len(ids))}
 	}
 	close(next)
 	wg.Wait()

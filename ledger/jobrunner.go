@@ -40,8 +40,66 @@ type Lease interface {
 // progressEvery bounds how many outcomes a job keeps before recording them.
 const progressEvery = 20
 
-// jobWorkers is how many contacts a restore job restores at once.
-const jobWorkers = 16
+// jobWorkers is how many chunks of a restore job run at once, and jobChunk
+// how many contacts a chunk loads in one go.
+const (
+	jobWorkers = 4
+	jobChunk   = 100
+)
+
+// outcome is what became of one contact of a restore job.
+type outcome struct {
+	cid, reason string
+	restored    bool
+	err         error
+}
+
+// restoreManyForJob restores a chunk of contacts for job jobID, exactly
+// once each (see restoreOnce), loading them in one go. A contact that
+// cannot be restored (no longer in trash, purged) fails with the reason.
+func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string, cids []string, by contact.Actor, reason string) []outcome {
+	out := make([]outcome, len(cids))
+	var (
+		ids []contact.ID
+		at  []int
+	)
+	for i, cid := range cids {
+		out[i].cid = cid
+		id, err := contact.ParseID(cid)
+		if err != nil {
+			out[i].reason = "not a contact id"
+			continue
+		}
+		ids, at = append(ids, id), append(at, i)
+	}
+	_, errs := s.executeMany(ctx, workspace, ids, Meta{Actor: by, CorrelationID: jobID, CausationID: jobID}, restoreOnce(jobID, by, reason))
+	for k, err := range errs {
+		o := &out[at[k]]
+		if err == nil {
+			o.restored = true
+			continue
+		}
+		var ce *contact.Error
+		if !errors.As(err, &ce) || ce.Code == "" {
+			o.err = err
+			continue
+		}
+		o.reason = ce.Message
+	}
+	return out
+}
+
+// restoreOnce restores a contact unless job jobID already did (the process
+// died before the job recorded it): the restore carries the job's id as
+// its causation id.
+func restoreOnce(jobID string, by contact.Actor, reason string) command {
+	return func(l loaded, p contact.Policy, now time.Time) error {
+		if slices.ContainsFunc(l.recs, func(r contact.Record) bool { return r.Type == contact.TypeRestored && r.CausationID == jobID }) {
+			return nil
+		}
+		return l.c.Restore(reason, p, by, now)
+	}
+}
 
 // kickJobs wakes the runner.
 func (s *Service) kickJobs() {
@@ -172,35 +230,36 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 	// Contacts are restored by jobWorkers at once, so their appends share
 	// the store's group commits; outcomes come back here, where they are
 	// recorded in order of arrival.
-	type outcome struct {
-		cid, reason string
-		restored    bool
-		err         error
-	}
 	pending := j.Pending()
-	ids := make(chan string)
-	results := make(chan outcome, 2*jobWorkers)
+	chunks := make(chan []string)
+	results := make(chan outcome, 2*jobChunk)
 	workCtx, stopWork := context.WithCancel(ctx)
 	var workers sync.WaitGroup
 	for range min(jobWorkers, max(len(pending), 1)) {
 		workers.Go(func() {
-			for cid := range ids {
+			for ids := range chunks {
 				// In-flight restores finish even when dispatch stops (a
 				// cancel request, another's failure): only ctx, the
 				// server's life, interrupts them, and the job resumes.
-				restored, reason, err := s.restoreForJob(ctx, workspace, id, cid, j.By, j.Reason)
-				results <- outcome{cid, reason, restored, err}
+				for _, o := range s.restoreManyForJob(ctx, workspace, id, ids, j.By, j.Reason) {
+					results <- o
+				}
 			}
 		})
 	}
+	size := jobChunk
+	if limiter != nil {
+		size = 1 // a throttled job goes contact by contact, at its pace
+	}
 	go func() {
-		defer close(ids)
-		for _, cid := range pending {
+		defer close(chunks)
+		for from := 0; from < len(pending); from += size {
+			part := pending[from:min(from+size, len(pending))]
 			if limiter != nil && limiter.Wait(workCtx) != nil {
 				return
 			}
 			select {
-			case ids <- cid:
+			case chunks <- part:
 			case <-workCtx.Done():
 				return
 			}
@@ -291,54 +350,4 @@ func (s *Service) releaseJob(ctx context.Context, workspace, id string) error {
 		}
 		return err
 	}
-}
-
-// restoreForJob restores one contact for job jobID, exactly once: the
-// restore carries the job's id as its causation id, and a contact whose
-// stream already has that restore (the process died before the job recorded
-// it) counts as restored without restoring it again. A contact that cannot
-// be restored (no longer in trash, purged) fails with the reason.
-func (s *Service) restoreForJob(ctx context.Context, workspace, jobID, cid string, by contact.Actor, reason string) (bool, string, error) {
-	id, err := contact.ParseID(cid)
-	if err != nil {
-		return false, "not a contact id", nil
-	}
-	// One load of the stream both checks for this job's restore and runs it.
-	already := false
-	_, err = s.execute(ctx, workspace, id, Meta{Actor: by, CorrelationID: jobID, CausationID: jobID}, func(l loaded, p contact.Policy, now time.Time) error {
-		already = slices.ContainsFunc(l.recs, func(r contact.Record) bool { return r.Type == contact.TypeRestored && r.CausationID == jobID })
-		if already {
-			return nil
-		}
-		return l.c.Restore(reason, p, by, now)
-	})
-	if err == nil {
-		return true, "", nil
-	}
-	var ce *contact.Error
-	if !errors.As(err, &ce) || ce.Code == "" {
-		return false, "", err
-	}
-	// Another runner of the same job may have restored it a moment ago.
-	if done, rerr := s.restoredBy(ctx, workspace, id, jobID); rerr != nil || done {
-		return done, "", rerr
-	}
-	return false, ce.Message, nil
-}
-
-// restoredBy reports whether job jobID already restored the contact.
-func (s *Service) restoredBy(ctx context.Context, workspace string, id contact.ID, jobID string) (bool, error) {
-	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
-	if errors.Is(err, contact.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	for _, r := range recs {
-		if r.Type == contact.TypeRestored && r.CausationID == jobID {
-			return true, nil
-		}
-	}
-	return false, nil
 }

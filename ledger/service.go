@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -178,47 +179,158 @@ func (s *Service) view(c *contact.Contact, p contact.Policy, pos contact.Positio
 const maxAttempts = 5
 
 // execute loads a contact, runs a command on it and appends what it records.
-func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, meta Meta, cmd func(l loaded, p contact.Policy, now time.Time) error) (Result, error) {
+func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, meta Meta, cmd command) (Result, error) {
 	for attempt := 1; ; attempt++ {
 		l, err := s.load(ctx, workspace, id)
 		if err != nil {
 			return Result{}, err
 		}
-		if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
-			return Result{}, contact.Errorf(contact.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
+		res, err := s.apply(ctx, workspace, id, meta, l, cmd)
+		if errors.Is(err, errLostRace) {
+			if meta.IfMatch == nil && attempt < maxAttempts {
+				continue
+			}
+			err = contact.ErrConcurrency
 		}
-		p, err := s.policy(ctx, workspace)
-		if err != nil {
+		return res, err
+	}
+}
+
+// command is what a contact's command does to it once loaded.
+type command func(l loaded, p contact.Policy, now time.Time) error
+
+// errLostRace marks an append that lost to a concurrent one: the command
+// may be run again on the fresh state.
+var errLostRace = fmt.Errorf("%w (lost a race)", contact.ErrConcurrency)
+
+// apply runs a command on a loaded contact and appends what it records.
+func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, cmd command) (Result, error) {
+	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
+		return Result{}, contact.Errorf(contact.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
+	}
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := cmd(l, p, s.now()); err != nil {
+		return Result{}, err
+	}
+	last := l.recs[len(l.recs)-1]
+	changes := l.c.Changes()
+	if len(changes) == 0 {
+		return Result{Contact: s.view(l.c, p, last.Position), Version: l.c.Version(), Position: last.Position}, nil
+	}
+	recs, err := seal(l.key, id.Stream(), workspace, meta, l.c.Saved(), last.Hash, changes)
+	if err != nil {
+		return Result{}, err
+	}
+	pos, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), recs)
+	if errors.Is(err, contact.ErrConcurrency) {
+		if meta.IfMatch != nil {
 			return Result{}, err
 		}
-		if err := cmd(l, p, s.now()); err != nil {
-			return Result{}, err
-		}
-		last := l.recs[len(l.recs)-1]
-		changes := l.c.Changes()
-		if len(changes) == 0 {
-			return Result{Contact: s.view(l.c, p, last.Position), Version: l.c.Version(), Position: last.Position}, nil
-		}
-		recs, err := seal(l.key, id.Stream(), workspace, meta, l.c.Saved(), last.Hash, changes)
-		if err != nil {
-			return Result{}, err
-		}
-		pos, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), recs)
-		if errors.Is(err, contact.ErrConcurrency) && meta.IfMatch == nil && attempt < maxAttempts {
+		return Result{}, errLostRace
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	v := s.view(l.c, p, pos)
+	lastID := recs[len(recs)-1].ID.String()
+	if v.Tombstone != nil {
+		t := *v.Tombstone
+		t.EventID = lastID
+		v.Tombstone = &t
+	}
+	return Result{Contact: v, Version: l.c.Version(), Position: pos, EventID: lastID}, nil
+}
+
+// loadMany loads many contacts of a workspace with one read of their
+// streams and one of their keys. A contact that cannot be loaded has its
+// error instead.
+func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.ID) (map[contact.ID]loaded, map[contact.ID]error, error) {
+	streams := make([]string, len(ids))
+	for i, id := range ids {
+		streams[i] = id.Stream()
+	}
+	all, err := contact.ReadStreams(ctx, s.events, workspace, streams)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := s.vault.ContactKeys(ctx, workspace, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, failed := make(map[contact.ID]loaded, len(ids)), map[contact.ID]error{}
+	for _, id := range ids {
+		recs, ok := all[id.Stream()]
+		if !ok {
+			failed[id] = contact.ErrNotFound
 			continue
 		}
+		envs, err := open(keys[id], recs)
 		if err != nil {
-			return Result{}, err
+			return nil, nil, err
 		}
-		v := s.view(l.c, p, pos)
-		lastID := recs[len(recs)-1].ID.String()
-		if v.Tombstone != nil {
-			t := *v.Tombstone
-			t.EventID = lastID
-			v.Tombstone = &t
+		c, err := contact.Replay(id, envs)
+		if err != nil {
+			return nil, nil, err
 		}
-		return Result{Contact: v, Version: l.c.Version(), Position: pos, EventID: lastID}, nil
+		out[id] = loaded{c: c, recs: recs, key: keys[id]}
 	}
+	return out, failed, nil
+}
+
+// manyWorkers bounds how many contacts of a batch append at once; their
+// appends share the store's group commits.
+const manyWorkers = 16
+
+// executeMany runs one command on many contacts: loaded in one go, then
+// each applied and appended on its own (one failure does not stop the
+// others). A contact that lost a race is run again alone. Results and
+// errors come back in the order of ids.
+func (s *Service) executeMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd command) ([]Result, []error) {
+	results, errs := make([]Result, len(ids)), make([]error, len(ids))
+	ls, failed, err := s.loadMany(ctx, workspace, ids)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return results, errs
+	}
+	first := make(map[contact.ID]int, len(ids))
+	for i, id := range ids {
+		if _, seen := first[id]; !seen {
+			first[id] = i
+		}
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(manyWorkers, len(ids)) {
+		wg.Go(func() {
+			for i := range next {
+				id := ids[i]
+				if ferr, ok := failed[id]; ok {
+					errs[i] = ferr
+					continue
+				}
+				if first[id] != i {
+					// The same id twice in one batch: run it again on its own.
+					results[i], errs[i] = s.execute(ctx, workspace, id, meta, cmd)
+					continue
+				}
+				results[i], errs[i] = s.apply(ctx, workspace, id, meta, ls[id], cmd)
+				if errors.Is(errs[i], errLostRace) {
+					results[i], errs[i] = s.execute(ctx, workspace, id, meta, cmd)
+				}
+			}
+		})
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return results, errs
 }
 
 // Create creates a contact with a fresh data key. Errors: contact.ErrSpam
@@ -308,7 +420,37 @@ type TransitionInput struct {
 // contact's data key once the tombstone is in the log.
 func (s *Service) Transition(ctx context.Context, workspace string, id contact.ID, meta Meta, t Transition, in TransitionInput) (res Result, err error) {
 	defer func(start time.Time) { s.observe(string(t), start, err) }(time.Now())
-	res, err = s.execute(ctx, workspace, id, meta, func(l loaded, p contact.Policy, now time.Time) error {
+	res, err = s.execute(ctx, workspace, id, meta, transitionCommand(t, in, meta))
+	if err == nil && t.Erasing() && res.EventID != "" {
+		s.erased(ctx, workspace, id)
+		s.compactAfterErasure(ctx)
+	}
+	return res, err
+}
+
+// TransitionMany runs a lifecycle command on many contacts of a workspace,
+// each on its own (one failure does not stop the others), loading them in
+// one go. Results and errors come back in the order of ids.
+func (s *Service) TransitionMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, t Transition, in TransitionInput) ([]Result, []error) {
+	start := time.Now()
+	results, errs := s.executeMany(ctx, workspace, ids, meta, transitionCommand(t, in, meta))
+	erased := false
+	for i, id := range ids {
+		s.observe(string(t), start, errs[i])
+		if errs[i] == nil && t.Erasing() && results[i].EventID != "" {
+			s.erased(ctx, workspace, id)
+			erased = true
+		}
+	}
+	if erased {
+		s.compactAfterErasure(ctx)
+	}
+	return results, errs
+}
+
+// transitionCommand is the command of a lifecycle transition.
+func transitionCommand(t Transition, in TransitionInput, meta Meta) command {
+	return func(l loaded, p contact.Policy, now time.Time) error {
 		switch t {
 		case Archive:
 			return l.c.Archive(in.Reason, meta.Actor, now)
@@ -335,22 +477,24 @@ func (s *Service) Transition(ctx context.Context, workspace string, id contact.I
 			return l.c.Anonymize(er, p, meta.Actor, now)
 		}
 		return fmt.Errorf("unknown transition %q", t)
-	})
-	if err != nil || !t.Erasing() || res.EventID == "" {
-		return res, err
 	}
-	// The tombstone is in the log: destroy the key now. Should this fail, the
-	// erasure projection destroys it when it reads the tombstone.
+}
+
+// erased destroys the key of a contact whose tombstone is in the log.
+// Should this fail, the erasure projection destroys it when it reads the tombstone.
+func (s *Service) erased(ctx context.Context, workspace string, id contact.ID) {
 	if err := s.vault.Destroy(ctx, workspace, id); err != nil {
 		s.log.Error("destroying a data key failed; the erasure projection will retry", "contact", id.String(), "err", err)
-		return res, nil
 	}
+}
+
+// compactAfterErasure runs the store's post-erasure maintenance, if any.
+func (s *Service) compactAfterErasure(ctx context.Context) {
 	if s.afterErasure != nil {
 		if err := s.afterErasure(ctx); err != nil {
-			s.log.Warn("post-erasure maintenance failed", "contact", id.String(), "err", err)
+			s.log.Warn("post-erasure maintenance failed", "err", err)
 		}
 	}
-	return res, nil
 }
 
 // Get returns a contact in any state, purged ones included (as a tombstone).

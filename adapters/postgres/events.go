@@ -154,6 +154,24 @@ func scanRecords(rows pgx.Rows, err error) ([]contact.Record, error) {
 	return out, rows.Err()
 }
 
+var _ contact.MultiReader = (*Store)(nil)
+
+// ReadStreams returns the events of many streams of the workspace, in one query.
+func (s *Store) ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]contact.Record, error) {
+	out := make(map[string][]contact.Record, len(streams))
+	if len(streams) == 0 {
+		return out, nil
+	}
+	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE workspace = $1 AND stream = ANY($2) ORDER BY stream, version`, workspace, streams))
+	if err != nil {
+		return nil, fmt.Errorf("read %d streams: %w", len(streams), err)
+	}
+	for _, r := range recs {
+		out[r.Stream] = append(out[r.Stream], r)
+	}
+	return out, nil
+}
+
 // ReadStream returns a stream's events in the workspace, in version order.
 func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]contact.Record, error) {
 	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE stream = $1 AND workspace = $2 ORDER BY version`, stream, workspace))

@@ -100,6 +100,28 @@ func collect(rows *sql.Rows, err error) ([]contact.Record, error) {
 	return out, rows.Err()
 }
 
+var _ contact.MultiReader = (*Store)(nil)
+
+// ReadStreams returns the events of many streams of the workspace, in one
+// query. "+workspace" keeps SQLite (which has no statistics) from walking
+// the whole workspace: each stream is looked up by its own index.
+func (s *Store) ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]contact.Record, error) {
+	out := make(map[string][]contact.Record, len(streams))
+	if len(streams) == 0 {
+		return out, nil
+	}
+	list, _ := json.Marshal(streams)
+	recs, err := collect(s.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events
+		WHERE +workspace = ? AND stream IN (SELECT value FROM json_each(?)) ORDER BY stream, version`, workspace, string(list)))
+	if err != nil {
+		return nil, fmt.Errorf("read %d streams: %w", len(streams), err)
+	}
+	for _, r := range recs {
+		out[r.Stream] = append(out[r.Stream], r)
+	}
+	return out, nil
+}
+
 // ReadStream returns a stream's events in the workspace, in version order.
 // Streams can be long (every change of a contact is an event), so it reads
 // only what it doesn't know already and shares the strings that repeat.
@@ -208,7 +230,8 @@ func (s *Store) ReadLog(ctx context.Context, q ledger.LogQuery) ([]contact.Recor
 		where, args = append(where, "actor = ?"), append(args, q.Actor)
 	}
 	if q.Stream != "" {
-		where, args = append(where, "stream = ?"), append(args, q.Stream)
+		// One contact's events: walk its stream, not the whole workspace.
+		where, args = append(where, "likelihood(stream = ?, 0.000001)"), append(args, q.Stream)
 	}
 	args = append(args, q.Limit)
 	recs, err := collect(s.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE `+strings.Join(where, " AND ")+` ORDER BY position LIMIT ?`, args...))

@@ -261,3 +261,28 @@ func testRestoreJobSurvivesKill(t *testing.T, store string) {
 	// The slot is free: a new job is admitted.
 	want(t, l.as("POST", "/v1/restore-jobs", map[string]any{}), 202, "")
 }
+
+// TestRestoreJobAtFullSpeed runs a job without a rate limit, where
+// contacts are restored in chunks loaded in one go, several at once: every
+// contact is restored exactly once, by the job, and none is left in trash.
+func TestRestoreJobAtFullSpeed(t *testing.T) { eachStore(t, testRestoreJobAtFullSpeed) }
+
+func testRestoreJobAtFullSpeed(t *testing.T, store string) {
+	l := start(t, store)
+	ids := trashMany(t, l, 250, "fast")
+	r := l.as("POST", "/v1/restore-jobs", map[string]any{"tag": "fast"})
+	want(t, r, 202, "")
+	job := r.str("id")
+	r = waitJob(t, l, job, 60*time.Second, func(r reply) bool { return r.str("state") == "succeeded" })
+	if r.num("restored") != float64(len(ids)) || r.num("failed") != 0 {
+		t.Fatalf("job: %s", r.Raw)
+	}
+	for _, id := range ids {
+		if byJob, all := restoresBy(t, l, id, job); byJob != 1 || all != 1 {
+			t.Fatalf("%s: restored %d times by the job and %d in all, want exactly once", id, byJob, all)
+		}
+	}
+	if got := l.ids("view=trash"); len(got) != 0 {
+		t.Fatalf("%d contacts still in trash", len(got))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -151,4 +152,31 @@ func Validate(stream string, expected uint64, events []Record) error {
 		}
 	}
 	return nil
+}
+
+// MultiReader is implemented by event stores that read many streams in one go.
+type MultiReader interface {
+	// ReadStreams returns the events of each of the streams that workspace
+	// has, in version order; unknown streams are absent from the map.
+	ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]Record, error)
+}
+
+// ReadStreams reads many streams of a workspace: in one go when the store
+// can, else one by one.
+func ReadStreams(ctx context.Context, es EventStore, workspace string, streams []string) (map[string][]Record, error) {
+	if mr, ok := es.(MultiReader); ok {
+		return mr.ReadStreams(ctx, workspace, streams)
+	}
+	out := make(map[string][]Record, len(streams))
+	for _, st := range streams {
+		recs, err := es.ReadStream(ctx, workspace, st)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[st] = recs
+	}
+	return out, nil
 }

@@ -197,6 +197,34 @@ func RunEventStore(t *testing.T, h EventStoreHarness) {
 		}
 	})
 
+	t.Run("read many streams at once", func(t *testing.T) {
+		s := h.New(t)
+		a, b, other, unknown := newStream(), newStream(), newStream(), newStream()
+		for st, n := range map[string]int{a: 3, b: 1} {
+			if _, err := s.Append(ctx, st, 0, Recs("ws", st, 0, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Append(ctx, other, 0, Recs("ws-other", other, 0, 2)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := contact.ReadStreams(ctx, s, "ws", []string{a, b, other, unknown})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || len(got[a]) != 3 || len(got[b]) != 1 {
+			t.Fatalf("got %d streams (%d, %d events), want a and b only, with 3 and 1 events", len(got), len(got[a]), len(got[b]))
+		}
+		for i, r := range got[a] {
+			if r.Version != uint64(i+1) || r.Stream != a || r.Workspace != "ws" {
+				t.Fatalf("event %d of a: %+v", i, r)
+			}
+		}
+		if got, err := contact.ReadStreams(ctx, s, "ws", nil); err != nil || len(got) != 0 {
+			t.Fatalf("no streams: got %v, %v", got, err)
+		}
+	})
+
 	t.Run("invalid batches are refused whole", func(t *testing.T) {
 		s := h.New(t)
 		st := newStream()
