@@ -28,6 +28,15 @@ func sized[T any](short, long T) T {
 	return short
 }
 
+// tb is what the consistency checks need of a test; *testing.T and
+// *rapid.T both have it.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+}
+
 // logContents is the whole log as read back from a store.
 type logContents struct {
 	head    contact.Position
@@ -41,7 +50,7 @@ type logContents struct {
 // must hold: each stream's versions run from 1 without a gap or a repeat,
 // each event links to its predecessor by hash, positions only grow, and no
 // event id appears twice.
-func readLog(t *testing.T, es contact.EventStore) logContents {
+func readLog(t tb, es contact.EventStore) logContents {
 	t.Helper()
 	ctx := context.Background()
 	lc := logContents{streams: map[string][]contact.Record{}, byCorrelation: map[string][]contact.Record{}}
@@ -122,7 +131,7 @@ type folded struct {
 //   - no view holds a row of a contact the log does not have.
 //
 // It returns the log and the fold of every contact.
-func checkConsistent(t *testing.T, m *main.Main, ws string) (logContents, map[contact.ID]folded) {
+func checkConsistent(t tb, m *main.Main, ws string) (logContents, map[contact.ID]folded) {
 	t.Helper()
 	ctx := context.Background()
 	head, err := m.Svc.Events().Head(ctx)
@@ -225,7 +234,7 @@ func checkConsistent(t *testing.T, m *main.Main, ws string) (logContents, map[co
 	return lc, folds
 }
 
-func jsonOf(t *testing.T, v any) string {
+func jsonOf(t tb, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -235,7 +244,7 @@ func jsonOf(t *testing.T, v any) string {
 }
 
 // countView counts the rows of a view, page by page.
-func countView(t *testing.T, m *main.Main, ws, view string) int {
+func countView(t tb, m *main.Main, ws, view string) int {
 	t.Helper()
 	rm := m.State().(ledger.ReadModels)
 	n := 0
@@ -257,7 +266,7 @@ func countView(t *testing.T, m *main.Main, ws, view string) int {
 // orphanKeys counts the data keys whose contact has no stream: a create
 // that stored its key and died before its first event was appended leaves
 // one. Such a key never sealed anything that was kept.
-func orphanKeys(t *testing.T, m *main.Main, lc logContents) int {
+func orphanKeys(t tb, m *main.Main, lc logContents) int {
 	t.Helper()
 	rw, ok := m.State().(ledger.KeyRewrapper)
 	if !ok {
