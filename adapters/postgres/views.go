@@ -62,7 +62,19 @@ func viewDDL(table string) string {
 	CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> '';
 	CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> '';
 	CREATE INDEX IF NOT EXISTS ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;
-	CREATE INDEX IF NOT EXISTS ` + table + `_tags ON ` + table + ` USING gin (tags);`
+	CREATE INDEX IF NOT EXISTS ` + table + `_tags ON ` + table + ` USING gin (tags);
+	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "doc")
+}
+
+// noStatistics keeps ANALYZE from sampling the given columns of table:
+// pg_statistic would keep copies of their values (names, emails) that no
+// erasure reaches (see migration 00004).
+func noStatistics(table string, columns ...string) string {
+	set := make([]string, len(columns))
+	for i, c := range columns {
+		set[i] = "ALTER COLUMN " + c + " SET STATISTICS 0"
+	}
+	return "ALTER TABLE " + table + " " + strings.Join(set, ", ") + ";"
 }
 
 // EnsureViews creates the tables of the views that don't exist yet, under a

@@ -76,8 +76,11 @@ func testErasureUnderLoad(t *testing.T, store string) {
 	}
 
 	if store == "postgres" {
-		// Write the targets' pages to the table files, as the server's own
-		// checkpoints do every few minutes; until then they are only in the WAL.
+		// Sample the tables for the planner, as autovacuum does once enough
+		// rows changed, and write the targets' pages to the table files, as
+		// the server's own checkpoints do every few minutes (until then they
+		// are only in the WAL).
+		pgExec(t, l.Config.DatabaseURL, "ANALYZE")
 		pgExec(t, l.Config.DatabaseURL, "CHECKPOINT")
 	}
 
