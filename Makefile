@@ -20,7 +20,7 @@ test:
 
 ## soak: the crash, concurrency, erasure and property tests, longer (LEDGER_SOAK=1), on both stores
 soak:
-	LEDGER_SOAK=1 RAPID_CHECKS=$${RAPID_CHECKS:-200} scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 60m -v \
+	LEDGER_SOAK=1 RAPID_CHECKS=$${RAPID_CHECKS:-100} scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 60m -v \
 		-run 'TestCrashRecovery|TestConcurrentCommands|TestErasureUnderLoad|TestLifecycleProperties|TestServiceProperties' \
 		./cmd/ledger/ ./domain/contact/
 

@@ -87,7 +87,13 @@ func spawn(t *testing.T, dataDir string, env ...string) *process {
 		}
 	}()
 	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.kill() })
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			lines := strings.Split(strings.TrimSpace(p.log()), "\n")
+			t.Logf("the last lines of the log of the server on %s:\n%s", p.url, strings.Join(lines[max(0, len(lines)-30):], "\n"))
+		}
+	})
 	select {
 	case a := <-addr:
 		p.url = "http://" + a
