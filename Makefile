@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: run build test lint fuzz bench
+.PHONY: run build test soak lint fuzz bench
 
 ## run: serve the API on the embedded store in ./data (http://localhost:8080)
 run:
@@ -17,6 +17,12 @@ build:
 ## test: every test, with the race detector, against the embedded store and a throwaway PostgreSQL
 test:
 	scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 20m ./...
+
+## soak: the crash, concurrency, erasure and property tests, longer (LEDGER_SOAK=1), on both stores
+soak:
+	LEDGER_SOAK=1 RAPID_CHECKS=$${RAPID_CHECKS:-100} scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 60m -v \
+		-run 'TestCrashRecovery|TestConcurrentCommands|TestErasureUnderLoad|TestLifecycleProperties|TestServiceProperties' \
+		./cmd/ledger/ ./domain/contact/
 
 ## lint: go vet and gofmt
 lint:

@@ -187,6 +187,11 @@ shared_buffers = 32MB
 fsync = on
 log_min_messages = warning
 log_line_prefix = '%m [%p] '
+# What the README's operating notes ask of a server that keeps erased data
+# out of its WAL: old segments are deleted, not renamed for reuse with their
+# old bytes inside, and none are kept beyond what recovery needs.
+wal_recycle = off
+wal_keep_size = 0
 EOF
 
 # free_port prints a TCP port on 127.0.0.1 that nothing is listening on.

@@ -70,7 +70,19 @@ func viewDDL(table string) string {
 	CREATE INDEX ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> '';
 	CREATE INDEX ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> '';
 	CREATE INDEX ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;
-	CREATE INDEX ` + table + `_tags ON ` + table + ` USING gin (tags);`
+	CREATE INDEX ` + table + `_tags ON ` + table + ` USING gin (tags);
+	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "doc")
+}
+
+// noStatistics keeps ANALYZE from sampling the given columns of table:
+// pg_statistic would keep copies of their values (names, emails) that no
+// erasure reaches (see migration 00004).
+func noStatistics(table string, columns ...string) string {
+	set := make([]string, len(columns))
+	for i, c := range columns {
+		set[i] = "ALTER COLUMN " + c + " SET STATISTICS 0"
+	}
+	return "ALTER TABLE " + table + " " + strings.Join(set, ", ") + ";"
 }
 
 // EnsureViews creates the tables of the views that don't exist yet, under a
@@ -473,4 +485,43 @@ func (s *Store) Vacuum(ctx context.Context, full bool) error {
 		}
 	}
 	return nil
+}
+
+// ErasureCaveats names the server settings under which copies of erased
+// rows outlive Vacuum(ctx, true) in the server's files or beyond them: WAL
+// segments recycled with their old bytes inside (wal_recycle), kept for
+// standbys (wal_keep_size, replication slots), or archived (archive_mode).
+// Each is a sentence for the operator; none means the data directory holds
+// no copy once Vacuum(ctx, true) has returned.
+func (s *Store) ErasureCaveats(ctx context.Context) ([]string, error) {
+	settings := map[string]string{}
+	for _, name := range []string{"wal_recycle", "wal_keep_size", "archive_mode"} {
+		var v string
+		if err := s.pool.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", name, err)
+		}
+		settings[name] = v
+	}
+	var slots int
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots").Scan(&slots); err != nil {
+		return nil, fmt.Errorf("replication slots: %w", err)
+	}
+	return erasureCaveats(settings, slots), nil
+}
+
+func erasureCaveats(settings map[string]string, slots int) []string {
+	var out []string
+	if settings["wal_recycle"] != "off" {
+		out = append(out, "wal_recycle is on: old WAL segments are renamed for reuse with erased rows still inside, until new WAL overwrites them; set wal_recycle = off")
+	}
+	if k := settings["wal_keep_size"]; k != "" && k != "0" && k != "0MB" {
+		out = append(out, "wal_keep_size is "+k+": that much old WAL, erased rows included, stays in pg_wal; set it to 0 or accept that copies last until it is overwritten")
+	}
+	if a := settings["archive_mode"]; a != "" && a != "off" {
+		out = append(out, "archive_mode is "+a+": archived WAL segments hold erased rows for as long as the archive keeps them")
+	}
+	if slots > 0 {
+		out = append(out, fmt.Sprintf("%d replication slots: their standbys or consumers keep WAL with erased rows, and each standby keeps its own copy of the tables", slots))
+	}
+	return out
 }

@@ -200,6 +200,17 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(stdout, "Compacted.")
+			if c, ok := m.state.(interface {
+				ErasureCaveats(ctx context.Context) ([]string, error)
+			}); ok && full {
+				caveats, err := c.ErasureCaveats(ctx)
+				if err != nil {
+					return err
+				}
+				for _, w := range caveats {
+					fmt.Fprintln(stdout, "Warning: "+w+".")
+				}
+			}
 			return nil
 		}),
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -152,6 +153,16 @@ func (l *ledgerUnderTest) do(token, method, path string, body any, headers ...st
 
 func send(t *testing.T, base, token, method, path string, body any, headers ...string) reply {
 	t.Helper()
+	r, err := try(http.DefaultClient, base, token, method, path, body, headers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// try sends a request and returns the answer, or the error of a request
+// that got none (the server is down, or died while answering).
+func try(client *http.Client, base, token, method, path string, body any, headers ...string) (reply, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -162,13 +173,13 @@ func send(t *testing.T, base, token, method, path string, body any, headers ...s
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			t.Fatal(err)
+			return reply{}, err
 		}
 		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
-		t.Fatal(err)
+		return reply{}, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -185,19 +196,22 @@ func send(t *testing.T, base, token, method, path string, body any, headers ...s
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	resp, err := client.Do(req.WithContext(ctx))
 	if err != nil {
-		t.Fatal(err)
+		return reply{}, err
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return reply{}, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+	}
 	r := reply{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
 	if ct := resp.Header.Get("Content-Type"); len(raw) > 0 && strings.Contains(ct, "json") && !strings.Contains(ct, "ndjson") {
 		if err := json.Unmarshal(raw, &r.Body); err != nil {
-			t.Fatalf("%s %s: body is not a JSON object: %s", method, path, raw)
+			return reply{}, fmt.Errorf("%s %s: body is not a JSON object: %s", method, path, raw)
 		}
 	}
-	return r
+	return r, nil
 }
 
 // as sends a request with the admin token.

@@ -1,86 +1,14 @@
 package main_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/internal/pgtest"
 )
-
-// childArgs, when set, makes the test binary run the ledger command line
-// with these arguments instead of the tests: the kill test runs a real
-// server process this way and kills it with SIGKILL.
-const childArgs = "LEDGER_TEST_CHILD_ARGS"
-
-// child is a ledger server running in its own process.
-type child struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// serveChild starts `ledger serve` in a child process on dataDir and
-// returns a client for it once it listens.
-func serveChild(t *testing.T, dataDir string, flags ...string) (*ledgerUnderTest, *child) {
-	t.Helper()
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json", "--log-level", "info"}, flags...)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childArgs+"="+strings.Join(args, "\x1f"))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, done: make(chan struct{})}
-	addr := make(chan string, 1)
-	var once sync.Once
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving" {
-				once.Do(func() { addr <- line.Addr })
-			}
-		}
-	}()
-	go func() { cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() { c.kill() })
-	select {
-	case a := <-addr:
-		token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &ledgerUnderTest{t: t, admin: strings.TrimSpace(string(token)), base: "http://" + a}, c
-	case <-c.done:
-		t.Fatal("the server process exited before it listened")
-	case <-time.After(30 * time.Second):
-		t.Fatal("the server process did not listen within 30s")
-	}
-	return nil, nil
-}
-
-// kill sends SIGKILL: no shutdown, no flush, as a crash or an OOM kill would.
-func (c *child) kill() {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.done
-}
 
 // waitJob polls a restore job until ok says so.
 func waitJob(t *testing.T, l *ledgerUnderTest, id string, within time.Duration, ok func(r reply) bool) reply {
@@ -227,11 +155,12 @@ func TestRestoreJobSurvivesKill(t *testing.T) { eachStore(t, testRestoreJobSurvi
 
 func testRestoreJobSurvivesKill(t *testing.T, store string) {
 	dir := t.TempDir()
-	var flags []string
+	var env []string
 	if store == "postgres" {
-		flags = []string{"--database-url", pgtest.URL(t)}
+		env = []string{"LEDGER_DATABASE_URL=" + pgtest.URL(t)}
 	}
-	l, srv := serveChild(t, dir, append(flags, "--restore-rate", "50")...)
+	srv := spawn(t, dir, append(env, "LEDGER_RESTORE_RATE=50")...)
+	l := srv.ledger(t, store)
 	ids := trashMany(t, l, 150, "crash")
 	r := l.as("POST", "/v1/restore-jobs", map[string]any{"tag": "crash"})
 	want(t, r, 202, "")
@@ -245,7 +174,7 @@ func testRestoreJobSurvivesKill(t *testing.T, store string) {
 		t.Fatalf("the job had finished (%v restored) before the kill; the test proves nothing", n)
 	}
 
-	l, _ = serveChild(t, dir, flags...)
+	l = spawn(t, dir, env...).ledger(t, store)
 	r = waitJob(t, l, job, 30*time.Second, func(r reply) bool { return r.str("state") == "succeeded" })
 	if r.num("restored") != float64(len(ids)) || r.num("failed") != 0 || r.num("total") != float64(len(ids)) {
 		t.Fatalf("after the restart: %s", r.Raw)
