@@ -69,16 +69,32 @@ func (s *Service) RemoveLink(ctx context.Context, workspace string, id contact.I
 // MarkSpam marks a contact as spam: from then on create and import refuse
 // its email and phone, until UnmarkSpam.
 func (s *Service) MarkSpam(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
-	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+	res, err := s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.MarkSpam(reason, meta.Actor, now)
 	})
+	return s.spamApplied(ctx, res, err)
+}
+
+// spamApplied returns a spam mark's result once the identity index has
+// applied it. The mark, which is rare, waits, so that creates and imports,
+// which are not, need not: one that starts after the mark was answered
+// (on any replica: the index is in the shared store) finds it there.
+func (s *Service) spamApplied(ctx context.Context, res Result, err error) (Result, error) {
+	if err != nil || res.EventID == "" {
+		return res, err
+	}
+	if err := s.progress.WaitFor(ctx, identityProjection, res.Position); err != nil {
+		return res, err
+	}
+	return res, nil
 }
 
 // UnmarkSpam lifts a contact's spam mark.
 func (s *Service) UnmarkSpam(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
-	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+	res, err := s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.UnmarkSpam(reason, meta.Actor, now)
 	})
+	return s.spamApplied(ctx, res, err)
 }
 
 // caughtUp waits until the named projection has applied every event

@@ -342,9 +342,9 @@ func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d con
 	if err != nil {
 		return Result{}, err
 	}
-	if err := s.caughtUp(ctx, identityProjection); err != nil {
-		return Result{}, err
-	}
+	// No wait for the identity index: spam marks wait until it holds them
+	// before they are answered (MarkSpam), so it already has every mark
+	// made before this request.
 	q, err := s.identityOf(ctx, workspace, d.Source, d.Personal)
 	if err != nil {
 		return Result{}, err
