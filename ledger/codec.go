@@ -16,6 +16,13 @@ type Meta struct {
 	// IfMatch, when set, is the version the caller last saw: the command
 	// fails with ErrConcurrency unless the contact is still at it.
 	IfMatch *uint64
+	// IdempotencyKey and IdempotentSince are set when the command runs
+	// under an Idempotency-Key (since when the key is claimed): a create
+	// derives its contact's id from them, so a create repeated after the
+	// server died mid-way finds the contact its first run made instead of
+	// making a second one.
+	IdempotencyKey  string
+	IdempotentSince time.Time
 }
 
 // seal turns a contact's recorded changes into log records, sealing each

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -333,11 +334,22 @@ func (s *Service) executeMany(ctx context.Context, workspace string, ids []conta
 	return results, errs
 }
 
+// IdempotentID is the id a create running under an Idempotency-Key gives
+// its contact: made of the key (hashed with its workspace) and the time the
+// key was first claimed, so every run of that create picks the same one.
+func IdempotentID(workspace, key string, since time.Time) contact.ID {
+	sum := sha256.Sum256([]byte(workspace + "\x00" + key))
+	return contact.IDFrom(since, sum[:])
+}
+
 // Create creates a contact with a fresh data key. Errors: contact.ErrSpam
 // when its email or phone belongs to a contact marked as spam.
 func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d contact.Draft) (res Result, err error) {
 	defer func(start time.Time) { s.observe("create", start, err) }(time.Now())
 	id, now := contact.NewID(), s.now()
+	if meta.IdempotencyKey != "" {
+		id = IdempotentID(workspace, meta.IdempotencyKey, meta.IdempotentSince)
+	}
 	c, err := contact.Create(id, workspace, d, meta.Actor, now)
 	if err != nil {
 		return Result{}, err
@@ -362,15 +374,34 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		return Result{}, err
 	}
 	id, now := c.ID(), s.now()
+	repeat := meta.IdempotencyKey != ""
+	key := ContactKey{}
 	k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
-	if err != nil {
+	switch {
+	case err == nil:
+		key = ContactKey{Key: k, KeyID: keyID}
+	case repeat && errors.Is(err, contact.ErrAlreadyExists):
+		// A first run of this idempotent create stored the key and died:
+		// carry on with its key.
+		if key, err = s.vault.ContactKey(ctx, workspace, id); err != nil {
+			return Result{}, err
+		}
+	default:
 		return Result{}, err
 	}
-	recs, err := seal(ContactKey{Key: k, KeyID: keyID}, id.Stream(), workspace, meta, 0, nil, c.Changes())
+	recs, err := seal(key, id.Stream(), workspace, meta, 0, nil, c.Changes())
 	if err != nil {
 		return Result{}, err
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), 0, recs)
+	if repeat && errors.Is(err, contact.ErrConcurrency) {
+		// The first run created the contact; answer with it.
+		v, gerr := s.Get(ctx, workspace, id)
+		if gerr != nil {
+			return Result{}, gerr
+		}
+		return Result{Contact: v, Version: v.Version, Position: v.Position}, nil
+	}
 	if err != nil {
 		if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
 			s.log.Warn("cannot remove the key of a contact that was not created", "contact", id.String(), "err", derr)

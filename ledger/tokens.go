@@ -137,3 +137,46 @@ func (s *Service) RevokeWorkspaceToken(ctx context.Context, workspace, id string
 func (s *Service) Tokens(ctx context.Context, workspace string) ([]Token, error) {
 	return s.dir.Tokens(ctx, workspace)
 }
+
+// orphanAge is how old a key without a stream must be to count as the
+// leftover of a create that died between storing the key and appending:
+// a younger one may belong to a create still running.
+const orphanAge = time.Hour
+
+// RotateKeys re-wraps every live key under the active key-encryption key
+// (see Vault.Rotate) and destroys the keys of contacts that never came to
+// be: a create that died after storing its key but before appending its
+// first event leaves a key nothing will ever read.
+func (s *Service) RotateKeys(ctx context.Context, store KeyRewrapper) (rewrapped, removed int, err error) {
+	return s.vault.Rotate(ctx, store, s.orphanKeys)
+}
+
+// orphanKeys returns the owners among rows that are contacts' keys without
+// a stream, older than orphanAge.
+func (s *Service) orphanKeys(ctx context.Context, rows []KeyRow) (map[string]bool, error) {
+	byWS := map[string][]string{}
+	for _, r := range rows {
+		if _, err := contact.ParseID(r.Owner); err != nil || s.now().Sub(r.CreatedAt) < orphanAge {
+			continue // not a contact's key, or too young to judge
+		}
+		byWS[r.Workspace] = append(byWS[r.Workspace], r.Owner)
+	}
+	out := map[string]bool{}
+	for ws, owners := range byWS {
+		streams := make([]string, len(owners))
+		for i, o := range owners {
+			id, _ := contact.ParseID(o)
+			streams[i] = id.Stream()
+		}
+		found, err := contact.ReadStreams(ctx, s.events, ws, streams)
+		if err != nil {
+			return nil, err
+		}
+		for i, o := range owners {
+			if _, ok := found[streams[i]]; !ok {
+				out[o] = true
+			}
+		}
+	}
+	return out, nil
+}

@@ -188,35 +188,53 @@ func (v *Vault) BlindIndex(ctx context.Context, workspace string) (shred.BlindIn
 
 // Rotate re-wraps every key that is not wrapped under the active
 // key-encryption key, so that older KEKs can be retired. Keys destroyed
-// meanwhile stay destroyed. It returns how many keys it re-wrapped.
-func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper) (int, error) {
+// meanwhile stay destroyed; keys that orphans names are destroyed instead
+// of re-wrapped. It returns how many keys it re-wrapped and destroyed.
+func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper, orphans func(context.Context, []KeyRow) (map[string]bool, error)) (int, int, error) {
 	active := v.wrap.Active()
-	n := 0
+	n, removed := 0, 0
 	for {
 		rows, err := store.KeysNotWrappedBy(ctx, active, 500)
 		if err != nil {
-			return n, fmt.Errorf("rotate: %w", err)
+			return n, removed, fmt.Errorf("rotate: %w", err)
 		}
 		if len(rows) == 0 {
-			return n, nil
+			return n, removed, nil
+		}
+		orphan := map[string]bool{}
+		if orphans != nil {
+			if orphan, err = orphans(ctx, rows); err != nil {
+				return n, removed, fmt.Errorf("rotate: %w", err)
+			}
 		}
 		for _, row := range rows {
+			if orphan[row.Owner] {
+				ok, err := v.store.DestroyKey(ctx, row.Workspace, row.Owner)
+				v.observe("destroy", err)
+				if err != nil {
+					return n, removed, fmt.Errorf("rotate %s: %w", row.Owner, err)
+				}
+				if ok {
+					removed++
+				}
+				continue
+			}
 			raw, err := v.wrap.Unwrap(ctx, row.KEKID, row.Wrapped)
 			if err != nil {
-				return n, fmt.Errorf("rotate %s: %w", row.Owner, err)
+				return n, removed, fmt.Errorf("rotate %s: %w", row.Owner, err)
 			}
 			kek, wrapped, err := v.wrap.Wrap(ctx, raw)
 			clear(raw)
 			if err != nil {
-				return n, fmt.Errorf("rotate %s: %w", row.Owner, err)
+				return n, removed, fmt.Errorf("rotate %s: %w", row.Owner, err)
 			}
 			if kek != active {
-				return n, fmt.Errorf("rotate: the active key-encryption key changed during rotation")
+				return n, removed, fmt.Errorf("rotate: the active key-encryption key changed during rotation")
 			}
 			ok, err := store.Rewrap(ctx, row.Owner, row.KEKID, kek, wrapped)
 			v.observe("rewrap", err)
 			if err != nil {
-				return n, fmt.Errorf("rotate %s: %w", row.Owner, err)
+				return n, removed, fmt.Errorf("rotate %s: %w", row.Owner, err)
 			}
 			if ok {
 				n++

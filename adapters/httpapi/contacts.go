@@ -89,6 +89,9 @@ func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) 
 // as correlation id, and the If-Match precondition.
 func meta(c echo.Context) (ledger.Meta, error) {
 	m := ledger.Meta{Actor: principal(c).Actor(), CorrelationID: requestID(c)}
+	if seed, ok := c.Get(idempotencyKey).(idempotencySeed); ok {
+		m.IdempotencyKey, m.IdempotentSince = seed.key, seed.since
+	}
 	if h := c.Request().Header.Get("If-Match"); h != "" {
 		v := strings.TrimPrefix(strings.TrimSpace(h), "W/")
 		n, err := strconv.ParseUint(strings.Trim(v, `"`), 10, 64)

@@ -85,6 +85,16 @@ func (c *capture) Flush() {
 
 func (c *capture) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
+// idempotencyKey names, in a request's context, the claim it runs under.
+const idempotencyKey = "idempotency"
+
+// idempotencySeed is what a command running under an Idempotency-Key knows
+// of it: the key, and since when it is claimed (kept across a takeover).
+type idempotencySeed struct {
+	key   string
+	since time.Time
+}
+
 // replayed headers: what a client needs of the first answer.
 var replayHeaders = []string{echo.HeaderContentType, "Location", "ETag"}
 
@@ -136,6 +146,7 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 
+		c.Set(idempotencyKey, idempotencySeed{key: key, since: rec.CreatedAt})
 		req.Body = struct {
 			io.Reader
 			io.Closer

@@ -20,18 +20,27 @@ func (s *Store) ClaimIdempotency(ctx context.Context, rec ledger.Idempotency) (l
 		claimed bool
 	)
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO idempotency (workspace, key, fingerprint, done, locked_until, status, header, body, contact_id, created_at, expires_at)
+		// A dead claim (its lock ran out) is taken over keeping when it was
+		// first claimed, since a create derives its id from it; an expired
+		// record is replaced.
+		var created time.Time
+		err := tx.QueryRow(ctx, `INSERT INTO idempotency (workspace, key, fingerprint, done, locked_until, status, header, body, contact_id, created_at, expires_at)
 			VALUES ($1, $2, $3, false, $4, 0, '{}', NULL, '', $5, $6)
-			ON CONFLICT (workspace, key) DO UPDATE SET fingerprint = excluded.fingerprint, done = false, locked_until = excluded.locked_until,
-				status = 0, header = '{}', body = NULL, contact_id = '', created_at = excluded.created_at, expires_at = excluded.expires_at
-			WHERE idempotency.expires_at < excluded.created_at OR (NOT idempotency.done AND idempotency.locked_until < excluded.created_at)`,
-			rec.Workspace, rec.Key, rec.Fingerprint, rec.LockedUntil, rec.CreatedAt, rec.ExpiresAt)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 1 {
+			ON CONFLICT (workspace, key) DO UPDATE SET
+				fingerprint = CASE WHEN idempotency.expires_at < excluded.created_at THEN excluded.fingerprint ELSE idempotency.fingerprint END,
+				done = false, locked_until = excluded.locked_until, status = 0, header = '{}', body = NULL, contact_id = '',
+				created_at = CASE WHEN idempotency.expires_at < excluded.created_at THEN excluded.created_at ELSE idempotency.created_at END,
+				expires_at = CASE WHEN idempotency.expires_at < excluded.created_at THEN excluded.expires_at ELSE idempotency.expires_at END
+			WHERE idempotency.expires_at < excluded.created_at OR (NOT idempotency.done AND idempotency.locked_until < excluded.created_at)
+			RETURNING created_at`,
+			rec.Workspace, rec.Key, rec.Fingerprint, rec.LockedUntil, rec.CreatedAt, rec.ExpiresAt).Scan(&created)
+		if err == nil {
 			out, claimed = rec, true
+			out.CreatedAt = created.UTC()
 			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
 		}
 		var r ledger.Idempotency
 		err = tx.QueryRow(ctx, `SELECT workspace, key, fingerprint, done, locked_until, status, header, body, contact_id, created_at, expires_at

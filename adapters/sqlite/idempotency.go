@@ -27,10 +27,20 @@ func (s *Store) ClaimIdempotency(ctx context.Context, rec ledger.Idempotency) (l
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return err
-		case cur.ExpiresAt.Before(rec.CreatedAt) || (!cur.Done && cur.LockedUntil.Before(rec.CreatedAt)):
+		case cur.ExpiresAt.Before(rec.CreatedAt):
 			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE workspace = ? AND key = ?`, rec.Workspace, rec.Key); err != nil {
 				return err
 			}
+		case !cur.Done && cur.LockedUntil.Before(rec.CreatedAt):
+			// The claim's request died with its process: take it over,
+			// keeping when it was first claimed (a create derives its id from it).
+			if _, err := tx.ExecContext(ctx, `UPDATE idempotency SET locked_until = ? WHERE workspace = ? AND key = ?`,
+				micros(rec.LockedUntil), rec.Workspace, rec.Key); err != nil {
+				return err
+			}
+			cur.LockedUntil = rec.LockedUntil
+			out, claimed = cur, true
+			return nil
 		default:
 			out = cur
 			return nil

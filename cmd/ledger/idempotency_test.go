@@ -1,8 +1,13 @@
 package main_test
 
 import (
+	"context"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
 )
 
 // TestIdempotency checks that a POST repeated with the same Idempotency-Key
@@ -85,5 +90,67 @@ func testIdempotency(t *testing.T, store string) {
 	}
 	if n := len(l.ids("view=active")); n != 1 {
 		t.Fatalf("active view has %d contacts, want only the race winner", n)
+	}
+}
+
+// TestIdempotentCreateAfterCrash checks that a create repeated under its
+// Idempotency-Key after the server died mid-way (its claim never finished)
+// finds what the first run made instead of making a second contact: both
+// when the first run got as far as the contact's key, and when it got as
+// far as the log.
+func TestIdempotentCreateAfterCrash(t *testing.T) { eachStore(t, testIdempotentCreateAfterCrash) }
+
+func testIdempotentCreateAfterCrash(t *testing.T, store string) {
+	l := start(t, store)
+	ctx := context.Background()
+	const ws = "crash-idem"
+	if _, err := l.Svc.CreateWorkspace(ctx, ws); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now().UTC().Truncate(time.Microsecond)
+	meta := func(key string) ledger.Meta {
+		return ledger.Meta{Actor: contact.Actor{Principal: "tok_crash", Role: contact.RoleMember}, CorrelationID: key, IdempotencyKey: key, IdempotentSince: since}
+	}
+	draft := contact.Draft{Personal: contact.Personal{Name: "Half Made", Email: "half.made@example.com"}}
+
+	// The first run appended and died before answering: the repeat answers
+	// with the contact it made.
+	first, err := l.Svc.Create(ctx, ws, meta("k-logged"), draft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := l.Svc.Create(ctx, ws, meta("k-logged"), draft)
+	if err != nil {
+		t.Fatalf("repeat: %v", err)
+	}
+	if again.Contact.ID != first.Contact.ID || again.Version != 1 {
+		t.Fatalf("repeat made %s v%d, want %s v1", again.Contact.ID, again.Version, first.Contact.ID)
+	}
+
+	// The first run stored the key and died before appending: the repeat
+	// carries on with that key.
+	id := ledger.IdempotentID(ws, "k-keyed", since)
+	if _, _, err := l.Svc.Vault().NewContactKey(ctx, ws, id, since); err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.Svc.Create(ctx, ws, meta("k-keyed"), contact.Draft{Personal: contact.Personal{Name: "Key Only"}})
+	if err != nil {
+		t.Fatalf("create after a stored key: %v", err)
+	}
+	if res.Contact.ID != id {
+		t.Fatalf("created %s, want %s", res.Contact.ID, id)
+	}
+	v, err := l.Svc.Get(ctx, ws, id)
+	if err != nil || v.Personal.Name != "Key Only" {
+		t.Fatalf("get: %+v, %v; want the contact readable under the first run's key", v, err)
+	}
+
+	// Other keys, and the same key in another workspace, give other ids.
+	if ledger.IdempotentID(ws, "k-other", since) == id || ledger.IdempotentID("other", "k-keyed", since) == id {
+		t.Fatal("idempotent ids collide")
+	}
+	page, err := l.Svc.List(ctx, ledger.ListQuery{Workspace: ws, View: "active", Limit: 10}, res.Position, "", "")
+	if err != nil || len(page.Items) != 2 {
+		t.Fatalf("active view: %d contacts, %v; want 2", len(page.Items), err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/contactledger/ledger/adapters/keyring"
 	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -43,12 +44,35 @@ func testKeysRotate(t *testing.T, store string) {
 		t.Fatalf("before rotation the stolen copy should still unwrap (that is the risk): %v", err)
 	}
 
+	// Keys left by creates that died between storing the key and appending
+	// the first event: rotation destroys those old enough to be sure.
+	orphan, young := contact.NewID(), contact.NewID()
+	if _, _, err := l.Svc.Vault().NewContactKey(ctx, "default", orphan, time.Now().Add(-2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Svc.Vault().NewContactKey(ctx, "default", young, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
 	out, _, err := l.run("keys", "rotate")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "Retired and destroyed 1 old") {
+	if !strings.Contains(out, "Retired and destroyed 1 old") || !strings.Contains(out, "Destroyed 1 orphan key(s) left by creates that died") {
 		t.Fatalf("rotate said:\n%s", out)
+	}
+	left, err := l.State().(ledger.KeyStore).GetKeys(ctx, "default", []string{orphan.String(), young.String(), kept})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := left[orphan.String()]; ok {
+		t.Fatal("the orphan key survived rotation")
+	}
+	if _, ok := left[young.String()]; !ok {
+		t.Fatal("rotation destroyed the key of a create that may still be running")
+	}
+	if _, ok := left[kept]; !ok {
+		t.Fatal("rotation destroyed a live contact's key")
 	}
 	after, err := keyring.OpenLocal(dir)
 	if err != nil {

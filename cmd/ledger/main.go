@@ -394,11 +394,14 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 			return err
 		}
 	}
-	n, err := m.Svc.Vault().Rotate(ctx, rw)
+	n, removed, err := m.Svc.RotateKeys(ctx, rw)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(m.Stdout, "Re-wrapped %d keys under %s.\n", n, m.keys.Active())
+	if removed > 0 {
+		fmt.Fprintf(m.Stdout, "Destroyed %d orphan key(s) left by creates that died before their first event.\n", removed)
+	}
 	if !local {
 		fmt.Fprintln(m.Stdout, "Disable the previous key in the key service once every replica runs with the new --kek-url.")
 		return nil
@@ -408,7 +411,7 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 	// key is left under an old KEK.
 	for attempt := 0; ; attempt++ {
 		time.Sleep(RotationGrace)
-		more, err := m.Svc.Vault().Rotate(ctx, rw)
+		more, _, err := m.Svc.RotateKeys(ctx, rw)
 		if err != nil {
 			return err
 		}

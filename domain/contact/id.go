@@ -2,6 +2,7 @@ package contact
 
 import (
 	"strings"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 )
@@ -18,6 +19,18 @@ var ErrInvalidID = &Error{Code: CodeBadRequest, Reason: "invalid-id", Message: "
 
 // NewID returns a new random contact id.
 func NewID() ID { return ID{ulid.Make()} }
+
+// IDFrom returns the id made of a time and entropy (its first 10 bytes):
+// the same inputs give the same id, so a command repeated after a crash can
+// find what its first run made.
+func IDFrom(t time.Time, entropy []byte) ID {
+	var u ulid.ULID
+	if err := u.SetTime(ulid.Timestamp(t)); err != nil {
+		return NewID()
+	}
+	copy(u[6:], entropy)
+	return ID{u}
+}
 
 // ParseID parses the canonical 26-character form of an id. It accepts lower
 // case too, and rejects anything else with a validation error.

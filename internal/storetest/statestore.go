@@ -164,8 +164,13 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		if _, claimed := claim("k2", now.Add(30*time.Second)); claimed {
 			t.Fatal("a running claim was taken over before its lock ran out")
 		}
-		if _, claimed := claim("k2", now.Add(2*time.Minute)); !claimed {
-			t.Fatal("a dead claim was not taken over")
+		// The takeover keeps when the key was first claimed: an idempotent
+		// create derives its contact's id from it.
+		if rec, claimed := claim("k2", now.Add(2*time.Minute)); !claimed || !rec.CreatedAt.Equal(now) {
+			t.Fatalf("dead claim: claimed %v, created %v; want taken over, created %v", claimed, rec.CreatedAt, now)
+		}
+		if rec, claimed := claim("k2", now.Add(2*time.Minute+30*time.Second)); claimed || rec.Done {
+			t.Fatalf("a taken-over claim was claimed again while its new lock holds: %+v", rec)
 		}
 		// Release forgets a pending key only.
 		if err := s.ReleaseIdempotency(ctx, "ws", "k2"); err != nil {
