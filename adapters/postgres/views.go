@@ -43,7 +43,10 @@ func viewTable(name string) (string, error) {
 
 // viewDDL creates the table of one view. Its indexes are named after the
 // table it is created as: a rebuilt table keeps its indexes' names when it
-// is renamed to the live name, so names never collide.
+// is renamed to the live name, so names never collide. The blind-index
+// lookups' indexes carry the view's order too: with no statistics on those
+// columns (see noStatistics) the planner would otherwise walk the order
+// index and filter (migration 00012).
 func viewDDL(table string) string {
 	return `CREATE TABLE ` + table + ` (
 		workspace   text        NOT NULL,
@@ -67,8 +70,8 @@ func viewDDL(table string) string {
 		PRIMARY KEY (workspace, id)
 	);
 	CREATE INDEX ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC);
-	CREATE INDEX ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> '';
-	CREATE INDEX ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> '';
+	CREATE INDEX ` + table + `_email ON ` + table + ` (workspace, email_bidx, sort_at DESC, id DESC) WHERE email_bidx <> '';
+	CREATE INDEX ` + table + `_phone ON ` + table + ` (workspace, phone_bidx, sort_at DESC, id DESC) WHERE phone_bidx <> '';
 	CREATE INDEX ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;
 	CREATE INDEX ` + table + `_tags ON ` + table + ` USING gin (tags);
 	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "doc")
@@ -335,9 +338,38 @@ func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.I
 
 // List returns one page of a view, newest first.
 func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem, error) {
-	table, err := viewTable(q.View)
+	query, args, err := listQuery(q)
 	if err != nil {
 		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", q.View, err)
+	}
+	defer rows.Close()
+	var out []ledger.ListItem
+	for rows.Next() {
+		var (
+			it  ledger.ListItem
+			doc []byte
+		)
+		if err := rows.Scan(&doc, &it.SortAt); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(doc, &it.Contact); err != nil {
+			return nil, fmt.Errorf("row of %s: %w", q.View, err)
+		}
+		it.SortAt = it.SortAt.UTC()
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// listQuery builds the statement of one page of a view.
+func listQuery(q ledger.ListQuery) (string, []any, error) {
+	table, err := viewTable(q.View)
+	if err != nil {
+		return "", nil, err
 	}
 	var (
 		where = []string{"workspace = $1"}
@@ -386,28 +418,8 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 		where = append(where, "(sort_at, id) < ("+at+", "+id+")")
 	}
 	limit := arg(q.Limit)
-	rows, err := s.pool.Query(ctx, `SELECT doc, sort_at FROM `+table+` WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY sort_at DESC, id DESC LIMIT `+limit, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", q.View, err)
-	}
-	defer rows.Close()
-	var out []ledger.ListItem
-	for rows.Next() {
-		var (
-			it  ledger.ListItem
-			doc []byte
-		)
-		if err := rows.Scan(&doc, &it.SortAt); err != nil {
-			return nil, err
-		}
-		if err := json.Unmarshal(doc, &it.Contact); err != nil {
-			return nil, fmt.Errorf("row of %s: %w", q.View, err)
-		}
-		it.SortAt = it.SortAt.UTC()
-		out = append(out, it)
-	}
-	return out, rows.Err()
+	return `SELECT doc, sort_at FROM ` + table + ` WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY sort_at DESC, id DESC LIMIT ` + limit, args, nil
 }
 
 // personalTables are the tables that hold personal data in clear (the views)
