@@ -376,7 +376,13 @@ func (b *rebuild) run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if err := b.phase(ctx, "indexing"); err != nil {
+		return err
+	}
 	for _, v := range b.views {
+		if err := b.ss.IndexShadow(ctx, v.Name, b.gen); err != nil {
+			return fmt.Errorf("index the rebuild's table of %s: %w", v.Name, err)
+		}
 		if err := b.r.store.Commit(ctx, Batch{Projection: b.shadow(v).Name, To: from}); err != nil {
 			return err
 		}

@@ -41,7 +41,7 @@ type RebuildJob struct {
 	ID         string
 	Projection string // a view, or "all"
 	State      RebuildState
-	Phase      string // folding, catching-up, switching, done
+	Phase      string // folding, indexing, catching-up, switching, done
 	Reason     string // requested, version
 	// Workspace and RequestedBy name who asked for it: a token of a
 	// workspace, or (Workspace empty) the command line or the ledger itself.
@@ -59,10 +59,16 @@ type RebuildJob struct {
 // ShadowStore is implemented by state stores that can rebuild a view into a
 // table beside the live one and switch it in atomically.
 type ShadowStore interface {
-	// CreateShadow creates the empty table of Shadow(view, gen), without a checkpoint.
+	// CreateShadow creates the empty table of Shadow(view, gen), without a
+	// checkpoint and with its primary key as its only index.
 	CreateShadow(ctx context.Context, view, gen string) error
 	// LoadShadow inserts rows into a shadow in bulk (COPY on PostgreSQL).
 	LoadShadow(ctx context.Context, view, gen string, rows []Row) error
+	// IndexShadow builds a loaded shadow's other indexes: one sort each,
+	// where growing them row by row during the load would cost a random
+	// write per row and index. It holds the live view's writers back for
+	// no longer than one index build at a time.
+	IndexShadow(ctx context.Context, view, gen string) error
 	// DropShadows drops the shadows of view (one generation, or every
 	// leftover when gen is ""), with their checkpoints. Callers hold the
 	// view's rebuild lock.
@@ -72,7 +78,9 @@ type ShadowStore interface {
 	// checkpoint is ahead of the shadow's, catchUp must return the batch
 	// that brings the shadow from its checkpoint to the live one (or fail,
 	// and nothing changes); the live checkpoint ends at the shadow's
-	// position, and the projection's version becomes Version. The old table
+	// position, and the projection's version becomes Version. A shadow
+	// switches in with every index of the view (built in the switch when
+	// IndexShadow has not run). The old table
 	// is dropped after the switch. Errors: contact.ErrConcurrency when the
 	// tables were too busy to switch now (nothing changed; try again).
 	SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to contact.Position) (Batch, error)) error

@@ -24,8 +24,29 @@ func (s *Store) CreateShadow(ctx context.Context, view, gen string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, viewDDL(table))
+	_, err = s.pool.Exec(ctx, viewTableDDL(table))
 	return err
+}
+
+// IndexShadow builds a shadow's secondary indexes. Nothing but the rebuild
+// touches the shadow, so the live view goes on meanwhile; the larger
+// maintenance_work_mem lets each index sort in memory.
+func (s *Store) IndexShadow(ctx context.Context, view, gen string) error {
+	table, err := viewTable(projections.Shadow(view, gen))
+	if err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '256MB'`); err != nil {
+			return err
+		}
+		for _, stmt := range viewIndexes(table) {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("index %s: %w", table, err)
+			}
+		}
+		return nil
+	})
 }
 
 var shadowColumns = []string{"workspace", "id", "sort_at", "created_at", "version", "pos_commit", "pos_prepare",
@@ -160,6 +181,11 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 				}
 			}
 			sh = l
+		}
+		for _, stmt := range viewIndexes(shadow) {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("index %s: %w", shadow, err)
+			}
 		}
 		for _, stmt := range []string{`ALTER TABLE ` + live + ` RENAME TO ` + old, `ALTER TABLE ` + shadow + ` RENAME TO ` + live} {
 			if _, err := tx.Exec(ctx, stmt); err != nil {

@@ -48,6 +48,13 @@ func viewTable(name string) (string, error) {
 // columns (see noStatistics) the planner would otherwise walk the order
 // index and filter (migration 00012).
 func viewDDL(table string) string {
+	return viewTableDDL(table) + "\n" + strings.Join(viewIndexes(table), ";\n") + ";"
+}
+
+// viewTableDDL creates a view's table with its primary key only: a
+// rebuild copies into it bare and builds the other indexes after
+// (viewIndexes), which sorts once instead of growing them row by row.
+func viewTableDDL(table string) string {
 	return `CREATE TABLE ` + table + ` (
 		workspace   text        NOT NULL,
 		id          text        NOT NULL,
@@ -69,12 +76,19 @@ func viewDDL(table string) string {
 		doc         jsonb       NOT NULL,
 		PRIMARY KEY (workspace, id)
 	);
-	CREATE INDEX ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC);
-	CREATE INDEX ` + table + `_email ON ` + table + ` (workspace, email_bidx, sort_at DESC, id DESC) WHERE email_bidx <> '';
-	CREATE INDEX ` + table + `_phone ON ` + table + ` (workspace, phone_bidx, sort_at DESC, id DESC) WHERE phone_bidx <> '';
-	CREATE INDEX ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;
-	CREATE INDEX ` + table + `_tags ON ` + table + ` USING gin (tags);
 	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "doc")
+}
+
+// viewIndexes creates a view's secondary indexes, one statement each,
+// when they are missing.
+func viewIndexes(table string) []string {
+	return []string{
+		`CREATE INDEX IF NOT EXISTS ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx, sort_at DESC, id DESC) WHERE email_bidx <> ''`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx, sort_at DESC, id DESC) WHERE phone_bidx <> ''`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_tags ON ` + table + ` USING gin (tags)`,
+	}
 }
 
 // noStatistics keeps ANALYZE from sampling the given columns of table:

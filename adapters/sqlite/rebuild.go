@@ -25,9 +25,31 @@ func (s *Store) CreateShadow(ctx context.Context, view, gen string) error {
 		return err
 	}
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, viewDDL(table))
+		_, err := tx.ExecContext(ctx, viewTableDDL(table))
 		return err
 	}, nil)
+}
+
+// IndexShadow builds a shadow's secondary indexes, each in a write of its
+// own so that the live view's commits get the writer between them.
+func (s *Store) IndexShadow(ctx context.Context, view, gen string) error {
+	table, err := viewTable(projections.Shadow(view, gen))
+	if err != nil {
+		return err
+	}
+	for _, stmt := range viewIndexes(table) {
+		start := time.Now()
+		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, stmt)
+			return err
+		}, nil)
+		if err != nil {
+			return fmt.Errorf("index %s: %w", table, err)
+		}
+		// The writer was the index's for this long: commands waited as much.
+		s.log.Info("built a rebuild's index", "table", table, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // LoadShadow inserts rows into a shadow, all in one write.
@@ -113,6 +135,11 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 				return err
 			}
 			sh = l
+		}
+		for _, stmt := range viewIndexes(shadow) {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("index %s: %w", shadow, err)
+			}
 		}
 		for _, stmt := range []string{`ALTER TABLE ` + live + ` RENAME TO ` + old, `ALTER TABLE ` + shadow + ` RENAME TO ` + live} {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {

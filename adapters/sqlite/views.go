@@ -44,6 +44,13 @@ func viewTable(name string) (string, error) {
 // table it is created as: a rebuilt table keeps its indexes' names when it
 // is renamed to the live name, so names never collide.
 func viewDDL(table string) string {
+	return viewTableDDL(table) + "\n" + strings.Join(viewIndexes(table), ";\n") + ";"
+}
+
+// viewTableDDL creates a view's table with its primary key only: a
+// rebuild loads it bare and builds the other indexes after (viewIndexes),
+// sorting once instead of inserting a million random keys one by one.
+func viewTableDDL(table string) string {
 	return `CREATE TABLE ` + table + ` (
 		workspace   TEXT    NOT NULL,
 		id          TEXT    NOT NULL,
@@ -64,11 +71,18 @@ func viewDDL(table string) string {
 		trashed_by  TEXT,
 		doc         TEXT    NOT NULL,
 		PRIMARY KEY (workspace, id)
-	) WITHOUT ROWID;
-	CREATE INDEX ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC);
-	CREATE INDEX ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> '';
-	CREATE INDEX ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> '';
-	CREATE INDEX ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL;`
+	) WITHOUT ROWID;`
+}
+
+// viewIndexes creates a view's secondary indexes, one statement each,
+// when they are missing.
+func viewIndexes(table string) []string {
+	return []string{
+		`CREATE INDEX IF NOT EXISTS ` + table + `_order ON ` + table + ` (workspace, sort_at DESC, id DESC)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> ''`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> ''`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL`,
+	}
 }
 
 // EnsureViews creates the tables of the views that don't exist yet.

@@ -550,6 +550,9 @@ func runShadows(t *testing.T, h StateStoreHarness) {
 		if err := ss.LoadShadow(ctx, "active", "g1", []projections.Row{a, b}); err != nil {
 			t.Fatal(err)
 		}
+		if err := ss.IndexShadow(ctx, "active", "g1"); err != nil {
+			t.Fatal(err)
+		}
 		shadow := projections.Shadow("active", "g1")
 		if err := s.Commit(ctx, projections.Batch{Projection: shadow, To: pos(2)}); err != nil {
 			t.Fatal(err)
@@ -576,6 +579,9 @@ func runShadows(t *testing.T, h StateStoreHarness) {
 		}
 		if names := ids(s, "active"); !slices.Equal(names, []string{"Ann", "Cid"}) {
 			t.Fatalf("the live view shows %v after the switch, want [Ann Cid]", names)
+		}
+		if items, err := s.List(ctx, ledger.ListQuery{Workspace: "ws", View: "active", EmailIndex: a.EmailIndex, Limit: 10}); err != nil || len(items) != 1 || items[0].Contact.ID != a.Contact.ID {
+			t.Fatalf("email lookup after the switch: %d items, %v", len(items), err)
 		}
 		if cp, _ := s.Checkpoint(ctx, "active"); cp != pos(3) {
 			t.Fatalf("live checkpoint after the switch: %s, want 3", cp)
@@ -606,6 +612,11 @@ func runShadows(t *testing.T, h StateStoreHarness) {
 		}
 		if names := ids(s, "active"); !slices.Equal(names, []string{"Eve"}) {
 			t.Fatalf("after the second switch: %v", names)
+		}
+		// g2 switched in without IndexShadow: the switch built its indexes.
+		eve := row("Eve", 9)
+		if items, err := s.List(ctx, ledger.ListQuery{Workspace: "ws", View: "active", EmailIndex: eve.EmailIndex, Limit: 10}); err != nil || len(items) != 1 {
+			t.Fatalf("email lookup after a switch without IndexShadow: %d items, %v", len(items), err)
 		}
 		if cp, _ := s.Checkpoint(ctx, "active"); cp != pos(9) {
 			t.Fatalf("live checkpoint: %s, want 9", cp)
