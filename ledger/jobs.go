@@ -147,12 +147,6 @@ func (s *Service) plan(ctx context.Context, workspace string, f RestoreFilter) (
 	}
 }
 
-// RestoreJob returns a restore job as its stream tells it.
-func (s *Service) RestoreJob(ctx context.Context, workspace, id string) (*job.Job, error) {
-	j, _, err := s.loadJob(ctx, workspace, id)
-	return j, err
-}
-
 // CancelRestoreJob asks a running or queued job to stop; the runner ends it
 // as cancelled. Contacts it restored stay restored. Errors: ErrJobFinished.
 func (s *Service) CancelRestoreJob(ctx context.Context, workspace, id string, meta Meta) (*job.Job, error) {

@@ -66,6 +66,7 @@ type Service struct {
 	workspaces   ttlCache[Workspace]
 	metrics      Observer
 	jobKick      chan struct{}
+	jobStatuses  jobStatuses
 }
 
 // New returns a Service.

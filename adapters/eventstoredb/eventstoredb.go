@@ -207,7 +207,7 @@ func (s *Store) owner(ctx context.Context, stream string) (string, error) {
 	if ok {
 		return ws, nil
 	}
-	recs, err := s.read(ctx, stream, 1)
+	recs, err := s.read(ctx, stream, esdb.Start{}, 1)
 	if err != nil {
 		return "", err
 	}
@@ -230,7 +230,7 @@ func (s *Store) remember(stream, ws string) {
 // ReadStream returns the events of stream in workspace, in version order.
 // Errors: contact.ErrNotFound when the workspace has no such stream.
 func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]contact.Record, error) {
-	recs, err := s.read(ctx, stream, math.MaxInt64)
+	recs, err := s.read(ctx, stream, esdb.Start{}, math.MaxInt64)
 	if err != nil {
 		return nil, err
 	}
@@ -241,12 +241,28 @@ func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]con
 	return recs, nil
 }
 
-// read returns up to count events of stream from its start.
-func (s *Store) read(ctx context.Context, stream string, count uint64) ([]contact.Record, error) {
+// ReadStreamAfter returns the events of stream in workspace with a version
+// above after (the event numbered after, as versions count from 1).
+func (s *Store) ReadStreamAfter(ctx context.Context, workspace, stream string, after uint64) ([]contact.Record, error) {
+	recs, err := s.read(ctx, stream, esdb.Revision(after), math.MaxInt64)
+	if errors.Is(err, contact.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if recs[0].Workspace != workspace {
+		return nil, nil
+	}
+	return recs, nil
+}
+
+// read returns up to count events of stream from a position on.
+func (s *Store) read(ctx context.Context, stream string, from esdb.StreamPosition, count uint64) ([]contact.Record, error) {
 	var out []contact.Record
 	op := "read " + stream
 	err := s.call(ctx, func(ctx context.Context, c Client) error {
-		rs, err := c.ReadStream(ctx, stream, esdb.ReadStreamOptions{From: esdb.Start{}}, count)
+		rs, err := c.ReadStream(ctx, stream, esdb.ReadStreamOptions{From: from}, count)
 		if err != nil {
 			return translate(ctx, op, err)
 		}

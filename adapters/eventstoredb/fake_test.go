@@ -248,7 +248,15 @@ func (c *fakeClient) ReadStream(ctx context.Context, stream string, opts esdb.Re
 	if err != nil {
 		return nil, err
 	}
-	if opts.Direction != esdb.Forwards || opts.From != (esdb.Start{}) {
+	var from uint64
+	switch f := opts.From.(type) {
+	case esdb.Start:
+	case esdb.StreamRevision:
+		from = f.Value
+	default:
+		return nil, fmt.Errorf("fake: unexpected stream read options %+v", opts)
+	}
+	if opts.Direction != esdb.Forwards {
 		return nil, fmt.Errorf("fake: unexpected stream read options %+v", opts)
 	}
 	c.log.mu.Lock()
@@ -257,6 +265,8 @@ func (c *fakeClient) ReadStream(ctx context.Context, stream string, opts esdb.Re
 	if len(evs) == 0 {
 		return &fakeEvents{err: esdbErr(esdb.ErrorCodeResourceNotFound, fmt.Errorf("stream '%s' is not found", stream))}, nil
 	}
+	// Like the server: from a revision on, and nothing past the end.
+	evs = evs[min(from, uint64(len(evs))):]
 	if uint64(len(evs)) > count {
 		evs = evs[:count]
 	}

@@ -184,6 +184,16 @@ func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]con
 	return recs, nil
 }
 
+// ReadStreamAfter returns a stream's events with a version above after.
+func (s *Store) ReadStreamAfter(ctx context.Context, workspace, stream string, after uint64) ([]contact.Record, error) {
+	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE stream = $1 AND workspace = $2 AND version > $3
+		ORDER BY version`, stream, workspace, int64(after)))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	return recs, nil
+}
+
 // ReadAll returns up to limit events after from, in global order. It reads
 // only events of transactions older than every transaction still running,
 // so an event committed later can never land behind a position already read.

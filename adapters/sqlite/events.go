@@ -126,8 +126,21 @@ func (s *Store) ReadStreams(ctx context.Context, workspace string, streams []str
 // Streams can be long (every change of a contact is an event), so it reads
 // only what it doesn't know already and shares the strings that repeat.
 func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]contact.Record, error) {
+	out, err := s.readStream(ctx, workspace, stream, 0)
+	if err == nil && len(out) == 0 {
+		return nil, contact.ErrNotFound
+	}
+	return out, err
+}
+
+// ReadStreamAfter returns a stream's events with a version above after.
+func (s *Store) ReadStreamAfter(ctx context.Context, workspace, stream string, after uint64) ([]contact.Record, error) {
+	return s.readStream(ctx, workspace, stream, after)
+}
+
+func (s *Store) readStream(ctx context.Context, workspace, stream string, after uint64) ([]contact.Record, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT position, id, version, type, time, actor, actor_role, correlation_id, causation_id,
-		schema, data, sealed, prev_hash, hash FROM events WHERE stream = ? AND workspace = ? ORDER BY version`, stream, workspace)
+		schema, data, sealed, prev_hash, hash FROM events WHERE stream = ? AND workspace = ? AND version > ? ORDER BY version`, stream, workspace, int64(after))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -166,9 +179,6 @@ func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]con
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
-	}
-	if len(out) == 0 {
-		return nil, contact.ErrNotFound
 	}
 	return out, nil
 }

@@ -10,13 +10,22 @@ import (
 	"github.com/contactledger/ledger/internal/pgtest"
 )
 
-// waitJob polls a restore job until ok says so.
+// waitJob polls a restore job until ok says so. The status, read while
+// the job records its progress, folds only what was appended since the
+// last read (after the first): it must never go back nor count past the
+// job's total.
 func waitJob(t *testing.T, l *ledgerUnderTest, id string, within time.Duration, ok func(r reply) bool) reply {
 	t.Helper()
 	deadline := time.Now().Add(within)
+	var last float64
 	for {
 		r := l.as("GET", "/v1/restore-jobs/"+id, nil)
 		want(t, r, 200, "")
+		n := r.num("restored")
+		if n < last || n+r.num("failed") > r.num("total") {
+			t.Fatalf("restore job %s: the status went from %v restored to %s", id, last, r.Raw)
+		}
+		last = n
 		if ok(r) {
 			return r
 		}

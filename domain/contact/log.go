@@ -161,6 +161,16 @@ type MultiReader interface {
 	ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]Record, error)
 }
 
+// TailReader is implemented by event stores that read a stream from a
+// version on, for readers that keep what they folded before (a restore
+// job's status, polled while the job appends its progress).
+type TailReader interface {
+	// ReadStreamAfter returns the events of stream in workspace with a
+	// version above after, in version order: none when there are none, or
+	// when the workspace has no such stream.
+	ReadStreamAfter(ctx context.Context, workspace, stream string, after uint64) ([]Record, error)
+}
+
 // ReadStreams reads many streams of a workspace: in one go when the store
 // can, else one by one.
 func ReadStreams(ctx context.Context, es EventStore, workspace string, streams []string) (map[string][]Record, error) {

@@ -225,6 +225,40 @@ func RunEventStore(t *testing.T, h EventStoreHarness) {
 		}
 	})
 
+	t.Run("read a stream from a version on", func(t *testing.T) {
+		s := h.New(t)
+		tr, ok := s.(contact.TailReader)
+		if !ok {
+			t.Fatalf("%T does not read a stream from a version on (contact.TailReader)", s)
+		}
+		st := "job-" + ulid.Make().String()
+		in := Recs("acme-corp", st, 0, 5)
+		if _, err := s.Append(ctx, st, 0, in); err != nil {
+			t.Fatal(err)
+		}
+		for after := range uint64(7) {
+			got, err := tr.ReadStreamAfter(ctx, "acme-corp", st, after)
+			if err != nil {
+				t.Fatalf("after %d: %v", after, err)
+			}
+			if wantN := max(0, 5-int(after)); len(got) != wantN {
+				t.Fatalf("after %d: %d events, want %d", after, len(got), wantN)
+			}
+			for i, r := range got {
+				w := in[int(after)+i]
+				if r.Version != w.Version || r.ID != w.ID || !bytes.Equal(r.Hash, w.Hash) || !bytes.Equal(r.Data, w.Data) || r.Workspace != "acme-corp" || r.Stream != st {
+					t.Fatalf("after %d, event %d: %+v, want %+v", after, i, r, w)
+				}
+			}
+		}
+		if got, err := tr.ReadStreamAfter(ctx, "other", st, 0); err != nil || len(got) != 0 {
+			t.Fatalf("another workspace read %d events, %v", len(got), err)
+		}
+		if got, err := tr.ReadStreamAfter(ctx, "acme-corp", "job-"+ulid.Make().String(), 0); err != nil || len(got) != 0 {
+			t.Fatalf("an unknown stream: %d events, %v", len(got), err)
+		}
+	})
+
 	t.Run("invalid batches are refused whole", func(t *testing.T) {
 		s := h.New(t)
 		st := newStream()
