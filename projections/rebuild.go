@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -429,17 +430,22 @@ func (b *rebuild) fold(ctx context.Context, sr StreamReader) (contact.Position, 
 	}()
 	bidx := map[string]shred.BlindIndex{}
 	var carry []contact.Record
-	afterStream, afterVersion := "", uint64(0)
+	pages := b.readAhead(ctx, sr, upTo)
 	for {
-		page, err := sr.ReadByStream(ctx, upTo, afterStream, afterVersion, FoldPage)
-		if err != nil {
-			return contact.Position{}, err
+		var page []contact.Record
+		select {
+		case p, ok := <-pages:
+			if !ok {
+				return contact.Position{}, context.Cause(ctx)
+			}
+			if p.err != nil {
+				return contact.Position{}, p.err
+			}
+			page = p.recs
+		case <-ctx.Done():
+			return contact.Position{}, context.Cause(ctx)
 		}
 		end := len(page) < FoldPage
-		if len(page) > 0 {
-			last := page[len(page)-1]
-			afterStream, afterVersion = last.Stream, last.Version
-		}
 		// Split into whole streams; the last one may go on in the next page.
 		var streams [][]contact.Record
 		all := append(carry, page...)
@@ -477,6 +483,35 @@ func (b *rebuild) fold(ctx context.Context, sr StreamReader) (contact.Position, 
 	}
 	stopped = true
 	return upTo, b.stopLoader()
+}
+
+type page struct {
+	recs []contact.Record
+	err  error
+}
+
+// readAhead reads the log grouped by stream up to upTo, a page ahead of the
+// fold, until a short page (the end) or an error; it stops when ctx ends.
+func (b *rebuild) readAhead(ctx context.Context, sr StreamReader, upTo contact.Position) <-chan page {
+	out := make(chan page, 1)
+	go func() {
+		defer close(out)
+		afterStream, afterVersion := "", uint64(0)
+		for {
+			recs, err := sr.ReadByStream(ctx, upTo, afterStream, afterVersion, FoldPage)
+			select {
+			case out <- page{recs, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || len(recs) < FoldPage {
+				return
+			}
+			last := recs[len(recs)-1]
+			afterStream, afterVersion = last.Stream, last.Version
+		}
+	}()
+	return out
 }
 
 // foldStreams folds whole streams and buffers the rows of those that end in a rebuilt view.
@@ -519,25 +554,48 @@ func (b *rebuild) foldStreams(ctx context.Context, streams [][]contact.Record, b
 			}
 		}
 	}
-	for i, recs := range keep {
-		id, _ := contact.IDFromStream(recs[0].Stream)
-		envs := make([]contact.Envelope, 0, len(recs))
-		for _, rec := range recs {
-			env, err := ledger.OpenRecord(keys[id], rec)
-			if err != nil {
-				return err
+	// Decrypting, decoding and folding take most of a rebuild's CPU: every
+	// core folds a share of the streams; the rows keep the log's order.
+	rows := make([]*Row, len(keep))
+	workers := min(runtime.GOMAXPROCS(0), max(len(keep)/64, 1))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(keep) && errs[w] == nil; i += workers {
+				recs := keep[i]
+				id, _ := contact.IDFromStream(recs[0].Stream)
+				envs := make([]contact.Envelope, 0, len(recs))
+				for _, rec := range recs {
+					env, err := ledger.OpenRecord(keys[id], rec)
+					if err != nil {
+						errs[w] = err
+						return
+					}
+					envs = append(envs, env)
+				}
+				c, err := contact.Replay(id, envs)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				if c.State() != views[i].State {
+					continue
+				}
+				last := recs[len(recs)-1]
+				row := BuildRow(c.Snapshot(), bidx[last.Workspace], last.Position)
+				rows[i] = &row
 			}
-			envs = append(envs, env)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, row := range rows {
+		if row != nil {
+			b.buffers[views[i].Name] = append(b.buffers[views[i].Name], *row)
 		}
-		c, err := contact.Replay(id, envs)
-		if err != nil {
-			return err
-		}
-		if c.State() != views[i].State {
-			continue
-		}
-		last := recs[len(recs)-1]
-		b.buffers[views[i].Name] = append(b.buffers[views[i].Name], BuildRow(c.Snapshot(), bidx[last.Workspace], last.Position))
 	}
 	return nil
 }
