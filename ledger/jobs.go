@@ -63,10 +63,40 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 	if !p.MayRestore(meta.Actor.Role) {
 		return nil, contact.Errorf(contact.ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
 	}
-	var ids []string
 	id := ulid.Make().String()
 	now := s.now()
 	m := Meta{Actor: meta.Actor, CorrelationID: meta.CorrelationID}
+	// The job's stream is written before the job is admitted: a runner that
+	// finds an admitted job always finds its stream (one that came between
+	// the two, when admission went first, took the job for one whose process
+	// died before queueing it, released its slot, and the job never ran).
+	if lock, _, err := s.readLock(ctx, workspace); err != nil {
+		return nil, err
+	} else if lock.Holder != "" {
+		// Refused before planning when a job runs (admission checks again).
+		if held, err := s.RestoreJob(ctx, workspace, lock.Holder); err == nil && !held.State.Terminal() {
+			return nil, &JobRunningError{Job: lock.Holder}
+		}
+	}
+	ids, err := s.plan(ctx, workspace, f)
+	if err != nil {
+		return nil, err
+	}
+	filter := job.Filter{DeletedBy: f.DeletedBy, Tag: f.Tag, Query: f.Q != ""}
+	if !f.DeletedAfter.IsZero() {
+		filter.DeletedAfter = &f.DeletedAfter
+	}
+	if !f.DeletedBefore.IsZero() {
+		filter.DeletedBefore = &f.DeletedBefore
+	}
+	events := []any{job.Queued{Filter: filter, Reason: f.Reason, Total: len(ids), By: meta.Actor}}
+	for i := 0; i < len(ids); i += planPage {
+		events = append(events, job.Planned{IDs: ids[i:min(i+planPage, len(ids))]})
+	}
+	recs, err := s.appendJob(ctx, job.Stream(id), workspace, m, nil, now, events...)
+	if err != nil {
+		return nil, err
+	}
 	// Admission: the workspace's lock stream says who holds the slot. A
 	// race with the end of the previous job (its release) is retried.
 	for attempt := 1; ; attempt++ {
@@ -82,45 +112,34 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 			case err != nil:
 				return nil, err
 			case !held.State.Terminal():
+				s.notAdmitted(ctx, workspace, id, m, recs, "job "+lock.Holder+" was running")
 				return nil, &JobRunningError{Job: lock.Holder}
 			}
 			// The holder is over (or never got its stream) but was not released:
 			// release it in the same append that admits the new job.
 			release = append(release, job.Released{Job: lock.Holder})
 		}
-		if ids == nil {
-			if ids, err = s.plan(ctx, workspace, f); err != nil {
-				return nil, err
-			}
-			ids = append(make([]string, 0, len(ids)), ids...)
-		}
 		_, err = s.appendJob(ctx, job.LockStream(workspace), workspace, m, lockRecs, now, append(release, job.Admitted{Job: id})...)
 		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
 			continue
 		}
 		if err != nil {
+			s.notAdmitted(ctx, workspace, id, m, recs, "the admission failed")
 			return nil, err
 		}
 		break
 	}
-	filter := job.Filter{DeletedBy: f.DeletedBy, Tag: f.Tag, Query: f.Q != ""}
-	if !f.DeletedAfter.IsZero() {
-		filter.DeletedAfter = &f.DeletedAfter
-	}
-	if !f.DeletedBefore.IsZero() {
-		filter.DeletedBefore = &f.DeletedBefore
-	}
-	events := []any{job.Queued{Filter: filter, Reason: f.Reason, Total: len(ids), By: meta.Actor}}
-	for i := 0; i < len(ids); i += planPage {
-		events = append(events, job.Planned{IDs: ids[i:min(i+planPage, len(ids))]})
-	}
-	// Should this fail or the process die here, the runner finds an admitted
-	// job without a stream and releases the slot.
-	if _, err := s.appendJob(ctx, job.Stream(id), workspace, m, nil, now, events...); err != nil {
-		return nil, err
-	}
 	s.kickJobs()
 	return s.RestoreJob(ctx, workspace, id)
+}
+
+// notAdmitted ends the stream of a job that was queued but not admitted,
+// so that it never shows as queued. Should that fail too, the job only
+// shows as queued to whoever knows its id, which nobody was given.
+func (s *Service) notAdmitted(ctx context.Context, workspace, id string, m Meta, recs []contact.Record, why string) {
+	if _, err := s.appendJob(context.WithoutCancel(ctx), job.Stream(id), workspace, m, recs, s.now(), job.Failed{Error: "not admitted: " + why}); err != nil {
+		s.log.Warn("ending a restore job that was not admitted failed", "job", id, "err", err)
+	}
 }
 
 // plan returns the ids of the trashed contacts that match f, as the trash view has them now.

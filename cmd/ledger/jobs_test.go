@@ -224,3 +224,29 @@ func testRestoreJobAtFullSpeed(t *testing.T, store string) {
 		t.Fatalf("%d contacts still in trash", len(got))
 	}
 }
+
+// TestRestoreJobAdmittedWhileScanned starts a job of several plan pages
+// while the runner scans for admitted jobs every millisecond: a scan that
+// comes between the admission and the writing of the job's stream must not
+// take the job for one that died before it was queued (it used to release
+// the slot, and the job stayed queued for ever).
+func TestRestoreJobAdmittedWhileScanned(t *testing.T) {
+	eachStore(t, testRestoreJobAdmittedWhileScanned)
+}
+
+func testRestoreJobAdmittedWhileScanned(t *testing.T, store string) {
+	l := start(t, store, func(m *main.Main) { m.JobScan = time.Millisecond })
+	ids := trashMany(t, l, 1500, "scan")
+	for round := range 3 {
+		r := l.as("POST", "/v1/restore-jobs", map[string]any{"tag": "scan"})
+		want(t, r, 202, "")
+		r = waitJob(t, l, r.str("id"), 30*time.Second, func(r reply) bool { return r.str("state") == "succeeded" })
+		if round == 0 && r.num("restored") != float64(len(ids)) {
+			t.Fatalf("job: %s", r.Raw)
+		}
+		for i := 0; round < 2 && i < len(ids); i += 1000 {
+			part := ids[i:min(i+1000, len(ids))]
+			want(t, l.as("POST", "/v1/contacts/bulk", map[string]any{"action": "trash", "ids": part, "expected_count": len(part)}), 200, "")
+		}
+	}
+}

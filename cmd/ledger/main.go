@@ -98,6 +98,9 @@ type Main struct {
 	Logger *slog.Logger
 	// Now overrides the clock, for tests of time-based behaviour.
 	Now func() time.Time
+	// JobScan overrides how often the restore-job runner looks for
+	// admitted jobs besides being woken (2 s), for tests of its races.
+	JobScan time.Duration
 
 	// AdminToken is set when Run bootstrapped an empty data directory.
 	AdminToken string
@@ -266,7 +269,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if interval > 0 {
 		m.wg.Go(func() { _ = m.Svc.RunRetention(runCtx, interval, lease) })
 	}
-	m.wg.Go(func() { _ = m.Svc.RunRestoreJobs(runCtx, ledger.JobOptions{Rate: restoreRate, Lease: lease}) })
+	m.wg.Go(func() {
+		_ = m.Svc.RunRestoreJobs(runCtx, ledger.JobOptions{Rate: restoreRate, Lease: lease, Scan: m.JobScan})
+	})
 	m.wg.Go(func() { m.expireIdempotency(runCtx) })
 
 	spool := filepath.Join(m.Config.DataDir, "spool")
