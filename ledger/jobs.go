@@ -70,13 +70,11 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 	// finds an admitted job always finds its stream (one that came between
 	// the two, when admission went first, took the job for one whose process
 	// died before queueing it, released its slot, and the job never ran).
-	if lock, _, err := s.readLock(ctx, workspace); err != nil {
+	// Refused before planning when a job runs (admission checks again).
+	if lock, _, running, err := s.slot(ctx, workspace); err != nil {
 		return nil, err
-	} else if lock.Holder != "" {
-		// Refused before planning when a job runs (admission checks again).
-		if held, err := s.RestoreJob(ctx, workspace, lock.Holder); err == nil && !held.State.Terminal() {
-			return nil, &JobRunningError{Job: lock.Holder}
-		}
+	} else if running {
+		return nil, &JobRunningError{Job: lock.Holder}
 	}
 	ids, err := s.plan(ctx, workspace, f)
 	if err != nil {
@@ -100,23 +98,19 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 	// Admission: the workspace's lock stream says who holds the slot. A
 	// race with the end of the previous job (its release) is retried.
 	for attempt := 1; ; attempt++ {
-		lock, lockRecs, err := s.readLock(ctx, workspace)
+		lock, lockRecs, running, err := s.slot(ctx, workspace)
 		if err != nil {
+			s.notAdmitted(ctx, workspace, id, m, recs, "the admission failed")
 			return nil, err
 		}
+		if running {
+			s.notAdmitted(ctx, workspace, id, m, recs, "job "+lock.Holder+" was running")
+			return nil, &JobRunningError{Job: lock.Holder}
+		}
+		// A holder that is over (or never got its stream) but was not
+		// released is released in the same append that admits the new job.
 		var release []any
 		if lock.Holder != "" {
-			held, err := s.RestoreJob(ctx, workspace, lock.Holder)
-			switch {
-			case errors.Is(err, ErrJobNotFound):
-			case err != nil:
-				return nil, err
-			case !held.State.Terminal():
-				s.notAdmitted(ctx, workspace, id, m, recs, "job "+lock.Holder+" was running")
-				return nil, &JobRunningError{Job: lock.Holder}
-			}
-			// The holder is over (or never got its stream) but was not released:
-			// release it in the same append that admits the new job.
 			release = append(release, job.Released{Job: lock.Holder})
 		}
 		_, err = s.appendJob(ctx, job.LockStream(workspace), workspace, m, lockRecs, now, append(release, job.Admitted{Job: id})...)
@@ -131,6 +125,24 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 	}
 	s.kickJobs()
 	return s.RestoreJob(ctx, workspace, id)
+}
+
+// slot reads the workspace's admission stream, and whether the job that
+// holds the slot is still running (not when it ended, or never got its
+// stream).
+func (s *Service) slot(ctx context.Context, workspace string) (job.Lock, []contact.Record, bool, error) {
+	lock, recs, err := s.readLock(ctx, workspace)
+	if err != nil || lock.Holder == "" {
+		return lock, recs, false, err
+	}
+	held, err := s.RestoreJob(ctx, workspace, lock.Holder)
+	if errors.Is(err, ErrJobNotFound) {
+		return lock, recs, false, nil
+	}
+	if err != nil {
+		return lock, recs, false, err
+	}
+	return lock, recs, !held.State.Terminal(), nil
 }
 
 // notAdmitted ends the stream of a job that was queued but not admitted,

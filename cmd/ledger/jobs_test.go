@@ -72,15 +72,35 @@ func trashMany(t *testing.T, l *ledgerUnderTest, n int, tag string) []string {
 		}
 		ids[i] = r.ID
 	}
-	for i := 0; i < n; i += 1000 {
-		part := ids[i:min(i+1000, n)]
+	trashIDs(t, l, ids)
+	return ids
+}
+
+// trashIDs trashes contacts in bulk, a thousand at a time.
+func trashIDs(t *testing.T, l *ledgerUnderTest, ids []string) {
+	t.Helper()
+	for i := 0; i < len(ids); i += 1000 {
+		part := ids[i:min(i+1000, len(ids))]
 		r := l.as("POST", "/v1/contacts/bulk", map[string]any{"action": "trash", "ids": part, "expected_count": len(part)})
 		want(t, r, 200, "")
 		if r.Body["totals"].(map[string]any)["ok"].(float64) != float64(len(part)) {
 			t.Fatalf("bulk trash: %s", r.Raw)
 		}
 	}
-	return ids
+}
+
+// restoredOnce checks that a job restored every one of ids exactly once
+// and left none in trash.
+func restoredOnce(t *testing.T, l *ledgerUnderTest, ids []string, job string) {
+	t.Helper()
+	for _, id := range ids {
+		if byJob, all := restoresBy(t, l, id, job); byJob != 1 || all != 1 {
+			t.Fatalf("%s: restored %d times by the job and %d in all, want exactly once", id, byJob, all)
+		}
+	}
+	if got := l.ids("view=trash"); len(got) != 0 {
+		t.Fatalf("%d contacts still in trash", len(got))
+	}
 }
 
 // TestRestoreJobs runs a restore job with a filter, refuses a second one
@@ -188,14 +208,7 @@ func testRestoreJobSurvivesKill(t *testing.T, store string) {
 	if r.num("restored") != float64(len(ids)) || r.num("failed") != 0 || r.num("total") != float64(len(ids)) {
 		t.Fatalf("after the restart: %s", r.Raw)
 	}
-	for _, id := range ids {
-		if byJob, all := restoresBy(t, l, id, job); byJob != 1 || all != 1 {
-			t.Fatalf("%s: restored %d times by the job and %d in all, want exactly once", id, byJob, all)
-		}
-	}
-	if got := l.ids("view=trash"); len(got) != 0 {
-		t.Fatalf("%d contacts still in trash", len(got))
-	}
+	restoredOnce(t, l, ids, job)
 	// The slot is free: a new job is admitted.
 	want(t, l.as("POST", "/v1/restore-jobs", map[string]any{}), 202, "")
 }
@@ -215,14 +228,7 @@ func testRestoreJobAtFullSpeed(t *testing.T, store string) {
 	if r.num("restored") != float64(len(ids)) || r.num("failed") != 0 {
 		t.Fatalf("job: %s", r.Raw)
 	}
-	for _, id := range ids {
-		if byJob, all := restoresBy(t, l, id, job); byJob != 1 || all != 1 {
-			t.Fatalf("%s: restored %d times by the job and %d in all, want exactly once", id, byJob, all)
-		}
-	}
-	if got := l.ids("view=trash"); len(got) != 0 {
-		t.Fatalf("%d contacts still in trash", len(got))
-	}
+	restoredOnce(t, l, ids, job)
 }
 
 // TestRestoreJobAdmittedWhileScanned starts a job of several plan pages
@@ -244,9 +250,8 @@ func testRestoreJobAdmittedWhileScanned(t *testing.T, store string) {
 		if round == 0 && r.num("restored") != float64(len(ids)) {
 			t.Fatalf("job: %s", r.Raw)
 		}
-		for i := 0; round < 2 && i < len(ids); i += 1000 {
-			part := ids[i:min(i+1000, len(ids))]
-			want(t, l.as("POST", "/v1/contacts/bulk", map[string]any{"action": "trash", "ids": part, "expected_count": len(part)}), 200, "")
+		if round < 2 {
+			trashIDs(t, l, ids)
 		}
 	}
 }
