@@ -379,7 +379,7 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 // enters returns the state a record's event puts a contact in, when it
 // decides that on its own. It reads the clear payload only, so no key is needed.
 func enters(rec contact.Record) (contact.State, bool) {
-	ev, err := contact.Decode(rec.Type, rec.Schema, rec.Data, nil, contact.HasPersonal(rec.Type))
+	ev, err := contact.Decode(rec.Type, rec.Schema, rec.Data, nil, true)
 	if err != nil {
 		return "", false
 	}

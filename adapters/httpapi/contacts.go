@@ -374,7 +374,7 @@ func RecordOf(e HistoryEventJSON) (contact.Record, error) {
 		if r.Sealed, err = b64.DecodeString(*e.Sealed); err != nil {
 			return contact.Record{}, fmt.Errorf("sealed part of %s: %w", e.EventID, err)
 		}
-	} else if contact.HasPersonal(e.Type) {
+	} else if contact.RequiresPersonal(e.Type, e.Schema) {
 		return contact.Record{}, fmt.Errorf("event %s has no sealed part: replay with --json", e.EventID)
 	}
 	if r.Hash, err = b64.DecodeString(e.Hash); err != nil {
