@@ -53,6 +53,9 @@ type Batch struct {
 	Upserts     []Row
 	Deletes     []Ref
 	DestroyKeys []Ref
+	// Tombstones names the tombstone event of each contact of DestroyKeys:
+	// the store strips its stored idempotent answers down to ids naming it.
+	Tombstones map[contact.ID]string
 	// Erased names the contacts erased by this batch's events: after
 	// committing, the store reaches its own copies of their deleted bytes.
 	Erased []Ref

@@ -270,6 +270,10 @@ func (r *Runner) erasureBatch(_ context.Context, _ contact.Position, recs []cont
 		}
 		if id, ok := contact.IDFromStream(rec.Stream); ok {
 			b.DestroyKeys = append(b.DestroyKeys, Ref{Workspace: rec.Workspace, ID: id})
+			if b.Tombstones == nil {
+				b.Tombstones = map[contact.ID]string{}
+			}
+			b.Tombstones[id] = rec.ID.String()
 			b.Erased = append(b.Erased, Ref{Workspace: rec.Workspace, ID: id})
 		}
 	}

@@ -85,6 +85,10 @@ func (s *Server) importContacts(c echo.Context) error {
 		if errors.As(err, &tooBig) {
 			return &contact.Error{Code: contact.CodeTooLarge, Reason: "import-too-large", Message: "the import file is over the limit of " + strconv.Itoa(MaxImport>>20) + " MiB; split it"}
 		}
+		var appErr *contact.Error
+		if errors.As(err, &appErr) {
+			return err // the Idempotency-Key's request differs (see idempotent)
+		}
 		return badRequest("unreadable-body", "the request body could not be read")
 	}
 	open := func() (ledger.RowReader, error) {

@@ -235,8 +235,8 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		}
 		for _, ref := range b.DestroyKeys {
 			batch.Queue(`DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, ref.Workspace, ref.ID.String())
-			// Stored answers about the contact hold its personal data.
-			batch.Queue(`DELETE FROM idempotency WHERE workspace = $1 AND contact_id = $2`, ref.Workspace, ref.ID.String())
+			// Stored answers about the contact hold its personal data: keep ids only.
+			batch.Queue(eraseAnswersSQL, ref.Workspace, ref.ID.String(), b.Tombstones[ref.ID])
 		}
 		if batch.Len() == 0 {
 			return nil

@@ -191,8 +191,8 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner = ?`, ref.Workspace, ref.ID.String()); err != nil {
 				return err
 			}
-			// Stored answers about the contact hold its personal data.
-			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE workspace = ? AND contact_id = ?`, ref.Workspace, ref.ID.String()); err != nil {
+			// Stored answers about the contact hold its personal data: keep ids only.
+			if _, err := eraseAnswers(ctx, tx, ref.Workspace, ref.ID.String(), b.Tombstones[ref.ID]); err != nil {
 				return err
 			}
 		}
