@@ -163,8 +163,15 @@ func (s *Service) plan(ctx context.Context, workspace string, f RestoreFilter) (
 	if err := s.caughtUp(ctx, "trash"); err != nil {
 		return nil, err
 	}
-	q := ListQuery{Workspace: workspace, View: "trash", Q: f.Q, Tag: f.Tag, DeletedBy: f.DeletedBy,
+	q := ListQuery{Workspace: workspace, View: "trash", Q: f.Q, DeletedBy: f.DeletedBy,
 		DeletedAfter: f.DeletedAfter, DeletedBefore: f.DeletedBefore, Limit: planPage}
+	if f.Tag != "" {
+		b, err := s.vault.BlindIndex(ctx, workspace)
+		if err != nil {
+			return nil, err
+		}
+		q.TagIndex = TagIndex(b, f.Tag)
+	}
 	var ids []string
 	for {
 		items, err := s.views.List(ctx, q)

@@ -106,7 +106,10 @@ type ListQuery struct {
 	Q             string // name, email or phone contains; or the exact id
 	EmailIndex    string // blind index of an exact email
 	PhoneIndex    string // blind index of an exact phone
+	// Tag is the tag asked for; the service turns it into TagIndex, its
+	// blind index, which is all the views hold and filter on.
 	Tag           string
+	TagIndex      string
 	DeletedBy     string
 	DeletedAfter  time.Time
 	DeletedBefore time.Time

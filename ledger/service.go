@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
 )
 
 // Views maps each view of the API to the lifecycle state it shows. Each view
@@ -607,6 +609,11 @@ func (s *Service) History(ctx context.Context, workspace string, id contact.ID) 
 	return t.Entries, err
 }
 
+// TagIndex returns the blind index of a tag, as the views hold it: tags are
+// free text, so the views' indexed column never holds one in clear (a GIN
+// index keeps every value it ever saw until it is rebuilt).
+func TagIndex(b shred.BlindIndex, tag string) string { return b.Of("tag", strings.TrimSpace(tag)) }
+
 // Page is one page of a view.
 type Page struct {
 	Items []View
@@ -630,13 +637,14 @@ func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position
 	if err := s.progress.WaitFor(ctx, q.View, head); err != nil {
 		return Page{}, err
 	}
-	if email != "" || phone != "" {
+	if email != "" || phone != "" || q.Tag != "" {
 		b, err := s.vault.BlindIndex(ctx, q.Workspace)
 		if err != nil {
 			return Page{}, err
 		}
 		q.EmailIndex = b.Of("email", contact.NormalizeEmail(email))
 		q.PhoneIndex = b.Of("phone", contact.NormalizePhone(phone))
+		q.TagIndex, q.Tag = TagIndex(b, q.Tag), ""
 	}
 	p, err := s.policy(ctx, q.Workspace)
 	if err != nil {

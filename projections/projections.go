@@ -15,7 +15,8 @@ import (
 
 // Version is the version of the projections' code. Changing how rows are
 // built means bumping it, and stores rebuild their views on start.
-const Version = 1
+// 2: a view's tag column holds the tags' blind indexes, not the tags.
+const Version = 2
 
 // Erasure is the name of the projection that destroys the data keys of erased contacts.
 const Erasure = "erasure"
@@ -36,6 +37,9 @@ type Row struct {
 	PhoneIndex string
 	// ExtIndex is the blind index of the contact's (source system, external id).
 	ExtIndex string
+	// TagIndexes are the blind indexes of its tags (ledger.TagIndex): what
+	// a view's tag column holds, so that no index of it holds a tag in clear.
+	TagIndexes []string
 	// Position is the position of the last event applied to the row.
 	Position contact.Position
 }

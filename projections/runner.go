@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -418,7 +419,18 @@ func BuildRow(s contact.Snapshot, bidx shred.BlindIndex, pos contact.Position) R
 		EmailIndex: bidx.Of("email", contact.NormalizeEmail(s.Personal.Email)),
 		PhoneIndex: bidx.Of("phone", contact.NormalizePhone(s.Personal.Phone)),
 		ExtIndex:   ExtIndex(bidx, s.Source, s.Personal.ExternalID),
+		TagIndexes: tagIndexes(bidx, s.Tags),
 	}
+}
+
+// tagIndexes returns the blind indexes of tags, sorted.
+func tagIndexes(bidx shred.BlindIndex, tags []string) []string {
+	out := make([]string, len(tags))
+	for i, t := range tags {
+		out[i] = ledger.TagIndex(bidx, t)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // ExtIndex returns the blind index of a contact's identity in its source

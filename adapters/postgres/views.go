@@ -76,7 +76,7 @@ func viewTableDDL(table string) string {
 		doc         jsonb       NOT NULL,
 		PRIMARY KEY (workspace, id)
 	);
-	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "doc")
+	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "tags", "doc")
 }
 
 // viewIndexes creates a view's secondary indexes, one statement each,
@@ -275,10 +275,7 @@ func queueUpsert(b *pgx.Batch, table string, r projections.Row) error {
 	if r.Contact.TrashedBy != nil {
 		trashedBy = &r.Contact.TrashedBy.Principal
 	}
-	tags := r.Contact.Tags
-	if tags == nil {
-		tags = []string{}
-	}
+	tags := tagColumn(r)
 	p := r.Contact.Personal
 	pc, pp := posArgs(r.Position)
 	b.Queue(`INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
@@ -409,8 +406,8 @@ func listQuery(q ledger.ListQuery) (string, []any, error) {
 	if q.PhoneIndex != "" {
 		where = append(where, "phone_bidx = "+arg(q.PhoneIndex)+" AND phone_bidx <> ''")
 	}
-	if q.Tag != "" {
-		where = append(where, "tags @> ARRAY["+arg(q.Tag)+"]::text[]")
+	if q.TagIndex != "" {
+		where = append(where, "tags @> ARRAY["+arg(q.TagIndex)+"]::text[]")
 	}
 	if q.DeletedBy != "" {
 		where = append(where, "trashed_by = "+arg(q.DeletedBy))
@@ -550,4 +547,12 @@ func erasureCaveats(settings map[string]string, slots int) []string {
 		out = append(out, fmt.Sprintf("%d replication slots: their standbys or consumers keep WAL with erased rows, and each standby keeps its own copy of the tables", slots))
 	}
 	return out
+}
+
+// tagColumn is what a row's tag column holds: its tags' blind indexes.
+func tagColumn(r projections.Row) []string {
+	if r.TagIndexes == nil {
+		return []string{}
+	}
+	return r.TagIndexes
 }

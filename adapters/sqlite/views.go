@@ -239,7 +239,7 @@ func rowArgs(table string, r projections.Row) ([]any, error) {
 		return []any{r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
 			micros(r.SortAt), r.Contact.Version, r.Position.Commit, r.Position.Prepare, string(doc)}, nil
 	}
-	tags, err := json.Marshal(r.Contact.Tags)
+	tags, err := json.Marshal(tagColumn(r))
 	if err != nil {
 		return nil, err
 	}
@@ -379,8 +379,8 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 	if q.PhoneIndex != "" {
 		where, args = append(where, "likelihood(phone_bidx = ?, 0.000001) AND phone_bidx <> ''"), append(args, q.PhoneIndex)
 	}
-	if q.Tag != "" {
-		where, args = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"), append(args, q.Tag)
+	if q.TagIndex != "" {
+		where, args = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"), append(args, q.TagIndex)
 	}
 	if q.DeletedBy != "" {
 		where, args = append(where, "trashed_by = ?"), append(args, q.DeletedBy)
@@ -425,4 +425,12 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 		out = append(out, it)
 	}
 	return out, rows.Err()
+}
+
+// tagColumn is what a row's tag column holds: its tags' blind indexes.
+func tagColumn(r projections.Row) []string {
+	if r.TagIndexes == nil {
+		return []string{}
+	}
+	return r.TagIndexes
 }
