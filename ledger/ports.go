@@ -101,11 +101,11 @@ type Cursor struct {
 
 // ListQuery selects one page of a view. Empty fields don't filter.
 type ListQuery struct {
-	Workspace     string
-	View          string
-	Q             string // name, email or phone contains; or the exact id
-	EmailIndex    string // blind index of an exact email
-	PhoneIndex    string // blind index of an exact phone
+	Workspace  string
+	View       string
+	Q          string // name, email or phone contains; or the exact id
+	EmailIndex string // blind index of an exact email
+	PhoneIndex string // blind index of an exact phone
 	// Tag is the tag asked for; the service turns it into TagIndex, its
 	// blind index, which is all the views hold and filter on.
 	Tag           string

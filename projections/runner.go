@@ -425,6 +425,9 @@ func BuildRow(s contact.Snapshot, bidx shred.BlindIndex, pos contact.Position) R
 
 // tagIndexes returns the blind indexes of tags, sorted.
 func tagIndexes(bidx shred.BlindIndex, tags []string) []string {
+	if len(tags) == 0 {
+		return nil
+	}
 	out := make([]string, len(tags))
 	for i, t := range tags {
 		out[i] = ledger.TagIndex(bidx, t)

@@ -47,8 +47,7 @@ func (s *Server) importContacts(c echo.Context) error {
 	}
 	for k := range qs {
 		if k != "source" {
-			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "unknown query parameter " + strconv.Quote(k),
-				Fields: []contact.FieldError{{Field: k, Message: "is not a parameter of this endpoint"}}}
+			return unknownParam()
 		}
 	}
 	source := qs.Get("source")

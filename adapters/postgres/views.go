@@ -167,11 +167,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	}
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
-		ext := "''"
+		ext, tags := "''", "tags"
 		if table == identityTable {
-			ext = "ext_bidx"
+			ext, tags = "ext_bidx", "'{}'::text[]"
 		}
-		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit::text, pos_prepare::text FROM `+table+`
+		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, `+tags+`, pos_commit::text, pos_prepare::text FROM `+table+`
 			WHERE workspace = $1 AND id = ANY($2)`, ws, ids)
 		if err != nil {
 			return nil, err
@@ -182,7 +182,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				doc  []byte
 				c, p string
 			)
-			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &c, &p); err != nil {
+			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &row.TagIndexes, &c, &p); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -195,6 +195,9 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				return nil, err
 			}
 			row.SortAt = row.SortAt.UTC()
+			if len(row.TagIndexes) == 0 {
+				row.TagIndexes = nil
+			}
 			out[row.Contact.ID] = row
 		}
 		rows.Close()

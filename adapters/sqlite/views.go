@@ -128,11 +128,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
 		list, _ := json.Marshal(ids)
-		ext := "''"
+		ext, tags := "''", "tags"
 		if table == identityTable {
-			ext = "ext_bidx"
+			ext, tags = "ext_bidx", "'[]'"
 		}
-		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit, pos_prepare FROM `+table+`
+		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, `+tags+`, pos_commit, pos_prepare FROM `+table+`
 			WHERE workspace = ? AND id IN (SELECT value FROM json_each(?))`, ws, string(list))
 		if err != nil {
 			return nil, err
@@ -141,9 +141,10 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 			var (
 				row    projections.Row
 				doc    string
+				tags   string
 				sortAt int64
 			)
-			if err := rows.Scan(&doc, &sortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &row.Position.Commit, &row.Position.Prepare); err != nil {
+			if err := rows.Scan(&doc, &sortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &tags, &row.Position.Commit, &row.Position.Prepare); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -152,6 +153,13 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				return nil, fmt.Errorf("row of %s: %w", projection, err)
 			}
 			row.SortAt = fromMicros(sortAt)
+			if err := json.Unmarshal([]byte(tags), &row.TagIndexes); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("row of %s: %w", projection, err)
+			}
+			if len(row.TagIndexes) == 0 {
+				row.TagIndexes = nil
+			}
 			out[row.Contact.ID] = row
 		}
 		rows.Close()

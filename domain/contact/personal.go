@@ -159,7 +159,10 @@ func (v *validator) personal(p Personal) {
 		v.fail("custom_fields", "at most "+strconv.Itoa(MaxCustomFields)+" fields")
 	}
 	for _, k := range slices.Sorted(maps.Keys(p.CustomFields)) {
-		v.customKey("custom_fields", k)
+		if !customKeyPattern.MatchString(k) {
+			v.customKey("custom_fields", k) // never named: the key is not one
+			continue
+		}
 		v.text("custom_fields."+k, p.CustomFields[k], MaxCustomValueLen, true)
 	}
 }

@@ -436,11 +436,11 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 			"q id":           {ledger.ListQuery{Q: all[4].ID.String()}, 1},
 			"email index":    {ledger.ListQuery{EmailIndex: suiteIndex.Of("email", "p07@example.com")}, 1},
 			"phone index":    {ledger.ListQuery{PhoneIndex: suiteIndex.Of("phone", contact.NormalizePhone("+1 555 0108"))}, 1},
-			"tag":            {ledger.ListQuery{Tag: "t1"}, 8},
+			"tag":            {ledger.ListQuery{TagIndex: ledger.TagIndex(suiteIndex, "t1")}, 8},
 			"deleted by":     {ledger.ListQuery{DeletedBy: "tok_special"}, 5},
 			"deleted after":  {ledger.ListQuery{DeletedAfter: base.Add(10 * time.Hour)}, 5},
 			"deleted before": {ledger.ListQuery{DeletedBefore: base.Add(2 * time.Hour)}, 4},
-			"combined":       {ledger.ListQuery{Tag: "t0", DeletedBy: "tok_special"}, 2},
+			"combined":       {ledger.ListQuery{TagIndex: ledger.TagIndex(suiteIndex, "t0"), DeletedBy: "tok_special"}, 2},
 			"no match":       {ledger.ListQuery{Q: "nobody"}, 0},
 		} {
 			if got := list(tc.q); len(got) != tc.want {
