@@ -428,6 +428,41 @@ func (c *Contact) eraseCheck(verb string, er Erasure, p Policy) error {
 	return nil
 }
 
+// Reerase records again an erasure proven to have happened (by a signed
+// receipt) that a restored backup undid: the log lost its tombstone. It is
+// allowed from any state, since the erasure happened whatever the restored
+// log says; a contact already erased records nothing and reports false.
+// typ is TypePurged or TypeAnonymized.
+func (c *Contact) Reerase(typ string, er Erasure, by Actor, now time.Time) (bool, error) {
+	switch {
+	case c.state == "":
+		return false, ErrNotFound
+	case c.state == StatePurged || c.state == StateAnonymized:
+		return false, nil
+	}
+	var v validator
+	v.clearText("request", er.Request)
+	if er.Trigger != TriggerRequest && er.Trigger != TriggerRetention {
+		v.fail("trigger", "must be request or retention")
+	}
+	if typ != TypePurged && typ != TypeAnonymized {
+		v.fail("type", "must be ContactPurged or ContactAnonymized")
+	}
+	if err := v.err(); err != nil {
+		return false, err
+	}
+	er.Reason = ""
+	if er.Erased == nil {
+		er.Erased = []string{}
+	}
+	if typ == TypePurged {
+		c.record(Purged{er}, by, now)
+	} else {
+		c.record(Anonymized{er}, by, now)
+	}
+	return true, nil
+}
+
 // erasedFields lists the personal fields the contact had, which an erasure makes unreadable.
 func (c *Contact) erasedFields() []string {
 	if c.shredded {
