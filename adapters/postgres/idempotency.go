@@ -98,10 +98,25 @@ func (s *Store) CompleteIdempotency(ctx context.Context, rec ledger.Idempotency)
 	if header == nil {
 		header = map[string]string{}
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE idempotency SET fingerprint = $1, done = true, status = $2, header = $3, body = $4, contact_id = $5
-		WHERE workspace = $6 AND key = $7 AND principal = $8`, rec.Fingerprint, rec.Status, header, rec.Body, rec.ContactID,
-		rec.Workspace, rec.Key, rec.Principal)
-	return err
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		// An answer about a contact whose key is gone (erased while the
+		// answer was on its way) keeps ids only; FOR SHARE orders this
+		// with the key's destruction (see DestroyKey).
+		status, body := rec.Status, rec.Body
+		if rec.ContactID != "" {
+			var one int
+			err := tx.QueryRow(ctx, `SELECT 1 FROM data_keys WHERE workspace = $1 AND owner = $2 FOR SHARE`, rec.Workspace, rec.ContactID).Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				status, body, header = 0, nil, map[string]string{}
+			} else if err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `UPDATE idempotency SET fingerprint = $1, done = true, status = $2, header = $3, body = $4, contact_id = $5
+			WHERE workspace = $6 AND key = $7 AND principal = $8`, rec.Fingerprint, status, header, body, rec.ContactID,
+			rec.Workspace, rec.Key, rec.Principal)
+		return err
+	})
 }
 
 // ReleaseIdempotency forgets a pending key.
@@ -119,8 +134,11 @@ func (s *Store) ExpireIdempotency(ctx context.Context, now time.Time) (int, erro
 // eraseAnswersSQL strips the stored answers about a contact to ids ($1
 // workspace, $2 contact id, $3 tombstone event id); the old row versions
 // go with the vacuum that follows every erasure.
-const eraseAnswersSQL = `UPDATE idempotency SET status = 0, header = '{}', body = NULL, erased_by = $3
-	WHERE workspace = $1 AND contact_id = $2 AND (body IS NOT NULL OR erased_by <> $3)`
+// An empty tombstone (the key's destruction, before the projection names
+// it) keeps a tombstone named before.
+const eraseAnswersSQL = `UPDATE idempotency SET status = 0, header = '{}', body = NULL,
+		erased_by = CASE WHEN $3 = '' THEN erased_by ELSE $3 END
+	WHERE workspace = $1 AND contact_id = $2 AND (body IS NOT NULL OR ($3 <> '' AND erased_by <> $3))`
 
 // EraseIdempotency strips the stored answers about an erased contact to ids.
 func (s *Store) EraseIdempotency(ctx context.Context, workspace string, id contact.ID, tombstone string) (int, error) {

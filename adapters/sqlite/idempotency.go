@@ -124,8 +124,20 @@ func (s *Store) CompleteIdempotency(ctx context.Context, rec ledger.Idempotency)
 		return err
 	}
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		// An answer about a contact whose key is gone (erased while the
+		// answer was on its way) keeps ids only.
+		status, body := rec.Status, rec.Body
+		if rec.ContactID != "" {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM data_keys WHERE workspace = ? AND owner = ?`, rec.Workspace, rec.ContactID).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				status, body, header = 0, nil, []byte("{}")
+			}
+		}
 		_, err := tx.ExecContext(ctx, `UPDATE idempotency SET fingerprint = ?, done = 1, status = ?, header = ?, body = ?, contact_id = ?
-			WHERE workspace = ? AND key = ? AND principal = ?`, rec.Fingerprint, rec.Status, string(header), rec.Body, rec.ContactID,
+			WHERE workspace = ? AND key = ? AND principal = ?`, rec.Fingerprint, status, string(header), body, rec.ContactID,
 			rec.Workspace, rec.Key, rec.Principal)
 		return err
 	}, nil)
@@ -167,8 +179,11 @@ func (s *Store) EraseIdempotency(ctx context.Context, workspace string, id conta
 // eraseAnswers strips, in tx, the stored answers about a contact: with
 // secure_delete on, the bytes of the old answers are overwritten.
 func eraseAnswers(ctx context.Context, tx *sql.Tx, workspace, id, tombstone string) (int64, error) {
-	res, err := tx.ExecContext(ctx, `UPDATE idempotency SET status = 0, header = '{}', body = NULL, erased_by = ?
-		WHERE workspace = ? AND contact_id = ? AND (body IS NOT NULL OR erased_by <> ?)`, tombstone, workspace, id, tombstone)
+	// An empty tombstone (the key's destruction, before the projection
+	// names it) keeps a tombstone named before.
+	res, err := tx.ExecContext(ctx, `UPDATE idempotency SET status = 0, header = '{}', body = NULL,
+			erased_by = CASE WHEN ?1 = '' THEN erased_by ELSE ?1 END
+		WHERE workspace = ?2 AND contact_id = ?3 AND (body IS NOT NULL OR (?1 <> '' AND erased_by <> ?1))`, tombstone, workspace, id)
 	if err != nil {
 		return 0, err
 	}

@@ -218,4 +218,3 @@ func describeReapply(r ledger.Reapplied, stripped int) string {
 	}
 	return strings.Join(parts, "; ")
 }
-

@@ -153,6 +153,9 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 			t.Fatalf("another token's key: got %+v, claimed %v; want its own claim", rec, claimed)
 		}
 		id := contact.NewID().String()
+		if err := s.PutKey(ctx, ledger.KeyRow{Owner: id, Workspace: "ws", KeyID: "dk_i", KEKID: "k", Wrapped: []byte("w"), CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
 		done := ledger.Idempotency{Workspace: "ws", Principal: "tok_a", Key: "k1", Fingerprint: []byte("fp"), Status: 201, Header: map[string]string{"Location": "/x"}, Body: []byte(`{"a":1}`), ContactID: id}
 		if err := s.CompleteIdempotency(ctx, done); err != nil {
 			t.Fatal(err)
@@ -232,6 +235,38 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		}
 		if n, err := s.EraseIdempotency(ctx, "ws", cid, tomb); err != nil || n != 0 {
 			t.Fatalf("erasing again stripped %d, %v; want nothing left to strip", n, err)
+		}
+		// Destroying a contact's key strips the answers about it at once,
+		// keeping a tombstone named before; an answer about a contact whose
+		// key is gone is stored with ids only.
+		other := contact.NewID().String()
+		if err := s.PutKey(ctx, ledger.KeyRow{Owner: other, Workspace: "ws", KeyID: "dk_j", KEKID: "k", Wrapped: []byte("w"), CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		claim("k6", now)
+		if err := s.CompleteIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Principal: "tok_a", Key: "k6", Fingerprint: []byte("f"), Status: 200,
+			Header: map[string]string{}, Body: []byte(`{"name":"Grace"}`), ContactID: other}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DestroyKey(ctx, "ws", other); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DestroyKey(ctx, "ws", id); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := claim("k6", now); rec.Body != nil || rec.Status != 0 {
+			t.Fatalf("answer about a contact whose key was destroyed: %+v, want ids only", rec)
+		}
+		if rec, _ := claim("k3", now); rec.ErasedBy != tomb {
+			t.Fatalf("destroying the key forgot the tombstone: %+v", rec)
+		}
+		claim("k7", now)
+		if err := s.CompleteIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Principal: "tok_a", Key: "k7", Fingerprint: []byte("f"), Status: 200,
+			Header: map[string]string{"ETag": `"1"`}, Body: []byte(`{"name":"Grace"}`), ContactID: other}); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := claim("k7", now); !rec.Done || rec.Body != nil || rec.Status != 0 {
+			t.Fatalf("an answer stored after its contact's erasure: %+v, want ids only", rec)
 		}
 		// Expiry.
 		n, err := s.ExpireIdempotency(ctx, now.Add(3*time.Hour))
