@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -207,6 +208,16 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if id, err := contact.ParseID(rec.ContactID); err == nil {
 			rec.ContactID = id.String()
+			// An answer about a contact is sealed with its data key: when
+			// the contact is erased, every copy of the answer the store
+			// may keep (free pages, WAL, backups) is unreadable with it.
+			if rec.Body, err = s.sealAnswer(store, rec, id); err != nil {
+				s.log.Error("sealing an idempotent answer failed", "request_id", requestID(c), "err", err)
+				rec.Status, rec.Body = 0, nil
+			}
+			if rec.Body == nil {
+				rec.Status = 0
+			}
 		} else {
 			rec.ContactID = ""
 		}
@@ -254,13 +265,54 @@ func (s *Server) replay(c echo.Context, rec ledger.Idempotency, fp hash.Hash, su
 	if rec.Status == 0 {
 		return errAnswerTooLarge
 	}
+	body := rec.Body
+	if rec.ContactID != "" {
+		id, _ := contact.ParseID(rec.ContactID)
+		var err error
+		if body, err = s.openAnswer(req.Context(), rec, id); err != nil {
+			return err
+		}
+		if body == nil {
+			return errAnswerTooLarge // the key went with an erasure the log does not show yet
+		}
+	}
 	for k, v := range rec.Header {
 		c.Response().Header().Set(k, v)
 	}
 	c.Response().Header().Set("Idempotent-Replayed", "true")
 	c.Response().WriteHeader(rec.Status)
-	_, err := c.Response().Write(rec.Body)
+	_, err := c.Response().Write(body)
 	return err
+}
+
+// answerBinding binds a sealed answer to its record, so it cannot be moved.
+func answerBinding(rec ledger.Idempotency, id contact.ID) (string, []byte) {
+	sum := sha256.Sum256([]byte(rec.Workspace + "\x00" + rec.Principal + "\x00" + rec.Key))
+	return "idempotency:" + id.String(), sum[:]
+}
+
+// sealAnswer seals an answer about contact id with the contact's data key;
+// nil when the key is gone (the contact was erased meanwhile).
+func (s *Server) sealAnswer(ctx context.Context, rec ledger.Idempotency, id contact.ID) ([]byte, error) {
+	if rec.Body == nil {
+		return nil, nil
+	}
+	k, err := s.svc.Vault().ContactKey(ctx, rec.Workspace, id)
+	if err != nil || k.Destroyed {
+		return nil, err
+	}
+	stream, bind := answerBinding(rec, id)
+	return shred.Seal(k.Key, stream, bind, rec.Body)
+}
+
+// openAnswer opens an answer sealed by sealAnswer; nil when the key is gone.
+func (s *Server) openAnswer(ctx context.Context, rec ledger.Idempotency, id contact.ID) ([]byte, error) {
+	k, err := s.svc.Vault().ContactKey(ctx, rec.Workspace, id)
+	if err != nil || k.Destroyed {
+		return nil, err
+	}
+	stream, bind := answerBinding(rec, id)
+	return shred.Open(k.Key, stream, bind, rec.Body)
 }
 
 // hashingBody hashes a request body as the handler reads it and, once it
