@@ -263,7 +263,10 @@ func (im *importer) row(ctx context.Context, n int, row ImportRow) (RowResult, e
 			return l.c.Sync(patchFor(l.c.Personal(), p), row.Tags, im.meta.Actor, now)
 		})
 		res.ID = match.ID.String()
+		var taken *IdentityTakenError
 		switch {
+		case errors.As(err, &taken):
+			return skip("identity taken: " + taken.Error())
 		case err == nil && r.EventID == "":
 			res.Result = RowUnchanged
 			return res, nil
@@ -283,6 +286,9 @@ func (im *importer) row(ctx context.Context, n int, row ImportRow) (RowResult, e
 		res.ID = ""
 	}
 	r, err := im.s.create(ctx, im.ws, im.meta, c)
+	if taken := (*IdentityTakenError)(nil); errors.As(err, &taken) {
+		return skip("identity taken: " + taken.Error())
+	}
 	if err != nil {
 		return res, err
 	}
