@@ -192,7 +192,7 @@ func (m *Main) Open(ctx context.Context) error {
 	vault.Observe = m.Metrics.VaultOp
 	m.Runner.Observe = m.Metrics.Rebuild
 	m.Svc = ledger.New(ledger.Options{
-		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state,
+		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state, Claims: m.state,
 		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics,
 	})
 	return nil
@@ -220,6 +220,7 @@ type stateStore interface {
 	ledger.KeyStore
 	ledger.IdempotencyStore
 	ledger.Identities
+	ledger.IdentityClaims
 	ledger.Directory
 	ledger.ReadModels
 	projections.Store

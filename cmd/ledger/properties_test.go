@@ -126,7 +126,7 @@ func testServiceProperties(t *testing.T, store string) {
 				if err != nil {
 					rt.Fatal(err)
 				}
-				envs = append(envs, contact.Envelope{EventID: r.ID, Version: r.Version, At: r.Time, By: r.Actor, Workspace: r.Workspace, Event: ev})
+				envs = append(envs, contact.Envelope{EventID: r.ID, Version: r.Version, At: r.Time, By: r.Actor, Workspace: r.Workspace, Event: ev, Operation: r.CausationID})
 			}
 			replayed, err := contact.Replay(m.id, envs)
 			if err != nil {
