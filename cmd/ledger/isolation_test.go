@@ -17,15 +17,15 @@ import (
 // some state, a token, a restore job, or nothing), where the target goes
 // (the :id of the path, or the body), the body, and what an allowed role gets.
 type routeCase struct {
-	target  string // "", "active", "archived", "trashed", "erased", "listed", "linked", "spam", "held", "token", "job", "rebuild"
+	target string // "", "active", "archived", "trashed", "erased", "listed", "linked", "spam", "held", "token", "job", "rebuild"
 	// workspaceHold, when set, says whether the workspace must be under
 	// legal hold (true) or not (false) before each call.
 	workspaceHold *bool
 	params        map[string]string
-	query   string
-	body    any
-	bodyFor func(id string) any // the target goes in the body instead of the path
-	status  int
+	query         string
+	body          any
+	bodyFor       func(id string) any // the target goes in the body instead of the path
+	status        int
 }
 
 var policyBody = map[string]any{"retention_days": 30, "require_archive_before_trash": false, "restore_role": "member",
