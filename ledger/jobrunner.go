@@ -377,7 +377,11 @@ func (s *Service) RunRestoreJob(ctx context.Context, workspace, id string, o Job
 	}
 	if run {
 		if err := s.runJob(ctx, workspace, id, o); err != nil {
-			return nil, err
+			// Another process may have run the job meanwhile (a server's
+			// runner, without a lease): what counts is how the job ended.
+			if j, jerr := s.RestoreJob(ctx, workspace, id); jerr != nil || !j.State.Terminal() {
+				return nil, err
+			}
 		}
 	}
 	for {
