@@ -87,6 +87,10 @@ type identityChange struct {
 	claimed []identityKey
 	// released are values the contact stops holding: released after the append.
 	released []identityKey
+	// waived is set when a keep_both restore left a value's claim to the
+	// contact that holds it: the restored contact holds it too, unclaimed,
+	// and only the identity index will tell (see apply).
+	waived bool
 }
 
 // claimStale is how old a claim of a contact whose stream does not exist
@@ -202,7 +206,7 @@ func (s *Service) guardIdentities(ctx context.Context, workspace string, id cont
 			if !keepBoth {
 				return ch, taken(k, m.ID, st)
 			}
-			waived = append(waived, k)
+			waived, ch.waived = append(waived, k), true
 		}
 	}
 	if s.claims == nil {
@@ -212,10 +216,11 @@ func (s *Service) guardIdentities(ctx context.Context, workspace string, id cont
 		if slices.Contains(waived, k) {
 			continue
 		}
-		fresh, err := s.claim(ctx, workspace, id, p, b, k, keepBoth, dry, taken)
+		fresh, held, err := s.claim(ctx, workspace, id, p, b, k, keepBoth, dry, taken)
 		if fresh {
 			ch.claimed = append(ch.claimed, k)
 		}
+		ch.waived = ch.waived || held
 		if err != nil {
 			s.giveBack(ctx, workspace, id, ch)
 			return identityChange{}, err
@@ -226,8 +231,9 @@ func (s *Service) guardIdentities(ctx context.Context, workspace string, id cont
 
 // claim claims one value for contact id, taking over a claim whose
 // contact no longer holds it. It reports whether it made a claim (which a
-// failed append gives back). In a dry run it only reads the claim.
-func (s *Service) claim(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey, keepBoth, dry bool, taken func(identityKey, contact.ID, contact.State) error) (bool, error) {
+// failed append gives back), and whether keep_both left it to another
+// contact that holds it. In a dry run it only reads the claim.
+func (s *Service) claim(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey, keepBoth, dry bool, taken func(identityKey, contact.ID, contact.State) error) (fresh, waived bool, err error) {
 	deadline := time.Now().Add(pendingWait)
 	for {
 		now := s.now()
@@ -235,19 +241,18 @@ func (s *Service) claim(ctx context.Context, workspace string, id contact.ID, p 
 		var (
 			cur      IdentityClaim
 			inserted bool
-			err      error
 		)
 		if dry {
 			var found bool
 			cur, found, err = s.claims.IdentityClaimOf(ctx, workspace, k.kind, k.index)
 			if !found {
-				return false, err
+				return false, false, err
 			}
 		} else {
 			cur, inserted, err = s.claims.ClaimIdentity(ctx, want)
 		}
 		if err != nil || inserted || cur.Contact == id {
-			return inserted, err
+			return inserted, false, err
 		}
 		st, holds, err := s.holdsIdentity(ctx, workspace, cur.Contact, p, b, k)
 		switch {
@@ -256,24 +261,24 @@ func (s *Service) claim(ctx context.Context, workspace string, id contact.ID, p 
 			if time.Now().Before(deadline) {
 				select {
 				case <-ctx.Done():
-					return false, ctx.Err()
+					return false, false, ctx.Err()
 				case <-time.After(20 * time.Millisecond):
 				}
 				continue
 			}
-			return false, taken(k, cur.Contact, "")
+			return false, false, taken(k, cur.Contact, "")
 		case err != nil:
-			return false, err
+			return false, false, err
 		case holds && keepBoth:
-			return false, nil // the other contact keeps it; the restore goes ahead
+			return false, true, nil // the other contact keeps it; the restore goes ahead
 		case holds:
-			return false, taken(k, cur.Contact, st)
+			return false, false, taken(k, cur.Contact, st)
 		case dry:
-			return false, nil // a real run would take the stale claim over
+			return false, false, nil // a real run would take the stale claim over
 		}
 		ok, err := s.claims.TakeOverIdentity(ctx, want, cur.Contact)
 		if err != nil || ok {
-			return ok, err
+			return ok, false, err
 		}
 		// Someone else took it over first: look again.
 	}

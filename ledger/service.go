@@ -278,6 +278,15 @@ func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, me
 		return Result{}, err
 	}
 	s.settle(ctx, workspace, id, d.ids)
+	if d.ids.waived {
+		// The contact holds a value another contact's claim names (kept
+		// both): only the identity index knows, so it must know before the
+		// answer, as spam marks do. Such restores are rare; creates need
+		// not wait for the index because of them.
+		if err := s.progress.WaitFor(ctx, identityProjection, pos); err != nil {
+			return Result{}, err
+		}
+	}
 	return d.result(s, pos), nil
 }
 
