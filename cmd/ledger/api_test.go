@@ -244,7 +244,7 @@ func TestPermissionTableInREADME(t *testing.T) {
 			}
 		}
 		for _, op := range strings.Split(cells[0], ",") {
-			documented[strings.Trim(strings.TrimSpace(op), "`¹²³⁴")] = roles
+			documented[strings.Trim(strings.TrimSpace(op), "`¹²³⁴⁵")] = roles
 		}
 	}
 	for op, allowed := range httpapi.Permissions {
