@@ -6,12 +6,8 @@ import (
 	"io/fs"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
-	"github.com/contactledger/ledger/domain/shred"
-	"github.com/contactledger/ledger/ledger"
-	"github.com/contactledger/ledger/projections"
+	"github.com/contactledger/ledger/internal/storetest"
 	"github.com/pressly/goose/v3"
 )
 
@@ -60,20 +56,5 @@ func TestTrashedOperationMigration(t *testing.T) {
 	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'rm_trash_op'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("the operation index: %d, %v", n, err)
 	}
-	b, _ := shred.NewBlindIndex(make([]byte, 32))
-	at := time.Now().UTC().Truncate(time.Microsecond)
-	by := contact.Actor{Principal: "tok_m", Role: contact.RoleMember}
-	var rows []projections.Row
-	for _, op := range []string{"bulk:r1", "bulk:r2"} {
-		sn := contact.Snapshot{ID: contact.NewID(), Workspace: "ws", State: contact.StateTrashed, Version: 2, CreatedAt: at, UpdatedAt: at,
-			TrashedAt: &at, TrashedBy: &by, TrashedFrom: contact.StateActive, TrashedOperation: op, Tags: []string{}}
-		rows = append(rows, projections.BuildRow(sn, b, contact.Position{Commit: 1, Prepare: 1}))
-	}
-	if err := s.Commit(ctx, projections.Batch{Projection: "trash", To: contact.Position{Commit: 1, Prepare: 1}, Upserts: rows}); err != nil {
-		t.Fatal(err)
-	}
-	items, err := s.List(ctx, ledger.ListQuery{Workspace: "ws", View: "trash", Operations: []string{"bulk:r2"}, Limit: 10})
-	if err != nil || len(items) != 1 || items[0].Contact.ID != rows[1].Contact.ID {
-		t.Fatalf("trash by operation after the migration: %v, %v", items, err)
-	}
+	storetest.TrashByOperation(t, s)
 }
