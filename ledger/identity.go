@@ -138,8 +138,10 @@ func (s *Service) identitiesBefore(ctx context.Context, workspace string, c *con
 // contact holds refuses the command with an *IdentityTakenError, unless the
 // command is a restore recorded with keep_both: then the other contact
 // keeps its claim. In a dry run nothing is claimed; the same checks run
-// on the claims as they are.
-func (s *Service) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry bool) (identityChange, error) {
+// on the claims as they are. known, when set, are the identity index's
+// matches of every value c has, read already (a create reads them for the
+// spam check).
+func (s *Service) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry bool, known *[]IdentityMatch) (identityChange, error) {
 	var ch identityChange
 	if p.Uniqueness() == contact.UniquenessOff && len(before) == 0 {
 		return ch, nil
@@ -182,8 +184,10 @@ func (s *Service) guardIdentities(ctx context.Context, workspace string, id cont
 			q.PhoneIndex = k.index
 		}
 	}
-	ms, err := s.identities.FindIdentities(ctx, workspace, q)
-	if err != nil {
+	var ms []IdentityMatch
+	if known != nil {
+		ms = *known
+	} else if ms, err = s.identities.FindIdentities(ctx, workspace, q); err != nil {
 		return ch, err
 	}
 	var waived []identityKey

@@ -285,7 +285,7 @@ func (im *importer) row(ctx context.Context, n int, row ImportRow) (RowResult, e
 		// Purged or anonymized since the index saw it: the person comes back as new.
 		res.ID = ""
 	}
-	r, err := im.s.create(ctx, im.ws, im.meta, c)
+	r, err := im.s.create(ctx, im.ws, im.meta, c, ms)
 	if taken := (*IdentityTakenError)(nil); errors.As(err, &taken) {
 		return skip("identity taken: " + taken.Error())
 	}

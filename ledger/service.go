@@ -325,7 +325,7 @@ func (s *Service) decide(ctx context.Context, workspace string, id contact.ID, m
 		return d, nil
 	}
 	d.effect = effectOf(before, l.c, changes)
-	if d.ids, err = s.guardIdentities(ctx, workspace, id, p, held, l.c, changes, meta.DryRun); err != nil {
+	if d.ids, err = s.guardIdentities(ctx, workspace, id, p, held, l.c, changes, meta.DryRun, nil); err != nil {
 		return decided{}, err
 	}
 	if meta.DryRun {
@@ -517,14 +517,22 @@ func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d con
 	if err != nil {
 		return Result{}, err
 	}
-	if err := s.spamCheck(ctx, workspace, q); err != nil {
+	q.ExtIndex = ""
+	var ms []IdentityMatch
+	if q.EmailIndex != "" || q.PhoneIndex != "" {
+		if ms, err = s.identities.FindIdentities(ctx, workspace, q); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := spamCheck(ms); err != nil {
 		return Result{}, err
 	}
-	return s.create(ctx, workspace, meta, c)
+	return s.create(ctx, workspace, meta, c, ms)
 }
 
-// create saves a new contact under a fresh data key.
-func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact) (Result, error) {
+// create saves a new contact under a fresh data key. known are the
+// identity index's matches of its email and phone, read already.
+func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact, known []IdentityMatch) (Result, error) {
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
@@ -533,7 +541,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	repeat := meta.IdempotencyKey != ""
 	// The new contact's email and phone are claimed before anything is
 	// written, and given back if it is not created.
-	ids, err := s.guardIdentities(ctx, workspace, id, p, nil, c, c.Changes(), false)
+	ids, err := s.guardIdentities(ctx, workspace, id, p, nil, c, c.Changes(), false, &known)
 	if err != nil {
 		return Result{}, err
 	}
