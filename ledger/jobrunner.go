@@ -242,13 +242,16 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 	results := make(chan outcome, 2*jobChunk)
 	workCtx, stopWork := context.WithCancel(ctx)
 	var workers sync.WaitGroup
+	// The workers read what the job was queued with; j itself is the
+	// dispatcher's, which reloads it when a cancel request races a flush.
+	by, reason, keepBoth := j.By, j.Reason, j.KeepBoth
 	for range min(jobWorkers, max(len(pending), 1)) {
 		workers.Go(func() {
 			for ids := range chunks {
 				// In-flight restores finish even when dispatch stops (a
 				// cancel request, another's failure): only ctx, the
 				// server's life, interrupts them, and the job resumes.
-				for _, o := range s.restoreManyForJob(ctx, workspace, id, ids, j.By, j.Reason, j.KeepBoth) {
+				for _, o := range s.restoreManyForJob(ctx, workspace, id, ids, by, reason, keepBoth) {
 					results <- o
 				}
 			}
