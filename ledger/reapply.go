@@ -49,6 +49,14 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 	if rc.Outcome == contact.StateAnonymized {
 		typ = contact.TypeAnonymized
 	}
+	// Whether the key is there is read before the tombstone goes in: once
+	// it is in the log, the erasure projection (of this process, or of a
+	// server) may destroy the key first, and the key this run brought to
+	// its end would read as already gone.
+	key, err := s.vault.ContactKey(ctx, rc.Workspace, id)
+	if err != nil {
+		return out, err
+	}
 	for attempt := 1; ; attempt++ {
 		l, err := s.load(ctx, rc.Workspace, id)
 		if errors.Is(err, contact.ErrNotFound) {
@@ -81,10 +89,6 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		}
 		out.Tombstone, out.EventID = "written", recs[len(recs)-1].ID.String()
 		break
-	}
-	key, err := s.vault.ContactKey(ctx, rc.Workspace, id)
-	if err != nil {
-		return out, err
 	}
 	if !key.Destroyed {
 		if err := s.vault.Destroy(ctx, rc.Workspace, id); err != nil {
