@@ -10,6 +10,7 @@ import (
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/internal/pgtest"
 	"github.com/contactledger/ledger/internal/storetest"
+	"github.com/contactledger/ledger/ledger"
 )
 
 func open(t *testing.T, url string) *postgres.Store {
@@ -44,6 +45,12 @@ func TestEventStore(t *testing.T) {
 func TestStateStore(t *testing.T) {
 	storetest.RunStateStore(t, storetest.StateStoreHarness{
 		New: func(t *testing.T) storetest.StateStore { return open(t, pgtest.URL(t)) },
+	})
+}
+
+func TestWebhookStore(t *testing.T) {
+	storetest.RunWebhookStore(t, storetest.WebhookStoreHarness{
+		New: func(t *testing.T) ledger.WebhookStore { return open(t, pgtest.URL(t)) },
 	})
 }
 
