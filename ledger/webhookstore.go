@@ -183,6 +183,8 @@ type WebhookStore interface {
 	// pending events after that position (they come again), moves its
 	// generation and bumps its revision. Errors: contact.ErrNotFound.
 	ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error
+	// AddAttempts records attempts made outside delivery (test messages).
+	AddAttempts(ctx context.Context, attempts []DeliveryAttempt) error
 	// DeliveryAttempts returns one page of a subscription's attempts, newest first.
 	DeliveryAttempts(ctx context.Context, workspace, id string, q AttemptQuery) ([]DeliveryAttempt, error)
 	// ErasureAcks returns the erasure acknowledgments of a contact, by subscription.

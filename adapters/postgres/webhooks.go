@@ -221,21 +221,7 @@ func (s *Store) CommitDeliveries(ctx context.Context, b ledger.DeliveryBatch) er
 			last_error = CASE WHEN $9 = '' THEN last_error ELSE $9 END
 			WHERE webhook = $1`,
 			b.Webhook, tc, tp, b.At, b.ClearSince, optTime(b.LastSuccessAt), b.Healthy, optTime(b.FailingSince), b.LastError)
-		if n := len(b.Attempts); n > 0 {
-			ids, events, types, contacts := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			commits, prepares, outcomes, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			attempts, statuses, ats, latencies := make([]int32, n), make([]int32, n), make([]time.Time, n), make([]int64, n)
-			for i, a := range b.Attempts {
-				ids[i], events[i], types[i], contacts[i], outcomes[i], errs[i] = a.ID, a.EventID, a.EventType, a.ContactID, a.Outcome, a.Error
-				commits[i], prepares[i] = posArgs(a.Position)
-				attempts[i], statuses[i], ats[i], latencies[i] = int32(a.Attempt), int32(a.Status), a.At, a.Latency.Microseconds()
-			}
-			batch.Queue(`INSERT INTO webhook_attempts (id, webhook, event_id, event_type, contact_id, commit_pos, prepare_pos, attempt, at, status, outcome, latency_us, error)
-				SELECT id, $1, ev, typ, cid, cp::numeric, pp::numeric, att, at, st, oc, lat, er
-				FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::timestamptz[], $10::int[], $11::text[], $12::bigint[], $13::text[])
-				AS a(id, ev, typ, cid, cp, pp, att, at, st, oc, lat, er)`,
-				b.Webhook, ids, events, types, contacts, commits, prepares, attempts, ats, statuses, outcomes, latencies, errs)
-		}
+		queueAttempts(batch, b.Webhook, b.Attempts)
 		for _, d := range b.Done {
 			dc, dp := posArgs(d)
 			batch.Queue(`DELETE FROM webhook_pending WHERE webhook = $1 AND commit_pos = $2::numeric AND prepare_pos = $3::numeric`, b.Webhook, dc, dp)
@@ -259,6 +245,36 @@ func (s *Store) CommitDeliveries(ctx context.Context, b ledger.DeliveryBatch) er
 		}
 		return tx.SendBatch(ctx, batch).Close()
 	})
+}
+
+// queueAttempts inserts attempts of one subscription with one statement.
+func queueAttempts(batch *pgx.Batch, webhook string, as []ledger.DeliveryAttempt) {
+	n := len(as)
+	if n == 0 {
+		return
+	}
+	ids, events, types, contacts := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	commits, prepares, outcomes, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	attempts, statuses, ats, latencies := make([]int32, n), make([]int32, n), make([]time.Time, n), make([]int64, n)
+	for i, a := range as {
+		ids[i], events[i], types[i], contacts[i], outcomes[i], errs[i] = a.ID, a.EventID, a.EventType, a.ContactID, a.Outcome, a.Error
+		commits[i], prepares[i] = posArgs(a.Position)
+		attempts[i], statuses[i], ats[i], latencies[i] = int32(a.Attempt), int32(a.Status), a.At, a.Latency.Microseconds()
+	}
+	batch.Queue(`INSERT INTO webhook_attempts (id, webhook, event_id, event_type, contact_id, commit_pos, prepare_pos, attempt, at, status, outcome, latency_us, error)
+		SELECT id, $1, ev, typ, cid, cp::numeric, pp::numeric, att, at, st, oc, lat, er
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::timestamptz[], $10::int[], $11::text[], $12::bigint[], $13::text[])
+		AS a(id, ev, typ, cid, cp, pp, att, at, st, oc, lat, er)`,
+		webhook, ids, events, types, contacts, commits, prepares, attempts, ats, statuses, outcomes, latencies, errs)
+}
+
+// AddAttempts records attempts made outside delivery.
+func (s *Store) AddAttempts(ctx context.Context, attempts []ledger.DeliveryAttempt) error {
+	batch := &pgx.Batch{}
+	for _, a := range attempts {
+		queueAttempts(batch, a.Webhook, []ledger.DeliveryAttempt{a})
+	}
+	return s.pool.SendBatch(ctx, batch).Close()
 }
 
 // ReplayWebhook moves a subscription's checkpoint back and forgets its pending events after it.

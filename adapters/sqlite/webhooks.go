@@ -236,13 +236,8 @@ func (s *Store) CommitDeliveries(ctx context.Context, b ledger.DeliveryBatch) er
 		if _, err := tx.ExecContext(ctx, `UPDATE webhook_progress SET `+set+` WHERE webhook = ?`, append(args, b.Webhook)...); err != nil {
 			return err
 		}
-		for _, a := range b.Attempts {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_attempts (id, webhook, event_id, event_type, contact_id, commit_pos, prepare_pos,
-				attempt, at, status, outcome, latency_us, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				a.ID, b.Webhook, a.EventID, a.EventType, a.ContactID, a.Position.Commit, a.Position.Prepare, a.Attempt, micros(a.At),
-				a.Status, a.Outcome, a.Latency.Microseconds(), a.Error); err != nil {
-				return fmt.Errorf("attempt of %s: %w", b.Webhook, err)
-			}
+		if err := insertAttempts(ctx, tx, b.Webhook, b.Attempts); err != nil {
+			return err
 		}
 		for _, p := range b.Done {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_pending WHERE webhook = ? AND commit_pos = ? AND prepare_pos = ?`,
@@ -269,6 +264,30 @@ func (s *Store) CommitDeliveries(ctx context.Context, b ledger.DeliveryBatch) er
 		if b.Disable != "" {
 			if _, err := tx.ExecContext(ctx, `UPDATE webhooks SET enabled = 0, disabled_reason = ?, disabled_at = ?, updated_at = ?, revision = revision + 1
 				WHERE id = ?`, b.Disable, micros(b.At), micros(b.At), b.Webhook); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil)
+}
+
+func insertAttempts(ctx context.Context, tx *sql.Tx, webhook string, attempts []ledger.DeliveryAttempt) error {
+	for _, a := range attempts {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_attempts (id, webhook, event_id, event_type, contact_id, commit_pos, prepare_pos,
+			attempt, at, status, outcome, latency_us, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			a.ID, webhook, a.EventID, a.EventType, a.ContactID, a.Position.Commit, a.Position.Prepare, a.Attempt, micros(a.At),
+			a.Status, a.Outcome, a.Latency.Microseconds(), a.Error); err != nil {
+			return fmt.Errorf("attempt of %s: %w", webhook, err)
+		}
+	}
+	return nil
+}
+
+// AddAttempts records attempts made outside delivery.
+func (s *Store) AddAttempts(ctx context.Context, attempts []ledger.DeliveryAttempt) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, a := range attempts {
+			if err := insertAttempts(ctx, tx, a.Webhook, []ledger.DeliveryAttempt{a}); err != nil {
 				return err
 			}
 		}

@@ -248,6 +248,22 @@ var webhookCases = []struct {
 			t.Fatalf("after pruning: got %d attempts, want 3", len(left))
 		}
 	}},
+	{"attempts added outside delivery read back, checkpoint untouched", func(t *testing.T, s ledger.WebhookStore) {
+		ctx := context.Background()
+		w := mustCreate(t, s, "ws", pos(3))
+		a := attempt(w, "test_1", 1, suiteTime, ledger.AttemptDelivered)
+		a.EventType, a.ContactID, a.Position, a.Status, a.Error = "webhook.test", "", contact.Position{}, 204, ""
+		if err := s.AddAttempts(ctx, []ledger.DeliveryAttempt{a}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.DeliveryAttempts(ctx, "ws", w.ID, ledger.AttemptQuery{Limit: 10})
+		if err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], a) {
+			t.Fatalf("got %+v %v, want %+v", got, err, a)
+		}
+		if p, _ := s.WebhookProgress(ctx, w.ID); p.Position != pos(3) || p.Generation != 1 {
+			t.Fatalf("the checkpoint moved: %+v", p)
+		}
+	}},
 	{"erasure acknowledgments keep their first times and outlive the subscription", func(t *testing.T, s ledger.WebhookStore) {
 		ctx := context.Background()
 		w := mustCreate(t, s, "ws", pos(1))
