@@ -147,6 +147,23 @@ func (s *Service) Feed(ctx context.Context, q FeedQuery) (FeedPage, error) {
 	return s.feedPage(ctx, q)
 }
 
+// FeedHead returns the position a reader that wants only new events starts
+// after: every event committed later comes after it (on PostgreSQL, the
+// newest event of the transactions older than every running one, so a
+// transaction that commits late is not passed over).
+func (s *Service) FeedHead(ctx context.Context) (contact.Position, error) {
+	if sh, ok := s.events.(stableHeader); ok {
+		return sh.StableHead(ctx)
+	}
+	return s.events.Head(ctx)
+}
+
+// FeedNow reads one page of the change feed without first waiting for the
+// log to be stable: a reader that polls (a stream) gets the rest next time.
+func (s *Service) FeedNow(ctx context.Context, q FeedQuery) (FeedPage, error) {
+	return s.feedPage(ctx, q)
+}
+
 // feedPage reads one page without waiting.
 func (s *Service) feedPage(ctx context.Context, q FeedQuery) (FeedPage, error) {
 	recs, last, more, err := s.ReadFeed(ctx, q)
@@ -240,13 +257,7 @@ func (s *Service) logChanged() {
 // the store's subscription, by others).
 func (s *Service) WatchLog(ctx context.Context) error {
 	for ctx.Err() == nil {
-		var head contact.Position
-		var err error
-		if sh, ok := s.events.(stableHeader); ok {
-			head, err = sh.StableHead(ctx)
-		} else {
-			head, err = s.events.Head(ctx)
-		}
+		head, err := s.FeedHead(ctx)
 		if err == nil {
 			err = s.events.Subscribe(ctx, head, func(context.Context, []contact.Record) error {
 				s.logChanged()

@@ -149,7 +149,7 @@ func (s *Service) CreateWebhook(ctx context.Context, workspace string, by contac
 	if err != nil {
 		return Webhook{}, "", err
 	}
-	head, err := s.events.Head(ctx)
+	head, err := s.FeedHead(ctx)
 	if err != nil {
 		return Webhook{}, "", err
 	}

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -25,6 +27,9 @@ import (
 // re-executes the binary with LEDGER_TEST_SERVE=1, and it runs `ledger
 // serve` configured by the LEDGER_* environment.
 func TestMain(m *testing.M) {
+	// No test may connect anywhere but 127.0.0.1: every webhook dial, in
+	// this process and in the servers it spawns, goes through this guard.
+	main.DialGuard = onlyLoopback
 	if os.Getenv("LEDGER_TEST_SERVE") == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		cmd := main.NewRootCommand(os.Stdout, os.Stderr)
@@ -37,6 +42,16 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// onlyLoopback refuses, and reports on stderr, a webhook dial to any
+// address but 127.0.0.1.
+func onlyLoopback(ap netip.AddrPort) error {
+	if ap.Addr() == netip.MustParseAddr("127.0.0.1") {
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "TEST GUARD: a webhook dial to %s was refused: tests connect to 127.0.0.1 only\n", ap)
+	return fmt.Errorf("the test guard refuses %s: tests connect to 127.0.0.1 only", ap)
 }
 
 // process is a ledger server running as a child process.
