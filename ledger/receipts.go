@@ -203,8 +203,11 @@ func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id conta
 		if err != nil {
 			return nil, err
 		}
-		if sr.Propagation, err = json.Marshal(prop); err != nil {
-			return nil, err
+		// No subscriber had to be told: the receipt is as it always was.
+		if len(prop.Subscriptions) > 0 {
+			if sr.Propagation, err = json.Marshal(prop); err != nil {
+				return nil, err
+			}
 		}
 	}
 	doc, err := json.Marshal(sr)

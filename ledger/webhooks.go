@@ -21,8 +21,7 @@ import (
 var (
 	ErrWebhooksOff  = &contact.Error{Code: contact.CodeUnavailable, Reason: "webhooks-unavailable", Message: "webhooks are not configured on this server"}
 	ErrTooManyHooks = &contact.Error{Code: contact.CodeConflict, Reason: "too-many-webhooks", Message: "the workspace has as many webhook subscriptions as it may; delete one first"}
-	ErrNotForward   = &contact.Error{Code: contact.CodeInvalid, Reason: "invalid", Message: "a replay goes back in the log, not forward",
-		Fields: []contact.FieldError{{Field: "after", Message: "must not be past the subscription's checkpoint"}}}
+	ErrNotForward   = contact.Invalid(contact.FieldError{Field: "after", Message: "must not be past the subscription's checkpoint: a replay goes back in the log, not forward"})
 )
 
 // MaxWebhooks is the most subscriptions a workspace may have.

@@ -145,11 +145,17 @@ func (s *Server) getWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return ok(c, http.StatusOK, WebhookStatusOf(st))
+}
+
+// WebhookStatusOf is a subscription with its delivery status, as the API
+// and the command line show it.
+func WebhookStatusOf(st ledger.WebhookStatus) WebhookJSON {
 	out := webhookJSON(st.Webhook)
 	p := st.Progress
 	out.Status = &WebhookStatusJSON{Position: p.Position.String(), LagEvents: st.LagEvents, LagSeconds: st.LagSeconds, Pending: p.Pending,
 		LastSuccessAt: optTime(p.LastSuccessAt), FailingSince: optTime(p.FailingSince), LastError: p.LastError}
-	return ok(c, http.StatusOK, out)
+	return out
 }
 
 func (s *Server) updateWebhook(c echo.Context) error {
