@@ -376,24 +376,55 @@ func (r *Runner) deliver(ctx context.Context, w ledger.Webhook) error {
 			clear(k)
 		}
 	}()
+	// The commit of a batch runs while the next batch is sent: commits
+	// stay in order (each moves the checkpoint from where the previous one
+	// left it), and a failed one ends the worker, which restarts from the
+	// stored checkpoint (what was sent since goes again: at-least-once).
+	var committing chan error
+	settled := func() error {
+		if committing == nil {
+			return nil
+		}
+		err := <-committing
+		committing = nil
+		if err != nil {
+			return fmt.Errorf("commit deliveries: %w", err)
+		}
+		return nil
+	}
+	defer settled()
 	for ctx.Err() == nil {
 		wake := r.svc.LogChanged()
-		did, next, err := r.step(ctx, s)
+		b, next, err := r.step(ctx, s)
 		if err != nil {
 			return err
 		}
-		if did {
+		if err := settled(); err != nil {
+			return err
+		}
+		if b == nil {
+			wait := r.o.Poll
+			if !next.IsZero() {
+				wait = min(wait, max(next.Sub(r.now()), time.Millisecond))
+			}
+			select {
+			case <-ctx.Done():
+			case <-wake:
+			case <-time.After(wait):
+			}
 			continue
 		}
-		wait := r.o.Poll
-		if !next.IsZero() {
-			wait = min(wait, max(next.Sub(r.now()), time.Millisecond))
+		if b.Disable != "" {
+			if err := r.o.Store.CommitDeliveries(ctx, *b); err != nil {
+				return fmt.Errorf("commit deliveries: %w", err)
+			}
+			r.log.Warn("webhook disabled", "webhook", s.w.ID, "workspace", s.w.Workspace, "reason", b.Disable)
+			r.Kick()
+			<-ctx.Done() // the runner stops this worker when it sees the subscription disabled
+			return nil
 		}
-		select {
-		case <-ctx.Done():
-		case <-wake:
-		case <-time.After(wait):
-		}
+		committing = make(chan error, 1)
+		go func(ch chan<- error) { ch <- r.o.Store.CommitDeliveries(ctx, *b) }(committing)
 	}
 	return nil
 }
@@ -402,9 +433,10 @@ func (r *Runner) deliver(ctx context.Context, w ledger.Webhook) error {
 const maxChain = 100
 
 // step does one batch: the pending events that are due, and the next page
-// of the log. It reports whether it did anything, and when the next
-// pending event falls due.
-func (r *Runner) step(ctx context.Context, s *sub) (bool, time.Time, error) {
+// of the log. It returns the batch to commit (nil when there was nothing
+// to do), with the in-memory state already moved past it, and when the
+// next pending event falls due.
+func (r *Runner) step(ctx context.Context, s *sub) (*ledger.DeliveryBatch, time.Time, error) {
 	now := r.now()
 	// Chains of events per contact, each sent in order.
 	chains := map[string][]*item{}
@@ -422,7 +454,7 @@ func (r *Runner) step(ctx context.Context, s *sub) (bool, time.Time, error) {
 	if len(due) > 0 {
 		byStream, err := contact.ReadStreams(ctx, r.svc.Events(), s.w.Workspace, due)
 		if err != nil {
-			return false, time.Time{}, err
+			return nil, time.Time{}, err
 		}
 		for _, stream := range due {
 			q := s.queues[stream]
@@ -449,7 +481,7 @@ func (r *Runner) step(ctx context.Context, s *sub) (bool, time.Time, error) {
 		page, last, _, err = r.svc.ReadFeed(ctx, ledger.FeedQuery{Workspace: s.w.Workspace, After: s.progress.Position,
 			Types: s.types, Since: s.progress.Since, Limit: r.o.Batch})
 		if err != nil {
-			return false, time.Time{}, err
+			return nil, time.Time{}, err
 		}
 	}
 	b := ledger.DeliveryBatch{Webhook: s.w.ID, Generation: s.progress.Generation, From: s.progress.Position, To: last, At: now,
@@ -470,12 +502,12 @@ func (r *Runner) step(ctx context.Context, s *sub) (bool, time.Time, error) {
 		recs = append(recs, rec)
 	}
 	if len(recs) == 0 && len(queued) == 0 && last == s.progress.Position {
-		return false, s.nextDue(), nil
+		return nil, s.nextDue(), nil
 	}
 	// Render every event of the step at once, with the keys of this moment.
 	rendered, err := r.svc.Render(ctx, s.w.Workspace, recs, s.w.IncludePersonal)
 	if err != nil {
-		return false, time.Time{}, err
+		return nil, time.Time{}, err
 	}
 	byPos := make(map[contact.Position]*ledger.Rendered, len(rendered))
 	for i := range rendered {
@@ -488,20 +520,11 @@ func (r *Runner) step(ctx context.Context, s *sub) (bool, time.Time, error) {
 	}
 	r.send(ctx, s, order, chains)
 	if ctx.Err() != nil {
-		return false, time.Time{}, ctx.Err()
+		return nil, time.Time{}, ctx.Err()
 	}
 	r.settle(s, &b, order, chains, queued, now)
-	if err := r.o.Store.CommitDeliveries(ctx, b); err != nil {
-		return false, time.Time{}, fmt.Errorf("commit deliveries: %w", err)
-	}
-	if b.Disable != "" {
-		r.log.Warn("webhook disabled", "webhook", s.w.ID, "workspace", s.w.Workspace, "reason", b.Disable)
-		r.Kick()
-		<-ctx.Done() // the runner stops this worker when it sees the subscription disabled
-		return false, time.Time{}, nil
-	}
 	s.apply(b)
-	return true, s.nextDue(), nil
+	return &b, s.nextDue(), nil
 }
 
 func find(recs []contact.Record, p contact.Position) (contact.Record, bool) {

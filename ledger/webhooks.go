@@ -21,7 +21,6 @@ import (
 var (
 	ErrWebhooksOff  = &contact.Error{Code: contact.CodeUnavailable, Reason: "webhooks-unavailable", Message: "webhooks are not configured on this server"}
 	ErrTooManyHooks = &contact.Error{Code: contact.CodeConflict, Reason: "too-many-webhooks", Message: "the workspace has as many webhook subscriptions as it may; delete one first"}
-	ErrNotForward   = contact.Invalid(contact.FieldError{Field: "after", Message: "must not be past the subscription's checkpoint: a replay goes back in the log, not forward"})
 )
 
 // MaxWebhooks is the most subscriptions a workspace may have.
@@ -392,7 +391,8 @@ func (s *Service) WebhookDeliveries(ctx context.Context, workspace, id string, q
 // ReplayWebhook delivers again every event after a position (one the feed
 // or the attempts log gave), or, with since, every event from that time
 // on. Events waiting for a retry after that point are delivered once, in
-// order, with the rest.
+// order, with the rest. A replay never skips anything: after a position the
+// checkpoint has not reached, it only sends again what is in flight.
 func (s *Service) ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error {
 	if err := s.webhooksOn(); err != nil {
 		return err
@@ -402,14 +402,6 @@ func (s *Service) ReplayWebhook(ctx context.Context, workspace, id string, after
 	}
 	if !since.IsZero() {
 		after = contact.Position{}
-	} else {
-		p, err := s.webhooks.WebhookProgress(ctx, id)
-		if err != nil {
-			return err
-		}
-		if p.Position.Less(after) {
-			return ErrNotForward
-		}
 	}
 	if err := s.webhooks.ReplayWebhook(ctx, workspace, id, after, since); err != nil {
 		return err

@@ -178,10 +178,12 @@ type WebhookStore interface {
 	// no longer b.Generation (a replay, another deliverer),
 	// contact.ErrNotFound when it was deleted.
 	CommitDeliveries(ctx context.Context, b DeliveryBatch) error
-	// ReplayWebhook moves a subscription's checkpoint back to after (and,
-	// when since is set, skips events older than since), forgets its
-	// pending events after that position (they come again), moves its
-	// generation and bumps its revision. Errors: contact.ErrNotFound.
+	// ReplayWebhook moves a subscription's checkpoint back to after, never
+	// forward (when since is set, events older than since are skipped),
+	// forgets its pending events after that position (they come again),
+	// moves its generation (so a deliverer's commit in flight fails and it
+	// sends again from the checkpoint) and bumps its revision. Errors:
+	// contact.ErrNotFound.
 	ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error
 	// AddAttempts records attempts made outside delivery (test messages).
 	AddAttempts(ctx context.Context, attempts []DeliveryAttempt) error

@@ -277,15 +277,19 @@ func (s *Store) AddAttempts(ctx context.Context, attempts []ledger.DeliveryAttem
 	return s.pool.SendBatch(ctx, batch).Close()
 }
 
-// ReplayWebhook moves a subscription's checkpoint back and forgets its pending events after it.
+// ReplayWebhook moves a subscription's checkpoint back (never forward) and forgets its pending events after it.
 func (s *Store) ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error {
 	c, p := posArgs(after)
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := found(tx.Exec(ctx, `UPDATE webhooks SET revision = revision + 1, updated_at = now() WHERE workspace = $1 AND id = $2`, workspace, id)); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE webhook_progress SET commit_pos = $2::numeric, prepare_pos = $3::numeric, since = $4,
-			generation = generation + 1, updated_at = now() WHERE webhook = $1`, id, c, p, optTime(since)); err != nil {
+		// Never forward: a replay after a position the checkpoint has not
+		// reached yet leaves it where it is (nothing is skipped).
+		if _, err := tx.Exec(ctx, `UPDATE webhook_progress SET
+			commit_pos = CASE WHEN (commit_pos, prepare_pos) > ($2::numeric, $3::numeric) THEN $2::numeric ELSE commit_pos END,
+			prepare_pos = CASE WHEN (commit_pos, prepare_pos) > ($2::numeric, $3::numeric) THEN $3::numeric ELSE prepare_pos END,
+			since = $4, generation = generation + 1, updated_at = now() WHERE webhook = $1`, id, c, p, optTime(since)); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM webhook_pending WHERE webhook = $1 AND (commit_pos, prepare_pos) > ($2::numeric, $3::numeric)`, id, c, p)

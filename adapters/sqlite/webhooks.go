@@ -295,15 +295,20 @@ func (s *Store) AddAttempts(ctx context.Context, attempts []ledger.DeliveryAttem
 	}, nil)
 }
 
-// ReplayWebhook moves a subscription's checkpoint back and forgets its pending events after it.
+// ReplayWebhook moves a subscription's checkpoint back (never forward) and forgets its pending events after it.
 func (s *Store) ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error {
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE webhooks SET revision = revision + 1, updated_at = ? WHERE workspace = ? AND id = ?`, micros(nowUTC()), workspace, id)
 		if err := affected(res, err); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE webhook_progress SET commit_pos = ?, prepare_pos = ?, since = ?, generation = generation + 1, updated_at = ?
-			WHERE webhook = ?`, after.Commit, after.Prepare, optMicros(since), micros(nowUTC()), id); err != nil {
+		// Never forward: a replay after a position the checkpoint has not
+		// reached yet leaves it where it is (nothing is skipped).
+		if _, err := tx.ExecContext(ctx, `UPDATE webhook_progress SET
+			commit_pos = CASE WHEN (commit_pos, prepare_pos) > (?, ?) THEN ? ELSE commit_pos END,
+			prepare_pos = CASE WHEN (commit_pos, prepare_pos) > (?, ?) THEN ? ELSE prepare_pos END,
+			since = ?, generation = generation + 1, updated_at = ? WHERE webhook = ?`,
+			after.Commit, after.Prepare, after.Commit, after.Commit, after.Prepare, after.Prepare, optMicros(since), micros(nowUTC()), id); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM webhook_pending WHERE webhook = ? AND (commit_pos, prepare_pos) > (?, ?)`, id, after.Commit, after.Prepare)

@@ -319,6 +319,12 @@ var webhookCases = []struct {
 		if p, _ := s.WebhookProgress(ctx, w.ID); !p.Since.IsZero() {
 			t.Fatalf("since was not cleared: %+v", p)
 		}
+		if err := s.ReplayWebhook(ctx, "ws", w.ID, pos(50), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := s.WebhookProgress(ctx, w.ID); p.Position != pos(11) || p.Generation != 3 {
+			t.Fatalf("a replay after a position ahead: got %+v, want the checkpoint kept at %s and the generation moved", p, pos(11))
+		}
 		if err := s.ReplayWebhook(ctx, "other", w.ID, pos(1), time.Time{}); !errors.Is(err, contact.ErrNotFound) {
 			t.Fatalf("a replay from another workspace: got %v, want ErrNotFound", err)
 		}
