@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -246,6 +247,24 @@ var webhookCases = []struct {
 		}
 		if left, _ := s.DeliveryAttempts(ctx, "ws", w.ID, ledger.AttemptQuery{Limit: 10}); len(left) != 3 {
 			t.Fatalf("after pruning: got %d attempts, want 3", len(left))
+		}
+	}},
+	{"a batch of many attempts is written whole", func(t *testing.T, s ledger.WebhookStore) {
+		ctx := context.Background()
+		w := mustCreate(t, s, "ws", pos(1))
+		var all []ledger.DeliveryAttempt
+		for i := range 150 {
+			all = append(all, attempt(w, fmt.Sprint("e", i), 1, suiteTime, ledger.AttemptDelivered))
+		}
+		if err := s.CommitDeliveries(ctx, ledger.DeliveryBatch{Webhook: w.ID, Generation: 1, From: pos(1), To: pos(2), At: suiteTime, Attempts: all}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.DeliveryAttempts(ctx, "ws", w.ID, ledger.AttemptQuery{Limit: 200})
+		if err != nil || len(got) != 150 {
+			t.Fatalf("got %d attempts (%v), want 150", len(got), err)
+		}
+		if one, _ := s.DeliveryAttempts(ctx, "ws", w.ID, ledger.AttemptQuery{Limit: 5, EventID: "e149"}); len(one) != 1 || !reflect.DeepEqual(one[0], all[149]) {
+			t.Fatalf("the last attempt reads back as %+v, want %+v", one, all[149])
 		}
 	}},
 	{"attempts added outside delivery read back, checkpoint untouched", func(t *testing.T, s ledger.WebhookStore) {
