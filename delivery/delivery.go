@@ -84,7 +84,7 @@ type Options struct {
 	Schedule     []time.Duration
 	DisableAfter time.Duration
 	// Batch is how many events a subscription reads and commits at once
-	// (500); InFlight how many requests it keeps in flight (64).
+	// (1,000); InFlight how many requests it keeps in flight (64).
 	Batch    int
 	InFlight int
 	// Scan is how often the runner looks for new and changed subscriptions
@@ -120,7 +120,7 @@ func New(o Options) *Runner {
 		o.DisableAfter = DisableAfter
 	}
 	if o.Batch <= 0 {
-		o.Batch = 500
+		o.Batch = 1000
 	}
 	if o.InFlight <= 0 {
 		o.InFlight = 64
