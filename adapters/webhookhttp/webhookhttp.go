@@ -47,8 +47,15 @@ type Options struct {
 	// about to be dialled; an error refuses it. Tests install one that
 	// fails on any address but 127.0.0.1.
 	Guard func(netip.AddrPort) error
-	// Resolver resolves host names (net.DefaultResolver when nil).
-	Resolver *net.Resolver
+	// Resolver resolves host names (net.DefaultResolver when nil); the
+	// sender dials the addresses it returns, so tests can keep every
+	// lookup off the network.
+	Resolver Resolver
+}
+
+// Resolver resolves host names; *net.Resolver is one.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // Sender delivers webhooks. It is safe for concurrent use.
@@ -57,7 +64,7 @@ type Sender struct {
 	prefixes []netip.Prefix
 	hosts    map[string]bool
 	guard    func(netip.AddrPort) error
-	resolver *net.Resolver
+	resolver Resolver
 	max      int64
 	timeout  time.Duration
 }
@@ -200,13 +207,39 @@ var errNotPublic = errors.New("not a public address (loopback, private, link-loc
 
 type allowedHostKey struct{}
 
-// dial marks dials to an allowed host name, which the address check then lets through.
+// dial resolves the host itself (with the sender's resolver) and dials
+// its addresses one by one; each goes through control. Dials to an allowed
+// host name are marked so that control lets them through.
 func (s *Sender) dial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if host, _, err := net.SplitHostPort(addr); err == nil && s.hosts[strings.ToLower(host)] {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		if s.hosts[strings.ToLower(host)] {
 			ctx = context.WithValue(ctx, allowedHostKey{}, true)
 		}
-		return d.DialContext(ctx, network, addr)
+		if _, err := netip.ParseAddr(host); err == nil {
+			return d.DialContext(ctx, network, addr)
+		}
+		ips, err := s.resolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, err
+		}
+		if len(ips) == 0 {
+			return nil, &net.DNSError{Err: "no address", Name: host, IsNotFound: true}
+		}
+		var first error
+		for _, ip := range ips {
+			c, err := d.DialContext(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
+			if err == nil {
+				return c, nil
+			}
+			if first == nil {
+				first = err
+			}
+		}
+		return nil, first
 	}
 }
 

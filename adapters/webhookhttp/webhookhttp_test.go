@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,9 +68,34 @@ func onlyLoopback(t *testing.T) func(netip.AddrPort) error {
 	}
 }
 
+// names is the tests' resolver: it knows the names it is given, and no
+// lookup leaves the process.
+type names struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (n *names) set(host, addr string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.m[host] = addr
+}
+
+func (n *names) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if a, ok := n.m[host]; ok {
+		return []netip.Addr{netip.MustParseAddr(a)}, nil
+	}
+	return nil, &net.DNSError{Err: "unknown in this test", Name: host, IsNotFound: true}
+}
+
 func newSender(t *testing.T, o webhookhttp.Options) *webhookhttp.Sender {
 	t.Helper()
 	o.Guard = onlyLoopback(t)
+	if o.Resolver == nil {
+		o.Resolver = &names{m: map[string]string{"localhost": "127.0.0.1"}}
+	}
 	s, err := webhookhttp.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +204,28 @@ func TestLoopbackRefused(t *testing.T) {
 	res := byName.Send(ctx, ledger.WebhookMessage{URL: fmt.Sprintf("http://localhost:%d/hook", port), ID: "m", Timestamp: time.Now(), Body: []byte("{}"), Secrets: [][]byte{secret(t)}})
 	if !res.OK() || hits.Load() != 1 {
 		t.Fatalf("an allowed host name: got %+v (%d hits)", res, hits.Load())
+	}
+}
+
+// TestRebinding checks that a name resolving to a public address when the
+// subscription is made, and to loopback when a delivery is sent, is refused
+// at the dial: the address is checked where the connection is made.
+func TestRebinding(t *testing.T) {
+	srv, hits := receiver(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) })
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	dns := &names{m: map[string]string{"hooks.example.com": "93.184.216.34"}}
+	s := newSender(t, webhookhttp.Options{Resolver: dns})
+	u := fmt.Sprintf("http://hooks.example.com:%d/hook", port)
+	if err := s.CheckURL(context.Background(), u); err != nil {
+		t.Fatalf("a name of a public address: %v", err)
+	}
+	dns.set("hooks.example.com", "127.0.0.1")
+	res := s.Send(context.Background(), ledger.WebhookMessage{URL: u, ID: "m", Timestamp: time.Now(), Body: []byte("{}"), Secrets: [][]byte{secret(t)}})
+	if res.OK() || res.Err == nil || !strings.Contains(res.Err.Error(), "not a public address") || hits.Load() != 0 {
+		t.Fatalf("after the name moved to loopback: got %+v and %d hits, want refused", res, hits.Load())
+	}
+	if err := s.CheckURL(context.Background(), "http://nowhere.example.com/"); contact.ErrorCode(err) != contact.CodeInvalid {
+		t.Fatalf("a name that does not resolve: got %v, want invalid", err)
 	}
 }
 

@@ -210,7 +210,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Metrics = metrics.New(m.Runner.Status)
 	vault.Observe = m.Metrics.VaultOp
 	m.Runner.Observe = m.Metrics.Rebuild
-	if m.sender, err = webhookhttp.New(webhookhttp.Options{Allow: m.Config.WebhookAllow, Guard: DialGuard}); err != nil {
+	if m.sender, err = webhookhttp.New(webhookhttp.Options{Allow: m.Config.WebhookAllow, Guard: DialGuard, Resolver: WebhookResolver}); err != nil {
 		return err
 	}
 	m.Svc = ledger.New(ledger.Options{
@@ -225,6 +225,11 @@ func (m *Main) Open(ctx context.Context) error {
 // receiver, with the address about to be dialled; an error refuses it.
 // Tests set it to make sure nothing but 127.0.0.1 is ever dialled.
 var DialGuard func(netip.AddrPort) error
+
+// WebhookResolver, when set, resolves webhook hosts instead of the system's
+// resolver. Tests set one that knows only localhost, so that no name ever
+// leads to a lookup on the network.
+var WebhookResolver webhookhttp.Resolver
 
 // lease returns the store's lease for background tasks that one replica at
 // a time should run, or nil when the store serves one process.
