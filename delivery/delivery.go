@@ -284,7 +284,12 @@ func (r *Runner) serve(ctx context.Context, session LeaseSession) {
 			r.mu.Unlock()
 			go func(h ledger.Webhook) {
 				defer close(w.done)
-				if err := r.deliver(wctx, h); err != nil && wctx.Err() == nil {
+				err := r.deliver(wctx, h)
+				switch {
+				case err == nil || wctx.Err() != nil:
+				case errors.Is(err, contact.ErrNotFound):
+					w.failed = time.Now() // deleted meanwhile: the next scan lets it go
+				default:
 					w.failed = time.Now()
 					r.log.Error("webhook delivery failed; it restarts from its checkpoint", "webhook", h.ID, "err", err)
 				}
@@ -339,10 +344,13 @@ type item struct {
 
 // sub is one subscription's delivery state, held by its worker.
 type sub struct {
-	w        ledger.Webhook
-	types    []string
-	secrets  [][]byte
-	progress ledger.WebhookProgress
+	w       ledger.Webhook
+	types   []string
+	secrets [][]byte
+	// secretsUntil is when a secret in a rotation's overlap stops signing:
+	// the secrets are read again then.
+	secretsUntil time.Time
+	progress     ledger.WebhookProgress
 	// queues are the pending events of each contact, in log order; the
 	// first of each is the one that waits for a retry.
 	queues map[string][]ledger.PendingDelivery
@@ -368,7 +376,7 @@ func (r *Runner) deliver(ctx context.Context, w ledger.Webhook) error {
 		}
 		after = page[len(page)-1].Position
 	}
-	if s.secrets, err = r.svc.SigningSecrets(ctx, w); err != nil {
+	if err := r.loadSecrets(ctx, s); err != nil {
 		return err
 	}
 	defer func() {
@@ -395,6 +403,11 @@ func (r *Runner) deliver(ctx context.Context, w ledger.Webhook) error {
 	defer settled()
 	for ctx.Err() == nil {
 		wake := r.svc.LogChanged()
+		if !s.secretsUntil.IsZero() && !r.now().Before(s.secretsUntil) {
+			if err := r.loadSecrets(ctx, s); err != nil {
+				return err
+			}
+		}
 		b, next, err := r.step(ctx, s)
 		if err != nil {
 			return err
@@ -425,6 +438,26 @@ func (r *Runner) deliver(ctx context.Context, w ledger.Webhook) error {
 		}
 		committing = make(chan error, 1)
 		go func(ch chan<- error) { ch <- r.o.Store.CommitDeliveries(ctx, *b) }(committing)
+	}
+	return nil
+}
+
+// loadSecrets reads the secrets that sign now, and notes when one of them
+// stops.
+func (r *Runner) loadSecrets(ctx context.Context, s *sub) error {
+	secrets, err := r.svc.SigningSecrets(ctx, s.w)
+	if err != nil {
+		return err
+	}
+	for _, k := range s.secrets {
+		clear(k)
+	}
+	s.secrets, s.secretsUntil = secrets, time.Time{}
+	now := r.now()
+	for _, sec := range s.w.Secrets {
+		if sec.ExpiresAt.After(now) && (s.secretsUntil.IsZero() || sec.ExpiresAt.Before(s.secretsUntil)) {
+			s.secretsUntil = sec.ExpiresAt
+		}
 	}
 	return nil
 }

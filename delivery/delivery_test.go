@@ -48,6 +48,8 @@ type receiver struct {
 	secret string
 	got    []received
 	fail   func(e feed.Event) int // 0: 204
+	// onHeader, when set, sees each delivery's webhook-signature.
+	onHeader func(sig string)
 }
 
 type received struct {
@@ -67,8 +69,11 @@ func newReceiver(t *testing.T) *receiver {
 func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	rc.mu.Lock()
-	secret, fail := rc.secret, rc.fail
+	secret, fail, onHeader := rc.secret, rc.fail, rc.onHeader
 	rc.mu.Unlock()
+	if onHeader != nil {
+		onHeader(r.Header.Get("webhook-signature"))
+	}
 	wh, err := standardwebhooks.NewWebhook(secret)
 	if err != nil {
 		rc.t.Errorf("the secret %q is not in the whsec_ form: %v", secret, err)
@@ -565,5 +570,50 @@ func TestReplay(t *testing.T) {
 	}
 	if after, _ := e.svc.WebhookStatus(context.Background(), "ws", w.ID); after.Progress.Position != before.Progress.Position {
 		t.Fatalf("a replay after a position ahead moved the checkpoint from %s to %s: it would skip events", before.Progress.Position, after.Progress.Position)
+	}
+}
+
+// TestRotationOverlap rotates a subscription's secret with an overlap: while
+// it lasts each delivery carries a signature under each secret, and once it
+// ends only the new secret signs, without restarting anything.
+func TestRotationOverlap(t *testing.T) {
+	e := setup(t, delivery.Options{})
+	w := e.subscribe(false)
+	var mu sync.Mutex
+	var sigs []int
+	e.recv.setFail(func(feed.Event) int { return 0 })
+	old := e.recv.secret
+	w, secret, err := e.svc.RotateWebhookSecret(context.Background(), "ws", w.ID, 600*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The rotation changed the subscription: the runner restarts its
+	// deliverer with the new secrets at its next look (kicked here).
+	e.runner.Kick()
+	time.Sleep(150 * time.Millisecond)
+	if len(w.Secrets) != 2 || w.Secrets[1].ExpiresAt.IsZero() {
+		t.Fatalf("secrets after rotation: %+v", w.Secrets)
+	}
+	count := func(sig string) {
+		mu.Lock()
+		sigs = append(sigs, len(strings.Fields(sig)))
+		mu.Unlock()
+	}
+	e.recv.mu.Lock()
+	e.recv.secret = secret
+	e.recv.onHeader = count
+	e.recv.mu.Unlock()
+	e.create("During Overlap")
+	waitFor(t, 10*time.Second, "a delivery during the overlap", func() bool { return len(e.recv.delivered()) == 1 })
+	time.Sleep(600 * time.Millisecond)
+	e.create("After Overlap")
+	waitFor(t, 10*time.Second, "a delivery after the overlap", func() bool { return len(e.recv.delivered()) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sigs) != 2 || sigs[0] != 2 || sigs[1] != 1 {
+		t.Fatalf("signatures per delivery: %v, want 2 during the overlap and 1 after", sigs)
+	}
+	if old == secret {
+		t.Fatal("the rotation kept the secret")
 	}
 }
