@@ -13,6 +13,7 @@ import (
 	"github.com/contactledger/ledger/adapters/webhookhttp"
 	"github.com/contactledger/ledger/delivery"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/internal/hooktest"
 	"github.com/contactledger/ledger/internal/pgtest"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -35,7 +36,7 @@ func newReplica(t *testing.T, url, keys string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sender, err := webhookhttp.New(webhookhttp.Options{Allow: []string{"127.0.0.1/32"}, Guard: guard(t)})
+	sender, err := webhookhttp.New(webhookhttp.Options{Allow: []string{"127.0.0.1/32"}, Guard: hooktest.Guard(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,16 +74,14 @@ func TestReplicasDeliverOnce(t *testing.T) {
 	if _, err := a.svc.CreateWorkspace(context.Background(), "ws"); err != nil {
 		t.Fatal(err)
 	}
-	rc := newReceiver(t)
-	u := rc.srv.URL + "/hook"
+	rc := hooktest.NewReceiver(t)
+	u := rc.URL()
 	admin := contact.Actor{Principal: "tok_admin", Role: contact.RoleAdmin}
 	w, secret, err := a.svc.CreateWebhook(context.Background(), "ws", admin, ledger.WebhookInput{URL: &u})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc.mu.Lock()
-	rc.secret = secret
-	rc.mu.Unlock()
+	rc.Trust(secret)
 	create := func(svc *ledger.Service, n int, prefix string) {
 		for i := range n {
 			if _, err := svc.Create(context.Background(), "ws", ledger.Meta{Actor: admin, CorrelationID: fmt.Sprintf("%s-%d", prefix, i)},
@@ -92,9 +91,9 @@ func TestReplicasDeliverOnce(t *testing.T) {
 		}
 	}
 	create(a.svc, 40, "First")
-	waitFor(t, 20*time.Second, "the first events", func() bool { return len(rc.delivered()) >= 40 })
+	waitFor(t, 20*time.Second, "the first events", func() bool { return len(rc.Delivered()) >= 40 })
 	time.Sleep(300 * time.Millisecond) // a second deliverer, if there were one, would have sent them again by now
-	if n := len(rc.delivered()); n != 40 {
+	if n := len(rc.Delivered()); n != 40 {
 		t.Fatalf("40 events were delivered %d times: more than one replica delivers the subscription", n)
 	}
 	holder, other := a, b
@@ -108,8 +107,8 @@ func TestReplicasDeliverOnce(t *testing.T) {
 	create(other.svc, 40, "Second")
 	waitFor(t, 20*time.Second, "the other replica to take over", func() bool {
 		seen := map[string]bool{}
-		for _, g := range rc.delivered() {
-			seen[g.event.ContactID] = true
+		for _, g := range rc.Delivered() {
+			seen[g.Event.ContactID] = true
 		}
 		return len(seen) == 80
 	})

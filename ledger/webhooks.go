@@ -54,6 +54,15 @@ func (s *Service) webhooksOn() error {
 	return nil
 }
 
+// webhook returns one subscription of a workspace. Errors: ErrWebhooksOff,
+// contact.ErrNotFound.
+func (s *Service) webhook(ctx context.Context, workspace, id string) (Webhook, error) {
+	if err := s.webhooksOn(); err != nil {
+		return Webhook{}, err
+	}
+	return s.webhooks.Webhook(ctx, workspace, id)
+}
+
 // applyInput checks an input and sets it on w; by is who changes it.
 func (s *Service) applyInput(ctx context.Context, w *Webhook, in WebhookInput, by string) error {
 	var errs []contact.FieldError
@@ -179,10 +188,7 @@ func (s *Service) Webhooks(ctx context.Context, workspace string) ([]Webhook, er
 // UpdateWebhook changes a subscription's settings. Turning it back on
 // resumes delivery where it stopped: nothing was skipped meanwhile.
 func (s *Service) UpdateWebhook(ctx context.Context, workspace, id string, by contact.Actor, in WebhookInput) (Webhook, error) {
-	if err := s.webhooksOn(); err != nil {
-		return Webhook{}, err
-	}
-	w, err := s.webhooks.Webhook(ctx, workspace, id)
+	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
 		return Webhook{}, err
 	}
@@ -198,10 +204,7 @@ func (s *Service) UpdateWebhook(ctx context.Context, workspace, id string, by co
 
 // DeleteWebhook deletes a subscription and destroys its secrets.
 func (s *Service) DeleteWebhook(ctx context.Context, workspace, id string) error {
-	if err := s.webhooksOn(); err != nil {
-		return err
-	}
-	w, err := s.webhooks.Webhook(ctx, workspace, id)
+	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
 		return err
 	}
@@ -216,13 +219,10 @@ func (s *Service) DeleteWebhook(ctx context.Context, workspace, id string) error
 // once). The previous one keeps signing for overlap, so each delivery
 // carries a signature under each until then; older ones are dropped.
 func (s *Service) RotateWebhookSecret(ctx context.Context, workspace, id string, overlap time.Duration) (Webhook, string, error) {
-	if err := s.webhooksOn(); err != nil {
-		return Webhook{}, "", err
-	}
 	if overlap < 0 || overlap > MaxSecretOverlap {
 		return Webhook{}, "", contact.Invalid(contact.FieldError{Field: "overlap_seconds", Message: "must be from 0 to 604800 (7 days)"})
 	}
-	w, err := s.webhooks.Webhook(ctx, workspace, id)
+	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
 		return Webhook{}, "", err
 	}
@@ -318,10 +318,7 @@ func DeliveryTypes(w Webhook) []string {
 
 // WebhookStatus returns a subscription with its progress and lag.
 func (s *Service) WebhookStatus(ctx context.Context, workspace, id string) (WebhookStatus, error) {
-	if err := s.webhooksOn(); err != nil {
-		return WebhookStatus{}, err
-	}
-	w, err := s.webhooks.Webhook(ctx, workspace, id)
+	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
 		return WebhookStatus{}, err
 	}
@@ -379,10 +376,7 @@ func (s *Service) WebhookStatuses(ctx context.Context) ([]WebhookStatus, error) 
 
 // WebhookDeliveries returns one page of a subscription's delivery attempts, newest first.
 func (s *Service) WebhookDeliveries(ctx context.Context, workspace, id string, q AttemptQuery) ([]DeliveryAttempt, error) {
-	if err := s.webhooksOn(); err != nil {
-		return nil, err
-	}
-	if _, err := s.webhooks.Webhook(ctx, workspace, id); err != nil {
+	if _, err := s.webhook(ctx, workspace, id); err != nil {
 		return nil, err
 	}
 	return s.webhooks.DeliveryAttempts(ctx, workspace, id, q)
@@ -394,10 +388,7 @@ func (s *Service) WebhookDeliveries(ctx context.Context, workspace, id string, q
 // order, with the rest. A replay never skips anything: after a position the
 // checkpoint has not reached, it only sends again what is in flight.
 func (s *Service) ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error {
-	if err := s.webhooksOn(); err != nil {
-		return err
-	}
-	if _, err := s.webhooks.Webhook(ctx, workspace, id); err != nil {
+	if _, err := s.webhook(ctx, workspace, id); err != nil {
 		return err
 	}
 	if !since.IsZero() {
@@ -413,10 +404,7 @@ func (s *Service) ReplayWebhook(ctx context.Context, workspace, id string, after
 // TestWebhook sends a subscription a test message (type webhook.test)
 // now, signed like every delivery, and records the attempt.
 func (s *Service) TestWebhook(ctx context.Context, workspace, id string) (DeliveryAttempt, error) {
-	if err := s.webhooksOn(); err != nil {
-		return DeliveryAttempt{}, err
-	}
-	w, err := s.webhooks.Webhook(ctx, workspace, id)
+	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
 		return DeliveryAttempt{}, err
 	}

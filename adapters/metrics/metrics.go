@@ -127,11 +127,7 @@ func (m *Metrics) VaultOp(op string, err error) {
 func (m *Metrics) JobProgress(kind, target string, done, total int64, running bool) {
 	m.jobDone.WithLabelValues(kind, target).Set(float64(done))
 	m.jobTotal.WithLabelValues(kind, target).Set(float64(total))
-	r := 0.0
-	if running {
-		r = 1
-	}
-	m.jobRunning.WithLabelValues(kind, target).Set(r)
+	m.jobRunning.WithLabelValues(kind, target).Set(flag(running))
 }
 
 // Rebuild records a rebuild's progress (projections.Runner.Observe).
@@ -164,12 +160,6 @@ func (c *projectionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(lagEvents, err)
 		return
 	}
-	flag := func(b bool) float64 {
-		if b {
-			return 1
-		}
-		return 0
-	}
 	for _, st := range sts {
 		if st.LagEvents >= 0 {
 			ch <- prometheus.MustNewConstMetric(lagEvents, prometheus.GaugeValue, float64(st.LagEvents), st.Name)
@@ -189,6 +179,14 @@ var (
 	webhookEnabled    = prometheus.NewDesc("ledger_webhook_enabled", "1 while the subscription is enabled.", []string{"subscription"}, nil)
 	webhookFailing    = prometheus.NewDesc("ledger_webhook_failing", "1 from a failed attempt until the next delivered one.", []string{"subscription"}, nil)
 )
+
+// flag is a gauge's value of a condition: 1 when it holds.
+func flag(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // WebhookStatusFunc returns every subscription's status, for the webhook gauges.
 type WebhookStatusFunc func(ctx context.Context) ([]ledger.WebhookStatus, error)
@@ -228,12 +226,6 @@ func (c *webhookCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(webhookLagEvents, err)
 		return
-	}
-	flag := func(b bool) float64 {
-		if b {
-			return 1
-		}
-		return 0
 	}
 	for _, st := range sts {
 		if st.LagEvents >= 0 {

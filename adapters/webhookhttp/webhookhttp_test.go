@@ -18,6 +18,7 @@ import (
 
 	"github.com/contactledger/ledger/adapters/webhookhttp"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/internal/hooktest"
 	"github.com/contactledger/ledger/ledger"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
@@ -57,17 +58,6 @@ func TestAddressRanges(t *testing.T) {
 	}
 }
 
-// onlyLoopback is the tests' guard: any dial but to 127.0.0.1 fails the test.
-func onlyLoopback(t *testing.T) func(netip.AddrPort) error {
-	return func(ap netip.AddrPort) error {
-		if ap.Addr() != netip.MustParseAddr("127.0.0.1") {
-			t.Errorf("a dial to %s: tests connect to 127.0.0.1 only", ap)
-			return fmt.Errorf("the test guard refuses %s", ap)
-		}
-		return nil
-	}
-}
-
 // names is the tests' resolver: it knows the names it is given, and no
 // lookup leaves the process.
 type names struct {
@@ -92,7 +82,7 @@ func (n *names) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, er
 
 func newSender(t *testing.T, o webhookhttp.Options) *webhookhttp.Sender {
 	t.Helper()
-	o.Guard = onlyLoopback(t)
+	o.Guard = hooktest.Guard(t)
 	if o.Resolver == nil {
 		o.Resolver = &names{m: map[string]string{"localhost": "127.0.0.1"}}
 	}

@@ -11,6 +11,7 @@ import (
 
 	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/internal/hooktest"
 )
 
 // syncBuffer is a buffer the logger and the test can share.
@@ -46,17 +47,17 @@ func testLogHygiene(t *testing.T, store string) {
 	})
 	// A subscription with personal fields, whose receiver refuses every
 	// third delivery: deliveries, retries and failures are logged too.
-	rc := newHookReceiver(t)
+	rc := hooktest.NewReceiver(t)
 	var n atomic.Int64
-	rc.setFail(func(feed.Event) int {
+	rc.SetFail(func(feed.Event) int {
 		if n.Add(1)%3 == 0 {
 			return 500
 		}
 		return 0
 	})
-	hook := l.as("POST", "/v1/webhooks", map[string]any{"url": rc.url(), "include_personal": true})
+	hook := l.as("POST", "/v1/webhooks", map[string]any{"url": rc.URL(), "include_personal": true})
 	want(t, hook, 201, "")
-	rc.trust(hook.str("secret"))
+	rc.Trust(hook.str("secret"))
 	lifecycle(t, l, "default")
 	waitAllDelivered(t, rc, l.URL(), l.admin, 30*time.Second)
 

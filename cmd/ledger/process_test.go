@@ -5,11 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -21,6 +18,7 @@ import (
 	"time"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/internal/hooktest"
 )
 
 // TestMain lets the test binary serve as the ledger itself: a test that
@@ -30,8 +28,8 @@ import (
 func TestMain(m *testing.M) {
 	// No test may connect anywhere but 127.0.0.1: every webhook dial, in
 	// this process and in the servers it spawns, goes through this guard.
-	main.DialGuard = onlyLoopback
-	main.WebhookResolver = localhostOnly{}
+	main.DialGuard = hooktest.OnlyLoopback
+	main.WebhookResolver = hooktest.LocalhostOnly{}
 	if os.Getenv("LEDGER_TEST_SERVE") == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		cmd := main.NewRootCommand(os.Stdout, os.Stderr)
@@ -44,27 +42,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-// onlyLoopback refuses, and reports on stderr, a webhook dial to any
-// address but 127.0.0.1.
-func onlyLoopback(ap netip.AddrPort) error {
-	if ap.Addr() == netip.MustParseAddr("127.0.0.1") {
-		return nil
-	}
-	fmt.Fprintf(os.Stderr, "TEST GUARD: a webhook dial to %s was refused: tests connect to 127.0.0.1 only\n", ap)
-	return fmt.Errorf("the test guard refuses %s: tests connect to 127.0.0.1 only", ap)
-}
-
-// localhostOnly resolves localhost to 127.0.0.1 and no other name: tests
-// make no lookups on the network.
-type localhostOnly struct{}
-
-func (localhostOnly) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	if strings.EqualFold(host, "localhost") {
-		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
-	}
-	return nil, &net.DNSError{Err: "tests resolve localhost only", Name: host, IsNotFound: true}
 }
 
 // process is a ledger server running as a child process.

@@ -8,13 +8,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,125 +19,10 @@ import (
 	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/delivery"
 	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/internal/hooktest"
 	"github.com/contactledger/ledger/internal/pgtest"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
-
-// hookReceiver is a webhook receiver on 127.0.0.1, as a client system
-// would run one: it verifies each delivery's signature with the Standard
-// Webhooks library's own verifier, reads the CloudEvent with the
-// CloudEvents SDK, and answers what fail says (204 by default).
-type hookReceiver struct {
-	t   *testing.T
-	srv *httptest.Server
-
-	mu      sync.Mutex
-	secrets []string // whsec_ secrets, any of which must verify
-	got     []hookDelivery
-	fail    func(feed.Event) int
-	delay   time.Duration
-	// inflight counts the requests being answered now.
-	inflight atomic.Int64
-}
-
-type hookDelivery struct {
-	ce     event.Event
-	ev     feed.Event
-	body   string
-	header http.Header
-	status int
-}
-
-func newHookReceiver(t *testing.T) *hookReceiver {
-	rc := &hookReceiver{t: t}
-	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
-	t.Cleanup(rc.srv.Close)
-	return rc
-}
-
-func (rc *hookReceiver) url() string { return rc.srv.URL + "/hooks/ledger" }
-
-func (rc *hookReceiver) trust(secret string) {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if !strings.HasPrefix(secret, "whsec_") {
-		rc.t.Errorf("secret %q is not in the whsec_ form", secret)
-	}
-	rc.secrets = append(rc.secrets, secret)
-}
-
-func (rc *hookReceiver) setFail(f func(feed.Event) int) {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	rc.fail = f
-}
-
-func (rc *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
-	rc.inflight.Add(1)
-	defer rc.inflight.Add(-1)
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return
-	}
-	rc.mu.Lock()
-	secrets, fail, delay := slices.Clone(rc.secrets), rc.fail, rc.delay
-	rc.mu.Unlock()
-	verified := false
-	for _, s := range secrets {
-		wh, err := standardwebhooks.NewWebhook(s)
-		if err == nil && wh.Verify(body, r.Header) == nil {
-			verified = true
-		}
-	}
-	if !verified {
-		rc.t.Errorf("no secret verifies the delivery %s (%s)", r.Header.Get("webhook-id"), r.Header.Get("webhook-signature"))
-		w.WriteHeader(401)
-		return
-	}
-	var d hookDelivery
-	if err := json.Unmarshal(body, &d.ce); err != nil || d.ce.Validate() != nil {
-		rc.t.Errorf("not a valid CloudEvent (%v): %s", err, body)
-		w.WriteHeader(400)
-		return
-	}
-	if d.ce.Type() != feed.TypeTest {
-		if err := d.ce.DataAs(&d.ev); err != nil {
-			rc.t.Errorf("the event's data: %v", err)
-		}
-	} else {
-		d.ev.Type = feed.TypeTest
-	}
-	d.body, d.header, d.status = string(body), r.Header.Clone(), 204
-	if fail != nil {
-		if s := fail(d.ev); s != 0 {
-			d.status = s
-		}
-	}
-	if delay > 0 {
-		time.Sleep(delay)
-	}
-	rc.mu.Lock()
-	rc.got = append(rc.got, d)
-	rc.mu.Unlock()
-	w.WriteHeader(d.status)
-}
-
-// all returns every request, in arrival order; delivered those answered 2xx.
-func (rc *hookReceiver) all() []hookDelivery {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return slices.Clone(rc.got)
-}
-
-func (rc *hookReceiver) delivered() []hookDelivery {
-	var out []hookDelivery
-	for _, d := range rc.all() {
-		if d.status < 300 {
-			out = append(out, d)
-		}
-	}
-	return out
-}
 
 // feedEvent is an event of GET /v1/events.
 type feedEvent struct {
@@ -175,14 +57,14 @@ func feedAll(t *testing.T, base, token, query string) []feedEvent {
 
 // waitAllDelivered waits until every event of the feed has been delivered
 // (2xx) at least once, and returns the feed.
-func waitAllDelivered(t *testing.T, rc *hookReceiver, base, token string, timeout time.Duration) []feedEvent {
+func waitAllDelivered(t *testing.T, rc *hooktest.Receiver, base, token string, timeout time.Duration) []feedEvent {
 	t.Helper()
 	var events []feedEvent
 	waitFor(t, timeout, "every event of the feed to be delivered", func() bool {
 		events = feedAll(t, base, token, "")
 		got := map[string]bool{}
-		for _, d := range rc.delivered() {
-			got[d.ce.ID()] = true
+		for _, d := range rc.Delivered() {
+			got[d.CE.ID()] = true
 		}
 		for _, e := range events {
 			if !got[e.ID] {
@@ -192,27 +74,6 @@ func waitAllDelivered(t *testing.T, rc *hookReceiver, base, token string, timeou
 		return true
 	})
 	return events
-}
-
-// checkContactOrder checks that each contact's events first arrived in
-// version order: when version n arrived, every version before it had.
-func checkContactOrder(t *testing.T, got []hookDelivery) {
-	t.Helper()
-	high := map[string]uint64{}
-	for _, d := range got {
-		if d.ev.Type == feed.TypeTest {
-			continue
-		}
-		c, v := d.ev.ContactID, d.ev.Version
-		switch {
-		case v <= high[c]:
-			// A repeat (at-least-once): fine.
-		case v == high[c]+1:
-			high[c] = v
-		default:
-			t.Fatalf("contact %s: version %d arrived before version %d", c, v, high[c]+1)
-		}
-	}
 }
 
 // webhookLedger starts a ledger whose webhooks may reach 127.0.0.1, with
@@ -235,11 +96,11 @@ func TestWebhooks(t *testing.T) { eachStore(t, testWebhooks) }
 
 func testWebhooks(t *testing.T, store string) {
 	l := webhookLedger(t, store)
-	rc := newHookReceiver(t)
-	r := l.as("POST", "/v1/webhooks", map[string]any{"url": rc.url(), "description": "crm sync", "include_personal": true})
+	rc := hooktest.NewReceiver(t)
+	r := l.as("POST", "/v1/webhooks", map[string]any{"url": rc.URL(), "description": "crm sync", "include_personal": true})
 	want(t, r, 201, "")
 	hook, secret := r.str("id"), r.str("secret")
-	rc.trust(secret)
+	rc.Trust(secret)
 	if got := l.as("GET", "/v1/webhooks/"+hook, nil); strings.Contains(string(got.Raw), secret) || got.str("status", "position") == "" {
 		t.Fatalf("GET shows the secret or no status: %s", got.Raw)
 	}
@@ -279,17 +140,17 @@ func testWebhooks(t *testing.T, store string) {
 	waitFor(t, 30*time.Second, "the restore job", func() bool { return l.as("GET", "/v1/restore-jobs/"+job.str("id"), nil).str("state") == "succeeded" })
 
 	events := waitAllDelivered(t, rc, l.URL(), l.admin, 30*time.Second)
-	got := rc.delivered()
-	checkContactOrder(t, got)
-	byID := map[string]hookDelivery{}
+	got := rc.Delivered()
+	hooktest.CheckContactOrder(t, got)
+	byID := map[string]hooktest.Delivery{}
 	for _, d := range got {
-		byID[d.ce.ID()] = d
+		byID[d.CE.ID()] = d
 	}
 	origins := map[string]map[string]string{} // contact -> type -> origin
 	for _, e := range events {
 		dv := byID[e.ID]
-		if dv.ev.Type != e.Type || dv.ev.Position != e.Data.Position || dv.ce.Subject() != e.Data.ContactID {
-			t.Fatalf("delivered %+v, the feed says %+v", dv.ev, e.Data)
+		if dv.Event.Type != e.Type || dv.Event.Position != e.Data.Position || dv.CE.Subject() != e.Data.ContactID {
+			t.Fatalf("delivered %+v, the feed says %+v", dv.Event, e.Data)
 		}
 		if e.Type == feed.TypeCreated && e.Data.Version != 1 {
 			t.Fatalf("a contact.created at version %d: a restore must never arrive as a creation", e.Data.Version)
@@ -318,26 +179,26 @@ func testWebhooks(t *testing.T, store string) {
 		t.Fatal("the imported contact's creation does not name its import")
 	}
 	for _, dv := range got {
-		if dv.ev.ContactID == a && dv.ev.Type == feed.TypeCreated && (dv.ev.Personal == nil || dv.ev.Personal.Email != "ada.hook@example.com") {
-			t.Fatalf("a subscription with personal fields got none: %s", dv.body)
+		if dv.Event.ContactID == a && dv.Event.Type == feed.TypeCreated && (dv.Event.Personal == nil || dv.Event.Personal.Email != "ada.hook@example.com") {
+			t.Fatalf("a subscription with personal fields got none: %s", dv.Body)
 		}
 	}
 
 	// A receiver that fails for a while; a contact purged meanwhile.
-	rc.setFail(func(feed.Event) int { return 503 })
+	rc.SetFail(func(feed.Event) int { return 503 })
 	e := l.create(map[string]any{"name": "Erin Erased", "email": "erin.erased@example.com"})
 	f := l.create(map[string]any{"name": "Fay Waiting"})
 	waitFor(t, 10*time.Second, "failed attempts", func() bool {
 		n := 0
-		for _, d := range rc.all() {
-			if d.ev.ContactID == e && d.status == 503 {
+		for _, d := range rc.All() {
+			if d.Event.ContactID == e && d.Status == 503 {
 				n++
 			}
 		}
 		return n >= 2
 	})
-	first := rc.all()
-	if !slices.ContainsFunc(first, func(d hookDelivery) bool { return strings.Contains(d.body, "Erin Erased") }) {
+	first := rc.All()
+	if !slices.ContainsFunc(first, func(d hooktest.Delivery) bool { return strings.Contains(d.Body, "Erin Erased") }) {
 		t.Fatal("the attempts before the purge should carry the name")
 	}
 	sent := len(first)
@@ -352,12 +213,12 @@ func testWebhooks(t *testing.T, store string) {
 	want(t, l.as("POST", "/v1/contacts/"+e+"/trash", map[string]any{"reason": "asked to be forgotten"}), 200, "")
 	want(t, l.as("POST", "/v1/contacts/"+e+"/purge", nil), 200, "")
 	want(t, l.as("PATCH", "/v1/contacts/"+f, map[string]any{"job_title": "Patient"}), 200, "")
-	rc.setFail(nil)
+	rc.SetFail(nil)
 	waitAllDelivered(t, rc, l.URL(), l.admin, 30*time.Second)
-	checkContactOrder(t, rc.delivered())
-	for _, d := range rc.all()[sent:] {
-		if strings.Contains(d.body, "Erin Erased") || strings.Contains(d.body, "erin.erased@example.com") || strings.Contains(d.body, "asked to be forgotten") {
-			t.Fatalf("a delivery after the purge carries personal data: %s", d.body)
+	hooktest.CheckContactOrder(t, rc.Delivered())
+	for _, d := range rc.All()[sent:] {
+		if strings.Contains(d.Body, "Erin Erased") || strings.Contains(d.Body, "erin.erased@example.com") || strings.Contains(d.Body, "asked to be forgotten") {
+			t.Fatalf("a delivery after the purge carries personal data: %s", d.Body)
 		}
 	}
 	waitFor(t, 10*time.Second, "the subscription to be healthy", func() bool {
@@ -391,18 +252,18 @@ func testWebhooks(t *testing.T, store string) {
 	if newSecret == secret || len(rot.Body["secrets"].([]any)) != 2 {
 		t.Fatalf("rotation: %s", rot.Raw)
 	}
-	rc.trust(newSecret)
+	rc.Trust(newSecret)
 	g := l.create(map[string]any{"name": "Gil Rotated"})
 	waitAllDelivered(t, rc, l.URL(), l.admin, 30*time.Second)
-	for _, d := range rc.delivered() {
-		if d.ev.ContactID != g {
+	for _, d := range rc.Delivered() {
+		if d.Event.ContactID != g {
 			continue
 		}
-		body := []byte(d.body)
+		body := []byte(d.Body)
 		for _, s := range []string{secret, newSecret} {
 			wh, _ := standardwebhooks.NewWebhook(s)
-			if err := wh.Verify(body, d.header); err != nil {
-				t.Fatalf("during the overlap, a signature under each secret: %v (%s)", err, d.header.Get("webhook-signature"))
+			if err := wh.Verify(body, d.Header); err != nil {
+				t.Fatalf("during the overlap, a signature under each secret: %v (%s)", err, d.Header.Get("webhook-signature"))
 			}
 		}
 	}
@@ -421,15 +282,15 @@ func testWebhooks(t *testing.T, store string) {
 	if out, _, err = l.run(append([]string{"webhooks", "test-send", hook}, allow...)...); err != nil || !strings.Contains(out, "Delivered") {
 		t.Fatalf("webhooks test-send (%v): %s", err, out)
 	}
-	before := len(rc.delivered())
+	before := len(rc.Delivered())
 	last := events[len(events)-2].Data.Position
 	if out, _, err = l.run("webhooks", "replay", hook, "--after", last); err != nil || !strings.Contains(out, "Replaying") {
 		t.Fatalf("webhooks replay (%v): %s", err, out)
 	}
-	waitFor(t, 10*time.Second, "the replayed events", func() bool { return len(rc.delivered()) > before })
+	waitFor(t, 10*time.Second, "the replayed events", func() bool { return len(rc.Delivered()) > before })
 	metrics := send(t, l.URL(), "", "GET", "/metrics", nil)
 	if !strings.Contains(string(metrics.Raw), `ledger_webhook_deliveries_total{outcome="delivered",subscription="`+hook+`"}`) ||
-		!strings.Contains(string(metrics.Raw), `ledger_webhook_lag_events{subscription="`+hook+`"}`) || strings.Contains(string(metrics.Raw), rc.srv.URL) {
+		!strings.Contains(string(metrics.Raw), `ledger_webhook_lag_events{subscription="`+hook+`"}`) || strings.Contains(string(metrics.Raw), rc.Addr()) {
 		t.Fatalf("metrics: no webhook series, or a URL in them")
 	}
 	want(t, l.as("DELETE", "/v1/webhooks/"+hook, nil), 204, "")
@@ -444,10 +305,10 @@ func testWebhooks(t *testing.T, store string) {
 func TestWebhookAddressChecks(t *testing.T) { eachStore(t, testWebhookAddressChecks) }
 
 func testWebhookAddressChecks(t *testing.T, store string) {
-	rc := newHookReceiver(t)
-	port := rc.srv.Listener.Addr().String()[len("127.0.0.1:"):]
+	rc := hooktest.NewReceiver(t)
+	port := rc.Addr()[len("127.0.0.1:"):]
 	l := start(t, store)
-	for _, u := range []string{rc.url(), "http://localhost:" + port + "/hook", "http://[::1]:" + port + "/", "http://169.254.169.254/latest/meta-data",
+	for _, u := range []string{rc.URL(), "http://localhost:" + port + "/hook", "http://[::1]:" + port + "/", "http://169.254.169.254/latest/meta-data",
 		"http://10.0.0.7/hook", "http://[fd00:ec2::254]/"} {
 		r := l.as("POST", "/v1/webhooks", map[string]any{"url": u})
 		want(t, r, 422, "validation-failed")
@@ -455,7 +316,7 @@ func testWebhookAddressChecks(t *testing.T, store string) {
 			t.Fatalf("%s: %s", u, r.Raw)
 		}
 	}
-	if n := len(rc.all()); n != 0 {
+	if n := len(rc.All()); n != 0 {
 		t.Fatalf("checking URLs sent the receiver %d requests", n)
 	}
 	// Allowed when created; the allowlist gone at delivery.
@@ -464,7 +325,7 @@ func testWebhookAddressChecks(t *testing.T, store string) {
 	r := l.as("POST", "/v1/webhooks", map[string]any{"url": "http://localhost:" + port + "/hook"})
 	want(t, r, 201, "")
 	hook := r.str("id")
-	rc.trust(r.str("secret"))
+	rc.Trust(r.str("secret"))
 	l.Config.WebhookAllow = nil
 	l.restart()
 	l.create(map[string]any{"name": "Never Sent"})
@@ -479,7 +340,7 @@ func testWebhookAddressChecks(t *testing.T, store string) {
 	if test := l.as("POST", "/v1/webhooks/"+hook+"/test", nil); test.str("outcome") != "failed" {
 		t.Fatalf("test message: %s", test.Raw)
 	}
-	if n := len(rc.all()); n != 0 {
+	if n := len(rc.All()); n != 0 {
 		t.Fatalf("the receiver got %d requests through a refused address", n)
 	}
 }
@@ -642,13 +503,13 @@ func testWebhookCrash(t *testing.T, store string) {
 	if store == "postgres" {
 		env = append(env, "LEDGER_DATABASE_URL="+pgtest.URL(t))
 	}
-	rc := newHookReceiver(t)
-	rc.delay = 2 * time.Millisecond // slow enough to have deliveries in flight at each kill
+	rc := hooktest.NewReceiver(t)
+	rc.SetDelay(2 * time.Millisecond) // slow enough to have deliveries in flight at each kill
 	p := spawn(t, dir, env...)
 	admin := p.adminToken()
-	r := send(t, p.url, admin, "POST", "/v1/webhooks", map[string]any{"url": rc.url()})
+	r := send(t, p.url, admin, "POST", "/v1/webhooks", map[string]any{"url": rc.URL()})
 	want(t, r, 201, "")
-	rc.trust(r.str("secret"))
+	rc.Trust(r.str("secret"))
 	w := newWorkload(t, "Hook", admin, p.url)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -656,7 +517,7 @@ func testWebhookCrash(t *testing.T, store string) {
 	inFlight := 0
 	for range kills {
 		time.Sleep(minLoad + rand.N(maxLoad-minLoad))
-		waitFor(t, 10*time.Second, "a delivery in flight", func() bool { return rc.inflight.Load() > 0 })
+		waitFor(t, 10*time.Second, "a delivery in flight", func() bool { return rc.Inflight.Load() > 0 })
 		p.kill()
 		inFlight++
 		p = spawn(t, dir, env...)
@@ -666,8 +527,8 @@ func testWebhookCrash(t *testing.T, store string) {
 	stop()
 	<-done
 	events := waitAllDelivered(t, rc, p.url, admin, 90*time.Second)
-	got := rc.delivered()
-	checkContactOrder(t, got)
+	got := rc.Delivered()
+	hooktest.CheckContactOrder(t, got)
 	repeats := len(got) - len(events)
 	t.Logf("%s: %d kills with deliveries in flight, %d events, %d deliveries (%d repeats)", store, inFlight, len(events), len(got), repeats)
 	if len(events) < 50 {

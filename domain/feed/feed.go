@@ -359,14 +359,21 @@ func Source(workspace string) string { return "/workspaces/" + url.PathEscape(wo
 // (the same on every delivery and in the change feed, so receivers can
 // drop repeats), subject the contact's id.
 func CloudEvent(id string, e Event) (event.Event, error) {
+	return envelope(id, e.Workspace, e.Type, e.ContactID, e.OccurredAt, e)
+}
+
+// envelope builds and validates a CloudEvent of the ledger.
+func envelope(id, workspace, typ, subject string, at time.Time, data any) (event.Event, error) {
 	ce := event.New(event.CloudEventsVersionV1)
 	ce.SetID(id)
-	ce.SetSource(Source(e.Workspace))
-	ce.SetType(e.Type)
-	ce.SetSubject(e.ContactID)
-	ce.SetTime(e.OccurredAt)
+	ce.SetSource(Source(workspace))
+	ce.SetType(typ)
+	if subject != "" {
+		ce.SetSubject(subject)
+	}
+	ce.SetTime(at)
 	ce.SetDataSchema(DataSchema)
-	if err := ce.SetData(event.ApplicationJSON, e); err != nil {
+	if err := ce.SetData(event.ApplicationJSON, data); err != nil {
 		return event.Event{}, fmt.Errorf("feed: event data: %w", err)
 	}
 	if err := ce.Validate(); err != nil {
@@ -395,13 +402,8 @@ type Test struct {
 
 // MarshalTest encodes a test message for a subscription as a CloudEvent.
 func MarshalTest(id, workspace, subscription string, at time.Time) ([]byte, error) {
-	ce := event.New(event.CloudEventsVersionV1)
-	ce.SetID(id)
-	ce.SetSource(Source(workspace))
-	ce.SetType(TypeTest)
-	ce.SetTime(at)
-	ce.SetDataSchema(DataSchema)
-	if err := ce.SetData(event.ApplicationJSON, Test{SchemaVersion: SchemaVersion, Type: TypeTest, Workspace: workspace, SubscriptionID: subscription, SentAt: at}); err != nil {
+	ce, err := envelope(id, workspace, TypeTest, "", at, Test{SchemaVersion: SchemaVersion, Type: TypeTest, Workspace: workspace, SubscriptionID: subscription, SentAt: at})
+	if err != nil {
 		return nil, err
 	}
 	return json.Marshal(ce)
