@@ -403,6 +403,16 @@ func (r *Runner) deliver(ctx context.Context, w ledger.Webhook) error {
 	defer settled()
 	for ctx.Err() == nil {
 		wake := r.svc.LogChanged()
+		// A change of the subscription (settings, secrets, a replay) ends
+		// this deliverer at once; the runner starts a new one on it.
+		cur, err := r.o.Store.Webhook(ctx, w.Workspace, w.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Revision != w.Revision {
+			r.Kick()
+			return nil
+		}
 		if !s.secretsUntil.IsZero() && !r.now().Before(s.secretsUntil) {
 			if err := r.loadSecrets(ctx, s); err != nil {
 				return err

@@ -239,13 +239,15 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 	results := make(chan outcome, 2*jobChunk)
 	workCtx, stopWork := context.WithCancel(ctx)
 	var workers sync.WaitGroup
+	// The workers get who asked and why once: flush may reload j meanwhile.
+	by, reason := j.By, j.Reason
 	for range min(jobWorkers, max(len(pending), 1)) {
 		workers.Go(func() {
 			for ids := range chunks {
 				// In-flight restores finish even when dispatch stops (a
 				// cancel request, another's failure): only ctx, the
 				// server's life, interrupts them, and the job resumes.
-				for _, o := range s.restoreManyForJob(ctx, workspace, id, ids, j.By, j.Reason) {
+				for _, o := range s.restoreManyForJob(ctx, workspace, id, ids, by, reason) {
 					results <- o
 				}
 			}

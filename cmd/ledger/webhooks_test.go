@@ -81,7 +81,9 @@ func waitAllDelivered(t *testing.T, rc *hooktest.Receiver, base, token string, t
 func webhookLedger(t *testing.T, store string) *ledgerUnderTest {
 	return start(t, store, func(m *main.Main) {
 		m.Config.WebhookAllow = []string{"127.0.0.1/32"}
-		m.Webhook = delivery.Options{Schedule: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond,
+		// The second retry comes late, so that a test can change the
+		// contact between two attempts with none in flight.
+		m.Webhook = delivery.Options{Schedule: []time.Duration{50 * time.Millisecond, 2 * time.Second, 200 * time.Millisecond,
 			200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond}, Scan: 50 * time.Millisecond, Poll: 50 * time.Millisecond}
 	})
 }
@@ -197,11 +199,9 @@ func testWebhooks(t *testing.T, store string) {
 		}
 		return n >= 2
 	})
-	first := rc.All()
-	if !slices.ContainsFunc(first, func(d hooktest.Delivery) bool { return strings.Contains(d.Body, "Erin Erased") }) {
+	if !slices.ContainsFunc(rc.All(), func(d hooktest.Delivery) bool { return strings.Contains(d.Body, "Erin Erased") }) {
 		t.Fatal("the attempts before the purge should carry the name")
 	}
-	sent := len(first)
 	attempts := l.as("GET", "/v1/webhooks/"+hook+"/deliveries?limit=200", nil)
 	want(t, attempts, 200, "")
 	if !strings.Contains(string(attempts.Raw), `"outcome":"retrying"`) || !strings.Contains(string(attempts.Raw), `"status":503`) || !strings.Contains(string(attempts.Raw), `"error":"HTTP 503"`) {
@@ -212,6 +212,9 @@ func testWebhooks(t *testing.T, store string) {
 	}
 	want(t, l.as("POST", "/v1/contacts/"+e+"/trash", map[string]any{"reason": "asked to be forgotten"}), 200, "")
 	want(t, l.as("POST", "/v1/contacts/"+e+"/purge", nil), 200, "")
+	// Every attempt rendered before the purge's answer has arrived: the
+	// second failure was waited for, and the next retry comes 2 s after it.
+	sent := len(rc.All())
 	want(t, l.as("PATCH", "/v1/contacts/"+f, map[string]any{"job_title": "Patient"}), 200, "")
 	rc.SetFail(nil)
 	waitAllDelivered(t, rc, l.URL(), l.admin, 30*time.Second)
@@ -253,6 +256,8 @@ func testWebhooks(t *testing.T, store string) {
 		t.Fatalf("rotation: %s", rot.Raw)
 	}
 	rc.Trust(newSecret)
+	// The deliverer sees the rotation at its next batch.
+	time.Sleep(200 * time.Millisecond)
 	g := l.create(map[string]any{"name": "Gil Rotated"})
 	waitAllDelivered(t, rc, l.URL(), l.admin, 30*time.Second)
 	for _, d := range rc.Delivered() {
@@ -533,5 +538,38 @@ func testWebhookCrash(t *testing.T, store string) {
 	t.Logf("%s: %d kills with deliveries in flight, %d events, %d deliveries (%d repeats)", store, inFlight, len(events), len(got), repeats)
 	if len(events) < 50 {
 		t.Fatalf("only %d events: the test proves nothing", len(events))
+	}
+}
+
+// TestWebhookLag checks, on each store, the lag a subscription's status
+// shows: the events after its checkpoint it will receive, its types and
+// every erasure notice, and nothing else.
+func TestWebhookLag(t *testing.T) { eachStore(t, testWebhookLag) }
+
+func testWebhookLag(t *testing.T, store string) {
+	l := webhookLedger(t, store)
+	rc := hooktest.NewReceiver(t)
+	all := l.as("POST", "/v1/webhooks", map[string]any{"url": rc.URL(), "enabled": false})
+	want(t, all, 201, "")
+	archives := l.as("POST", "/v1/webhooks", map[string]any{"url": rc.URL(), "enabled": false, "types": []string{"contact.archived"}})
+	want(t, archives, 201, "")
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, l.create(map[string]any{"name": fmt.Sprintf("Lag %d", i)}))
+	}
+	want(t, l.as("POST", "/v1/contacts/"+ids[0]+"/trash", nil), 200, "")
+	want(t, l.as("POST", "/v1/contacts/"+ids[0]+"/purge", nil), 200, "")
+	for _, tc := range []struct {
+		id   string
+		want float64
+	}{{all.str("id"), 5}, {archives.str("id"), 1}} {
+		st := l.as("GET", "/v1/webhooks/"+tc.id, nil)
+		status, _ := st.Body["status"].(map[string]any)
+		if status["lag_events"] != tc.want || (tc.want > 0 && status["lag_seconds"].(float64) <= 0) {
+			t.Fatalf("%s: status %v, want %v events behind", tc.id, status, tc.want)
+		}
+	}
+	if len(rc.All()) != 0 {
+		t.Fatal("a disabled subscription was delivered to")
 	}
 }
