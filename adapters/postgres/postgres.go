@@ -89,11 +89,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	db := stdlib.OpenDBFromPool(s.pool)
 	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithSessionLocker(locker),
-		// Changes developed side by side take their migration numbers from
-		// ranges of their own (00020-00029, 00030-00039, ...) and may land in
-		// any order: a lower number that arrives after a higher one still runs.
-		goose.WithAllowOutofOrder(true))
+	// Migrations are numbered in ranges per piece of work and may land in
+	// any order: a database may have 20 and then get 12 or 30.
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithSessionLocker(locker), goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}

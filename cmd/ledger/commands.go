@@ -256,7 +256,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	retention.AddCommand(sweep)
 
 	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain), newBenchCommand(stdout, stderr),
-		webhooksCommand(stdout, stderr, withMain))
+		backupCommand(stdout, withMain), erasuresCommand(stdout, withMain), webhooksCommand(stdout, stderr, withMain))
 	return root
 }
 
