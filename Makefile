@@ -21,7 +21,7 @@ test:
 ## soak: the crash, concurrency, erasure and property tests, longer (LEDGER_SOAK=1), on both stores
 soak:
 	LEDGER_SOAK=1 RAPID_CHECKS=$${RAPID_CHECKS:-100} scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 60m -v \
-		-run 'TestCrashRecovery|TestConcurrentCommands|TestErasureUnderLoad|TestLifecycleProperties|TestServiceProperties' \
+		-run 'TestCrashRecovery|TestWebhookCrash|TestConcurrentCommands|TestErasureUnderLoad|TestLifecycleProperties|TestServiceProperties' \
 		./cmd/ledger/ ./domain/contact/
 
 ## lint: go vet and gofmt

@@ -85,6 +85,10 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 		}
 		s.log.Info("import waits for the identity index to catch up")
 	}
+	// Every event of the import names it as its operation.
+	if meta.Operation == "" {
+		meta.Operation = OperationImport + meta.CorrelationID
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	im := &importer{s: s, ws: workspace, meta: meta, source: source, local: map[string]contact.ID{}}

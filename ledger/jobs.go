@@ -287,11 +287,8 @@ func (s *Service) appendJob(ctx context.Context, stream, workspace string, meta 
 		}
 		r := contact.Record{
 			ID: ulid.Make(), Stream: stream, Version: after + uint64(i) + 1, Type: job.TypeOf(e),
-			Time: at, Workspace: workspace, Actor: actor, CorrelationID: meta.CorrelationID, CausationID: meta.CausationID,
+			Time: at, Workspace: workspace, Actor: actor, CorrelationID: meta.CorrelationID, CausationID: meta.causation(),
 			Schema: 1, Data: data, PrevHash: prevHash,
-		}
-		if r.CausationID == "" {
-			r.CausationID = r.CorrelationID
 		}
 		r.Hash = contact.ChainHash(prevHash, r)
 		prevHash = r.Hash

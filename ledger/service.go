@@ -42,6 +42,11 @@ type Options struct {
 	Logger       *slog.Logger
 	// Metrics, when set, is told of every command and append.
 	Metrics Observer
+	// Webhooks keeps webhook subscriptions and their deliveries; Sender
+	// checks their URLs and sends test messages. Without them the
+	// webhook operations answer that webhooks are not configured.
+	Webhooks WebhookStore
+	Sender   WebhookSender
 }
 
 // Observer is told what the service does, for metrics. Implementations
@@ -69,6 +74,9 @@ type Service struct {
 	metrics      Observer
 	jobKick      chan struct{}
 	jobStatuses  jobStatuses
+	watch        logWatch
+	webhooks     WebhookStore
+	sender       WebhookSender
 }
 
 // New returns a Service.
@@ -76,7 +84,7 @@ func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities,
 		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
-		jobKick: make(chan struct{}, 1),
+		jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
 	}
 	if s.clock == nil {
 		s.clock = time.Now

@@ -305,6 +305,9 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 				fmt.Fprintf(stdout, ", request %s", rc.Erasure.Request)
 			}
 			fmt.Fprintf(stdout, "; key %s destroyed; fields erased: %v.\n", rc.Erased.KeyID, rc.Erased.Fields)
+			if err := printPropagation(stdout, doc); err != nil {
+				return err
+			}
 			if trail == "" {
 				return nil
 			}

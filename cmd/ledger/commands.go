@@ -69,6 +69,8 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	serve.Flags().StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on (LEDGER_ADDR)")
 	serve.Flags().StringVar(&cfg.RetentionInterval, "retention-interval", cfg.RetentionInterval, "how often to purge contacts past their workspace's retention in trash; 0 turns the sweeper off (LEDGER_RETENTION_INTERVAL)")
 	serve.Flags().StringVar(&cfg.RestoreRate, "restore-rate", cfg.RestoreRate, "contacts a restore job restores per second at most; 0 for no bound (LEDGER_RESTORE_RATE)")
+	serve.Flags().StringVar(&cfg.WebhookAttemptRetention, "webhook-attempt-retention", cfg.WebhookAttemptRetention, "how long webhook delivery attempts are kept (LEDGER_WEBHOOK_ATTEMPT_RETENTION)")
+	pf.StringSliceVar(&cfg.WebhookAllow, "webhook-allow", cfg.WebhookAllow, "addresses that may receive webhooks although not public: CIDR prefixes or host names, for internal receivers (LEDGER_WEBHOOK_ALLOW, comma-separated)")
 
 	var workspace string
 	replay := replayCommand(stdout, stderr, withMain)
@@ -254,7 +256,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	retention.AddCommand(sweep)
 
 	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain), newBenchCommand(stdout, stderr),
-		backupCommand(stdout, withMain), erasuresCommand(stdout, withMain))
+		backupCommand(stdout, withMain), erasuresCommand(stdout, withMain), webhooksCommand(stdout, stderr, withMain))
 	return root
 }
 

@@ -19,6 +19,12 @@ import (
 // importActor is who command-line imports are recorded as.
 var importActor = contact.Actor{Principal: "cli:import", Role: contact.RoleOperator}
 
+// importMeta is the metadata of a command-line import's commands: its id
+// is their correlation id ("import-<id>") and their operation ("import:<id>").
+func importMeta(id string) ledger.Meta {
+	return ledger.Meta{Actor: importActor, CorrelationID: "import-" + id, Operation: ledger.OperationImport + id}
+}
+
 // newImportCommand returns `ledger import FILE`: the same import as
 // POST /v1/contacts/import, straight into the data directory, with a
 // progress bar on standard error.
@@ -89,7 +95,7 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 				return err
 			}
 			enc := json.NewEncoder(stdout)
-			totals, err := m.Svc.Import(ctx, workspace, ledger.Meta{Actor: importActor, CorrelationID: "import-" + contact.NewID().String()}, source, rows,
+			totals, err := m.Svc.Import(ctx, workspace, importMeta(contact.NewID().String()), source, rows,
 				func(r ledger.RowResult) error {
 					switch {
 					case asJSON:

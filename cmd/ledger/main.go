@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,6 +25,8 @@ import (
 	"github.com/contactledger/ledger/adapters/metrics"
 	"github.com/contactledger/ledger/adapters/postgres"
 	"github.com/contactledger/ledger/adapters/sqlite"
+	"github.com/contactledger/ledger/adapters/webhookhttp"
+	"github.com/contactledger/ledger/delivery"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
@@ -62,6 +65,11 @@ type Config struct {
 	RetentionInterval string
 	// RestoreRate bounds how many contacts a restore job restores per second (0: no bound).
 	RestoreRate string
+	// WebhookAllow names addresses that may receive webhooks although they
+	// are not public: CIDR prefixes or host names, for internal receivers.
+	WebhookAllow []string
+	// WebhookAttemptRetention is how long delivery attempts are kept (a Go duration).
+	WebhookAttemptRetention string
 }
 
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
@@ -78,6 +86,9 @@ func DefaultConfig() Config {
 
 		RetentionInterval: env("LEDGER_RETENTION_INTERVAL", "1h"),
 		RestoreRate:       env("LEDGER_RESTORE_RATE", "0"),
+
+		WebhookAllow:            strings.FieldsFunc(env("LEDGER_WEBHOOK_ALLOW", ""), func(r rune) bool { return r == ',' || r == ' ' }),
+		WebhookAttemptRetention: env("LEDGER_WEBHOOK_ATTEMPT_RETENTION", "168h"),
 	}
 }
 
@@ -101,6 +112,11 @@ type Main struct {
 	// JobScan overrides how often the restore-job runner looks for
 	// admitted jobs besides being woken (2 s), for tests of its races.
 	JobScan time.Duration
+	// Webhook overrides the delivery runner's retry schedule, failing time
+	// before disabling, batch and scan (tests); zero values keep the defaults.
+	Webhook delivery.Options
+	// StreamLifetime and StreamHeartbeat override the event stream's (tests).
+	StreamLifetime, StreamHeartbeat time.Duration
 
 	// AdminToken is set when Run bootstrapped an empty data directory.
 	AdminToken string
@@ -115,6 +131,9 @@ type Main struct {
 	API         *httpapi.Server
 	// Metrics are served at /metrics.
 	Metrics *metrics.Metrics
+	// Deliveries delivers webhooks (while serving).
+	Deliveries *delivery.Runner
+	sender     *webhookhttp.Sender
 
 	ln        net.Listener
 	srv       *http.Server
@@ -191,12 +210,26 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Metrics = metrics.New(m.Runner.Status)
 	vault.Observe = m.Metrics.VaultOp
 	m.Runner.Observe = m.Metrics.Rebuild
+	if m.sender, err = webhookhttp.New(webhookhttp.Options{Allow: m.Config.WebhookAllow, Guard: DialGuard, Resolver: WebhookResolver}); err != nil {
+		return err
+	}
 	m.Svc = ledger.New(ledger.Options{
 		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state,
-		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics,
+		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, Webhooks: m.state, Sender: m.sender,
 	})
+	m.Metrics.WatchWebhooks(m.Svc.WebhookStatuses)
 	return nil
 }
+
+// DialGuard, when set, is asked before every connection to a webhook
+// receiver, with the address about to be dialled; an error refuses it.
+// Tests set it to make sure nothing but 127.0.0.1 is ever dialled.
+var DialGuard func(netip.AddrPort) error
+
+// WebhookResolver, when set, resolves webhook hosts instead of the system's
+// resolver. Tests set one that knows only localhost, so that no name ever
+// leads to a lookup on the network.
+var WebhookResolver webhookhttp.Resolver
 
 // lease returns the store's lease for background tasks that one replica at
 // a time should run, or nil when the store serves one process.
@@ -218,6 +251,7 @@ func (m *Main) StartProjections(ctx context.Context) {
 // stateStore is every port the state store serves.
 type stateStore interface {
 	ledger.KeyStore
+	ledger.WebhookStore
 	ledger.IdempotencyStore
 	ledger.Identities
 	ledger.Directory
@@ -258,6 +292,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil || restoreRate < 0 {
 		return fmt.Errorf("restore rate %q: use contacts per second, or 0 for no bound", m.Config.RestoreRate)
 	}
+	attempts, err := time.ParseDuration(m.Config.WebhookAttemptRetention)
+	if err != nil || attempts <= 0 {
+		return fmt.Errorf("webhook attempt retention %q: use a duration such as 168h", m.Config.WebhookAttemptRetention)
+	}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
@@ -278,13 +316,24 @@ func (m *Main) Run(ctx context.Context) error {
 		_ = m.Svc.RunRestoreJobs(runCtx, ledger.JobOptions{Rate: restoreRate, Lease: lease, Scan: m.JobScan})
 	})
 	m.wg.Go(func() { m.expireIdempotency(runCtx) })
+	m.wg.Go(func() { _ = m.Svc.WatchLog(runCtx) })
+	wo := m.Webhook
+	wo.Service, wo.Store, wo.Sender, wo.Logger, wo.Observe, wo.Now = m.Svc, m.state, m.sender, m.log, m.Metrics, m.Now
+	if wo.AttemptRetention == 0 {
+		wo.AttemptRetention = attempts
+	}
+	if l, ok := m.state.(delivery.Leases); ok {
+		wo.Leases = l
+	}
+	m.Deliveries = delivery.New(wo)
+	m.wg.Go(func() { _ = m.Deliveries.Run(runCtx) })
 
 	spool := filepath.Join(m.Config.DataDir, "spool")
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return fmt.Errorf("spool directory: %w", err)
 	}
 	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready, Idempotency: m.state, SpoolDir: spool,
-		Projections: m.Runner, Metrics: m.Metrics})
+		Projections: m.Runner, Metrics: m.Metrics, StreamLifetime: m.StreamLifetime, StreamHeartbeat: m.StreamHeartbeat, Webhooks: m.Deliveries})
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
@@ -380,6 +429,9 @@ func (m *Main) close() error {
 	}
 	if m.keys != nil {
 		errs = append(errs, m.keys.Close())
+	}
+	if m.sender != nil {
+		m.sender.Close()
 	}
 	return errors.Join(errs...)
 }

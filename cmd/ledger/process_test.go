@@ -18,6 +18,7 @@ import (
 	"time"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/internal/hooktest"
 )
 
 // TestMain lets the test binary serve as the ledger itself: a test that
@@ -25,6 +26,10 @@ import (
 // re-executes the binary with LEDGER_TEST_SERVE=1, and it runs `ledger
 // serve` configured by the LEDGER_* environment.
 func TestMain(m *testing.M) {
+	// No test may connect anywhere but 127.0.0.1: every webhook dial, in
+	// this process and in the servers it spawns, goes through this guard.
+	main.DialGuard = hooktest.OnlyLoopback
+	main.WebhookResolver = hooktest.LocalhostOnly{}
 	if os.Getenv("LEDGER_TEST_SERVE") == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		cmd := main.NewRootCommand(os.Stdout, os.Stderr)
