@@ -201,7 +201,7 @@ func OpenURL(ctx context.Context, url string, previous ...string) (*Keyring, err
 	for _, u := range append(previous, url) {
 		kp, err := secrets.OpenKeeper(ctx, u)
 		if err != nil {
-			return nil, fmt.Errorf("keyring: open key service: %w", err)
+			return nil, fmt.Errorf("keyring: open key service: %w", withoutDriverHint(u, err))
 		}
 		k.keepers[URLKEKID(u)] = kp
 	}

@@ -106,6 +106,17 @@ func TestURLKeyring(t *testing.T) {
 	}
 }
 
+// TestCloudKeyServicesNeedTheBuildTag checks that a binary built without the
+// kms tag refuses a cloud key service's URL with the way to get one that has
+// it, instead of gocloud's bare "no driver registered".
+func TestCloudKeyServicesNeedTheBuildTag(t *testing.T) {
+	_, err := keyring.OpenURL(context.Background(), "awskms://alias/ledger?region=eu-west-1")
+	hinted := err != nil && strings.Contains(err.Error(), "-tags kms")
+	if keyring.CloudKeyServices() == hinted {
+		t.Fatalf("built with the cloud key services: %v; got error %v", keyring.CloudKeyServices(), err)
+	}
+}
+
 // TestLocalKeyringFollowsAnotherProcess checks that a running server's
 // keyring follows a rotation done by another process: new keys are wrapped
 // under the new KEK, keys re-wrapped under it can be unwrapped, and a
