@@ -101,6 +101,9 @@ type Main struct {
 	// JobScan overrides how often the restore-job runner looks for
 	// admitted jobs besides being woken (2 s), for tests of its races.
 	JobScan time.Duration
+	// Middleware, when set, wraps the API's handler: the end-to-end tests
+	// check every request and answer against the served description with it.
+	Middleware func(http.Handler) http.Handler
 
 	// AdminToken is set when Run bootstrapped an empty data directory.
 	AdminToken string
@@ -285,8 +288,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
 	}
 	m.ln = ln
+	var handler http.Handler = m.API
+	if m.Middleware != nil {
+		handler = m.Middleware(handler)
+	}
 	m.srv = &http.Server{
-		Handler:           m.API,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Imports stream large bodies and long answers: they extend these
 		// deadlines themselves as they go.

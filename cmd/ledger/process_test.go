@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -36,7 +38,27 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		code = contractCoverage()
+	}
+	os.Exit(code)
+}
+
+// contractCoverage fails a full run of the package in which some operation
+// of the description was never called: its answers were never checked
+// against the description, so a drift there would go unseen.
+func contractCoverage() int {
+	if f := flag.Lookup("test.run"); f == nil || f.Value.String() != "" || contract.checker == nil {
+		return 0
+	}
+	missing := contract.checker.Uncovered()
+	if len(missing) == 0 {
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "FAIL: no end-to-end test called these operations of the API description, so their answers were never checked against it: %s.\n"+
+		"Call each from a test on a server started with start(t, store) (cmd/ledger/helpers_test.go).\n", strings.Join(missing, ", "))
+	return 1
 }
 
 // process is a ledger server running as a child process.

@@ -428,7 +428,7 @@ func testRebuildOnNewVersion(t *testing.T, store string) {
 	}
 	l.exec(`UPDATE projections SET version = 0 WHERE name IN ('trash', 'active')`)
 	m := main.NewMain()
-	m.Config = l.Config
+	m.Config, m.Middleware = l.Config, checkContract(t)
 	m.Stdout, m.Stderr = io.Discard, io.Discard
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -490,5 +490,13 @@ func testProjectionStatusFailed(t *testing.T, store string) {
 	out, _, err := l.run("projections", "status")
 	if err != nil || !strings.Contains(out, "failed") {
 		t.Fatalf("projections status (%v):\n%s", err, out)
+	}
+	// A query of the view it holds back cannot read its own writes: 503,
+	// with when to try again.
+	l.Runner.WaitTimeout = 200 * time.Millisecond
+	r = l.as("GET", "/v1/contacts?view=active", nil)
+	want(t, r, 503, "projection-lagging")
+	if r.Header.Get("Retry-After") != "5" {
+		t.Fatalf("a lagging projection's 503 has Retry-After %q, want 5", r.Header.Get("Retry-After"))
 	}
 }
