@@ -121,6 +121,7 @@ type Main struct {
 
 	ln        net.Listener
 	srv       *http.Server
+	unlock    func() // releases the embedded data directory's serve lock
 	closeOnce sync.Once
 	closeErr  error
 	runCtx    context.Context
@@ -261,6 +262,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil || restoreRate < 0 {
 		return fmt.Errorf("restore rate %q: use contacts per second, or 0 for no bound", m.Config.RestoreRate)
 	}
+	if err := m.lockDataDir(); err != nil {
+		return err
+	}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
@@ -309,6 +313,29 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	})
 	m.log.Info("serving", "addr", ln.Addr().String(), "data_dir", m.Config.DataDir)
+	return nil
+}
+
+// lockDataDir refuses to serve an embedded data directory another server
+// serves: two processes would each run the projections, the retention
+// sweeper and the job runner over one SQLite file, unsafely. PostgreSQL
+// is made for several servers, so only the embedded store is locked.
+func (m *Main) lockDataDir() error {
+	if m.Config.DatabaseURL != "" {
+		return nil
+	}
+	if err := os.MkdirAll(m.Config.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	unlock, ok, err := sqlite.LockServing(m.Config.DataDir)
+	if err != nil {
+		return fmt.Errorf("lock the data directory: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("another ledger serve is serving the data directory %s (it holds %s): stop it first, or give this one its own --data-dir; "+
+			"the embedded store is served by one process at a time (run several on PostgreSQL)", m.Config.DataDir, filepath.Join(m.Config.DataDir, sqlite.ServeLock))
+	}
+	m.unlock = unlock
 	return nil
 }
 
@@ -382,6 +409,9 @@ func (m *Main) close() error {
 	}
 	if m.keys != nil {
 		errs = append(errs, m.keys.Close())
+	}
+	if m.unlock != nil {
+		m.unlock()
 	}
 	return errors.Join(errs...)
 }

@@ -183,3 +183,34 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// TestSecondServerRefused starts a second `ledger serve` on a data
+// directory a first one serves: it is refused with a message that says
+// why and what to do, whether it runs in another process (the flock) or
+// in this one, and the directory can be served again once the first
+// server is gone, even after a crash.
+func TestSecondServerRefused(t *testing.T) {
+	dir := t.TempDir()
+	first := spawn(t, dir)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	second.Env = append(os.Environ(), "LEDGER_TEST_SERVE=1", "LEDGER_ADDR=127.0.0.1:0", "LEDGER_DATA_DIR="+dir, "LEDGER_DATABASE_URL=")
+	out, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another ledger serve is serving the data directory") || !strings.Contains(string(out), "--data-dir") {
+		t.Fatalf("a second server on %s: got %v\n%s\nwant a refusal that says why", dir, err, out)
+	}
+
+	m := main.NewMain()
+	m.Config.DataDir, m.Config.Addr, m.Config.DatabaseURL, m.Config.KEKURL = dir, "127.0.0.1:0", "", ""
+	m.Stdout, m.Stderr = io.Discard, io.Discard
+	err = m.Run(context.Background())
+	m.Close()
+	if err == nil || !strings.Contains(err.Error(), "another ledger serve") {
+		t.Fatalf("a second server in this process: got %v, want a refusal", err)
+	}
+
+	first.kill() // a crash: the system releases the lock
+	spawn(t, dir)
+}
