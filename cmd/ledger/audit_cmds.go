@@ -318,7 +318,7 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 		},
 	}
 	verify.Flags().StringVar(&publicKey, "public-key", "", "file with the deployment's public key (JSON from the API, or PEM)")
-	verify.Flags().StringVar(&trail, "trail", "", "file with the contact's events from `ledger replay contact <id> --json`")
+	verify.Flags().StringVar(&trail, "trail", "", "file with the contact's events, from 'ledger replay contact <id> --json'")
 	publicKeyCmd := &cobra.Command{
 		Use:   "public-key",
 		Short: "Print the deployment's receipt-signing public key (JSON, with PEM), for publication",

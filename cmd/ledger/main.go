@@ -67,14 +67,16 @@ type Config struct {
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            env("LEDGER_ADDR", ":8080"),
-		DataDir:         env("LEDGER_DATA_DIR", "./data"),
-		LogLevel:        env("LEDGER_LOG_LEVEL", "info"),
-		LogFormat:       env("LEDGER_LOG_FORMAT", "auto"),
-		KEKURL:          env("LEDGER_KEK_URL", ""),
-		DatabaseURL:     env("LEDGER_DATABASE_URL", ""),
-		EventStoreURL:   env("LEDGER_EVENTSTORE_URL", ""),
-		PreviousKEKURLs: strings.FieldsFunc(env("LEDGER_PREVIOUS_KEK_URLS", ""), func(r rune) bool { return r == ',' || r == ' ' }),
+		Addr:          env("LEDGER_ADDR", ":8080"),
+		DataDir:       env("LEDGER_DATA_DIR", "./data"),
+		LogLevel:      env("LEDGER_LOG_LEVEL", "info"),
+		LogFormat:     env("LEDGER_LOG_FORMAT", "auto"),
+		KEKURL:        env("LEDGER_KEK_URL", ""),
+		DatabaseURL:   env("LEDGER_DATABASE_URL", ""),
+		EventStoreURL: env("LEDGER_EVENTSTORE_URL", ""),
+		// LEDGER_PREVIOUS_KEK_URL is named after its flag; the plural is
+		// what earlier versions read, and is still read.
+		PreviousKEKURLs: strings.FieldsFunc(env("LEDGER_PREVIOUS_KEK_URL", env("LEDGER_PREVIOUS_KEK_URLS", "")), func(r rune) bool { return r == ',' || r == ' ' }),
 
 		RetentionInterval: env("LEDGER_RETENTION_INTERVAL", "1h"),
 		RestoreRate:       env("LEDGER_RESTORE_RATE", "0"),
