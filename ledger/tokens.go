@@ -188,9 +188,10 @@ const orphanAge = time.Hour
 // RotateKeys re-wraps every live key under the active key-encryption key
 // (see Vault.Rotate) and destroys the keys of contacts that never came to
 // be: a create that died after storing its key but before appending its
-// first event leaves a key nothing will ever read.
-func (s *Service) RotateKeys(ctx context.Context, store KeyRewrapper) (rewrapped, removed int, err error) {
-	return s.vault.Rotate(ctx, store, s.orphanKeys)
+// first event leaves a key nothing will ever read. progress, when set, is
+// told how many keys were handled so far.
+func (s *Service) RotateKeys(ctx context.Context, store KeyRewrapper, progress func(done int)) (rewrapped, removed int, err error) {
+	return s.vault.Rotate(ctx, store, s.orphanKeys, progress)
 }
 
 // orphanKeys returns the owners among rows that are contacts' keys without

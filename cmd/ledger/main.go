@@ -438,7 +438,9 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 			return err
 		}
 	}
-	n, removed, err := m.Svc.RotateKeys(ctx, rw)
+	bar := newMeter(m.Stderr, "re-wrapping data keys", "keys", 0)
+	n, removed, err := m.Svc.RotateKeys(ctx, rw, func(done int) { bar.Set(int64(done)) })
+	bar.Finish()
 	if err != nil {
 		return err
 	}
@@ -455,7 +457,7 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 	// key is left under an old KEK.
 	for attempt := 0; ; attempt++ {
 		time.Sleep(RotationGrace)
-		more, _, err := m.Svc.RotateKeys(ctx, rw)
+		more, _, err := m.Svc.RotateKeys(ctx, rw, nil)
 		if err != nil {
 			return err
 		}

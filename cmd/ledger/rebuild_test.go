@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -332,7 +333,10 @@ func testRebuildUnderLoad(t *testing.T, store string) {
 func TestRebuildFailsCleanly(t *testing.T) { eachStore(t, testRebuildFailsCleanly) }
 
 func testRebuildFailsCleanly(t *testing.T, store string) {
-	l := start(t, store)
+	var logs syncBuffer
+	l := start(t, store, func(m *main.Main) {
+		m.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
 	randomMix(t, l, 11, 80)
 	live := l.viewRows()
 	tables := func() int {
@@ -364,6 +368,10 @@ func testRebuildFailsCleanly(t *testing.T, store string) {
 	r := l.do(operator, "GET", "/v1/projections/all/rebuilds/"+job.ID, nil)
 	if r.str("state") != "cancelled" || !strings.Contains(r.str("error"), "untouched") {
 		t.Fatalf("cancelled rebuild's record: %s", r.Raw)
+	}
+	// Someone asked for it: the log says so, and not as an error.
+	if log := logs.String(); strings.Contains(log, `"level":"ERROR"`) || !strings.Contains(log, `"msg":"rebuild cancelled"`) {
+		t.Fatalf("a cancelled rebuild's log, want an info line and no error:\n%s", log)
 	}
 
 	// Broken while catching up: its table disappears behind its back.
