@@ -37,10 +37,11 @@ soak:
 		-run 'TestCrashRecovery|TestConcurrentCommands|TestErasureUnderLoad|TestLifecycleProperties|TestServiceProperties' \
 		./cmd/ledger/ ./domain/contact/
 
-## lint: go vet (also of the release build's key services) and gofmt
+## lint: go vet and gofmt; the release build's key services are vetted and tested too
 lint:
 	$(GO) vet ./...
 	$(GO) vet -tags '$(RELEASE_TAGS)' ./adapters/keyring/
+	$(GO) test -count=1 -tags '$(RELEASE_TAGS)' ./adapters/keyring/
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 60s); crashers land in testdata/fuzz

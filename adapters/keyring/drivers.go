@@ -1,17 +1,16 @@
 package keyring
 
-// The key services a --kek-url can name. The local one (base64key://) is
-// always there; the cloud key services register their URL schemes with
-// gocloud.dev/secrets in drivers_kms.go, built only with the kms build tag
-// (release builds: `make build`, the Docker image), because their SDKs are
-// about a gigabyte of modules that `make run` and `make test` don't need.
 import (
-	"fmt"
-	"slices"
+	"context"
 	"strings"
-
-	_ "gocloud.dev/secrets/localsecrets" // base64key://
 )
+
+// The key services a --kek-url can name. base64key:// (a local key in the
+// URL) is always there (local.go); the cloud key services come through
+// gocloud.dev/secrets in drivers_kms.go, built only with the kms build tag
+// (release builds: `make build`, the Docker image): their SDKs, and
+// gocloud.dev itself, are about a gigabyte of modules that `make run` and
+// `make test` don't need.
 
 // cloudSchemes are the URL schemes of the key services in drivers_kms.go.
 var cloudSchemes = []string{"awskms", "azurekeyvault", "gcpkms", "hashivault"}
@@ -20,12 +19,19 @@ var cloudSchemes = []string{"awskms", "azurekeyvault", "gcpkms", "hashivault"}
 // key services (the kms build tag).
 func CloudKeyServices() bool { return cloudDrivers }
 
-// withoutDriverHint explains a key service URL that names a cloud service
-// this binary was built without.
-func withoutDriverHint(url string, err error) error {
-	scheme, _, ok := strings.Cut(url, "://")
-	if cloudDrivers || !ok || !slices.Contains(cloudSchemes, strings.ToLower(scheme)) {
-		return err
+// openURL opens the keeper a key service URL names.
+func openURL(ctx context.Context, u string) (keeper, error) {
+	if kp, ok, err := openLocalURL(u); ok {
+		return kp, err
 	}
-	return fmt.Errorf("%w (this binary was built without the cloud key services: build it with `make build`, which adds -tags kms, or use the Docker image)", err)
+	return openServiceURL(ctx, u)
+}
+
+// cutScheme returns what follows scheme:// in u, if u has that scheme.
+func cutScheme(u, scheme string) (string, bool) {
+	s, rest, ok := strings.Cut(u, "://")
+	if !ok || !strings.EqualFold(s, scheme) {
+		return "", false
+	}
+	return rest, true
 }
