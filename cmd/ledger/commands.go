@@ -70,7 +70,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 			return m.Close()
 		},
 	}
-	serve.Flags().StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on (LEDGER_ADDR)")
+	serve.Flags().StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on; :8080 for every interface (LEDGER_ADDR)")
 	serve.Flags().StringVar(&cfg.RetentionInterval, "retention-interval", cfg.RetentionInterval, "how often to purge contacts past their workspace's retention in trash; 0 turns the sweeper off (LEDGER_RETENTION_INTERVAL)")
 	serve.Flags().StringVar(&cfg.RestoreRate, "restore-rate", cfg.RestoreRate, "contacts a restore job restores per second at most; 0 for no bound (LEDGER_RESTORE_RATE)")
 

@@ -67,7 +67,10 @@ type Config struct {
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
 func DefaultConfig() Config {
 	return Config{
-		Addr:          env("LEDGER_ADDR", ":8080"),
+		// This machine only by default: a first run on a laptop should not
+		// serve its admin token's workspace to the network. The Docker
+		// image listens on every interface (LEDGER_ADDR=:8080).
+		Addr:          env("LEDGER_ADDR", "127.0.0.1:8080"),
 		DataDir:       env("LEDGER_DATA_DIR", "./data"),
 		LogLevel:      env("LEDGER_LOG_LEVEL", "info"),
 		LogFormat:     env("LEDGER_LOG_FORMAT", "auto"),
