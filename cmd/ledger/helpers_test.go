@@ -94,11 +94,7 @@ var contract struct {
 // each violation: the operation, the status and what did not match.
 func checkContract(t *testing.T) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
-		contract.once.Do(func() {
-			rec := httptest.NewRecorder()
-			next.ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
-			contract.checker, contract.err = apicontract.New(rec.Body.Bytes())
-		})
+		contract.once.Do(func() { contract.checker, contract.err = servedChecker(next) })
 		if contract.err != nil {
 			t.Fatalf("the served description: %v", contract.err)
 		}
@@ -106,6 +102,13 @@ func checkContract(t *testing.T) func(http.Handler) http.Handler {
 			t.Errorf("the answer breaks the API description: %s", violation)
 		})
 	}
+}
+
+// servedChecker makes the checker of the description the API serves.
+func servedChecker(api http.Handler) (*apicontract.Checker, error) {
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
+	return apicontract.New(rec.Body.Bytes())
 }
 
 // restart stops the server and starts it again on the same stores, as a

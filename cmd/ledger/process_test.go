@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,15 +29,7 @@ import (
 // serve` configured by the LEDGER_* environment.
 func TestMain(m *testing.M) {
 	if os.Getenv("LEDGER_TEST_SERVE") == "1" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		cmd := main.NewRootCommand(os.Stdout, os.Stderr)
-		cmd.SetArgs([]string{"serve"})
-		err := cmd.ExecuteContext(ctx)
-		stop()
-		if err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
+		os.Exit(serveChild())
 	}
 	code := m.Run()
 	if code == 0 {
@@ -44,6 +37,40 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// serveChild is the child process's `ledger serve`: the real wiring,
+// configured by the LEDGER_* environment as serve is without flags, with
+// its traffic checked against the description it serves. A violation is a
+// log line with contractViolation, which fails the test that spawned it.
+func serveChild() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := main.NewMain()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	m.Middleware = func(next http.Handler) http.Handler {
+		contract.once.Do(func() { contract.checker, contract.err = servedChecker(next) })
+		if contract.err != nil {
+			log.Error(contractViolation, "violation", "the served description: "+contract.err.Error())
+			return next
+		}
+		return contract.checker.Handler(next, func(v string) { log.Error(contractViolation, "violation", v) })
+	}
+	if err := m.Run(ctx); err != nil {
+		m.Close()
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 1
+	}
+	<-ctx.Done()
+	if err := m.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 1
+	}
+	return 0
+}
+
+// contractViolation is the message of a child server's log line that
+// reports an exchange the description does not allow.
+const contractViolation = "the answer breaks the API description"
 
 // contractCoverage fails a full run of the package in which some operation
 // of the description was never called: its answers were never checked
@@ -111,6 +138,12 @@ func spawn(t *testing.T, dataDir string, env ...string) *process {
 	go func() { p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.kill()
+		for _, line := range strings.Split(p.log(), "\n") {
+			var l struct{ Msg, Violation string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == contractViolation {
+				t.Errorf("%s: %s", contractViolation, l.Violation)
+			}
+		}
 		if t.Failed() {
 			lines := strings.Split(strings.TrimSpace(p.log()), "\n")
 			t.Logf("the last lines of the log of the server on %s:\n%s", p.url, strings.Join(lines[max(0, len(lines)-30):], "\n"))
