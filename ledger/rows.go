@@ -8,10 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/contactledger/ledger/domain/contact"
 )
@@ -116,9 +116,14 @@ func NewCSVRows(r io.Reader) (RowReader, error) {
 	}
 	cols := make([]string, len(header))
 	for i, h := range header {
+		if !utf8.ValidString(h) {
+			return nil, &FileError{Message: "the header row is not valid UTF-8"}
+		}
 		c := strings.ToLower(strings.TrimSpace(h))
 		if !slices.Contains(ImportColumns, c) {
-			return nil, &FileError{Message: fmt.Sprintf("unknown column %s; the columns are %s", shownName(h), strings.Join(ImportColumns, ", "))}
+			// The header's text is the client's (it could be an email
+			// address): name the column by its place, never by its text.
+			return nil, &FileError{Message: fmt.Sprintf("column %d of the header is not one of %s", i+1, strings.Join(ImportColumns, ", "))}
 		}
 		if slices.Contains(cols, c) {
 			return nil, &FileError{Message: fmt.Sprintf("column %q appears twice", c)}
@@ -145,6 +150,11 @@ func (c *csvRows) Next() (ImportRow, error) {
 		return ImportRow{}, err
 	}
 	var row ImportRow
+	for _, v := range rec {
+		if !utf8.ValidString(v) {
+			return ImportRow{}, &FileError{Row: c.row, Message: "not valid UTF-8"}
+		}
+	}
 	if len(rec) != len(c.cols) {
 		// RFC 4180: every record has the header's number of fields; a
 		// validating proxy refuses the file otherwise, and so does the ledger.
@@ -207,6 +217,10 @@ func (j *jsonRows) Next() (ImportRow, error) {
 	if err := j.dec.Decode(&raw); err != nil {
 		return ImportRow{}, &FileError{Row: j.row, Message: "not valid JSON"}
 	}
+	if !utf8.Valid(raw) {
+		// encoding/json would silently replace it with U+FFFD.
+		return ImportRow{}, &FileError{Row: j.row, Message: "not valid UTF-8"}
+	}
 	// A row's shape is the file's: an element that is not an object, an
 	// unknown field or a value of the wrong type makes the file malformed,
 	// as an unknown column does in CSV (the description's ImportRow).
@@ -221,25 +235,13 @@ func (j *jsonRows) Next() (ImportRow, error) {
 		case errors.As(err, &typ) && typ.Field != "":
 			return ImportRow{}, &FileError{Row: j.row, Message: typ.Field + " must be a JSON " + jsonKind(typ.Type.Kind().String())}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return ImportRow{}, &FileError{Row: j.row, Message: fmt.Sprintf("unknown field %s; the fields are %s", shownName(name), strings.Join(ImportColumns, ", "))}
+			// Not named: a JSON key is whatever the client wrote.
+			return ImportRow{}, &FileError{Row: j.row, Message: "has a field that is not one of " + strings.Join(ImportColumns, ", ")}
 		default:
 			return ImportRow{}, &FileError{Row: j.row, Message: "is not a JSON object"}
 		}
 	}
 	return row, nil
-}
-
-var namePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_. -]{0,63}$`)
-
-// shownName quotes a column or field name for a problem only when it
-// looks like one: a file can hold anything there, personal data included,
-// and problems never echo it.
-func shownName(name string) string {
-	if !namePattern.MatchString(name) {
-		return "(a name that is not shown)"
-	}
-	return strconv.Quote(name)
 }
 
 func jsonKind(k string) string {

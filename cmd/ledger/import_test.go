@@ -224,7 +224,8 @@ func testImportCommand(t *testing.T, store string) {
 	}
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	os.WriteFile(bad, []byte("email,shoe_size\nx@example.com,9\n"), 0o600)
-	if _, _, err := l.run("import", bad, "--source", "legacy"); err == nil || !strings.Contains(err.Error(), "shoe_size") {
+	// The header's text is never echoed (it could be an email address): the column is named by its place.
+	if _, _, err := l.run("import", bad, "--source", "legacy"); err == nil || strings.Contains(err.Error(), "shoe_size") || !strings.Contains(err.Error(), "column 2") {
 		t.Fatalf("a malformed file: %v", err)
 	}
 	// The source is required, as over HTTP.
