@@ -640,7 +640,9 @@ func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position
 		return Page{}, err
 	}
 	if head.Less(minPos) {
-		head = minPos
+		// Every position a command returned is at or before the head: this
+		// one is from elsewhere, and waiting for it would only time out.
+		return Page{}, contact.Invalid(contact.FieldError{Field: "min_position", Message: "is beyond the log's head: use a position a command of this service returned"})
 	}
 	if err := s.progress.WaitFor(ctx, q.View, head); err != nil {
 		return Page{}, err

@@ -189,8 +189,9 @@ func (v *Vault) BlindIndex(ctx context.Context, workspace string) (shred.BlindIn
 // Rotate re-wraps every key that is not wrapped under the active
 // key-encryption key, so that older KEKs can be retired. Keys destroyed
 // meanwhile stay destroyed; keys that orphans names are destroyed instead
-// of re-wrapped. It returns how many keys it re-wrapped and destroyed.
-func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper, orphans func(context.Context, []KeyRow) (map[string]bool, error)) (int, int, error) {
+// of re-wrapped. It returns how many keys it re-wrapped and destroyed;
+// progress, when set, is told the keys handled so far after each page.
+func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper, orphans func(context.Context, []KeyRow) (map[string]bool, error), progress func(done int)) (int, int, error) {
 	active := v.wrap.Active()
 	n, removed := 0, 0
 	for {
@@ -239,6 +240,9 @@ func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper, orphans func(con
 			if ok {
 				n++
 			}
+		}
+		if progress != nil {
+			progress(n + removed)
 		}
 	}
 }

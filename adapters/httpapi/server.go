@@ -141,7 +141,9 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodGet, "/v1/contacts", "contacts.list", s.listContacts)
 	s.handle(http.MethodGet, "/v1/contacts/:id", "contacts.get", s.getContact)
 	s.handle(http.MethodPatch, "/v1/contacts/:id", "contacts.update", s.updateContact)
-	s.handle(http.MethodDelete, "/v1/contacts/:id", "contacts.trash", s.transition(ledger.Trash))
+	// DELETE is trash under an operation of its own: generated clients name
+	// their functions by operation id, so no two operations share one.
+	s.handle(http.MethodDelete, "/v1/contacts/:id", "contacts.delete", s.transition(ledger.Trash))
 	for _, t := range ledger.Transitions {
 		s.handle(http.MethodPost, "/v1/contacts/:id/"+string(t), "contacts."+string(t), s.transition(t))
 	}
@@ -225,6 +227,7 @@ var Permissions = map[string][]contact.Role{
 	"contacts.archive":         {contact.RoleMember, contact.RoleAdmin},
 	"contacts.unarchive":       {contact.RoleMember, contact.RoleAdmin},
 	"contacts.trash":           {contact.RoleMember, contact.RoleAdmin},
+	"contacts.delete":          {contact.RoleMember, contact.RoleAdmin},
 	"contacts.restore":         {contact.RoleMember, contact.RoleAdmin},
 	"contacts.purge":           {contact.RoleAdmin},
 	"contacts.anonymize":       {contact.RoleAdmin},
@@ -461,7 +464,7 @@ func decode(c echo.Context, dst any, allowEmpty bool) error {
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unsupported-media-type", Message: "send the body as application/json"}
+			return unsupportedMedia("send the body as application/json")
 		}
 	}
 	return DecodeJSON(body, dst)

@@ -75,14 +75,19 @@ type Config struct {
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            env("LEDGER_ADDR", ":8080"),
-		DataDir:         env("LEDGER_DATA_DIR", "./data"),
-		LogLevel:        env("LEDGER_LOG_LEVEL", "info"),
-		LogFormat:       env("LEDGER_LOG_FORMAT", "auto"),
-		KEKURL:          env("LEDGER_KEK_URL", ""),
-		DatabaseURL:     env("LEDGER_DATABASE_URL", ""),
-		EventStoreURL:   env("LEDGER_EVENTSTORE_URL", ""),
-		PreviousKEKURLs: strings.FieldsFunc(env("LEDGER_PREVIOUS_KEK_URLS", ""), func(r rune) bool { return r == ',' || r == ' ' }),
+		// This machine only by default: a first run on a laptop should not
+		// serve its admin token's workspace to the network. The Docker
+		// image listens on every interface (LEDGER_ADDR=:8080).
+		Addr:          env("LEDGER_ADDR", "127.0.0.1:8080"),
+		DataDir:       env("LEDGER_DATA_DIR", "./data"),
+		LogLevel:      env("LEDGER_LOG_LEVEL", "info"),
+		LogFormat:     env("LEDGER_LOG_FORMAT", "auto"),
+		KEKURL:        env("LEDGER_KEK_URL", ""),
+		DatabaseURL:   env("LEDGER_DATABASE_URL", ""),
+		EventStoreURL: env("LEDGER_EVENTSTORE_URL", ""),
+		// LEDGER_PREVIOUS_KEK_URL is named after its flag; the plural is
+		// what earlier versions read, and is still read.
+		PreviousKEKURLs: strings.FieldsFunc(env("LEDGER_PREVIOUS_KEK_URL", env("LEDGER_PREVIOUS_KEK_URLS", "")), func(r rune) bool { return r == ',' || r == ' ' }),
 
 		RetentionInterval: env("LEDGER_RETENTION_INTERVAL", "1h"),
 		RestoreRate:       env("LEDGER_RESTORE_RATE", "0"),
@@ -117,6 +122,9 @@ type Main struct {
 	Webhook delivery.Options
 	// StreamLifetime and StreamHeartbeat override the event stream's (tests).
 	StreamLifetime, StreamHeartbeat time.Duration
+	// Middleware, when set, wraps the API's handler: the end-to-end tests
+	// check every request and answer against the served description with it.
+	Middleware func(http.Handler) http.Handler
 
 	// AdminToken is set when Run bootstrapped an empty data directory.
 	AdminToken string
@@ -137,6 +145,7 @@ type Main struct {
 
 	ln        net.Listener
 	srv       *http.Server
+	unlock    func() // releases the embedded data directory's serve lock
 	closeOnce sync.Once
 	closeErr  error
 	runCtx    context.Context
@@ -296,6 +305,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil || attempts <= 0 {
 		return fmt.Errorf("webhook attempt retention %q: use a duration such as 168h", m.Config.WebhookAttemptRetention)
 	}
+	if err := m.lockDataDir(); err != nil {
+		return err
+	}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
@@ -339,8 +351,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
 	}
 	m.ln = ln
+	var handler http.Handler = m.API
+	if m.Middleware != nil {
+		handler = m.Middleware(handler)
+	}
 	m.srv = &http.Server{
-		Handler:           m.API,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Imports stream large bodies and long answers: they extend these
 		// deadlines themselves as they go.
@@ -356,6 +372,29 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	})
 	m.log.Info("serving", "addr", ln.Addr().String(), "data_dir", m.Config.DataDir)
+	return nil
+}
+
+// lockDataDir refuses to serve an embedded data directory another server
+// serves: two processes would each run the projections, the retention
+// sweeper and the job runner over one SQLite file, unsafely. PostgreSQL
+// is made for several servers, so only the embedded store is locked.
+func (m *Main) lockDataDir() error {
+	if m.Config.DatabaseURL != "" {
+		return nil
+	}
+	if err := os.MkdirAll(m.Config.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	unlock, ok, err := sqlite.LockServing(m.Config.DataDir)
+	if err != nil {
+		return fmt.Errorf("lock the data directory: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("another ledger serve is serving the data directory %s (it holds %s): stop it first, or give this one its own --data-dir; "+
+			"the embedded store is served by one process at a time (run several on PostgreSQL)", m.Config.DataDir, filepath.Join(m.Config.DataDir, sqlite.ServeLock))
+	}
+	m.unlock = unlock
 	return nil
 }
 
@@ -433,6 +472,9 @@ func (m *Main) close() error {
 	if m.sender != nil {
 		m.sender.Close()
 	}
+	if m.unlock != nil {
+		m.unlock()
+	}
 	return errors.Join(errs...)
 }
 
@@ -456,7 +498,9 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 			return err
 		}
 	}
-	n, removed, err := m.Svc.RotateKeys(ctx, rw)
+	bar := newMeter(m.Stderr, "re-wrapping data keys", "keys", 0)
+	n, removed, err := m.Svc.RotateKeys(ctx, rw, func(done int) { bar.Set(int64(done)) })
+	bar.Finish()
 	if err != nil {
 		return err
 	}
@@ -473,7 +517,7 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 	// key is left under an old KEK.
 	for attempt := 0; ; attempt++ {
 		time.Sleep(RotationGrace)
-		more, _, err := m.Svc.RotateKeys(ctx, rw)
+		more, _, err := m.Svc.RotateKeys(ctx, rw, nil)
 		if err != nil {
 			return err
 		}
