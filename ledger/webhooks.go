@@ -74,7 +74,7 @@ func (s *Service) applyInput(ctx context.Context, w *Webhook, in WebhookInput, b
 	}
 	if in.Description != nil {
 		d := *in.Description
-		if len(d) > 200 || !utf8.ValidString(d) || strings.ContainsFunc(d, unicode.IsControl) {
+		if utf8.RuneCountInString(d) > 200 || !utf8.ValidString(d) || strings.ContainsFunc(d, unicode.IsControl) {
 			errs = append(errs, contact.FieldError{Field: "description", Message: "is at most 200 characters, without control characters"})
 		}
 		w.Description = d

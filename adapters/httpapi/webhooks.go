@@ -302,9 +302,11 @@ func (s *Server) webhookDeliveries(c echo.Context) error {
 	return ok(c, http.StatusOK, out)
 }
 
+// replayRequest takes its time as a string, so that a bad one is a 422
+// naming since, as a restore job's times are.
 type replayRequest struct {
-	After *string    `json:"after"`
-	Since *time.Time `json:"since"`
+	After *string `json:"after"`
+	Since *string `json:"since"`
 }
 
 // replayWebhook delivers again every event after a position, or from a time on.
@@ -327,7 +329,10 @@ func (s *Server) replayWebhook(c echo.Context) error {
 			return contact.Invalid(contact.FieldError{Field: "after", Message: "is not a position returned by this service"})
 		}
 	} else {
-		since = r.Since.UTC()
+		var ferr *contact.FieldError
+		if since, ferr = parseTime("since", *r.Since); ferr != nil || since.IsZero() {
+			return contact.Invalid(contact.FieldError{Field: "since", Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"})
+		}
 	}
 	if err := s.svc.ReplayWebhook(c.Request().Context(), principal(c).Workspace, id, after, since); err != nil {
 		return err

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
@@ -272,7 +273,7 @@ func badURL(why string) error {
 // CheckURL refuses a URL that is not http(s), or whose host is, or
 // resolves to, an address that is not public and not allowed.
 func (s *Sender) CheckURL(ctx context.Context, raw string) error {
-	if len(raw) > MaxURL {
+	if utf8.RuneCountInString(raw) > MaxURL {
 		return badURL("is longer than " + strconv.Itoa(MaxURL) + " characters")
 	}
 	u, err := url.Parse(raw)

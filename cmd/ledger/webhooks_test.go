@@ -573,3 +573,69 @@ func testWebhookLag(t *testing.T, store string) {
 		t.Fatal("a disabled subscription was delivered to")
 	}
 }
+
+// TestWebhookRequests checks the edges of the change feed's and the
+// webhooks' requests, each answer checked against the description as all
+// traffic is: a description of 200 characters is taken whatever their
+// bytes; a replay's since that is not a time is a 422 naming it, as are
+// both or neither of after and since; a test message takes no body or {},
+// and refuses any field; a body that is not JSON is a 415; the feed
+// refuses unknown parameters (400), bad values (422), and personal values
+// to a member (403), on the page and on the stream alike.
+func TestWebhookRequests(t *testing.T) {
+	l := webhookLedger(t, "sqlite")
+	rc := hooktest.NewReceiver(t)
+	long := strings.Repeat("é", 200) // 400 bytes
+	r := l.as("POST", "/v1/webhooks", map[string]any{"url": rc.URL(), "description": long, "types": []string{feed.TypeCreated}})
+	want(t, r, 201, "")
+	hook := r.str("id")
+	rc.Trust(r.str("secret"))
+	if r.str("description") != long || r.Header.Get("Location") != "/v1/webhooks/"+hook {
+		t.Fatalf("create: %s", r.Raw)
+	}
+	for _, tc := range []struct {
+		name, method, path string
+		body               any
+		headers            []string
+		status             int
+		code, field        string
+	}{
+		{"a description over 200 characters", "PATCH", "/v1/webhooks/" + hook, map[string]any{"description": long + "e"}, nil, 422, "validation-failed", "description"},
+		{"an empty url", "PATCH", "/v1/webhooks/" + hook, map[string]any{"url": ""}, nil, 422, "validation-failed", "url"},
+		{"an unknown type", "PATCH", "/v1/webhooks/" + hook, map[string]any{"types": []string{"contact.exploded"}}, nil, 422, "validation-failed", "types"},
+		{"a malformed webhook id", "GET", "/v1/webhooks/wh_nope", nil, nil, 400, "invalid-id", ""},
+		{"an unknown webhook", "GET", "/v1/webhooks/wh_01JAAAAAAAAAAAAAAAAAAAAAAA", nil, nil, 404, "not-found", ""},
+		{"a since that is not a time", "POST", "/v1/webhooks/" + hook + "/replay", map[string]any{"since": "yesterday"}, nil, 422, "validation-failed", "since"},
+		{"both after and since", "POST", "/v1/webhooks/" + hook + "/replay", map[string]any{"since": "2026-01-01T00:00:00Z", "after": "0"}, nil, 422, "validation-failed", "after"},
+		{"neither after nor since", "POST", "/v1/webhooks/" + hook + "/replay", map[string]any{}, nil, 422, "validation-failed", "after"},
+		{"an overlap over 7 days", "POST", "/v1/webhooks/" + hook + "/rotate-secret", map[string]any{"overlap_seconds": 604801}, nil, 422, "validation-failed", "overlap_seconds"},
+		{"a test message with a field", "POST", "/v1/webhooks/" + hook + "/test", map[string]any{"dry": true}, nil, 400, "unknown-field", ""},
+		{"a body that is not JSON", "POST", "/v1/webhooks", "url=x", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "unsupported-media-type", ""},
+		{"an unknown feed parameter", "GET", "/v1/events?since=2026-01-01T00:00:00Z", nil, nil, 400, "unknown-parameter", ""},
+		{"a feed limit out of range", "GET", "/v1/events?limit=0", nil, nil, 422, "validation-failed", "limit"},
+		{"a stream type that does not exist", "GET", "/v1/events/stream?types=contact.exploded", nil, nil, 422, "validation-failed", "types"},
+		{"a stream position that is not one", "GET", "/v1/events/stream", nil, []string{"Last-Event-ID", "nowhere"}, 422, "validation-failed", "Last-Event-ID"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := l.as(tc.method, tc.path, tc.body, tc.headers...)
+			want(t, r, tc.status, tc.code)
+			if tc.field != "" && !strings.Contains(string(r.Raw), `"field":"`+tc.field+`"`) {
+				t.Fatalf("the problem does not name %s: %s", tc.field, r.Raw)
+			}
+		})
+	}
+	member := l.token("default", "member")
+	want(t, l.do(member, "GET", "/v1/events?include_personal=true", nil), 403, "role-not-allowed")
+	want(t, l.do(member, "GET", "/v1/events/stream?include_personal=true", nil), 403, "role-not-allowed")
+	want(t, l.do(member, "GET", "/v1/events", nil), 200, "")
+	for _, body := range []any{nil, map[string]any{}} {
+		if r := l.as("POST", "/v1/webhooks/"+hook+"/test", body); r.Status != 200 || r.str("outcome") != "delivered" {
+			t.Fatalf("a test message with body %v: %s", body, r.Raw)
+		}
+	}
+	r = l.as("POST", "/v1/webhooks/"+hook+"/replay", map[string]any{"since": "2026-01-01T00:00:00+02:00"})
+	want(t, r, 200, "")
+	if r.str("status", "position") == "" {
+		t.Fatalf("replay: %s", r.Raw)
+	}
+}
