@@ -19,7 +19,9 @@ type Reapplied struct {
 	// backup), "no workspace" when the deployment has no such workspace.
 	Tombstone string
 	EventID   string
-	// KeyDestroyed is true when a data key of the contact was found and destroyed.
+	// KeyDestroyed is true when a data key of the contact was found and
+	// destroyed: by this run, or by the erasure projection as it read the
+	// tombstone this run wrote.
 	KeyDestroyed bool
 }
 
@@ -45,6 +47,11 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 	} else if err != nil {
 		return out, err
 	}
+	// had says the contact's data key existed when this run read the
+	// contact: the tombstone it appends makes the erasure projection destroy
+	// the key too, and may win the race to it, so whether this run destroyed
+	// the key is known from what it read before, not after.
+	had := false
 	typ := contact.TypePurged
 	if rc.Outcome == contact.StateAnonymized {
 		typ = contact.TypeAnonymized
@@ -58,7 +65,7 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		if err != nil {
 			return out, err
 		}
-		out.Tombstone = "present"
+		out.Tombstone, had = "present", !l.key.Destroyed
 		er := contact.Erasure{Trigger: rc.Erasure.Trigger, Request: rc.Erasure.Request, RetentionDays: rc.Erasure.RetentionDays,
 			KeyID: rc.Erased.KeyID, Erased: rc.Erased.Fields}
 		changed, err := l.c.Reerase(typ, er, reapplyActor, s.now())
@@ -90,8 +97,9 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		if err := s.vault.Destroy(ctx, rc.Workspace, id); err != nil {
 			return out, err
 		}
-		out.KeyDestroyed = true
+		had = true
 	}
+	out.KeyDestroyed = had
 	return out, nil
 }
 
