@@ -19,7 +19,9 @@ type Reapplied struct {
 	// backup), "no workspace" when the deployment has no such workspace.
 	Tombstone string
 	EventID   string
-	// KeyDestroyed is true when a data key of the contact was found and destroyed.
+	// KeyDestroyed is true when a data key of the contact was found and
+	// destroyed: by this run, or by the erasure projection as it read the
+	// tombstone this run wrote.
 	KeyDestroyed bool
 }
 
@@ -45,17 +47,14 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 	} else if err != nil {
 		return out, err
 	}
+	// had says the contact's data key existed when this run read the
+	// contact: the tombstone it appends makes the erasure projection destroy
+	// the key too, and may win the race to it, so whether this run destroyed
+	// the key is known from what it read before, not after.
+	had := false
 	typ := contact.TypePurged
 	if rc.Outcome == contact.StateAnonymized {
 		typ = contact.TypeAnonymized
-	}
-	// Whether the key is there is read before the tombstone goes in: once
-	// it is in the log, the erasure projection (of this process, or of a
-	// server) may destroy the key first, and the key this run brought to
-	// its end would read as already gone.
-	key, err := s.vault.ContactKey(ctx, rc.Workspace, id)
-	if err != nil {
-		return out, err
 	}
 	for attempt := 1; ; attempt++ {
 		l, err := s.load(ctx, rc.Workspace, id)
@@ -66,7 +65,7 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		if err != nil {
 			return out, err
 		}
-		out.Tombstone = "present"
+		out.Tombstone, had = "present", !l.key.Destroyed
 		er := contact.Erasure{Trigger: rc.Erasure.Trigger, Request: rc.Erasure.Request, RetentionDays: rc.Erasure.RetentionDays,
 			KeyID: rc.Erased.KeyID, Erased: rc.Erased.Fields}
 		changed, err := l.c.Reerase(typ, er, reapplyActor, s.now())
@@ -90,12 +89,17 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		out.Tombstone, out.EventID = "written", recs[len(recs)-1].ID.String()
 		break
 	}
+	key, err := s.vault.ContactKey(ctx, rc.Workspace, id)
+	if err != nil {
+		return out, err
+	}
 	if !key.Destroyed {
 		if err := s.vault.Destroy(ctx, rc.Workspace, id); err != nil {
 			return out, err
 		}
-		out.KeyDestroyed = true
+		had = true
 	}
+	out.KeyDestroyed = had
 	return out, nil
 }
 

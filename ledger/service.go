@@ -47,6 +47,11 @@ type Options struct {
 	Logger       *slog.Logger
 	// Metrics, when set, is told of every command and append.
 	Metrics Observer
+	// Webhooks keeps webhook subscriptions and their deliveries; Sender
+	// checks their URLs and sends test messages. Without them the
+	// webhook operations answer that webhooks are not configured.
+	Webhooks WebhookStore
+	Sender   WebhookSender
 }
 
 // Observer is told what the service does, for metrics. Implementations
@@ -78,6 +83,9 @@ type Service struct {
 	metrics      Observer
 	jobKick      chan struct{}
 	jobStatuses  jobStatuses
+	watch        logWatch
+	webhooks     WebhookStore
+	sender       WebhookSender
 }
 
 // New returns a Service.
@@ -85,7 +93,7 @@ func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities, claims: o.Claims,
 		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
-		jobKick: make(chan struct{}, 1),
+		jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -149,8 +157,10 @@ type Result struct {
 	// Effect is what the command did, or in a dry run would do.
 	Effect Effect
 	// DryRun is set when nothing was done: Contact, Version and Effect say
-	// what would be, Position and EventID are empty.
-	DryRun bool
+	// what would be, Position and EventID are empty, and Current is the
+	// version the contact is at.
+	DryRun  bool
+	Current uint64
 }
 
 // Effect is what a command does to a contact: the state it moves it from
@@ -349,7 +359,7 @@ func (d decided) result(s *Service, pos contact.Position) Result {
 		last := d.l.recs[len(d.l.recs)-1]
 		r := Result{Contact: s.view(d.l.c, d.p, last.Position), Version: d.l.c.Version(), Position: last.Position, Operation: d.op, Effect: d.effect}
 		if d.dry {
-			r.DryRun = true
+			r.DryRun, r.Current = true, d.l.c.Saved()
 			if len(d.l.c.Changes()) > 0 {
 				r.Contact.Position, r.Position = contact.Position{}, contact.Position{}
 			}
@@ -778,7 +788,9 @@ func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position
 		return Page{}, err
 	}
 	if head.Less(minPos) {
-		head = minPos
+		// Every position a command returned is at or before the head: this
+		// one is from elsewhere, and waiting for it would only time out.
+		return Page{}, contact.Invalid(contact.FieldError{Field: "min_position", Message: "is beyond the log's head: use a position a command of this service returned"})
 	}
 	if err := s.progress.WaitFor(ctx, q.View, head); err != nil {
 		return Page{}, err

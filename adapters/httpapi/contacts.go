@@ -189,7 +189,10 @@ func commandResult(c echo.Context, status int, res ledger.Result) error {
 	out := contactJSON(res.Contact)
 	out.Operation, out.DryRun, out.Effect = res.Operation, res.DryRun, effectJSON(res.Effect)
 	if res.DryRun {
-		// Nothing happened: no version to match, no position to wait for.
+		// Nothing happened: the ETag is the version the contact is at (the
+		// one to send as If-Match with the real run), and there is no
+		// position to wait for.
+		c.Response().Header().Set("ETag", etag(res.Current))
 		out.Position = ""
 		return ok(c, status, out)
 	}

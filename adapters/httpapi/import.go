@@ -34,7 +34,7 @@ func ImportReader(mt string, r io.Reader) (ledger.RowReader, error) {
 	case "application/json":
 		return ledger.NewJSONRows(r)
 	}
-	return nil, &contact.Error{Code: contact.CodeBadRequest, Reason: "unsupported-media-type", Message: "send the import as text/csv or application/json"}
+	return nil, unsupportedMedia("send the import as text/csv or application/json")
 }
 
 // importContacts spools the body to a private file (so a file of any size
@@ -51,10 +51,7 @@ func (s *Server) importContacts(c echo.Context) error {
 		}
 	}
 	source := qs.Get("source")
-	if source == "" {
-		return contact.Invalid(contact.FieldError{Field: "source", Message: "is required: the system the contacts come from"})
-	}
-	if err := contact.ValidateSource(source); err != nil {
+	if err := ledger.ValidateImportSource(source); err != nil {
 		return err
 	}
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
@@ -62,7 +59,7 @@ func (s *Server) importContacts(c echo.Context) error {
 		mt = ""
 	}
 	if mt != "text/csv" && mt != "application/csv" && mt != "application/json" {
-		return &contact.Error{Code: contact.CodeBadRequest, Reason: "unsupported-media-type", Message: "send the import as text/csv or application/json"}
+		return unsupportedMedia("send the import as text/csv or application/json")
 	}
 	m, err := meta(c)
 	if err != nil {

@@ -11,16 +11,18 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
+// restoreJobRequest takes its times as strings, so that a bad one is a
+// 422 naming its field, as the list's query parameters are.
 type restoreJobRequest struct {
-	DeletedAfter  *time.Time `json:"deleted_after"`
-	DeletedBefore *time.Time `json:"deleted_before"`
-	DeletedBy     string     `json:"deleted_by"`
-	Q             string     `json:"q"`
-	Tag           string     `json:"tag"`
-	Reason        string     `json:"reason"`
-	Operation     string     `json:"operation"`
-	OnConflict    string     `json:"on_conflict"`
-	DryRun        bool       `json:"dry_run"`
+	DeletedAfter  string `json:"deleted_after"`
+	DeletedBefore string `json:"deleted_before"`
+	DeletedBy     string `json:"deleted_by"`
+	Q             string `json:"q"`
+	Tag           string `json:"tag"`
+	Reason        string `json:"reason"`
+	Operation     string `json:"operation"`
+	OnConflict    string `json:"on_conflict"`
+	DryRun        bool   `json:"dry_run"`
 }
 
 // RestoreJobJSON is a restore job as the API shows it.
@@ -76,19 +78,20 @@ func (s *Server) createRestoreJob(c echo.Context) error {
 			errs = append(errs, contact.FieldError{Field: f.name, Message: "is too long"})
 		}
 	}
-	if len(errs) > 0 {
-		return contact.Invalid(errs...)
-	}
 	keepBoth, err := onConflict(ledger.Restore, r.OnConflict)
 	if err != nil {
 		return err
 	}
 	f := ledger.RestoreFilter{DeletedBy: r.DeletedBy, Q: strings.TrimSpace(r.Q), Tag: r.Tag, Reason: r.Reason, Operation: r.Operation, KeepBoth: keepBoth}
-	if r.DeletedAfter != nil {
-		f.DeletedAfter = r.DeletedAfter.UTC()
+	var ferr *contact.FieldError
+	if f.DeletedAfter, ferr = parseTime("deleted_after", r.DeletedAfter); ferr != nil {
+		errs = append(errs, *ferr)
 	}
-	if r.DeletedBefore != nil {
-		f.DeletedBefore = r.DeletedBefore.UTC()
+	if f.DeletedBefore, ferr = parseTime("deleted_before", r.DeletedBefore); ferr != nil {
+		errs = append(errs, *ferr)
+	}
+	if len(errs) > 0 {
+		return contact.Invalid(errs...)
 	}
 	m, err := meta(c)
 	if err != nil {

@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/internal/hooktest"
 )
 
 // syncBuffer is a buffer the logger and the test can share.
@@ -53,8 +56,24 @@ func testLogHygiene(t *testing.T, store string) {
 	var logs syncBuffer
 	l := start(t, store, func(m *main.Main) {
 		m.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		m.Config.WebhookAllow = []string{"127.0.0.1/32"}
+		m.Webhook.Schedule = []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}
 	})
+	// A subscription with personal fields, whose receiver refuses every
+	// third delivery: deliveries, retries and failures are logged too.
+	rc := hooktest.NewReceiver(t)
+	var n atomic.Int64
+	rc.SetFail(func(feed.Event) int {
+		if n.Add(1)%3 == 0 {
+			return 500
+		}
+		return 0
+	})
+	hook := l.as("POST", "/v1/webhooks", map[string]any{"url": rc.URL(), "include_personal": true})
+	want(t, hook, 201, "")
+	rc.Trust(hook.str("secret"))
 	lifecycle(t, l, "default")
+	waitAllDelivered(t, rc, l.URL(), l.admin, 30*time.Second)
 
 	// Personal data sent where it does not belong: in invalid values, in
 	// unknown fields and their names, in query strings and headers.
@@ -82,6 +101,8 @@ func testLogHygiene(t *testing.T, store string) {
 		l.as("POST", "/v1/contacts", map[string]any{"name": "Other"}, "Idempotency-Key", "leaky-key@example.com"),
 		l.as("PATCH", "/v1/contacts/01ARZ3NDEKTSV4RRFFQ69G5FAV", map[string]any{"email": "leaky.person@example.com"}),
 		l.as("GET", "/v1/contacts/leaky.person@example.com", nil),
+		l.as("POST", "/v1/webhooks", map[string]any{"url": "http://leaky.person@example.com@127.0.0.1:9/Leaky+Person", "description": "Leaky Person\x00"}),
+		l.as("GET", "/v1/events?types=Leaky+Person", nil),
 		// Names a client chose: a JSON key, a query parameter, a CSV
 		// header, a custom field's key, each shaped like a field name.
 		l.as("POST", "/v1/contacts", map[string]any{"name": "x", "Leaky_Person_Key": "x"}),
@@ -98,7 +119,7 @@ func testLogHygiene(t *testing.T, store string) {
 	if r := l.as("POST", "/v1/contacts/import?source=web", `[{"name":"x","Leaky_Person_Key":"y"}]`, "Content-Type", "application/json"); r.Status == 200 {
 		problems = append(problems, string(r.Raw))
 	}
-	if len(problems) < 16 {
+	if len(problems) < 18 {
 		t.Fatalf("only %d of the leaky requests were refused", len(problems))
 	}
 	secrets := append([]string{"Ada Lovelace", "ada.lovelace@analytical.example", "7946 0018", "Analyst of Engines", "Countess of Lovelace",
