@@ -172,6 +172,11 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodPost, "/v1/restore-jobs", "restore_jobs.create", s.createRestoreJob)
 	s.handle(http.MethodGet, "/v1/restore-jobs/:id", "restore_jobs.get", s.getRestoreJob)
 	s.handle(http.MethodPost, "/v1/restore-jobs/:id/cancel", "restore_jobs.cancel", s.cancelRestoreJob)
+	s.handle(http.MethodPost, "/v1/contacts/:id/hold", "contacts.hold", s.placeHold)
+	s.handle(http.MethodDelete, "/v1/contacts/:id/hold", "contacts.release_hold", s.releaseHold)
+	s.handle(http.MethodGet, "/v1/holds", "holds.list", s.listHolds)
+	s.handle(http.MethodPost, "/v1/workspace/hold", "workspace.hold", s.placeWorkspaceHold)
+	s.handle(http.MethodDelete, "/v1/workspace/hold", "workspace.release_hold", s.releaseWorkspaceHold)
 	s.handle(http.MethodGet, "/v1/events", "events.list", s.listEvents)
 	s.handle(http.MethodGet, "/v1/events/stream", "events.stream", s.streamEvents)
 	s.handle(http.MethodPost, "/v1/webhooks", "webhooks.create", s.createWebhook)
@@ -256,6 +261,14 @@ var Permissions = map[string][]contact.Role{
 	"audit.events":             {contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.erasure_receipt": {contact.RoleAdmin, contact.RoleAuditor},
 	"receipts.public_key":      {contact.RoleAdmin, contact.RoleAuditor},
+	// Legal holds are compliance staff's (auditors) as well as admins': a
+	// hold only preserves (nothing is changed, shown or erased by it), and
+	// those who must stop an erasure need not be able to make one.
+	"contacts.hold":          {contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.release_hold":  {contact.RoleAdmin, contact.RoleAuditor},
+	"holds.list":             {contact.RoleAdmin, contact.RoleAuditor},
+	"workspace.hold":         {contact.RoleAdmin, contact.RoleAuditor},
+	"workspace.release_hold": {contact.RoleAdmin, contact.RoleAuditor},
 	// The change feed; personal values in it only for events.personal.
 	"events.list":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"events.stream": {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},

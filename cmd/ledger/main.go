@@ -223,7 +223,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.Svc = ledger.New(ledger.Options{
-		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state,
+		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state, Claims: m.state,
 		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, Webhooks: m.state, Sender: m.sender,
 	})
 	m.Metrics.WatchWebhooks(m.Svc.WebhookStatuses)
@@ -263,6 +263,7 @@ type stateStore interface {
 	ledger.WebhookStore
 	ledger.IdempotencyStore
 	ledger.Identities
+	ledger.IdentityClaims
 	ledger.Directory
 	ledger.ReadModels
 	projections.Store
