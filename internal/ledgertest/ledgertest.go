@@ -45,6 +45,8 @@ type Options struct {
 	Projections func(projections.Store) projections.Store
 	// Metrics is the service's observer.
 	Metrics ledger.Observer
+	// Sender sends webhooks; without it the webhook operations are off.
+	Sender ledger.WebhookSender
 }
 
 // Env is a service and a runner on one real store.
@@ -112,7 +114,7 @@ func New(t testing.TB, o Options) *Env {
 	}
 	e.Svc = ledger.New(ledger.Options{
 		Events: e.Events, Vault: e.Vault, Directory: e.Store, Views: e.Store, Identities: e.Store, Claims: e.Store,
-		Progress: e.Runner, Now: e.Clock.Now, Metrics: o.Metrics, Webhooks: e.Store,
+		Progress: e.Runner, Now: e.Clock.Now, Metrics: o.Metrics, Webhooks: e.Store, Sender: o.Sender,
 	})
 	if _, err := e.Svc.CreateWorkspace(ctx, Workspace); err != nil {
 		t.Fatal(err)
