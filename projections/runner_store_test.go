@@ -214,9 +214,9 @@ func TestRunnerKeepsEachView(t *testing.T) {
 				t.Errorf("erasure batches destroyed %v; want %s with its tombstone %s", destroyed, purged, tomb.EventID)
 			}
 			for _, name := range projections.Names() {
-				if cp := checkpoint(t, e.Store, name); cp != head {
-					t.Errorf("%s checkpoint %v; want the head %v", name, cp, head)
-				}
+				// A checkpoint that only moves past events that change none
+				// of a projection's rows may be stored a moment later.
+				eventually(t, name+"'s stored checkpoint to reach the head", func() bool { return checkpoint(t, e.Store, name) == head })
 				st := status(t, e.Runner, name)
 				if st.State != projections.StateLive || st.Checkpoint != head || st.Head != head || st.LagEvents != 0 || st.LagSeconds != 0 || !st.Leading || st.Version != projections.Version {
 					t.Errorf("status of %s: %+v", name, st)
@@ -249,6 +249,9 @@ func TestRunnerResumesFromItsCheckpoint(t *testing.T) {
 	}
 	stop := e.StartRunner(t)
 	head := e.CaughtUp(t)
+	for _, name := range projections.Names() {
+		eventually(t, name+"'s stored checkpoint to reach the head", func() bool { return checkpoint(t, e.Store, name) == head })
+	}
 	stop()
 	for _, name := range projections.Names() {
 		var prev contact.Position
@@ -388,8 +391,11 @@ func TestRunnerStopsAtAPoisonEvent(t *testing.T) {
 	}
 	for _, name := range []string{"active", projections.Identities} {
 		eventually(t, name+" to show failed", func() bool { return status(t, e.Runner, name).State == projections.StateFailed })
-		if cp := checkpoint(t, e.Store, name); cp != before {
-			t.Fatalf("%s checkpoint %v; want it to stay at %v, before the poison", name, cp, before)
+		if cp := checkpoint(t, e.Store, name); before.Less(cp) {
+			t.Fatalf("%s checkpoint %v; want it to stay at or before %v, before the poison", name, cp, before)
+		}
+		if p, _ := e.Runner.Position(name); p != before {
+			t.Fatalf("%s is at %v; want it to stay at %v, before the poison", name, p, before)
 		}
 	}
 }
