@@ -180,12 +180,12 @@ func (t *reasonTarget) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (e Archived) personalPart() any            { return reasonPart{e.Reason} }
+func (e Archived) personalPart() any            { return reasonPart(e) }
 func (e *Archived) personalTarget() any         { return &reasonTarget{&e.Reason} }
 func (e *Archived) shred()                      { e.Reason = "" }
 func (e Archived) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
 
-func (e Unarchived) personalPart() any            { return reasonPart{e.Reason} }
+func (e Unarchived) personalPart() any            { return reasonPart(e) }
 func (e *Unarchived) personalTarget() any         { return &reasonTarget{&e.Reason} }
 func (e *Unarchived) shred()                      { e.Reason = "" }
 func (e Unarchived) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
