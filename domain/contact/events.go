@@ -421,6 +421,18 @@ func RequiresPersonal(typ string, schema int) bool {
 	return ok && k.sealedFrom > 0 && schema >= k.sealedFrom && !k.optional
 }
 
+// Schemas returns the current schema version of every event type, by wire
+// name: the version Encode writes. A log may hold every version from 1 up
+// to it, and Decode reads them all (the golden events in testdata/events
+// prove it for each).
+func Schemas() map[string]int {
+	out := make(map[string]int, len(kinds))
+	for typ, k := range kinds {
+		out[typ] = k.schema
+	}
+	return out
+}
+
 // KnownType reports whether typ is the wire name of an event type.
 func KnownType(typ string) bool {
 	_, ok := kinds[typ]
