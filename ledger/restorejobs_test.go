@@ -67,52 +67,46 @@ func countType(t *testing.T, e *ledgertest.Env, id contact.ID, typ string) int {
 // PostgreSQL the job runs under the store's lease.
 func TestRestoreJobRestoresWhatOneOperationTrashed(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		postgres bool
-	}{{"sqlite", false}, {"postgres", true}} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := ledgertest.New(t, ledgertest.Options{Postgres: tc.postgres})
-			ctx := t.Context()
-			mine := trashed(t, e, "req-mine", 3)
-			other := trashed(t, e, "req-other", 2)
-			j, err := e.Svc.StartRestoreJob(ctx, ledgertest.Workspace, ledgertest.Meta("req-job"), ledger.RestoreFilter{Operation: "bulk:req-mine", Reason: "undo"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if j.State != job.StateQueued || j.Total != 3 || j.Filter.Operation != "bulk:req-mine" {
-				t.Fatalf("queued job: state %s, total %d, filter %+v; want queued, 3, the operation", j.State, j.Total, j.Filter)
-			}
-			e.Move(t, mine[0], ledger.Restore)
+	ledgertest.Stores(t, func(t *testing.T, o ledgertest.Options) {
+		e := ledgertest.New(t, o)
+		ctx := t.Context()
+		mine := trashed(t, e, "req-mine", 3)
+		other := trashed(t, e, "req-other", 2)
+		j, err := e.Svc.StartRestoreJob(ctx, ledgertest.Workspace, ledgertest.Meta("req-job"), ledger.RestoreFilter{Operation: "bulk:req-mine", Reason: "undo"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State != job.StateQueued || j.Total != 3 || j.Filter.Operation != "bulk:req-mine" {
+			t.Fatalf("queued job: state %s, total %d, filter %+v; want queued, 3, the operation", j.State, j.Total, j.Filter)
+		}
+		e.Move(t, mine[0], ledger.Restore)
 
-			got, err := e.Svc.RunRestoreJob(ctx, ledgertest.Workspace, j.ID, ledger.JobOptions{Lease: e.Lease})
-			if err != nil {
-				t.Fatal(err)
+		got, err := e.Svc.RunRestoreJob(ctx, ledgertest.Workspace, j.ID, ledger.JobOptions{Lease: e.Lease})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != job.StateSucceeded || got.Restored != 2 || len(got.Failures) != 1 || got.Failures[0].ID != mine[0].String() || got.Failures[0].Reason == "" {
+			t.Fatalf("ended job: state %s, restored %d, failures %+v; want succeeded, 2, one for %s with a reason", got.State, got.Restored, got.Failures, mine[0])
+		}
+		for _, id := range mine[1:] {
+			r := lastEvent(t, e, id)
+			if r.Type != contact.TypeRestored || r.CausationID != "job:"+j.ID || r.CorrelationID != j.ID {
+				t.Errorf("%s: last event %s caused by %q (correlation %q); want a restore by job:%s", id, r.Type, r.CausationID, r.CorrelationID, j.ID)
 			}
-			if got.State != job.StateSucceeded || got.Restored != 2 || len(got.Failures) != 1 || got.Failures[0].ID != mine[0].String() || got.Failures[0].Reason == "" {
-				t.Fatalf("ended job: state %s, restored %d, failures %+v; want succeeded, 2, one for %s with a reason", got.State, got.Restored, got.Failures, mine[0])
-			}
-			for _, id := range mine[1:] {
-				r := lastEvent(t, e, id)
-				if r.Type != contact.TypeRestored || r.CausationID != "job:"+j.ID || r.CorrelationID != j.ID {
-					t.Errorf("%s: last event %s caused by %q (correlation %q); want a restore by job:%s", id, r.Type, r.CausationID, r.CorrelationID, j.ID)
-				}
-			}
-			trash := e.ViewIDs(t, "trash")
-			if len(trash) != 2 || !containsAll(trash, other) {
-				t.Errorf("trash after the job: %v; want only %v", trash, other)
-			}
-			// The slot is free again: a second job is admitted.
-			j2, err := e.Svc.StartRestoreJob(ctx, ledgertest.Workspace, ledgertest.Meta("req-job-2"), ledger.RestoreFilter{Operation: "bulk:req-other"})
-			if err != nil {
-				t.Fatalf("a job after the first ended: %v", err)
-			}
-			if j2.Total != 2 {
-				t.Fatalf("second job plans %d contacts; want 2", j2.Total)
-			}
-		})
-	}
+		}
+		trash := e.ViewIDs(t, "trash")
+		if len(trash) != 2 || !containsAll(trash, other) {
+			t.Errorf("trash after the job: %v; want only %v", trash, other)
+		}
+		// The slot is free again: a second job is admitted.
+		j2, err := e.Svc.StartRestoreJob(ctx, ledgertest.Workspace, ledgertest.Meta("req-job-2"), ledger.RestoreFilter{Operation: "bulk:req-other"})
+		if err != nil {
+			t.Fatalf("a job after the first ended: %v", err)
+		}
+		if j2.Total != 2 {
+			t.Fatalf("second job plans %d contacts; want 2", j2.Total)
+		}
+	})
 }
 
 func containsAll(have, want []contact.ID) bool {

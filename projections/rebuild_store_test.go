@@ -70,78 +70,72 @@ func (p *phases) list() []string {
 // On PostgreSQL the fold reads up to the store's stable head.
 func TestRebuildSwitchesInAFreshView(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		postgres bool
-	}{{"sqlite", false}, {"postgres", true}} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := ledgertest.New(t, ledgertest.Options{Postgres: tc.postgres})
-			ctx := t.Context()
-			active, archived := populate(t, e, 20, 5)
-			var during []contact.ID
-			var statusDuring projections.Status
-			p := &phases{hooks: map[string]func(projections.RebuildJob){
-				"indexing": func(projections.RebuildJob) { during = append(during, e.Create(t, "During indexing", "")) },
-				"switching": func(projections.RebuildJob) {
-					id := e.Create(t, "During the switch", "")
-					during = append(during, id)
-					head, _ := e.Store.Head(ctx)
-					if err := e.Runner.WaitFor(ctx, "active", head); err != nil {
-						t.Error(err)
-					}
-					statusDuring = status(t, e.Runner, "active")
-				},
-			}}
-			var observed []projections.RebuildJob
-			var mu sync.Mutex
-			e.Runner.Observe = func(j projections.RebuildJob) { mu.Lock(); observed = append(observed, j); mu.Unlock() }
-			job, err := e.Runner.RunRebuild(ctx, "active", "requested", "tok_admin", p.observe)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if job.State != projections.RebuildDone || job.Phase != "done" || job.FinishedAt.IsZero() || job.EventsDone < job.EventsTotal || job.EventsTotal == 0 {
-				t.Fatalf("job: %+v", job)
-			}
-			if want := []string{"starting", "folding", "indexing", "catching-up", "switching", "done"}; !isSubsequence(want[1:], p.list()) {
-				t.Fatalf("phases %v; want %v in order", p.list(), want)
-			}
-			if statusDuring.State != projections.StateRebuilding || statusDuring.Rebuild == nil || statusDuring.Rebuild.ID != job.ID {
-				t.Errorf("status during the rebuild: %+v", statusDuring)
-			}
-			mu.Lock()
-			if len(observed) == 0 || observed[len(observed)-1].State != projections.RebuildDone {
-				t.Errorf("Observe saw %d updates; want the last one done", len(observed))
-			}
-			mu.Unlock()
-			head := e.CaughtUp(t)
-			want := append(slices.Clone(active), during...)
-			got := rows(t, e.Store, "active", append(append(slices.Clone(want), archived...), contact.NewID())...)
-			if len(got) != len(want) {
-				t.Fatalf("the rebuilt view holds %d of the contacts; want %d", len(got), len(want))
-			}
-			for _, id := range want {
-				if _, ok := got[id]; !ok {
-					t.Fatalf("the rebuilt view lacks %s", id)
+	ledgertest.Stores(t, func(t *testing.T, o ledgertest.Options) {
+		e := ledgertest.New(t, o)
+		ctx := t.Context()
+		active, archived := populate(t, e, 20, 5)
+		var during []contact.ID
+		var statusDuring projections.Status
+		p := &phases{hooks: map[string]func(projections.RebuildJob){
+			"indexing": func(projections.RebuildJob) { during = append(during, e.Create(t, "During indexing", "")) },
+			"switching": func(projections.RebuildJob) {
+				id := e.Create(t, "During the switch", "")
+				during = append(during, id)
+				head, _ := e.Store.Head(ctx)
+				if err := e.Runner.WaitFor(ctx, "active", head); err != nil {
+					t.Error(err)
 				}
+				statusDuring = status(t, e.Runner, "active")
+			},
+		}}
+		var observed []projections.RebuildJob
+		var mu sync.Mutex
+		e.Runner.Observe = func(j projections.RebuildJob) { mu.Lock(); observed = append(observed, j); mu.Unlock() }
+		job, err := e.Runner.RunRebuild(ctx, "active", "requested", "tok_admin", p.observe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if job.State != projections.RebuildDone || job.Phase != "done" || job.FinishedAt.IsZero() || job.EventsDone < job.EventsTotal || job.EventsTotal == 0 {
+			t.Fatalf("job: %+v", job)
+		}
+		if want := []string{"starting", "folding", "indexing", "catching-up", "switching", "done"}; !isSubsequence(want[1:], p.list()) {
+			t.Fatalf("phases %v; want %v in order", p.list(), want)
+		}
+		if statusDuring.State != projections.StateRebuilding || statusDuring.Rebuild == nil || statusDuring.Rebuild.ID != job.ID {
+			t.Errorf("status during the rebuild: %+v", statusDuring)
+		}
+		mu.Lock()
+		if len(observed) == 0 || observed[len(observed)-1].State != projections.RebuildDone {
+			t.Errorf("Observe saw %d updates; want the last one done", len(observed))
+		}
+		mu.Unlock()
+		head := e.CaughtUp(t)
+		want := append(slices.Clone(active), during...)
+		got := rows(t, e.Store, "active", append(append(slices.Clone(want), archived...), contact.NewID())...)
+		if len(got) != len(want) {
+			t.Fatalf("the rebuilt view holds %d of the contacts; want %d", len(got), len(want))
+		}
+		for _, id := range want {
+			if _, ok := got[id]; !ok {
+				t.Fatalf("the rebuilt view lacks %s", id)
 			}
-			eventually(t, "the rebuilt view's checkpoint to reach the head", func() bool { return checkpoint(t, e.Store, "active") == head })
-			v, err := e.Store.(projections.ShadowStore).Versions(ctx)
-			if err != nil || v["active"] != projections.Version {
-				t.Fatalf("versions %v, %v; want active at %d", v, err, projections.Version)
-			}
-			recent, err := e.Runner.RecentRebuilds(ctx, 5)
-			if err != nil || len(recent) != 1 || recent[0].ID != job.ID || recent[0].State != projections.RebuildDone || recent[0].RequestedBy != "tok_admin" {
-				t.Fatalf("recent rebuilds: %+v, %v", recent, err)
-			}
-			if got, err := e.Runner.RebuildJob(ctx, job.ID); err != nil || got.State != projections.RebuildDone {
-				t.Fatalf("the job by id: %+v, %v", got, err)
-			}
-			if st := status(t, e.Runner, "active"); st.State != projections.StateLive || st.Rebuild != nil {
-				t.Fatalf("status after the rebuild: %+v", st)
-			}
-		})
-	}
+		}
+		eventually(t, "the rebuilt view's checkpoint to reach the head", func() bool { return checkpoint(t, e.Store, "active") == head })
+		v, err := e.Store.(projections.ShadowStore).Versions(ctx)
+		if err != nil || v["active"] != projections.Version {
+			t.Fatalf("versions %v, %v; want active at %d", v, err, projections.Version)
+		}
+		recent, err := e.Runner.RecentRebuilds(ctx, 5)
+		if err != nil || len(recent) != 1 || recent[0].ID != job.ID || recent[0].State != projections.RebuildDone || recent[0].RequestedBy != "tok_admin" {
+			t.Fatalf("recent rebuilds: %+v, %v", recent, err)
+		}
+		if got, err := e.Runner.RebuildJob(ctx, job.ID); err != nil || got.State != projections.RebuildDone {
+			t.Fatalf("the job by id: %+v, %v", got, err)
+		}
+		if st := status(t, e.Runner, "active"); st.State != projections.StateLive || st.Rebuild != nil {
+			t.Fatalf("status after the rebuild: %+v", st)
+		}
+	})
 }
 
 func isSubsequence(want, got []string) bool {

@@ -159,76 +159,71 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // the store's lease and says it leads.
 func TestRunnerKeepsEachView(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		postgres bool
-	}{{"sqlite", false}, {"postgres", true}} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var rec *recorder
-			e := ledgertest.New(t, ledgertest.Options{Postgres: tc.postgres, Projections: func(s projections.Store) projections.Store {
-				rec = newRecorder(s)
-				return rec
-			}})
-			ctx := t.Context()
-			active := e.Create(t, "Ann", "ann@example.com", "vip")
-			archived := e.Create(t, "Bob", "bob@example.com")
-			e.Move(t, archived, ledger.Archive)
-			trashed := e.Create(t, "Cat", "cat@example.com")
-			e.Move(t, trashed, ledger.Trash)
-			anon := e.Create(t, "Dan", "")
-			e.Move(t, anon, ledger.Trash)
-			e.Move(t, anon, ledger.Anonymize)
-			purged := e.Create(t, "Eve", "eve@example.com")
-			e.Move(t, purged, ledger.Trash)
-			tomb := e.Move(t, purged, ledger.Purge)
-			head := e.CaughtUp(t)
-			all := []contact.ID{active, archived, trashed, anon, purged}
+	ledgertest.Stores(t, func(t *testing.T, o ledgertest.Options) {
+		var rec *recorder
+		o.Projections = func(s projections.Store) projections.Store {
+			rec = newRecorder(s)
+			return rec
+		}
+		e := ledgertest.New(t, o)
+		ctx := t.Context()
+		active := e.Create(t, "Ann", "ann@example.com", "vip")
+		archived := e.Create(t, "Bob", "bob@example.com")
+		e.Move(t, archived, ledger.Archive)
+		trashed := e.Create(t, "Cat", "cat@example.com")
+		e.Move(t, trashed, ledger.Trash)
+		anon := e.Create(t, "Dan", "")
+		e.Move(t, anon, ledger.Trash)
+		e.Move(t, anon, ledger.Anonymize)
+		purged := e.Create(t, "Eve", "eve@example.com")
+		e.Move(t, purged, ledger.Trash)
+		tomb := e.Move(t, purged, ledger.Purge)
+		head := e.CaughtUp(t)
+		all := []contact.ID{active, archived, trashed, anon, purged}
 
-			want := map[string][]contact.ID{
-				"active": {active}, "archived": {archived}, "trash": {trashed}, "anonymized": {anon},
-				projections.Identities: {active, archived, trashed},
+		want := map[string][]contact.ID{
+			"active": {active}, "archived": {archived}, "trash": {trashed}, "anonymized": {anon},
+			projections.Identities: {active, archived, trashed},
+		}
+		for view, ids := range want {
+			got := rows(t, e.Store, view, all...)
+			if len(got) != len(ids) {
+				t.Errorf("%s holds %d of the contacts; want %v", view, len(got), ids)
 			}
-			for view, ids := range want {
-				got := rows(t, e.Store, view, all...)
-				if len(got) != len(ids) {
-					t.Errorf("%s holds %d of the contacts; want %v", view, len(got), ids)
-				}
-				for _, id := range ids {
-					if _, ok := got[id]; !ok {
-						t.Errorf("%s lacks %s", view, id)
-					}
-				}
-			}
-			row := rows(t, e.Store, "active", active)[active]
-			if row.EmailIndex == "" || len(row.TagIndexes) != 1 || row.Contact.Personal.Name != "Ann" || row.Position.IsZero() || !row.SortAt.Equal(row.Contact.CreatedAt) {
-				t.Errorf("the active row: %+v", row)
-			}
-			var destroyed []string
-			for _, b := range rec.committed(projections.Erasure) {
-				for _, ref := range b.DestroyKeys {
-					destroyed = append(destroyed, ref.ID.String()+"="+b.Tombstones[ref.ID])
+			for _, id := range ids {
+				if _, ok := got[id]; !ok {
+					t.Errorf("%s lacks %s", view, id)
 				}
 			}
-			if !slices.Contains(destroyed, purged.String()+"="+tomb.EventID) {
-				t.Errorf("erasure batches destroyed %v; want %s with its tombstone %s", destroyed, purged, tomb.EventID)
+		}
+		row := rows(t, e.Store, "active", active)[active]
+		if row.EmailIndex == "" || len(row.TagIndexes) != 1 || row.Contact.Personal.Name != "Ann" || row.Position.IsZero() || !row.SortAt.Equal(row.Contact.CreatedAt) {
+			t.Errorf("the active row: %+v", row)
+		}
+		var destroyed []string
+		for _, b := range rec.committed(projections.Erasure) {
+			for _, ref := range b.DestroyKeys {
+				destroyed = append(destroyed, ref.ID.String()+"="+b.Tombstones[ref.ID])
 			}
-			for _, name := range projections.Names() {
-				// A checkpoint that only moves past events that change none
-				// of a projection's rows may be stored a moment later.
-				eventually(t, name+"'s stored checkpoint to reach the head", func() bool { return checkpoint(t, e.Store, name) == head })
-				st := status(t, e.Runner, name)
-				if st.State != projections.StateLive || st.Checkpoint != head || st.Head != head || st.LagEvents != 0 || st.LagSeconds != 0 || !st.Leading || st.Version != projections.Version {
-					t.Errorf("status of %s: %+v", name, st)
-				}
+		}
+		if !slices.Contains(destroyed, purged.String()+"="+tomb.EventID) {
+			t.Errorf("erasure batches destroyed %v; want %s with its tombstone %s", destroyed, purged, tomb.EventID)
+		}
+		for _, name := range projections.Names() {
+			// A checkpoint that only moves past events that change none
+			// of a projection's rows may be stored a moment later.
+			eventually(t, name+"'s stored checkpoint to reach the head", func() bool { return checkpoint(t, e.Store, name) == head })
+			st := status(t, e.Runner, name)
+			if st.State != projections.StateLive || st.Checkpoint != head || st.Head != head || st.LagEvents != 0 || st.LagSeconds != 0 || !st.Leading || st.Version != projections.Version {
+				t.Errorf("status of %s: %+v", name, st)
 			}
-			// A listing reads the view through the service.
-			page, err := e.Svc.List(ctx, ledger.ListQuery{Workspace: ledgertest.Workspace, View: "active", Tag: "vip", Limit: 10}, head, "", "")
-			if err != nil || len(page.Items) != 1 || page.Items[0].ID != active {
-				t.Fatalf("listing active by tag: %+v, %v", page.Items, err)
-			}
-		})
-	}
+		}
+		// A listing reads the view through the service.
+		page, err := e.Svc.List(ctx, ledger.ListQuery{Workspace: ledgertest.Workspace, View: "active", Tag: "vip", Limit: 10}, head, "", "")
+		if err != nil || len(page.Items) != 1 || page.Items[0].ID != active {
+			t.Fatalf("listing active by tag: %+v, %v", page.Items, err)
+		}
+	})
 }
 
 // TestRunnerResumesFromItsCheckpoint runs the projections, stops them,

@@ -217,3 +217,17 @@ func (c *Clock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// Stores runs f as a parallel subtest on each store: "sqlite", and
+// "postgres" (skipped without a server, failed under CI; see pgtest).
+func Stores(t *testing.T, f func(t *testing.T, o Options)) {
+	for _, s := range []struct {
+		name     string
+		postgres bool
+	}{{"sqlite", false}, {"postgres", true}} {
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, Options{Postgres: s.postgres})
+		})
+	}
+}
