@@ -32,6 +32,26 @@ type KeyStore interface {
 	DestroyKey(ctx context.Context, workspace, owner string) (bool, error)
 }
 
+// KeyedAppender is implemented by stores that keep the log and the key
+// vault in one database: they store new contacts' keys and append their
+// first events in one transaction, so that a create costs one commit, and
+// a key never outlives a create that failed.
+type KeyedAppender interface {
+	// AppendWithKeys stores keys[i] (none when its Owner is "") with the
+	// append of batch[i], for every i, as contact.BatchAppender's
+	// AppendMany appends: per stream, in one commit. A stream whose key's
+	// owner already has a key fails with contact.ErrAlreadyExists, and
+	// nothing of it is stored. Errors: as AppendMany's.
+	AppendWithKeys(ctx context.Context, keys []KeyRow, batch []contact.StreamAppend) ([]contact.AppendResult, error)
+}
+
+// KeyBatchStore is implemented by key stores that destroy many keys at once.
+type KeyBatchStore interface {
+	// DestroyKeys deletes the keys of the given owners in workspace, in one
+	// transaction; it returns how many there were.
+	DestroyKeys(ctx context.Context, workspace string, owners []string) (int, error)
+}
+
 // KeyRewrapper is implemented by key stores that can re-wrap their keys
 // under a new key-encryption key.
 type KeyRewrapper interface {

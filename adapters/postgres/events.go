@@ -42,8 +42,17 @@ WHERE cur.v = $3 AND NOT cur.foreign_ws
 ORDER BY e.ord
 RETURNING tx::text AS tx_text, seq`
 
-// Append appends events to stream at the expected version, atomically.
+// Append appends events to stream at the expected version, atomically,
+// through the group committers: appends made at the same time by other
+// requests share its commit.
 func (s *Store) Append(ctx context.Context, stream string, expected uint64, events []contact.Record) (contact.Position, error) {
+	return s.appendQueued(ctx, item{StreamAppend: contact.StreamAppend{Stream: stream, Expected: expected, Events: events}})
+}
+
+// AppendAlone appends events to stream at the expected version in a
+// statement and a commit of its own, as every append did before group
+// commit: the benchmark measures group commit against it.
+func (s *Store) AppendAlone(ctx context.Context, stream string, expected uint64, events []contact.Record) (contact.Position, error) {
 	if err := contact.Validate(stream, expected, events); err != nil {
 		return contact.Position{}, err
 	}

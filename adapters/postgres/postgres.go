@@ -44,6 +44,12 @@ type Store struct {
 	compactMu    sync.Mutex
 	compacting   bool
 	compactAgain bool
+
+	// The group committers' queue of appends (batch.go).
+	queue       chan *queued
+	queueMu     sync.RWMutex
+	queueClosed bool
+	committing  sync.WaitGroup
 }
 
 // Open connects to the database at url and applies the migrations, under an
@@ -75,6 +81,7 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	s.wg.Go(s.notifier)
+	s.startCommitters()
 	return s, nil
 }
 
@@ -112,6 +119,7 @@ func (s *Store) Close() error {
 		return nil
 	default:
 	}
+	s.stopCommitters()
 	close(s.closed)
 	s.wg.Wait()
 	s.pool.Close()

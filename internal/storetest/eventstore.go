@@ -108,6 +108,7 @@ func own(h EventStoreHarness, recs []contact.Record, streams ...string) []contac
 func RunEventStore(t *testing.T, h EventStoreHarness) {
 	ctx := context.Background()
 	runAuditReads(t, h)
+	runBatches(t, h)
 	t.Run("append and read a stream", func(t *testing.T) {
 		s := h.New(t)
 		st := newStream()
