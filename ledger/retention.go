@@ -19,6 +19,9 @@ type SweepReport struct {
 	Failed map[contact.ID]error
 }
 
+// retentionChunk is how many due contacts a sweep purges in one go.
+const retentionChunk = 200
+
 // retentionActor is who retention purges are recorded as.
 var retentionActor = contact.System("retention")
 
@@ -65,19 +68,24 @@ func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepRepor
 			last := items[len(items)-1]
 			q.After = &Cursor{SortAt: last.SortAt, ID: last.Contact.ID.String()}
 		}
-		for _, id := range due {
-			_, err := s.Transition(ctx, w.Name, id, Meta{Actor: retentionActor, CorrelationID: sweep}, Purge,
+		// Purged in chunks, each loaded, decided and appended in one go.
+		for from := 0; from < len(due); from += retentionChunk {
+			part := due[from:min(from+retentionChunk, len(due))]
+			_, errs := s.TransitionMany(ctx, w.Name, part, Meta{Actor: retentionActor, CorrelationID: sweep}, Purge,
 				TransitionInput{Reason: "in trash longer than the workspace's retention", Trigger: contact.TriggerRetention})
-			switch {
-			case err == nil:
-				rep.Purged = append(rep.Purged, id)
-			case ctx.Err() != nil:
-				out = append(out, rep)
-				return out, ctx.Err()
-			case errors.Is(err, contact.ErrTransition), errors.Is(err, contact.ErrPurged):
-				// Restored, re-trashed later or purged meanwhile: not due any more.
-			default:
-				rep.Failed[id] = err
+			for i, err := range errs {
+				id := part[i]
+				switch {
+				case err == nil:
+					rep.Purged = append(rep.Purged, id)
+				case ctx.Err() != nil:
+					out = append(out, rep)
+					return out, ctx.Err()
+				case errors.Is(err, contact.ErrTransition), errors.Is(err, contact.ErrPurged):
+					// Restored, re-trashed later or purged meanwhile: not due any more.
+				default:
+					rep.Failed[id] = err
+				}
 			}
 		}
 		if len(rep.Purged) > 0 || len(rep.Failed) > 0 {

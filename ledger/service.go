@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -40,6 +40,10 @@ type Options struct {
 	Logger       *slog.Logger
 	// Metrics, when set, is told of every command and append.
 	Metrics Observer
+	// KeysWithLog, when set, stores new contacts' keys with their first
+	// events in one commit: set it when the log and the key vault share
+	// one database (not when the log is EventStoreDB).
+	KeysWithLog KeyedAppender
 }
 
 // Observer is told what the service does, for metrics. Implementations
@@ -65,6 +69,7 @@ type Service struct {
 	tokens       ttlCache[Token]
 	workspaces   ttlCache[Workspace]
 	metrics      Observer
+	keysWithLog  KeyedAppender
 	jobKick      chan struct{}
 	jobStatuses  jobStatuses
 }
@@ -74,7 +79,7 @@ func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities,
 		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
-		jobKick: make(chan struct{}, 1),
+		keysWithLog: o.KeysWithLog, jobKick: make(chan struct{}, 1),
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -207,26 +212,15 @@ var errLostRace = fmt.Errorf("%w (lost a race)", contact.ErrConcurrency)
 
 // apply runs a command on a loaded contact and appends what it records.
 func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, cmd command) (Result, error) {
-	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
-		return Result{}, contact.Errorf(contact.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
-	}
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := cmd(l, p, s.now()); err != nil {
-		return Result{}, err
+	d, err := s.decide(workspace, id, meta, l, p, cmd)
+	if err != nil || d.recs == nil {
+		return d.result(s, contact.Position{}), err
 	}
-	last := l.recs[len(l.recs)-1]
-	changes := l.c.Changes()
-	if len(changes) == 0 {
-		return Result{Contact: s.view(l.c, p, last.Position), Version: l.c.Version(), Position: last.Position}, nil
-	}
-	recs, err := seal(l.key, id.Stream(), workspace, meta, l.c.Saved(), last.Hash, changes)
-	if err != nil {
-		return Result{}, err
-	}
-	pos, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), recs)
+	pos, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), d.recs)
 	if errors.Is(err, contact.ErrConcurrency) {
 		if meta.IfMatch != nil {
 			return Result{}, err
@@ -236,14 +230,57 @@ func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, me
 	if err != nil {
 		return Result{}, err
 	}
-	v := s.view(l.c, p, pos)
-	lastID := recs[len(recs)-1].ID.String()
+	return d.result(s, pos), nil
+}
+
+// decided is what a command did to a loaded contact, sealed for the log
+// but not appended yet.
+type decided struct {
+	l    loaded
+	p    contact.Policy
+	recs []contact.Record // nil when the command changed nothing
+}
+
+// decide runs a command on a loaded contact and seals what it records.
+func (s *Service) decide(workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command) (decided, error) {
+	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
+		return decided{}, contact.Errorf(contact.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
+	}
+	if err := cmd(l, p, s.now()); err != nil {
+		return decided{}, err
+	}
+	d := decided{l: l, p: p}
+	changes := l.c.Changes()
+	if len(changes) == 0 {
+		return d, nil
+	}
+	last := l.recs[len(l.recs)-1]
+	recs, err := seal(l.key, id.Stream(), workspace, meta, l.c.Saved(), last.Hash, changes)
+	if err != nil {
+		return decided{}, err
+	}
+	d.recs = recs
+	return d, nil
+}
+
+// result is the command's result once its events are at pos (unused when
+// it changed nothing).
+func (d decided) result(s *Service, pos contact.Position) Result {
+	if d.l.c == nil {
+		return Result{}
+	}
+	if d.recs == nil {
+		last := d.l.recs[len(d.l.recs)-1]
+		return Result{Contact: s.view(d.l.c, d.p, last.Position), Version: d.l.c.Version(), Position: last.Position}
+	}
+	v := s.view(d.l.c, d.p, pos)
+	lastID := d.recs[len(d.recs)-1].ID.String()
 	if v.Tombstone != nil {
 		t := *v.Tombstone
 		t.EventID = lastID
 		v.Tombstone = &t
 	}
-	return Result{Contact: v, Version: l.c.Version(), Position: pos, EventID: lastID}, nil
+	return Result{Contact: v, Version: d.l.c.Version(), Position: pos, EventID: lastID}
 }
 
 // loadMany loads many contacts of a workspace with one read of their
@@ -282,57 +319,93 @@ func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.
 	return out, failed, nil
 }
 
-// manyWorkers bounds how many contacts of a batch append at once; their
-// appends share the store's group commits.
-const manyWorkers = 16
-
-// executeMany runs one command on many contacts: loaded in one go, then
-// each applied and appended on its own (one failure does not stop the
-// others). A contact that lost a race is run again alone. Results and
-// errors come back in the order of ids.
+// executeMany runs one command on many contacts: loaded in one go,
+// decided each on its own (one failure does not stop the others), and
+// appended in one batch, one commit for them all. A contact that lost a
+// race to a concurrent change, or that the batch names twice, runs again
+// alone afterwards. Results and errors come back in the order of ids.
 func (s *Service) executeMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd command) ([]Result, []error) {
 	results, errs := make([]Result, len(ids)), make([]error, len(ids))
-	ls, failed, err := s.loadMany(ctx, workspace, ids)
-	if err != nil {
+	fail := func(err error) ([]Result, []error) {
 		for i := range errs {
 			errs[i] = err
 		}
 		return results, errs
 	}
-	first := make(map[contact.ID]int, len(ids))
+	ls, failed, err := s.loadMany(ctx, workspace, ids)
+	if err != nil {
+		return fail(err)
+	}
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return fail(err)
+	}
+	var (
+		batch []contact.StreamAppend
+		at    []int
+		ds    []decided
+		again []int
+		seen  = make(map[contact.ID]bool, len(ids))
+	)
 	for i, id := range ids {
-		if _, seen := first[id]; !seen {
-			first[id] = i
+		if ferr, ok := failed[id]; ok {
+			errs[i] = ferr
+			continue
+		}
+		if seen[id] {
+			again = append(again, i) // the same id twice: run again on its own
+			continue
+		}
+		seen[id] = true
+		d, err := s.decide(workspace, id, meta, ls[id], p, cmd)
+		if err != nil || d.recs == nil {
+			results[i], errs[i] = d.result(s, contact.Position{}), err
+			continue
+		}
+		batch, at, ds = append(batch, contact.StreamAppend{Stream: id.Stream(), Expected: d.l.c.Saved(), Events: d.recs}), append(at, i), append(ds, d)
+	}
+	res, err := s.appendMany(ctx, batch)
+	if err != nil {
+		for _, i := range at {
+			errs[i] = err
 		}
 	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(manyWorkers, len(ids)) {
-		wg.Go(func() {
-			for i := range next {
-				id := ids[i]
-				if ferr, ok := failed[id]; ok {
-					errs[i] = ferr
-					continue
-				}
-				if first[id] != i {
-					// The same id twice in one batch: run it again on its own.
-					results[i], errs[i] = s.execute(ctx, workspace, id, meta, cmd)
-					continue
-				}
-				results[i], errs[i] = s.apply(ctx, workspace, id, meta, ls[id], cmd)
-				if errors.Is(errs[i], errLostRace) {
-					results[i], errs[i] = s.execute(ctx, workspace, id, meta, cmd)
-				}
-			}
-		})
+	for k, r := range res {
+		i := at[k]
+		switch {
+		case r.Err == nil:
+			results[i] = ds[k].result(s, r.Position)
+		case errors.Is(r.Err, contact.ErrConcurrency) && meta.IfMatch == nil:
+			again = append(again, i)
+		default:
+			errs[i] = r.Err
+		}
 	}
-	for i := range ids {
-		next <- i
+	slices.Sort(again)
+	for _, i := range again {
+		results[i], errs[i] = s.execute(ctx, workspace, ids[i], meta, cmd)
 	}
-	close(next)
-	wg.Wait()
 	return results, errs
+}
+
+// appendMany appends a batch to the log, timing it.
+func (s *Service) appendMany(ctx context.Context, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	start := time.Now()
+	res, err := contact.AppendMany(ctx, s.events, batch)
+	if s.metrics != nil {
+		d := time.Since(start)
+		for i := range batch {
+			if err != nil {
+				s.metrics.Append(d, err)
+			} else {
+				s.metrics.Append(d, res[i].Err)
+			}
+		}
+	}
+	return res, err
 }
 
 // IdempotentID is the id a create running under an Idempotency-Key gives
@@ -376,6 +449,36 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	}
 	id, now := c.ID(), s.now()
 	repeat := meta.IdempotencyKey != ""
+	if s.keysWithLog != nil {
+		// The key and the first event commit together.
+		key, row, err := s.vault.WrapNewKey(ctx, workspace, id, now)
+		if err != nil {
+			return Result{}, err
+		}
+		recs, err := seal(key, id.Stream(), workspace, meta, 0, nil, c.Changes())
+		if err != nil {
+			return Result{}, err
+		}
+		start := time.Now()
+		res, err := s.keysWithLog.AppendWithKeys(ctx, []KeyRow{row}, []contact.StreamAppend{{Stream: id.Stream(), Events: recs}})
+		if err == nil {
+			err = res[0].Err
+		}
+		if s.metrics != nil {
+			s.metrics.Append(time.Since(start), err)
+		}
+		switch {
+		case err == nil:
+			return Result{Contact: s.view(c, p, res[0].Position), Version: c.Version(), Position: res[0].Position, EventID: recs[0].ID.String()}, nil
+		case repeat && errors.Is(err, contact.ErrConcurrency):
+			return s.created(ctx, workspace, id)
+		case !repeat || !errors.Is(err, contact.ErrAlreadyExists):
+			return Result{}, err
+		}
+		// A first run of this idempotent create, from before keys and
+		// events committed together, stored the key and died: carry on
+		// with its key below.
+	}
 	key := ContactKey{}
 	k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
 	switch {
@@ -396,12 +499,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), 0, recs)
 	if repeat && errors.Is(err, contact.ErrConcurrency) {
-		// The first run created the contact; answer with it.
-		v, gerr := s.Get(ctx, workspace, id)
-		if gerr != nil {
-			return Result{}, gerr
-		}
-		return Result{Contact: v, Version: v.Version, Position: v.Position}, nil
+		return s.created(ctx, workspace, id)
 	}
 	if err != nil {
 		if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
@@ -410,6 +508,15 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		return Result{}, err
 	}
 	return Result{Contact: s.view(c, p, pos), Version: c.Version(), Position: pos, EventID: recs[0].ID.String()}, nil
+}
+
+// created answers a repeated idempotent create whose first run created the contact.
+func (s *Service) created(ctx context.Context, workspace string, id contact.ID) (Result, error) {
+	v, err := s.Get(ctx, workspace, id)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Contact: v, Version: v.Version, Position: v.Position}, nil
 }
 
 // Update changes personal fields of an active contact.
@@ -466,15 +573,18 @@ func (s *Service) Transition(ctx context.Context, workspace string, id contact.I
 func (s *Service) TransitionMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, t Transition, in TransitionInput) ([]Result, []error) {
 	start := time.Now()
 	results, errs := s.executeMany(ctx, workspace, ids, meta, transitionCommand(t, in, meta))
-	erased := false
+	var erased []contact.ID
 	for i, id := range ids {
 		s.observe(string(t), start, errs[i])
 		if errs[i] == nil && t.Erasing() && results[i].EventID != "" {
-			s.erased(ctx, workspace, id)
-			erased = true
+			erased = append(erased, id)
 		}
 	}
-	if erased {
+	if len(erased) > 0 {
+		// Should this fail, the erasure projection destroys the keys when it reads the tombstones.
+		if err := s.vault.DestroyMany(ctx, workspace, erased); err != nil {
+			s.log.Error("destroying data keys failed; the erasure projection will retry", "contacts", len(erased), "err", err)
+		}
 		s.compactAfterErasure(ctx)
 	}
 	return results, errs

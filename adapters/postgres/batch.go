@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -99,6 +101,14 @@ func (s *Store) AppendWithKeys(ctx context.Context, keys []ledger.KeyRow, batch 
 }
 
 func (s *Store) appendItems(ctx context.Context, items []item) ([]contact.AppendResult, error) {
+	if len(items) == 1 {
+		// One stream (a command's create): it shares a group commit.
+		r, err := s.enqueue(ctx, items[0])
+		if err != nil {
+			return nil, err
+		}
+		return []contact.AppendResult{r}, nil
+	}
 	batch := make([]contact.StreamAppend, len(items))
 	for i, it := range items {
 		batch[i] = it.StreamAppend
@@ -265,16 +275,19 @@ func batchArgs(items []item) []any {
 		evStreams, ids, versions, types, times, actors, roles, corrs, cau, schemas, data, sealed, prev, hash}
 }
 
-// Group commit. Appends of one stream each (commands over HTTP) queue for
-// a few committers; each committer takes everything queued (up to
-// maxGroup streams, no stream twice) and commits it as one batch: one
-// statement, one commit, one WAL flush, where each append alone would pay
-// its own. A caller is answered only once its group has committed
+// Group commit. Appends of one stream each (commands over HTTP) queue,
+// and up to `committers` of their callers at a time lead: a leader takes
+// everything queued (up to maxGroup streams, no stream twice) and commits
+// it as one batch, one statement and one WAL flush where each append alone
+// would pay its own. A caller is answered only once its group has committed
 // (synchronous_commit stays on), and the batch commits per stream, so one
-// append's version conflict fails that append alone.
+// append's version conflict fails that append alone. A caller that finds a
+// free slot leads at once, so a lone append waits for no other goroutine;
+// a leader whose own append is done hands the lead to the oldest waiting
+// caller.
 const (
 	maxGroup   = 256
-	committers = 2
+	committers = 1
 )
 
 // queued is an append waiting for its group.
@@ -282,92 +295,128 @@ type queued struct {
 	ctx  context.Context
 	it   item
 	res  contact.AppendResult
+	err  error // the store failed: the group was not committed
 	done chan struct{}
+	lead chan struct{} // the lead handed over to this caller
+	// handed is set (under the queue's lock) when the lead is handed over.
+	handed bool
 }
 
-// startCommitters starts the goroutines that commit queued appends.
-func (s *Store) startCommitters() {
-	s.queue = make(chan *queued, 4*maxGroup)
-	for range committers {
-		s.committing.Go(s.committer)
-	}
+// groupQueue is the queue of appends waiting for a group.
+type groupQueue struct {
+	mu      sync.Mutex
+	waiting []*queued
+	leaders int
+	closed  bool
+	pending sync.WaitGroup // appends queued and not yet answered
 }
 
-// stopCommitters lets the committers finish what is queued and stop.
+// stopCommitters refuses new appends and waits for the queued ones.
 func (s *Store) stopCommitters() {
-	s.queueMu.Lock()
-	s.queueClosed = true
-	close(s.queue)
-	s.queueMu.Unlock()
-	s.committing.Wait()
+	s.group.mu.Lock()
+	s.group.closed = true
+	s.group.mu.Unlock()
+	s.group.pending.Wait()
 }
 
 var errClosed = errors.New("store is closed")
 
-// appendQueued appends one stream through the group committers.
+// appendQueued appends one stream through group commit.
 func (s *Store) appendQueued(ctx context.Context, it item) (contact.Position, error) {
-	if err := contact.Validate(it.Stream, it.Expected, it.Events); err != nil {
+	r, err := s.enqueue(ctx, it)
+	if err != nil {
 		return contact.Position{}, err
 	}
-	q := &queued{ctx: ctx, it: it, done: make(chan struct{})}
-	s.queueMu.RLock()
-	if s.queueClosed {
-		s.queueMu.RUnlock()
-		return contact.Position{}, errClosed
+	return r.Position, r.Err
+}
+
+// enqueue appends one stream through group commit: its result, or the
+// failure of the store that kept it from being appended.
+func (s *Store) enqueue(ctx context.Context, it item) (contact.AppendResult, error) {
+	if err := contact.Validate(it.Stream, it.Expected, it.Events); err != nil {
+		return contact.AppendResult{Err: err}, nil
 	}
-	select {
-	case s.queue <- q:
-	case <-ctx.Done():
-		s.queueMu.RUnlock()
-		return contact.Position{}, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return contact.AppendResult{}, err
 	}
-	s.queueMu.RUnlock()
+	q := &queued{ctx: ctx, it: it, done: make(chan struct{}), lead: make(chan struct{}, 1)}
+	g := &s.group
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return contact.AppendResult{}, errClosed
+	}
+	g.pending.Add(1)
+	g.waiting = append(g.waiting, q)
+	leads := g.leaders < committers
+	if leads {
+		g.leaders++
+	}
+	g.mu.Unlock()
+	if leads {
+		s.lead(q)
+	}
 	// Once queued, the append happens or is skipped as a whole: wait for
 	// its outcome even if ctx ends, so a committed append is never
 	// reported as failed.
-	<-q.done
-	return q.res.Position, q.res.Err
+	for {
+		select {
+		case <-q.lead:
+			s.lead(q)
+			continue
+		case <-q.done:
+		}
+		break
+	}
+	// A lead handed over just as another leader committed this append.
+	select {
+	case <-q.lead:
+		s.lead(q)
+	default:
+	}
+	return q.res, q.err
 }
 
-func (s *Store) committer() {
-	var carry []*queued
+// lead commits groups until its own caller's append is done, then hands
+// the lead to the oldest waiting caller, or gives it up when none waits.
+func (s *Store) lead(own *queued) {
+	g := &s.group
 	for {
-		var group []*queued
-		streams := map[string]bool{}
-		take := func(q *queued) {
-			if streams[q.it.Stream] || len(group) == maxGroup {
-				carry = append(carry, q) // the same stream twice: the next group
-				return
+		g.mu.Lock()
+		select {
+		case <-own.done:
+			i := slices.IndexFunc(g.waiting, func(q *queued) bool { return !q.handed })
+			if i < 0 {
+				g.leaders--
+			} else {
+				g.waiting[i].handed = true
+				g.waiting[i].lead <- struct{}{}
 			}
-			streams[q.it.Stream] = true
-			group = append(group, q)
+			g.mu.Unlock()
+			return
+		default:
 		}
-		held := carry
-		carry = nil
-		for _, q := range held {
-			take(q)
-		}
-		if len(group) == 0 {
-			q, ok := <-s.queue
-			if !ok {
-				return
-			}
-			take(q)
-		}
-	drain:
-		for len(group) < maxGroup {
-			select {
-			case q, ok := <-s.queue:
-				if !ok {
-					break drain
-				}
-				take(q)
-			default:
-				break drain
-			}
-		}
+		group := takeGroup(&g.waiting)
+		g.mu.Unlock()
 		s.commitGroup(group)
 	}
+}
+
+// takeGroup takes from waiting up to maxGroup appends of distinct
+// streams, oldest first; the others stay, in order.
+func takeGroup(waiting *[]*queued) []*queued {
+	var group, rest []*queued
+	streams := map[string]bool{}
+	for _, q := range *waiting {
+		if streams[q.it.Stream] || len(group) == maxGroup {
+			rest = append(rest, q)
+			continue
+		}
+		streams[q.it.Stream] = true
+		group = append(group, q)
+	}
+	*waiting = rest
+	return group
 }
 
 // commitGroup commits one group and answers each of its appends.
@@ -376,10 +425,14 @@ func (s *Store) commitGroup(group []*queued) {
 		live  []*queued
 		items []item
 	)
+	answer := func(q *queued) {
+		close(q.done)
+		s.group.pending.Done()
+	}
 	for _, q := range group {
 		if err := q.ctx.Err(); err != nil {
-			q.res.Err = err
-			close(q.done)
+			q.err = err
+			answer(q)
 			continue
 		}
 		live, items = append(live, q), append(items, q.it)
@@ -390,10 +443,10 @@ func (s *Store) commitGroup(group []*queued) {
 	res, err := s.commitItems(context.Background(), items)
 	for i, q := range live {
 		if err != nil {
-			q.res.Err = err
+			q.err = err
 		} else {
 			q.res = res[i]
 		}
-		close(q.done)
+		answer(q)
 	}
 }

@@ -253,6 +253,10 @@ func (s *Store) appendedLocally() {
 
 const channel = "ledger_events"
 
+// notifyEvery bounds how often this process notifies the others of its
+// appends; their subscribers read from the log what came meanwhile.
+const notifyEvery = 10 * time.Millisecond
+
 // notifier tells other processes about appends (NOTIFY, coalesced) and
 // wakes this process's subscribers on theirs (LISTEN).
 func (s *Store) notifier() {
@@ -266,6 +270,14 @@ func (s *Store) notifier() {
 			case <-s.notifyCh:
 				if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, channel); err != nil && ctx.Err() == nil {
 					s.log.Debug("notify failed; other processes will poll", "err", err)
+				}
+				// A notification is a transaction with a commit to flush:
+				// under load, one per notifyEvery tells the other processes
+				// as much as one per append (appends meanwhile leave a
+				// signal pending, sent after the pause).
+				select {
+				case <-ctx.Done():
+				case <-time.After(notifyEvery):
 				}
 			}
 		}

@@ -45,11 +45,7 @@ type Store struct {
 	compacting   bool
 	compactAgain bool
 
-	// The group committers' queue of appends (batch.go).
-	queue       chan *queued
-	queueMu     sync.RWMutex
-	queueClosed bool
-	committing  sync.WaitGroup
+	group groupQueue // appends waiting for group commit (batch.go)
 }
 
 // Open connects to the database at url and applies the migrations, under an
@@ -81,7 +77,6 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	s.wg.Go(s.notifier)
-	s.startCommitters()
 	return s, nil
 }
 

@@ -348,6 +348,11 @@ func (b *bench) appendBench(ctx context.Context, store string) error {
 		}
 		if writers == 8 {
 			b.raw8[store] = base
+			if store == "postgres" {
+				if err := b.groupCommitBench(ctx, e, m, key, port); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

@@ -191,9 +191,15 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Metrics = metrics.New(m.Runner.Status)
 	vault.Observe = m.Metrics.VaultOp
 	m.Runner.Observe = m.Metrics.Rebuild
+	// When the log and the key vault share a database, a create stores its
+	// key and its first event in one commit.
+	var keysWithLog ledger.KeyedAppender
+	if ka, ok := m.events.(ledger.KeyedAppender); ok && any(m.events) == any(m.state) {
+		keysWithLog = ka
+	}
 	m.Svc = ledger.New(ledger.Options{
 		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state,
-		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics,
+		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, KeysWithLog: keysWithLog,
 	})
 	return nil
 }
