@@ -285,11 +285,15 @@ func (b *bench) datasetBench(ctx context.Context, store string) error {
 		base, true, 0.50)
 	m.Close()
 
+	started := time.Now()
 	s, err := b.serve(ctx, e, token)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
+	if err := b.identityCatchUp(ctx, s, store, started, d.events); err != nil {
+		return err
+	}
 	b.logf("%s: waiting for the server's projections to reach the head of the log", store)
 	if err := s.caughtUp(ctx); err != nil {
 		return err

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/shred"
+	"github.com/contactledger/ledger/projections"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -74,4 +76,36 @@ func (b *bench) groupCommitBench(ctx context.Context, e *benchEnv, m *Main, key 
 	b.report(figure{Name: "append.port.8w.group-commit", Store: e.store, Value: port8, Unit: "appends/s",
 		BaselineName: "the same append without group commit", Target: "ratio>=1.5"}, ungrouped, true, 1.5)
 	return nil
+}
+
+// identityCatchUp waits for the identity index of a server started (at
+// start) on a log it has not indexed, and reports its rate: the events of
+// the log over the time it took to reach the head.
+func (b *bench) identityCatchUp(ctx context.Context, s *server, store string, start time.Time, events int) error {
+	b.logf("%s: the identity index catches up with %d events it has not indexed", store, events)
+	for deadline := time.Now().Add(30 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		var st struct {
+			Projections []struct {
+				Name       string `json:"name"`
+				LagEvents  int64  `json:"lag_events"`
+				Checkpoint string `json:"checkpoint"`
+				Head       string `json:"head"`
+			} `json:"projections"`
+		}
+		code, err := s.call(ctx, "GET", "/v1/projections", nil, &st)
+		if err != nil {
+			return err
+		}
+		if code != 200 {
+			return fmt.Errorf("projections: %d", code)
+		}
+		for _, p := range st.Projections {
+			if p.Name == projections.Identities && p.LagEvents == 0 && p.Checkpoint == p.Head {
+				secs := time.Since(start).Seconds()
+				b.report(figure{Name: "identities.catch-up", Store: store, Value: float64(events) / secs, Unit: "events/s", Target: ">=20000/s"}, 0, true, 20000)
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("the identity index did not catch up")
 }
