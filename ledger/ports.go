@@ -6,6 +6,8 @@ package ledger
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -252,4 +254,88 @@ type Identities interface {
 	// FindIdentities returns the contacts of workspace matching any non-empty
 	// index of q, ordered by id; none when every index is empty.
 	FindIdentities(ctx context.Context, workspace string, q IdentityQuery) ([]IdentityMatch, error)
+}
+
+// IdentityBatchFinder is implemented by identity stores that look up many
+// queries at once (an import looks up each chunk of rows in one go).
+type IdentityBatchFinder interface {
+	// FindIdentitiesMany returns, for each of qs, what FindIdentities
+	// returns for it.
+	FindIdentitiesMany(ctx context.Context, workspace string, qs []IdentityQuery) ([][]IdentityMatch, error)
+}
+
+// IdentityRow is a contact of the identity index as a batched lookup finds it.
+type IdentityRow struct {
+	ID    contact.ID
+	State contact.State
+	Spam  bool
+}
+
+// IdentityIndexes returns the distinct non-empty indexes of each kind that qs name.
+func IdentityIndexes(qs []IdentityQuery) (ext, email, phone []string) {
+	seen := map[string]bool{}
+	add := func(list *[]string, kind, v string) {
+		if v != "" && !seen[kind+v] {
+			seen[kind+v] = true
+			*list = append(*list, v)
+		}
+	}
+	for _, q := range qs {
+		add(&ext, "x", q.ExtIndex)
+		add(&email, "e", q.EmailIndex)
+		add(&phone, "p", q.PhoneIndex)
+	}
+	return ext, email, phone
+}
+
+// MatchIdentities answers FindIdentitiesMany from the rows that each index
+// value found (the store looks each kind of index up once for the batch).
+func MatchIdentities(qs []IdentityQuery, byExt, byEmail, byPhone map[string][]IdentityRow) [][]IdentityMatch {
+	out := make([][]IdentityMatch, len(qs))
+	for i, q := range qs {
+		found := map[contact.ID]*IdentityMatch{}
+		var order []contact.ID
+		mark := func(rows []IdentityRow, set func(*IdentityMatch)) {
+			for _, r := range rows {
+				m := found[r.ID]
+				if m == nil {
+					m = &IdentityMatch{ID: r.ID, State: r.State, Spam: r.Spam}
+					found[r.ID] = m
+					order = append(order, r.ID)
+				}
+				set(m)
+			}
+		}
+		if q.ExtIndex != "" {
+			mark(byExt[q.ExtIndex], func(m *IdentityMatch) { m.ByExt = true })
+		}
+		if q.EmailIndex != "" {
+			mark(byEmail[q.EmailIndex], func(m *IdentityMatch) { m.ByEmail = true })
+		}
+		if q.PhoneIndex != "" {
+			mark(byPhone[q.PhoneIndex], func(m *IdentityMatch) { m.ByPhone = true })
+		}
+		slices.SortFunc(order, func(a, b contact.ID) int { return strings.Compare(a.String(), b.String()) })
+		for _, id := range order {
+			out[i] = append(out[i], *found[id])
+		}
+	}
+	return out
+}
+
+// FindIdentitiesMany looks up many queries: in one go when the store can,
+// else one by one.
+func FindIdentitiesMany(ctx context.Context, ids Identities, workspace string, qs []IdentityQuery) ([][]IdentityMatch, error) {
+	if bf, ok := ids.(IdentityBatchFinder); ok {
+		return bf.FindIdentitiesMany(ctx, workspace, qs)
+	}
+	out := make([][]IdentityMatch, len(qs))
+	for i, q := range qs {
+		ms, err := ids.FindIdentities(ctx, workspace, q)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = ms
+	}
+	return out, nil
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -325,6 +327,13 @@ func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.
 // race to a concurrent change, or that the batch names twice, runs again
 // alone afterwards. Results and errors come back in the order of ids.
 func (s *Service) executeMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd command) ([]Result, []error) {
+	return s.executeEach(ctx, workspace, ids, meta, func(int) command { return cmd })
+}
+
+// executeEach is executeMany with a command of its own for each contact:
+// cmd(i) for ids[i]. A contact named twice runs its later commands after
+// the batch, in order.
+func (s *Service) executeEach(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd func(i int) command) ([]Result, []error) {
 	results, errs := make([]Result, len(ids)), make([]error, len(ids))
 	fail := func(err error) ([]Result, []error) {
 		for i := range errs {
@@ -357,7 +366,7 @@ func (s *Service) executeMany(ctx context.Context, workspace string, ids []conta
 			continue
 		}
 		seen[id] = true
-		d, err := s.decide(workspace, id, meta, ls[id], p, cmd)
+		d, err := s.decide(workspace, id, meta, ls[id], p, cmd(i))
 		if err != nil || d.recs == nil {
 			results[i], errs[i] = d.result(s, contact.Position{}), err
 			continue
@@ -383,7 +392,7 @@ func (s *Service) executeMany(ctx context.Context, workspace string, ids []conta
 	}
 	slices.Sort(again)
 	for _, i := range again {
-		results[i], errs[i] = s.execute(ctx, workspace, ids[i], meta, cmd)
+		results[i], errs[i] = s.execute(ctx, workspace, ids[i], meta, cmd(i))
 	}
 	return results, errs
 }
@@ -508,6 +517,88 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		return Result{}, err
 	}
 	return Result{Contact: s.view(c, p, pos), Version: c.Version(), Position: pos, EventID: recs[0].ID.String()}, nil
+}
+
+// createMany saves many new contacts, each under a fresh data key, in one
+// batch: with the keys in the same commit when the log and the key vault
+// share a database. Results and errors come back in the order of cs.
+func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, cs []*contact.Contact) ([]Result, []error) {
+	results, errs := make([]Result, len(cs)), make([]error, len(cs))
+	if len(cs) == 0 {
+		return results, errs
+	}
+	fail := func(err error) ([]Result, []error) {
+		for i := range errs {
+			errs[i] = err
+		}
+		return results, errs
+	}
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return fail(err)
+	}
+	now := s.now()
+	keys, rows := make([]ContactKey, len(cs)), make([]KeyRow, len(cs))
+	batch := make([]contact.StreamAppend, len(cs))
+	// Wrapping keys and sealing events is the CPU of a create: on every core.
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), len(cs))
+	werrs := make([]error, len(cs))
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(cs); i += workers {
+				id := cs[i].ID()
+				if s.keysWithLog != nil {
+					keys[i], rows[i], werrs[i] = s.vault.WrapNewKey(ctx, workspace, id, now)
+				} else {
+					k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
+					keys[i], werrs[i] = ContactKey{Key: k, KeyID: keyID}, err
+				}
+				if werrs[i] != nil {
+					continue
+				}
+				var recs []contact.Record
+				recs, werrs[i] = seal(keys[i], id.Stream(), workspace, meta, 0, nil, cs[i].Changes())
+				batch[i] = contact.StreamAppend{Stream: id.Stream(), Events: recs}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(werrs...); err != nil {
+		return fail(err)
+	}
+	start := time.Now()
+	var res []contact.AppendResult
+	if s.keysWithLog != nil {
+		res, err = s.keysWithLog.AppendWithKeys(ctx, rows, batch)
+	} else {
+		res, err = contact.AppendMany(ctx, s.events, batch)
+	}
+	if s.metrics != nil {
+		for i := range batch {
+			if err != nil {
+				s.metrics.Append(time.Since(start), err)
+			} else {
+				s.metrics.Append(time.Since(start), res[i].Err)
+			}
+		}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			errs[i] = r.Err
+			if s.keysWithLog == nil {
+				if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, cs[i].ID()); derr != nil {
+					s.log.Warn("cannot remove the key of a contact that was not created", "contact", cs[i].ID().String(), "err", derr)
+				}
+			}
+			continue
+		}
+		results[i] = Result{Contact: s.view(cs[i], p, r.Position), Version: cs[i].Version(), Position: r.Position, EventID: batch[i].Events[0].ID.String()}
+	}
+	return results, errs
 }
 
 // created answers a repeated idempotent create whose first run created the contact.

@@ -350,6 +350,48 @@ func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.I
 	return out, rows.Err()
 }
 
+var _ ledger.IdentityBatchFinder = (*Store)(nil)
+
+// FindIdentitiesMany looks up many queries in one statement: each kind of
+// index probed once per distinct value.
+func (s *Store) FindIdentitiesMany(ctx context.Context, workspace string, qs []ledger.IdentityQuery) ([][]ledger.IdentityMatch, error) {
+	ext, email, phone := ledger.IdentityIndexes(qs)
+	found := [3]map[string][]ledger.IdentityRow{{}, {}, {}}
+	if len(ext)+len(email)+len(phone) == 0 {
+		return ledger.MatchIdentities(qs, found[0], found[1], found[2]), nil
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT 0, i.ext_bidx, i.id, i.state, i.spam FROM `+identityTable+` i WHERE i.workspace = $1 AND i.ext_bidx = ANY($2)
+		UNION ALL
+		SELECT 1, i.email_bidx, i.id, i.state, i.spam FROM `+identityTable+` i WHERE i.workspace = $1 AND i.email_bidx = ANY($3)
+		UNION ALL
+		SELECT 2, i.phone_bidx, i.id, i.state, i.spam FROM `+identityTable+` i WHERE i.workspace = $1 AND i.phone_bidx = ANY($4)`,
+		workspace, ext, email, phone)
+	if err != nil {
+		return nil, fmt.Errorf("find identities: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			kind         int32
+			v, id, state string
+			r            ledger.IdentityRow
+		)
+		if err := rows.Scan(&kind, &v, &id, &state, &r.Spam); err != nil {
+			return nil, err
+		}
+		if r.ID, err = contact.ParseID(id); err != nil {
+			return nil, fmt.Errorf("identity row %q: %w", id, err)
+		}
+		r.State = contact.State(state)
+		found[kind][v] = append(found[kind][v], r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return ledger.MatchIdentities(qs, found[0], found[1], found[2]), nil
+}
+
 // List returns one page of a view, newest first.
 func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem, error) {
 	query, args, err := listQuery(q)

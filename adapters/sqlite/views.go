@@ -349,6 +349,54 @@ func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.I
 	return out, nil
 }
 
+var _ ledger.IdentityBatchFinder = (*Store)(nil)
+
+// FindIdentitiesMany looks up many queries with one query per kind of index.
+func (s *Store) FindIdentitiesMany(ctx context.Context, workspace string, qs []ledger.IdentityQuery) ([][]ledger.IdentityMatch, error) {
+	ext, email, phone := ledger.IdentityIndexes(qs)
+	var found [3]map[string][]ledger.IdentityRow
+	for i, c := range []struct {
+		col, index string
+		values     []string
+	}{
+		{"ext_bidx", "contact_identities_ext", ext},
+		{"email_bidx", "contact_identities_email", email},
+		{"phone_bidx", "contact_identities_phone", phone},
+	} {
+		found[i] = map[string][]ledger.IdentityRow{}
+		if len(c.values) == 0 {
+			continue
+		}
+		list, _ := json.Marshal(c.values)
+		rows, err := s.r.QueryContext(ctx, `SELECT i.`+c.col+`, i.id, i.state, i.spam FROM json_each(?) q
+			CROSS JOIN `+identityTable+` i INDEXED BY `+c.index+` ON i.workspace = ? AND i.`+c.col+` = q.value`, string(list), workspace)
+		if err != nil {
+			return nil, fmt.Errorf("find identities: %w", err)
+		}
+		for rows.Next() {
+			var (
+				v, id, state string
+				r            ledger.IdentityRow
+			)
+			if err := rows.Scan(&v, &id, &state, &r.Spam); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if r.ID, err = contact.ParseID(id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("identity row %q: %w", id, err)
+			}
+			r.State = contact.State(state)
+			found[i][v] = append(found[i][v], r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return ledger.MatchIdentities(qs, found[0], found[1], found[2]), nil
+}
+
 // List returns one page of a view, newest first.
 func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem, error) {
 	table, err := viewTable(q.View)
