@@ -191,7 +191,7 @@ func (r *Runner) rebuildOutdated(ctx context.Context) {
 		r.log.Error("reading the projections' versions failed", "err", err)
 		return
 	}
-	for _, v := range Views() {
+	for _, v := range append(Views(), IdentityView()) {
 		if have, ok := versions[v.Name]; !ok || have >= Version {
 			continue
 		}

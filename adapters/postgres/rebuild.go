@@ -24,7 +24,7 @@ func (s *Store) CreateShadow(ctx context.Context, view, gen string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, viewTableDDL(table))
+	_, err = s.pool.Exec(ctx, tableDDL(table))
 	return err
 }
 
@@ -40,7 +40,7 @@ func (s *Store) IndexShadow(ctx context.Context, view, gen string) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '256MB'`); err != nil {
 			return err
 		}
-		for _, stmt := range viewIndexes(table) {
+		for _, stmt := range tableIndexes(table) {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("index %s: %w", table, err)
 			}
@@ -49,8 +49,12 @@ func (s *Store) IndexShadow(ctx context.Context, view, gen string) error {
 	})
 }
 
-var shadowColumns = []string{"workspace", "id", "sort_at", "created_at", "version", "pos_commit", "pos_prepare",
-	"name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "source", "tags", "trashed_at", "trashed_by", "doc"}
+var (
+	shadowColumns = []string{"workspace", "id", "sort_at", "created_at", "version", "pos_commit", "pos_prepare",
+		"name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "source", "tags", "trashed_at", "trashed_by", "doc"}
+	identityColumns = []string{"workspace", "id", "state", "spam", "email_bidx", "phone_bidx", "ext_bidx", "sort_at", "version",
+		"pos_commit", "pos_prepare", "doc"}
+)
 
 func numeric(n uint64) pgtype.Numeric {
 	return pgtype.Numeric{Int: new(big.Int).SetUint64(n), Valid: true}
@@ -63,10 +67,19 @@ func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []project
 		return err
 	}
 	data := make([][]any, 0, len(rows))
+	columns := shadowColumns
+	if isIdentity(table) {
+		columns = identityColumns
+	}
 	for _, r := range rows {
 		doc, err := json.Marshal(r.Contact)
 		if err != nil {
 			return err
+		}
+		if isIdentity(table) {
+			data = append(data, []any{r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex,
+				r.PhoneIndex, r.ExtIndex, r.SortAt, int64(r.Contact.Version), numeric(r.Position.Commit), numeric(r.Position.Prepare), doc})
+			continue
 		}
 		var trashedBy *string
 		if r.Contact.TrashedBy != nil {
@@ -81,7 +94,7 @@ func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []project
 			numeric(r.Position.Commit), numeric(r.Position.Prepare), p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),
 			r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags, r.Contact.TrashedAt, trashedBy, doc})
 	}
-	_, err = s.pool.CopyFrom(ctx, pgx.Identifier{table}, shadowColumns, pgx.CopyFromRows(data))
+	_, err = s.pool.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(data))
 	if err != nil {
 		return fmt.Errorf("copy into %s: %w", table, err)
 	}
@@ -167,8 +180,12 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 				return err
 			}
 			batch := &pgx.Batch{}
+			upsert := queueUpsert
+			if isIdentity(shadow) {
+				upsert = queueIdentity
+			}
 			for _, r := range b.Upserts {
-				if err := queueUpsert(batch, shadow, r); err != nil {
+				if err := upsert(batch, shadow, r); err != nil {
 					return err
 				}
 			}
@@ -182,7 +199,7 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 			}
 			sh = l
 		}
-		for _, stmt := range viewIndexes(shadow) {
+		for _, stmt := range tableIndexes(shadow) {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("index %s: %w", shadow, err)
 			}

@@ -34,11 +34,68 @@ func viewTable(name string) (string, error) {
 		if _, known := ledger.Views[view]; known {
 			return "rm_" + view + "_" + gen, nil
 		}
+		if view == projections.Identities {
+			return identityTable + "_" + gen, nil
+		}
 	}
 	if _, ok := ledger.Views[name]; !ok {
 		return "", fmt.Errorf("unknown view %q", name)
 	}
 	return "rm_" + name, nil
+}
+
+// isIdentity reports whether table is the identity index's (live or a rebuild's).
+func isIdentity(table string) bool {
+	return table == identityTable || strings.HasPrefix(table, identityTable+"_")
+}
+
+// tableDDL creates a projection's table with its primary key only: a
+// view's, or the identity index's.
+func tableDDL(table string) string {
+	if isIdentity(table) {
+		return identityTableDDL(table)
+	}
+	return viewTableDDL(table)
+}
+
+// tableIndexes creates a projection's secondary indexes, one statement each.
+func tableIndexes(table string) []string {
+	if isIdentity(table) {
+		return identityIndexes(table)
+	}
+	return viewIndexes(table)
+}
+
+// identityTableDDL creates a table of the identity index (as migrations
+// 00003 and 00004 made the first), with its primary key only.
+func identityTableDDL(table string) string {
+	return `CREATE TABLE ` + table + ` (
+		workspace   text        NOT NULL,
+		id          text        NOT NULL,
+		state       text        NOT NULL,
+		spam        boolean     NOT NULL,
+		email_bidx  text        NOT NULL,
+		phone_bidx  text        NOT NULL,
+		ext_bidx    text        NOT NULL,
+		sort_at     timestamptz NOT NULL,
+		version     bigint      NOT NULL,
+		pos_commit  numeric(20) NOT NULL,
+		pos_prepare numeric(20) NOT NULL,
+		doc         jsonb       NOT NULL,
+		PRIMARY KEY (workspace, id)
+	);
+	` + noStatistics(table, "doc", "email_bidx", "phone_bidx", "ext_bidx")
+}
+
+// identityIndexes creates the identity index's lookups: the live table's
+// are the names migration 00003 gave them, a rebuild's carry its table's
+// name, kept when the switch renames the table.
+func identityIndexes(table string) []string {
+	return []string{
+		`CREATE INDEX IF NOT EXISTS ` + table + `_ext ON ` + table + ` (workspace, ext_bidx)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx)`,
+	}
 }
 
 // viewDDL creates the table of one view. Its indexes are named after the
@@ -168,7 +225,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
 		ext := "''"
-		if table == identityTable {
+		if isIdentity(table) {
 			ext = "ext_bidx"
 		}
 		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit::text, pos_prepare::text FROM `+table+`
@@ -223,7 +280,7 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		batch := &pgx.Batch{}
 		for _, r := range b.Upserts {
 			upsert := queueUpsert
-			if table == identityTable {
+			if isIdentity(table) {
 				upsert = queueIdentity
 			}
 			if err := upsert(batch, table, r); err != nil {

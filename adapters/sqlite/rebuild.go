@@ -25,7 +25,7 @@ func (s *Store) CreateShadow(ctx context.Context, view, gen string) error {
 		return err
 	}
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, viewTableDDL(table))
+		_, err := tx.ExecContext(ctx, tableDDL(table))
 		return err
 	}, nil)
 }
@@ -37,7 +37,7 @@ func (s *Store) IndexShadow(ctx context.Context, view, gen string) error {
 	if err != nil {
 		return err
 	}
-	for _, stmt := range viewIndexes(table) {
+	for _, stmt := range tableIndexes(table) {
 		start := time.Now()
 		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, stmt)
@@ -136,7 +136,7 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 			}
 			sh = l
 		}
-		for _, stmt := range viewIndexes(shadow) {
+		for _, stmt := range tableIndexes(shadow) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("index %s: %w", shadow, err)
 			}

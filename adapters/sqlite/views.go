@@ -33,11 +33,67 @@ func viewTable(name string) (string, error) {
 		if _, known := ledger.Views[view]; known {
 			return "rm_" + view + "_" + gen, nil
 		}
+		if view == projections.Identities {
+			return identityTable + "_" + gen, nil
+		}
 	}
 	if _, ok := ledger.Views[name]; !ok {
 		return "", fmt.Errorf("unknown view %q", name)
 	}
 	return "rm_" + name, nil
+}
+
+// isIdentity reports whether table is the identity index's (live or a rebuild's).
+func isIdentity(table string) bool {
+	return table == identityTable || strings.HasPrefix(table, identityTable+"_")
+}
+
+// tableDDL creates a projection's table with its primary key only: a
+// view's, or the identity index's.
+func tableDDL(table string) string {
+	if isIdentity(table) {
+		return identityTableDDL(table)
+	}
+	return viewTableDDL(table)
+}
+
+// tableIndexes creates a projection's secondary indexes.
+func tableIndexes(table string) []string {
+	if isIdentity(table) {
+		return identityIndexes(table)
+	}
+	return viewIndexes(table)
+}
+
+// identityTableDDL creates a table of the identity index (as migration
+// 00003 created the first), with its primary key only.
+func identityTableDDL(table string) string {
+	return `CREATE TABLE ` + table + ` (
+		workspace   TEXT    NOT NULL,
+		id          TEXT    NOT NULL,
+		state       TEXT    NOT NULL,
+		spam        INTEGER NOT NULL,
+		email_bidx  TEXT    NOT NULL,
+		phone_bidx  TEXT    NOT NULL,
+		ext_bidx    TEXT    NOT NULL,
+		sort_at     INTEGER NOT NULL,
+		version     INTEGER NOT NULL,
+		pos_commit  INTEGER NOT NULL,
+		pos_prepare INTEGER NOT NULL,
+		doc         TEXT    NOT NULL,
+		PRIMARY KEY (workspace, id)
+	) WITHOUT ROWID;`
+}
+
+// identityIndexes creates the identity index's lookups: the live table's
+// are the names migration 00003 gave them, a rebuild's carry its table's
+// name, which the switch renames to the live one.
+func identityIndexes(table string) []string {
+	return []string{
+		`CREATE INDEX IF NOT EXISTS ` + table + `_ext ON ` + table + ` (workspace, ext_bidx)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx)`,
+	}
 }
 
 // viewDDL creates the table of one view. Its indexes are named after the
@@ -129,7 +185,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	for ws, ids := range byWS {
 		list, _ := json.Marshal(ids)
 		ext := "''"
-		if table == identityTable {
+		if isIdentity(table) {
 			ext = "ext_bidx"
 		}
 		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit, pos_prepare FROM `+table+`
@@ -218,7 +274,7 @@ func moveCheckpoint(ctx context.Context, tx *sql.Tx, name string, from, to conta
 
 // rowSQL returns the upsert of a row of table: a view's, or the identity index's.
 func rowSQL(table string) string {
-	if table == identityTable {
+	if isIdentity(table) {
 		return `INSERT OR REPLACE INTO ` + table + ` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx,
 			sort_at, version, pos_commit, pos_prepare, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	}
@@ -235,7 +291,7 @@ func rowArgs(table string, r projections.Row) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if table == identityTable {
+	if isIdentity(table) {
 		return []any{r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
 			micros(r.SortAt), r.Contact.Version, r.Position.Commit, r.Position.Prepare, string(doc)}, nil
 	}
@@ -287,23 +343,36 @@ func writeRows(ctx context.Context, tx *sql.Tx, table string, args [][]any) erro
 	return nil
 }
 
+// identityLookupSQL finds the identities whose col is a value; args:
+// workspace, value. likelihood() tells SQLite, which has no statistics,
+// that a match is rare: else it could walk the whole workspace by the
+// primary key. The lookup stays one probe of the column's index at any
+// size (a plan test guards it; a rebuild renames the indexes).
+func identityLookupSQL(col string) string {
+	return `SELECT id, state, spam FROM ` + identityTable + ` WHERE workspace = ? AND likelihood(` + col + ` = ?, 0.000001)`
+}
+
+// identityBatchSQL finds the identities whose col is any of a JSON list of
+// values, a probe of the column's index each; args: the list, workspace.
+func identityBatchSQL(col string) string {
+	return `SELECT i.` + col + `, i.id, i.state, i.spam FROM json_each(?) q
+		CROSS JOIN ` + identityTable + ` i ON i.workspace = ? AND likelihood(i.` + col + ` = q.value, 0.000001)`
+}
+
 // FindIdentities returns the live contacts matching any of q's blind
 // indexes. Each index is its own query, so each uses its own index.
 func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.IdentityQuery) ([]ledger.IdentityMatch, error) {
 	byID := map[contact.ID]*ledger.IdentityMatch{}
 	var order []contact.ID
-	for _, c := range []struct{ col, index, v string }{
-		{"ext_bidx", "contact_identities_ext", q.ExtIndex},
-		{"email_bidx", "contact_identities_email", q.EmailIndex},
-		{"phone_bidx", "contact_identities_phone", q.PhoneIndex},
+	for _, c := range []struct{ col, v string }{
+		{"ext_bidx", q.ExtIndex},
+		{"email_bidx", q.EmailIndex},
+		{"phone_bidx", q.PhoneIndex},
 	} {
 		if c.v == "" {
 			continue
 		}
-		// Without statistics SQLite would walk the whole workspace by its
-		// primary key; the lookup must stay one index probe at any size.
-		rows, err := s.r.QueryContext(ctx, `SELECT id, state, spam FROM `+identityTable+` INDEXED BY `+c.index+`
-			WHERE workspace = ? AND `+c.col+` = ?`, workspace, c.v)
+		rows, err := s.r.QueryContext(ctx, identityLookupSQL(c.col), workspace, c.v)
 		if err != nil {
 			return nil, fmt.Errorf("find identities: %w", err)
 		}
@@ -356,20 +425,19 @@ func (s *Store) FindIdentitiesMany(ctx context.Context, workspace string, qs []l
 	ext, email, phone := ledger.IdentityIndexes(qs)
 	var found [3]map[string][]ledger.IdentityRow
 	for i, c := range []struct {
-		col, index string
-		values     []string
+		col    string
+		values []string
 	}{
-		{"ext_bidx", "contact_identities_ext", ext},
-		{"email_bidx", "contact_identities_email", email},
-		{"phone_bidx", "contact_identities_phone", phone},
+		{"ext_bidx", ext},
+		{"email_bidx", email},
+		{"phone_bidx", phone},
 	} {
 		found[i] = map[string][]ledger.IdentityRow{}
 		if len(c.values) == 0 {
 			continue
 		}
 		list, _ := json.Marshal(c.values)
-		rows, err := s.r.QueryContext(ctx, `SELECT i.`+c.col+`, i.id, i.state, i.spam FROM json_each(?) q
-			CROSS JOIN `+identityTable+` i INDEXED BY `+c.index+` ON i.workspace = ? AND i.`+c.col+` = q.value`, string(list), workspace)
+		rows, err := s.r.QueryContext(ctx, identityBatchSQL(c.col), string(list), workspace)
 		if err != nil {
 			return nil, fmt.Errorf("find identities: %w", err)
 		}
