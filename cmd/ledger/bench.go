@@ -106,7 +106,7 @@ func newBenchCommand(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL superuser URL (default LEDGER_TEST_DATABASE_URL)")
 	f.Float64Var(&scale, "scale", 1, "fraction of the full sizes (1,000,000 contacts) to use, for a quick run")
 	f.Float64Var(&appendSecs, "append-seconds", 10, "how long each append measurement runs")
-	f.StringVar(&only, "only", "", "run only these groups: append, http, dataset (rebuild, queries, replay, jobs, purge, memory)")
+	f.StringVar(&only, "only", "", "run only these groups: append, http, import, dataset (rebuild, identity catch-up, queries, replay, jobs, bulk, purge, memory)")
 	return cmd
 }
 
@@ -182,6 +182,11 @@ func (b *bench) run(ctx context.Context) error {
 		if b.want("http") {
 			if err := b.httpBench(ctx, store); err != nil {
 				return fmt.Errorf("http on %s: %w", store, err)
+			}
+		}
+		if b.want("import") {
+			if err := b.importBench(ctx, store); err != nil {
+				return fmt.Errorf("import on %s: %w", store, err)
 			}
 		}
 		if b.want("dataset") {

@@ -1,12 +1,23 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/shred"
+	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 	"github.com/jackc/pgx/v5"
 )
@@ -108,4 +119,211 @@ func (b *bench) identityCatchUp(ctx context.Context, s *server, store string, st
 		}
 	}
 	return fmt.Errorf("the identity index did not catch up")
+}
+
+// importFile writes a CSV import of n new contacts (their emails made
+// unique by tag) and returns its path.
+func importFile(dir, tag string, n int) (string, error) {
+	path := filepath.Join(dir, "import-"+tag+".csv")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.WriteString("name,email,phone,job_title,external_id,tags\n")
+	for i := range n {
+		fmt.Fprintf(w, "Import Person %d,import%d.%s@example.com,+1 555 %07d,Analyst,%s-%d,imported\n", i, i, tag, i%10_000_000, tag, i)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return "", err
+	}
+	return path, f.Close()
+}
+
+// hugeFieldFile writes a CSV import whose second row has one quoted field
+// of size bytes, and returns its path.
+func hugeFieldFile(dir string, size int) (string, error) {
+	path := filepath.Join(dir, "import-huge-field.csv")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.WriteString("name,email\nAda,ada@example.com\n\"")
+	chunk := bytes.Repeat([]byte("x"), 1<<20)
+	for left := size; left > 0; left -= len(chunk) {
+		w.Write(chunk[:min(len(chunk), left)])
+	}
+	w.WriteString("\",huge@example.com\n")
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return "", err
+	}
+	return path, f.Close()
+}
+
+// importHTTP posts an import file to the server and returns the created
+// rows and how long the whole answer took.
+func (s *server) importHTTP(ctx context.Context, path, source string) (int, int, time.Duration, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer f.Close()
+	req, err := http.NewRequestWithContext(ctx, "POST", s.base+"/v1/contacts/import?source="+source, f)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Content-Type", "text/csv")
+	t0 := time.Now()
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Totals map[string]int `json:"totals"`
+		Error  any            `json:"error"`
+	}
+	if resp.StatusCode == 200 {
+		err = json.NewDecoder(resp.Body).Decode(&out)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+	}
+	d := time.Since(t0)
+	if err == nil && out.Error != nil {
+		err = fmt.Errorf("import stopped: %v", out.Error)
+	}
+	return resp.StatusCode, out.Totals[ledger.RowCreated], d, err
+}
+
+// importCLI runs `ledger import` on an env as its own process and returns
+// how long it took and its peak RSS in MiB.
+func (b *bench) importCLI(ctx context.Context, e *benchEnv, path, source string) (time.Duration, float64, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, 0, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "import", path, "--workspace", benchWS, "--source", source, "--no-progress")
+	cmd.Env = append(os.Environ(), "LEDGER_DATA_DIR="+e.dir, "LEDGER_DATABASE_URL="+e.dbURL, "LEDGER_LOG_LEVEL=error",
+		"LEDGER_KEK_URL=", "LEDGER_EVENTSTORE_URL=")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	t0 := time.Now()
+	err = cmd.Run()
+	d := time.Since(t0)
+	rss := 0.0
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = float64(ru.Maxrss) / 1024
+	}
+	if err != nil {
+		return d, rss, fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return d, rss, nil
+}
+
+// importBench imports 100,000 new contacts (at scale 1) over HTTP and
+// with the command line, then a 1,000,000-row file over HTTP for the
+// server's peak memory, and a file with one 500 MiB field (refused while
+// read) both ways, each on a fresh store.
+func (b *bench) importBench(ctx context.Context, store string) error {
+	n, big := b.opts.contacts/10, b.opts.contacts
+	fresh := func() (*benchEnv, *server, error) {
+		e, err := b.newEnv(ctx, store)
+		if err != nil {
+			return nil, nil, err
+		}
+		m, err := e.open(ctx)
+		if err != nil {
+			e.drop()
+			return nil, nil, err
+		}
+		_, err = m.Svc.CreateWorkspace(ctx, benchWS)
+		var token string
+		if err == nil {
+			token, _, err = m.Svc.CreateToken(ctx, benchWS, contact.RoleAdmin, "bench")
+		}
+		m.Close()
+		if err != nil {
+			e.drop()
+			return nil, nil, err
+		}
+		s, err := b.serve(ctx, e, token)
+		if err != nil {
+			e.drop()
+			return nil, nil, err
+		}
+		return e, s, nil
+	}
+
+	e, s, err := fresh()
+	if err != nil {
+		return err
+	}
+	defer e.drop()
+	httpFile, err := importFile(e.dir, "http", n)
+	if err != nil {
+		s.stop()
+		return err
+	}
+	b.logf("%s: importing %d new contacts over HTTP", store, n)
+	st, created, d, err := s.importHTTP(ctx, httpFile, "bench")
+	s.stop()
+	if err == nil && (st != 200 || created != n) {
+		err = fmt.Errorf("import over HTTP: %d, %d of %d created", st, created, n)
+	}
+	if err != nil {
+		return err
+	}
+	b.report(figure{Name: "import.http", Store: store, Value: float64(n) / d.Seconds(), Unit: fmt.Sprintf("rows/s, %d new contacts", n), Target: ">=20000/s"}, 0, true, 20000)
+	cliFile, err := importFile(e.dir, "cli", n)
+	if err != nil {
+		return err
+	}
+	b.logf("%s: importing %d new contacts with the command line", store, n)
+	d, _, err = b.importCLI(ctx, e, cliFile, "bench")
+	if err != nil {
+		return err
+	}
+	b.report(figure{Name: "import.cli", Store: store, Value: float64(n) / d.Seconds(), Unit: fmt.Sprintf("rows/s, %d new contacts", n), Target: ">=20000/s"}, 0, true, 20000)
+	huge, err := hugeFieldFile(e.dir, 500<<20)
+	if err != nil {
+		return err
+	}
+	b.logf("%s: a file with one 500 MiB field, with the command line", store)
+	if _, rss, err := b.importCLI(ctx, e, huge, "bench"); err == nil || !strings.Contains(err.Error(), "longer than") {
+		return fmt.Errorf("the 500 MiB field was not refused as too long: %v", err)
+	} else {
+		b.report(figure{Name: "memory.import-cli.500mib-field", Store: store, Value: rss, Unit: "MiB peak RSS (refused)", Target: "<200MiB"}, 0, false, 200)
+	}
+
+	e2, s2, err := fresh()
+	if err != nil {
+		return err
+	}
+	defer e2.drop()
+	defer s2.stop()
+	b.logf("%s: a file with one 500 MiB field over HTTP", store)
+	if st, _, _, err := s2.importHTTP(ctx, huge, "bench"); err != nil || st != 400 {
+		return fmt.Errorf("the 500 MiB field over HTTP: %d %v, want 400", st, err)
+	}
+	b.report(figure{Name: "memory.import-http.500mib-field", Store: store, Value: s2.peakRSS(), Unit: "MiB peak RSS (refused)", Target: "<200MiB"}, 0, false, 200)
+	os.Remove(huge)
+	bigFile, err := importFile(e2.dir, "big", big)
+	if err != nil {
+		return err
+	}
+	b.logf("%s: importing %d new contacts over HTTP, for the server's memory", store, big)
+	st, created, d, err = s2.importHTTP(ctx, bigFile, "bench")
+	if err == nil && (st != 200 || created != big) {
+		err = fmt.Errorf("import of %d rows over HTTP: %d, %d created", big, st, created)
+	}
+	if err != nil {
+		return err
+	}
+	b.report(figure{Name: "import.http.large", Store: store, Value: float64(big) / d.Seconds(), Unit: fmt.Sprintf("rows/s, %d new contacts", big)}, 0, true, 0)
+	b.report(figure{Name: "memory.import-http.large", Store: store, Value: s2.peakRSS(), Unit: fmt.Sprintf("MiB peak RSS, %d-row file", big), Target: "<200MiB"}, 0, false, 200)
+	return nil
 }
