@@ -40,8 +40,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected uint64, even
 var _ contact.BatchAppender = (*Store)(nil)
 
 // AppendMany appends to many streams in one write of the single writer, so
-// they share one commit (see contact.BatchAppender): each stream in its own
-// savepoint, so that one refused stream leaves the others appended.
+// they share one commit (see contact.BatchAppender and appendBatch).
 func (s *Store) AppendMany(ctx context.Context, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
 	errs, err := contact.CheckBatch(batch)
 	if err != nil {
@@ -49,7 +48,7 @@ func (s *Store) AppendMany(ctx context.Context, batch []contact.StreamAppend) ([
 	}
 	out := make([]contact.AppendResult, len(batch))
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return appendManyTx(ctx, tx, batch, errs, out, nil)
+		return appendBatch(ctx, tx, batch, nil, errs, out)
 	}, s.tail.Wake)
 	if err != nil {
 		return nil, err
@@ -71,59 +70,12 @@ func (s *Store) AppendWithKeys(ctx context.Context, keys []ledger.KeyRow, batch 
 	}
 	out := make([]contact.AppendResult, len(batch))
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return appendManyTx(ctx, tx, batch, errs, out, func(i int) error {
-			k := keys[i]
-			if k.Owner == "" {
-				return nil
-			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO data_keys (owner, workspace, key_id, kek_id, wrapped, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-				k.Owner, k.Workspace, k.KeyID, k.KEKID, k.Wrapped, micros(k.CreatedAt))
-			if isConstraint(err) {
-				return contact.Errorf(contact.ErrAlreadyExists, "a key for this owner exists")
-			}
-			return err
-		})
+		return appendBatch(ctx, tx, batch, keys, errs, out)
 	}, s.tail.Wake)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
-}
-
-// appendManyTx appends each stream of batch that errs does not refuse, in
-// its own savepoint after before(i) (when set), and fills out with each
-// stream's outcome. Only a failure of the store (a savepoint that can't be
-// rolled back) is an error.
-func appendManyTx(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, errs []error, out []contact.AppendResult, before func(i int) error) error {
-	for i, a := range batch {
-		if errs[i] != nil {
-			out[i].Err = errs[i]
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT stream"); err != nil {
-			return err
-		}
-		var last int64
-		var err error
-		if before != nil {
-			err = before(i)
-		}
-		if err == nil {
-			last, err = appendTx(ctx, tx, a.Stream, a.Expected, a.Events)
-		}
-		if err != nil {
-			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO stream"); rerr != nil {
-				return rerr
-			}
-			out[i].Err = err
-		} else {
-			out[i].Position = seq(last)
-		}
-		if _, err := tx.ExecContext(ctx, "RELEASE stream"); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // appendTx checks stream's version and inserts its events in tx; it

@@ -183,12 +183,7 @@ func applyBatch(ctx context.Context, tx *sql.Tx, table string, b projections.Bat
 	if err := writeRows(ctx, tx, table, args); err != nil {
 		return err
 	}
-	for _, ref := range b.Deletes {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE workspace = ? AND id = ?`, ref.Workspace, ref.ID.String()); err != nil {
-			return err
-		}
-	}
-	return nil
+	return deleteRows(ctx, tx, table, b.Deletes)
 }
 
 // rebuildLocks are this process's rebuild locks: flock is per open file

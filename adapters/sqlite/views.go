@@ -238,17 +238,16 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		if err := writeRows(ctx, tx, table, args); err != nil {
 			return err
 		}
-		for _, ref := range b.Deletes {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE workspace = ? AND id = ?`, ref.Workspace, ref.ID.String()); err != nil {
-				return err
-			}
+		if err := deleteRows(ctx, tx, table, b.Deletes); err != nil {
+			return err
 		}
-		for _, ref := range b.DestroyKeys {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner = ?`, ref.Workspace, ref.ID.String()); err != nil {
+		for ws, ids := range byWorkspace(b.DestroyKeys) {
+			list, _ := json.Marshal(ids)
+			if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner IN (SELECT value FROM json_each(?))`, ws, string(list)); err != nil {
 				return err
 			}
 			// Stored answers about the contact hold its personal data.
-			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE workspace = ? AND contact_id = ?`, ref.Workspace, ref.ID.String()); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE workspace = ? AND contact_id IN (SELECT value FROM json_each(?))`, ws, string(list)); err != nil {
 				return err
 			}
 		}
@@ -272,18 +271,18 @@ func moveCheckpoint(ctx context.Context, tx *sql.Tx, name string, from, to conta
 	return err
 }
 
-// rowSQL returns the upsert of a row of table: a view's, or the identity index's.
-func rowSQL(table string) string {
+// rowsSQL returns the upsert of rows of table, a view's or the identity
+// index's, up to the VALUES that follow.
+func rowsSQL(table string) string {
 	if isIdentity(table) {
 		return `INSERT OR REPLACE INTO ` + table + ` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx,
-			sort_at, version, pos_commit, pos_prepare, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+			sort_at, version, pos_commit, pos_prepare, doc) VALUES `
 	}
 	return `INSERT OR REPLACE INTO ` + table + ` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
-		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc) VALUES `
 }
 
-// rowArgs returns the arguments of rowSQL for r. It is the costly part of a
+// rowArgs returns the arguments of rowsSQL for r. It is the costly part of a
 // row (JSON), so callers make them before they queue their write: the
 // single writer then only executes.
 func rowArgs(table string, r projections.Row) ([]any, error) {
@@ -325,22 +324,29 @@ func rowsArgs(table string, rows []projections.Row) ([][]any, error) {
 	return out, nil
 }
 
-// writeRows upserts rows into table in tx with one prepared statement.
+// writeRows upserts rows into table in tx, dozens of rows a statement.
 func writeRows(ctx context.Context, tx *sql.Tx, table string, args [][]any) error {
-	if len(args) == 0 {
-		return nil
-	}
-	stmt, err := tx.PrepareContext(ctx, rowSQL(table))
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, a := range args {
-		if _, err := stmt.ExecContext(ctx, a...); err != nil {
+	return insertRows(ctx, tx, rowsSQL(table), "", args, nil)
+}
+
+// deleteRows deletes the rows of refs from table in tx, one statement a workspace.
+func deleteRows(ctx context.Context, tx *sql.Tx, table string, refs []projections.Ref) error {
+	for ws, ids := range byWorkspace(refs) {
+		list, _ := json.Marshal(ids)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE workspace = ? AND id IN (SELECT value FROM json_each(?))`, ws, string(list)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// byWorkspace groups refs' ids by workspace.
+func byWorkspace(refs []projections.Ref) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range refs {
+		out[r.Workspace] = append(out[r.Workspace], r.ID.String())
+	}
+	return out
 }
 
 // identityLookupSQL finds the identities whose col is a value; args:
