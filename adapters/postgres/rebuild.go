@@ -180,18 +180,10 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 				return err
 			}
 			batch := &pgx.Batch{}
-			upsert := queueUpsert
-			if isIdentity(shadow) {
-				upsert = queueIdentity
+			if err := queueRows(batch, shadow, b.Upserts); err != nil {
+				return err
 			}
-			for _, r := range b.Upserts {
-				if err := upsert(batch, shadow, r); err != nil {
-					return err
-				}
-			}
-			for _, ref := range b.Deletes {
-				batch.Queue(`DELETE FROM `+shadow+` WHERE workspace = $1 AND id = $2`, ref.Workspace, ref.ID.String())
-			}
+			queueDeletes(batch, shadow, b.Deletes)
 			if batch.Len() > 0 {
 				if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 					return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
@@ -278,18 +279,10 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			return err
 		}
 		batch := &pgx.Batch{}
-		for _, r := range b.Upserts {
-			upsert := queueUpsert
-			if isIdentity(table) {
-				upsert = queueIdentity
-			}
-			if err := upsert(batch, table, r); err != nil {
-				return err
-			}
+		if err := queueRows(batch, table, b.Upserts); err != nil {
+			return err
 		}
-		for _, ref := range b.Deletes {
-			batch.Queue(`DELETE FROM `+table+` WHERE workspace = $1 AND id = $2`, ref.Workspace, ref.ID.String())
-		}
+		queueDeletes(batch, table, b.Deletes)
 		for _, ref := range b.DestroyKeys {
 			batch.Queue(`DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, ref.Workspace, ref.ID.String())
 			// Stored answers about the contact hold its personal data.
@@ -323,49 +316,96 @@ func moveCheckpoint(ctx context.Context, tx pgx.Tx, name string, from, to contac
 	return err
 }
 
-func queueUpsert(b *pgx.Batch, table string, r projections.Row) error {
-	doc, err := json.Marshal(r.Contact)
-	if err != nil {
-		return err
+// queueRows queues the upsert of rows into table (a view's or the
+// identity index's) as one statement: the rows go as arrays, one per
+// column, so a batch of hundreds of rows is one statement, not hundreds.
+func queueRows(b *pgx.Batch, table string, rows []projections.Row) error {
+	if len(rows) == 0 {
+		return nil
 	}
-	var trashedBy *string
-	if r.Contact.TrashedBy != nil {
-		trashedBy = &r.Contact.TrashedBy.Principal
+	n := len(rows)
+	var (
+		ws, ids, docs              = make([]string, n), make([]string, n), make([]string, n)
+		emailIdx, phoneIdx, extIdx = make([]string, n), make([]string, n), make([]string, n)
+		sortAt                     = make([]time.Time, n)
+		versions                   = make([]int64, n)
+		posC, posP                 = make([]string, n), make([]string, n)
+	)
+	for i, r := range rows {
+		doc, err := json.Marshal(r.Contact)
+		if err != nil {
+			return err
+		}
+		ws[i], ids[i], docs[i] = r.Contact.Workspace, r.Contact.ID.String(), string(doc)
+		emailIdx[i], phoneIdx[i], extIdx[i] = r.EmailIndex, r.PhoneIndex, r.ExtIndex
+		sortAt[i], versions[i] = r.SortAt, int64(r.Contact.Version)
+		posC[i], posP[i] = posArgs(r.Position)
 	}
-	tags := r.Contact.Tags
-	if tags == nil {
-		tags = []string{}
+	if isIdentity(table) {
+		states, spam := make([]string, n), make([]bool, n)
+		for i, r := range rows {
+			states[i], spam[i] = string(r.Contact.State), r.Contact.Spam
+		}
+		b.Queue(`INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc)
+			SELECT ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc::numeric, pp::numeric, doc::jsonb
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::bigint[],
+				$10::text[], $11::text[], $12::text[]) AS r(ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc, pp, doc)
+			ON CONFLICT (workspace, id) DO UPDATE SET state = excluded.state, spam = excluded.spam, email_bidx = excluded.email_bidx,
+				phone_bidx = excluded.phone_bidx, ext_bidx = excluded.ext_bidx, sort_at = excluded.sort_at, version = excluded.version,
+				pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc`,
+			ws, ids, states, spam, emailIdx, phoneIdx, extIdx, sortAt, versions, posC, posP, docs)
+		return nil
 	}
-	p := r.Contact.Personal
-	pc, pp := posArgs(r.Position)
+	var (
+		created                            = make([]time.Time, n)
+		names, emails, phones, norms, srcs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		tags                               = make([]string, n)
+		trashedAt                          = make([]*time.Time, n)
+		trashedBy                          = make([]*string, n)
+	)
+	for i, r := range rows {
+		p := r.Contact.Personal
+		created[i], names[i], emails[i], phones[i], norms[i], srcs[i] = r.Contact.CreatedAt, p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone), r.Contact.Source
+		t := r.Contact.Tags
+		if t == nil {
+			t = []string{}
+		}
+		tj, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		tags[i], trashedAt[i] = string(tj), r.Contact.TrashedAt
+		if r.Contact.TrashedBy != nil {
+			trashedBy[i] = &r.Contact.TrashedBy.Principal
+		}
+	}
+	// Tags go as JSON (an array of arrays of different lengths is not a
+	// PostgreSQL array) and are unpacked row by row.
 	b.Queue(`INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
-		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
-		VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::numeric, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::jsonb)
+			name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
+		SELECT ws, id, sort_at, created_at, version, pc::numeric, pp::numeric, name, email, phone, phone_norm, email_bidx, phone_bidx, source,
+			ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), trashed_at, trashed_by, doc::jsonb
+		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
+			$10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::text[], $18::text[])
+			AS r(ws, id, sort_at, created_at, version, pc, pp, name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
 		ON CONFLICT (workspace, id) DO UPDATE SET sort_at = excluded.sort_at, created_at = excluded.created_at,
 			version = excluded.version, pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare,
 			name = excluded.name, email = excluded.email, phone = excluded.phone, phone_norm = excluded.phone_norm,
 			email_bidx = excluded.email_bidx, phone_bidx = excluded.phone_bidx, source = excluded.source, tags = excluded.tags,
 			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc`,
-		r.Contact.Workspace, r.Contact.ID.String(), r.SortAt, r.Contact.CreatedAt, int64(r.Contact.Version), pc, pp,
-		p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone), r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags,
-		r.Contact.TrashedAt, trashedBy, string(doc))
+		ws, ids, sortAt, created, versions, posC, posP, names, emails, phones, norms, emailIdx, phoneIdx, srcs, tags, trashedAt, trashedBy, docs)
 	return nil
 }
 
-func queueIdentity(b *pgx.Batch, table string, r projections.Row) error {
-	doc, err := json.Marshal(r.Contact)
-	if err != nil {
-		return err
+// queueDeletes queues the deletion of refs' rows from table, one statement a workspace.
+func queueDeletes(b *pgx.Batch, table string, refs []projections.Ref) {
+	byWS := map[string][]string{}
+	for _, r := range refs {
+		byWS[r.Workspace] = append(byWS[r.Workspace], r.ID.String())
 	}
-	pc, pp := posArgs(r.Position)
-	b.Queue(`INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11::numeric, $12::jsonb)
-		ON CONFLICT (workspace, id) DO UPDATE SET state = excluded.state, spam = excluded.spam, email_bidx = excluded.email_bidx,
-			phone_bidx = excluded.phone_bidx, ext_bidx = excluded.ext_bidx, sort_at = excluded.sort_at, version = excluded.version,
-			pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc`,
-		r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
-		r.SortAt, int64(r.Contact.Version), pc, pp, string(doc))
-	return nil
+	for ws, ids := range byWS {
+		b.Queue(`DELETE FROM `+table+` WHERE workspace = $1 AND id = ANY($2)`, ws, ids)
+	}
 }
 
 // FindIdentities returns the live contacts matching any of q's blind
