@@ -110,6 +110,66 @@ func (r *Runner) Leading(name string) bool {
 	return r.Leaser == nil || r.leading[name]
 }
 
+// LazyCheckpoint is how long a projection may leave its stored checkpoint
+// behind when the events it applied changed none of its rows (an archive
+// for the trash view, a create for the erasure projection): it commits
+// such a move at most this often, or when the log goes quiet, instead of
+// at every batch. Every commit is a write (and an fsync) that the
+// commands' own commits wait behind; a projection that restarts re-reads
+// those events and changes nothing. This process's queries follow the
+// runner's own progress, which moves at once.
+var LazyCheckpoint = 200 * time.Millisecond
+
+// checkpoint is a projection's stored checkpoint and the move not stored yet.
+type checkpoint struct {
+	mu      sync.Mutex
+	stored  contact.Position
+	pending contact.Position // beyond stored when a move waits
+	last    time.Time        // when the stored checkpoint last moved
+	err     error            // a deferred move failed: the next batch returns it
+}
+
+// commit stores b (its From set to the stored checkpoint), or, when b
+// changes nothing and the last commit was a moment ago, only notes its end.
+func (cp *checkpoint) commit(ctx context.Context, store Store, b Batch) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.err != nil {
+		err := cp.err
+		cp.err = nil
+		return err
+	}
+	if b.empty() && time.Since(cp.last) < LazyCheckpoint {
+		cp.pending = b.To
+		return nil
+	}
+	b.From = cp.stored
+	if err := store.Commit(ctx, b); err != nil {
+		return err
+	}
+	cp.stored, cp.pending, cp.last = b.To, contact.Position{}, time.Now()
+	return nil
+}
+
+// flush stores a move that waits, once the projection has been quiet long enough.
+func (cp *checkpoint) flush(ctx context.Context, store Store, name string) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if !cp.stored.Less(cp.pending) || time.Since(cp.last) < LazyCheckpoint || cp.err != nil {
+		return
+	}
+	if err := store.Commit(ctx, Batch{Projection: name, From: cp.stored, To: cp.pending}); err != nil {
+		cp.err = err
+		return
+	}
+	cp.stored, cp.pending, cp.last = cp.pending, contact.Position{}, time.Now()
+}
+
+// empty reports whether a batch changes no row, key or copy: it only moves the checkpoint.
+func (b Batch) empty() bool {
+	return len(b.Upserts) == 0 && len(b.Deletes) == 0 && len(b.DestroyKeys) == 0 && len(b.Erased) == 0
+}
+
 // run keeps one projection up to date until ctx ends, retrying failures with backoff.
 func (r *Runner) run(ctx context.Context, name string, build func(context.Context, contact.Position, []contact.Record) (Batch, error)) {
 	backoff := 100 * time.Millisecond
@@ -117,13 +177,29 @@ func (r *Runner) run(ctx context.Context, name string, build func(context.Contex
 		from, err := r.store.Checkpoint(ctx, name)
 		if err == nil {
 			r.advance(name, from)
-			err = r.events.Subscribe(ctx, from, func(ctx context.Context, recs []contact.Record) error {
+			cp := &checkpoint{stored: from, last: time.Now()}
+			subCtx, stop := context.WithCancel(ctx)
+			flushed := make(chan struct{})
+			go func() {
+				defer close(flushed)
+				t := time.NewTicker(LazyCheckpoint)
+				defer t.Stop()
+				for {
+					select {
+					case <-subCtx.Done():
+						return
+					case <-t.C:
+						cp.flush(subCtx, r.store, name)
+					}
+				}
+			}()
+			err = r.events.Subscribe(subCtx, from, func(ctx context.Context, recs []contact.Record) error {
 				b, err := build(ctx, from, recs)
 				if err != nil {
 					return err
 				}
-				b.Projection, b.From, b.To = name, from, recs[len(recs)-1].Position
-				if err := r.store.Commit(ctx, b); err != nil {
+				b.Projection, b.To = name, recs[len(recs)-1].Position
+				if err := cp.commit(ctx, r.store, b); err != nil {
 					return fmt.Errorf("commit %s: %w", name, err)
 				}
 				from = b.To
@@ -137,6 +213,8 @@ func (r *Runner) run(ctx context.Context, name string, build func(context.Contex
 				backoff = 100 * time.Millisecond
 				return nil
 			})
+			stop()
+			<-flushed
 		}
 		if ctx.Err() != nil {
 			return

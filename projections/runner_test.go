@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/contactledger/ledger/adapters/keyring"
 	"github.com/contactledger/ledger/adapters/sqlite"
@@ -31,10 +33,31 @@ func (c *countingLog) ReadStreams(ctx context.Context, workspace string, streams
 	return c.Store.ReadStreams(ctx, workspace, streams)
 }
 
+// countingState counts each projection's commits.
+type countingState struct {
+	*sqlite.Store
+	mu      sync.Mutex
+	commits map[string]int
+}
+
+func (c *countingState) Commit(ctx context.Context, b projections.Batch) error {
+	c.mu.Lock()
+	c.commits[b.Projection]++
+	c.mu.Unlock()
+	return c.Store.Commit(ctx, b)
+}
+
+func (c *countingState) count(projection string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.commits[projection]
+}
+
 type rig struct {
 	t      *testing.T
 	db     *sqlite.Store
 	log    *countingLog
+	state  *countingState
 	svc    *ledger.Service
 	runner *projections.Runner
 }
@@ -53,8 +76,8 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	vault := ledger.NewVault(db, keys)
-	r := &rig{t: t, db: db, log: &countingLog{Store: db}}
-	r.runner = projections.NewRunner(r.log, db, vault, nil)
+	r := &rig{t: t, db: db, log: &countingLog{Store: db}, state: &countingState{Store: db, commits: map[string]int{}}}
+	r.runner = projections.NewRunner(r.log, r.state, vault, nil)
 	r.svc = ledger.New(ledger.Options{Events: db, Vault: vault, Directory: db, Views: db, Identities: db, Progress: r.runner, KeysWithLog: db})
 	done := make(chan struct{})
 	go func() { r.runner.Run(ctx); close(done) }()
@@ -154,6 +177,47 @@ func TestMovesBetweenViewsReadNoStream(t *testing.T) {
 	for _, view := range []string{"trash", "archived"} {
 		if rows := r.rows(view, ids); len(rows) != 0 {
 			t.Fatalf("%d contacts left in %s", len(rows), view)
+		}
+	}
+}
+
+// TestUnchangedViewsStoreTheirCheckpointLazily appends contacts one by one:
+// the archived view, which none of them enters, stores its checkpoint a
+// few times, not once per append, while the active view commits its rows
+// as they come; once the log is quiet, both checkpoints are stored at its
+// head.
+func TestUnchangedViewsStoreTheirCheckpointLazily(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	before := r.state.count("archived")
+	start := time.Now()
+	const n = 30
+	for i := range n {
+		if _, err := r.svc.Create(ctx, "ws", ledger.Meta{Actor: contact.System("test"), CorrelationID: "test"},
+			contact.Draft{Personal: contact.Personal{Name: fmt.Sprintf("Lazy %d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+		r.settle()
+	}
+	took := time.Since(start)
+	lazy, eager := r.state.count("archived")-before, r.state.count("active")
+	if most := int(took/projections.LazyCheckpoint) + 2; lazy > most || eager < n {
+		t.Fatalf("in %s: the archived view committed %d times (want at most %d), the active view %d (want at least %d)", took, lazy, most, eager, n)
+	}
+	head, err := r.db.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		cp, err := r.db.Checkpoint(ctx, "archived")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp == head {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the archived view's stored checkpoint stays at %s, the log's head is %s", cp, head)
 		}
 	}
 }
