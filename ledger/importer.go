@@ -439,6 +439,9 @@ func synced(res []RowResult, i int, id contact.ID, r Result, err error) error {
 		res[i].Result, res[i].Reason = RowSkipped, "invalid: "+ce.Message
 	case errors.Is(err, contact.ErrPurged), errors.Is(err, contact.ErrTransition):
 		res[i].ID = ""
+	case errors.Is(err, contact.ErrConcurrency):
+		// Lost every retry to concurrent changes: this row alone waits.
+		res[i].Result, res[i].Reason = RowSkipped, "changed by someone else during the import; import the row again"
 	default:
 		return err
 	}
