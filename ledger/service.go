@@ -146,13 +146,24 @@ type loaded struct {
 }
 
 func (s *Service) load(ctx context.Context, workspace string, id contact.ID) (loaded, error) {
+	// The stream and the key are read at once: a command waits for one
+	// round trip to the store, not two.
+	var (
+		key  ContactKey
+		kerr error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		key, kerr = s.vault.ContactKey(ctx, workspace, id)
+	}()
 	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
+	<-done
 	if err != nil {
 		return loaded{}, err
 	}
-	key, err := s.vault.ContactKey(ctx, workspace, id)
-	if err != nil {
-		return loaded{}, err
+	if kerr != nil {
+		return loaded{}, kerr
 	}
 	envs, err := open(key, recs)
 	if err != nil {

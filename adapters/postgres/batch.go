@@ -150,7 +150,7 @@ func (s *Store) appendItems(ctx context.Context, items []item) ([]contact.Append
 // that collide and takes back what it inserted of the streams that lost.
 func (s *Store) commitItems(ctx context.Context, items []item) ([]contact.AppendResult, error) {
 	args := batchArgs(items)
-	rows, err := s.pool.Query(ctx, batchPlain, args...)
+	rows, err := s.batches.Query(ctx, batchPlain, args...)
 	var out []contact.AppendResult
 	if err == nil {
 		out, err = scanBatch(rows, items)
@@ -162,7 +162,7 @@ func (s *Store) commitItems(ctx context.Context, items []item) ([]contact.Append
 	if !isUnique(err) {
 		return nil, fmt.Errorf("append to %d streams: %w", len(items), err)
 	}
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.batches, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, batchRacing, args...)
 		if err != nil {
 			return err
@@ -287,7 +287,7 @@ func batchArgs(items []item) []any {
 // caller.
 const (
 	maxGroup   = 256
-	committers = 1
+	committers = 2
 )
 
 // queued is an append waiting for its group.

@@ -179,13 +179,13 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 			if err != nil {
 				return err
 			}
-			batch := &pgx.Batch{}
-			if err := queueRows(batch, shadow, b.Upserts); err != nil {
+			var q statement
+			if err := upsertRows(&q, shadow, b.Upserts, "true"); err != nil {
 				return err
 			}
-			queueDeletes(batch, shadow, b.Deletes)
-			if batch.Len() > 0 {
-				if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			deleteRefs(&q, shadow, "id", b.Deletes, "true")
+			if len(q.ctes) > 0 {
+				if _, err := tx.Exec(ctx, q.sql("SELECT 1"), q.args...); err != nil {
 					return err
 				}
 			}

@@ -263,9 +263,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	return out, nil
 }
 
-// Commit writes a projection batch and moves its checkpoint, atomically. The
-// checkpoint moves only from b.From, so a second runner can never apply a
-// batch twice, even if two processes believed they held the projection.
+// Commit writes a projection batch and moves its checkpoint, atomically,
+// in one statement (one round trip and one commit): the checkpoint moves
+// only from b.From, and the batch's writes happen only if it did, so a
+// second runner can never apply a batch twice, even if two processes
+// believed they held the projection.
 func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 	var table string
 	if b.Projection != projections.Erasure {
@@ -274,52 +276,79 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			return err
 		}
 	}
-	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := moveCheckpoint(ctx, tx, b.Projection, b.From, b.To); err != nil {
-			return err
+	var q statement
+	fc, fp := posArgs(b.From)
+	tc, tp := posArgs(b.To)
+	// cp is the checkpoint's move; every write below happens only with it.
+	q.with("cp", `UPDATE projections SET commit_pos = `+q.arg(tc)+`::numeric, prepare_pos = `+q.arg(tp)+`::numeric, updated_at = now(), failed_at = NULL
+		WHERE name = `+q.arg(b.Projection)+` AND commit_pos = `+q.arg(fc)+`::numeric AND prepare_pos = `+q.arg(fp)+`::numeric RETURNING 1`)
+	moved := `EXISTS (SELECT 1 FROM cp)`
+	if err := upsertRows(&q, table, b.Upserts, moved); err != nil {
+		return err
+	}
+	deleteRefs(&q, table, "id", b.Deletes, moved)
+	deleteRefs(&q, "data_keys", "owner", b.DestroyKeys, moved)
+	// Stored answers about the contact hold its personal data.
+	deleteRefs(&q, "idempotency", "contact_id", b.DestroyKeys, moved)
+	sql := q.sql("SELECT " + moved)
+	for attempt := 0; ; attempt++ {
+		var ok bool
+		if err := s.batches.QueryRow(ctx, sql, q.args...).Scan(&ok); err != nil {
+			return fmt.Errorf("commit %s: %w", b.Projection, err)
 		}
-		batch := &pgx.Batch{}
-		if err := queueRows(batch, table, b.Upserts); err != nil {
-			return err
-		}
-		queueDeletes(batch, table, b.Deletes)
-		for _, ref := range b.DestroyKeys {
-			batch.Queue(`DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, ref.Workspace, ref.ID.String())
-			// Stored answers about the contact hold its personal data.
-			batch.Queue(`DELETE FROM idempotency WHERE workspace = $1 AND contact_id = $2`, ref.Workspace, ref.ID.String())
-		}
-		if batch.Len() == 0 {
+		if ok {
 			return nil
 		}
-		return tx.SendBatch(ctx, batch).Close()
-	})
+		// The checkpoint was not where the batch started: another runner
+		// moved it, or this is the projection's first batch.
+		cur, err := s.Checkpoint(ctx, b.Projection)
+		if err != nil {
+			return err
+		}
+		var exists bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM projections WHERE name = $1)`, b.Projection).Scan(&exists); err != nil {
+			return err
+		}
+		if exists || attempt > 0 {
+			return contact.Errorf(contact.ErrConcurrency, "projection %s is at %s, not %s", b.Projection, cur, b.From)
+		}
+		if _, err := s.pool.Exec(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES ($1, 0, 0, $2, now())
+			ON CONFLICT (name) DO NOTHING`, b.Projection, projections.Version); err != nil {
+			return err
+		}
+	}
 }
 
-func moveCheckpoint(ctx context.Context, tx pgx.Tx, name string, from, to contact.Position) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES ($1, 0, 0, $2, now())
-		ON CONFLICT (name) DO NOTHING`, name, projections.Version); err != nil {
-		return err
-	}
-	var c, p string
-	if err := tx.QueryRow(ctx, `SELECT commit_pos::text, prepare_pos::text FROM projections WHERE name = $1 FOR UPDATE`, name).Scan(&c, &p); err != nil {
-		return err
-	}
-	cur, err := parsePos(c, p)
-	if err != nil {
-		return err
-	}
-	if cur != from {
-		return contact.Errorf(contact.ErrConcurrency, "projection %s is at %s, not %s", name, cur, from)
-	}
-	tc, tp := posArgs(to)
-	_, err = tx.Exec(ctx, `UPDATE projections SET commit_pos = $2::numeric, prepare_pos = $3::numeric, updated_at = now(), failed_at = NULL WHERE name = $1`, name, tc, tp)
-	return err
+// statement builds one statement of data-modifying CTEs, numbering its
+// parameters as they come.
+type statement struct {
+	ctes []string
+	args []any
 }
 
-// queueRows queues the upsert of rows into table (a view's or the
-// identity index's) as one statement: the rows go as arrays, one per
-// column, so a batch of hundreds of rows is one statement, not hundreds.
-func queueRows(b *pgx.Batch, table string, rows []projections.Row) error {
+// arg adds a parameter and returns its placeholder.
+func (q *statement) arg(v any) string {
+	q.args = append(q.args, v)
+	return "$" + strconv.Itoa(len(q.args))
+}
+
+// with adds a CTE.
+func (q *statement) with(name, body string) {
+	q.ctes = append(q.ctes, name+" AS ("+body+")")
+}
+
+// sql returns the statement, its CTEs before final.
+func (q *statement) sql(final string) string {
+	if len(q.ctes) == 0 {
+		return final
+	}
+	return "WITH " + strings.Join(q.ctes, ",\n") + "\n" + final
+}
+
+// upsertRows adds the upsert of rows into table (a view's or the identity
+// index's) when cond holds: the rows go as arrays, one per column, so a
+// batch of hundreds of rows is one statement.
+func upsertRows(q *statement, table string, rows []projections.Row, cond string) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -341,19 +370,23 @@ func queueRows(b *pgx.Batch, table string, rows []projections.Row) error {
 		sortAt[i], versions[i] = r.SortAt, int64(r.Contact.Version)
 		posC[i], posP[i] = posArgs(r.Position)
 	}
+	name := "up" + strconv.Itoa(len(q.ctes))
 	if isIdentity(table) {
 		states, spam := make([]string, n), make([]bool, n)
 		for i, r := range rows {
 			states[i], spam[i] = string(r.Contact.State), r.Contact.Spam
 		}
-		b.Queue(`INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc)
+		q.with(name, `INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc)
 			SELECT ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc::numeric, pp::numeric, doc::jsonb
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::bigint[],
-				$10::text[], $11::text[], $12::text[]) AS r(ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc, pp, doc)
+			FROM unnest(`+q.arg(ws)+`::text[], `+q.arg(ids)+`::text[], `+q.arg(states)+`::text[], `+q.arg(spam)+`::bool[], `+q.arg(emailIdx)+`::text[], `+
+			q.arg(phoneIdx)+`::text[], `+q.arg(extIdx)+`::text[], `+q.arg(sortAt)+`::timestamptz[], `+q.arg(versions)+`::bigint[], `+
+			q.arg(posC)+`::text[], `+q.arg(posP)+`::text[], `+q.arg(docs)+`::text[])
+				AS r(ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc, pp, doc)
+			WHERE `+cond+`
 			ON CONFLICT (workspace, id) DO UPDATE SET state = excluded.state, spam = excluded.spam, email_bidx = excluded.email_bidx,
 				phone_bidx = excluded.phone_bidx, ext_bidx = excluded.ext_bidx, sort_at = excluded.sort_at, version = excluded.version,
-				pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc`,
-			ws, ids, states, spam, emailIdx, phoneIdx, extIdx, sortAt, versions, posC, posP, docs)
+				pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc
+			RETURNING 1`)
 		return nil
 	}
 	var (
@@ -381,31 +414,37 @@ func queueRows(b *pgx.Batch, table string, rows []projections.Row) error {
 	}
 	// Tags go as JSON (an array of arrays of different lengths is not a
 	// PostgreSQL array) and are unpacked row by row.
-	b.Queue(`INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
+	q.with(name, `INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
 			name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
 		SELECT ws, id, sort_at, created_at, version, pc::numeric, pp::numeric, name, email, phone, phone_norm, email_bidx, phone_bidx, source,
 			ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), trashed_at, trashed_by, doc::jsonb
-		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[],
-			$10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::text[], $18::text[])
+		FROM unnest(`+q.arg(ws)+`::text[], `+q.arg(ids)+`::text[], `+q.arg(sortAt)+`::timestamptz[], `+q.arg(created)+`::timestamptz[], `+
+		q.arg(versions)+`::bigint[], `+q.arg(posC)+`::text[], `+q.arg(posP)+`::text[], `+q.arg(names)+`::text[], `+q.arg(emails)+`::text[], `+
+		q.arg(phones)+`::text[], `+q.arg(norms)+`::text[], `+q.arg(emailIdx)+`::text[], `+q.arg(phoneIdx)+`::text[], `+q.arg(srcs)+`::text[], `+
+		q.arg(tags)+`::text[], `+q.arg(trashedAt)+`::timestamptz[], `+q.arg(trashedBy)+`::text[], `+q.arg(docs)+`::text[])
 			AS r(ws, id, sort_at, created_at, version, pc, pp, name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
+		WHERE `+cond+`
 		ON CONFLICT (workspace, id) DO UPDATE SET sort_at = excluded.sort_at, created_at = excluded.created_at,
 			version = excluded.version, pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare,
 			name = excluded.name, email = excluded.email, phone = excluded.phone, phone_norm = excluded.phone_norm,
 			email_bidx = excluded.email_bidx, phone_bidx = excluded.phone_bidx, source = excluded.source, tags = excluded.tags,
-			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc`,
-		ws, ids, sortAt, created, versions, posC, posP, names, emails, phones, norms, emailIdx, phoneIdx, srcs, tags, trashedAt, trashedBy, docs)
+			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc
+		RETURNING 1`)
 	return nil
 }
 
-// queueDeletes queues the deletion of refs' rows from table, one statement a workspace.
-func queueDeletes(b *pgx.Batch, table string, refs []projections.Ref) {
-	byWS := map[string][]string{}
-	for _, r := range refs {
-		byWS[r.Workspace] = append(byWS[r.Workspace], r.ID.String())
+// deleteRefs adds the deletion from table of the rows whose workspace and
+// column name refs, when cond holds.
+func deleteRefs(q *statement, table, column string, refs []projections.Ref, cond string) {
+	if len(refs) == 0 {
+		return
 	}
-	for ws, ids := range byWS {
-		b.Queue(`DELETE FROM `+table+` WHERE workspace = $1 AND id = ANY($2)`, ws, ids)
+	ws, ids := make([]string, len(refs)), make([]string, len(refs))
+	for i, r := range refs {
+		ws[i], ids[i] = r.Workspace, r.ID.String()
 	}
+	q.with("del"+strconv.Itoa(len(q.ctes)), `DELETE FROM `+table+` t USING unnest(`+q.arg(ws)+`::text[], `+q.arg(ids)+`::text[]) AS d(ws, id)
+		WHERE t.workspace = d.ws AND t.`+column+` = d.id AND `+cond+` RETURNING 1`)
 }
 
 // FindIdentities returns the live contacts matching any of q's blind
