@@ -67,24 +67,10 @@ func tableIndexes(table string) []string {
 	return viewIndexes(table)
 }
 
-// identityTableDDL creates a table of the identity index (as migrations
-// 00003 and 00004 made the first), with its primary key only.
+// identityTableDDL creates a table shaped as the live identity index
+// (migrations 00003 and 00004), with its primary key only.
 func identityTableDDL(table string) string {
-	return `CREATE TABLE ` + table + ` (
-		workspace   text        NOT NULL,
-		id          text        NOT NULL,
-		state       text        NOT NULL,
-		spam        boolean     NOT NULL,
-		email_bidx  text        NOT NULL,
-		phone_bidx  text        NOT NULL,
-		ext_bidx    text        NOT NULL,
-		sort_at     timestamptz NOT NULL,
-		version     bigint      NOT NULL,
-		pos_commit  numeric(20) NOT NULL,
-		pos_prepare numeric(20) NOT NULL,
-		doc         jsonb       NOT NULL,
-		PRIMARY KEY (workspace, id)
-	);
+	return `CREATE TABLE ` + table + ` (LIKE ` + identityTable + ` INCLUDING DEFAULTS, PRIMARY KEY (workspace, id));
 	` + noStatistics(table, "doc", "email_bidx", "phone_bidx", "ext_bidx")
 }
 

@@ -42,18 +42,7 @@ var _ contact.BatchAppender = (*Store)(nil)
 // AppendMany appends to many streams in one write of the single writer, so
 // they share one commit (see contact.BatchAppender and appendBatch).
 func (s *Store) AppendMany(ctx context.Context, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
-	errs, err := contact.CheckBatch(batch)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]contact.AppendResult, len(batch))
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return appendBatch(ctx, tx, batch, nil, errs, out)
-	}, s.tail.Wake)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return s.appendBatch(ctx, batch, nil)
 }
 
 var _ ledger.KeyedAppender = (*Store)(nil)
@@ -64,6 +53,11 @@ func (s *Store) AppendWithKeys(ctx context.Context, keys []ledger.KeyRow, batch 
 	if len(keys) != len(batch) {
 		return nil, fmt.Errorf("append with keys: %d keys for %d streams", len(keys), len(batch))
 	}
+	return s.appendBatch(ctx, batch, keys)
+}
+
+// appendBatch appends a batch (with keys, when set) in one write.
+func (s *Store) appendBatch(ctx context.Context, batch []contact.StreamAppend, keys []ledger.KeyRow) ([]contact.AppendResult, error) {
 	errs, err := contact.CheckBatch(batch)
 	if err != nil {
 		return nil, err

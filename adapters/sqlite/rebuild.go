@@ -25,7 +25,14 @@ func (s *Store) CreateShadow(ctx context.Context, view, gen string) error {
 		return err
 	}
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, tableDDL(table))
+		ddl := viewTableDDL(table)
+		if isIdentity(table) {
+			var err error
+			if ddl, err = identityTableDDL(ctx, tx, table); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, ddl)
 		return err
 	}, nil)
 }

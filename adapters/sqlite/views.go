@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -48,13 +49,19 @@ func isIdentity(table string) bool {
 	return table == identityTable || strings.HasPrefix(table, identityTable+"_")
 }
 
-// tableDDL creates a projection's table with its primary key only: a
-// view's, or the identity index's.
-func tableDDL(table string) string {
-	if isIdentity(table) {
-		return identityTableDDL(table)
+// identityTableDDL creates a table shaped as the live identity index (its
+// own CREATE statement, which migration 00003 wrote and a switch renames),
+// with its primary key only.
+func identityTableDDL(ctx context.Context, tx *sql.Tx, table string) (string, error) {
+	var live string
+	if err := tx.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?`, identityTable).Scan(&live); err != nil {
+		return "", fmt.Errorf("the identity index's table: %w", err)
 	}
-	return viewTableDDL(table)
+	name := regexp.MustCompile(`^CREATE TABLE\s+"?` + identityTable + `"?`)
+	if !name.MatchString(live) {
+		return "", fmt.Errorf("the identity index's table is created by %.40q", live)
+	}
+	return name.ReplaceAllLiteralString(live, "CREATE TABLE "+table), nil
 }
 
 // tableIndexes creates a projection's secondary indexes.
@@ -63,26 +70,6 @@ func tableIndexes(table string) []string {
 		return identityIndexes(table)
 	}
 	return viewIndexes(table)
-}
-
-// identityTableDDL creates a table of the identity index (as migration
-// 00003 created the first), with its primary key only.
-func identityTableDDL(table string) string {
-	return `CREATE TABLE ` + table + ` (
-		workspace   TEXT    NOT NULL,
-		id          TEXT    NOT NULL,
-		state       TEXT    NOT NULL,
-		spam        INTEGER NOT NULL,
-		email_bidx  TEXT    NOT NULL,
-		phone_bidx  TEXT    NOT NULL,
-		ext_bidx    TEXT    NOT NULL,
-		sort_at     INTEGER NOT NULL,
-		version     INTEGER NOT NULL,
-		pos_commit  INTEGER NOT NULL,
-		pos_prepare INTEGER NOT NULL,
-		doc         TEXT    NOT NULL,
-		PRIMARY KEY (workspace, id)
-	) WITHOUT ROWID;`
 }
 
 // identityIndexes creates the identity index's lookups: the live table's

@@ -368,22 +368,12 @@ func (b *bench) datasetBench(ctx context.Context, store string) error {
 // caughtUp waits until every projection of the server has reached the head.
 func (s *server) caughtUp(ctx context.Context) error {
 	for deadline := time.Now().Add(30 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		var st struct {
-			Projections []struct {
-				Name      string `json:"name"`
-				LagEvents int64  `json:"lag_events"`
-				State     string `json:"state"`
-			} `json:"projections"`
-		}
-		code, err := s.call(ctx, "GET", "/v1/projections", nil, &st)
+		ps, err := s.projections(ctx)
 		if err != nil {
 			return err
 		}
-		if code != 200 {
-			return fmt.Errorf("projections: %d", code)
-		}
-		done := len(st.Projections) > 0
-		for _, p := range st.Projections {
+		done := len(ps) > 0
+		for _, p := range ps {
 			done = done && p.LagEvents == 0 && p.State == "live"
 		}
 		if done {

@@ -89,28 +89,38 @@ func (b *bench) groupCommitBench(ctx context.Context, e *benchEnv, m *Main, key 
 	return nil
 }
 
+// projectionStatus is a projection's status as GET /v1/projections shows it.
+type projectionStatus struct {
+	Name       string `json:"name"`
+	State      string `json:"state"`
+	LagEvents  int64  `json:"lag_events"`
+	Checkpoint string `json:"checkpoint"`
+	Head       string `json:"head"`
+}
+
+// projections returns the server's projections' statuses.
+func (s *server) projections(ctx context.Context) ([]projectionStatus, error) {
+	var st struct {
+		Projections []projectionStatus `json:"projections"`
+	}
+	code, err := s.call(ctx, "GET", "/v1/projections", nil, &st)
+	if err == nil && code != 200 {
+		err = fmt.Errorf("projections: %d", code)
+	}
+	return st.Projections, err
+}
+
 // identityCatchUp waits for the identity index of a server started (at
 // start) on a log it has not indexed, and reports its rate: the events of
 // the log over the time it took to reach the head.
 func (b *bench) identityCatchUp(ctx context.Context, s *server, store string, start time.Time, events int) error {
 	b.logf("%s: the identity index catches up with %d events it has not indexed", store, events)
 	for deadline := time.Now().Add(30 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-		var st struct {
-			Projections []struct {
-				Name       string `json:"name"`
-				LagEvents  int64  `json:"lag_events"`
-				Checkpoint string `json:"checkpoint"`
-				Head       string `json:"head"`
-			} `json:"projections"`
-		}
-		code, err := s.call(ctx, "GET", "/v1/projections", nil, &st)
+		ps, err := s.projections(ctx)
 		if err != nil {
 			return err
 		}
-		if code != 200 {
-			return fmt.Errorf("projections: %d", code)
-		}
-		for _, p := range st.Projections {
+		for _, p := range ps {
 			if p.Name == projections.Identities && p.LagEvents == 0 && p.Checkpoint == p.Head {
 				secs := time.Since(start).Seconds()
 				b.report(figure{Name: "identities.catch-up", Store: store, Value: float64(events) / secs, Unit: "events/s", Target: ">=20000/s"}, 0, true, 20000)
