@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/contactledger/ledger/domain/contact"
 )
@@ -137,9 +138,14 @@ func NewCSVRows(r io.Reader) (RowReader, error) {
 	limit.end = bom + cr.InputOffset()
 	cols := make([]string, len(header))
 	for i, h := range header {
+		if !utf8.ValidString(h) {
+			return nil, &FileError{Message: "the header row is not valid UTF-8"}
+		}
 		c := strings.ToLower(strings.TrimSpace(h))
 		if !slices.Contains(ImportColumns, c) {
-			return nil, &FileError{Message: fmt.Sprintf("unknown column %q; the columns are %s", h, strings.Join(ImportColumns, ", "))}
+			// The header's text is the client's (it could be an email
+			// address): name the column by its place, never by its text.
+			return nil, &FileError{Message: fmt.Sprintf("column %d of the header is not one of %s", i+1, strings.Join(ImportColumns, ", "))}
 		}
 		if slices.Contains(cols, c) {
 			return nil, &FileError{Message: fmt.Sprintf("column %q appears twice", c)}
@@ -170,6 +176,11 @@ func (c *csvRows) Next() (ImportRow, error) {
 	}
 	c.limit.end = c.bom + c.r.InputOffset()
 	var row ImportRow
+	for _, v := range rec {
+		if !utf8.ValidString(v) {
+			return ImportRow{}, &FileError{Row: c.row, Message: "not valid UTF-8"}
+		}
+	}
 	if len(rec) != len(c.cols) {
 		row.Invalid = "has " + strconv.Itoa(len(rec)) + " fields; the header has " + strconv.Itoa(len(c.cols))
 		return row, nil
@@ -251,6 +262,10 @@ func (j *jsonRows) Next() (ImportRow, error) {
 		return ImportRow{}, &FileError{Row: j.row, Message: "not valid JSON"}
 	}
 	j.limit.end = j.dec.InputOffset()
+	if !utf8.Valid(raw) {
+		// encoding/json would silently replace it with U+FFFD.
+		return ImportRow{}, &FileError{Row: j.row, Message: "not valid UTF-8"}
+	}
 	var row ImportRow
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.DisallowUnknownFields()
@@ -260,7 +275,8 @@ func (j *jsonRows) Next() (ImportRow, error) {
 		case errors.As(err, &typ) && typ.Field != "":
 			return ImportRow{Invalid: typ.Field + " must be a JSON " + jsonKind(typ.Type.Kind().String())}, nil
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return ImportRow{Invalid: "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")}, nil
+			// Not named: a JSON key is whatever the client wrote.
+			return ImportRow{Invalid: "has a field that is not one of " + strings.Join(ImportColumns, ", ")}, nil
 		default:
 			return ImportRow{Invalid: "is not a JSON object"}, nil
 		}

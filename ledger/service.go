@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
 )
 
 // Views maps each view of the API to the lifecycle state it shows. Each view
@@ -429,11 +431,46 @@ func (s *Service) appendMany(ctx context.Context, batch []contact.StreamAppend) 
 }
 
 // IdempotentID is the id a create running under an Idempotency-Key gives
-// its contact: made of the key (hashed with its workspace) and the time the
-// key was first claimed, so every run of that create picks the same one.
-func IdempotentID(workspace, key string, since time.Time) contact.ID {
-	sum := sha256.Sum256([]byte(workspace + "\x00" + key))
+// its contact: made of the key (hashed with its workspace and the principal
+// it belongs to) and the time the key was first claimed, so every run of
+// that create picks the same one, and no other token's key leads to it.
+func IdempotentID(workspace, principal, key string, since time.Time) contact.ID {
+	sum := sha256.Sum256([]byte(workspace + "\x00" + principal + "\x00" + key))
 	return contact.IDFrom(since, sum[:])
+}
+
+// ErrErased is the reason of an ErasedError.
+var ErrErased = &contact.Error{Code: contact.CodeGone, Reason: "erased",
+	Message: "the contact this request created or is about was erased since it was first sent; it is not run again"}
+
+// ErasedError answers a repeat of a request (same Idempotency-Key) whose
+// contact was purged or anonymized since: it names the tombstone, nothing else.
+type ErasedError struct {
+	Contact   contact.ID
+	Tombstone string    // the tombstone event's id
+	At        time.Time // when the contact was erased
+}
+
+func (e *ErasedError) Error() string { return ErrErased.Message }
+
+// Unwrap makes an ErasedError an ErrErased for errors.Is and the HTTP adapter.
+func (e *ErasedError) Unwrap() error { return ErrErased }
+
+// Erasure returns the erasure of a contact that was purged or anonymized,
+// or nil for one that was not (or does not exist). It reads the log.
+func (s *Service) Erasure(ctx context.Context, workspace string, id contact.ID) (*ErasedError, error) {
+	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
+	if errors.Is(err, contact.ErrNotFound) || (err == nil && len(recs) == 0) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	last := recs[len(recs)-1]
+	if last.Type != contact.TypePurged && last.Type != contact.TypeAnonymized {
+		return nil, nil
+	}
+	return &ErasedError{Contact: id, Tombstone: last.ID.String(), At: last.Time}, nil
 }
 
 // Create creates a contact with a fresh data key. Errors: contact.ErrSpam
@@ -442,7 +479,7 @@ func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d con
 	defer func(start time.Time) { s.observe("create", start, err) }(time.Now())
 	id, now := contact.NewID(), s.now()
 	if meta.IdempotencyKey != "" {
-		id = IdempotentID(workspace, meta.IdempotencyKey, meta.IdempotentSince)
+		id = IdempotentID(workspace, meta.Actor.Principal, meta.IdempotencyKey, meta.IdempotentSince)
 	}
 	c, err := contact.Create(id, workspace, d, meta.Actor, now)
 	if err != nil {
@@ -491,7 +528,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		case err == nil:
 			return Result{Contact: s.view(c, p, res[0].Position), Version: c.Version(), Position: res[0].Position, EventID: recs[0].ID.String()}, nil
 		case repeat && errors.Is(err, contact.ErrConcurrency):
-			return s.created(ctx, workspace, id)
+			return s.created(ctx, workspace, id, false)
 		case !repeat || !errors.Is(err, contact.ErrAlreadyExists):
 			return Result{}, err
 		}
@@ -499,11 +536,11 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		// events committed together, stored the key and died: carry on
 		// with its key below.
 	}
-	key := ContactKey{}
+	key, fresh := ContactKey{}, false
 	k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
 	switch {
 	case err == nil:
-		key = ContactKey{Key: k, KeyID: keyID}
+		key, fresh = ContactKey{Key: k, KeyID: keyID}, true
 	case repeat && errors.Is(err, contact.ErrAlreadyExists):
 		// A first run of this idempotent create stored the key and died:
 		// carry on with its key.
@@ -519,7 +556,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), 0, recs)
 	if repeat && errors.Is(err, contact.ErrConcurrency) {
-		return s.created(ctx, workspace, id)
+		return s.created(ctx, workspace, id, fresh)
 	}
 	if err != nil {
 		if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
@@ -612,8 +649,22 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 	return results, errs
 }
 
-// created answers a repeated idempotent create whose first run created the contact.
-func (s *Service) created(ctx context.Context, workspace string, id contact.ID) (Result, error) {
+// created answers a repeated idempotent create whose first run created
+// the contact, unless it was erased since: then the key this run made
+// (fresh) goes at once, and the repeat is told so (a retry must never
+// bring an erased person back).
+func (s *Service) created(ctx context.Context, workspace string, id contact.ID, fresh bool) (Result, error) {
+	if gone, gerr := s.Erasure(ctx, workspace, id); gerr != nil || gone != nil {
+		if fresh {
+			if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
+				s.log.Error("cannot remove a key made for an erased contact", "contact", id.String(), "err", derr)
+			}
+		}
+		if gerr != nil {
+			return Result{}, gerr
+		}
+		return Result{}, gone
+	}
 	v, err := s.Get(ctx, workspace, id)
 	if err != nil {
 		return Result{}, err
@@ -771,6 +822,11 @@ func (s *Service) History(ctx context.Context, workspace string, id contact.ID) 
 	return t.Entries, err
 }
 
+// TagIndex returns the blind index of a tag, as the views hold it: tags are
+// free text, so the views' indexed column never holds one in clear (a GIN
+// index keeps every value it ever saw until it is rebuilt).
+func TagIndex(b shred.BlindIndex, tag string) string { return b.Of("tag", strings.TrimSpace(tag)) }
+
 // Page is one page of a view.
 type Page struct {
 	Items []View
@@ -794,13 +850,14 @@ func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position
 	if err := s.progress.WaitFor(ctx, q.View, head); err != nil {
 		return Page{}, err
 	}
-	if email != "" || phone != "" {
+	if email != "" || phone != "" || q.Tag != "" {
 		b, err := s.vault.BlindIndex(ctx, q.Workspace)
 		if err != nil {
 			return Page{}, err
 		}
 		q.EmailIndex = b.Of("email", contact.NormalizeEmail(email))
 		q.PhoneIndex = b.Of("phone", contact.NormalizePhone(phone))
+		q.TagIndex, q.Tag = TagIndex(b, q.Tag), ""
 	}
 	p, err := s.policy(ctx, q.Workspace)
 	if err != nil {

@@ -113,6 +113,25 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 	return Principal{TokenID: t.ID, Workspace: t.Workspace, Role: t.Role}, nil
 }
 
+// Recheck checks again, past the token cache, that the principal's token
+// is still valid: changes to tokens and policies call it, so a token
+// revoked through another process cannot create tokens or change a policy
+// during the cache's window (directoryTTL).
+func (s *Service) Recheck(ctx context.Context, p Principal) error {
+	t, err := s.dir.Token(ctx, p.TokenID)
+	if errors.Is(err, contact.ErrNotFound) {
+		return ErrUnauthorized
+	}
+	if err != nil {
+		return err
+	}
+	if !t.RevokedAt.IsZero() || t.Workspace != p.Workspace || t.Role != p.Role {
+		s.tokens.forget(p.TokenID)
+		return ErrUnauthorized
+	}
+	return nil
+}
+
 // RevokeToken revokes a token; requests with it fail from then on.
 func (s *Service) RevokeToken(ctx context.Context, id string) error {
 	defer s.tokens.forget(id)

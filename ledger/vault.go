@@ -301,6 +301,19 @@ const signingOwner = "sig:receipts"
 // wrapped by the KEK like every other key, so replicas that share the
 // store and the KEK sign with the same key.
 func (v *Vault) SigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
+	return v.signingKey(ctx, true)
+}
+
+// ErrNoSigningKey is returned when the deployment has no receipt-signing key yet.
+var ErrNoSigningKey = errors.New("this deployment has no receipt-signing key (it never issued a receipt)")
+
+// ExistingSigningKey returns the deployment's receipt-signing key without
+// ever creating one. Errors: ErrNoSigningKey.
+func (v *Vault) ExistingSigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
+	return v.signingKey(ctx, false)
+}
+
+func (v *Vault) signingKey(ctx context.Context, create bool) (ed25519.PrivateKey, error) {
 	v.mu.Lock()
 	k := v.signing
 	v.mu.Unlock()
@@ -326,6 +339,9 @@ func (v *Vault) SigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
 			v.signing = k
 			v.mu.Unlock()
 			return k, nil
+		}
+		if !create {
+			return nil, ErrNoSigningKey
 		}
 		if attempt > 0 {
 			return nil, fmt.Errorf("the signing key vanished")

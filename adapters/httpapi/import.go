@@ -47,8 +47,7 @@ func (s *Server) importContacts(c echo.Context) error {
 	}
 	for k := range qs {
 		if k != "source" {
-			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "unknown query parameter " + strconv.Quote(k),
-				Fields: []contact.FieldError{{Field: k, Message: "is not a parameter of this endpoint"}}}
+			return unknownParam()
 		}
 	}
 	source := qs.Get("source")
@@ -84,6 +83,10 @@ func (s *Server) importContacts(c echo.Context) error {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return &contact.Error{Code: contact.CodeTooLarge, Reason: "import-too-large", Message: "the import file is over the limit of " + strconv.Itoa(MaxImport>>20) + " MiB; split it"}
+		}
+		var appErr *contact.Error
+		if errors.As(err, &appErr) {
+			return err // the Idempotency-Key's request differs (see idempotent)
 		}
 		return badRequest("unreadable-body", "the request body could not be read")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
@@ -122,6 +123,13 @@ func (s *Server) problem(c echo.Context, err error) Problem {
 	var g *goneError
 	if errors.As(err, &g) {
 		p.TombstoneEventID, p.ErasedAt = g.eventID, g.at
+	}
+	var erased *ledger.ErasedError
+	if errors.As(err, &erased) {
+		p.TombstoneEventID = erased.Tombstone
+		if !erased.At.IsZero() {
+			p.ErasedAt = erased.At.Format(time.RFC3339Nano)
+		}
 	}
 	var running *ledger.JobRunningError
 	if errors.As(err, &running) {

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
@@ -419,6 +420,10 @@ func decode(c echo.Context, dst any, allowEmpty bool) error {
 // DecodeJSON decodes one JSON document into dst under the API's rules. It
 // is the decoder of every command's body.
 func DecodeJSON(body []byte, dst any) error {
+	// encoding/json would silently replace invalid UTF-8 with U+FFFD.
+	if !utf8.Valid(body) {
+		return badRequest("invalid-utf8", "the body is not valid UTF-8")
+	}
 	if err := checkShape(body); err != nil {
 		return err
 	}
@@ -474,7 +479,7 @@ func jsonError(err error) error {
 		if field == "" {
 			return badRequest("malformed-json", "the body must be a JSON object")
 		}
-		return contact.Invalid(contact.FieldError{Field: field, Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())})
+		return contact.Invalid(contact.FieldError{Field: knownField(field), Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())})
 	}
 	// encoding/json reports unknown fields only in its message.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
@@ -483,17 +488,34 @@ func jsonError(err error) error {
 	return badRequest("malformed-json", "the body does not match the expected JSON shape")
 }
 
-var fieldNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]{0,63}$`)
+// unknownField refuses an unknown field without naming it: a client can
+// put anything in a JSON key, personal data included (an email address as a
+// key), and problems never echo what a client wrote.
+func unknownField(_, why string) *contact.Error {
+	return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "the body has a field this request does not take; see /openapi.json",
+		Fields: []contact.FieldError{{Field: "(not shown)", Message: why}}}
+}
 
-// unknownField names an unknown field in a problem only when it looks like
-// a field name: a client could put anything in a JSON key, personal data
-// included, and problems never echo it.
-func unknownField(name, why string) *contact.Error {
-	if !fieldNamePattern.MatchString(name) {
-		name = "(a field whose name is not shown)"
+// unknownParam refuses an unknown query parameter without naming it: its
+// name is whatever the client wrote.
+func unknownParam() *contact.Error {
+	return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "the query has a parameter this endpoint does not take; see /openapi.json",
+		Fields: []contact.FieldError{{Field: "(not shown)", Message: "is not a parameter of this endpoint"}}}
+}
+
+// repeatedParam refuses a known query parameter given twice; known names
+// are the API's own, so the problem names it.
+func repeatedParam(name string) *contact.Error {
+	return badRequest("repeated-parameter", "query parameter "+strconv.Quote(name)+" is given more than once")
+}
+
+// knownField returns the part of a JSON path that names fields of the
+// request itself: a map's keys (custom_fields.<key>) are the client's.
+func knownField(path string) string {
+	if i := strings.Index(path, "custom_fields."); i >= 0 {
+		return path[:i+len("custom_fields")]
 	}
-	return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "unknown field " + strconv.Quote(name),
-		Fields: []contact.FieldError{{Field: name, Message: why}}}
+	return path
 }
 
 func jsonKind(k string) string {

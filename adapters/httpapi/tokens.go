@@ -49,6 +49,9 @@ func (s *Server) createToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.svc.Recheck(c.Request().Context(), principal(c)); err != nil {
+		return err
+	}
 	secret, t, err := s.svc.CreateToken(c.Request().Context(), principal(c).Workspace, role, strings.TrimSpace(r.Label))
 	if err != nil {
 		return err
@@ -76,6 +79,9 @@ func (s *Server) revokeToken(c echo.Context) error {
 	id := c.Param("id")
 	if !strings.HasPrefix(id, "tok_") || len(id) != 30 {
 		return badRequest("invalid-id", "not a valid token id (tok_ and a 26-character ULID)")
+	}
+	if err := s.svc.Recheck(c.Request().Context(), principal(c)); err != nil {
+		return err
 	}
 	t, err := s.svc.RevokeWorkspaceToken(c.Request().Context(), principal(c).Workspace, id)
 	if err != nil {

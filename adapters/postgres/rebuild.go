@@ -85,10 +85,7 @@ func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []project
 		if r.Contact.TrashedBy != nil {
 			trashedBy = &r.Contact.TrashedBy.Principal
 		}
-		tags := r.Contact.Tags
-		if tags == nil {
-			tags = []string{}
-		}
+		tags := tagColumn(r)
 		p := r.Contact.Personal
 		data = append(data, []any{r.Contact.Workspace, r.Contact.ID.String(), r.SortAt, r.Contact.CreatedAt, int64(r.Contact.Version),
 			numeric(r.Position.Commit), numeric(r.Position.Prepare), p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),
@@ -162,6 +159,13 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'`); err != nil {
 			return err
 		}
+		// The live table first: a projection's commit is one statement
+		// that locks its table as it starts and the checkpoint's row as it
+		// runs, so the switch takes them in that order too (else each could
+		// hold what the other waits for). EXCLUSIVE lets queries read on.
+		if _, err := tx.Exec(ctx, `LOCK TABLE `+live+` IN EXCLUSIVE MODE`); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES ($1, 0, 0, $2, now())
 			ON CONFLICT (name) DO NOTHING`, view, projections.Version); err != nil {
 			return err
@@ -210,7 +214,7 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 		return err
 	})
 	var pg *pgconn.PgError
-	if errors.As(err, &pg) && pg.Code == "55P03" { // lock_not_available: a long query held the table
+	if errors.As(err, &pg) && (pg.Code == "55P03" || pg.Code == "40P01") { // lock_not_available (a long query held the table), deadlock_detected
 		return contact.Errorf(contact.ErrConcurrency, "the view's table was busy; switch again")
 	}
 	if err != nil {

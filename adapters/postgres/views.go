@@ -120,7 +120,7 @@ func viewTableDDL(table string) string {
 		doc         jsonb       NOT NULL,
 		PRIMARY KEY (workspace, id)
 	);
-	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "doc")
+	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "tags", "doc")
 }
 
 // viewIndexes creates a view's secondary indexes, one statement each,
@@ -211,11 +211,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	}
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
-		ext := "''"
+		ext, tags := "''", "tags"
 		if isIdentity(table) {
-			ext = "ext_bidx"
+			ext, tags = "ext_bidx", "'{}'::text[]"
 		}
-		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit::text, pos_prepare::text FROM `+table+`
+		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, `+tags+`, pos_commit::text, pos_prepare::text FROM `+table+`
 			WHERE workspace = $1 AND id = ANY($2)`, ws, ids)
 		if err != nil {
 			return nil, err
@@ -226,7 +226,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				doc  []byte
 				c, p string
 			)
-			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &c, &p); err != nil {
+			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &row.TagIndexes, &c, &p); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -239,6 +239,9 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				return nil, err
 			}
 			row.SortAt = row.SortAt.UTC()
+			if len(row.TagIndexes) == 0 {
+				row.TagIndexes = nil
+			}
 			out[row.Contact.ID] = row
 		}
 		rows.Close()
@@ -274,8 +277,8 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 	}
 	deleteRefs(&q, table, "id", b.Deletes, moved)
 	deleteRefs(&q, "data_keys", "owner", b.DestroyKeys, moved)
-	// Stored answers about the contact hold its personal data.
-	deleteRefs(&q, "idempotency", "contact_id", b.DestroyKeys, moved)
+	// Stored answers about the contact hold its personal data: keep ids only.
+	eraseAnswers(&q, b.DestroyKeys, b.Tombstones, moved)
 	sql := q.sql("SELECT " + moved)
 	for attempt := 0; ; attempt++ {
 		var ok bool
@@ -385,11 +388,7 @@ func upsertRows(q *statement, table string, rows []projections.Row, cond string)
 	for i, r := range rows {
 		p := r.Contact.Personal
 		created[i], names[i], emails[i], phones[i], norms[i], srcs[i] = r.Contact.CreatedAt, p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone), r.Contact.Source
-		t := r.Contact.Tags
-		if t == nil {
-			t = []string{}
-		}
-		tj, err := json.Marshal(t)
+		tj, err := json.Marshal(tagColumn(r))
 		if err != nil {
 			return err
 		}
@@ -398,8 +397,9 @@ func upsertRows(q *statement, table string, rows []projections.Row, cond string)
 			trashedBy[i] = &r.Contact.TrashedBy.Principal
 		}
 	}
-	// Tags go as JSON (an array of arrays of different lengths is not a
-	// PostgreSQL array) and are unpacked row by row.
+	// The tag column (the tags' blind indexes) goes as JSON (an array of
+	// arrays of different lengths is not a PostgreSQL array), unpacked row
+	// by row.
 	q.with(name, `INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
 			name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
 		SELECT ws, id, sort_at, created_at, version, pc::numeric, pp::numeric, name, email, phone, phone_norm, email_bidx, phone_bidx, source,
@@ -417,6 +417,23 @@ func upsertRows(q *statement, table string, rows []projections.Row, cond string)
 			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc
 		RETURNING 1`)
 	return nil
+}
+
+// eraseAnswers adds the stripping of the stored answers about refs'
+// contacts to ids (as eraseAnswersSQL does), when cond holds.
+func eraseAnswers(q *statement, refs []projections.Ref, tombstones map[contact.ID]string, cond string) {
+	if len(refs) == 0 {
+		return
+	}
+	ws, ids, tomb := make([]string, len(refs)), make([]string, len(refs)), make([]string, len(refs))
+	for i, r := range refs {
+		ws[i], ids[i], tomb[i] = r.Workspace, r.ID.String(), tombstones[r.ID]
+	}
+	q.with("erase"+strconv.Itoa(len(q.ctes)), `UPDATE idempotency i SET status = 0, header = '{}', body = NULL,
+			erased_by = CASE WHEN d.t = '' THEN i.erased_by ELSE d.t END
+		FROM unnest(`+q.arg(ws)+`::text[], `+q.arg(ids)+`::text[], `+q.arg(tomb)+`::text[]) AS d(ws, id, t)
+		WHERE i.workspace = d.ws AND i.contact_id = d.id AND (i.body IS NOT NULL OR (d.t <> '' AND i.erased_by <> d.t)) AND `+cond+`
+		RETURNING 1`)
 }
 
 // deleteRefs adds the deletion from table of the rows whose workspace and
@@ -573,8 +590,8 @@ func listQuery(q ledger.ListQuery) (string, []any, error) {
 	if q.PhoneIndex != "" {
 		where = append(where, "phone_bidx = "+arg(q.PhoneIndex)+" AND phone_bidx <> ''")
 	}
-	if q.Tag != "" {
-		where = append(where, "tags @> ARRAY["+arg(q.Tag)+"]::text[]")
+	if q.TagIndex != "" {
+		where = append(where, "tags @> ARRAY["+arg(q.TagIndex)+"]::text[]")
 	}
 	if q.DeletedBy != "" {
 		where = append(where, "trashed_by = "+arg(q.DeletedBy))
@@ -714,4 +731,12 @@ func erasureCaveats(settings map[string]string, slots int) []string {
 		out = append(out, fmt.Sprintf("%d replication slots: their standbys or consumers keep WAL with erased rows, and each standby keeps its own copy of the tables", slots))
 	}
 	return out
+}
+
+// tagColumn is what a row's tag column holds: its tags' blind indexes.
+func tagColumn(r projections.Row) []string {
+	if r.TagIndexes == nil {
+		return []string{}
+	}
+	return r.TagIndexes
 }

@@ -269,8 +269,10 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 		Use:   "verify <receipt-file>",
 		Short: "Verify an erasure receipt offline: its signature, and optionally its signer and trail",
 		Long: lines(
-			"verify needs no server and no database. It checks that the file is byte for byte as issued and",
-			"that its ed25519 signature holds under the public key it names. A receipt proves it came from your",
+			"verify needs no server and no database. It checks that the ed25519 signature holds under the public",
+			"key the receipt names, over the receipt's RFC 8785 (JCS) canonical form (v1 receipts: their compact",
+			"bytes as issued), so reformatting (whitespace, key order, other members beside receipt and signature)",
+			"does not matter and any changed value fails. A receipt proves it came from your",
 			"deployment only when that key is the deployment's: pass --public-key with the key published by",
 			"GET /v1/receipts/public-key or `ledger receipts public-key` (the JSON or its PEM), obtained",
 			"independently of the receipt. --trail recomputes the trail digest from the contact's events as",

@@ -253,7 +253,8 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	sweep.Flags().StringVar(&sweepWorkspace, "workspace", "", "sweep only this workspace (default: every workspace)")
 	retention.AddCommand(sweep)
 
-	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain), newBenchCommand(stdout, stderr))
+	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain), newBenchCommand(stdout, stderr),
+		backupCommand(stdout, withMain), erasuresCommand(stdout, withMain))
 	return root
 }
 

@@ -130,7 +130,7 @@ func testImportRules(t *testing.T, store string) {
 
 	// JSON arrays work the same way, with per-row problems.
 	_, res, _ = l.importFile("web", "application/json", `[{"name":"Jo Json","email":"jo@example.com","tags":["x"]},{"name":"Bad","nickname":"b"},{"email":"finn@example.com","job_title":"Lead"}]`)
-	if len(res) != 3 || res[0].Result != "created" || res[1].Result != "skipped" || !strings.Contains(res[1].Reason, "nickname") || res[2].Result != "updated" {
+	if len(res) != 3 || res[0].Result != "created" || res[1].Result != "skipped" || strings.Contains(res[1].Reason, "nickname") || !strings.Contains(res[1].Reason, "not one of") || res[2].Result != "updated" {
 		t.Errorf("JSON import: %+v", res)
 	}
 
@@ -222,7 +222,8 @@ func testImportCommand(t *testing.T, store string) {
 	}
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	os.WriteFile(bad, []byte("email,shoe_size\nx@example.com,9\n"), 0o600)
-	if _, _, err := l.run("import", bad); err == nil || !strings.Contains(err.Error(), "shoe_size") {
+	// The header's text is never echoed (it could be an email address): the column is named by its place.
+	if _, _, err := l.run("import", bad); err == nil || strings.Contains(err.Error(), "shoe_size") || !strings.Contains(err.Error(), "column 2") {
 		t.Fatalf("a malformed file: %v", err)
 	}
 }

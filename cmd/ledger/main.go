@@ -270,6 +270,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.bootstrap(ctx); err != nil {
 		return err
 	}
+	// The receipt-signing key exists from the first start on, so every
+	// backup holds it and `erasures reapply` can check receipts against it.
+	if _, err := m.Svc.SigningPublicKey(ctx); err != nil {
+		return err
+	}
 	m.StartProjections(ctx)
 	runCtx, lease := m.runCtx, m.lease()
 	if interval > 0 {
