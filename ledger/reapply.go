@@ -49,6 +49,7 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 	if rc.Outcome == contact.StateAnonymized {
 		typ = contact.TypeAnonymized
 	}
+	hadKey := false // the restore brought the key back
 	for attempt := 1; ; attempt++ {
 		l, err := s.load(ctx, rc.Workspace, id)
 		if errors.Is(err, contact.ErrNotFound) {
@@ -58,6 +59,7 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		if err != nil {
 			return out, err
 		}
+		hadKey = hadKey || !l.key.Destroyed
 		out.Tombstone = "present"
 		er := contact.Erasure{Trigger: rc.Erasure.Trigger, Request: rc.Erasure.Request, RetentionDays: rc.Erasure.RetentionDays,
 			KeyID: rc.Erased.KeyID, Erased: rc.Erased.Fields}
@@ -90,8 +92,10 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		if err := s.vault.Destroy(ctx, rc.Workspace, id); err != nil {
 			return out, err
 		}
-		out.KeyDestroyed = true
 	}
+	// Destroyed again, here or by the erasure projection, which the
+	// tombstone written above may have woken first.
+	out.KeyDestroyed = hadKey || !key.Destroyed
 	return out, nil
 }
 
