@@ -16,6 +16,13 @@ type Meta struct {
 	Actor         contact.Actor
 	CorrelationID string // the request id, or a job id
 	CausationID   string // what caused this command, when not the request itself
+	// Operation names the operation a command is part of, when it is more
+	// than a single request: "bulk:<request id>", "import:<import id>",
+	// "job:<restore job id>", "retention:<sweep id>" (see OperationBulk and
+	// the others). When set it is the events' causation id, so every event
+	// names the operation that caused it; a single request leaves it empty
+	// and its events' causation id is the request id.
+	Operation string
 	// IfMatch, when set, is the version the caller last saw: the command
 	// fails with ErrConcurrency unless the contact is still at it.
 	IfMatch *uint64
@@ -26,6 +33,31 @@ type Meta struct {
 	// making a second one.
 	IdempotencyKey  string
 	IdempotentSince time.Time
+	// DryRun asks for the answer the command would get, without doing it:
+	// the command is decided exactly as it would be (the same checks, on
+	// the same state), but nothing is appended, claimed or destroyed.
+	DryRun bool
+}
+
+// The prefixes of operation ids (Meta.Operation): an event's causation id
+// starts with one when the event is part of such an operation.
+const (
+	OperationBulk      = "bulk:"
+	OperationImport    = "import:"
+	OperationJob       = "job:"
+	OperationRetention = "retention:"
+)
+
+// causation is the causation id of the events a command appends: its
+// operation, else what caused it, else its request.
+func (m Meta) causation() string {
+	switch {
+	case m.Operation != "":
+		return m.Operation
+	case m.CausationID != "":
+		return m.CausationID
+	}
+	return m.CorrelationID
 }
 
 // seal turns a contact's recorded changes into log records, sealing each
@@ -44,10 +76,7 @@ func seal(key ContactKey, stream, workspace string, meta Meta, after uint64, pre
 		r := contact.Record{
 			ID: ulid.Make(), Stream: stream, Version: after + uint64(i) + 1, Type: enc.Type,
 			Time: ch.At.UTC().Truncate(time.Microsecond), Workspace: workspace, Actor: ch.By,
-			CorrelationID: meta.CorrelationID, CausationID: meta.CausationID, Schema: enc.Schema, Data: enc.Data,
-		}
-		if r.CausationID == "" {
-			r.CausationID = meta.CorrelationID
+			CorrelationID: meta.CorrelationID, CausationID: meta.causation(), Schema: enc.Schema, Data: enc.Data,
 		}
 		if enc.Personal != nil {
 			if key.Destroyed {
@@ -136,5 +165,5 @@ func openOne(key ContactKey, r contact.Record) (contact.Envelope, error) {
 	if err != nil {
 		return contact.Envelope{}, fmt.Errorf("decode %s v%d: %w", r.Stream, r.Version, err)
 	}
-	return contact.Envelope{EventID: r.ID, Version: r.Version, At: r.Time, By: r.Actor, Workspace: r.Workspace, Event: ev}, nil
+	return contact.Envelope{EventID: r.ID, Version: r.Version, At: r.Time, By: r.Actor, Workspace: r.Workspace, Event: ev, Operation: r.CausationID}, nil
 }

@@ -58,6 +58,17 @@ func CheckImport(rows RowReader) (int, error) {
 	}
 }
 
+// ValidateImportSource is the one rule for an import's source, on the
+// command line and over HTTP: it is required (it decides which external ids
+// a row matches, and whether the contacts are protected from deletion), and
+// it is a valid source name.
+func ValidateImportSource(source string) error {
+	if source == "" {
+		return contact.Invalid(contact.FieldError{Field: "source", Message: "is required: the system the contacts come from, such as crm or web"})
+	}
+	return contact.ValidateSource(source)
+}
+
 // Import creates or updates the contacts of an import file from a source
 // system and calls emit with each row's result, in the file's order.
 //
@@ -78,7 +89,7 @@ func CheckImport(rows RowReader) (int, error) {
 // Check the file with CheckImport first: a malformed file found here stops
 // the import part way.
 func (s *Service) Import(ctx context.Context, workspace string, meta Meta, source string, rows RowReader, emit func(RowResult) error) (ImportTotals, error) {
-	if err := contact.ValidateSource(source); err != nil {
+	if err := ValidateImportSource(source); err != nil {
 		return nil, err
 	}
 	if _, err := s.policy(ctx, workspace); err != nil {
@@ -92,6 +103,10 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 	}
 	if err := s.waitIdentities(ctx, head); err != nil {
 		return nil, err
+	}
+	// Every event of the import names it as its operation.
+	if meta.Operation == "" {
+		meta.Operation = OperationImport + meta.CorrelationID
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -274,10 +289,6 @@ func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult,
 		wg.Go(func() {
 			for i := w; i < len(part); i += workers {
 				row := part[i].row
-				if row.Invalid != "" {
-					skip(i, "invalid: "+row.Invalid)
-					continue
-				}
 				p := contact.Personal{Name: strings.TrimSpace(row.Name), Email: strings.TrimSpace(row.Email), Phone: strings.TrimSpace(row.Phone),
 					JobTitle: strings.TrimSpace(row.JobTitle), Address: strings.TrimSpace(row.Address), ExternalID: strings.TrimSpace(row.ExternalID)}
 				c, err := contact.Create(contact.NewID(), im.ws, contact.Draft{Personal: p, Source: im.source, Tags: row.Tags}, im.meta.Actor, now)
@@ -321,7 +332,9 @@ func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult,
 		targets                 = map[int]contact.ID{}
 		creator                 = map[string]int{} // blind index -> row of this chunk that creates it
 	)
+	index := make(map[int]int, len(at)) // row of the chunk -> its matches in found
 	for k, i := range at {
+		index[i] = k
 		pr := preps[i]
 		spam := false
 		for _, m := range found[k] {
@@ -359,12 +372,18 @@ func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult,
 
 	// The creates, in one batch.
 	cs := make([]*contact.Contact, len(creates))
+	known := make([][]IdentityMatch, len(creates))
 	for k, i := range creates {
-		cs[k] = preps[i].c
+		cs[k], known[k] = preps[i].c, found[index[i]]
 	}
-	results, errs := s.createMany(ctx, im.ws, im.meta, cs)
+	results, errs := s.createMany(ctx, im.ws, im.meta, cs, known)
 	var mem remembered
 	for k, i := range creates {
+		var taken *IdentityTakenError
+		if errors.As(errs[k], &taken) {
+			skip(i, "identity taken: "+taken.Error())
+			continue
+		}
 		if errs[k] != nil {
 			return stopped(res), errs[k]
 		}
@@ -413,7 +432,12 @@ func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult,
 	}
 	// A person erased since the index saw it comes back as a new contact.
 	for _, i := range renewed {
-		r, err := s.create(ctx, im.ws, im.meta, preps[i].c)
+		r, err := s.create(ctx, im.ws, im.meta, preps[i].c, found[index[i]])
+		var taken *IdentityTakenError
+		if errors.As(err, &taken) {
+			skip(i, "identity taken: "+taken.Error())
+			continue
+		}
 		if err != nil {
 			return stopped(res), err
 		}
@@ -427,12 +451,17 @@ func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult,
 // it (the row then creates a new one), and returns failures of the store.
 func synced(res []RowResult, i int, id contact.ID, r Result, err error) error {
 	res[i].ID = id.String()
-	var ce *contact.Error
+	var (
+		ce    *contact.Error
+		taken *IdentityTakenError
+	)
 	switch {
 	case err == nil && r.EventID == "":
 		res[i].Result = RowUnchanged
 	case err == nil:
 		res[i].Result = RowUpdated
+	case errors.As(err, &taken):
+		res[i].Result, res[i].Reason = RowSkipped, "identity taken: "+taken.Error()
 	case errors.Is(err, contact.ErrNotEditable):
 		res[i].Result, res[i].Reason = RowSkipped, "in trash: restore the contact to sync it again"
 	case errors.Is(err, contact.ErrInvalid) && errors.As(err, &ce):

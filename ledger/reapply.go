@@ -19,7 +19,9 @@ type Reapplied struct {
 	// backup), "no workspace" when the deployment has no such workspace.
 	Tombstone string
 	EventID   string
-	// KeyDestroyed is true when a data key of the contact was found and destroyed.
+	// KeyDestroyed is true when a data key of the contact was found and
+	// destroyed: by this run, or by the erasure projection as it read the
+	// tombstone this run wrote.
 	KeyDestroyed bool
 }
 
@@ -45,11 +47,15 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 	} else if err != nil {
 		return out, err
 	}
+	// had says the contact's data key existed when this run read the
+	// contact: the tombstone it appends makes the erasure projection destroy
+	// the key too, and may win the race to it, so whether this run destroyed
+	// the key is known from what it read before, not after.
+	had := false
 	typ := contact.TypePurged
 	if rc.Outcome == contact.StateAnonymized {
 		typ = contact.TypeAnonymized
 	}
-	hadKey := false // the restore brought the key back
 	for attempt := 1; ; attempt++ {
 		l, err := s.load(ctx, rc.Workspace, id)
 		if errors.Is(err, contact.ErrNotFound) {
@@ -59,8 +65,7 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		if err != nil {
 			return out, err
 		}
-		hadKey = hadKey || !l.key.Destroyed
-		out.Tombstone = "present"
+		out.Tombstone, had = "present", had || !l.key.Destroyed
 		er := contact.Erasure{Trigger: rc.Erasure.Trigger, Request: rc.Erasure.Request, RetentionDays: rc.Erasure.RetentionDays,
 			KeyID: rc.Erased.KeyID, Erased: rc.Erased.Fields}
 		changed, err := l.c.Reerase(typ, er, reapplyActor, s.now())
@@ -92,10 +97,9 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		if err := s.vault.Destroy(ctx, rc.Workspace, id); err != nil {
 			return out, err
 		}
+		had = true
 	}
-	// Destroyed again, here or by the erasure projection, which the
-	// tombstone written above may have woken first.
-	out.KeyDestroyed = hadKey || !key.Destroyed
+	out.KeyDestroyed = had
 	return out, nil
 }
 

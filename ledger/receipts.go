@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -96,11 +98,39 @@ type ReceiptSigner struct {
 }
 
 // signedReceipt is the document: the receipt and an ed25519 signature over
-// its canonical form. A document may carry other members beside these two
-// (an unsigned propagation report, say); verification ignores them.
+// its canonical form, and, beside them and not signed, how the erasure
+// notice reached webhook subscribers. Verification ignores any member
+// beside the first two.
 type signedReceipt struct {
 	Receipt   json.RawMessage `json:"receipt"`
 	Signature string          `json:"signature"`
+	// Propagation changes as acknowledgments arrive, so it stays outside
+	// the signed member: the signature holds whenever the receipt is fetched.
+	Propagation json.RawMessage `json:"propagation,omitempty"`
+}
+
+// ReceiptPropagation says which webhook subscribers were sent the erasure
+// notice (contact.purged or contact.anonymized) and which acknowledged it
+// with a 2xx answer (GDPR Art. 17(2) and 19). It is not signed.
+type ReceiptPropagation struct {
+	Signed        bool               `json:"signed"`
+	AsOf          time.Time          `json:"as_of"`
+	Subscriptions []PropagationEntry `json:"subscriptions"`
+}
+
+// The states of an erasure notice at one subscription.
+const (
+	NoticeAcknowledged = "acknowledged" // answered 2xx
+	NoticeNotified     = "notified"     // sent, not acknowledged yet (retrying, or given up)
+	NoticePending      = "pending"      // not sent yet
+)
+
+// PropagationEntry is the erasure notice at one subscription.
+type PropagationEntry struct {
+	Subscription   string     `json:"subscription_id"`
+	Status         string     `json:"status"`
+	NotifiedAt     *time.Time `json:"notified_at,omitempty"`
+	AcknowledgedAt *time.Time `json:"acknowledged_at,omitempty"`
 }
 
 var b64 = base64.RawURLEncoding
@@ -187,11 +217,72 @@ func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id conta
 	if body, err = jcs.Transform(body); err != nil {
 		return nil, err
 	}
-	doc, err := json.Marshal(signedReceipt{Receipt: body, Signature: b64.EncodeToString(ed25519.Sign(sk, body))})
+	sr := signedReceipt{Receipt: body, Signature: b64.EncodeToString(ed25519.Sign(sk, body))}
+	if s.webhooks != nil {
+		prop, err := s.propagation(ctx, workspace, id, ts.At)
+		if err != nil {
+			return nil, err
+		}
+		// No subscriber had to be told: the receipt is as it always was.
+		if len(prop.Subscriptions) > 0 {
+			if sr.Propagation, err = json.Marshal(prop); err != nil {
+				return nil, err
+			}
+		}
+	}
+	doc, err := json.Marshal(sr)
 	if err != nil {
 		return nil, err
 	}
 	return append(doc, '\n'), nil
+}
+
+// propagation lists every subscription that was sent the contact's erasure
+// notice, and every subscription of the workspace made before the erasure
+// that has not been sent it yet (delivery lags, or the subscription is disabled).
+func (s *Service) propagation(ctx context.Context, workspace string, id contact.ID, erasedAt time.Time) (ReceiptPropagation, error) {
+	acks, err := s.webhooks.ErasureAcks(ctx, workspace, id.String())
+	if err != nil {
+		return ReceiptPropagation{}, err
+	}
+	hooks, err := s.webhooks.Webhooks(ctx, workspace)
+	if err != nil {
+		return ReceiptPropagation{}, err
+	}
+	out := ReceiptPropagation{AsOf: s.now(), Subscriptions: []PropagationEntry{}}
+	seen := map[string]bool{}
+	for _, a := range acks {
+		e := PropagationEntry{Subscription: a.Webhook, Status: NoticeNotified, NotifiedAt: &a.NotifiedAt}
+		if !a.AcknowledgedAt.IsZero() {
+			e.Status, e.AcknowledgedAt = NoticeAcknowledged, &a.AcknowledgedAt
+		}
+		seen[a.Webhook] = true
+		out.Subscriptions = append(out.Subscriptions, e)
+	}
+	for _, w := range hooks {
+		if !seen[w.ID] && !w.CreatedAt.After(erasedAt) {
+			out.Subscriptions = append(out.Subscriptions, PropagationEntry{Subscription: w.ID, Status: NoticePending})
+		}
+	}
+	slices.SortFunc(out.Subscriptions, func(a, b PropagationEntry) int { return strings.Compare(a.Subscription, b.Subscription) })
+	return out, nil
+}
+
+// ReceiptPropagationOf returns the unsigned propagation section of a
+// receipt document, if it has one.
+func ReceiptPropagationOf(doc []byte) (*ReceiptPropagation, error) {
+	var sr signedReceipt
+	if err := json.Unmarshal(doc, &sr); err != nil {
+		return nil, err
+	}
+	if len(sr.Propagation) == 0 {
+		return nil, nil
+	}
+	var p ReceiptPropagation
+	if err := json.Unmarshal(sr.Propagation, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // SigningPublicKey returns the public half of the deployment's receipt-signing key.

@@ -19,15 +19,13 @@ import (
 // ImportRow is one contact of an import file. Empty fields are not
 // provided: an import never clears what a contact has.
 type ImportRow struct {
-	Name       string   `json:"name"`
-	Email      string   `json:"email"`
-	Phone      string   `json:"phone"`
-	JobTitle   string   `json:"job_title"`
-	Address    string   `json:"address"`
-	Tags       []string `json:"tags"`
-	ExternalID string   `json:"external_id"`
-	// Invalid says why a row that was read could not be understood; it is skipped.
-	Invalid string `json:"-"`
+	Name       string  `json:"name"`
+	Email      string  `json:"email"`
+	Phone      string  `json:"phone"`
+	JobTitle   string  `json:"job_title"`
+	Address    string  `json:"address"`
+	Tags       TagList `json:"tags"`
+	ExternalID string  `json:"external_id"`
 }
 
 // RowReader yields the rows of an import file, one at a time, without
@@ -100,8 +98,40 @@ func rowTooLong(row int) *FileError {
 // ImportColumns are the columns a CSV import may have, in any order.
 var ImportColumns = []string{"name", "email", "phone", "job_title", "address", "tags", "external_id"}
 
-// TagSeparator separates tags in a CSV cell.
+// TagSeparator separates tags in a CSV cell (and in a JSON string of tags).
 const TagSeparator = ";"
+
+// TagList is an import row's tags: in JSON either an array of strings or
+// one string of tags separated by ';', as in a CSV cell.
+type TagList []string
+
+// SplitTags splits a cell of tags separated by ';', dropping empty ones.
+func SplitTags(cell string) TagList {
+	var out TagList
+	for t := range strings.SplitSeq(cell, TagSeparator) {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// UnmarshalJSON takes an array of strings or a ';'-separated string.
+func (l *TagList) UnmarshalJSON(b []byte) error {
+	var cell string
+	if err := json.Unmarshal(b, &cell); err == nil {
+		*l = SplitTags(cell)
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return errTagList
+	}
+	*l = list
+	return nil
+}
+
+var errTagList = errors.New("must be an array of strings or a string of tags separated by ';'")
 
 type csvRows struct {
 	r     *csv.Reader
@@ -182,8 +212,9 @@ func (c *csvRows) Next() (ImportRow, error) {
 		}
 	}
 	if len(rec) != len(c.cols) {
-		row.Invalid = "has " + strconv.Itoa(len(rec)) + " fields; the header has " + strconv.Itoa(len(c.cols))
-		return row, nil
+		// RFC 4180: every record has the header's number of fields; a
+		// validating proxy refuses the file otherwise, and so does the ledger.
+		return ImportRow{}, &FileError{Row: c.row, Message: "has " + strconv.Itoa(len(rec)) + " fields; the header has " + strconv.Itoa(len(c.cols))}
 	}
 	for i, v := range rec {
 		v = strings.TrimSpace(v)
@@ -201,11 +232,7 @@ func (c *csvRows) Next() (ImportRow, error) {
 		case "external_id":
 			row.ExternalID = v
 		case "tags":
-			for t := range strings.SplitSeq(v, TagSeparator) {
-				if t = strings.TrimSpace(t); t != "" {
-					row.Tags = append(row.Tags, t)
-				}
-			}
+			row.Tags = SplitTags(v)
 		}
 	}
 	return row, nil
@@ -266,19 +293,24 @@ func (j *jsonRows) Next() (ImportRow, error) {
 		// encoding/json would silently replace it with U+FFFD.
 		return ImportRow{}, &FileError{Row: j.row, Message: "not valid UTF-8"}
 	}
+	// A row's shape is the file's: an element that is not an object, an
+	// unknown field or a value of the wrong type makes the file malformed,
+	// as an unknown column does in CSV (the description's ImportRow).
 	var row ImportRow
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&row); err != nil {
 		var typ *json.UnmarshalTypeError
 		switch {
+		case errors.Is(err, errTagList):
+			return ImportRow{}, &FileError{Row: j.row, Message: "tags " + errTagList.Error()}
 		case errors.As(err, &typ) && typ.Field != "":
-			return ImportRow{Invalid: typ.Field + " must be a JSON " + jsonKind(typ.Type.Kind().String())}, nil
+			return ImportRow{}, &FileError{Row: j.row, Message: typ.Field + " must be a JSON " + jsonKind(typ.Type.Kind().String())}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			// Not named: a JSON key is whatever the client wrote.
-			return ImportRow{Invalid: "has a field that is not one of " + strings.Join(ImportColumns, ", ")}, nil
+			return ImportRow{}, &FileError{Row: j.row, Message: "has a field that is not one of " + strings.Join(ImportColumns, ", ")}
 		default:
-			return ImportRow{Invalid: "is not a JSON object"}, nil
+			return ImportRow{}, &FileError{Row: j.row, Message: "is not a JSON object"}
 		}
 	}
 	return row, nil

@@ -36,7 +36,12 @@ type Options struct {
 	Views     ReadModels
 	// Identities finds live contacts by blind index (imports, spam checks).
 	Identities Identities
-	Progress   Progress
+	// Claims keeps which contact holds each email and phone, written before
+	// the append that gives it one, so that identity uniqueness holds under
+	// concurrency and across replicas. Without it, uniqueness rests on the
+	// identity index alone (eventually consistent).
+	Claims   IdentityClaims
+	Progress Progress
 	// AfterErasure runs after a data key is destroyed, to reach the store's
 	// own copies of deleted bytes (PostgreSQL vacuums, SQLite checkpoints its WAL).
 	AfterErasure func(ctx context.Context) error
@@ -48,6 +53,11 @@ type Options struct {
 	// events in one commit: set it when the log and the key vault share
 	// one database (not when the log is EventStoreDB).
 	KeysWithLog KeyedAppender
+	// Webhooks keeps webhook subscriptions and their deliveries; Sender
+	// checks their URLs and sends test messages. Without them the
+	// webhook operations answer that webhooks are not configured.
+	Webhooks WebhookStore
+	Sender   WebhookSender
 }
 
 // Observer is told what the service does, for metrics. Implementations
@@ -57,6 +67,9 @@ type Observer interface {
 	Command(name string, err error, d time.Duration)
 	// Append records an append to the log.
 	Append(d time.Duration, err error)
+	// RetentionSkipped records n contacts a retention sweep left in trash
+	// past the window, and why (SkipContactHold, SkipWorkspaceHold).
+	RetentionSkipped(reason string, n int)
 }
 
 // Service runs commands and queries on contacts.
@@ -66,6 +79,7 @@ type Service struct {
 	dir          Directory
 	views        ReadModels
 	identities   Identities
+	claims       IdentityClaims
 	progress     Progress
 	afterErasure func(ctx context.Context) error
 	clock        func() time.Time
@@ -76,14 +90,17 @@ type Service struct {
 	keysWithLog  KeyedAppender
 	jobKick      chan struct{}
 	jobStatuses  jobStatuses
+	watch        logWatch
+	webhooks     WebhookStore
+	sender       WebhookSender
 }
 
 // New returns a Service.
 func New(o Options) *Service {
 	s := &Service{
-		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities,
+		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities, claims: o.Claims,
 		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
-		keysWithLog: o.KeysWithLog, jobKick: make(chan struct{}, 1),
+		keysWithLog: o.KeysWithLog, jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -137,8 +154,47 @@ type Result struct {
 	Contact  View
 	Version  uint64
 	Position contact.Position
-	// EventID is the id of the last event the command appended, or "" when it changed nothing.
+	// EventID is the id of the last event the command appended, or "" when
+	// it changed nothing (or was a dry run).
 	EventID string
+	// Operation is the operation the command was part of: its events'
+	// causation id (bulk:<request>, import:<id>, job:<id>, retention:<sweep>,
+	// or the request id of a single request).
+	Operation string
+	// Effect is what the command did, or in a dry run would do.
+	Effect Effect
+	// DryRun is set when nothing was done: Contact, Version and Effect say
+	// what would be, Position and EventID are empty, and Current is the
+	// version the contact is at.
+	DryRun  bool
+	Current uint64
+}
+
+// Effect is what a command does to a contact: the state it moves it from
+// and to, what the contact carries along (its notes, tags, lists and
+// links: moved to trash, brought back, or erased with it), whether its
+// data key is destroyed, and the events it appends.
+type Effect struct {
+	From, To     contact.State
+	Notes        int
+	Tags         int
+	Lists        int
+	Links        int
+	KeyDestroyed bool
+	Events       []string
+}
+
+// effectOf returns the effect of changes on a contact that was before.
+func effectOf(before contact.Snapshot, c *contact.Contact, changes []contact.Change) Effect {
+	e := Effect{From: before.State, To: c.State(), Notes: before.NoteCount, Tags: len(before.Tags), Lists: len(before.Lists), Links: len(before.Links)}
+	for _, ch := range changes {
+		e.Events = append(e.Events, ch.Event.EventType())
+		switch ch.Event.(type) {
+		case contact.Purged, contact.Anonymized:
+			e.KeyDestroyed = true
+		}
+	}
+	return e
 }
 
 type loaded struct {
@@ -225,17 +281,21 @@ type command func(l loaded, p contact.Policy, now time.Time) error
 // may be run again on the fresh state.
 var errLostRace = fmt.Errorf("%w (lost a race)", contact.ErrConcurrency)
 
-// apply runs a command on a loaded contact and appends what it records.
+// apply runs a command on a loaded contact and appends what it records
+// (in a dry run, only decides it).
 func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, cmd command) (Result, error) {
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
 	}
-	d, err := s.decide(workspace, id, meta, l, p, cmd)
+	d, err := s.decide(ctx, workspace, id, meta, l, p, cmd)
 	if err != nil || d.recs == nil {
 		return d.result(s, contact.Position{}), err
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), d.recs)
+	if err != nil {
+		s.giveBack(ctx, workspace, id, d.ids)
+	}
 	if errors.Is(err, contact.ErrConcurrency) {
 		if meta.IfMatch != nil {
 			return Result{}, err
@@ -245,48 +305,84 @@ func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, me
 	if err != nil {
 		return Result{}, err
 	}
+	s.settle(ctx, workspace, id, d.ids)
+	if d.ids.waived {
+		// The contact holds a value another contact's claim names (kept
+		// both): only the identity index knows, so it must know before the
+		// answer, as spam marks do. Such restores are rare; creates need
+		// not wait for the index because of them.
+		if err := s.progress.WaitFor(ctx, identityProjection, pos); err != nil {
+			return Result{}, err
+		}
+	}
 	return d.result(s, pos), nil
 }
 
-// decided is what a command did to a loaded contact, sealed for the log
-// but not appended yet.
+// decided is what a command did to a loaded contact: sealed for the log
+// but not appended yet, or in a dry run only decided.
 type decided struct {
-	l    loaded
-	p    contact.Policy
-	recs []contact.Record // nil when the command changed nothing
+	l      loaded
+	p      contact.Policy
+	recs   []contact.Record // nil when the command changed nothing, or in a dry run
+	op     string
+	dry    bool
+	effect Effect
+	ids    identityChange
 }
 
-// decide runs a command on a loaded contact and seals what it records.
-func (s *Service) decide(workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command) (decided, error) {
+// decide runs a command on a loaded contact: it checks what the command
+// checks, claims the identities it gives the contact (in a dry run, only
+// checks them), and seals what it records. A dry run and a real run of a
+// command share every step but the writes, so the dry run's answer is the
+// real run's.
+func (s *Service) decide(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command) (decided, error) {
 	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
 		return decided{}, contact.Errorf(contact.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
 	}
+	before, held, err := s.identitiesBefore(ctx, workspace, l.c, p)
+	if err != nil {
+		return decided{}, err
+	}
+	d := decided{l: l, p: p, op: meta.causation(), dry: meta.DryRun}
+	l.c.Within(d.op)
 	if err := cmd(l, p, s.now()); err != nil {
 		return decided{}, err
 	}
-	d := decided{l: l, p: p}
 	changes := l.c.Changes()
 	if len(changes) == 0 {
 		return d, nil
 	}
-	last := l.recs[len(l.recs)-1]
-	recs, err := seal(l.key, id.Stream(), workspace, meta, l.c.Saved(), last.Hash, changes)
-	if err != nil {
+	d.effect = effectOf(before, l.c, changes)
+	if d.ids, err = s.guardIdentities(ctx, workspace, id, p, held, l.c, changes, meta.DryRun, nil); err != nil {
 		return decided{}, err
 	}
-	d.recs = recs
+	if meta.DryRun {
+		return d, nil
+	}
+	last := l.recs[len(l.recs)-1]
+	if d.recs, err = seal(l.key, id.Stream(), workspace, meta, l.c.Saved(), last.Hash, changes); err != nil {
+		s.giveBack(ctx, workspace, id, d.ids)
+		return decided{}, err
+	}
 	return d, nil
 }
 
 // result is the command's result once its events are at pos (unused when
-// it changed nothing).
+// it changed nothing or was a dry run).
 func (d decided) result(s *Service, pos contact.Position) Result {
 	if d.l.c == nil {
 		return Result{}
 	}
 	if d.recs == nil {
 		last := d.l.recs[len(d.l.recs)-1]
-		return Result{Contact: s.view(d.l.c, d.p, last.Position), Version: d.l.c.Version(), Position: last.Position}
+		r := Result{Contact: s.view(d.l.c, d.p, last.Position), Version: d.l.c.Version(), Position: last.Position, Operation: d.op, Effect: d.effect}
+		if d.dry {
+			r.DryRun, r.Current = true, d.l.c.Saved()
+			if len(d.l.c.Changes()) > 0 {
+				r.Contact.Position, r.Position = contact.Position{}, contact.Position{}
+			}
+		}
+		return r
 	}
 	v := s.view(d.l.c, d.p, pos)
 	lastID := d.recs[len(d.recs)-1].ID.String()
@@ -295,7 +391,7 @@ func (d decided) result(s *Service, pos contact.Position) Result {
 		t.EventID = lastID
 		v.Tombstone = &t
 	}
-	return Result{Contact: v, Version: d.l.c.Version(), Position: pos, EventID: lastID}
+	return Result{Contact: v, Version: d.l.c.Version(), Position: pos, EventID: lastID, Operation: d.op, Effect: d.effect}
 }
 
 // loadMany loads many contacts of a workspace with one read of their
@@ -334,11 +430,17 @@ func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.
 	return out, failed, nil
 }
 
+// manyWorkers bounds how many contacts of a batch are decided at once:
+// deciding reads and writes identity claims, a round trip each.
+const manyWorkers = 16
+
 // executeMany runs one command on many contacts: loaded in one go,
-// decided each on its own (one failure does not stop the others), and
-// appended in one batch, one commit for them all. A contact that lost a
-// race to a concurrent change, or that the batch names twice, runs again
-// alone afterwards. Results and errors come back in the order of ids.
+// decided each on its own (one failure does not stop the others; the same
+// decide as a single command's, identity claims included), and appended in
+// one batch, one commit for them all. A contact that lost a race to a
+// concurrent change, that the batch names twice, or whose identity claim
+// another contact of the batch made first, runs again alone afterwards.
+// Results and errors come back in the order of ids.
 func (s *Service) executeMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd command) ([]Result, []error) {
 	return s.executeEach(ctx, workspace, ids, meta, func(int) command { return cmd })
 }
@@ -363,44 +465,91 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 		return fail(err)
 	}
 	var (
-		batch []contact.StreamAppend
-		at    []int
-		ds    []decided
 		again []int
+		todo  []int
 		seen  = make(map[contact.ID]bool, len(ids))
 	)
 	for i, id := range ids {
-		if ferr, ok := failed[id]; ok {
-			errs[i] = ferr
-			continue
-		}
-		if seen[id] {
+		switch {
+		case failed[id] != nil:
+			errs[i] = failed[id]
+		case seen[id]:
 			again = append(again, i) // the same id twice: run again on its own
+		default:
+			seen[id] = true
+			todo = append(todo, i)
+		}
+	}
+	// Deciding may read and write identity claims: on several workers.
+	ds := make([]decided, len(ids))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(manyWorkers, len(todo)) {
+		wg.Go(func() {
+			for i := range next {
+				ds[i], errs[i] = s.decide(ctx, workspace, ids[i], meta, ls[ids[i]], p, cmd(i))
+			}
+		})
+	}
+	for _, i := range todo {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var (
+		batch   []contact.StreamAppend
+		at      []int
+		claimed = map[identityKey]int{} // a value claimed for the batch -> its contact's index
+	)
+	for _, i := range todo {
+		d := ds[i]
+		if errs[i] != nil || d.recs == nil {
+			results[i] = d.result(s, contact.Position{})
 			continue
 		}
-		seen[id] = true
-		d, err := s.decide(workspace, id, meta, ls[id], p, cmd(i))
-		if err != nil || d.recs == nil {
-			results[i], errs[i] = d.result(s, contact.Position{}), err
+		if j, ok := s.claimedBefore(ctx, workspace, claimed, ids, i, d.ids); ok {
+			// Two contacts of the batch would hold one value: the first
+			// keeps its claim, the later one runs again alone and is told.
+			s.log.Debug("a batch gave one identity to two contacts; the later runs alone", "contact", ids[i].String(), "first", ids[j].String())
+			again = append(again, i)
 			continue
 		}
-		batch, at, ds = append(batch, contact.StreamAppend{Stream: id.Stream(), Expected: d.l.c.Saved(), Events: d.recs}), append(at, i), append(ds, d)
+		batch, at = append(batch, contact.StreamAppend{Stream: ids[i].Stream(), Expected: d.l.c.Saved(), Events: d.recs}), append(at, i)
 	}
 	res, err := s.appendMany(ctx, batch)
 	if err != nil {
 		for _, i := range at {
 			errs[i] = err
+			s.giveBack(ctx, workspace, ids[i], ds[i].ids)
 		}
 	}
+	var waitFor contact.Position
 	for k, r := range res {
 		i := at[k]
 		switch {
 		case r.Err == nil:
-			results[i] = ds[k].result(s, r.Position)
+			s.settle(ctx, workspace, ids[i], ds[i].ids)
+			if ds[i].ids.waived && waitFor.Less(r.Position) {
+				waitFor = r.Position
+			}
+			results[i] = ds[i].result(s, r.Position)
 		case errors.Is(r.Err, contact.ErrConcurrency) && meta.IfMatch == nil:
+			s.giveBack(ctx, workspace, ids[i], ds[i].ids)
 			again = append(again, i)
 		default:
+			s.giveBack(ctx, workspace, ids[i], ds[i].ids)
 			errs[i] = r.Err
+		}
+	}
+	if waitFor != (contact.Position{}) {
+		// A restore kept both contacts holding a value: only the identity
+		// index knows, so it must know before the answer (see apply).
+		if err := s.progress.WaitFor(ctx, identityProjection, waitFor); err != nil {
+			for _, i := range at {
+				if errs[i] == nil {
+					results[i], errs[i] = Result{}, err
+				}
+			}
 		}
 	}
 	slices.Sort(again)
@@ -408,6 +557,33 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 		results[i], errs[i] = s.execute(ctx, workspace, ids[i], meta, cmd(i))
 	}
 	return results, errs
+}
+
+// claimedBefore reports whether a contact of the batch before ids[i]
+// claimed one of the values ch claims (both decided at once, the later
+// took the claim over from a contact not appended yet), and returns it.
+// Then ch is given back, and the claim made the earlier contact's again.
+// Otherwise ch's claims are recorded as ids[i]'s.
+func (s *Service) claimedBefore(ctx context.Context, workspace string, claimed map[identityKey]int, ids []contact.ID, i int, ch identityChange) (int, bool) {
+	for _, k := range ch.claimed {
+		j, ok := claimed[k]
+		if !ok {
+			continue
+		}
+		s.giveBack(ctx, workspace, ids[i], ch)
+		for _, k := range ch.claimed {
+			if j, ok := claimed[k]; ok {
+				if _, _, err := s.claims.ClaimIdentity(context.WithoutCancel(ctx), IdentityClaim{Workspace: workspace, Kind: k.kind, Index: k.index, Contact: ids[j], At: s.now()}); err != nil {
+					s.log.Warn("re-claiming an identity for a batch's contact failed; the index still guards it", "contact", ids[j].String(), "err", err)
+				}
+			}
+		}
+		return j, true
+	}
+	for _, k := range ch.claimed {
+		claimed[k] = i
+	}
+	return 0, false
 }
 
 // appendMany appends a batch to the log, timing it.
@@ -492,20 +668,48 @@ func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d con
 	if err != nil {
 		return Result{}, err
 	}
-	if err := s.spamCheck(ctx, workspace, q); err != nil {
+	q.ExtIndex = ""
+	var ms []IdentityMatch
+	if q.EmailIndex != "" || q.PhoneIndex != "" {
+		if ms, err = s.identities.FindIdentities(ctx, workspace, q); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := spamCheck(ms); err != nil {
 		return Result{}, err
 	}
-	return s.create(ctx, workspace, meta, c)
+	return s.create(ctx, workspace, meta, c, ms)
 }
 
-// create saves a new contact under a fresh data key.
-func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact) (Result, error) {
+// create saves a new contact under a fresh data key. known are the
+// identity index's matches of its email and phone, read already.
+func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact, known []IdentityMatch) (Result, error) {
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
 	}
 	id, now := c.ID(), s.now()
 	repeat := meta.IdempotencyKey != ""
+	// The new contact's email and phone are claimed before anything is
+	// written, and given back if it is not created.
+	ids, err := s.guardIdentities(ctx, workspace, id, p, nil, c, c.Changes(), false, &known)
+	if err != nil {
+		return Result{}, err
+	}
+	created := false
+	defer func() {
+		if !created {
+			s.giveBack(ctx, workspace, id, ids)
+		}
+	}()
+	// repeated answers a repeat whose first run created the contact.
+	repeated := func(fresh bool) (Result, error) {
+		res, err := s.created(ctx, workspace, id, fresh)
+		if err == nil {
+			created, res.Operation = true, meta.causation()
+		}
+		return res, err
+	}
 	if s.keysWithLog != nil {
 		// The key and the first event commit together.
 		key, row, err := s.vault.WrapNewKey(ctx, workspace, id, now)
@@ -526,9 +730,10 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		}
 		switch {
 		case err == nil:
-			return Result{Contact: s.view(c, p, res[0].Position), Version: c.Version(), Position: res[0].Position, EventID: recs[0].ID.String()}, nil
+			created = true
+			return Result{Contact: s.view(c, p, res[0].Position), Version: c.Version(), Position: res[0].Position, EventID: recs[0].ID.String(), Operation: meta.causation()}, nil
 		case repeat && errors.Is(err, contact.ErrConcurrency):
-			return s.created(ctx, workspace, id, false)
+			return repeated(false)
 		case !repeat || !errors.Is(err, contact.ErrAlreadyExists):
 			return Result{}, err
 		}
@@ -556,7 +761,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), 0, recs)
 	if repeat && errors.Is(err, contact.ErrConcurrency) {
-		return s.created(ctx, workspace, id, fresh)
+		return repeated(fresh)
 	}
 	if err != nil {
 		if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
@@ -564,20 +769,26 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		}
 		return Result{}, err
 	}
-	return Result{Contact: s.view(c, p, pos), Version: c.Version(), Position: pos, EventID: recs[0].ID.String()}, nil
+	created = true
+	return Result{Contact: s.view(c, p, pos), Version: c.Version(), Position: pos, EventID: recs[0].ID.String(), Operation: meta.causation()}, nil
 }
 
 // createMany saves many new contacts, each under a fresh data key, in one
 // batch: with the keys in the same commit when the log and the key vault
-// share a database. Results and errors come back in the order of cs.
-func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, cs []*contact.Contact) ([]Result, []error) {
+// share a database. known[i] are the identity index's matches of cs[i]'s
+// email and phone, read already. Each contact's email and phone are
+// claimed as a single create claims them, and given back if it is not
+// created; a contact given a value an earlier one of the batch holds is
+// created alone afterwards (and told the value is taken). Results and
+// errors come back in the order of cs.
+func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, cs []*contact.Contact, known [][]IdentityMatch) ([]Result, []error) {
 	results, errs := make([]Result, len(cs)), make([]error, len(cs))
 	if len(cs) == 0 {
 		return results, errs
 	}
 	fail := func(err error) ([]Result, []error) {
 		for i := range errs {
-			errs[i] = err
+			results[i], errs[i] = Result{}, err
 		}
 		return results, errs
 	}
@@ -585,68 +796,145 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 	if err != nil {
 		return fail(err)
 	}
-	now := s.now()
-	keys, rows := make([]ContactKey, len(cs)), make([]KeyRow, len(cs))
-	batch := make([]contact.StreamAppend, len(cs))
-	// Wrapping keys and sealing events is the CPU of a create: on every core.
+	later, err := s.sharedInBatch(ctx, workspace, p, cs)
+	if err != nil {
+		return fail(err)
+	}
+	var todo []int
+	for i := range cs {
+		if !later[i] {
+			todo = append(todo, i)
+		}
+	}
+	// Claiming identities is a round trip or two each: on several workers.
+	ids := make([]identityChange, len(cs))
+	next := make(chan int)
 	var wg sync.WaitGroup
-	workers := min(runtime.GOMAXPROCS(0), len(cs))
-	werrs := make([]error, len(cs))
+	for range min(manyWorkers, len(todo)) {
+		wg.Go(func() {
+			for i := range next {
+				ids[i], errs[i] = s.guardIdentities(ctx, workspace, cs[i].ID(), p, nil, cs[i], cs[i].Changes(), false, &known[i])
+			}
+		})
+	}
+	for _, i := range todo {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	giveBack := func(i int) { s.giveBack(ctx, workspace, cs[i].ID(), ids[i]) }
+	var at []int
+	for _, i := range todo {
+		if errs[i] == nil {
+			at = append(at, i)
+		}
+	}
+	now := s.now()
+	rows := make([]KeyRow, len(at))
+	batch := make([]contact.StreamAppend, len(at))
+	// Wrapping keys and sealing events is the CPU of a create: on every core.
+	workers := min(runtime.GOMAXPROCS(0), len(at))
+	werrs := make([]error, len(at))
 	for w := range workers {
 		wg.Go(func() {
-			for i := w; i < len(cs); i += workers {
-				id := cs[i].ID()
+			for k := w; k < len(at); k += workers {
+				c := cs[at[k]]
+				var key ContactKey
 				if s.keysWithLog != nil {
-					keys[i], rows[i], werrs[i] = s.vault.WrapNewKey(ctx, workspace, id, now)
+					key, rows[k], werrs[k] = s.vault.WrapNewKey(ctx, workspace, c.ID(), now)
 				} else {
-					k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
-					keys[i], werrs[i] = ContactKey{Key: k, KeyID: keyID}, err
+					var keyID string
+					key.Key, keyID, werrs[k] = s.vault.NewContactKey(ctx, workspace, c.ID(), now)
+					key.KeyID = keyID
 				}
-				if werrs[i] != nil {
+				if werrs[k] != nil {
 					continue
 				}
 				var recs []contact.Record
-				recs, werrs[i] = seal(keys[i], id.Stream(), workspace, meta, 0, nil, cs[i].Changes())
-				batch[i] = contact.StreamAppend{Stream: id.Stream(), Events: recs}
+				recs, werrs[k] = seal(key, c.ID().Stream(), workspace, meta, 0, nil, c.Changes())
+				batch[k] = contact.StreamAppend{Stream: c.ID().Stream(), Events: recs}
 			}
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(werrs...); err != nil {
+		for _, i := range todo {
+			giveBack(i)
+		}
 		return fail(err)
 	}
-	start := time.Now()
 	var res []contact.AppendResult
-	if s.keysWithLog != nil {
-		res, err = s.keysWithLog.AppendWithKeys(ctx, rows, batch)
-	} else {
-		res, err = contact.AppendMany(ctx, s.events, batch)
-	}
-	if s.metrics != nil {
-		for i := range batch {
-			if err != nil {
-				s.metrics.Append(time.Since(start), err)
-			} else {
-				s.metrics.Append(time.Since(start), res[i].Err)
+	if len(batch) > 0 {
+		start := time.Now()
+		if s.keysWithLog != nil {
+			res, err = s.keysWithLog.AppendWithKeys(ctx, rows, batch)
+		} else {
+			res, err = contact.AppendMany(ctx, s.events, batch)
+		}
+		if s.metrics != nil {
+			for k := range batch {
+				if err != nil {
+					s.metrics.Append(time.Since(start), err)
+				} else {
+					s.metrics.Append(time.Since(start), res[k].Err)
+				}
 			}
 		}
+		if err != nil {
+			for _, i := range todo {
+				giveBack(i)
+			}
+			return fail(err)
+		}
 	}
-	if err != nil {
-		return fail(err)
-	}
-	for i, r := range res {
+	for k, r := range res {
+		i, c := at[k], cs[at[k]]
 		if r.Err != nil {
 			errs[i] = r.Err
+			giveBack(i)
 			if s.keysWithLog == nil {
-				if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, cs[i].ID()); derr != nil {
-					s.log.Warn("cannot remove the key of a contact that was not created", "contact", cs[i].ID().String(), "err", derr)
+				if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, c.ID()); derr != nil {
+					s.log.Warn("cannot remove the key of a contact that was not created", "contact", c.ID().String(), "err", derr)
 				}
 			}
 			continue
 		}
-		results[i] = Result{Contact: s.view(cs[i], p, r.Position), Version: cs[i].Version(), Position: r.Position, EventID: batch[i].Events[0].ID.String()}
+		results[i] = Result{Contact: s.view(c, p, r.Position), Version: c.Version(), Position: r.Position, EventID: batch[k].Events[0].ID.String(), Operation: meta.causation()}
+	}
+	for i := range cs {
+		if later[i] {
+			results[i], errs[i] = s.create(ctx, workspace, meta, cs[i], known[i])
+		}
 	}
 	return results, errs
+}
+
+// sharedInBatch marks the new contacts of a batch that would hold an email
+// or phone an earlier one of the batch holds, under a policy that keeps
+// each to one contact: they are created after the batch, one by one, so
+// that the earlier contact's claim has a stream behind it.
+func (s *Service) sharedInBatch(ctx context.Context, workspace string, p contact.Policy, cs []*contact.Contact) ([]bool, error) {
+	later := make([]bool, len(cs))
+	if p.Uniqueness() == contact.UniquenessOff {
+		return later, nil
+	}
+	b, err := s.vault.BlindIndex(ctx, workspace)
+	if err != nil {
+		return nil, err
+	}
+	first := map[identityKey]bool{}
+	for i, c := range cs {
+		ks := heldIdentities(b, c, p)
+		for _, k := range ks {
+			later[i] = later[i] || first[k]
+		}
+		if !later[i] {
+			for _, k := range ks {
+				first[k] = true
+			}
+		}
+	}
+	return later, nil
 }
 
 // created answers a repeated idempotent create whose first run created
@@ -706,6 +994,9 @@ type TransitionInput struct {
 	Request string
 	// Trigger is what caused an erasure; TriggerRequest when empty.
 	Trigger contact.Trigger
+	// KeepBoth lets a restore go ahead although a live contact holds the
+	// restored one's email or phone now (on_conflict: keep_both).
+	KeepBoth bool
 }
 
 // Transition runs a lifecycle command. Purge and anonymize destroy the
@@ -754,6 +1045,9 @@ func transitionCommand(t Transition, in TransitionInput, meta Meta) command {
 		case Trash:
 			return l.c.Trash(in.Reason, p, meta.Actor, now)
 		case Restore:
+			if in.KeepBoth {
+				return l.c.RestoreKeepingBoth(in.Reason, p, meta.Actor, now)
+			}
 			return l.c.Restore(in.Reason, p, meta.Actor, now)
 		case Purge, Anonymize:
 			er := contact.Erasure{Reason: in.Reason, Request: in.Request, Trigger: in.Trigger, KeyID: l.key.KeyID}
@@ -845,7 +1139,9 @@ func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position
 		return Page{}, err
 	}
 	if head.Less(minPos) {
-		head = minPos
+		// Every position a command returned is at or before the head: this
+		// one is from elsewhere, and waiting for it would only time out.
+		return Page{}, contact.Invalid(contact.FieldError{Field: "min_position", Message: "is beyond the log's head: use a position a command of this service returned"})
 	}
 	if err := s.progress.WaitFor(ctx, q.View, head); err != nil {
 		return Page{}, err

@@ -34,7 +34,7 @@ func ImportReader(mt string, r io.Reader) (ledger.RowReader, error) {
 	case "application/json":
 		return ledger.NewJSONRows(r)
 	}
-	return nil, &contact.Error{Code: contact.CodeBadRequest, Reason: "unsupported-media-type", Message: "send the import as text/csv or application/json"}
+	return nil, unsupportedMedia("send the import as text/csv or application/json")
 }
 
 // importContacts spools the body to a private file (so a file of any size
@@ -51,10 +51,7 @@ func (s *Server) importContacts(c echo.Context) error {
 		}
 	}
 	source := qs.Get("source")
-	if source == "" {
-		return contact.Invalid(contact.FieldError{Field: "source", Message: "is required: the system the contacts come from"})
-	}
-	if err := contact.ValidateSource(source); err != nil {
+	if err := ledger.ValidateImportSource(source); err != nil {
 		return err
 	}
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
@@ -62,12 +59,14 @@ func (s *Server) importContacts(c echo.Context) error {
 		mt = ""
 	}
 	if mt != "text/csv" && mt != "application/csv" && mt != "application/json" {
-		return &contact.Error{Code: contact.CodeBadRequest, Reason: "unsupported-media-type", Message: "send the import as text/csv or application/json"}
+		return unsupportedMedia("send the import as text/csv or application/json")
 	}
 	m, err := meta(c)
 	if err != nil {
 		return err
 	}
+	// Every event of the import names it as its operation.
+	m.Operation = ledger.OperationImport + m.CorrelationID
 	ctx, cancel := context.WithTimeout(c.Request().Context(), ImportTimeout)
 	defer cancel()
 	w := c.Response()
@@ -112,7 +111,8 @@ func (s *Server) importContacts(c echo.Context) error {
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	src, _ := json.Marshal(source)
-	bw.WriteString(`{"source":` + string(src) + `,"results":[`)
+	op, _ := json.Marshal(m.Operation)
+	bw.WriteString(`{"source":` + string(src) + `,"operation":` + string(op) + `,"results":[`)
 	n := 0
 	totals, err := s.svc.Import(ctx, principal(c).Workspace, m, source, rows, func(r ledger.RowResult) error {
 		b, _ := json.Marshal(r)

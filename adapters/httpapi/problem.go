@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
+
+// RetryAfterSeconds is the Retry-After of every 503 answer.
+const RetryAfterSeconds = 5
 
 // ProblemBase prefixes the type of every problem this API answers with.
 const ProblemBase = "https://contactledger.dev/problems/"
@@ -25,6 +29,7 @@ var statusOf = map[contact.Code]int{
 	contact.CodeForbidden:    http.StatusForbidden,
 	contact.CodeUnauthorized: http.StatusUnauthorized,
 	contact.CodeTooLarge:     http.StatusRequestEntityTooLarge,
+	contact.CodeMediaType:    http.StatusUnsupportedMediaType,
 	contact.CodeUnavailable:  http.StatusServiceUnavailable,
 }
 
@@ -43,6 +48,18 @@ type Problem struct {
 	ErasedAt         string `json:"erased_at,omitempty"`
 	CurrentVersion   uint64 `json:"current_version,omitempty"`
 	RunningJobID     string `json:"running_job_id,omitempty"`
+	// HoldID names the legal hold that refused an erasure.
+	HoldID string `json:"hold_id,omitempty"`
+	// HolderID, HolderState and Identity name the contact that holds an
+	// email or phone a command wanted (never the value).
+	HolderID    string `json:"holder_id,omitempty"`
+	HolderState string `json:"holder_state,omitempty"`
+	Identity    string `json:"identity,omitempty"`
+}
+
+// unsupportedMedia is the 415 of a body of a media type the operation does not take.
+func unsupportedMedia(msg string) *contact.Error {
+	return &contact.Error{Code: contact.CodeMediaType, Reason: "unsupported-media-type", Message: msg}
 }
 
 func badRequest(reason, msg string) *contact.Error {
@@ -58,6 +75,11 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		return
 	}
 	p := s.problem(c, err)
+	if p.Status == http.StatusServiceUnavailable {
+		// A projection catching up, the log unreachable, a timeout: each is
+		// worth a retry, after a pause.
+		c.Response().Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
+	}
 	if c.Request().Method == http.MethodHead {
 		c.NoContent(p.Status)
 		return
@@ -96,6 +118,8 @@ func (s *Server) problem(c echo.Context, err error) Problem {
 			p.Code, p.Detail = "method-not-allowed", "this endpoint does not accept the method"
 		case http.StatusRequestEntityTooLarge:
 			p.Code, p.Detail = "body-too-large", "the request body is over the limit of 1 MiB"
+		case http.StatusUnsupportedMediaType:
+			p.Code, p.Detail = "unsupported-media-type", "the body is of a media type this endpoint does not take"
 		case http.StatusServiceUnavailable:
 			p.Code, p.Detail = "timeout", "the request took too long"
 		default:
@@ -134,6 +158,17 @@ func (s *Server) problem(c echo.Context, err error) Problem {
 	var running *ledger.JobRunningError
 	if errors.As(err, &running) {
 		p.RunningJobID = running.Job
+	}
+	var held *contact.HeldError
+	if errors.As(err, &held) {
+		p.HoldID = held.Hold
+	}
+	var taken *ledger.IdentityTakenError
+	if errors.As(err, &taken) {
+		p.HolderID, p.HolderState, p.Identity = taken.Holder.String(), string(taken.State), taken.Field
+		if taken.State == "" {
+			p.HolderState = "pending"
+		}
 	}
 	return p
 }

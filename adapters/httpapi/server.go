@@ -44,6 +44,14 @@ type Options struct {
 	Projections Projections
 	// Metrics, when set, is told of every request and served at /metrics.
 	Metrics Metrics
+	// StreamLifetime bounds one connection to the event stream (5 min when
+	// zero): the client reconnects with Last-Event-ID. StreamHeartbeat is
+	// how often an idle stream sends a comment (15 s when zero).
+	StreamLifetime  time.Duration
+	StreamHeartbeat time.Duration
+	// Webhooks, when set, is kicked when a subscription changes, so that
+	// delivery follows at once.
+	Webhooks interface{ Kick() }
 }
 
 // Metrics records requests and serves the metrics. Labels are the route
@@ -70,6 +78,9 @@ type Server struct {
 	// routes lists every route with the operation it performs, for the
 	// permission table and the OpenAPI check.
 	routes []Route
+	// streamLifetime and heartbeat shape the event stream.
+	streamLifetime, heartbeat time.Duration
+	kick                      func()
 }
 
 // Route is one endpoint and the operation it performs.
@@ -89,6 +100,16 @@ func New(svc *ledger.Service, o Options) *Server {
 	}
 	if s.ready == nil {
 		s.ready = func(context.Context) error { return nil }
+	}
+	s.streamLifetime, s.heartbeat, s.kick = o.StreamLifetime, o.StreamHeartbeat, func() {}
+	if s.streamLifetime == 0 {
+		s.streamLifetime = 5 * time.Minute
+	}
+	if s.heartbeat == 0 {
+		s.heartbeat = 15 * time.Second
+	}
+	if o.Webhooks != nil {
+		s.kick = o.Webhooks.Kick
 	}
 	timeout := o.RequestTimeout
 	if timeout == 0 {
@@ -120,7 +141,9 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodGet, "/v1/contacts", "contacts.list", s.listContacts)
 	s.handle(http.MethodGet, "/v1/contacts/:id", "contacts.get", s.getContact)
 	s.handle(http.MethodPatch, "/v1/contacts/:id", "contacts.update", s.updateContact)
-	s.handle(http.MethodDelete, "/v1/contacts/:id", "contacts.trash", s.transition(ledger.Trash))
+	// DELETE is trash under an operation of its own: generated clients name
+	// their functions by operation id, so no two operations share one.
+	s.handle(http.MethodDelete, "/v1/contacts/:id", "contacts.delete", s.transition(ledger.Trash))
 	for _, t := range ledger.Transitions {
 		s.handle(http.MethodPost, "/v1/contacts/:id/"+string(t), "contacts."+string(t), s.transition(t))
 	}
@@ -149,6 +172,22 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodPost, "/v1/restore-jobs", "restore_jobs.create", s.createRestoreJob)
 	s.handle(http.MethodGet, "/v1/restore-jobs/:id", "restore_jobs.get", s.getRestoreJob)
 	s.handle(http.MethodPost, "/v1/restore-jobs/:id/cancel", "restore_jobs.cancel", s.cancelRestoreJob)
+	s.handle(http.MethodPost, "/v1/contacts/:id/hold", "contacts.hold", s.placeHold)
+	s.handle(http.MethodDelete, "/v1/contacts/:id/hold", "contacts.release_hold", s.releaseHold)
+	s.handle(http.MethodGet, "/v1/holds", "holds.list", s.listHolds)
+	s.handle(http.MethodPost, "/v1/workspace/hold", "workspace.hold", s.placeWorkspaceHold)
+	s.handle(http.MethodDelete, "/v1/workspace/hold", "workspace.release_hold", s.releaseWorkspaceHold)
+	s.handle(http.MethodGet, "/v1/events", "events.list", s.listEvents)
+	s.handle(http.MethodGet, "/v1/events/stream", "events.stream", s.streamEvents)
+	s.handle(http.MethodPost, "/v1/webhooks", "webhooks.create", s.createWebhook)
+	s.handle(http.MethodGet, "/v1/webhooks", "webhooks.list", s.listWebhooks)
+	s.handle(http.MethodGet, "/v1/webhooks/:id", "webhooks.get", s.getWebhook)
+	s.handle(http.MethodPatch, "/v1/webhooks/:id", "webhooks.update", s.updateWebhook)
+	s.handle(http.MethodDelete, "/v1/webhooks/:id", "webhooks.delete", s.deleteWebhook)
+	s.handle(http.MethodPost, "/v1/webhooks/:id/rotate-secret", "webhooks.rotate_secret", s.rotateWebhookSecret)
+	s.handle(http.MethodGet, "/v1/webhooks/:id/deliveries", "webhooks.deliveries", s.webhookDeliveries)
+	s.handle(http.MethodPost, "/v1/webhooks/:id/replay", "webhooks.replay", s.replayWebhook)
+	s.handle(http.MethodPost, "/v1/webhooks/:id/test", "webhooks.test", s.testWebhook)
 	s.handle(http.MethodGet, "/v1/workspace/policy", "workspace.policy.get", s.getPolicy)
 	s.handle(http.MethodPut, "/v1/workspace/policy", "workspace.policy.put", s.putPolicy)
 	s.known = map[string]bool{}
@@ -159,7 +198,7 @@ func New(svc *ledger.Service, o Options) *Server {
 }
 
 // streaming lists the routes that stream their answer for as long as it takes.
-var streaming = map[string]bool{"/v1/audit/events": true}
+var streaming = map[string]bool{"/v1/audit/events": true, "/v1/events/stream": true}
 
 // ServeHTTP serves a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
@@ -193,6 +232,7 @@ var Permissions = map[string][]contact.Role{
 	"contacts.archive":         {contact.RoleMember, contact.RoleAdmin},
 	"contacts.unarchive":       {contact.RoleMember, contact.RoleAdmin},
 	"contacts.trash":           {contact.RoleMember, contact.RoleAdmin},
+	"contacts.delete":          {contact.RoleMember, contact.RoleAdmin},
 	"contacts.restore":         {contact.RoleMember, contact.RoleAdmin},
 	"contacts.purge":           {contact.RoleAdmin},
 	"contacts.anonymize":       {contact.RoleAdmin},
@@ -221,6 +261,30 @@ var Permissions = map[string][]contact.Role{
 	"audit.events":             {contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.erasure_receipt": {contact.RoleAdmin, contact.RoleAuditor},
 	"receipts.public_key":      {contact.RoleAdmin, contact.RoleAuditor},
+	// Legal holds are compliance staff's (auditors) as well as admins': a
+	// hold only preserves (nothing is changed, shown or erased by it), and
+	// those who must stop an erasure need not be able to make one.
+	"contacts.hold":          {contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.release_hold":  {contact.RoleAdmin, contact.RoleAuditor},
+	"holds.list":             {contact.RoleAdmin, contact.RoleAuditor},
+	"workspace.hold":         {contact.RoleAdmin, contact.RoleAuditor},
+	"workspace.release_hold": {contact.RoleAdmin, contact.RoleAuditor},
+	// The change feed; personal values in it only for events.personal.
+	"events.list":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"events.stream": {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	// events.personal is no route: it says who may receive personal values
+	// in the change feed (include_personal=true) and set include_personal
+	// on a webhook subscription.
+	"events.personal":        {contact.RoleAdmin},
+	"webhooks.create":        {contact.RoleAdmin},
+	"webhooks.list":          {contact.RoleAdmin},
+	"webhooks.get":           {contact.RoleAdmin},
+	"webhooks.update":        {contact.RoleAdmin},
+	"webhooks.delete":        {contact.RoleAdmin},
+	"webhooks.rotate_secret": {contact.RoleAdmin},
+	"webhooks.deliveries":    {contact.RoleAdmin},
+	"webhooks.replay":        {contact.RoleAdmin},
+	"webhooks.test":          {contact.RoleAdmin},
 	// Operators see and rebuild projections; their answers carry no personal data.
 	"projections.status":         {contact.RoleOperator, contact.RoleAdmin},
 	"projections.rebuild":        {contact.RoleOperator, contact.RoleAdmin},
@@ -290,9 +354,11 @@ func safeParam(c echo.Context, name string) string {
 	if _, err := contact.ParseID(v); err == nil {
 		return v
 	}
-	if rest, ok := strings.CutPrefix(v, "tok_"); ok {
-		if _, err := contact.ParseID(rest); err == nil {
-			return v
+	for _, prefix := range []string{"tok_", "wh_"} {
+		if rest, ok := strings.CutPrefix(v, prefix); ok {
+			if _, err := contact.ParseID(rest); err == nil {
+				return v
+			}
 		}
 	}
 	return ""
@@ -411,7 +477,7 @@ func decode(c echo.Context, dst any, allowEmpty bool) error {
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unsupported-media-type", Message: "send the body as application/json"}
+			return unsupportedMedia("send the body as application/json")
 		}
 	}
 	return DecodeJSON(body, dst)

@@ -51,9 +51,9 @@ func (s *Store) IndexShadow(ctx context.Context, view, gen string) error {
 
 var (
 	shadowColumns = []string{"workspace", "id", "sort_at", "created_at", "version", "pos_commit", "pos_prepare",
-		"name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "source", "tags", "trashed_at", "trashed_by", "doc"}
+		"name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "source", "tags", "trashed_at", "trashed_by", "doc", "trashed_op"}
 	identityColumns = []string{"workspace", "id", "state", "spam", "email_bidx", "phone_bidx", "ext_bidx", "sort_at", "version",
-		"pos_commit", "pos_prepare", "doc"}
+		"pos_commit", "pos_prepare", "doc", "hold_id"}
 )
 
 func numeric(n uint64) pgtype.Numeric {
@@ -78,7 +78,7 @@ func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []project
 		}
 		if isIdentity(table) {
 			data = append(data, []any{r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex,
-				r.PhoneIndex, r.ExtIndex, r.SortAt, int64(r.Contact.Version), numeric(r.Position.Commit), numeric(r.Position.Prepare), doc})
+				r.PhoneIndex, r.ExtIndex, r.SortAt, int64(r.Contact.Version), numeric(r.Position.Commit), numeric(r.Position.Prepare), doc, holdID(r.Contact)})
 			continue
 		}
 		var trashedBy *string
@@ -89,7 +89,7 @@ func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []project
 		p := r.Contact.Personal
 		data = append(data, []any{r.Contact.Workspace, r.Contact.ID.String(), r.SortAt, r.Contact.CreatedAt, int64(r.Contact.Version),
 			numeric(r.Position.Commit), numeric(r.Position.Prepare), p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),
-			r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags, r.Contact.TrashedAt, trashedBy, doc})
+			r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags, r.Contact.TrashedAt, trashedBy, doc, r.Contact.TrashedOperation})
 	}
 	_, err = s.pool.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(data))
 	if err != nil {

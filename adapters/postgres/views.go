@@ -82,6 +82,8 @@ func identityIndexes(table string) []string {
 		`CREATE INDEX IF NOT EXISTS ` + table + `_ext ON ` + table + ` (workspace, ext_bidx)`,
 		`CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx)`,
 		`CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx)`,
+		// The contacts under legal hold (migration 00050).
+		`CREATE INDEX IF NOT EXISTS ` + table + `_held ON ` + table + ` (workspace, id) WHERE hold_id <> ''`,
 	}
 }
 
@@ -118,6 +120,7 @@ func viewTableDDL(table string) string {
 		trashed_at  timestamptz,
 		trashed_by  text,
 		doc         jsonb       NOT NULL,
+		trashed_op  text        NOT NULL DEFAULT '',
 		PRIMARY KEY (workspace, id)
 	);
 	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "tags", "doc")
@@ -132,6 +135,8 @@ func viewIndexes(table string) []string {
 		`CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx, sort_at DESC, id DESC) WHERE phone_bidx <> ''`,
 		`CREATE INDEX IF NOT EXISTS ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL`,
 		`CREATE INDEX IF NOT EXISTS ` + table + `_tags ON ` + table + ` USING gin (tags)`,
+		// Only the trash view has operations: what a restore job by operation reads.
+		`CREATE INDEX IF NOT EXISTS ` + table + `_op ON ` + table + ` (workspace, trashed_op) WHERE trashed_op <> ''`,
 	}
 }
 
@@ -277,6 +282,8 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 	}
 	deleteRefs(&q, table, "id", b.Deletes, moved)
 	deleteRefs(&q, "data_keys", "owner", b.DestroyKeys, moved)
+	// Their claims are blind indexes of their email and phone: they go too.
+	deleteRefs(&q, "identity_claims", "contact_id", b.DestroyKeys, moved)
 	// Stored answers about the contact hold its personal data: keep ids only.
 	eraseAnswers(&q, b.DestroyKeys, b.Tombstones, moved)
 	sql := q.sql("SELECT " + moved)
@@ -361,20 +368,20 @@ func upsertRows(q *statement, table string, rows []projections.Row, cond string)
 	}
 	name := "up" + strconv.Itoa(len(q.ctes))
 	if isIdentity(table) {
-		states, spam := make([]string, n), make([]bool, n)
+		states, spam, holds := make([]string, n), make([]bool, n), make([]string, n)
 		for i, r := range rows {
-			states[i], spam[i] = string(r.Contact.State), r.Contact.Spam
+			states[i], spam[i], holds[i] = string(r.Contact.State), r.Contact.Spam, holdID(r.Contact)
 		}
-		q.with(name, `INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc)
-			SELECT ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc::numeric, pp::numeric, doc::jsonb
+		q.with(name, `INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc, hold_id)
+			SELECT ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc::numeric, pp::numeric, doc::jsonb, hold_id
 			FROM unnest(`+q.arg(ws)+`::text[], `+q.arg(ids)+`::text[], `+q.arg(states)+`::text[], `+q.arg(spam)+`::bool[], `+q.arg(emailIdx)+`::text[], `+
 			q.arg(phoneIdx)+`::text[], `+q.arg(extIdx)+`::text[], `+q.arg(sortAt)+`::timestamptz[], `+q.arg(versions)+`::bigint[], `+
-			q.arg(posC)+`::text[], `+q.arg(posP)+`::text[], `+q.arg(docs)+`::text[])
-				AS r(ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc, pp, doc)
+			q.arg(posC)+`::text[], `+q.arg(posP)+`::text[], `+q.arg(docs)+`::text[], `+q.arg(holds)+`::text[])
+				AS r(ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc, pp, doc, hold_id)
 			WHERE `+cond+`
 			ON CONFLICT (workspace, id) DO UPDATE SET state = excluded.state, spam = excluded.spam, email_bidx = excluded.email_bidx,
 				phone_bidx = excluded.phone_bidx, ext_bidx = excluded.ext_bidx, sort_at = excluded.sort_at, version = excluded.version,
-				pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc
+				pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc, hold_id = excluded.hold_id
 			RETURNING 1`)
 		return nil
 	}
@@ -384,6 +391,7 @@ func upsertRows(q *statement, table string, rows []projections.Row, cond string)
 		tags                               = make([]string, n)
 		trashedAt                          = make([]*time.Time, n)
 		trashedBy                          = make([]*string, n)
+		trashedOp                          = make([]string, n)
 	)
 	for i, r := range rows {
 		p := r.Contact.Personal
@@ -392,7 +400,7 @@ func upsertRows(q *statement, table string, rows []projections.Row, cond string)
 		if err != nil {
 			return err
 		}
-		tags[i], trashedAt[i] = string(tj), r.Contact.TrashedAt
+		tags[i], trashedAt[i], trashedOp[i] = string(tj), r.Contact.TrashedAt, r.Contact.TrashedOperation
 		if r.Contact.TrashedBy != nil {
 			trashedBy[i] = &r.Contact.TrashedBy.Principal
 		}
@@ -401,20 +409,20 @@ func upsertRows(q *statement, table string, rows []projections.Row, cond string)
 	// arrays of different lengths is not a PostgreSQL array), unpacked row
 	// by row.
 	q.with(name, `INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
-			name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
+			name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc, trashed_op)
 		SELECT ws, id, sort_at, created_at, version, pc::numeric, pp::numeric, name, email, phone, phone_norm, email_bidx, phone_bidx, source,
-			ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), trashed_at, trashed_by, doc::jsonb
+			ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), trashed_at, trashed_by, doc::jsonb, trashed_op
 		FROM unnest(`+q.arg(ws)+`::text[], `+q.arg(ids)+`::text[], `+q.arg(sortAt)+`::timestamptz[], `+q.arg(created)+`::timestamptz[], `+
 		q.arg(versions)+`::bigint[], `+q.arg(posC)+`::text[], `+q.arg(posP)+`::text[], `+q.arg(names)+`::text[], `+q.arg(emails)+`::text[], `+
 		q.arg(phones)+`::text[], `+q.arg(norms)+`::text[], `+q.arg(emailIdx)+`::text[], `+q.arg(phoneIdx)+`::text[], `+q.arg(srcs)+`::text[], `+
-		q.arg(tags)+`::text[], `+q.arg(trashedAt)+`::timestamptz[], `+q.arg(trashedBy)+`::text[], `+q.arg(docs)+`::text[])
-			AS r(ws, id, sort_at, created_at, version, pc, pp, name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
+		q.arg(tags)+`::text[], `+q.arg(trashedAt)+`::timestamptz[], `+q.arg(trashedBy)+`::text[], `+q.arg(docs)+`::text[], `+q.arg(trashedOp)+`::text[])
+			AS r(ws, id, sort_at, created_at, version, pc, pp, name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc, trashed_op)
 		WHERE `+cond+`
 		ON CONFLICT (workspace, id) DO UPDATE SET sort_at = excluded.sort_at, created_at = excluded.created_at,
 			version = excluded.version, pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare,
 			name = excluded.name, email = excluded.email, phone = excluded.phone, phone_norm = excluded.phone_norm,
 			email_bidx = excluded.email_bidx, phone_bidx = excluded.phone_bidx, source = excluded.source, tags = excluded.tags,
-			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc
+			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc, trashed_op = excluded.trashed_op
 		RETURNING 1`)
 	return nil
 }
@@ -596,6 +604,9 @@ func listQuery(q ledger.ListQuery) (string, []any, error) {
 	if q.DeletedBy != "" {
 		where = append(where, "trashed_by = "+arg(q.DeletedBy))
 	}
+	if len(q.Operations) > 0 {
+		where = append(where, "trashed_op <> '' AND trashed_op = ANY("+arg(q.Operations)+"::text[])")
+	}
 	// In the trash view, sort_at is the time of trashing: a range of it
 	// walks the view's order index and stops at the page's end.
 	deletedAt := "trashed_at"
@@ -620,7 +631,7 @@ func listQuery(q ledger.ListQuery) (string, []any, error) {
 // personalTables are the tables that hold personal data in clear (the views)
 // or key material (the key vault).
 func personalTables() []string {
-	out := []string{"data_keys", "idempotency", identityTable}
+	out := []string{"data_keys", "idempotency", identityTable, "identity_claims"}
 	for _, n := range ledger.ViewNames {
 		t, _ := viewTable(n)
 		out = append(out, t)
@@ -739,4 +750,13 @@ func tagColumn(r projections.Row) []string {
 		return []string{}
 	}
 	return r.TagIndexes
+}
+
+// holdID is what the identity index's hold column holds: the id of the
+// contact's legal hold, or "".
+func holdID(s contact.Snapshot) string {
+	if s.Hold == nil {
+		return ""
+	}
+	return s.Hold.ID
 }

@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/internal/hooktest"
 )
 
 // syncBuffer is a buffer the logger and the test can share.
@@ -53,15 +56,41 @@ func testLogHygiene(t *testing.T, store string) {
 	var logs syncBuffer
 	l := start(t, store, func(m *main.Main) {
 		m.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		m.Config.WebhookAllow = []string{"127.0.0.1/32"}
+		m.Webhook.Schedule = []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}
 	})
+	// A subscription with personal fields, whose receiver refuses every
+	// third delivery: deliveries, retries and failures are logged too.
+	rc := hooktest.NewReceiver(t)
+	var n atomic.Int64
+	rc.SetFail(func(feed.Event) int {
+		if n.Add(1)%3 == 0 {
+			return 500
+		}
+		return 0
+	})
+	hook := l.as("POST", "/v1/webhooks", map[string]any{"url": rc.URL(), "include_personal": true})
+	want(t, hook, 201, "")
+	rc.Trust(hook.str("secret"))
 	lifecycle(t, l, "default")
+	waitAllDelivered(t, rc, l.URL(), l.admin, 30*time.Second)
 
 	// Personal data sent where it does not belong: in invalid values, in
 	// unknown fields and their names, in query strings and headers.
 	leaks := []string{"leaky.person@example.com", "Leaky Person", "+1 555 0123 999", "leaky-key@example.com",
-		"Leaky_Person_Key", "Leaky_Person_Param", "Leaky_Header", "leaky_custom_key"}
+		"Leaky_Person_Key", "Leaky_Person_Param", "Leaky_Header", "leaky_custom_key", "leaky.twin@example.com", "Leaky Twin Matter", "leaky.counsel@example.com"}
+	// A held contact and its twin: the refusals name ids, never the
+	// email, the hold's case or reason.
+	twin := l.create(map[string]any{"name": "Twin", "email": "leaky.twin@example.com"})
+	want(t, l.as("POST", "/v1/contacts/"+twin+"/hold", map[string]any{"case": "Leaky Twin Matter", "reason": "leaky.counsel@example.com asked"}), 200, "")
+	want(t, l.as("POST", "/v1/contacts/"+twin+"/trash", nil), 200, "")
 	var problems []string
 	for _, r := range []reply{
+		l.as("POST", "/v1/contacts", map[string]any{"name": "Twin Two", "email": "leaky.twin@example.com"}),
+		l.as("POST", "/v1/contacts/"+twin+"/purge", nil),
+		l.as("POST", "/v1/contacts/"+twin+"/anonymize", map[string]any{"dry_run": true}),
+		l.as("POST", "/v1/workspace/hold", map[string]any{"case": "Leaky Person", "reason": "leaky.counsel@example.com"}),
+		l.as("POST", "/v1/contacts/import?source=web", "name,email\nTwin Three,leaky.twin@example.com\n", "Content-Type", "text/csv"),
 		l.as("POST", "/v1/contacts", map[string]any{"name": "Leaky Person", "email": "leaky.person@example.com@"}),
 		l.as("POST", "/v1/contacts", map[string]any{"name": "Leaky Person", "leaky-key@example.com": "x"}),
 		l.as("POST", "/v1/contacts", map[string]any{"phone": "+1 555 0123 999 ext Leaky Person"}),
@@ -72,6 +101,8 @@ func testLogHygiene(t *testing.T, store string) {
 		l.as("POST", "/v1/contacts", map[string]any{"name": "Other"}, "Idempotency-Key", "leaky-key@example.com"),
 		l.as("PATCH", "/v1/contacts/01ARZ3NDEKTSV4RRFFQ69G5FAV", map[string]any{"email": "leaky.person@example.com"}),
 		l.as("GET", "/v1/contacts/leaky.person@example.com", nil),
+		l.as("POST", "/v1/webhooks", map[string]any{"url": "http://leaky.person@example.com@127.0.0.1:9/Leaky+Person", "description": "Leaky Person\x00"}),
+		l.as("GET", "/v1/events?types=Leaky+Person", nil),
 		// Names a client chose: a JSON key, a query parameter, a CSV
 		// header, a custom field's key, each shaped like a field name.
 		l.as("POST", "/v1/contacts", map[string]any{"name": "x", "Leaky_Person_Key": "x"}),
@@ -88,7 +119,7 @@ func testLogHygiene(t *testing.T, store string) {
 	if r := l.as("POST", "/v1/contacts/import?source=web", `[{"name":"x","Leaky_Person_Key":"y"}]`, "Content-Type", "application/json"); r.Status == 200 {
 		problems = append(problems, string(r.Raw))
 	}
-	if len(problems) < 12 {
+	if len(problems) < 18 {
 		t.Fatalf("only %d of the leaky requests were refused", len(problems))
 	}
 	secrets := append([]string{"Ada Lovelace", "ada.lovelace@analytical.example", "7946 0018", "Analyst of Engines", "Countess of Lovelace",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/adapters/httpapi"
+	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/domain/contact"
 )
 
@@ -17,12 +18,15 @@ import (
 // some state, a token, a restore job, or nothing), where the target goes
 // (the :id of the path, or the body), the body, and what an allowed role gets.
 type routeCase struct {
-	target  string // "", "active", "archived", "trashed", "erased", "listed", "linked", "spam", "token", "job", "rebuild"
-	params  map[string]string
-	query   string
-	body    any
-	bodyFor func(id string) any // the target goes in the body instead of the path
-	status  int
+	target string // "", "active", "archived", "trashed", "erased", "listed", "linked", "spam", "held", "token", "job", "rebuild", "webhook"
+	// workspaceHold, when set, says whether the workspace must be under
+	// legal hold (true) or not (false) before each call.
+	workspaceHold *bool
+	params        map[string]string
+	query         string
+	body          any
+	bodyFor       func(id string) any // the target goes in the body instead of the path
+	status        int
 }
 
 var policyBody = map[string]any{"retention_days": 30, "require_archive_before_trash": false, "restore_role": "member",
@@ -63,6 +67,11 @@ var routeCases = map[string]routeCase{
 	"POST /v1/restore-jobs":                     {body: map[string]any{"q": "nobody-matches-this"}, status: 202},
 	"GET /v1/restore-jobs/:id":                  {target: "job", status: 200},
 	"POST /v1/restore-jobs/:id/cancel":          {target: "job", status: 409}, // the job has finished
+	"POST /v1/contacts/:id/hold":                {target: "trashed", body: map[string]any{"case": "ISO-1", "reason": "iso"}, status: 200},
+	"DELETE /v1/contacts/:id/hold":              {target: "held", status: 200},
+	"GET /v1/holds":                             {status: 200},
+	"POST /v1/workspace/hold":                   {workspaceHold: ptr(false), body: map[string]any{"case": "ISO-W"}, status: 201},
+	"DELETE /v1/workspace/hold":                 {workspaceHold: ptr(true), status: 200},
 	"GET /v1/workspace/policy":                  {status: 200},
 	"PUT /v1/workspace/policy":                  {body: policyBody, status: 200},
 	"GET /v1/audit/events":                      {status: 200},
@@ -72,14 +81,30 @@ var routeCases = map[string]routeCase{
 	"POST /v1/projections/:name/rebuild":        {params: map[string]string{"name": "trash"}, status: 202},
 	"GET /v1/projections/:name/rebuilds/:id":    {target: "rebuild", params: map[string]string{"name": "trash"}, status: 200},
 	"DELETE /v1/projections/:name/rebuilds/:id": {target: "rebuild", params: map[string]string{"name": "trash"}, status: 202},
+	"GET /v1/events":                            {status: 200},
+	"GET /v1/events/stream":                     {query: "after=0", status: 200},
+	"POST /v1/webhooks":                         {body: map[string]any{"url": isoHook}, status: 201},
+	"GET /v1/webhooks":                          {status: 200},
+	"GET /v1/webhooks/:id":                      {target: "webhook", status: 200},
+	"PATCH /v1/webhooks/:id":                    {target: "webhook", body: map[string]any{"description": "iso"}, status: 200},
+	"DELETE /v1/webhooks/:id":                   {target: "webhook", status: 204},
+	"POST /v1/webhooks/:id/rotate-secret":       {target: "webhook", status: 200},
+	"GET /v1/webhooks/:id/deliveries":           {target: "webhook", status: 200},
+	"POST /v1/webhooks/:id/replay":              {target: "webhook", body: map[string]any{"since": "2026-01-01T00:00:00Z"}, status: 200},
+	"POST /v1/webhooks/:id/test":                {target: "webhook", status: 200},
 }
+
+// isoHook is where TestIsolation's subscriptions point: a port nothing
+// listens on, on 127.0.0.1 (allowed for the test).
+const isoHook = "http://127.0.0.1:9/hook"
 
 // unknownTargets are ids that exist nowhere, per target kind.
 var unknownTargets = map[string]string{
 	"active": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "archived": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "trashed": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
-	"listed": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "linked": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "spam": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+	"listed": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "linked": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "spam": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "held": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
 	"token": "tok_01ARZ3NDEKTSV4RRFFQ69G5FAV", "job": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
 	"erased": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "rebuild": "rb_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+	"webhook": "wh_01ARZ3NDEKTSV4RRFFQ69G5FAV",
 }
 
 var roles = []string{"member", "admin", "auditor", "operator"}
@@ -91,7 +116,10 @@ var roles = []string{"member", "admin", "auditor", "operator"}
 func TestIsolation(t *testing.T) { eachStore(t, testIsolation) }
 
 func testIsolation(t *testing.T, store string) {
-	l := start(t, store)
+	l := start(t, store, func(m *main.Main) {
+		m.Config.WebhookAllow = []string{"127.0.0.1/32"}
+		m.StreamLifetime = 100 * time.Millisecond
+	})
 	if _, err := l.Svc.CreateWorkspace(t.Context(), "other"); err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +162,10 @@ func testIsolation(t *testing.T, store string) {
 			want(t, r, 202, "")
 			settle(a, r.str("id"))
 			return r.str("id")
+		case "webhook":
+			r := a.as("POST", "/v1/webhooks", map[string]any{"url": isoHook})
+			want(t, r, 201, "")
+			return r.str("id")
 		case "rebuild":
 			r := a.as("POST", "/v1/projections/trash/rebuild", nil)
 			want(t, r, 202, "")
@@ -158,13 +190,27 @@ func testIsolation(t *testing.T, store string) {
 			want(t, a.as("POST", "/v1/contacts/"+id+"/links", map[string]any{"kind": "deal", "id": "D-1"}), 200, "")
 		case "spam":
 			want(t, a.as("POST", "/v1/contacts/"+id+"/spam", nil), 200, "")
+		case "held":
+			want(t, a.as("POST", "/v1/contacts/"+id+"/hold", map[string]any{"case": "ISO-2"}), 200, "")
 		}
 		return id
+	}
+	// workspaceHold puts the default workspace under legal hold, or lifts it.
+	workspaceHold := func(on bool) {
+		a := admins["default"]
+		if on {
+			if r := a.as("POST", "/v1/workspace/hold", map[string]any{"case": "ISO-W"}); r.Status != 201 && r.Status != 409 {
+				t.Fatalf("placing the workspace hold: %s", r.Raw)
+			}
+		} else if r := a.as("DELETE", "/v1/workspace/hold", nil); r.Status != 200 && r.Status != 409 {
+			t.Fatalf("releasing the workspace hold: %s", r.Raw)
+		}
 	}
 	comparable := func(r reply) string {
 		b := maps.Clone(r.Body)
 		delete(b, "request_id")
 		delete(b, "instance")
+		delete(b, "operation") // the request's own id
 		j, _ := json.Marshal(b)
 		return string(j)
 	}
@@ -185,6 +231,9 @@ func testIsolation(t *testing.T, store string) {
 		allowed := httpapi.Permissions[rt.Op]
 		// call sends the route's request with a target id.
 		call := func(tok, id string) reply {
+			if rc.workspaceHold != nil {
+				workspaceHold(*rc.workspaceHold)
+			}
 			p := rt.Path
 			body := rc.body
 			if rc.bodyFor != nil {
@@ -263,3 +312,5 @@ func testIsolation(t *testing.T, store string) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
