@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,12 +144,43 @@ func (s *Store) appendItems(ctx context.Context, items []item) ([]contact.Append
 	return out, nil
 }
 
-// commitItems appends sound, distinct streams in one commit. The plain
-// statement is one round trip in an implicit transaction; when a
-// concurrent append races it to a (stream, version) the statement fails
-// whole, and the batch runs again in a transaction that skips the rows
-// that collide and takes back what it inserted of the streams that lost.
+// commitItems appends sound, distinct streams in one commit. Its rows go
+// in the order of their streams, so two batches that race on streams wait
+// for each other's keys in one order; should PostgreSQL still find a
+// deadlock (it aborts one side, which wrote nothing), that batch runs
+// again.
 func (s *Store) commitItems(ctx context.Context, items []item) ([]contact.AppendResult, error) {
+	order := make([]int, len(items))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(items[a].Stream, items[b].Stream) })
+	sorted := make([]item, len(items))
+	for j, i := range order {
+		sorted[j] = items[i]
+	}
+	for attempt := 1; ; attempt++ {
+		res, err := s.commitSorted(ctx, sorted)
+		if isDeadlock(err) && attempt < 5 && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out := make([]contact.AppendResult, len(items))
+		for j, i := range order {
+			out[i] = res[j]
+		}
+		return out, nil
+	}
+}
+
+// commitSorted appends items in one commit. The plain statement is one
+// round trip in an implicit transaction; when a concurrent append races it
+// to a (stream, version) the statement fails whole, and the batch runs
+// again in a transaction that skips the rows that collide and takes back
+// what it inserted of the streams that lost.
+func (s *Store) commitSorted(ctx context.Context, items []item) ([]contact.AppendResult, error) {
 	args := batchArgs(items)
 	rows, err := s.batches.Query(ctx, batchPlain, args...)
 	var out []contact.AppendResult
