@@ -434,6 +434,25 @@ func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.
 // deciding reads and writes identity claims, a round trip each.
 const manyWorkers = 16
 
+// onWorkers runs fn on each of is, on up to manyWorkers goroutines, and
+// waits for them all.
+func onWorkers(is []int, fn func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(manyWorkers, len(is)) {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for _, i := range is {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
 // executeMany runs one command on many contacts: loaded in one go,
 // decided each on its own (one failure does not stop the others; the same
 // decide as a single command's, identity claims included), and appended in
@@ -482,20 +501,9 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 	}
 	// Deciding may read and write identity claims: on several workers.
 	ds := make([]decided, len(ids))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(manyWorkers, len(todo)) {
-		wg.Go(func() {
-			for i := range next {
-				ds[i], errs[i] = s.decide(ctx, workspace, ids[i], meta, ls[ids[i]], p, cmd(i))
-			}
-		})
-	}
-	for _, i := range todo {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	onWorkers(todo, func(i int) {
+		ds[i], errs[i] = s.decide(ctx, workspace, ids[i], meta, ls[ids[i]], p, cmd(i))
+	})
 	var (
 		batch   []contact.StreamAppend
 		at      []int
@@ -520,27 +528,31 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 	if err != nil {
 		for _, i := range at {
 			errs[i] = err
-			s.giveBack(ctx, workspace, ids[i], ds[i].ids)
 		}
+		onWorkers(at, func(i int) { s.giveBack(ctx, workspace, ids[i], ds[i].ids) })
 	}
-	var waitFor contact.Position
+	var (
+		waitFor        contact.Position
+		appended, lost []int
+	)
 	for k, r := range res {
 		i := at[k]
 		switch {
 		case r.Err == nil:
-			s.settle(ctx, workspace, ids[i], ds[i].ids)
+			appended = append(appended, i)
 			if ds[i].ids.waived && waitFor.Less(r.Position) {
 				waitFor = r.Position
 			}
 			results[i] = ds[i].result(s, r.Position)
 		case errors.Is(r.Err, contact.ErrConcurrency) && meta.IfMatch == nil:
-			s.giveBack(ctx, workspace, ids[i], ds[i].ids)
-			again = append(again, i)
+			lost, again = append(lost, i), append(again, i)
 		default:
-			s.giveBack(ctx, workspace, ids[i], ds[i].ids)
-			errs[i] = r.Err
+			lost, errs[i] = append(lost, i), r.Err
 		}
 	}
+	// Claims are a round trip each: settled and given back on several workers.
+	onWorkers(appended, func(i int) { s.settle(ctx, workspace, ids[i], ds[i].ids) })
+	onWorkers(lost, func(i int) { s.giveBack(ctx, workspace, ids[i], ds[i].ids) })
 	if waitFor != (contact.Position{}) {
 		// A restore kept both contacts holding a value: only the identity
 		// index knows, so it must know before the answer (see apply).
@@ -808,20 +820,9 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 	}
 	// Claiming identities is a round trip or two each: on several workers.
 	ids := make([]identityChange, len(cs))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(manyWorkers, len(todo)) {
-		wg.Go(func() {
-			for i := range next {
-				ids[i], errs[i] = s.guardIdentities(ctx, workspace, cs[i].ID(), p, nil, cs[i], cs[i].Changes(), false, &known[i])
-			}
-		})
-	}
-	for _, i := range todo {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	onWorkers(todo, func(i int) {
+		ids[i], errs[i] = s.guardIdentities(ctx, workspace, cs[i].ID(), p, nil, cs[i], cs[i].Changes(), false, &known[i])
+	})
 	giveBack := func(i int) { s.giveBack(ctx, workspace, cs[i].ID(), ids[i]) }
 	var at []int
 	for _, i := range todo {
@@ -835,6 +836,7 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 	// Wrapping keys and sealing events is the CPU of a create: on every core.
 	workers := min(runtime.GOMAXPROCS(0), len(at))
 	werrs := make([]error, len(at))
+	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
 			for k := w; k < len(at); k += workers {
@@ -858,9 +860,7 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 	}
 	wg.Wait()
 	if err := errors.Join(werrs...); err != nil {
-		for _, i := range todo {
-			giveBack(i)
-		}
+		onWorkers(todo, giveBack)
 		return fail(err)
 	}
 	var res []contact.AppendResult
@@ -881,9 +881,7 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 			}
 		}
 		if err != nil {
-			for _, i := range todo {
-				giveBack(i)
-			}
+			onWorkers(todo, giveBack)
 			return fail(err)
 		}
 	}
