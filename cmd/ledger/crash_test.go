@@ -119,7 +119,8 @@ func startJobAndWait(t *testing.T, l *ledgerUnderTest, tag string, n int) string
 	return job
 }
 
-// restoredOnceInLog checks that job restored each of ids exactly once,
+// restoredOnceInLog checks that job restored each of ids exactly once (its
+// events name the job's operation, job:<id>, as their causation),
 // and that nothing else restored them.
 func restoredOnceInLog(t *testing.T, lc logContents, ids []string, job string) {
 	t.Helper()
@@ -135,7 +136,7 @@ func restoredOnceInLog(t *testing.T, lc logContents, ids []string, job string) {
 		for _, e := range lc.streams["contact-"+id] {
 			if e.Type == contact.TypeRestored {
 				all++
-				if e.CausationID == job {
+				if e.CausationID == ledger.OperationJob+job {
 					byJob++
 				}
 			}
