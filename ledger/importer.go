@@ -3,9 +3,8 @@ package ledger
 import (
 	"context"
 	"errors"
-	"hash/fnv"
 	"io"
-	"strconv"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -32,9 +31,16 @@ type RowResult struct {
 // ImportTotals counts an import's rows by result.
 type ImportTotals map[string]int
 
-// importWorkers is how many rows an import works on at once; their appends
-// share the store's group commits.
-const importWorkers = 8
+// importChunk is how many rows an import reads, looks up, decides and
+// writes in one go: one lookup of the identity index, one batch of creates
+// (one commit) and one of updates per chunk.
+const importChunk = 500
+
+// importWindow is how many chunks' new identities an import remembers
+// itself, for the rows after them that name the same person, before it
+// relies on the identity index to show them: its memory stays bounded
+// whatever the file's size.
+const importWindow = 40
 
 // CheckImport reads a whole import file without changing anything and
 // returns how many rows it has, or the *FileError that makes it unusable.
@@ -72,8 +78,13 @@ func ValidateImportSource(source string) error {
 // (an archived one stays archived) or left unchanged; a match in trash is
 // skipped (in trash), and so is a row whose email or phone is marked as
 // spam. A purged contact is gone from the index, so the same person comes
-// back as a new contact. Rows that share an email go through one worker in
-// order, so a file that names a person twice creates it once.
+// back as a new contact. A file that names a person twice creates it once
+// and updates it with the later row.
+//
+// Rows go in chunks of importChunk: each chunk is looked up in the index
+// in one go, its new contacts are created in one batch and its updates
+// made in another, while the next chunk is read. Memory stays bounded
+// whatever the file's size.
 //
 // Check the file with CheckImport first: a malformed file found here stops
 // the import part way.
@@ -86,15 +97,12 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 	}
 	// An import is long anyway: wait for the identity index as long as it
 	// takes (after a big import it has a lot to fold), not the 10 s of a query.
-	for {
-		err := s.caughtUp(ctx, identityProjection)
-		if err == nil {
-			break
-		}
-		if contact.ErrorCode(err) != contact.CodeUnavailable || ctx.Err() != nil {
-			return nil, err
-		}
-		s.log.Info("import waits for the identity index to catch up")
+	head, err := s.events.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitIdentities(ctx, head); err != nil {
+		return nil, err
 	}
 	// Every event of the import names it as its operation.
 	if meta.Operation == "" {
@@ -103,77 +111,54 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	im := &importer{s: s, ws: workspace, meta: meta, source: source, local: map[string]contact.ID{}}
-	type job struct {
-		n   int
-		row ImportRow
-	}
-	var (
-		wg      sync.WaitGroup
-		lanes   [importWorkers]chan job
-		results = make(chan RowResult, 4*importWorkers)
-	)
-	for i := range lanes {
-		lanes[i] = make(chan job, 16)
-		wg.Go(func() {
-			for j := range lanes[i] {
-				r, err := im.row(ctx, j.n, j.row)
-				if err != nil {
-					cancel(err)
-					r = RowResult{Row: j.n, Result: RowSkipped, Reason: "not imported: the import stopped"}
-				}
-				results <- r
-			}
-		})
-	}
-	// The reader: parse rows and hand each to the lane of its identity.
+
+	// The reader parses the next chunk while the last one is written.
+	chunks := make(chan []numberedRow, 1)
 	var readErr error
 	go func() {
-		defer func() {
-			for _, l := range lanes {
-				close(l)
+		defer close(chunks)
+		n := 0
+		for {
+			var part []numberedRow
+			for len(part) < importChunk {
+				row, err := rows.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					readErr = err
+					cancel(err)
+					return
+				}
+				n++
+				part = append(part, numberedRow{n: n, row: row})
 			}
-		}()
-		for n := 1; ; n++ {
-			row, err := rows.Next()
-			if errors.Is(err, io.EOF) {
+			if len(part) == 0 {
 				return
 			}
-			if err != nil {
-				readErr = err
-				cancel(err)
-				return
-			}
-			key := strconv.Itoa(n)
-			if e := contact.NormalizeEmail(row.Email); e != "" {
-				key = "e:" + e
-			} else if row.ExternalID != "" {
-				key = "x:" + strings.TrimSpace(row.ExternalID)
-			}
-			h := fnv.New32a()
-			h.Write([]byte(key))
 			select {
-			case lanes[h.Sum32()%importWorkers] <- job{n: n, row: row}:
+			case chunks <- part:
 			case <-ctx.Done():
+				return
+			}
+			if len(part) < importChunk {
 				return
 			}
 		}
 	}()
-	go func() { wg.Wait(); close(results) }()
 
-	// Emit results in the file's order.
 	totals := ImportTotals{RowCreated: 0, RowUpdated: 0, RowUnchanged: 0, RowSkipped: 0}
-	pending := map[int]RowResult{}
-	next := 1
-	var emitErr error
-	for r := range results {
-		pending[r.Row] = r
-		for {
-			r, ok := pending[next]
-			if !ok {
-				break
-			}
-			delete(pending, next)
-			next++
+	var failure, emitErr error
+	for part := range chunks {
+		if failure != nil || emitErr != nil {
+			continue // drain: the reader stops at ctx's end
+		}
+		results, err := im.chunk(ctx, part)
+		if err != nil {
+			failure = err
+			cancel(err)
+		}
+		for _, r := range results {
 			totals[r.Result]++
 			if emitErr == nil {
 				if emitErr = emit(r); emitErr != nil {
@@ -187,10 +172,31 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 		return totals, readErr
 	case emitErr != nil:
 		return totals, emitErr
-	case context.Cause(ctx) != nil && !errors.Is(context.Cause(ctx), context.Canceled):
-		return totals, context.Cause(ctx)
+	case failure != nil:
+		return totals, failure
 	}
 	return totals, ctx.Err()
+}
+
+// waitIdentities waits, as long as it takes, until the identity index has
+// applied the log up to pos.
+func (s *Service) waitIdentities(ctx context.Context, pos contact.Position) error {
+	for {
+		err := s.progress.WaitFor(ctx, identityProjection, pos)
+		if err == nil {
+			return nil
+		}
+		if contact.ErrorCode(err) != contact.CodeUnavailable || ctx.Err() != nil {
+			return err
+		}
+		s.log.Info("import waits for the identity index to catch up")
+	}
+}
+
+// numberedRow is a row of an import file with its number (1 for the first).
+type numberedRow struct {
+	n   int
+	row ImportRow
 }
 
 // importer is one import's state: the identities it created, which the
@@ -201,23 +207,48 @@ type importer struct {
 	meta   Meta
 	source string
 
-	mu    sync.Mutex
-	local map[string]contact.ID // blind index -> contact created by this import
+	local  map[string]contact.ID // blind index -> contact created by this import
+	window []remembered          // what local holds, a chunk each, oldest first
 }
 
-func (im *importer) remember(q IdentityQuery, id contact.ID) {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	for _, k := range []string{q.ExtIndex, q.EmailIndex} {
-		if k != "" {
-			im.local[k] = id
+// remembered is what one chunk added to an import's memory: the indexes of
+// the identities it created, and where the last of them is in the log.
+type remembered struct {
+	keys []string
+	ids  []contact.ID
+	upTo contact.Position
+}
+
+// remember keeps the identities a chunk created, and forgets the oldest
+// chunk's once the identity index shows them (it waits for that, which it
+// seldom must: the index follows a chunk or two behind).
+func (im *importer) remember(ctx context.Context, r remembered) error {
+	if len(r.keys) == 0 {
+		return nil
+	}
+	for i, k := range r.keys {
+		im.local[k] = r.ids[i]
+	}
+	im.window = append(im.window, r)
+	if len(im.window) <= importWindow {
+		return nil
+	}
+	old := im.window[0]
+	if err := im.s.waitIdentities(ctx, old.upTo); err != nil {
+		return err
+	}
+	for i, k := range old.keys {
+		// A later chunk may have remembered the key again (the same
+		// person created anew after a purge): that one stays.
+		if im.local[k] == old.ids[i] {
+			delete(im.local, k)
 		}
 	}
+	im.window = im.window[1:]
+	return nil
 }
 
 func (im *importer) recall(q IdentityQuery) (contact.ID, bool) {
-	im.mu.Lock()
-	defer im.mu.Unlock()
 	for _, k := range []string{q.ExtIndex, q.EmailIndex} {
 		if id, ok := im.local[k]; ok && k != "" {
 			return id, true
@@ -226,83 +257,245 @@ func (im *importer) recall(q IdentityQuery) (contact.ID, bool) {
 	return contact.ID{}, false
 }
 
-// row imports one row. Only failures of the store are errors; everything
-// about the row itself is its result.
-func (im *importer) row(ctx context.Context, n int, row ImportRow) (RowResult, error) {
-	res := RowResult{Row: n}
-	skip := func(reason string) (RowResult, error) {
-		res.Result, res.Reason = RowSkipped, reason
-		return res, nil
+// prepared is a row of a chunk made ready: the contact it would create
+// and its identity's blind indexes.
+type prepared struct {
+	ok bool
+	p  contact.Personal
+	c  *contact.Contact
+	q  IdentityQuery
+}
+
+// chunk imports one chunk of rows and returns each row's result, in order.
+// Only failures of the store are errors: the rows they kept from being
+// imported say so in their results.
+func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult, error) {
+	s := im.s
+	res := make([]RowResult, len(part))
+	for i := range part {
+		res[i].Row = part[i].n
 	}
-	p := contact.Personal{Name: strings.TrimSpace(row.Name), Email: strings.TrimSpace(row.Email), Phone: strings.TrimSpace(row.Phone),
-		JobTitle: strings.TrimSpace(row.JobTitle), Address: strings.TrimSpace(row.Address), ExternalID: strings.TrimSpace(row.ExternalID)}
-	c, err := contact.Create(contact.NewID(), im.ws, contact.Draft{Personal: p, Source: im.source, Tags: row.Tags}, im.meta.Actor, im.s.now())
+	skip := func(i int, reason string) { res[i].Result, res[i].Reason = RowSkipped, reason }
+	bidx, err := s.vault.BlindIndex(ctx, im.ws)
 	if err != nil {
-		var ce *contact.Error
-		if errors.As(err, &ce) && ce.Code == contact.CodeInvalid {
-			return skip("invalid: " + ce.Message)
-		}
-		return res, err
+		return stopped(res), err
 	}
-	q, err := im.s.identityOf(ctx, im.ws, im.source, p)
-	if err != nil {
-		return res, err
-	}
-	ms, err := im.s.identities.FindIdentities(ctx, im.ws, q)
-	if err != nil {
-		return res, err
-	}
-	for _, m := range ms {
-		if m.Spam && (m.ByEmail || m.ByPhone) {
-			return skip("marked as spam: its email or phone belongs to a contact marked as spam")
-		}
-	}
-	match, found := im.match(q, ms)
-	if found {
-		switch {
-		case match.State == contact.StateTrashed:
-			res.ID = match.ID.String()
-			return skip("in trash: restore the contact to sync it again")
-		case match.Spam:
-			res.ID = match.ID.String()
-			return skip("marked as spam")
-		}
-		r, err := im.s.execute(ctx, im.ws, match.ID, im.meta, func(l loaded, _ contact.Policy, now time.Time) error {
-			return l.c.Sync(patchFor(l.c.Personal(), p), row.Tags, im.meta.Actor, now)
+	// Validating rows and computing their blind indexes is CPU: on every core.
+	preps := make([]prepared, len(part))
+	now := s.now()
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), len(part))
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(part); i += workers {
+				row := part[i].row
+				p := contact.Personal{Name: strings.TrimSpace(row.Name), Email: strings.TrimSpace(row.Email), Phone: strings.TrimSpace(row.Phone),
+					JobTitle: strings.TrimSpace(row.JobTitle), Address: strings.TrimSpace(row.Address), ExternalID: strings.TrimSpace(row.ExternalID)}
+				c, err := contact.Create(contact.NewID(), im.ws, contact.Draft{Personal: p, Source: im.source, Tags: row.Tags}, im.meta.Actor, now)
+				if err != nil {
+					var ce *contact.Error
+					if errors.As(err, &ce) && ce.Code == contact.CodeInvalid {
+						skip(i, "invalid: "+ce.Message)
+						continue
+					}
+					res[i].Reason = err.Error() // not the row's fault: stops the import below
+					continue
+				}
+				q := IdentityQuery{EmailIndex: bidx.Of("email", contact.NormalizeEmail(p.Email)), PhoneIndex: bidx.Of("phone", contact.NormalizePhone(p.Phone))}
+				if p.ExternalID != "" {
+					q.ExtIndex = bidx.Of("ext", im.source+"\x00"+p.ExternalID)
+				}
+				preps[i] = prepared{ok: true, p: p, c: c, q: q}
+			}
 		})
-		res.ID = match.ID.String()
-		var taken *IdentityTakenError
-		switch {
-		case errors.As(err, &taken):
-			return skip("identity taken: " + taken.Error())
-		case err == nil && r.EventID == "":
-			res.Result = RowUnchanged
-			return res, nil
-		case err == nil:
-			res.Result = RowUpdated
-			return res, nil
-		case errors.Is(err, contact.ErrNotEditable):
-			return skip("in trash: restore the contact to sync it again")
-		case errors.Is(err, contact.ErrInvalid):
-			var ce *contact.Error
-			errors.As(err, &ce)
-			return skip("invalid: " + ce.Message)
-		case !errors.Is(err, contact.ErrPurged) && !errors.Is(err, contact.ErrTransition):
-			return res, err
+	}
+	wg.Wait()
+	var qs []IdentityQuery
+	var at []int
+	for i, pr := range preps {
+		if res[i].Result == "" && res[i].Reason != "" {
+			return stopped(res), errors.New(res[i].Reason)
 		}
-		// Purged or anonymized since the index saw it: the person comes back as new.
-		res.ID = ""
+		if pr.ok {
+			qs, at = append(qs, pr.q), append(at, i)
+		}
 	}
-	r, err := im.s.create(ctx, im.ws, im.meta, c, ms)
-	if taken := (*IdentityTakenError)(nil); errors.As(err, &taken) {
-		return skip("identity taken: " + taken.Error())
-	}
+	found, err := FindIdentitiesMany(ctx, s.identities, im.ws, qs)
 	if err != nil {
-		return res, err
+		return stopped(res), err
 	}
-	im.remember(q, c.ID())
-	res.Result, res.ID = RowCreated, r.Contact.ID.String()
-	return res, nil
+
+	// Decide each row in the file's order. A row whose identity a row
+	// before it in this chunk creates updates that contact once it exists.
+	var (
+		creates, updates, later []int
+		targets                 = map[int]contact.ID{}
+		creator                 = map[string]int{} // blind index -> row of this chunk that creates it
+	)
+	index := make(map[int]int, len(at)) // row of the chunk -> its matches in found
+	for k, i := range at {
+		index[i] = k
+		pr := preps[i]
+		spam := false
+		for _, m := range found[k] {
+			spam = spam || (m.Spam && (m.ByEmail || m.ByPhone))
+		}
+		if spam {
+			skip(i, "marked as spam: its email or phone belongs to a contact marked as spam")
+			continue
+		}
+		if c, ok := creatorOf(creator, pr.q); ok {
+			targets[i] = preps[c].c.ID()
+			later = append(later, i)
+			continue
+		}
+		match, ok := im.match(pr.q, found[k])
+		switch {
+		case !ok:
+			creates = append(creates, i)
+			for _, key := range []string{pr.q.ExtIndex, pr.q.EmailIndex} {
+				if key != "" {
+					creator[key] = i
+				}
+			}
+		case match.State == contact.StateTrashed:
+			res[i].ID = match.ID.String()
+			skip(i, "in trash: restore the contact to sync it again")
+		case match.Spam:
+			res[i].ID = match.ID.String()
+			skip(i, "marked as spam")
+		default:
+			targets[i] = match.ID
+			updates = append(updates, i)
+		}
+	}
+
+	// The creates, in one batch.
+	cs := make([]*contact.Contact, len(creates))
+	known := make([][]IdentityMatch, len(creates))
+	for k, i := range creates {
+		cs[k], known[k] = preps[i].c, found[index[i]]
+	}
+	results, errs := s.createMany(ctx, im.ws, im.meta, cs, known)
+	var mem remembered
+	for k, i := range creates {
+		var taken *IdentityTakenError
+		if errors.As(errs[k], &taken) {
+			skip(i, "identity taken: "+taken.Error())
+			continue
+		}
+		if errs[k] != nil {
+			return stopped(res), errs[k]
+		}
+		id := results[k].Contact.ID
+		res[i].Result, res[i].ID = RowCreated, id.String()
+		for _, key := range []string{preps[i].q.ExtIndex, preps[i].q.EmailIndex} {
+			if key != "" {
+				mem.keys, mem.ids = append(mem.keys, key), append(mem.ids, id)
+			}
+		}
+		if mem.upTo.Less(results[k].Position) {
+			mem.upTo = results[k].Position
+		}
+	}
+
+	// The updates, in one batch; then the rows that update a contact this
+	// chunk created, one by one in order.
+	syncRow := func(i int) command {
+		row, p := part[i].row, preps[i].p
+		return func(l loaded, _ contact.Policy, now time.Time) error {
+			return l.c.Sync(patchFor(l.c.Personal(), p), row.Tags, im.meta.Actor, now)
+		}
+	}
+	ids := make([]contact.ID, len(updates))
+	for k, i := range updates {
+		ids[k] = targets[i]
+	}
+	upd, uerrs := s.executeEach(ctx, im.ws, ids, im.meta, func(k int) command { return syncRow(updates[k]) })
+	var renewed []int // matched contacts erased since the index saw them
+	for k, i := range updates {
+		if err := synced(res, i, targets[i], upd[k], uerrs[k]); err != nil {
+			return stopped(res), err
+		}
+		if res[i].Result == "" {
+			renewed = append(renewed, i)
+		}
+	}
+	for _, i := range later {
+		r, err := s.execute(ctx, im.ws, targets[i], im.meta, syncRow(i))
+		if err := synced(res, i, targets[i], r, err); err != nil {
+			return stopped(res), err
+		}
+		if res[i].Result == "" {
+			renewed = append(renewed, i)
+		}
+	}
+	// A person erased since the index saw it comes back as a new contact.
+	for _, i := range renewed {
+		r, err := s.create(ctx, im.ws, im.meta, preps[i].c, found[index[i]])
+		var taken *IdentityTakenError
+		if errors.As(err, &taken) {
+			skip(i, "identity taken: "+taken.Error())
+			continue
+		}
+		if err != nil {
+			return stopped(res), err
+		}
+		res[i].Result, res[i].ID = RowCreated, r.Contact.ID.String()
+	}
+	return res, im.remember(ctx, mem)
+}
+
+// synced records the result of a row's update of the contact id. It
+// leaves the result empty when the contact was erased since the index saw
+// it (the row then creates a new one), and returns failures of the store.
+func synced(res []RowResult, i int, id contact.ID, r Result, err error) error {
+	res[i].ID = id.String()
+	var (
+		ce    *contact.Error
+		taken *IdentityTakenError
+	)
+	switch {
+	case err == nil && r.EventID == "":
+		res[i].Result = RowUnchanged
+	case err == nil:
+		res[i].Result = RowUpdated
+	case errors.As(err, &taken):
+		res[i].Result, res[i].Reason = RowSkipped, "identity taken: "+taken.Error()
+	case errors.Is(err, contact.ErrNotEditable):
+		res[i].Result, res[i].Reason = RowSkipped, "in trash: restore the contact to sync it again"
+	case errors.Is(err, contact.ErrInvalid) && errors.As(err, &ce):
+		res[i].Result, res[i].Reason = RowSkipped, "invalid: "+ce.Message
+	case errors.Is(err, contact.ErrPurged), errors.Is(err, contact.ErrTransition):
+		res[i].ID = ""
+	case errors.Is(err, contact.ErrConcurrency):
+		// Lost every retry to concurrent changes: this row alone waits.
+		res[i].Result, res[i].Reason = RowSkipped, "changed by someone else during the import; import the row again"
+	default:
+		return err
+	}
+	return nil
+}
+
+// creatorOf returns the row of this chunk that creates the identity q names, if any.
+func creatorOf(creator map[string]int, q IdentityQuery) (int, bool) {
+	for _, k := range []string{q.ExtIndex, q.EmailIndex} {
+		if i, ok := creator[k]; ok && k != "" {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// stopped marks every row of a chunk whose result is not known as not
+// imported: a failure of the store stopped the import.
+func stopped(res []RowResult) []RowResult {
+	for i := range res {
+		if res[i].Result == "" {
+			res[i].Result, res[i].Reason, res[i].ID = RowSkipped, "not imported: the import stopped", ""
+		}
+	}
+	return res
 }
 
 // match finds the contact a row names among the index's matches ms: by

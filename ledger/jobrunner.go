@@ -37,14 +37,18 @@ type Lease interface {
 	TryAcquire(ctx context.Context, name string) (release func(), ok bool, err error)
 }
 
-// progressEvery bounds how many outcomes a job keeps before recording them.
-const progressEvery = 20
+// progressEvery bounds how many outcomes a job keeps before recording them
+// (and it records them at least every quarter second). Recording is for
+// the job's status only: exactly-once rests on each contact's own stream
+// (see restoreOnce), so a job resumed after a crash loses no restore.
+const progressEvery = 1000
 
 // jobWorkers is how many chunks of a restore job run at once, and jobChunk
-// how many contacts a chunk loads in one go.
+// how many contacts a chunk loads, decides and appends in one go (one
+// commit: see Service.executeMany).
 const (
 	jobWorkers = 4
-	jobChunk   = 100
+	jobChunk   = 200
 )
 
 // outcome is what became of one contact of a restore job.

@@ -6,6 +6,8 @@ package ledger
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
@@ -30,6 +32,26 @@ type KeyStore interface {
 	GetKeys(ctx context.Context, workspace string, owners []string) (map[string]KeyRow, error)
 	// DestroyKey deletes the owner's key; it reports whether there was one.
 	DestroyKey(ctx context.Context, workspace, owner string) (bool, error)
+}
+
+// KeyedAppender is implemented by stores that keep the log and the key
+// vault in one database: they store new contacts' keys and append their
+// first events in one transaction, so that a create costs one commit, and
+// a key never outlives a create that failed.
+type KeyedAppender interface {
+	// AppendWithKeys stores keys[i] (none when its Owner is "") with the
+	// append of batch[i], for every i, as contact.BatchAppender's
+	// AppendMany appends: per stream, in one commit. A stream whose key's
+	// owner already has a key fails with contact.ErrAlreadyExists, and
+	// nothing of it is stored. Errors: as AppendMany's.
+	AppendWithKeys(ctx context.Context, keys []KeyRow, batch []contact.StreamAppend) ([]contact.AppendResult, error)
+}
+
+// KeyBatchStore is implemented by key stores that destroy many keys at once.
+type KeyBatchStore interface {
+	// DestroyKeys deletes the keys of the given owners in workspace, in one
+	// transaction; it returns how many there were.
+	DestroyKeys(ctx context.Context, workspace string, owners []string) (int, error)
 }
 
 // KeyRewrapper is implemented by key stores that can re-wrap their keys
@@ -259,4 +281,88 @@ type Identities interface {
 	// HeldContacts returns up to limit contacts of workspace under legal
 	// hold, ordered by id, after the contact id after ("": from the first).
 	HeldContacts(ctx context.Context, workspace, after string, limit int) ([]contact.Snapshot, error)
+}
+
+// IdentityBatchFinder is implemented by identity stores that look up many
+// queries at once (an import looks up each chunk of rows in one go).
+type IdentityBatchFinder interface {
+	// FindIdentitiesMany returns, for each of qs, what FindIdentities
+	// returns for it.
+	FindIdentitiesMany(ctx context.Context, workspace string, qs []IdentityQuery) ([][]IdentityMatch, error)
+}
+
+// IdentityRow is a contact of the identity index as a batched lookup finds it.
+type IdentityRow struct {
+	ID    contact.ID
+	State contact.State
+	Spam  bool
+}
+
+// IdentityIndexes returns the distinct non-empty indexes of each kind that qs name.
+func IdentityIndexes(qs []IdentityQuery) (ext, email, phone []string) {
+	seen := map[string]bool{}
+	add := func(list *[]string, kind, v string) {
+		if v != "" && !seen[kind+v] {
+			seen[kind+v] = true
+			*list = append(*list, v)
+		}
+	}
+	for _, q := range qs {
+		add(&ext, "x", q.ExtIndex)
+		add(&email, "e", q.EmailIndex)
+		add(&phone, "p", q.PhoneIndex)
+	}
+	return ext, email, phone
+}
+
+// MatchIdentities answers FindIdentitiesMany from the rows that each index
+// value found (the store looks each kind of index up once for the batch).
+func MatchIdentities(qs []IdentityQuery, byExt, byEmail, byPhone map[string][]IdentityRow) [][]IdentityMatch {
+	out := make([][]IdentityMatch, len(qs))
+	for i, q := range qs {
+		found := map[contact.ID]*IdentityMatch{}
+		var order []contact.ID
+		mark := func(rows []IdentityRow, set func(*IdentityMatch)) {
+			for _, r := range rows {
+				m := found[r.ID]
+				if m == nil {
+					m = &IdentityMatch{ID: r.ID, State: r.State, Spam: r.Spam}
+					found[r.ID] = m
+					order = append(order, r.ID)
+				}
+				set(m)
+			}
+		}
+		if q.ExtIndex != "" {
+			mark(byExt[q.ExtIndex], func(m *IdentityMatch) { m.ByExt = true })
+		}
+		if q.EmailIndex != "" {
+			mark(byEmail[q.EmailIndex], func(m *IdentityMatch) { m.ByEmail = true })
+		}
+		if q.PhoneIndex != "" {
+			mark(byPhone[q.PhoneIndex], func(m *IdentityMatch) { m.ByPhone = true })
+		}
+		slices.SortFunc(order, func(a, b contact.ID) int { return strings.Compare(a.String(), b.String()) })
+		for _, id := range order {
+			out[i] = append(out[i], *found[id])
+		}
+	}
+	return out
+}
+
+// FindIdentitiesMany looks up many queries: in one go when the store can,
+// else one by one.
+func FindIdentitiesMany(ctx context.Context, ids Identities, workspace string, qs []IdentityQuery) ([][]IdentityMatch, error) {
+	if bf, ok := ids.(IdentityBatchFinder); ok {
+		return bf.FindIdentitiesMany(ctx, workspace, qs)
+	}
+	out := make([][]IdentityMatch, len(qs))
+	for i, q := range qs {
+		ms, err := ids.FindIdentities(ctx, workspace, q)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = ms
+	}
+	return out, nil
 }

@@ -65,7 +65,7 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		if err != nil {
 			return out, err
 		}
-		out.Tombstone, had = "present", !l.key.Destroyed
+		out.Tombstone, had = "present", had || !l.key.Destroyed
 		er := contact.Erasure{Trigger: rc.Erasure.Trigger, Request: rc.Erasure.Request, RetentionDays: rc.Erasure.RetentionDays,
 			KeyID: rc.Erased.KeyID, Erased: rc.Erased.Fields}
 		changed, err := l.c.Reerase(typ, er, reapplyActor, s.now())

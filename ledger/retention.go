@@ -29,6 +29,9 @@ type SweepReport struct {
 	SkippedWorkspaceHold int
 }
 
+// retentionChunk is how many due contacts a sweep purges in one go.
+const retentionChunk = 200
+
 // Skipped is how many contacts past the window the sweep left in trash
 // because of a legal hold.
 func (r SweepReport) Skipped() int { return r.SkippedHeld + r.SkippedWorkspaceHold }
@@ -95,21 +98,27 @@ func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepRepor
 			// The whole workspace is held: nothing is due until it is released.
 			rep.WorkspaceHold, rep.SkippedWorkspaceHold, due = wh.ID, len(due), nil
 		}
-		for _, id := range due {
-			_, err := s.Transition(ctx, w.Name, id, Meta{Actor: retentionActor, CorrelationID: "retention-" + sweep, Operation: OperationRetention + sweep}, Purge,
+		// Purged in chunks, each loaded, decided and appended in one go.
+		meta := Meta{Actor: retentionActor, CorrelationID: "retention-" + sweep, Operation: OperationRetention + sweep}
+		for from := 0; from < len(due); from += retentionChunk {
+			part := due[from:min(from+retentionChunk, len(due))]
+			_, errs := s.TransitionMany(ctx, w.Name, part, meta, Purge,
 				TransitionInput{Reason: "in trash longer than the workspace's retention", Trigger: contact.TriggerRetention})
-			switch {
-			case err == nil:
-				rep.Purged = append(rep.Purged, id)
-			case ctx.Err() != nil:
-				out = append(out, rep)
-				return out, ctx.Err()
-			case errors.Is(err, contact.ErrTransition), errors.Is(err, contact.ErrPurged):
-				// Restored, re-trashed later or purged meanwhile: not due any more.
-			case errors.Is(err, contact.ErrHeld):
-				rep.SkippedHeld++
-			default:
-				rep.Failed[id] = err
+			for i, err := range errs {
+				id := part[i]
+				switch {
+				case err == nil:
+					rep.Purged = append(rep.Purged, id)
+				case ctx.Err() != nil:
+					out = append(out, rep)
+					return out, ctx.Err()
+				case errors.Is(err, contact.ErrTransition), errors.Is(err, contact.ErrPurged):
+					// Restored, re-trashed later or purged meanwhile: not due any more.
+				case errors.Is(err, contact.ErrHeld):
+					rep.SkippedHeld++
+				default:
+					rep.Failed[id] = err
+				}
 			}
 		}
 		if len(rep.Purged) > 0 || len(rep.Failed) > 0 || rep.Skipped() > 0 {

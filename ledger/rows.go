@@ -53,6 +53,48 @@ func (e *FileError) Unwrap() error {
 	return &contact.Error{Code: contact.CodeBadRequest, Reason: "malformed-import", Message: "the import file is malformed, nothing was imported: " + e.Error()}
 }
 
+// MaxImportRow is the longest row an import file may have: a CSV record
+// or a JSON array element, in bytes. A longer one (a runaway quoted
+// field, a huge JSON string) is refused as soon as the reader is that far
+// into it, so that no import holds more than this of a row in memory.
+const MaxImportRow = 64 << 10
+
+// errRowTooLong is returned by the reader under a parser when a row goes
+// past MaxImportRow.
+var errRowTooLong = errors.New("row too long")
+
+// rowLimiter hands a parser the file's bytes, but never more than
+// MaxImportRow (plus what the parser reads ahead) past the end of the last
+// row the parser finished: a longer row fails with errRowTooLong while it
+// is read, instead of growing the parser's buffer to its size.
+type rowLimiter struct {
+	r    io.Reader
+	read int64 // bytes handed out
+	end  int64 // where the last finished row ended, in the file's bytes
+}
+
+// readAhead is how far past a row's end a parser may have read: the
+// buffer in front of it.
+const readAhead = 64 << 10
+
+func (l *rowLimiter) Read(p []byte) (int, error) {
+	room := l.end + MaxImportRow + readAhead - l.read
+	if room <= 0 {
+		return 0, errRowTooLong
+	}
+	if int64(len(p)) > room {
+		p = p[:room]
+	}
+	n, err := l.r.Read(p)
+	l.read += int64(n)
+	return n, err
+}
+
+// rowTooLong is the file error of a row that goes past MaxImportRow.
+func rowTooLong(row int) *FileError {
+	return &FileError{Row: row, Message: fmt.Sprintf("is longer than %d KiB (a field runs on: an unclosed quote, or a value far too long); nothing was imported", MaxImportRow>>10)}
+}
+
 // ImportColumns are the columns a CSV import may have, in any order.
 var ImportColumns = []string{"name", "email", "phone", "job_title", "address", "tags", "external_id"}
 
@@ -92,17 +134,23 @@ func (l *TagList) UnmarshalJSON(b []byte) error {
 var errTagList = errors.New("must be an array of strings or a string of tags separated by ';'")
 
 type csvRows struct {
-	r    *csv.Reader
-	cols []string
-	row  int
+	r     *csv.Reader
+	limit *rowLimiter
+	bom   int64
+	cols  []string
+	row   int
 }
 
 // NewCSVRows reads a CSV import: a header row naming some of ImportColumns,
-// then one contact per row; tags are separated by ';'.
+// then one contact per row; tags are separated by ';'. A row longer than
+// MaxImportRow is a *FileError.
 func NewCSVRows(r io.Reader) (RowReader, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {
+	limit := &rowLimiter{r: r}
+	br := bufio.NewReaderSize(limit, readAhead)
+	var bom int64
+	if b, _ := br.Peek(3); bytes.Equal(b, []byte{0xEF, 0xBB, 0xBF}) {
 		br.Discard(3)
+		bom = 3
 	}
 	cr := csv.NewReader(br)
 	cr.ReuseRecord = true
@@ -111,9 +159,13 @@ func NewCSVRows(r io.Reader) (RowReader, error) {
 	if errors.Is(err, io.EOF) {
 		return nil, &FileError{Message: "the file is empty; it needs a header row"}
 	}
+	if errors.Is(err, errRowTooLong) {
+		return nil, &FileError{Message: fmt.Sprintf("the header row is longer than %d KiB; nothing was imported", MaxImportRow>>10)}
+	}
 	if err != nil {
 		return nil, &FileError{Message: "the header row is not valid CSV"}
 	}
+	limit.end = bom + cr.InputOffset()
 	cols := make([]string, len(header))
 	for i, h := range header {
 		if !utf8.ValidString(h) {
@@ -133,7 +185,7 @@ func NewCSVRows(r io.Reader) (RowReader, error) {
 	if !slices.Contains(cols, "name") && !slices.Contains(cols, "email") && !slices.Contains(cols, "phone") {
 		return nil, &FileError{Message: "the header needs at least one of name, email or phone"}
 	}
-	return &csvRows{r: cr, cols: cols}, nil
+	return &csvRows{r: cr, limit: limit, bom: bom, cols: cols}, nil
 }
 
 func (c *csvRows) Next() (ImportRow, error) {
@@ -143,12 +195,16 @@ func (c *csvRows) Next() (ImportRow, error) {
 	}
 	c.row++
 	var pe *csv.ParseError
+	if errors.Is(err, errRowTooLong) {
+		return ImportRow{}, rowTooLong(c.row)
+	}
 	if errors.As(err, &pe) {
 		return ImportRow{}, &FileError{Row: c.row, Message: "not valid CSV (" + pe.Err.Error() + ")"}
 	}
 	if err != nil {
 		return ImportRow{}, err
 	}
+	c.limit.end = c.bom + c.r.InputOffset()
 	var row ImportRow
 	for _, v := range rec {
 		if !utf8.ValidString(v) {
@@ -183,19 +239,27 @@ func (c *csvRows) Next() (ImportRow, error) {
 }
 
 type jsonRows struct {
-	dec *json.Decoder
-	row int
-	end bool
+	dec   *json.Decoder
+	limit *rowLimiter
+	row   int
+	end   bool
 }
 
-// NewJSONRows reads a JSON import: an array of objects with the fields of ImportColumns.
+// NewJSONRows reads a JSON import: an array of objects with the fields of
+// ImportColumns. An element (or anything between two) longer than
+// MaxImportRow is a *FileError.
 func NewJSONRows(r io.Reader) (RowReader, error) {
-	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
+	limit := &rowLimiter{r: r}
+	dec := json.NewDecoder(limit)
 	t, err := dec.Token()
+	if errors.Is(err, errRowTooLong) {
+		return nil, rowTooLong(1)
+	}
 	if err != nil || t != json.Delim('[') {
 		return nil, &FileError{Message: "a JSON import is an array of objects"}
 	}
-	return &jsonRows{dec: dec}, nil
+	limit.end = dec.InputOffset()
+	return &jsonRows{dec: dec, limit: limit}, nil
 }
 
 func (j *jsonRows) Next() (ImportRow, error) {
@@ -204,9 +268,14 @@ func (j *jsonRows) Next() (ImportRow, error) {
 	}
 	if !j.dec.More() {
 		j.end = true
-		if t, err := j.dec.Token(); err != nil || t != json.Delim(']') {
+		t, err := j.dec.Token()
+		if errors.Is(err, errRowTooLong) {
+			return ImportRow{}, rowTooLong(j.row + 1)
+		}
+		if err != nil || t != json.Delim(']') {
 			return ImportRow{}, &FileError{Row: j.row + 1, Message: "not valid JSON"}
 		}
+		j.limit.end = j.dec.InputOffset()
 		if _, err := j.dec.Token(); !errors.Is(err, io.EOF) {
 			return ImportRow{}, &FileError{Message: "there is more after the array"}
 		}
@@ -214,9 +283,12 @@ func (j *jsonRows) Next() (ImportRow, error) {
 	}
 	j.row++
 	var raw json.RawMessage
-	if err := j.dec.Decode(&raw); err != nil {
+	if err := j.dec.Decode(&raw); errors.Is(err, errRowTooLong) {
+		return ImportRow{}, rowTooLong(j.row)
+	} else if err != nil {
 		return ImportRow{}, &FileError{Row: j.row, Message: "not valid JSON"}
 	}
+	j.limit.end = j.dec.InputOffset()
 	if !utf8.Valid(raw) {
 		// encoding/json would silently replace it with U+FFFD.
 		return ImportRow{}, &FileError{Row: j.row, Message: "not valid UTF-8"}

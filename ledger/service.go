@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +46,10 @@ type Options struct {
 	Logger   *slog.Logger
 	// Metrics, when set, is told of every command and append.
 	Metrics Observer
+	// KeysWithLog, when set, stores new contacts' keys with their first
+	// events in one commit: set it when the log and the key vault share
+	// one database (not when the log is EventStoreDB).
+	KeysWithLog KeyedAppender
 	// Webhooks keeps webhook subscriptions and their deliveries; Sender
 	// checks their URLs and sends test messages. Without them the
 	// webhook operations answer that webhooks are not configured.
@@ -77,6 +83,7 @@ type Service struct {
 	tokens      ttlCache[Token]
 	workspaces  ttlCache[Workspace]
 	metrics     Observer
+	keysWithLog KeyedAppender
 	jobKick     chan struct{}
 	jobStatuses jobStatuses
 	watch       logWatch
@@ -89,7 +96,7 @@ func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities, claims: o.Claims,
 		progress: o.Progress, clock: o.Now, log: o.Logger, metrics: o.Metrics,
-		jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
+		keysWithLog: o.KeysWithLog, jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -193,13 +200,32 @@ type loaded struct {
 }
 
 func (s *Service) load(ctx context.Context, workspace string, id contact.ID) (loaded, error) {
+	// The stream and the key are read at once: a command waits for one
+	// round trip to the store, not two.
+	var (
+		key  ContactKey
+		kerr error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		key, kerr = s.vault.ContactKey(ctx, workspace, id)
+	}()
 	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
+	<-done
 	if err != nil {
 		return loaded{}, err
 	}
-	key, err := s.vault.ContactKey(ctx, workspace, id)
-	if err != nil {
-		return loaded{}, err
+	if kerr == nil && key.Destroyed {
+		// No key, read before the stream: it may have been read before the
+		// commit of the contact's key and first event, and the stream
+		// after. Read after the stream, a missing key is destroyed (a key
+		// is never stored after its contact's first event). Rare: only
+		// erased contacts have no key.
+		key, kerr = s.vault.ContactKey(ctx, workspace, id)
+	}
+	if kerr != nil {
+		return loaded{}, kerr
 	}
 	envs, err := open(key, recs)
 	if err != nil {
@@ -408,57 +434,192 @@ func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.
 	return out, failed, nil
 }
 
-// manyWorkers bounds how many contacts of a batch append at once; their
-// appends share the store's group commits.
+// manyWorkers bounds how many contacts of a batch are decided at once:
+// deciding reads and writes identity claims, a round trip each.
 const manyWorkers = 16
 
-// executeMany runs one command on many contacts: loaded in one go, then
-// each applied and appended on its own (one failure does not stop the
-// others). A contact that lost a race is run again alone. Results and
-// errors come back in the order of ids.
+// onWorkers runs fn on each of is, on up to manyWorkers goroutines, and
+// waits for them all.
+func onWorkers(is []int, fn func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(manyWorkers, len(is)) {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for _, i := range is {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// executeMany runs one command on many contacts: loaded in one go,
+// decided each on its own (one failure does not stop the others; the same
+// decide as a single command's, identity claims included), and appended in
+// one batch, one commit for them all. A contact that lost a race to a
+// concurrent change, that the batch names twice, or whose identity claim
+// another contact of the batch made first, runs again alone afterwards.
+// Results and errors come back in the order of ids.
 func (s *Service) executeMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd command) ([]Result, []error) {
+	return s.executeEach(ctx, workspace, ids, meta, func(int) command { return cmd })
+}
+
+// executeEach is executeMany with a command of its own for each contact:
+// cmd(i) for ids[i]. A contact named twice runs its later commands after
+// the batch, in order.
+func (s *Service) executeEach(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd func(i int) command) ([]Result, []error) {
 	results, errs := make([]Result, len(ids)), make([]error, len(ids))
-	ls, failed, err := s.loadMany(ctx, workspace, ids)
-	if err != nil {
+	fail := func(err error) ([]Result, []error) {
 		for i := range errs {
 			errs[i] = err
 		}
 		return results, errs
 	}
-	first := make(map[contact.ID]int, len(ids))
+	ls, failed, err := s.loadMany(ctx, workspace, ids)
+	if err != nil {
+		return fail(err)
+	}
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return fail(err)
+	}
+	var (
+		again []int
+		todo  []int
+		seen  = make(map[contact.ID]bool, len(ids))
+	)
 	for i, id := range ids {
-		if _, seen := first[id]; !seen {
-			first[id] = i
+		switch {
+		case failed[id] != nil:
+			errs[i] = failed[id]
+		case seen[id]:
+			again = append(again, i) // the same id twice: run again on its own
+		default:
+			seen[id] = true
+			todo = append(todo, i)
 		}
 	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(manyWorkers, len(ids)) {
-		wg.Go(func() {
-			for i := range next {
-				id := ids[i]
-				if ferr, ok := failed[id]; ok {
-					errs[i] = ferr
-					continue
-				}
-				if first[id] != i {
-					// The same id twice in one batch: run it again on its own.
-					results[i], errs[i] = s.execute(ctx, workspace, id, meta, cmd)
-					continue
-				}
-				results[i], errs[i] = s.apply(ctx, workspace, id, meta, ls[id], cmd)
-				if errors.Is(errs[i], errLostRace) {
-					results[i], errs[i] = s.execute(ctx, workspace, id, meta, cmd)
+	// Deciding may read and write identity claims: on several workers.
+	ds := make([]decided, len(ids))
+	onWorkers(todo, func(i int) {
+		ds[i], errs[i] = s.decide(ctx, workspace, ids[i], meta, ls[ids[i]], p, cmd(i))
+	})
+	var (
+		batch   []contact.StreamAppend
+		at      []int
+		claimed = map[identityKey]int{} // a value claimed for the batch -> its contact's index
+	)
+	for _, i := range todo {
+		d := ds[i]
+		if errs[i] != nil || d.recs == nil {
+			results[i] = d.result(s, contact.Position{})
+			continue
+		}
+		if j, ok := s.claimedBefore(ctx, workspace, claimed, ids, i, d.ids); ok {
+			// Two contacts of the batch would hold one value: the first
+			// keeps its claim, the later one runs again alone and is told.
+			s.log.Debug("a batch gave one identity to two contacts; the later runs alone", "contact", ids[i].String(), "first", ids[j].String())
+			again = append(again, i)
+			continue
+		}
+		batch, at = append(batch, contact.StreamAppend{Stream: ids[i].Stream(), Expected: d.l.c.Saved(), Events: d.recs}), append(at, i)
+	}
+	res, err := s.appendMany(ctx, batch)
+	if err != nil {
+		for _, i := range at {
+			errs[i] = err
+		}
+		onWorkers(at, func(i int) { s.giveBack(ctx, workspace, ids[i], ds[i].ids) })
+	}
+	var (
+		waitFor        contact.Position
+		appended, lost []int
+	)
+	for k, r := range res {
+		i := at[k]
+		switch {
+		case r.Err == nil:
+			appended = append(appended, i)
+			if ds[i].ids.waived && waitFor.Less(r.Position) {
+				waitFor = r.Position
+			}
+			results[i] = ds[i].result(s, r.Position)
+		case errors.Is(r.Err, contact.ErrConcurrency) && meta.IfMatch == nil:
+			lost, again = append(lost, i), append(again, i)
+		default:
+			lost, errs[i] = append(lost, i), r.Err
+		}
+	}
+	// Claims are a round trip each: settled and given back on several workers.
+	onWorkers(appended, func(i int) { s.settle(ctx, workspace, ids[i], ds[i].ids) })
+	onWorkers(lost, func(i int) { s.giveBack(ctx, workspace, ids[i], ds[i].ids) })
+	if waitFor != (contact.Position{}) {
+		// A restore kept both contacts holding a value: only the identity
+		// index knows, so it must know before the answer (see apply).
+		if err := s.progress.WaitFor(ctx, identityProjection, waitFor); err != nil {
+			for _, i := range at {
+				if errs[i] == nil {
+					results[i], errs[i] = Result{}, err
 				}
 			}
-		})
+		}
 	}
-	for i := range ids {
-		next <- i
+	slices.Sort(again)
+	for _, i := range again {
+		results[i], errs[i] = s.execute(ctx, workspace, ids[i], meta, cmd(i))
 	}
-	close(next)
-	wg.Wait()
 	return results, errs
+}
+
+// claimedBefore reports whether a contact of the batch before ids[i]
+// claimed one of the values ch claims (both decided at once, the later
+// took the claim over from a contact not appended yet), and returns it.
+// Then ch is given back, and the claim made the earlier contact's again.
+// Otherwise ch's claims are recorded as ids[i]'s.
+func (s *Service) claimedBefore(ctx context.Context, workspace string, claimed map[identityKey]int, ids []contact.ID, i int, ch identityChange) (int, bool) {
+	for _, k := range ch.claimed {
+		j, ok := claimed[k]
+		if !ok {
+			continue
+		}
+		s.giveBack(ctx, workspace, ids[i], ch)
+		for _, k := range ch.claimed {
+			if j, ok := claimed[k]; ok {
+				if _, _, err := s.claims.ClaimIdentity(context.WithoutCancel(ctx), IdentityClaim{Workspace: workspace, Kind: k.kind, Index: k.index, Contact: ids[j], At: s.now()}); err != nil {
+					s.log.Warn("re-claiming an identity for a batch's contact failed; the index still guards it", "contact", ids[j].String(), "err", err)
+				}
+			}
+		}
+		return j, true
+	}
+	for _, k := range ch.claimed {
+		claimed[k] = i
+	}
+	return 0, false
+}
+
+// appendMany appends a batch to the log, timing it.
+func (s *Service) appendMany(ctx context.Context, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	start := time.Now()
+	res, err := contact.AppendMany(ctx, s.events, batch)
+	if s.metrics != nil {
+		d := time.Since(start)
+		for i := range batch {
+			if err != nil {
+				s.metrics.Append(d, err)
+			} else {
+				s.metrics.Append(d, res[i].Err)
+			}
+		}
+	}
+	return res, err
 }
 
 // IdempotentID is the id a create running under an Idempotency-Key gives
@@ -557,6 +718,45 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 			s.giveBack(ctx, workspace, id, ids)
 		}
 	}()
+	// repeated answers a repeat whose first run created the contact.
+	repeated := func(fresh bool) (Result, error) {
+		res, err := s.created(ctx, workspace, id, fresh)
+		if err == nil {
+			created, res.Operation = true, meta.causation()
+		}
+		return res, err
+	}
+	if s.keysWithLog != nil {
+		// The key and the first event commit together.
+		key, row, err := s.vault.WrapNewKey(ctx, workspace, id, now)
+		if err != nil {
+			return Result{}, err
+		}
+		recs, err := seal(key, id.Stream(), workspace, meta, 0, nil, c.Changes())
+		if err != nil {
+			return Result{}, err
+		}
+		start := time.Now()
+		res, err := s.keysWithLog.AppendWithKeys(ctx, []KeyRow{row}, []contact.StreamAppend{{Stream: id.Stream(), Events: recs}})
+		if err == nil {
+			err = res[0].Err
+		}
+		if s.metrics != nil {
+			s.metrics.Append(time.Since(start), err)
+		}
+		switch {
+		case err == nil:
+			created = true
+			return Result{Contact: s.view(c, p, res[0].Position), Version: c.Version(), Position: res[0].Position, EventID: recs[0].ID.String(), Operation: meta.causation()}, nil
+		case repeat && errors.Is(err, contact.ErrConcurrency):
+			return repeated(false)
+		case !repeat || !errors.Is(err, contact.ErrAlreadyExists):
+			return Result{}, err
+		}
+		// A first run of this idempotent create, from before keys and
+		// events committed together, stored the key and died: carry on
+		// with its key below.
+	}
 	key, fresh := ContactKey{}, false
 	k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
 	switch {
@@ -577,26 +777,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), 0, recs)
 	if repeat && errors.Is(err, contact.ErrConcurrency) {
-		// The first run created the contact; answer with it, unless it was
-		// erased since: then the key made now goes at once, and the repeat
-		// is told so (a retry must never bring an erased person back).
-		if gone, gerr := s.Erasure(ctx, workspace, id); gerr != nil || gone != nil {
-			if fresh {
-				if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
-					s.log.Error("cannot remove a key made for an erased contact", "contact", id.String(), "err", derr)
-				}
-			}
-			if gerr != nil {
-				return Result{}, gerr
-			}
-			return Result{}, gone
-		}
-		v, gerr := s.Get(ctx, workspace, id)
-		if gerr != nil {
-			return Result{}, gerr
-		}
-		created = true
-		return Result{Contact: v, Version: v.Version, Position: v.Position, Operation: meta.causation()}, nil
+		return repeated(fresh)
 	}
 	if err != nil {
 		if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
@@ -606,6 +787,179 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	}
 	created = true
 	return Result{Contact: s.view(c, p, pos), Version: c.Version(), Position: pos, EventID: recs[0].ID.String(), Operation: meta.causation()}, nil
+}
+
+// createMany saves many new contacts, each under a fresh data key, in one
+// batch: with the keys in the same commit when the log and the key vault
+// share a database. known[i] are the identity index's matches of cs[i]'s
+// email and phone, read already. Each contact's email and phone are
+// claimed as a single create claims them, and given back if it is not
+// created; a contact given a value an earlier one of the batch holds is
+// created alone afterwards (and told the value is taken). Results and
+// errors come back in the order of cs.
+func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, cs []*contact.Contact, known [][]IdentityMatch) ([]Result, []error) {
+	results, errs := make([]Result, len(cs)), make([]error, len(cs))
+	if len(cs) == 0 {
+		return results, errs
+	}
+	fail := func(err error) ([]Result, []error) {
+		for i := range errs {
+			results[i], errs[i] = Result{}, err
+		}
+		return results, errs
+	}
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return fail(err)
+	}
+	later, err := s.sharedInBatch(ctx, workspace, p, cs)
+	if err != nil {
+		return fail(err)
+	}
+	var todo []int
+	for i := range cs {
+		if !later[i] {
+			todo = append(todo, i)
+		}
+	}
+	// Claiming identities is a round trip or two each: on several workers.
+	ids := make([]identityChange, len(cs))
+	onWorkers(todo, func(i int) {
+		ids[i], errs[i] = s.guardIdentities(ctx, workspace, cs[i].ID(), p, nil, cs[i], cs[i].Changes(), false, &known[i])
+	})
+	giveBack := func(i int) { s.giveBack(ctx, workspace, cs[i].ID(), ids[i]) }
+	var at []int
+	for _, i := range todo {
+		if errs[i] == nil {
+			at = append(at, i)
+		}
+	}
+	now := s.now()
+	rows := make([]KeyRow, len(at))
+	batch := make([]contact.StreamAppend, len(at))
+	// Wrapping keys and sealing events is the CPU of a create: on every core.
+	workers := min(runtime.GOMAXPROCS(0), len(at))
+	werrs := make([]error, len(at))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for k := w; k < len(at); k += workers {
+				c := cs[at[k]]
+				var key ContactKey
+				if s.keysWithLog != nil {
+					key, rows[k], werrs[k] = s.vault.WrapNewKey(ctx, workspace, c.ID(), now)
+				} else {
+					var keyID string
+					key.Key, keyID, werrs[k] = s.vault.NewContactKey(ctx, workspace, c.ID(), now)
+					key.KeyID = keyID
+				}
+				if werrs[k] != nil {
+					continue
+				}
+				var recs []contact.Record
+				recs, werrs[k] = seal(key, c.ID().Stream(), workspace, meta, 0, nil, c.Changes())
+				batch[k] = contact.StreamAppend{Stream: c.ID().Stream(), Events: recs}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(werrs...); err != nil {
+		onWorkers(todo, giveBack)
+		return fail(err)
+	}
+	var res []contact.AppendResult
+	if len(batch) > 0 {
+		start := time.Now()
+		if s.keysWithLog != nil {
+			res, err = s.keysWithLog.AppendWithKeys(ctx, rows, batch)
+		} else {
+			res, err = contact.AppendMany(ctx, s.events, batch)
+		}
+		if s.metrics != nil {
+			for k := range batch {
+				if err != nil {
+					s.metrics.Append(time.Since(start), err)
+				} else {
+					s.metrics.Append(time.Since(start), res[k].Err)
+				}
+			}
+		}
+		if err != nil {
+			onWorkers(todo, giveBack)
+			return fail(err)
+		}
+	}
+	for k, r := range res {
+		i, c := at[k], cs[at[k]]
+		if r.Err != nil {
+			errs[i] = r.Err
+			giveBack(i)
+			if s.keysWithLog == nil {
+				if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, c.ID()); derr != nil {
+					s.log.Warn("cannot remove the key of a contact that was not created", "contact", c.ID().String(), "err", derr)
+				}
+			}
+			continue
+		}
+		results[i] = Result{Contact: s.view(c, p, r.Position), Version: c.Version(), Position: r.Position, EventID: batch[k].Events[0].ID.String(), Operation: meta.causation()}
+	}
+	for i := range cs {
+		if later[i] {
+			results[i], errs[i] = s.create(ctx, workspace, meta, cs[i], known[i])
+		}
+	}
+	return results, errs
+}
+
+// sharedInBatch marks the new contacts of a batch that would hold an email
+// or phone an earlier one of the batch holds, under a policy that keeps
+// each to one contact: they are created after the batch, one by one, so
+// that the earlier contact's claim has a stream behind it.
+func (s *Service) sharedInBatch(ctx context.Context, workspace string, p contact.Policy, cs []*contact.Contact) ([]bool, error) {
+	later := make([]bool, len(cs))
+	if p.Uniqueness() == contact.UniquenessOff {
+		return later, nil
+	}
+	b, err := s.vault.BlindIndex(ctx, workspace)
+	if err != nil {
+		return nil, err
+	}
+	first := map[identityKey]bool{}
+	for i, c := range cs {
+		ks := heldIdentities(b, c, p)
+		for _, k := range ks {
+			later[i] = later[i] || first[k]
+		}
+		if !later[i] {
+			for _, k := range ks {
+				first[k] = true
+			}
+		}
+	}
+	return later, nil
+}
+
+// created answers a repeated idempotent create whose first run created
+// the contact, unless it was erased since: then the key this run made
+// (fresh) goes at once, and the repeat is told so (a retry must never
+// bring an erased person back).
+func (s *Service) created(ctx context.Context, workspace string, id contact.ID, fresh bool) (Result, error) {
+	if gone, gerr := s.Erasure(ctx, workspace, id); gerr != nil || gone != nil {
+		if fresh {
+			if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
+				s.log.Error("cannot remove a key made for an erased contact", "contact", id.String(), "err", derr)
+			}
+		}
+		if gerr != nil {
+			return Result{}, gerr
+		}
+		return Result{}, gone
+	}
+	v, err := s.Get(ctx, workspace, id)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Contact: v, Version: v.Version, Position: v.Position}, nil
 }
 
 // Update changes personal fields of an active contact.
@@ -664,10 +1018,17 @@ func (s *Service) Transition(ctx context.Context, workspace string, id contact.I
 func (s *Service) TransitionMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, t Transition, in TransitionInput) ([]Result, []error) {
 	start := time.Now()
 	results, errs := s.executeMany(ctx, workspace, ids, meta, transitionCommand(t, in, meta))
+	var erased []contact.ID
 	for i, id := range ids {
 		s.observe(string(t), start, errs[i])
 		if errs[i] == nil && t.Erasing() && results[i].EventID != "" {
-			s.erased(ctx, workspace, id)
+			erased = append(erased, id)
+		}
+	}
+	if len(erased) > 0 {
+		// Should this fail, the erasure projection destroys the keys when it reads the tombstones.
+		if err := s.vault.DestroyMany(ctx, workspace, erased); err != nil {
+			s.log.Error("destroying data keys failed; the erasure projection will retry", "contacts", len(erased), "err", err)
 		}
 	}
 	return results, errs

@@ -50,6 +50,27 @@ func (v *Vault) NewContactKey(ctx context.Context, workspace string, id contact.
 	return k, keyID, nil
 }
 
+// WrapNewKey makes a new contact's data key and wraps it, without storing
+// it: the caller stores the row with the contact's first events
+// (KeyedAppender), so that the key and the events commit together.
+func (v *Vault) WrapNewKey(ctx context.Context, workspace string, id contact.ID, now time.Time) (ContactKey, KeyRow, error) {
+	k, err := shred.NewDataKey()
+	if err != nil {
+		return ContactKey{}, KeyRow{}, err
+	}
+	keyID := "dk_" + ulid.Make().String()
+	kek, wrapped, err := v.wrap.Wrap(ctx, k[:])
+	v.observe("create", err)
+	if err != nil {
+		return ContactKey{}, KeyRow{}, fmt.Errorf("wrap key of %s: %w", id, err)
+	}
+	ck, err := ContactKey{Key: k, KeyID: keyID}.withSealer()
+	if err != nil {
+		return ContactKey{}, KeyRow{}, err
+	}
+	return ck, KeyRow{Owner: id.String(), Workspace: workspace, KeyID: keyID, KEKID: kek, Wrapped: wrapped, CreatedAt: now}, nil
+}
+
 func (v *Vault) observe(op string, err error) {
 	if v.Observe != nil {
 		v.Observe(op, err)
@@ -141,6 +162,35 @@ func (v *Vault) Destroy(ctx context.Context, workspace string, id contact.ID) er
 	v.observe("destroy", err)
 	if err != nil {
 		return fmt.Errorf("destroy key of %s: %w", id, err)
+	}
+	return nil
+}
+
+// DestroyMany destroys the data keys of many contacts of a workspace: in
+// one transaction when the key store can, else one by one.
+func (v *Vault) DestroyMany(ctx context.Context, workspace string, ids []contact.ID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	bs, ok := v.store.(KeyBatchStore)
+	if !ok {
+		for _, id := range ids {
+			if err := v.Destroy(ctx, workspace, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	owners := make([]string, len(ids))
+	for i, id := range ids {
+		owners[i] = id.String()
+	}
+	_, err := bs.DestroyKeys(ctx, workspace, owners)
+	for range ids {
+		v.observe("destroy", err)
+	}
+	if err != nil {
+		return fmt.Errorf("destroy %d keys: %w", len(ids), err)
 	}
 	return nil
 }

@@ -68,6 +68,9 @@ func rebuildViews(name string) ([]View, error) {
 	if name == Erasure {
 		return nil, ErrNotRebuildable
 	}
+	if name == Identities {
+		return []View{IdentityView()}, nil
+	}
 	var out []View
 	for _, v := range Views() {
 		if name == All || v.Name == name {
@@ -75,10 +78,6 @@ func rebuildViews(name string) ([]View, error) {
 		}
 	}
 	if len(out) == 0 {
-		if slices.Contains(Names(), name) {
-			// The identity index keeps its own table shape; it has no rebuild yet.
-			return nil, ErrNotRebuildable
-		}
 		return nil, ErrUnknownProjection
 	}
 	return out, nil
@@ -283,7 +282,9 @@ func (b *rebuild) stopLoader() error {
 
 var errCancelled = errors.New("the rebuild was cancelled")
 
-func (b *rebuild) shadow(v View) View { return View{Name: Shadow(v.Name, b.gen), State: v.State} }
+func (b *rebuild) shadow(v View) View {
+	return View{Name: Shadow(v.Name, b.gen), State: v.State, States: v.States}
+}
 
 // save records progress, at most twice a second unless force, and picks up
 // a cancellation requested through the store.
@@ -537,7 +538,7 @@ func (b *rebuild) foldStreams(ctx context.Context, streams [][]contact.Record, b
 				st = s
 			}
 		}
-		i := slices.IndexFunc(b.views, func(v View) bool { return v.State == st })
+		i := slices.IndexFunc(b.views, func(v View) bool { return v.holds(st) })
 		if i < 0 {
 			continue
 		}
@@ -585,7 +586,7 @@ func (b *rebuild) foldStreams(ctx context.Context, streams [][]contact.Record, b
 					errs[w] = err
 					return
 				}
-				if c.State() != views[i].State {
+				if !views[i].holds(c.State()) {
 					continue
 				}
 				last := recs[len(recs)-1]

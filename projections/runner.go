@@ -110,6 +110,66 @@ func (r *Runner) Leading(name string) bool {
 	return r.Leaser == nil || r.leading[name]
 }
 
+// LazyCheckpoint is how long a projection may leave its stored checkpoint
+// behind when the events it applied changed none of its rows (an archive
+// for the trash view, a create for the erasure projection): it commits
+// such a move at most this often, or when the log goes quiet, instead of
+// at every batch. Every commit is a write (and an fsync) that the
+// commands' own commits wait behind; a projection that restarts re-reads
+// those events and changes nothing. This process's queries follow the
+// runner's own progress, which moves at once.
+var LazyCheckpoint = 200 * time.Millisecond
+
+// checkpoint is a projection's stored checkpoint and the move not stored yet.
+type checkpoint struct {
+	mu      sync.Mutex
+	stored  contact.Position
+	pending contact.Position // beyond stored when a move waits
+	last    time.Time        // when the stored checkpoint last moved
+	err     error            // a deferred move failed: the next batch returns it
+}
+
+// commit stores b (its From set to the stored checkpoint), or, when b
+// changes nothing and the last commit was a moment ago, only notes its end.
+func (cp *checkpoint) commit(ctx context.Context, store Store, b Batch) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.err != nil {
+		err := cp.err
+		cp.err = nil
+		return err
+	}
+	if b.empty() && time.Since(cp.last) < LazyCheckpoint {
+		cp.pending = b.To
+		return nil
+	}
+	b.From = cp.stored
+	if err := store.Commit(ctx, b); err != nil {
+		return err
+	}
+	cp.stored, cp.pending, cp.last = b.To, contact.Position{}, time.Now()
+	return nil
+}
+
+// flush stores a move that waits, once the projection has been quiet long enough.
+func (cp *checkpoint) flush(ctx context.Context, store Store, name string) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if !cp.stored.Less(cp.pending) || time.Since(cp.last) < LazyCheckpoint || cp.err != nil {
+		return
+	}
+	if err := store.Commit(ctx, Batch{Projection: name, From: cp.stored, To: cp.pending}); err != nil {
+		cp.err = err
+		return
+	}
+	cp.stored, cp.pending, cp.last = cp.pending, contact.Position{}, time.Now()
+}
+
+// empty reports whether a batch changes no row, key or copy: it only moves the checkpoint.
+func (b Batch) empty() bool {
+	return len(b.Upserts) == 0 && len(b.Deletes) == 0 && len(b.DestroyKeys) == 0 && len(b.Erased) == 0
+}
+
 // run keeps one projection up to date until ctx ends, retrying failures with backoff.
 func (r *Runner) run(ctx context.Context, name string, build func(context.Context, contact.Position, []contact.Record) (Batch, error)) {
 	backoff := 100 * time.Millisecond
@@ -117,13 +177,29 @@ func (r *Runner) run(ctx context.Context, name string, build func(context.Contex
 		from, err := r.store.Checkpoint(ctx, name)
 		if err == nil {
 			r.advance(name, from)
-			err = r.events.Subscribe(ctx, from, func(ctx context.Context, recs []contact.Record) error {
+			cp := &checkpoint{stored: from, last: time.Now()}
+			subCtx, stop := context.WithCancel(ctx)
+			flushed := make(chan struct{})
+			go func() {
+				defer close(flushed)
+				t := time.NewTicker(LazyCheckpoint)
+				defer t.Stop()
+				for {
+					select {
+					case <-subCtx.Done():
+						return
+					case <-t.C:
+						cp.flush(subCtx, r.store, name)
+					}
+				}
+			}()
+			err = r.events.Subscribe(subCtx, from, func(ctx context.Context, recs []contact.Record) error {
 				b, err := build(ctx, from, recs)
 				if err != nil {
 					return err
 				}
-				b.Projection, b.From, b.To = name, from, recs[len(recs)-1].Position
-				if err := r.store.Commit(ctx, b); err != nil {
+				b.Projection, b.To = name, recs[len(recs)-1].Position
+				if err := cp.commit(ctx, r.store, b); err != nil {
 					return fmt.Errorf("commit %s: %w", name, err)
 				}
 				from = b.To
@@ -137,6 +213,8 @@ func (r *Runner) run(ctx context.Context, name string, build func(context.Contex
 				backoff = 100 * time.Millisecond
 				return nil
 			})
+			stop()
+			<-flushed
 		}
 		if ctx.Err() != nil {
 			return
@@ -191,7 +269,7 @@ func (r *Runner) rebuildOutdated(ctx context.Context) {
 		r.log.Error("reading the projections' versions failed", "err", err)
 		return
 	}
-	for _, v := range Views() {
+	for _, v := range append(Views(), IdentityView()) {
 		if have, ok := versions[v.Name]; !ok || have >= Version {
 			continue
 		}
@@ -266,7 +344,7 @@ func (r *Runner) WaitFor(ctx context.Context, projection string, pos contact.Pos
 func (r *Runner) erasureBatch(_ context.Context, _ contact.Position, recs []contact.Record) (Batch, error) {
 	var b Batch
 	for _, rec := range recs {
-		if rec.Type != contact.TypePurged && rec.Type != contact.TypeAnonymized {
+		if !erasing(rec) {
 			continue
 		}
 		if id, ok := contact.IDFromStream(rec.Stream); ok {
@@ -305,19 +383,25 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 		state[id] = contact.FromSnapshot(row.Contact)
 	}
 	// Fetch in one go the keys of the contacts whose events this batch will
-	// read: those in the view, and those an event brings into it.
+	// read: those in the view, and those an event brings into it (the
+	// first such event of each: entering).
 	need := map[string][]contact.ID{}
 	for _, ref := range refs {
 		if _, in := rows[ref.ID]; in {
 			need[ref.Workspace] = append(need[ref.Workspace], ref.ID)
 		}
 	}
+	entering := map[contact.ID]contact.Record{}
 	for _, rec := range recs {
 		id, ok := contact.IDFromStream(rec.Stream)
 		if _, in := rows[id]; !ok || in {
 			continue
 		}
+		if _, done := entering[id]; done {
+			continue
+		}
 		if st, decides := enters(rec); decides && v.holds(st) {
+			entering[id] = rec
 			need[rec.Workspace] = append(need[rec.Workspace], id)
 		}
 	}
@@ -326,6 +410,10 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 			return Batch{}, err
 		}
 	}
+	entered, err := r.enter(ctx, v.Name, keys, entering)
+	if err != nil {
+		return Batch{}, err
+	}
 	for _, rec := range recs {
 		id, ok := contact.IDFromStream(rec.Stream)
 		if !ok {
@@ -333,10 +421,14 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 		}
 		c := state[id]
 		if c != nil && rec.Version <= c.Version() {
-			continue // already in the row (it was entered by folding the stream)
+			continue // already in the row
 		}
 		if c == nil {
-			if st, decides := enters(rec); !decides || !v.holds(st) {
+			if e, ok := entering[id]; !ok || e.ID != rec.ID {
+				continue
+			}
+			if pre, ok := entered[id]; ok {
+				state[id], last[id] = pre, rec.Position
 				continue
 			}
 		}
@@ -352,7 +444,8 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 			if err := c.Apply(env); err != nil {
 				return Batch{}, fmt.Errorf("%s: %w", v.Name, err)
 			}
-		} else if c, err = r.fold(ctx, key, id, rec); err != nil {
+		} else if c, err = contact.Replay(id, []contact.Envelope{env}); err != nil {
+			// The stream's first event: enter prepared the contacts of the others.
 			return Batch{}, err
 		}
 		state[id], last[id] = c, rec.Position
@@ -381,6 +474,11 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 	return b, nil
 }
 
+// erasing reports whether rec is an erasure's tombstone.
+func erasing(rec contact.Record) bool {
+	return rec.Type == contact.TypePurged || rec.Type == contact.TypeAnonymized
+}
+
 // enters returns the state a record's event puts a contact in, when it
 // decides that on its own. It reads the clear payload only, so no key is needed.
 func enters(rec contact.Record) (contact.State, bool) {
@@ -391,24 +489,109 @@ func enters(rec contact.Record) (contact.State, bool) {
 	return contact.EntersState(ev)
 }
 
-// fold rebuilds a contact that enters the view from its stream, up to rec.
-func (r *Runner) fold(ctx context.Context, key ledger.ContactKey, id contact.ID, rec contact.Record) (*contact.Contact, error) {
-	all, err := r.events.ReadStream(ctx, rec.Workspace, rec.Stream)
-	if err != nil {
-		return nil, fmt.Errorf("fold %s: %w", rec.Stream, err)
+// rowSources returns the projections whose rows a contact entering
+// projection may come from, the likeliest first: the identity index holds
+// every live contact, trash those a restore brings back.
+func rowSources(projection string) []string {
+	out := []string{Identities, "trash", "active", "archived"}
+	return slices.DeleteFunc(out, func(n string) bool { return n == projection })
+}
+
+// enter returns, for each contact that entering brings into projection
+// with an event past its stream's first, the contact as of that event.
+// A contact moving between views (a restore from trash to the view it
+// came from, an archive, a trash) is taken from its row in another view or
+// in the identity index when that row is at the event or at the one
+// before (and the event is applied to it): no stream is read, nothing is
+// folded again. The others are folded from their streams, read in one go.
+func (r *Runner) enter(ctx context.Context, projection string, keys *keyCache, entering map[contact.ID]contact.Record) (map[contact.ID]*contact.Contact, error) {
+	out := map[contact.ID]*contact.Contact{}
+	pending := map[contact.ID]contact.Record{}
+	moving := 0
+	for id, rec := range entering {
+		if rec.Version > 1 {
+			pending[id] = rec
+			if !erasing(rec) {
+				moving++
+			}
+		}
 	}
-	envs := make([]contact.Envelope, 0, rec.Version)
-	for _, x := range all {
-		if x.Version > rec.Version {
+	for _, src := range rowSources(projection) {
+		if moving == 0 {
 			break
 		}
-		env, err := ledger.OpenRecord(key, x)
-		if err != nil {
-			return nil, err
+		refs := make([]Ref, 0, len(pending))
+		for id, rec := range pending {
+			// An erased contact is folded with its key destroyed, never
+			// taken from a row that was built while it could be read.
+			if !erasing(rec) {
+				refs = append(refs, Ref{Workspace: rec.Workspace, ID: id})
+			}
 		}
-		envs = append(envs, env)
+		rows, err := r.store.Rows(ctx, src, refs)
+		if err != nil {
+			return nil, fmt.Errorf("rows of %s: %w", src, err)
+		}
+		for id, row := range rows {
+			rec := pending[id]
+			c := contact.FromSnapshot(row.Contact)
+			switch row.Contact.Version {
+			case rec.Version:
+			case rec.Version - 1:
+				key, err := keys.get(ctx, rec.Workspace, id)
+				if err != nil {
+					return nil, err
+				}
+				env, err := ledger.OpenRecord(key, rec)
+				if err != nil {
+					return nil, err
+				}
+				if err := c.Apply(env); err != nil {
+					return nil, fmt.Errorf("%s from %s: %w", projection, src, err)
+				}
+			default:
+				continue // too far ahead, or behind: another source, or the stream
+			}
+			out[id] = c
+			delete(pending, id)
+			moving--
+		}
 	}
-	return contact.Replay(id, envs)
+	streams := map[string][]string{}
+	for _, rec := range pending {
+		streams[rec.Workspace] = append(streams[rec.Workspace], rec.Stream)
+	}
+	for ws, sts := range streams {
+		all, err := contact.ReadStreams(ctx, r.events, ws, sts)
+		if err != nil {
+			return nil, fmt.Errorf("fold %d streams: %w", len(sts), err)
+		}
+		for _, st := range sts {
+			id, _ := contact.IDFromStream(st)
+			rec := pending[id]
+			key, err := keys.get(ctx, ws, id)
+			if err != nil {
+				return nil, err
+			}
+			envs := make([]contact.Envelope, 0, rec.Version)
+			for _, x := range all[st] {
+				if x.Version > rec.Version {
+					break
+				}
+				env, err := ledger.OpenRecord(key, x)
+				if err != nil {
+					return nil, err
+				}
+				envs = append(envs, env)
+			}
+			c, err := contact.Replay(id, envs)
+			if err != nil {
+				return nil, fmt.Errorf("fold %s: %w", st, err)
+			}
+			out[id] = c
+		}
+	}
+	return out, nil
 }
 
 // BuildRow turns a contact's snapshot into its row, with the blind indexes

@@ -67,6 +67,11 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A move that changed no row may not be stored yet (LazyCheckpoint):
+		// this process's own progress says how far it is.
+		if p, ok := r.Position(name); ok && r.Leading(name) && cp.Less(p) {
+			cp = p
+		}
 		st := Status{Name: name, Checkpoint: cp, Head: head, LagEvents: -1, State: StateLive, Version: versions[name], Leading: r.Leading(name)}
 		if st.Version == 0 {
 			st.Version = Version

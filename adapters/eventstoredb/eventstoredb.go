@@ -150,6 +150,16 @@ func (s *Store) Close() error {
 	return nil
 }
 
+var _ contact.BatchAppender = (*Store)(nil)
+
+// AppendMany appends to many streams (see contact.BatchAppender).
+// EventStoreDB has no transaction across streams: the appends are sent
+// concurrently (gRPC multiplexes them on the client's connection), each
+// checked against its own expected revision, with one result per stream.
+func (s *Store) AppendMany(ctx context.Context, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+	return contact.AppendEach(ctx, batch, s.Append)
+}
+
 // Append appends events to stream if it is at version expected (0: it must
 // not exist), atomically, and returns the $all position of the last one.
 // Errors: contact.ErrConcurrency when the stream is at another version;

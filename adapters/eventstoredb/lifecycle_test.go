@@ -510,3 +510,89 @@ func TestCloseEndsSubscriptionsAndLetsAppendsFinish(t *testing.T) {
 		t.Fatalf("client closed %v, under a call %v", fc.isClosed(), fc.misuse)
 	}
 }
+
+// TestAppendManyPipelinesTheStreams checks the batched append of a log
+// without transactions across streams: every stream's append is in flight
+// at once on the one client (not one after the other), each with its own
+// result, so a stale stream and a failed call fail alone.
+func TestAppendManyPipelinesTheStreams(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	stale, _ := r.append("ws", 2)
+	c := r.dialer.client(0)
+	block := make(chan struct{})
+	c.mu.Lock()
+	c.block = block
+	c.mu.Unlock()
+	const n = 10
+	batch := []contact.StreamAppend{{Stream: stale, Expected: 1, Events: storetest.Recs("ws", stale, 1, 1)}}
+	for range n - 1 {
+		st := contact.NewID().Stream()
+		batch = append(batch, contact.StreamAppend{Stream: st, Expected: 0, Events: storetest.Recs("ws", st, 0, 2)})
+	}
+	type outcome struct {
+		res []contact.AppendResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := contact.AppendMany(ctx, r.s, batch)
+		done <- outcome{res, err}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		inflight := c.inflight
+		c.mu.Unlock()
+		if inflight == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d appends in flight at once, want all: the batch is not pipelined", inflight, n)
+		}
+	}
+	close(block)
+	o := <-done
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	if !errors.Is(o.res[0].Err, contact.ErrConcurrency) {
+		t.Fatalf("the stale stream: got %v, want ErrConcurrency", o.res[0].Err)
+	}
+	for i, res := range o.res[1:] {
+		if res.Err != nil {
+			t.Fatalf("stream %d: %v", i+1, res.Err)
+		}
+		if got, err := r.s.ReadStream(ctx, "ws", batch[i+1].Stream); err != nil || len(got) != 2 || got[1].Position != res.Position {
+			t.Fatalf("stream %d: read %d events (%v), want 2 ending at %s", i+1, len(got), err, res.Position)
+		}
+	}
+	if _, err := contact.AppendMany(ctx, r.s, []contact.StreamAppend{batch[1], batch[1]}); !errors.Is(err, contact.ErrDuplicateStream) {
+		t.Fatalf("a stream named twice: got %v, want ErrDuplicateStream", err)
+	}
+	// One call of a batch fails on the server's side: that stream alone fails.
+	c.mu.Lock()
+	c.block = nil
+	c.mu.Unlock()
+	c.failNext("append", status.Error(codes.Unavailable, "leader changed"))
+	var more []contact.StreamAppend
+	for range 5 {
+		st := contact.NewID().Stream()
+		more = append(more, contact.StreamAppend{Stream: st, Expected: 0, Events: storetest.Recs("ws", st, 0, 1)})
+	}
+	res, err := contact.AppendMany(ctx, r.s, more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for i, x := range res {
+		switch {
+		case errors.Is(x.Err, eventstoredb.ErrUnavailable):
+			failed++
+		case x.Err != nil:
+			t.Fatalf("stream %d: %v", i, x.Err)
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d streams failed, want the one whose call failed", failed)
+	}
+}

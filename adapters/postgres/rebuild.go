@@ -24,7 +24,7 @@ func (s *Store) CreateShadow(ctx context.Context, view, gen string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, viewTableDDL(table))
+	_, err = s.pool.Exec(ctx, tableDDL(table))
 	return err
 }
 
@@ -40,7 +40,7 @@ func (s *Store) IndexShadow(ctx context.Context, view, gen string) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '256MB'`); err != nil {
 			return err
 		}
-		for _, stmt := range viewIndexes(table) {
+		for _, stmt := range tableIndexes(table) {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("index %s: %w", table, err)
 			}
@@ -49,8 +49,12 @@ func (s *Store) IndexShadow(ctx context.Context, view, gen string) error {
 	})
 }
 
-var shadowColumns = []string{"workspace", "id", "sort_at", "created_at", "version", "pos_commit", "pos_prepare",
-	"name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "source", "tags", "trashed_at", "trashed_by", "doc", "trashed_op"}
+var (
+	shadowColumns = []string{"workspace", "id", "sort_at", "created_at", "version", "pos_commit", "pos_prepare",
+		"name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "source", "tags", "trashed_at", "trashed_by", "doc", "trashed_op"}
+	identityColumns = []string{"workspace", "id", "state", "spam", "email_bidx", "phone_bidx", "ext_bidx", "sort_at", "version",
+		"pos_commit", "pos_prepare", "doc", "hold_id"}
+)
 
 func numeric(n uint64) pgtype.Numeric {
 	return pgtype.Numeric{Int: new(big.Int).SetUint64(n), Valid: true}
@@ -63,10 +67,19 @@ func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []project
 		return err
 	}
 	data := make([][]any, 0, len(rows))
+	columns := shadowColumns
+	if isIdentity(table) {
+		columns = identityColumns
+	}
 	for _, r := range rows {
 		doc, err := json.Marshal(r.Contact)
 		if err != nil {
 			return err
+		}
+		if isIdentity(table) {
+			data = append(data, []any{r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex,
+				r.PhoneIndex, r.ExtIndex, r.SortAt, int64(r.Contact.Version), numeric(r.Position.Commit), numeric(r.Position.Prepare), doc, holdID(r.Contact)})
+			continue
 		}
 		var trashedBy *string
 		if r.Contact.TrashedBy != nil {
@@ -78,7 +91,7 @@ func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []project
 			numeric(r.Position.Commit), numeric(r.Position.Prepare), p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),
 			r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags, r.Contact.TrashedAt, trashedBy, doc, r.Contact.TrashedOperation})
 	}
-	_, err = s.pool.CopyFrom(ctx, pgx.Identifier{table}, shadowColumns, pgx.CopyFromRows(data))
+	_, err = s.pool.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(data))
 	if err != nil {
 		return fmt.Errorf("copy into %s: %w", table, err)
 	}
@@ -146,6 +159,13 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'`); err != nil {
 			return err
 		}
+		// The live table first: a projection's commit is one statement
+		// that locks its table as it starts and the checkpoint's row as it
+		// runs, so the switch takes them in that order too (else each could
+		// hold what the other waits for). EXCLUSIVE lets queries read on.
+		if _, err := tx.Exec(ctx, `LOCK TABLE `+live+` IN EXCLUSIVE MODE`); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES ($1, 0, 0, $2, now())
 			ON CONFLICT (name) DO NOTHING`, view, projections.Version); err != nil {
 			return err
@@ -163,23 +183,19 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 			if err != nil {
 				return err
 			}
-			batch := &pgx.Batch{}
-			for _, r := range b.Upserts {
-				if err := queueUpsert(batch, shadow, r); err != nil {
-					return err
-				}
+			var q statement
+			if err := upsertRows(&q, shadow, b.Upserts, "true"); err != nil {
+				return err
 			}
-			for _, ref := range b.Deletes {
-				batch.Queue(`DELETE FROM `+shadow+` WHERE workspace = $1 AND id = $2`, ref.Workspace, ref.ID.String())
-			}
-			if batch.Len() > 0 {
-				if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			deleteRefs(&q, shadow, "id", b.Deletes, "true")
+			if len(q.ctes) > 0 {
+				if _, err := tx.Exec(ctx, q.sql("SELECT 1"), q.args...); err != nil {
 					return err
 				}
 			}
 			sh = l
 		}
-		for _, stmt := range viewIndexes(shadow) {
+		for _, stmt := range tableIndexes(shadow) {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("index %s: %w", shadow, err)
 			}
@@ -198,7 +214,7 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 		return err
 	})
 	var pg *pgconn.PgError
-	if errors.As(err, &pg) && pg.Code == "55P03" { // lock_not_available: a long query held the table
+	if errors.As(err, &pg) && (pg.Code == "55P03" || pg.Code == "40P01") { // lock_not_available (a long query held the table), deadlock_detected
 		return contact.Errorf(contact.ErrConcurrency, "the view's table was busy; switch again")
 	}
 	if err != nil {

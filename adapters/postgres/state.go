@@ -68,6 +68,20 @@ func (s *Store) DestroyKey(ctx context.Context, workspace, owner string) (bool, 
 	return n > 0, err
 }
 
+var _ ledger.KeyBatchStore = (*Store)(nil)
+
+// DestroyKeys deletes the keys of owners in workspace in one statement.
+func (s *Store) DestroyKeys(ctx context.Context, workspace string, owners []string) (int, error) {
+	if len(owners) == 0 {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM data_keys WHERE workspace = $1 AND owner = ANY($2)`, workspace, owners)
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // CreateWorkspace stores a new workspace.
 func (s *Store) CreateWorkspace(ctx context.Context, w ledger.Workspace) error {
 	policy, err := json.Marshal(w.Policy.Settings())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
@@ -34,11 +35,56 @@ func viewTable(name string) (string, error) {
 		if _, known := ledger.Views[view]; known {
 			return "rm_" + view + "_" + gen, nil
 		}
+		if view == projections.Identities {
+			return identityTable + "_" + gen, nil
+		}
 	}
 	if _, ok := ledger.Views[name]; !ok {
 		return "", fmt.Errorf("unknown view %q", name)
 	}
 	return "rm_" + name, nil
+}
+
+// isIdentity reports whether table is the identity index's (live or a rebuild's).
+func isIdentity(table string) bool {
+	return table == identityTable || strings.HasPrefix(table, identityTable+"_")
+}
+
+// tableDDL creates a projection's table with its primary key only: a
+// view's, or the identity index's.
+func tableDDL(table string) string {
+	if isIdentity(table) {
+		return identityTableDDL(table)
+	}
+	return viewTableDDL(table)
+}
+
+// tableIndexes creates a projection's secondary indexes, one statement each.
+func tableIndexes(table string) []string {
+	if isIdentity(table) {
+		return identityIndexes(table)
+	}
+	return viewIndexes(table)
+}
+
+// identityTableDDL creates a table shaped as the live identity index
+// (migrations 00003 and 00004), with its primary key only.
+func identityTableDDL(table string) string {
+	return `CREATE TABLE ` + table + ` (LIKE ` + identityTable + ` INCLUDING DEFAULTS, PRIMARY KEY (workspace, id));
+	` + noStatistics(table, "doc", "email_bidx", "phone_bidx", "ext_bidx")
+}
+
+// identityIndexes creates the identity index's lookups: the live table's
+// are the names migration 00003 gave them, a rebuild's carry its table's
+// name, kept when the switch renames the table.
+func identityIndexes(table string) []string {
+	return []string{
+		`CREATE INDEX IF NOT EXISTS ` + table + `_ext ON ` + table + ` (workspace, ext_bidx)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx)`,
+		// The contacts under legal hold (migration 00050).
+		`CREATE INDEX IF NOT EXISTS ` + table + `_held ON ` + table + ` (workspace, id) WHERE hold_id <> ''`,
+	}
 }
 
 // viewDDL creates the table of one view. Its indexes are named after the
@@ -171,7 +217,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
 		ext, tags := "''", "tags"
-		if table == identityTable {
+		if isIdentity(table) {
 			ext, tags = "ext_bidx", "'{}'::text[]"
 		}
 		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, `+tags+`, pos_commit::text, pos_prepare::text FROM `+table+`
@@ -211,9 +257,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	return out, nil
 }
 
-// Commit writes a projection batch and moves its checkpoint, atomically. The
-// checkpoint moves only from b.From, so a second runner can never apply a
-// batch twice, even if two processes believed they held the projection.
+// Commit writes a projection batch and moves its checkpoint, atomically,
+// in one statement (one round trip and one commit): the checkpoint moves
+// only from b.From, and the batch's writes happen only if it did, so a
+// second runner can never apply a batch twice, even if two processes
+// believed they held the projection.
 func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 	var table string
 	if b.Projection != projections.Erasure {
@@ -222,98 +270,192 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			return err
 		}
 	}
-	return s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := moveCheckpoint(ctx, tx, b.Projection, b.From, b.To); err != nil {
-			return err
+	var q statement
+	fc, fp := posArgs(b.From)
+	tc, tp := posArgs(b.To)
+	// cp is the checkpoint's move; every write below happens only with it.
+	q.with("cp", `UPDATE projections SET commit_pos = `+q.arg(tc)+`::numeric, prepare_pos = `+q.arg(tp)+`::numeric, updated_at = now(), failed_at = NULL
+		WHERE name = `+q.arg(b.Projection)+` AND commit_pos = `+q.arg(fc)+`::numeric AND prepare_pos = `+q.arg(fp)+`::numeric RETURNING 1`)
+	moved := `EXISTS (SELECT 1 FROM cp)`
+	if err := upsertRows(&q, table, b.Upserts, moved); err != nil {
+		return err
+	}
+	deleteRefs(&q, table, "id", b.Deletes, moved)
+	deleteRefs(&q, "data_keys", "owner", b.DestroyKeys, moved)
+	// Their claims are blind indexes of their email and phone: they go too.
+	deleteRefs(&q, "identity_claims", "contact_id", b.DestroyKeys, moved)
+	// Stored answers about the contact hold its personal data: keep ids only.
+	eraseAnswers(&q, b.DestroyKeys, b.Tombstones, moved)
+	sql := q.sql("SELECT " + moved)
+	for attempt := 0; ; attempt++ {
+		var ok bool
+		if err := s.batches.QueryRow(ctx, sql, q.args...).Scan(&ok); err != nil {
+			return fmt.Errorf("commit %s: %w", b.Projection, err)
 		}
-		batch := &pgx.Batch{}
-		for _, r := range b.Upserts {
-			upsert := queueUpsert
-			if table == identityTable {
-				upsert = queueIdentity
-			}
-			if err := upsert(batch, table, r); err != nil {
-				return err
-			}
-		}
-		for _, ref := range b.Deletes {
-			batch.Queue(`DELETE FROM `+table+` WHERE workspace = $1 AND id = $2`, ref.Workspace, ref.ID.String())
-		}
-		for _, ref := range b.DestroyKeys {
-			batch.Queue(`DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, ref.Workspace, ref.ID.String())
-			// Its claims are blind indexes of its email and phone: they go too.
-			batch.Queue(`DELETE FROM identity_claims WHERE workspace = $1 AND contact_id = $2`, ref.Workspace, ref.ID.String())
-			// Stored answers about the contact hold its personal data: keep ids only.
-			batch.Queue(eraseAnswersSQL, ref.Workspace, ref.ID.String(), b.Tombstones[ref.ID])
-		}
-		if batch.Len() == 0 {
+		if ok {
 			return nil
 		}
-		return tx.SendBatch(ctx, batch).Close()
-	})
+		// The checkpoint was not where the batch started: another runner
+		// moved it, or this is the projection's first batch.
+		cur, err := s.Checkpoint(ctx, b.Projection)
+		if err != nil {
+			return err
+		}
+		var exists bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM projections WHERE name = $1)`, b.Projection).Scan(&exists); err != nil {
+			return err
+		}
+		if exists || attempt > 0 {
+			return contact.Errorf(contact.ErrConcurrency, "projection %s is at %s, not %s", b.Projection, cur, b.From)
+		}
+		if _, err := s.pool.Exec(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES ($1, 0, 0, $2, now())
+			ON CONFLICT (name) DO NOTHING`, b.Projection, projections.Version); err != nil {
+			return err
+		}
+	}
 }
 
-func moveCheckpoint(ctx context.Context, tx pgx.Tx, name string, from, to contact.Position) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES ($1, 0, 0, $2, now())
-		ON CONFLICT (name) DO NOTHING`, name, projections.Version); err != nil {
-		return err
-	}
-	var c, p string
-	if err := tx.QueryRow(ctx, `SELECT commit_pos::text, prepare_pos::text FROM projections WHERE name = $1 FOR UPDATE`, name).Scan(&c, &p); err != nil {
-		return err
-	}
-	cur, err := parsePos(c, p)
-	if err != nil {
-		return err
-	}
-	if cur != from {
-		return contact.Errorf(contact.ErrConcurrency, "projection %s is at %s, not %s", name, cur, from)
-	}
-	tc, tp := posArgs(to)
-	_, err = tx.Exec(ctx, `UPDATE projections SET commit_pos = $2::numeric, prepare_pos = $3::numeric, updated_at = now(), failed_at = NULL WHERE name = $1`, name, tc, tp)
-	return err
+// statement builds one statement of data-modifying CTEs, numbering its
+// parameters as they come.
+type statement struct {
+	ctes []string
+	args []any
 }
 
-func queueUpsert(b *pgx.Batch, table string, r projections.Row) error {
-	doc, err := json.Marshal(r.Contact)
-	if err != nil {
-		return err
+// arg adds a parameter and returns its placeholder.
+func (q *statement) arg(v any) string {
+	q.args = append(q.args, v)
+	return "$" + strconv.Itoa(len(q.args))
+}
+
+// with adds a CTE.
+func (q *statement) with(name, body string) {
+	q.ctes = append(q.ctes, name+" AS ("+body+")")
+}
+
+// sql returns the statement, its CTEs before final.
+func (q *statement) sql(final string) string {
+	if len(q.ctes) == 0 {
+		return final
 	}
-	var trashedBy *string
-	if r.Contact.TrashedBy != nil {
-		trashedBy = &r.Contact.TrashedBy.Principal
+	return "WITH " + strings.Join(q.ctes, ",\n") + "\n" + final
+}
+
+// upsertRows adds the upsert of rows into table (a view's or the identity
+// index's) when cond holds: the rows go as arrays, one per column, so a
+// batch of hundreds of rows is one statement.
+func upsertRows(q *statement, table string, rows []projections.Row, cond string) error {
+	if len(rows) == 0 {
+		return nil
 	}
-	tags := tagColumn(r)
-	p := r.Contact.Personal
-	pc, pp := posArgs(r.Position)
-	b.Queue(`INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
-		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc, trashed_op)
-		VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::numeric, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::jsonb, $19)
+	n := len(rows)
+	var (
+		ws, ids, docs              = make([]string, n), make([]string, n), make([]string, n)
+		emailIdx, phoneIdx, extIdx = make([]string, n), make([]string, n), make([]string, n)
+		sortAt                     = make([]time.Time, n)
+		versions                   = make([]int64, n)
+		posC, posP                 = make([]string, n), make([]string, n)
+	)
+	for i, r := range rows {
+		doc, err := json.Marshal(r.Contact)
+		if err != nil {
+			return err
+		}
+		ws[i], ids[i], docs[i] = r.Contact.Workspace, r.Contact.ID.String(), string(doc)
+		emailIdx[i], phoneIdx[i], extIdx[i] = r.EmailIndex, r.PhoneIndex, r.ExtIndex
+		sortAt[i], versions[i] = r.SortAt, int64(r.Contact.Version)
+		posC[i], posP[i] = posArgs(r.Position)
+	}
+	name := "up" + strconv.Itoa(len(q.ctes))
+	if isIdentity(table) {
+		states, spam, holds := make([]string, n), make([]bool, n), make([]string, n)
+		for i, r := range rows {
+			states[i], spam[i], holds[i] = string(r.Contact.State), r.Contact.Spam, holdID(r.Contact)
+		}
+		q.with(name, `INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc, hold_id)
+			SELECT ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc::numeric, pp::numeric, doc::jsonb, hold_id
+			FROM unnest(`+q.arg(ws)+`::text[], `+q.arg(ids)+`::text[], `+q.arg(states)+`::text[], `+q.arg(spam)+`::bool[], `+q.arg(emailIdx)+`::text[], `+
+			q.arg(phoneIdx)+`::text[], `+q.arg(extIdx)+`::text[], `+q.arg(sortAt)+`::timestamptz[], `+q.arg(versions)+`::bigint[], `+
+			q.arg(posC)+`::text[], `+q.arg(posP)+`::text[], `+q.arg(docs)+`::text[], `+q.arg(holds)+`::text[])
+				AS r(ws, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pc, pp, doc, hold_id)
+			WHERE `+cond+`
+			ON CONFLICT (workspace, id) DO UPDATE SET state = excluded.state, spam = excluded.spam, email_bidx = excluded.email_bidx,
+				phone_bidx = excluded.phone_bidx, ext_bidx = excluded.ext_bidx, sort_at = excluded.sort_at, version = excluded.version,
+				pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc, hold_id = excluded.hold_id
+			RETURNING 1`)
+		return nil
+	}
+	var (
+		created                            = make([]time.Time, n)
+		names, emails, phones, norms, srcs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		tags                               = make([]string, n)
+		trashedAt                          = make([]*time.Time, n)
+		trashedBy                          = make([]*string, n)
+		trashedOp                          = make([]string, n)
+	)
+	for i, r := range rows {
+		p := r.Contact.Personal
+		created[i], names[i], emails[i], phones[i], norms[i], srcs[i] = r.Contact.CreatedAt, p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone), r.Contact.Source
+		tj, err := json.Marshal(tagColumn(r))
+		if err != nil {
+			return err
+		}
+		tags[i], trashedAt[i], trashedOp[i] = string(tj), r.Contact.TrashedAt, r.Contact.TrashedOperation
+		if r.Contact.TrashedBy != nil {
+			trashedBy[i] = &r.Contact.TrashedBy.Principal
+		}
+	}
+	// The tag column (the tags' blind indexes) goes as JSON (an array of
+	// arrays of different lengths is not a PostgreSQL array), unpacked row
+	// by row.
+	q.with(name, `INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
+			name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc, trashed_op)
+		SELECT ws, id, sort_at, created_at, version, pc::numeric, pp::numeric, name, email, phone, phone_norm, email_bidx, phone_bidx, source,
+			ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), trashed_at, trashed_by, doc::jsonb, trashed_op
+		FROM unnest(`+q.arg(ws)+`::text[], `+q.arg(ids)+`::text[], `+q.arg(sortAt)+`::timestamptz[], `+q.arg(created)+`::timestamptz[], `+
+		q.arg(versions)+`::bigint[], `+q.arg(posC)+`::text[], `+q.arg(posP)+`::text[], `+q.arg(names)+`::text[], `+q.arg(emails)+`::text[], `+
+		q.arg(phones)+`::text[], `+q.arg(norms)+`::text[], `+q.arg(emailIdx)+`::text[], `+q.arg(phoneIdx)+`::text[], `+q.arg(srcs)+`::text[], `+
+		q.arg(tags)+`::text[], `+q.arg(trashedAt)+`::timestamptz[], `+q.arg(trashedBy)+`::text[], `+q.arg(docs)+`::text[], `+q.arg(trashedOp)+`::text[])
+			AS r(ws, id, sort_at, created_at, version, pc, pp, name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc, trashed_op)
+		WHERE `+cond+`
 		ON CONFLICT (workspace, id) DO UPDATE SET sort_at = excluded.sort_at, created_at = excluded.created_at,
 			version = excluded.version, pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare,
 			name = excluded.name, email = excluded.email, phone = excluded.phone, phone_norm = excluded.phone_norm,
 			email_bidx = excluded.email_bidx, phone_bidx = excluded.phone_bidx, source = excluded.source, tags = excluded.tags,
-			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc, trashed_op = excluded.trashed_op`,
-		r.Contact.Workspace, r.Contact.ID.String(), r.SortAt, r.Contact.CreatedAt, int64(r.Contact.Version), pc, pp,
-		p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone), r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags,
-		r.Contact.TrashedAt, trashedBy, string(doc), r.Contact.TrashedOperation)
+			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc, trashed_op = excluded.trashed_op
+		RETURNING 1`)
 	return nil
 }
 
-func queueIdentity(b *pgx.Batch, table string, r projections.Row) error {
-	doc, err := json.Marshal(r.Contact)
-	if err != nil {
-		return err
+// eraseAnswers adds the stripping of the stored answers about refs'
+// contacts to ids (as eraseAnswersSQL does), when cond holds.
+func eraseAnswers(q *statement, refs []projections.Ref, tombstones map[contact.ID]string, cond string) {
+	if len(refs) == 0 {
+		return
 	}
-	pc, pp := posArgs(r.Position)
-	b.Queue(`INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc, hold_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11::numeric, $12::jsonb, $13)
-		ON CONFLICT (workspace, id) DO UPDATE SET state = excluded.state, spam = excluded.spam, email_bidx = excluded.email_bidx,
-			phone_bidx = excluded.phone_bidx, ext_bidx = excluded.ext_bidx, sort_at = excluded.sort_at, version = excluded.version,
-			pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc, hold_id = excluded.hold_id`,
-		r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
-		r.SortAt, int64(r.Contact.Version), pc, pp, string(doc), holdID(r.Contact))
-	return nil
+	ws, ids, tomb := make([]string, len(refs)), make([]string, len(refs)), make([]string, len(refs))
+	for i, r := range refs {
+		ws[i], ids[i], tomb[i] = r.Workspace, r.ID.String(), tombstones[r.ID]
+	}
+	q.with("erase"+strconv.Itoa(len(q.ctes)), `UPDATE idempotency i SET status = 0, header = '{}', body = NULL,
+			erased_by = CASE WHEN d.t = '' THEN i.erased_by ELSE d.t END
+		FROM unnest(`+q.arg(ws)+`::text[], `+q.arg(ids)+`::text[], `+q.arg(tomb)+`::text[]) AS d(ws, id, t)
+		WHERE i.workspace = d.ws AND i.contact_id = d.id AND (i.body IS NOT NULL OR (d.t <> '' AND i.erased_by <> d.t)) AND `+cond+`
+		RETURNING 1`)
+}
+
+// deleteRefs adds the deletion from table of the rows whose workspace and
+// column name refs, when cond holds.
+func deleteRefs(q *statement, table, column string, refs []projections.Ref, cond string) {
+	if len(refs) == 0 {
+		return
+	}
+	ws, ids := make([]string, len(refs)), make([]string, len(refs))
+	for i, r := range refs {
+		ws[i], ids[i] = r.Workspace, r.ID.String()
+	}
+	q.with("del"+strconv.Itoa(len(q.ctes)), `DELETE FROM `+table+` t USING unnest(`+q.arg(ws)+`::text[], `+q.arg(ids)+`::text[]) AS d(ws, id)
+		WHERE t.workspace = d.ws AND t.`+column+` = d.id AND `+cond+` RETURNING 1`)
 }
 
 // FindIdentities returns the live contacts matching any of q's blind
@@ -353,6 +495,48 @@ func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.I
 		out = append(out, m)
 	}
 	return out, rows.Err()
+}
+
+var _ ledger.IdentityBatchFinder = (*Store)(nil)
+
+// FindIdentitiesMany looks up many queries in one statement: each kind of
+// index probed once per distinct value.
+func (s *Store) FindIdentitiesMany(ctx context.Context, workspace string, qs []ledger.IdentityQuery) ([][]ledger.IdentityMatch, error) {
+	ext, email, phone := ledger.IdentityIndexes(qs)
+	found := [3]map[string][]ledger.IdentityRow{{}, {}, {}}
+	if len(ext)+len(email)+len(phone) == 0 {
+		return ledger.MatchIdentities(qs, found[0], found[1], found[2]), nil
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT 0, i.ext_bidx, i.id, i.state, i.spam FROM `+identityTable+` i WHERE i.workspace = $1 AND i.ext_bidx = ANY($2)
+		UNION ALL
+		SELECT 1, i.email_bidx, i.id, i.state, i.spam FROM `+identityTable+` i WHERE i.workspace = $1 AND i.email_bidx = ANY($3)
+		UNION ALL
+		SELECT 2, i.phone_bidx, i.id, i.state, i.spam FROM `+identityTable+` i WHERE i.workspace = $1 AND i.phone_bidx = ANY($4)`,
+		workspace, ext, email, phone)
+	if err != nil {
+		return nil, fmt.Errorf("find identities: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			kind         int32
+			v, id, state string
+			r            ledger.IdentityRow
+		)
+		if err := rows.Scan(&kind, &v, &id, &state, &r.Spam); err != nil {
+			return nil, err
+		}
+		if r.ID, err = contact.ParseID(id); err != nil {
+			return nil, fmt.Errorf("identity row %q: %w", id, err)
+		}
+		r.State = contact.State(state)
+		found[kind][v] = append(found[kind][v], r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return ledger.MatchIdentities(qs, found[0], found[1], found[2]), nil
 }
 
 // List returns one page of a view, newest first.

@@ -90,7 +90,7 @@ func scanClaim(row scanner) (ledger.IdentityClaim, error) {
 
 // HeldContacts returns contacts under legal hold from the identity index.
 func (s *Store) HeldContacts(ctx context.Context, workspace, after string, limit int) ([]contact.Snapshot, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT doc FROM `+identityTable+` INDEXED BY contact_identities_held
+	rows, err := s.r.QueryContext(ctx, `SELECT doc FROM `+identityTable+` INDEXED BY `+heldIndex+`
 		WHERE workspace = ? AND hold_id <> '' AND id > ? ORDER BY id LIMIT ?`, workspace, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("held contacts: %w", err)
@@ -110,3 +110,10 @@ func (s *Store) HeldContacts(ctx context.Context, workspace, after string, limit
 	}
 	return out, rows.Err()
 }
+
+// heldIndex finds the identity index's rows under legal hold; its DDL is
+// migration 00050's, which a rebuild of the index runs again.
+const (
+	heldIndex    = "contact_identities_held"
+	heldIndexDDL = `CREATE INDEX ` + heldIndex + ` ON ` + identityTable + ` (workspace, id) WHERE hold_id <> ''`
+)

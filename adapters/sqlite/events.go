@@ -27,36 +27,80 @@ func (s *Store) Append(ctx context.Context, stream string, expected uint64, even
 	}
 	var last int64
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var cur uint64
-		var ws sql.NullString
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0), MIN(workspace) FROM events WHERE stream = ?`, stream).Scan(&cur, &ws); err != nil {
-			return fmt.Errorf("append to %s: %w", stream, err)
-		}
-		if cur != expected {
-			return contact.Errorf(contact.ErrConcurrency, "stream is at version %d, not %d", cur, expected)
-		}
-		if ws.Valid && ws.String != events[0].Workspace {
-			return contact.ErrNotFound
-		}
-		for _, e := range events {
-			res, err := tx.ExecContext(ctx, `INSERT INTO events (id, stream, version, type, time, workspace, actor, actor_role,
-				correlation_id, causation_id, schema, data, sealed, prev_hash, hash)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				e.ID[:], e.Stream, e.Version, e.Type, micros(e.Time), e.Workspace, e.Actor.Principal, string(e.Actor.Role),
-				e.CorrelationID, e.CausationID, e.Schema, e.Data, e.Sealed, e.PrevHash, e.Hash)
-			if err != nil {
-				return fmt.Errorf("append to %s: %w", stream, err)
-			}
-			if last, err = res.LastInsertId(); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		last, err = appendTx(ctx, tx, stream, expected, events)
+		return err
 	}, s.tail.Wake)
 	if err != nil {
 		return contact.Position{}, err
 	}
 	return seq(last), nil
+}
+
+var _ contact.BatchAppender = (*Store)(nil)
+
+// AppendMany appends to many streams in one write of the single writer, so
+// they share one commit (see contact.BatchAppender and appendBatch).
+func (s *Store) AppendMany(ctx context.Context, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+	return s.appendBatch(ctx, batch, nil)
+}
+
+var _ ledger.KeyedAppender = (*Store)(nil)
+
+// AppendWithKeys stores each new contact's key with its stream's append,
+// in one write of the single writer: a create is one commit, not two.
+func (s *Store) AppendWithKeys(ctx context.Context, keys []ledger.KeyRow, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+	if len(keys) != len(batch) {
+		return nil, fmt.Errorf("append with keys: %d keys for %d streams", len(keys), len(batch))
+	}
+	return s.appendBatch(ctx, batch, keys)
+}
+
+// appendBatch appends a batch (with keys, when set) in one write.
+func (s *Store) appendBatch(ctx context.Context, batch []contact.StreamAppend, keys []ledger.KeyRow) ([]contact.AppendResult, error) {
+	errs, err := contact.CheckBatch(batch)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]contact.AppendResult, len(batch))
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return appendBatch(ctx, tx, batch, keys, errs, out)
+	}, s.tail.Wake)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// appendTx checks stream's version and inserts its events in tx; it
+// returns the position of the last one.
+func appendTx(ctx context.Context, tx *sql.Tx, stream string, expected uint64, events []contact.Record) (int64, error) {
+	var cur uint64
+	var ws sql.NullString
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0), MIN(workspace) FROM events WHERE stream = ?`, stream).Scan(&cur, &ws); err != nil {
+		return 0, fmt.Errorf("append to %s: %w", stream, err)
+	}
+	if ws.Valid && ws.String != events[0].Workspace {
+		return 0, contact.ErrNotFound
+	}
+	if cur != expected {
+		return 0, contact.Errorf(contact.ErrConcurrency, "stream is at version %d, not %d", cur, expected)
+	}
+	var last int64
+	for _, e := range events {
+		res, err := tx.ExecContext(ctx, `INSERT INTO events (id, stream, version, type, time, workspace, actor, actor_role,
+			correlation_id, causation_id, schema, data, sealed, prev_hash, hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.ID[:], e.Stream, e.Version, e.Type, micros(e.Time), e.Workspace, e.Actor.Principal, string(e.Actor.Role),
+			e.CorrelationID, e.CausationID, e.Schema, e.Data, e.Sealed, e.PrevHash, e.Hash)
+		if err != nil {
+			return 0, fmt.Errorf("append to %s: %w", stream, err)
+		}
+		if last, err = res.LastInsertId(); err != nil {
+			return 0, err
+		}
+	}
+	return last, nil
 }
 
 func seq(n int64) contact.Position { return contact.Position{Commit: uint64(n), Prepare: uint64(n)} }

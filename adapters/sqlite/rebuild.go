@@ -25,7 +25,14 @@ func (s *Store) CreateShadow(ctx context.Context, view, gen string) error {
 		return err
 	}
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, viewTableDDL(table))
+		ddl := viewTableDDL(table)
+		if isIdentity(table) {
+			var err error
+			if ddl, err = identityTableDDL(ctx, tx, table); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, ddl)
 		return err
 	}, nil)
 }
@@ -37,7 +44,7 @@ func (s *Store) IndexShadow(ctx context.Context, view, gen string) error {
 	if err != nil {
 		return err
 	}
-	for _, stmt := range viewIndexes(table) {
+	for _, stmt := range tableIndexes(table) {
 		start := time.Now()
 		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, stmt)
@@ -136,7 +143,7 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 			}
 			sh = l
 		}
-		for _, stmt := range viewIndexes(shadow) {
+		for _, stmt := range tableIndexes(shadow) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("index %s: %w", shadow, err)
 			}
@@ -144,6 +151,15 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 		for _, stmt := range []string{`ALTER TABLE ` + live + ` RENAME TO ` + old, `ALTER TABLE ` + shadow + ` RENAME TO ` + live} {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("switch %s: %w", view, err)
+			}
+		}
+		if isIdentity(live) {
+			// Legal holds are found by name (INDEXED BY): the index of held
+			// rows moves to the new table, where it is small to build.
+			for _, stmt := range []string{`DROP INDEX IF EXISTS ` + heldIndex, heldIndexDDL} {
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("switch %s: %w", view, err)
+				}
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES (?, ?, ?, ?, ?)
@@ -183,12 +199,7 @@ func applyBatch(ctx context.Context, tx *sql.Tx, table string, b projections.Bat
 	if err := writeRows(ctx, tx, table, args); err != nil {
 		return err
 	}
-	for _, ref := range b.Deletes {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE workspace = ? AND id = ?`, ref.Workspace, ref.ID.String()); err != nil {
-			return err
-		}
-	}
-	return nil
+	return deleteRows(ctx, tx, table, b.Deletes)
 }
 
 // fileLocks are this process's file locks: flock is per open file

@@ -251,7 +251,10 @@ func (s *Store) run(group []*op) {
 			errs[i] = err
 			continue
 		}
-		if errs[i] = o.fn(o.ctx, tx); errs[i] != nil {
+		// Once begun, an op runs to its end even if its caller's context
+		// ends: SQLite answers an interrupted statement by rolling back the
+		// whole transaction, every other op of the group with it.
+		if errs[i] = o.fn(context.WithoutCancel(o.ctx), tx); errs[i] != nil {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO op"); err != nil {
 				s.log.Error("rollback to savepoint failed", "err", err)
 			}

@@ -73,6 +73,26 @@ func (s *Store) DestroyKey(ctx context.Context, workspace, owner string) (bool, 
 	return n > 0, err
 }
 
+var _ ledger.KeyBatchStore = (*Store)(nil)
+
+// DestroyKeys deletes the keys of owners in workspace in one write.
+func (s *Store) DestroyKeys(ctx context.Context, workspace string, owners []string) (int, error) {
+	if len(owners) == 0 {
+		return 0, nil
+	}
+	list, _ := json.Marshal(owners)
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner IN (SELECT value FROM json_each(?))`, workspace, string(list))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	}, nil)
+	return int(n), err
+}
+
 // CreateWorkspace stores a new workspace.
 func (s *Store) CreateWorkspace(ctx context.Context, w ledger.Workspace) error {
 	policy, err := json.Marshal(w.Policy.Settings())

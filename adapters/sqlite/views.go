@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -33,11 +34,53 @@ func viewTable(name string) (string, error) {
 		if _, known := ledger.Views[view]; known {
 			return "rm_" + view + "_" + gen, nil
 		}
+		if view == projections.Identities {
+			return identityTable + "_" + gen, nil
+		}
 	}
 	if _, ok := ledger.Views[name]; !ok {
 		return "", fmt.Errorf("unknown view %q", name)
 	}
 	return "rm_" + name, nil
+}
+
+// isIdentity reports whether table is the identity index's (live or a rebuild's).
+func isIdentity(table string) bool {
+	return table == identityTable || strings.HasPrefix(table, identityTable+"_")
+}
+
+// identityTableDDL creates a table shaped as the live identity index (its
+// own CREATE statement, which migration 00003 wrote and a switch renames),
+// with its primary key only.
+func identityTableDDL(ctx context.Context, tx *sql.Tx, table string) (string, error) {
+	var live string
+	if err := tx.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?`, identityTable).Scan(&live); err != nil {
+		return "", fmt.Errorf("the identity index's table: %w", err)
+	}
+	name := regexp.MustCompile(`^CREATE TABLE\s+"?` + identityTable + `"?`)
+	if !name.MatchString(live) {
+		return "", fmt.Errorf("the identity index's table is created by %.40q", live)
+	}
+	return name.ReplaceAllLiteralString(live, "CREATE TABLE "+table), nil
+}
+
+// tableIndexes creates a projection's secondary indexes.
+func tableIndexes(table string) []string {
+	if isIdentity(table) {
+		return identityIndexes(table)
+	}
+	return viewIndexes(table)
+}
+
+// identityIndexes creates the identity index's lookups: the live table's
+// are the names migration 00003 gave them, a rebuild's carry its table's
+// name, which the switch renames to the live one.
+func identityIndexes(table string) []string {
+	return []string{
+		`CREATE INDEX IF NOT EXISTS ` + table + `_ext ON ` + table + ` (workspace, ext_bidx)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx)`,
+	}
 }
 
 // viewDDL creates the table of one view. Its indexes are named after the
@@ -138,7 +181,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	for ws, ids := range byWS {
 		list, _ := json.Marshal(ids)
 		ext, tags := "''", "tags"
-		if table == identityTable {
+		if isIdentity(table) {
 			ext, tags = "ext_bidx", "'[]'"
 		}
 		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, `+tags+`, pos_commit, pos_prepare FROM `+table+`
@@ -199,19 +242,20 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		if err := writeRows(ctx, tx, table, args); err != nil {
 			return err
 		}
-		for _, ref := range b.Deletes {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE workspace = ? AND id = ?`, ref.Workspace, ref.ID.String()); err != nil {
+		if err := deleteRows(ctx, tx, table, b.Deletes); err != nil {
+			return err
+		}
+		for ws, ids := range byWorkspace(b.DestroyKeys) {
+			list, _ := json.Marshal(ids)
+			if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner IN (SELECT value FROM json_each(?))`, ws, string(list)); err != nil {
+				return err
+			}
+			// Their claims are blind indexes of their email and phone: they go too.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM identity_claims WHERE workspace = ? AND contact_id IN (SELECT value FROM json_each(?))`, ws, string(list)); err != nil {
 				return err
 			}
 		}
 		for _, ref := range b.DestroyKeys {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner = ?`, ref.Workspace, ref.ID.String()); err != nil {
-				return err
-			}
-			// Its claims are blind indexes of its email and phone: they go too.
-			if _, err := tx.ExecContext(ctx, `DELETE FROM identity_claims WHERE workspace = ? AND contact_id = ?`, ref.Workspace, ref.ID.String()); err != nil {
-				return err
-			}
 			// Stored answers about the contact hold its personal data: keep ids only.
 			if _, err := eraseAnswers(ctx, tx, ref.Workspace, ref.ID.String(), b.Tombstones[ref.ID]); err != nil {
 				return err
@@ -237,18 +281,18 @@ func moveCheckpoint(ctx context.Context, tx *sql.Tx, name string, from, to conta
 	return err
 }
 
-// rowSQL returns the upsert of a row of table: a view's, or the identity index's.
-func rowSQL(table string) string {
-	if table == identityTable {
+// rowsSQL returns the upsert of rows of table, a view's or the identity
+// index's, up to the VALUES that follow.
+func rowsSQL(table string) string {
+	if isIdentity(table) {
 		return `INSERT OR REPLACE INTO ` + table + ` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx,
-			sort_at, version, pos_commit, pos_prepare, doc, hold_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+			sort_at, version, pos_commit, pos_prepare, doc, hold_id) VALUES `
 	}
 	return `INSERT OR REPLACE INTO ` + table + ` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
-		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc, trashed_op)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc, trashed_op) VALUES `
 }
 
-// rowArgs returns the arguments of rowSQL for r. It is the costly part of a
+// rowArgs returns the arguments of rowsSQL for r. It is the costly part of a
 // row (JSON), so callers make them before they queue their write: the
 // single writer then only executes.
 func rowArgs(table string, r projections.Row) ([]any, error) {
@@ -256,7 +300,7 @@ func rowArgs(table string, r projections.Row) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if table == identityTable {
+	if isIdentity(table) {
 		return []any{r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
 			micros(r.SortAt), r.Contact.Version, r.Position.Commit, r.Position.Prepare, string(doc), holdID(r.Contact)}, nil
 	}
@@ -299,22 +343,45 @@ func rowsArgs(table string, rows []projections.Row) ([][]any, error) {
 	return out, nil
 }
 
-// writeRows upserts rows into table in tx with one prepared statement.
+// writeRows upserts rows into table in tx, dozens of rows a statement.
 func writeRows(ctx context.Context, tx *sql.Tx, table string, args [][]any) error {
-	if len(args) == 0 {
-		return nil
-	}
-	stmt, err := tx.PrepareContext(ctx, rowSQL(table))
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, a := range args {
-		if _, err := stmt.ExecContext(ctx, a...); err != nil {
+	return insertRows(ctx, tx, rowsSQL(table), "", args, nil)
+}
+
+// deleteRows deletes the rows of refs from table in tx, one statement a workspace.
+func deleteRows(ctx context.Context, tx *sql.Tx, table string, refs []projections.Ref) error {
+	for ws, ids := range byWorkspace(refs) {
+		list, _ := json.Marshal(ids)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE workspace = ? AND id IN (SELECT value FROM json_each(?))`, ws, string(list)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// byWorkspace groups refs' ids by workspace.
+func byWorkspace(refs []projections.Ref) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range refs {
+		out[r.Workspace] = append(out[r.Workspace], r.ID.String())
+	}
+	return out
+}
+
+// identityLookupSQL finds the identities whose col is a value; args:
+// workspace, value. likelihood() tells SQLite, which has no statistics,
+// that a match is rare: else it could walk the whole workspace by the
+// primary key. The lookup stays one probe of the column's index at any
+// size (a plan test guards it; a rebuild renames the indexes).
+func identityLookupSQL(col string) string {
+	return `SELECT id, state, spam FROM ` + identityTable + ` WHERE workspace = ? AND likelihood(` + col + ` = ?, 0.000001)`
+}
+
+// identityBatchSQL finds the identities whose col is any of a JSON list of
+// values, a probe of the column's index each; args: the list, workspace.
+func identityBatchSQL(col string) string {
+	return `SELECT i.` + col + `, i.id, i.state, i.spam FROM json_each(?) q
+		CROSS JOIN ` + identityTable + ` i ON i.workspace = ? AND likelihood(i.` + col + ` = q.value, 0.000001)`
 }
 
 // FindIdentities returns the live contacts matching any of q's blind
@@ -322,18 +389,15 @@ func writeRows(ctx context.Context, tx *sql.Tx, table string, args [][]any) erro
 func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.IdentityQuery) ([]ledger.IdentityMatch, error) {
 	byID := map[contact.ID]*ledger.IdentityMatch{}
 	var order []contact.ID
-	for _, c := range []struct{ col, index, v string }{
-		{"ext_bidx", "contact_identities_ext", q.ExtIndex},
-		{"email_bidx", "contact_identities_email", q.EmailIndex},
-		{"phone_bidx", "contact_identities_phone", q.PhoneIndex},
+	for _, c := range []struct{ col, v string }{
+		{"ext_bidx", q.ExtIndex},
+		{"email_bidx", q.EmailIndex},
+		{"phone_bidx", q.PhoneIndex},
 	} {
 		if c.v == "" {
 			continue
 		}
-		// Without statistics SQLite would walk the whole workspace by its
-		// primary key; the lookup must stay one index probe at any size.
-		rows, err := s.r.QueryContext(ctx, `SELECT id, state, spam FROM `+identityTable+` INDEXED BY `+c.index+`
-			WHERE workspace = ? AND `+c.col+` = ?`, workspace, c.v)
+		rows, err := s.r.QueryContext(ctx, identityLookupSQL(c.col), workspace, c.v)
 		if err != nil {
 			return nil, fmt.Errorf("find identities: %w", err)
 		}
@@ -377,6 +441,53 @@ func (s *Store) FindIdentities(ctx context.Context, workspace string, q ledger.I
 		out = append(out, *byID[id])
 	}
 	return out, nil
+}
+
+var _ ledger.IdentityBatchFinder = (*Store)(nil)
+
+// FindIdentitiesMany looks up many queries with one query per kind of index.
+func (s *Store) FindIdentitiesMany(ctx context.Context, workspace string, qs []ledger.IdentityQuery) ([][]ledger.IdentityMatch, error) {
+	ext, email, phone := ledger.IdentityIndexes(qs)
+	var found [3]map[string][]ledger.IdentityRow
+	for i, c := range []struct {
+		col    string
+		values []string
+	}{
+		{"ext_bidx", ext},
+		{"email_bidx", email},
+		{"phone_bidx", phone},
+	} {
+		found[i] = map[string][]ledger.IdentityRow{}
+		if len(c.values) == 0 {
+			continue
+		}
+		list, _ := json.Marshal(c.values)
+		rows, err := s.r.QueryContext(ctx, identityBatchSQL(c.col), string(list), workspace)
+		if err != nil {
+			return nil, fmt.Errorf("find identities: %w", err)
+		}
+		for rows.Next() {
+			var (
+				v, id, state string
+				r            ledger.IdentityRow
+			)
+			if err := rows.Scan(&v, &id, &state, &r.Spam); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if r.ID, err = contact.ParseID(id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("identity row %q: %w", id, err)
+			}
+			r.State = contact.State(state)
+			found[i][v] = append(found[i][v], r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return ledger.MatchIdentities(qs, found[0], found[1], found[2]), nil
 }
 
 // List returns one page of a view, newest first.

@@ -78,10 +78,12 @@ func newBenchCommand(stdout, stderr io.Writer) *cobra.Command {
 			"the ratio, then a table on stderr. PostgreSQL figures need --database-url (a superuser URL: bench",
 			"creates and drops its own databases); `make bench` starts a throwaway server for them.",
 			"",
-			"Figures: append through the event-store port (1 and 8 writers) and over HTTP (8 clients), rebuild of",
-			"every view, query latency at 1,000,000 contacts, fold of a 10,000-event stream, the workspace log as",
-			"NDJSON, restore jobs, purges, the server's peak memory, and webhook deliveries per second to a local",
-			"receiver and the lag from commit to receipt at 1,000 commands/s (beside raw POSTs to the same receiver)."),
+			"Figures: append through the event-store port (1 and 8 writers, beside the commit ceiling of single-row",
+			"INSERTs) and over HTTP (8 clients), imports of 100,000 new contacts (CLI and HTTP) and their peak",
+			"memory, rebuild of every view, identity-index catch-up, query latency at 1,000,000 contacts, fold of a",
+			"10,000-event stream, the workspace log as NDJSON, restore jobs, bulk trash latency, purges, the",
+			"server's peak memory, and webhook deliveries per second to a local receiver and the lag from commit to",
+			"receipt at 1,000 commands/s (beside raw POSTs to the same receiver)."),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.stores = strings.Split(stores, ",")
@@ -107,7 +109,7 @@ func newBenchCommand(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL superuser URL (default LEDGER_TEST_DATABASE_URL)")
 	f.Float64Var(&scale, "scale", 1, "fraction of the full sizes (1,000,000 contacts) to use, for a quick run")
 	f.Float64Var(&appendSecs, "append-seconds", 10, "how long each append measurement runs")
-	f.StringVar(&only, "only", "", "run only these groups: append, http, dataset (rebuild, queries, replay, jobs, purge, memory), webhooks")
+	f.StringVar(&only, "only", "", "run only these groups: append, http, import, dataset (rebuild, identity catch-up, queries, replay, jobs, bulk, purge, memory), webhooks")
 	return cmd
 }
 
@@ -183,6 +185,11 @@ func (b *bench) run(ctx context.Context) error {
 		if b.want("http") {
 			if err := b.httpBench(ctx, store); err != nil {
 				return fmt.Errorf("http on %s: %w", store, err)
+			}
+		}
+		if b.want("import") {
+			if err := b.importBench(ctx, store); err != nil {
+				return fmt.Errorf("import on %s: %w", store, err)
 			}
 		}
 		if b.want("dataset") {
@@ -354,6 +361,11 @@ func (b *bench) appendBench(ctx context.Context, store string) error {
 		}
 		if writers == 8 {
 			b.raw8[store] = base
+			if store == "postgres" {
+				if err := b.groupCommitBench(ctx, e, m, key, port); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

@@ -1,15 +1,19 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
 )
 
 // race is one command of TestConcurrentCommands, with when it was sent and answered.
@@ -21,13 +25,18 @@ type race struct {
 }
 
 // TestConcurrentCommands has 64 clients update, trash and restore the same
-// three contacts at once, half of the time with If-Match. Afterwards:
-// every accepted change is in the log once, at the version its answer
-// gave (with If-Match, right after the version it named), and is a change
-// its contact's state allowed; every refusal is a concurrency answer (409
-// or 412 concurrent-modification) when the contact really had moved on, or
-// a lifecycle conflict that was right for a state the contact was in while
-// the request ran; no version is used twice; and the views and the API
+// six contacts at once, half of the time with If-Match, while a restore
+// job restores three of them (with 300 others) and an import syncs the
+// other three by email (and creates 200 new contacts), each in batches
+// that race the clients. Afterwards: every accepted change is in the log
+// once, at the version its answer gave (with If-Match, right after the
+// version it named), and is a change its contact's state allowed; every
+// refusal is a concurrency answer (409 or 412 concurrent-modification)
+// when the contact really had moved on, or a lifecycle conflict that was
+// right for a state the contact was in while the request ran; no version
+// is used twice; the job restored each contact at most once, from trash,
+// and its counts match the log; the import made an event for each row it
+// says it created or updated, and no other; and the views and the API
 // show the fold of the log.
 func TestConcurrentCommands(t *testing.T) { eachStore(t, testConcurrentCommands) }
 
@@ -37,11 +46,24 @@ func testConcurrentCommands(t *testing.T, store string) {
 	began := time.Now()
 	l := start(t, store)
 	var ids []string
-	for i := range 3 {
-		ids = append(ids, l.create(map[string]any{"name": fmt.Sprintf("Contended %d", i)}))
+	for i := range 6 {
+		ids = append(ids, l.create(map[string]any{"name": fmt.Sprintf("Contended %d", i), "email": fmt.Sprintf("contended%d@example.com", i), "tags": []string{"contended"}}))
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	defer hc.CloseIdleConnections()
+	// A restore job and an import race the clients on the same contacts:
+	// the job plans half of them in trash (with others, so that it lasts),
+	// the import syncs the other half by email and creates new contacts.
+	others := trashMany(t, l, 300, "contended")
+	trashIDs(t, l, ids[:3])
+	var file strings.Builder
+	file.WriteString("email,job_title\n")
+	for k := range 40 {
+		fmt.Fprintf(&file, "contended%d@example.com,Imported %d\n", 3+k%3, k)
+	}
+	for k := range 200 {
+		fmt.Fprintf(&file, "racenew%d@example.com,New %d\n", k, k)
+	}
 
 	var (
 		mu    sync.Mutex
@@ -95,11 +117,30 @@ func testConcurrentCommands(t *testing.T, store string) {
 			}
 		})
 	}
+	jr := l.as("POST", "/v1/restore-jobs", map[string]any{"tag": "contended"})
+	want(t, jr, 202, "")
+	job := jr.str("id")
+	var imported []importResult
+	var importTotals map[string]int
+	wg.Go(func() {
+		<-start
+		r := l.as("POST", "/v1/contacts/import?source=race", file.String(), "Content-Type", "text/csv", "X-Request-Id", "RaceImport")
+		var out struct {
+			Results []importResult
+			Totals  map[string]int
+			Error   any
+		}
+		if err := json.Unmarshal(r.Raw, &out); err != nil || r.Status != 200 || out.Error != nil {
+			t.Errorf("the import beside the race: %d %s", r.Status, r.Raw)
+		}
+		imported, importTotals = out.Results, out.Totals
+	})
 	close(start)
 	wg.Wait()
 	if t.Failed() {
 		return
 	}
+	jr = waitJob(t, l, job, 60*time.Second, func(r reply) bool { return r.str("state") == "succeeded" })
 
 	lc, folds := checkConsistent(t, l.Main, "default")
 	// The state each contact was in after each of its versions, and when
@@ -223,6 +264,56 @@ func testConcurrentCommands(t *testing.T, store string) {
 	if n.acked == 0 || n.stale == 0 || n.conflict == 0 {
 		t.Fatalf("%d accepted, %d stale If-Match, %d lifecycle conflicts: the race did not happen", n.acked, n.stale, n.conflict)
 	}
-	t.Logf("%s: %d clients, %d commands on %d contacts: %d accepted, %d stale If-Match (412), %d lost races (409), %d lifecycle conflicts (409); %s",
-		store, clients, len(races), len(ids), n.acked, n.stale, n.lost, n.conflict, time.Since(began).Round(100*time.Millisecond))
+	// The job restored each contact it planned at most once, each time
+	// from trash, and noted every other as failed.
+	if jr.num("restored")+jr.num("failed") != jr.num("total") || jr.num("total") != float64(len(others)+3) {
+		t.Fatalf("the restore job: %s", jr.Raw)
+	}
+	byJob := 0
+	for _, id := range append(slices.Clone(others), ids[:3]...) {
+		cid, _ := contact.ParseID(id)
+		n := 0
+		for _, rec := range lc.streams[cid.Stream()] {
+			if rec.Type != contact.TypeRestored || rec.CausationID != ledger.OperationJob+job {
+				continue
+			}
+			if n++; n > 1 {
+				t.Fatalf("%s was restored twice by the job", id)
+			}
+			if st := states[id]; st != nil && st[rec.Version-1] != contact.StateTrashed {
+				t.Fatalf("the job restored %s from %s", id, st[rec.Version-1])
+			}
+		}
+		byJob += n
+	}
+	if byJob != int(jr.num("restored")) {
+		t.Fatalf("the job says it restored %v contacts; the log has %d of its restores", jr.num("restored"), byJob)
+	}
+	// The import made one event per row it says it changed, and no other.
+	changes := map[string]int{}
+	for _, rec := range lc.byCorrelation["RaceImport"] {
+		changes[rec.Stream]++
+	}
+	changed := 0
+	for _, r := range imported {
+		switch r.Result {
+		case "created", "updated":
+			changed++
+			cid, _ := contact.ParseID(r.ID)
+			if changes[cid.Stream()] == 0 {
+				t.Fatalf("import row %d says %s, but the log has no event of it on %s", r.Row, r.Result, r.ID)
+			}
+		case "skipped":
+			if !strings.HasPrefix(r.Reason, "in trash") && !strings.HasPrefix(r.Reason, "changed by someone else") {
+				t.Fatalf("import row %d skipped: %s", r.Row, r.Reason)
+			}
+		}
+	}
+	if got := len(lc.byCorrelation["RaceImport"]); got != changed || importTotals["created"] != 200 {
+		t.Fatalf("the import created or updated %d rows (totals %v); the log has %d of its events", changed, importTotals, got)
+	}
+	t.Logf("%s: %d clients, %d commands on %d contacts: %d accepted, %d stale If-Match (412), %d lost races (409), %d lifecycle conflicts (409); "+
+		"beside them a restore job (%v restored, %v failed) and an import (%v); %s",
+		store, clients, len(races), len(ids), n.acked, n.stale, n.lost, n.conflict, jr.num("restored"), jr.num("failed"), importTotals,
+		time.Since(began).Round(100*time.Millisecond))
 }

@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // importActor is who command-line imports are recorded as.
@@ -26,8 +28,8 @@ func importMeta(id string) ledger.Meta {
 }
 
 // newImportCommand returns `ledger import FILE`: the same import as
-// POST /v1/contacts/import, straight into the data directory, with a
-// progress bar on standard error.
+// POST /v1/contacts/import, straight into the data directory, with its
+// progress in rows on standard error.
 func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.Context, m *Main, args []string) error) func(*cobra.Command, []string) error) *cobra.Command {
 	var (
 		workspace, source, format string
@@ -50,10 +52,6 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 				return err
 			}
 			defer f.Close()
-			st, err := f.Stat()
-			if err != nil {
-				return err
-			}
 			if format == "" {
 				format = strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
 			}
@@ -79,27 +77,17 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 				return fmt.Errorf("%s: %w; nothing was imported", path, err)
 			}
 			m.StartProjections(ctx)
-			var in io.Reader = f
-			var bar *progressbar.ProgressBar
-			if !noProgress {
-				bar = progressbar.NewOptions64(st.Size(),
-					progressbar.OptionSetWriter(stderr),
-					progressbar.OptionSetDescription(fmt.Sprintf("importing %d rows", n)),
-					progressbar.OptionShowBytes(true),
-					progressbar.OptionSetWidth(30),
-					progressbar.OptionThrottle(200_000_000),
-					progressbar.OptionShowElapsedTimeOnFinish(),
-					progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }),
-				)
-				r := progressbar.NewReader(f, bar)
-				in = &r
-			}
-			if rows, err = open(in); err != nil {
+			if rows, err = open(f); err != nil {
 				return err
+			}
+			var progress *importProgress
+			if !noProgress {
+				progress = newImportProgress(stderr, n)
 			}
 			enc := json.NewEncoder(stdout)
 			totals, err := m.Svc.Import(ctx, workspace, importMeta(contact.NewID().String()), source, rows,
 				func(r ledger.RowResult) error {
+					progress.add(1)
 					switch {
 					case asJSON:
 						return enc.Encode(r)
@@ -109,9 +97,7 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 					}
 					return nil
 				})
-			if bar != nil {
-				_ = bar.Finish()
-			}
+			progress.finish()
 			fmt.Fprintf(stderr, "%s: %d created, %d updated, %d unchanged, %d skipped\n", path,
 				totals[ledger.RowCreated], totals[ledger.RowUpdated], totals[ledger.RowUnchanged], totals[ledger.RowSkipped])
 			return err
@@ -121,6 +107,76 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 	cmd.Flags().StringVar(&source, "source", "", "the system the contacts come from, such as crm or web (required, as for POST /v1/contacts/import): rows match by its external ids")
 	cmd.Flags().StringVar(&format, "format", "", "csv or json (default: from the file's extension)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print every row's result as a JSON line")
-	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show the progress bar")
+	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show the progress (a bar in rows on a terminal, else a line every 5 s)")
 	return cmd
+}
+
+// importProgress shows an import's progress on standard error, in rows: a
+// bar with the count and the rate on a terminal, else (a log, a pipe) a
+// plain line every few seconds and one at the end.
+type importProgress struct {
+	bar   *progressbar.ProgressBar
+	w     io.Writer
+	total int
+	done  int
+	start time.Time
+	last  time.Time
+}
+
+// progressEvery is how often the plain progress lines come.
+var progressEvery = 5 * time.Second
+
+func newImportProgress(w io.Writer, total int) *importProgress {
+	p := &importProgress{w: w, total: total, start: time.Now(), last: time.Now()}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.bar = progressbar.NewOptions(total,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription("importing"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("rows"),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionShowElapsedTimeOnFinish(),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+		)
+	}
+	return p
+}
+
+// add counts n more rows done.
+func (p *importProgress) add(n int) {
+	if p == nil {
+		return
+	}
+	p.done += n
+	if p.bar != nil {
+		_ = p.bar.Add(n)
+		return
+	}
+	if time.Since(p.last) >= progressEvery {
+		p.last = time.Now()
+		p.line("imported")
+	}
+}
+
+// finish ends the bar, or prints the last line.
+func (p *importProgress) finish() {
+	if p == nil {
+		return
+	}
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		return
+	}
+	p.line("done:")
+}
+
+func (p *importProgress) line(what string) {
+	rate := float64(p.done) / max(time.Since(p.start).Seconds(), 1e-3)
+	pct := 100.0
+	if p.total > 0 {
+		pct = 100 * float64(p.done) / float64(p.total)
+	}
+	fmt.Fprintf(p.w, "%s %d of %d rows (%.0f%%), %.0f rows/s\n", what, p.done, p.total, pct, rate)
 }

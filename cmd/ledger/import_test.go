@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -183,13 +184,15 @@ func testImportFileProblems(t *testing.T, store string) {
 		"wrong type":      {"web", "application/json", `[{"email":"broken9@example.com"},{"email":"x@example.com","phone":5}]`, 400, "malformed-import"},
 		"bad tags":        {"web", "application/json", `[{"email":"broken10@example.com","tags":{"a":1}}]`, 400, "malformed-import"},
 		"not an object":   {"web", "application/json", `[{"email":"broken11@example.com"},"x"]`, 400, "malformed-import"},
+		"overlong field":  {"web", "text/csv", "email,name\nbroken12@example.com,\"" + strings.Repeat("x", 200<<10) + "\"\n", 400, "malformed-import"},
+		"overlong string": {"web", "application/json", `[{"email":"broken13@example.com"},{"name":"` + strings.Repeat("x", 200<<10) + `"}]`, 400, "malformed-import"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := l.as("POST", "/v1/contacts/import?source="+tc.source, tc.body, "Content-Type", tc.ct)
 			want(t, r, tc.status, tc.code)
 		})
 	}
-	for i := 1; i <= 11; i++ {
+	for i := 1; i <= 13; i++ {
 		if got := l.byEmail("active", fmt.Sprintf("broken%d@example.com", i)); len(got) != 0 {
 			t.Fatalf("a malformed file imported broken%d", i)
 		}
@@ -220,12 +223,16 @@ func testImportCommand(t *testing.T, store string) {
 	if !strings.Contains(out, "row 3: skipped: invalid") || !strings.Contains(errOut, "2 created, 0 updated, 0 unchanged, 1 skipped") {
 		t.Fatalf("stdout %q stderr %q", out, errOut)
 	}
+	// Not a terminal: the progress is plain lines, counted in rows.
+	if !regexp.MustCompile(`(?m)^done: 3 of 3 rows \(100%\), \d+ rows/s$`).MatchString(errOut) || strings.Contains(errOut, "\r") {
+		t.Fatalf("progress on a pipe: stderr %q, want a plain line in rows", errOut)
+	}
 	if got := l.byEmail("active", "cli2@example.com"); len(got) != 1 {
 		t.Fatalf("imported contact not found: %v", got)
 	}
-	out, _, err = l.run("import", path, "--source", "legacy", "--json", "--no-progress")
-	if err != nil || strings.Count(out, `"result":"unchanged"`) != 2 {
-		t.Fatalf("re-import: %v\n%s", err, out)
+	out, errOut, err = l.run("import", path, "--source", "legacy", "--json", "--no-progress")
+	if err != nil || strings.Count(out, `"result":"unchanged"`) != 2 || strings.Contains(errOut, "rows/s") {
+		t.Fatalf("re-import: %v\n%s\n%s", err, out, errOut)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	os.WriteFile(bad, []byte("email,shoe_size\nx@example.com,9\n"), 0o600)

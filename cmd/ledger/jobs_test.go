@@ -195,7 +195,7 @@ func testRestoreJobSurvivesKill(t *testing.T, store string) {
 	want(t, r, 202, "")
 	job := r.str("id")
 	r = waitJob(t, l, job, 20*time.Second, func(r reply) bool { return r.num("restored") >= 30 })
-	// Progress is recorded every 20 contacts or 250ms: kill between two
+	// Progress is recorded every 1,000 contacts or 250ms: kill between two
 	// records, when some contacts are restored that the job has not noted.
 	time.Sleep(120 * time.Millisecond)
 	srv.kill()

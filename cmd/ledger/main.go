@@ -222,9 +222,15 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.sender, err = webhookhttp.New(webhookhttp.Options{Allow: m.Config.WebhookAllow, Guard: DialGuard, Resolver: WebhookResolver}); err != nil {
 		return err
 	}
+	// When the log and the key vault share a database, a create stores its
+	// key and its first event in one commit.
+	var keysWithLog ledger.KeyedAppender
+	if ka, ok := m.events.(ledger.KeyedAppender); ok && any(m.events) == any(m.state) {
+		keysWithLog = ka
+	}
 	m.Svc = ledger.New(ledger.Options{
 		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state, Claims: m.state,
-		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, Webhooks: m.state, Sender: m.sender,
+		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, KeysWithLog: keysWithLog, Webhooks: m.state, Sender: m.sender,
 	})
 	m.Metrics.WatchWebhooks(m.Svc.WebhookStatuses)
 	return nil

@@ -44,8 +44,8 @@ func projectionsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Co
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	rebuild := &cobra.Command{
-		Use:   "rebuild <view|all>",
-		Short: "Rebuild a view (active, archived, trash, anonymized) or all of them without downtime",
+		Use:   "rebuild <view|all|identities>",
+		Short: "Rebuild a view (active, archived, trash, anonymized), all of them, or the identity index (identities) without downtime",
 		Long: lines(
 			"The rebuild folds every contact's stream into new tables beside the live ones, catches up with",
 			"the log, then switches them in atomically: servers keep answering from the old tables until the",

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -152,6 +153,110 @@ func Validate(stream string, expected uint64, events []Record) error {
 		}
 	}
 	return nil
+}
+
+// StreamAppend is one stream's part of a batched append: events to append
+// to Stream if it is at version Expected (0: it must not exist yet).
+type StreamAppend struct {
+	Stream   string
+	Expected uint64
+	Events   []Record
+}
+
+// AppendResult is what became of one stream of a batched append: the
+// position of its last event, or why it was refused (Err).
+type AppendResult struct {
+	Position Position
+	Err      error
+}
+
+// BatchAppender is implemented by event stores that append to many streams
+// in one call.
+//
+// A batch commits per stream: each stream is checked against its own
+// expected version and appended whole or not at all, on its own. A stream
+// whose check fails (ErrConcurrency; ErrNotFound when the stream belongs to
+// another workspace; an invalid batch as Validate says) fails alone, with
+// its error in its result, and every other stream of the batch is still
+// appended. Stores with transactions commit every stream that passes in one
+// transaction, so a batch costs one commit (one fsync) however many streams
+// it holds; EventStoreDB, which has no transaction across streams, sends the
+// streams' appends concurrently.
+//
+// We chose per-stream commit over all-or-nothing because every caller
+// (restore jobs, bulk actions, retention, imports) treats its contacts one by
+// one: a contact changed concurrently must not hold back the hundred others
+// of its chunk, and it is the same contract on every store.
+type BatchAppender interface {
+	// AppendMany appends each element of batch to its stream as Append
+	// would, and returns one result per element, in order. The error is
+	// for the batch as a whole, with no results: a batch that names a
+	// stream twice is refused (nothing is appended), and a failure of the
+	// store itself (the commit failed, the connection broke) leaves every
+	// stream's outcome as a failed Append would.
+	AppendMany(ctx context.Context, batch []StreamAppend) ([]AppendResult, error)
+}
+
+// ErrDuplicateStream is returned when a batched append names a stream twice.
+var ErrDuplicateStream = errors.New("a batched append names a stream more than once")
+
+// CheckBatch refuses a batch that names a stream twice, and returns the
+// error Validate finds in each stream's part (nil when it is sound).
+func CheckBatch(batch []StreamAppend) ([]error, error) {
+	seen := make(map[string]bool, len(batch))
+	errs := make([]error, len(batch))
+	for i, a := range batch {
+		if seen[a.Stream] {
+			return nil, fmt.Errorf("append to %s: %w", a.Stream, ErrDuplicateStream)
+		}
+		seen[a.Stream] = true
+		errs[i] = Validate(a.Stream, a.Expected, a.Events)
+	}
+	return errs, nil
+}
+
+// appendWorkers bounds how many appends AppendMany sends at once to a store
+// that has no batched append.
+const appendWorkers = 16
+
+// AppendMany appends a batch to many streams (see BatchAppender): in one go
+// when the store can, else each stream on its own, a few at once.
+func AppendMany(ctx context.Context, es EventStore, batch []StreamAppend) ([]AppendResult, error) {
+	if ba, ok := es.(BatchAppender); ok {
+		return ba.AppendMany(ctx, batch)
+	}
+	return AppendEach(ctx, batch, es.Append)
+}
+
+// AppendEach appends each stream of a batch with appendOne, a few at once,
+// after refusing a batch that names a stream twice: the batched append of
+// stores whose appends are per stream anyway.
+func AppendEach(ctx context.Context, batch []StreamAppend, appendOne func(ctx context.Context, stream string, expected uint64, events []Record) (Position, error)) ([]AppendResult, error) {
+	errs, err := CheckBatch(batch)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AppendResult, len(batch))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(appendWorkers, len(batch)) {
+		wg.Go(func() {
+			for i := range next {
+				if errs[i] != nil {
+					out[i].Err = errs[i]
+					continue
+				}
+				a := batch[i]
+				out[i].Position, out[i].Err = appendOne(ctx, a.Stream, a.Expected, a.Events)
+			}
+		})
+	}
+	for i := range batch {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out, nil
 }
 
 // MultiReader is implemented by event stores that read many streams in one go.

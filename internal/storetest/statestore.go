@@ -562,6 +562,26 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		if got := find(ledger.IdentityQuery{}); len(got) != 0 {
 			t.Fatalf("an empty query matched %v", ids(got))
 		}
+		// A batched lookup (imports) answers each query as FindIdentities does.
+		bf, ok := s.(ledger.IdentityBatchFinder)
+		if !ok {
+			t.Fatalf("%T does not look up many identities at once (ledger.IdentityBatchFinder)", s)
+		}
+		qs := []ledger.IdentityQuery{
+			{ExtIndex: ext}, {}, {EmailIndex: suiteIndex.Of("email", "ada@example.com")},
+			{EmailIndex: suiteIndex.Of("email", "bob@example.com"), PhoneIndex: suiteIndex.Of("phone", contact.NormalizePhone("+44 20 7946 0018"))},
+			{ExtIndex: ext, EmailIndex: suiteIndex.Of("email", "ada@example.com"), PhoneIndex: suiteIndex.Of("phone", contact.NormalizePhone("+44 20 7946 0018"))},
+			{EmailIndex: suiteIndex.Of("email", "nobody@example.com")}, {ExtIndex: ext},
+		}
+		many, err := bf.FindIdentitiesMany(ctx, "ws", qs)
+		if err != nil || len(many) != len(qs) {
+			t.Fatalf("batched lookup: %d answers, %v; want %d", len(many), err, len(qs))
+		}
+		for i, q := range qs {
+			if got, want := ids(many[i]), ids(find(q)); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("batched query %d: got %v, want %v", i, got, want)
+			}
+		}
 		// The projection's rows come back with their snapshot and indexes,
 		// and a contact leaving the live states (purged) leaves the index.
 		got, err := s.Rows(ctx, projections.Identities, []projections.Ref{{Workspace: "ws", ID: a.ID}})
