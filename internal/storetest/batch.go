@@ -408,6 +408,7 @@ func runBatches(t *testing.T, h EventStoreHarness) {
 			c.run(t, ks)
 		})
 	}
+	runClaimedBatches(t, h)
 }
 
 func mustAppend(t *testing.T, s contact.EventStore, stream string, expected uint64, recs []contact.Record) {
