@@ -208,8 +208,15 @@ func TestDeliversEveryEventInOrder(t *testing.T) {
 // for a while, then recover, and checks that every event arrives, each
 // contact's in order.
 func TestFailingReceiverGetsEverythingAfterRecovering(t *testing.T) {
-	e := setup(t, delivery.Options{Schedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond,
-		100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond}})
+	// Retries come fast, but for 30 s before an event is given up: the
+	// receiver must recover while every event still waits for a retry,
+	// however long the 20 commands below take on a loaded machine (a
+	// budget of 0.74 s ran out under a -race run of every package).
+	schedule := []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}
+	for range 300 {
+		schedule = append(schedule, 100*time.Millisecond)
+	}
+	e := setup(t, delivery.Options{Schedule: schedule})
 	w := e.subscribe(true)
 	e.recv.SetFail(func(feed.Event) int { return 503 })
 	var ids []contact.ID
