@@ -671,6 +671,17 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	}
 	id, now := c.ID(), s.now()
 	repeat := meta.IdempotencyKey != ""
+	if s.claimsWithLog != nil {
+		// The key, the claims and the first event commit together.
+		res, done, err := s.createClaimed(ctx, workspace, meta, c, p, known)
+		if done {
+			return res, err
+		}
+		// One of the values is claimed by another contact (or a repeat
+		// found its first run's key): the steps below take a stale claim
+		// over, wait for a pending one, name the holder, and carry on with
+		// the first run's key.
+	}
 	// The new contact's email and phone are claimed before anything is
 	// written, and given back if it is not created.
 	ids, err := s.guardIdentities(ctx, workspace, id, p, nil, c, c.Changes(), false, false, &known)
@@ -752,6 +763,45 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	}
 	created = true
 	return Result{Contact: s.view(c, p, pos), Version: c.Version(), Position: pos, EventID: recs[0].ID.String(), Operation: meta.causation()}, nil
+}
+
+// createClaimed saves a new contact, its key and its identity claims in
+// one commit. done is false, with nothing stored, when another contact
+// claimed one of its values, or when a repeat finds a key its first run
+// stored: create goes on step by step.
+func (s *Service) createClaimed(ctx context.Context, workspace string, meta Meta, c *contact.Contact, p contact.Policy, known []IdentityMatch) (res Result, done bool, err error) {
+	id, now := c.ID(), s.now()
+	ids, err := s.guardIdentities(ctx, workspace, id, p, nil, c, c.Changes(), false, true, &known)
+	if err != nil {
+		return Result{}, true, err
+	}
+	key, row, err := s.vault.WrapNewKey(ctx, workspace, id, now)
+	if err != nil {
+		return Result{}, true, err
+	}
+	recs, err := seal(key, id.Stream(), workspace, meta, 0, nil, c.Changes())
+	if err != nil {
+		return Result{}, true, err
+	}
+	ar, err := s.appendClaiming(ctx, workspace, []contact.ID{id}, []identityChange{ids}, []KeyRow{row}, []contact.StreamAppend{{Stream: id.Stream(), Events: recs}})
+	if err == nil {
+		err = ar[0].Err
+	}
+	switch {
+	case err == nil:
+		return Result{Contact: s.view(c, p, ar[0].Position), Version: c.Version(), Position: ar[0].Position, EventID: recs[0].ID.String(), Operation: meta.causation()}, true, nil
+	case errors.Is(err, ErrClaimTaken):
+		return Result{}, false, nil
+	case meta.IdempotencyKey != "" && errors.Is(err, contact.ErrConcurrency):
+		res, err := s.created(ctx, workspace, id, false)
+		if err == nil {
+			res.Operation = meta.causation()
+		}
+		return res, true, err
+	case meta.IdempotencyKey != "" && errors.Is(err, contact.ErrAlreadyExists):
+		return Result{}, false, nil
+	}
+	return Result{}, true, err
 }
 
 // createMany saves many new contacts, each under a fresh data key, in one

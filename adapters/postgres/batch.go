@@ -144,7 +144,7 @@ func (s *Store) AppendClaimed(ctx context.Context, keys []ledger.KeyRow, claims 
 }
 
 func (s *Store) appendItems(ctx context.Context, items []item) ([]contact.AppendResult, error) {
-	if len(items) == 1 && len(items[0].claims) == 0 {
+	if len(items) == 1 {
 		// One stream (a command's create): it shares a group commit.
 		r, err := s.enqueue(ctx, items[0])
 		if err != nil {
@@ -162,10 +162,9 @@ func (s *Store) appendItems(ctx context.Context, items []item) ([]contact.Append
 	}
 	out := make([]contact.AppendResult, len(items))
 	var sound []int
-	type value struct{ workspace, kind, index string }
-	claimed := map[value]bool{} // one statement may claim a value once
+	claimed := map[claimValue]bool{} // one statement may claim a value once
 	for i, it := range items {
-		if errs[i] == nil && slices.ContainsFunc(it.claims, func(c ledger.IdentityClaim) bool { return claimed[value{c.Workspace, c.Kind, c.Index}] }) {
+		if errs[i] == nil && slices.ContainsFunc(it.claims, func(c ledger.IdentityClaim) bool { return claimed[valueOf(c)] }) {
 			errs[i] = ledger.ErrClaimTaken
 		}
 		if errs[i] != nil {
@@ -173,7 +172,7 @@ func (s *Store) appendItems(ctx context.Context, items []item) ([]contact.Append
 			continue
 		}
 		for _, c := range it.claims {
-			claimed[value{c.Workspace, c.Kind, c.Index}] = true
+			claimed[valueOf(c)] = true
 		}
 		sound = append(sound, i)
 	}
@@ -525,17 +524,28 @@ func (s *Store) lead(own *queued) {
 	}
 }
 
+// claimValue is the value an identity claim names.
+type claimValue struct{ workspace, kind, index string }
+
+func valueOf(c ledger.IdentityClaim) claimValue { return claimValue{c.Workspace, c.Kind, c.Index} }
+
 // takeGroup takes from waiting up to maxGroup appends of distinct
-// streams, oldest first; the others stay, in order.
+// streams and distinct identity claims, oldest first; the others stay, in
+// order (a later claim of a value then finds the earlier one committed).
 func takeGroup(waiting *[]*queued) []*queued {
 	var group, rest []*queued
 	streams := map[string]bool{}
+	claimed := map[claimValue]bool{}
 	for _, q := range *waiting {
-		if streams[q.it.Stream] || len(group) == maxGroup {
+		if streams[q.it.Stream] || len(group) == maxGroup ||
+			slices.ContainsFunc(q.it.claims, func(c ledger.IdentityClaim) bool { return claimed[valueOf(c)] }) {
 			rest = append(rest, q)
 			continue
 		}
 		streams[q.it.Stream] = true
+		for _, c := range q.it.claims {
+			claimed[valueOf(c)] = true
+		}
 		group = append(group, q)
 	}
 	*waiting = rest
