@@ -38,10 +38,7 @@ func claimHolder(t *testing.T, s claimedStore, kind, index string) string {
 
 // claimedCases are the contract of appends that carry identity claims
 // (ledger.ClaimedAppender) and of claiming many values at once.
-var claimedCases = []struct {
-	name string
-	run  func(t *testing.T, s claimedStore)
-}{
+var claimedCases = []storeCase[claimedStore]{
 	{"claims commit with their streams, and only theirs", func(t *testing.T, s claimedStore) {
 		ctx := context.Background()
 		a, b, stale := contact.NewID(), contact.NewID(), contact.NewID()
@@ -167,21 +164,4 @@ var claimedCases = []struct {
 			t.Fatal("release deleted another contact's claim, or kept its own")
 		}
 	}},
-}
-
-// runClaimedBatches runs the claimed cases on stores that keep claims beside their log.
-func runClaimedBatches(t *testing.T, h EventStoreHarness) {
-	for _, c := range claimedCases {
-		t.Run("claimed batch: "+c.name, func(t *testing.T) {
-			s := h.New(t)
-			if _, keeps := s.(ledger.IdentityClaims); !keeps {
-				t.Skipf("%T keeps no identity claims beside its log", s)
-			}
-			cs, ok := s.(claimedStore)
-			if !ok {
-				t.Fatalf("%T keeps identity claims beside its log but cannot store them with appends (ledger.ClaimedAppender)", s)
-			}
-			c.run(t, cs)
-		})
-	}
 }
