@@ -33,6 +33,8 @@ type Options struct {
 	// Identities finds live contacts by blind index (imports, spam checks).
 	Identities Identities
 	Progress   Progress
+	// Sessions keeps the console's sessions; without it nobody can sign in to the console.
+	Sessions SessionStore
 	// AfterErasure runs after a data key is destroyed, to reach the store's
 	// own copies of deleted bytes (PostgreSQL vacuums, SQLite checkpoints its WAL).
 	AfterErasure func(ctx context.Context) error
@@ -59,6 +61,7 @@ type Service struct {
 	views        ReadModels
 	identities   Identities
 	progress     Progress
+	sessions     SessionStore
 	afterErasure func(ctx context.Context) error
 	clock        func() time.Time
 	log          *slog.Logger
@@ -73,7 +76,7 @@ type Service struct {
 func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities,
-		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
+		progress: o.Progress, sessions: o.Sessions, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
 		jobKick: make(chan struct{}, 1),
 	}
 	if s.clock == nil {
