@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/contactledger/ledger/adapters/console"
 	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/adapters/keyring"
 	"github.com/contactledger/ledger/adapters/metrics"
@@ -62,6 +63,12 @@ type Config struct {
 	RetentionInterval string
 	// RestoreRate bounds how many contacts a restore job restores per second (0: no bound).
 	RestoreRate string
+	// ConsoleIdle and ConsoleMaxAge end a console session unused for that
+	// long, and that long after sign-in (Go durations).
+	ConsoleIdle, ConsoleMaxAge string
+	// TrustForwardedProto takes X-Forwarded-Proto: https from a proxy as
+	// TLS, for the console cookie's Secure flag.
+	TrustForwardedProto bool
 }
 
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
@@ -78,6 +85,10 @@ func DefaultConfig() Config {
 
 		RetentionInterval: env("LEDGER_RETENTION_INTERVAL", "1h"),
 		RestoreRate:       env("LEDGER_RESTORE_RATE", "0"),
+
+		ConsoleIdle:         env("LEDGER_CONSOLE_IDLE", "30m"),
+		ConsoleMaxAge:       env("LEDGER_CONSOLE_MAX_AGE", "12h"),
+		TrustForwardedProto: env("LEDGER_TRUST_FORWARDED_PROTO", "") == "true",
 	}
 }
 
@@ -113,6 +124,8 @@ type Main struct {
 	Svc         *ledger.Service
 	Runner      *projections.Runner
 	API         *httpapi.Server
+	// Console is the browser console, served at /console/.
+	Console *console.Console
 	// Metrics are served at /metrics.
 	Metrics *metrics.Metrics
 
@@ -193,7 +206,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Runner.Observe = m.Metrics.Rebuild
 	m.Svc = ledger.New(ledger.Options{
 		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state,
-		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics,
+		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, Sessions: m.state,
 	})
 	return nil
 }
@@ -222,6 +235,7 @@ type stateStore interface {
 	ledger.Identities
 	ledger.Directory
 	ledger.ReadModels
+	ledger.SessionStore
 	projections.Store
 	Ping(ctx context.Context) error
 	Close() error
@@ -258,6 +272,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil || restoreRate < 0 {
 		return fmt.Errorf("restore rate %q: use contacts per second, or 0 for no bound", m.Config.RestoreRate)
 	}
+	times, err := m.consoleTimes()
+	if err != nil {
+		return err
+	}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
@@ -273,6 +291,7 @@ func (m *Main) Run(ctx context.Context) error {
 		_ = m.Svc.RunRestoreJobs(runCtx, ledger.JobOptions{Rate: restoreRate, Lease: lease, Scan: m.JobScan})
 	})
 	m.wg.Go(func() { m.expireIdempotency(runCtx) })
+	m.wg.Go(func() { m.expireSessions(runCtx, times) })
 
 	spool := filepath.Join(m.Config.DataDir, "spool")
 	if err := os.MkdirAll(spool, 0o700); err != nil {
@@ -280,13 +299,17 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready, Idempotency: m.state, SpoolDir: spool,
 		Projections: m.Runner, Metrics: m.Metrics})
+	handler, err := m.withConsole(m.API, times)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
 	}
 	m.ln = ln
 	m.srv = &http.Server{
-		Handler:           m.API,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Imports stream large bodies and long answers: they extend these
 		// deadlines themselves as they go.
