@@ -519,13 +519,12 @@ func timelineEntry(e ledger.HistoryEntry) timelineRow {
 		}
 		delete(m, "reason")
 	}
-	if er, ok := data["erasure"].(map[string]any); ok {
-		row.Why, _ = er["reason"].(string)
-		row.Request, _ = er["request"].(string)
-		if t, _ := er["trigger"].(string); t == "retention" {
-			row.Why = strings.TrimSpace(row.Why + " (retention)")
-		}
-		delete(data, "erasure")
+	if req, ok := data["request"].(string); ok && rec.Type != "ContactCreated" {
+		row.Request = req
+		delete(data, "request")
+	}
+	if t, _ := data["trigger"].(string); t == "retention" {
+		row.Why = strings.TrimSpace(row.Why + " (retention)")
 	}
 	row.Details = summarize(data)
 	row.Personal = summarize(personal)
