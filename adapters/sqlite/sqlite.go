@@ -134,7 +134,10 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, s.w, sub)
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.w, sub,
+		// Each issue owns a range of migration numbers, so a database can
+		// hold a higher one before a lower one lands: apply it then.
+		goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
