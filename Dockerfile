@@ -1,12 +1,13 @@
 # syntax=docker/dockerfile:1
-# The ledger as a static binary on a minimal, non-root image.
+# The ledger as a static binary on a minimal, non-root image, with every
+# key service (-tags kms: AWS KMS, GCP KMS, Azure Key Vault, Vault).
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=docker
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ledger ./cmd/ledger \
+RUN CGO_ENABLED=0 go build -tags kms -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ledger ./cmd/ledger \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot

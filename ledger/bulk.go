@@ -71,6 +71,8 @@ func (s *Service) Bulk(ctx context.Context, workspace string, meta Meta, r BulkR
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
+	// Every event of the request names it as its operation.
+	meta.Operation = OperationBulk + meta.CorrelationID
 	out := make([]BulkItem, len(r.IDs))
 	var (
 		ids []contact.ID

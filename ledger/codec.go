@@ -16,6 +16,13 @@ type Meta struct {
 	Actor         contact.Actor
 	CorrelationID string // the request id, or a job id
 	CausationID   string // what caused this command, when not the request itself
+	// Operation names the operation a command is part of, when it is more
+	// than a single request: "bulk:<request id>", "import:<import id>",
+	// "job:<restore job id>", "retention:<sweep id>" (see OperationBulk and
+	// the others). When set it is the events' causation id, so every event
+	// names the operation that caused it; a single request leaves it empty
+	// and its events' causation id is the request id.
+	Operation string
 	// IfMatch, when set, is the version the caller last saw: the command
 	// fails with ErrConcurrency unless the contact is still at it.
 	IfMatch *uint64
@@ -26,6 +33,27 @@ type Meta struct {
 	// making a second one.
 	IdempotencyKey  string
 	IdempotentSince time.Time
+}
+
+// The prefixes of operation ids (Meta.Operation): an event's causation id
+// starts with one when the event is part of such an operation.
+const (
+	OperationBulk      = "bulk:"
+	OperationImport    = "import:"
+	OperationJob       = "job:"
+	OperationRetention = "retention:"
+)
+
+// causation is the causation id of the events a command appends: its
+// operation, else what caused it, else its request.
+func (m Meta) causation() string {
+	switch {
+	case m.Operation != "":
+		return m.Operation
+	case m.CausationID != "":
+		return m.CausationID
+	}
+	return m.CorrelationID
 }
 
 // seal turns a contact's recorded changes into log records, sealing each
@@ -44,10 +72,7 @@ func seal(key ContactKey, stream, workspace string, meta Meta, after uint64, pre
 		r := contact.Record{
 			ID: ulid.Make(), Stream: stream, Version: after + uint64(i) + 1, Type: enc.Type,
 			Time: ch.At.UTC().Truncate(time.Microsecond), Workspace: workspace, Actor: ch.By,
-			CorrelationID: meta.CorrelationID, CausationID: meta.CausationID, Schema: enc.Schema, Data: enc.Data,
-		}
-		if r.CausationID == "" {
-			r.CausationID = meta.CorrelationID
+			CorrelationID: meta.CorrelationID, CausationID: meta.causation(), Schema: enc.Schema, Data: enc.Data,
 		}
 		if enc.Personal != nil {
 			if key.Destroyed {

@@ -86,9 +86,6 @@ func FuzzImportRows(f *testing.F) {
 				}
 				return
 			}
-			if row.Invalid != "" {
-				continue
-			}
 			d := contact.Draft{Personal: contact.Personal{Name: row.Name, Email: row.Email, Phone: row.Phone, JobTitle: row.JobTitle,
 				Address: row.Address, ExternalID: row.ExternalID}, Source: "fuzz", Tags: row.Tags}
 			if _, err := contact.Create(contact.NewID(), "ws", d, contact.Actor{}, time.Now()); err != nil {

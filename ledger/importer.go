@@ -52,6 +52,17 @@ func CheckImport(rows RowReader) (int, error) {
 	}
 }
 
+// ValidateImportSource is the one rule for an import's source, on the
+// command line and over HTTP: it is required (it decides which external ids
+// a row matches, and whether the contacts are protected from deletion), and
+// it is a valid source name.
+func ValidateImportSource(source string) error {
+	if source == "" {
+		return contact.Invalid(contact.FieldError{Field: "source", Message: "is required: the system the contacts come from, such as crm or web"})
+	}
+	return contact.ValidateSource(source)
+}
+
 // Import creates or updates the contacts of an import file from a source
 // system and calls emit with each row's result, in the file's order.
 //
@@ -67,7 +78,7 @@ func CheckImport(rows RowReader) (int, error) {
 // Check the file with CheckImport first: a malformed file found here stops
 // the import part way.
 func (s *Service) Import(ctx context.Context, workspace string, meta Meta, source string, rows RowReader, emit func(RowResult) error) (ImportTotals, error) {
-	if err := contact.ValidateSource(source); err != nil {
+	if err := ValidateImportSource(source); err != nil {
 		return nil, err
 	}
 	if _, err := s.policy(ctx, workspace); err != nil {
@@ -84,6 +95,10 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 			return nil, err
 		}
 		s.log.Info("import waits for the identity index to catch up")
+	}
+	// Every event of the import names it as its operation.
+	if meta.Operation == "" {
+		meta.Operation = OperationImport + meta.CorrelationID
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -218,9 +233,6 @@ func (im *importer) row(ctx context.Context, n int, row ImportRow) (RowResult, e
 	skip := func(reason string) (RowResult, error) {
 		res.Result, res.Reason = RowSkipped, reason
 		return res, nil
-	}
-	if row.Invalid != "" {
-		return skip("invalid: " + row.Invalid)
 	}
 	p := contact.Personal{Name: strings.TrimSpace(row.Name), Email: strings.TrimSpace(row.Email), Phone: strings.TrimSpace(row.Phone),
 		JobTitle: strings.TrimSpace(row.JobTitle), Address: strings.TrimSpace(row.Address), ExternalID: strings.TrimSpace(row.ExternalID)}

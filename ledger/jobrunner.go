@@ -72,7 +72,7 @@ func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string
 		}
 		ids, at = append(ids, id), append(at, i)
 	}
-	_, errs := s.executeMany(ctx, workspace, ids, Meta{Actor: by, CorrelationID: jobID, CausationID: jobID}, restoreOnce(jobID, by, reason))
+	_, errs := s.executeMany(ctx, workspace, ids, Meta{Actor: by, CorrelationID: jobID, Operation: OperationJob + jobID}, restoreOnce(jobID, by, reason))
 	for k, err := range errs {
 		o := &out[at[k]]
 		if err == nil {
@@ -90,11 +90,15 @@ func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string
 }
 
 // restoreOnce restores a contact unless job jobID already did (the process
-// died before the job recorded it): the restore carries the job's id as
-// its causation id.
+// died before the job recorded it): the restore carries the job's operation
+// id ("job:<id>") as its causation id, or, when written before operation
+// ids, the bare job id.
 func restoreOnce(jobID string, by contact.Actor, reason string) command {
+	op := OperationJob + jobID
 	return func(l loaded, p contact.Policy, now time.Time) error {
-		if slices.ContainsFunc(l.recs, func(r contact.Record) bool { return r.Type == contact.TypeRestored && r.CausationID == jobID }) {
+		if slices.ContainsFunc(l.recs, func(r contact.Record) bool {
+			return r.Type == contact.TypeRestored && (r.CausationID == op || r.CausationID == jobID)
+		}) {
 			return nil
 		}
 		return l.c.Restore(reason, p, by, now)
@@ -235,13 +239,15 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 	results := make(chan outcome, 2*jobChunk)
 	workCtx, stopWork := context.WithCancel(ctx)
 	var workers sync.WaitGroup
+	// The workers get who asked and why once: flush may reload j meanwhile.
+	by, reason := j.By, j.Reason
 	for range min(jobWorkers, max(len(pending), 1)) {
 		workers.Go(func() {
 			for ids := range chunks {
 				// In-flight restores finish even when dispatch stops (a
 				// cancel request, another's failure): only ctx, the
 				// server's life, interrupts them, and the job resumes.
-				for _, o := range s.restoreManyForJob(ctx, workspace, id, ids, j.By, j.Reason) {
+				for _, o := range s.restoreManyForJob(ctx, workspace, id, ids, by, reason) {
 					results <- o
 				}
 			}

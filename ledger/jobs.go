@@ -53,7 +53,9 @@ var jobActor = contact.System("restore-jobs")
 // them in the background. Errors: a *JobRunningError (409) while another
 // job holds the workspace's slot.
 func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (*job.Job, error) {
-	if err := contact.ValidateReason(f.Reason); err != nil {
+	// A job's reason stays in clear in the job's own stream, which no
+	// contact's erasure reaches: it must not hold an email or a phone.
+	if err := contact.ValidateClearText("reason", f.Reason); err != nil {
 		return nil, err
 	}
 	p, err := s.policy(ctx, workspace)
@@ -80,7 +82,9 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 	if err != nil {
 		return nil, err
 	}
-	filter := job.Filter{DeletedBy: f.DeletedBy, Tag: f.Tag, Query: f.Q != ""}
+	// Tags and queries are free text about contacts: the job's trail keeps
+	// only that there was one.
+	filter := job.Filter{DeletedBy: f.DeletedBy, Tagged: f.Tag != "", Query: f.Q != ""}
 	if !f.DeletedAfter.IsZero() {
 		filter.DeletedAfter = &f.DeletedAfter
 	}
@@ -159,8 +163,15 @@ func (s *Service) plan(ctx context.Context, workspace string, f RestoreFilter) (
 	if err := s.caughtUp(ctx, "trash"); err != nil {
 		return nil, err
 	}
-	q := ListQuery{Workspace: workspace, View: "trash", Q: f.Q, Tag: f.Tag, DeletedBy: f.DeletedBy,
+	q := ListQuery{Workspace: workspace, View: "trash", Q: f.Q, DeletedBy: f.DeletedBy,
 		DeletedAfter: f.DeletedAfter, DeletedBefore: f.DeletedBefore, Limit: planPage}
+	if f.Tag != "" {
+		b, err := s.vault.BlindIndex(ctx, workspace)
+		if err != nil {
+			return nil, err
+		}
+		q.TagIndex = TagIndex(b, f.Tag)
+	}
 	var ids []string
 	for {
 		items, err := s.views.List(ctx, q)
@@ -276,11 +287,8 @@ func (s *Service) appendJob(ctx context.Context, stream, workspace string, meta 
 		}
 		r := contact.Record{
 			ID: ulid.Make(), Stream: stream, Version: after + uint64(i) + 1, Type: job.TypeOf(e),
-			Time: at, Workspace: workspace, Actor: actor, CorrelationID: meta.CorrelationID, CausationID: meta.CausationID,
+			Time: at, Workspace: workspace, Actor: actor, CorrelationID: meta.CorrelationID, CausationID: meta.causation(),
 			Schema: 1, Data: data, PrevHash: prevHash,
-		}
-		if r.CausationID == "" {
-			r.CausationID = r.CorrelationID
 		}
 		r.Hash = contact.ChainHash(prevHash, r)
 		prevHash = r.Hash

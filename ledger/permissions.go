@@ -16,6 +16,7 @@ var Permissions = map[string][]contact.Role{
 	"contacts.archive":         {contact.RoleMember, contact.RoleAdmin},
 	"contacts.unarchive":       {contact.RoleMember, contact.RoleAdmin},
 	"contacts.trash":           {contact.RoleMember, contact.RoleAdmin},
+	"contacts.delete":          {contact.RoleMember, contact.RoleAdmin},
 	"contacts.restore":         {contact.RoleMember, contact.RoleAdmin},
 	"contacts.purge":           {contact.RoleAdmin},
 	"contacts.anonymize":       {contact.RoleAdmin},
@@ -44,6 +45,22 @@ var Permissions = map[string][]contact.Role{
 	"audit.events":             {contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.erasure_receipt": {contact.RoleAdmin, contact.RoleAuditor},
 	"receipts.public_key":      {contact.RoleAdmin, contact.RoleAuditor},
+	// The change feed; personal values in it only for events.personal.
+	"events.list":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	"events.stream": {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
+	// events.personal is no route: it says who may receive personal values
+	// in the change feed (include_personal=true) and set include_personal
+	// on a webhook subscription.
+	"events.personal":        {contact.RoleAdmin},
+	"webhooks.create":        {contact.RoleAdmin},
+	"webhooks.list":          {contact.RoleAdmin},
+	"webhooks.get":           {contact.RoleAdmin},
+	"webhooks.update":        {contact.RoleAdmin},
+	"webhooks.delete":        {contact.RoleAdmin},
+	"webhooks.rotate_secret": {contact.RoleAdmin},
+	"webhooks.deliveries":    {contact.RoleAdmin},
+	"webhooks.replay":        {contact.RoleAdmin},
+	"webhooks.test":          {contact.RoleAdmin},
 	// Operators see and rebuild projections; their answers carry no personal data.
 	"projections.status":         {contact.RoleOperator, contact.RoleAdmin},
 	"projections.rebuild":        {contact.RoleOperator, contact.RoleAdmin},

@@ -101,12 +101,15 @@ type Cursor struct {
 
 // ListQuery selects one page of a view. Empty fields don't filter.
 type ListQuery struct {
-	Workspace     string
-	View          string
-	Q             string // name, email or phone contains; or the exact id
-	EmailIndex    string // blind index of an exact email
-	PhoneIndex    string // blind index of an exact phone
+	Workspace  string
+	View       string
+	Q          string // name, email or phone contains; or the exact id
+	EmailIndex string // blind index of an exact email
+	PhoneIndex string // blind index of an exact phone
+	// Tag is the tag asked for; the service turns it into TagIndex, its
+	// blind index, which is all the views hold and filter on.
 	Tag           string
+	TagIndex      string
 	DeletedBy     string
 	DeletedAfter  time.Time
 	DeletedBefore time.Time
@@ -177,35 +180,53 @@ func (q LogQuery) Matches(r contact.Record) bool {
 }
 
 // Idempotency is the stored outcome of a request sent with an
-// Idempotency-Key: while Done is false the request is still running.
+// Idempotency-Key: while Done is false the request is still running. A key
+// belongs to the principal (token) that sent it: another token's request
+// with the same key is another request.
 type Idempotency struct {
-	Workspace   string
+	Workspace string
+	// Principal is the token id the key belongs to; "" on records stored
+	// before keys were scoped to tokens (they are never replayed).
+	Principal   string
 	Key         string
-	Fingerprint []byte // of the request: method, path, query and body
+	Fingerprint []byte // of the request: method, path, query and body; nil until known
 	Done        bool
 	LockedUntil time.Time // a pending claim older than this may be taken over
 	Status      int
 	Header      map[string]string
 	Body        []byte
-	// ContactID names the contact the answer is about, if any: its record
-	// is deleted when that contact is erased, since answers hold personal data.
+	// ContactID names the contact the answer is about, if any.
 	ContactID string
+	// ErasedBy is the tombstone event of that contact once it is erased:
+	// the record then keeps only ids (key, principal, fingerprint, contact,
+	// tombstone), and a repeat is answered 410 instead of the answer.
+	ErasedBy  string
 	CreatedAt time.Time
 	ExpiresAt time.Time
 }
 
 // IdempotencyStore keeps the outcomes of requests sent with an Idempotency-Key.
 type IdempotencyStore interface {
-	// ClaimIdempotency returns the record of (workspace, key), first
-	// creating a pending one (claimed) when there is none or when a pending
-	// one's lock expired (its request died with its process).
+	// ClaimIdempotency returns the record of (workspace, principal, key)
+	// (or one stored before keys were scoped to tokens), first creating a
+	// pending one (claimed) when there is none, or when a pending one's lock
+	// expired (its request died with its process) and its fingerprint, when
+	// both are known, equals rec's: a lapsed claim is never taken over by
+	// another request.
 	ClaimIdempotency(ctx context.Context, rec Idempotency) (existing Idempotency, claimed bool, err error)
+	// SetIdempotencyFingerprint records the fingerprint of a claimed key's
+	// request once its body has been read, unless one is recorded already;
+	// it reports whether the recorded one equals fp.
+	SetIdempotencyFingerprint(ctx context.Context, workspace, principal, key string, fp []byte) (bool, error)
 	// CompleteIdempotency stores the outcome of a claimed key.
 	CompleteIdempotency(ctx context.Context, rec Idempotency) error
 	// ReleaseIdempotency forgets a claimed key whose request failed, so a retry runs again.
-	ReleaseIdempotency(ctx context.Context, workspace, key string) error
+	ReleaseIdempotency(ctx context.Context, workspace, principal, key string) error
 	// ExpireIdempotency deletes the records that expired before now.
 	ExpireIdempotency(ctx context.Context, now time.Time) (int, error)
+	// EraseIdempotency strips every stored answer about an erased contact
+	// down to ids, naming its tombstone; it returns how many it stripped.
+	EraseIdempotency(ctx context.Context, workspace string, contactID contact.ID, tombstone string) (int, error)
 }
 
 // IdentityQuery asks for the contacts with any of the given blind indexes;

@@ -10,13 +10,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/gowebpki/jcs"
 )
 
-// ReceiptFormat names the format of erasure receipts.
-const ReceiptFormat = "contact-ledger/erasure-receipt/v1"
+// ReceiptFormat names the format of the erasure receipts issued now: the
+// signature covers the RFC 8785 (JCS) canonical form of the receipt, so a
+// receipt still verifies after any reformatting that keeps its values
+// (whitespace, key order, escapes), and fails after any change of a value.
+const ReceiptFormat = "contact-ledger/erasure-receipt/v2"
+
+// ReceiptFormatV1 names the first format, whose signature covers the
+// receipt's bytes as issued (compact); such receipts keep verifying, as
+// issued or with only their whitespace changed.
+const ReceiptFormatV1 = "contact-ledger/erasure-receipt/v1"
+
+// Canonicalization names how a receipt of ReceiptFormat is turned into the
+// bytes its signature covers.
+const Canonicalization = "RFC 8785 JSON Canonicalization Scheme (JCS)"
 
 // Receipt is the signed statement that a contact's personal data was
 // erased. It holds no personal data.
@@ -78,13 +93,44 @@ type ReceiptSigner struct {
 	Algorithm string `json:"algorithm"`
 	KeyID     string `json:"key_id"`
 	PublicKey string `json:"public_key"` // base64url
+	// Canonicalization says what bytes the signature covers (v2 on).
+	Canonicalization string `json:"canonicalization,omitempty"`
 }
 
 // signedReceipt is the document: the receipt and an ed25519 signature over
-// its exact bytes as they appear in the document.
+// its canonical form, and, beside them and not signed, how the erasure
+// notice reached webhook subscribers. Verification ignores any member
+// beside the first two.
 type signedReceipt struct {
 	Receipt   json.RawMessage `json:"receipt"`
 	Signature string          `json:"signature"`
+	// Propagation changes as acknowledgments arrive, so it stays outside
+	// the signed member: the signature holds whenever the receipt is fetched.
+	Propagation json.RawMessage `json:"propagation,omitempty"`
+}
+
+// ReceiptPropagation says which webhook subscribers were sent the erasure
+// notice (contact.purged or contact.anonymized) and which acknowledged it
+// with a 2xx answer (GDPR Art. 17(2) and 19). It is not signed.
+type ReceiptPropagation struct {
+	Signed        bool               `json:"signed"`
+	AsOf          time.Time          `json:"as_of"`
+	Subscriptions []PropagationEntry `json:"subscriptions"`
+}
+
+// The states of an erasure notice at one subscription.
+const (
+	NoticeAcknowledged = "acknowledged" // answered 2xx
+	NoticeNotified     = "notified"     // sent, not acknowledged yet (retrying, or given up)
+	NoticePending      = "pending"      // not sent yet
+)
+
+// PropagationEntry is the erasure notice at one subscription.
+type PropagationEntry struct {
+	Subscription   string     `json:"subscription_id"`
+	Status         string     `json:"status"`
+	NotifiedAt     *time.Time `json:"notified_at,omitempty"`
+	AcknowledgedAt *time.Time `json:"acknowledged_at,omitempty"`
 }
 
 var b64 = base64.RawURLEncoding
@@ -140,25 +186,26 @@ func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id conta
 	er := ts.Erasure
 	rc := Receipt{
 		Format: ReceiptFormat, IssuedAt: s.now(), Workspace: workspace, Contact: id.String(), Outcome: tr.State.State,
-		Erasure: ReceiptErasure{EventID: ts.EventID, Type: ts.Type, At: ts.At, By: ts.By, Reason: er.Reason, Trigger: er.Trigger,
+		// No reason: it is free text, sealed under the key the erasure destroyed.
+		Erasure: ReceiptErasure{EventID: ts.EventID, Type: ts.Type, At: ts.At, By: ts.By, Trigger: er.Trigger,
 			Request: er.Request, RetentionDays: er.RetentionDays},
 		Erased: ReceiptErased{Fields: er.Erased, KeyID: er.KeyID, KeyDestroyed: true,
 			Method: "crypto-shredding: the contact's AES-256-GCM data key was deleted from the key vault, so every sealed personal field in its events is unreadable"},
 		Kept: []ReceiptKept{
 			{What: fmt.Sprintf("the %d events of the contact's stream, with their sealed personal parts as ciphertext", len(recs)),
 				Why: "the audit trail (who did what, when) is immutable; without the key the ciphertext cannot be read"},
-			{What: "the clear event payloads: states, reasons, tags, source system, actors (token ids) and times",
-				Why: "they hold no personal data and prove what happened to the contact"},
+			{What: "the clear event payloads: states, list statuses, link kinds, source system, actors (token ids), times and the erasure's request reference",
+				Why: "they hold no personal data and prove what happened to the contact (reasons, tags, list names and link ids are sealed with the personal fields, except in events written before they were)"},
 		},
 		Trail: ReceiptTrail{Stream: id.Stream(), Events: uint64(len(recs)), FirstEventID: recs[0].ID.String(), LastEventID: recs[len(recs)-1].ID.String(),
 			HeadHash: b64.EncodeToString(recs[len(recs)-1].Hash), Algorithm: contact.TrailDigestAlgorithm, Digest: b64.EncodeToString(contact.TrailDigest(hashes))},
-		Signer: ReceiptSigner{Algorithm: "ed25519", KeyID: KeyID(pub), PublicKey: b64.EncodeToString(pub)},
+		Signer: ReceiptSigner{Algorithm: "ed25519", KeyID: KeyID(pub), PublicKey: b64.EncodeToString(pub), Canonicalization: Canonicalization},
 	}
 	if rc.Erased.Fields == nil {
 		rc.Erased.Fields = []string{}
 	}
 	if rc.Outcome == contact.StateAnonymized {
-		rc.Kept = append(rc.Kept, ReceiptKept{What: `a non-personal shell in the anonymized view ("Deleted contact", state, tags, dates)`,
+		rc.Kept = append(rc.Kept, ReceiptKept{What: `a non-personal shell in the anonymized view ("Deleted contact", state, source, dates)`,
 			Why: "reports and related records keep their counts"})
 	} else {
 		rc.Kept = append(rc.Kept, ReceiptKept{What: "nothing in the read models", Why: "a purged contact is removed from every view"})
@@ -167,11 +214,75 @@ func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id conta
 	if err != nil {
 		return nil, err
 	}
-	doc, err := json.Marshal(signedReceipt{Receipt: body, Signature: b64.EncodeToString(ed25519.Sign(sk, body))})
+	if body, err = jcs.Transform(body); err != nil {
+		return nil, err
+	}
+	sr := signedReceipt{Receipt: body, Signature: b64.EncodeToString(ed25519.Sign(sk, body))}
+	if s.webhooks != nil {
+		prop, err := s.propagation(ctx, workspace, id, ts.At)
+		if err != nil {
+			return nil, err
+		}
+		// No subscriber had to be told: the receipt is as it always was.
+		if len(prop.Subscriptions) > 0 {
+			if sr.Propagation, err = json.Marshal(prop); err != nil {
+				return nil, err
+			}
+		}
+	}
+	doc, err := json.Marshal(sr)
 	if err != nil {
 		return nil, err
 	}
 	return append(doc, '\n'), nil
+}
+
+// propagation lists every subscription that was sent the contact's erasure
+// notice, and every subscription of the workspace made before the erasure
+// that has not been sent it yet (delivery lags, or the subscription is disabled).
+func (s *Service) propagation(ctx context.Context, workspace string, id contact.ID, erasedAt time.Time) (ReceiptPropagation, error) {
+	acks, err := s.webhooks.ErasureAcks(ctx, workspace, id.String())
+	if err != nil {
+		return ReceiptPropagation{}, err
+	}
+	hooks, err := s.webhooks.Webhooks(ctx, workspace)
+	if err != nil {
+		return ReceiptPropagation{}, err
+	}
+	out := ReceiptPropagation{AsOf: s.now(), Subscriptions: []PropagationEntry{}}
+	seen := map[string]bool{}
+	for _, a := range acks {
+		e := PropagationEntry{Subscription: a.Webhook, Status: NoticeNotified, NotifiedAt: &a.NotifiedAt}
+		if !a.AcknowledgedAt.IsZero() {
+			e.Status, e.AcknowledgedAt = NoticeAcknowledged, &a.AcknowledgedAt
+		}
+		seen[a.Webhook] = true
+		out.Subscriptions = append(out.Subscriptions, e)
+	}
+	for _, w := range hooks {
+		if !seen[w.ID] && !w.CreatedAt.After(erasedAt) {
+			out.Subscriptions = append(out.Subscriptions, PropagationEntry{Subscription: w.ID, Status: NoticePending})
+		}
+	}
+	slices.SortFunc(out.Subscriptions, func(a, b PropagationEntry) int { return strings.Compare(a.Subscription, b.Subscription) })
+	return out, nil
+}
+
+// ReceiptPropagationOf returns the unsigned propagation section of a
+// receipt document, if it has one.
+func ReceiptPropagationOf(doc []byte) (*ReceiptPropagation, error) {
+	var sr signedReceipt
+	if err := json.Unmarshal(doc, &sr); err != nil {
+		return nil, err
+	}
+	if len(sr.Propagation) == 0 {
+		return nil, nil
+	}
+	var p ReceiptPropagation
+	if err := json.Unmarshal(sr.Propagation, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // SigningPublicKey returns the public half of the deployment's receipt-signing key.
@@ -186,35 +297,50 @@ func (s *Service) SigningPublicKey(ctx context.Context) (ed25519.PublicKey, erro
 // ErrBadReceipt is returned for a receipt that fails verification.
 var ErrBadReceipt = errors.New("the receipt does not verify")
 
-// VerifyReceipt checks a receipt document offline: it must be exactly in the
-// form the ledger issued (any changed byte fails), its signature must verify
-// under the public key it names, and, when trusted is set, that key must be
-// the deployment's. It returns the receipt.
+// VerifyReceipt checks a receipt document offline: its signature must
+// verify under the public key it names over the receipt's canonical form
+// (v2: RFC 8785; v1: the compact bytes as issued), and, when trusted is
+// set, that key must be the deployment's. Whitespace, key order and
+// members beside "receipt" and "signature" do not matter; any changed value
+// does. It returns the receipt.
 func VerifyReceipt(doc []byte, trusted ed25519.PublicKey) (Receipt, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadReceipt, fmt.Sprintf(format, args...))
 	}
 	var sr signedReceipt
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sr); err != nil {
-		return Receipt{}, bad("not a receipt document: %v", err)
+	if err := json.Unmarshal(doc, &sr); err != nil || sr.Receipt == nil || sr.Signature == "" {
+		return Receipt{}, bad("not a receipt document (an object with receipt and signature)")
 	}
-	canon, err := json.Marshal(sr)
-	if err != nil || !bytes.Equal(append(canon, '\n'), doc) {
-		return Receipt{}, bad("the document is not byte for byte as issued")
+	var head struct {
+		Format string `json:"format"`
+	}
+	if err := json.Unmarshal(sr.Receipt, &head); err != nil {
+		return Receipt{}, bad("the receipt is not a JSON object")
+	}
+	var signed []byte
+	switch head.Format {
+	case ReceiptFormat:
+		var err error
+		if signed, err = jcs.Transform(sr.Receipt); err != nil {
+			return Receipt{}, bad("the receipt cannot be canonicalized: %v", err)
+		}
+	case ReceiptFormatV1:
+		var b bytes.Buffer
+		if err := json.Compact(&b, sr.Receipt); err != nil {
+			return Receipt{}, bad("the receipt cannot be read: %v", err)
+		}
+		signed = b.Bytes()
+	default:
+		return Receipt{}, bad("unknown format %q", head.Format)
 	}
 	var rc Receipt
-	dec = json.NewDecoder(bytes.NewReader(sr.Receipt))
+	dec := json.NewDecoder(bytes.NewReader(sr.Receipt))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rc); err != nil {
 		return Receipt{}, bad("the receipt cannot be read: %v", err)
 	}
-	if again, err := json.Marshal(rc); err != nil || !bytes.Equal(again, sr.Receipt) {
-		return Receipt{}, bad("the receipt is not in its issued form")
-	}
-	if rc.Format != ReceiptFormat || rc.Signer.Algorithm != "ed25519" {
-		return Receipt{}, bad("unknown format %q or algorithm %q", rc.Format, rc.Signer.Algorithm)
+	if rc.Signer.Algorithm != "ed25519" {
+		return Receipt{}, bad("unknown algorithm %q", rc.Signer.Algorithm)
 	}
 	pub, err := b64.DecodeString(rc.Signer.PublicKey)
 	if err != nil || len(pub) != ed25519.PublicKeySize {
@@ -224,7 +350,7 @@ func VerifyReceipt(doc []byte, trusted ed25519.PublicKey) (Receipt, error) {
 		return Receipt{}, bad("the signer's key id does not match its public key")
 	}
 	sig, err := b64.DecodeString(sr.Signature)
-	if err != nil || !ed25519.Verify(pub, sr.Receipt, sig) {
+	if err != nil || !ed25519.Verify(pub, signed, sig) {
 		return Receipt{}, bad("the signature does not match the receipt")
 	}
 	if trusted != nil && !bytes.Equal(trusted, pub) {

@@ -35,7 +35,7 @@ func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepRepor
 		return nil, err
 	}
 	now := s.now()
-	sweep := "retention-" + ulid.Make().String()
+	sweep := ulid.Make().String()
 	var out []SweepReport
 	for _, w := range ws {
 		if only != "" && w.Name != only {
@@ -66,7 +66,7 @@ func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepRepor
 			q.After = &Cursor{SortAt: last.SortAt, ID: last.Contact.ID.String()}
 		}
 		for _, id := range due {
-			_, err := s.Transition(ctx, w.Name, id, Meta{Actor: retentionActor, CorrelationID: sweep}, Purge,
+			_, err := s.Transition(ctx, w.Name, id, Meta{Actor: retentionActor, CorrelationID: "retention-" + sweep, Operation: OperationRetention + sweep}, Purge,
 				TransitionInput{Reason: "in trash longer than the workspace's retention", Trigger: contact.TriggerRetention})
 			switch {
 			case err == nil:

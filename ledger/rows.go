@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/contactledger/ledger/domain/contact"
 )
@@ -18,15 +19,13 @@ import (
 // ImportRow is one contact of an import file. Empty fields are not
 // provided: an import never clears what a contact has.
 type ImportRow struct {
-	Name       string   `json:"name"`
-	Email      string   `json:"email"`
-	Phone      string   `json:"phone"`
-	JobTitle   string   `json:"job_title"`
-	Address    string   `json:"address"`
-	Tags       []string `json:"tags"`
-	ExternalID string   `json:"external_id"`
-	// Invalid says why a row that was read could not be understood; it is skipped.
-	Invalid string `json:"-"`
+	Name       string  `json:"name"`
+	Email      string  `json:"email"`
+	Phone      string  `json:"phone"`
+	JobTitle   string  `json:"job_title"`
+	Address    string  `json:"address"`
+	Tags       TagList `json:"tags"`
+	ExternalID string  `json:"external_id"`
 }
 
 // RowReader yields the rows of an import file, one at a time, without
@@ -57,8 +56,40 @@ func (e *FileError) Unwrap() error {
 // ImportColumns are the columns a CSV import may have, in any order.
 var ImportColumns = []string{"name", "email", "phone", "job_title", "address", "tags", "external_id"}
 
-// TagSeparator separates tags in a CSV cell.
+// TagSeparator separates tags in a CSV cell (and in a JSON string of tags).
 const TagSeparator = ";"
+
+// TagList is an import row's tags: in JSON either an array of strings or
+// one string of tags separated by ';', as in a CSV cell.
+type TagList []string
+
+// SplitTags splits a cell of tags separated by ';', dropping empty ones.
+func SplitTags(cell string) TagList {
+	var out TagList
+	for t := range strings.SplitSeq(cell, TagSeparator) {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// UnmarshalJSON takes an array of strings or a ';'-separated string.
+func (l *TagList) UnmarshalJSON(b []byte) error {
+	var cell string
+	if err := json.Unmarshal(b, &cell); err == nil {
+		*l = SplitTags(cell)
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return errTagList
+	}
+	*l = list
+	return nil
+}
+
+var errTagList = errors.New("must be an array of strings or a string of tags separated by ';'")
 
 type csvRows struct {
 	r    *csv.Reader
@@ -85,9 +116,14 @@ func NewCSVRows(r io.Reader) (RowReader, error) {
 	}
 	cols := make([]string, len(header))
 	for i, h := range header {
+		if !utf8.ValidString(h) {
+			return nil, &FileError{Message: "the header row is not valid UTF-8"}
+		}
 		c := strings.ToLower(strings.TrimSpace(h))
 		if !slices.Contains(ImportColumns, c) {
-			return nil, &FileError{Message: fmt.Sprintf("unknown column %q; the columns are %s", h, strings.Join(ImportColumns, ", "))}
+			// The header's text is the client's (it could be an email
+			// address): name the column by its place, never by its text.
+			return nil, &FileError{Message: fmt.Sprintf("column %d of the header is not one of %s", i+1, strings.Join(ImportColumns, ", "))}
 		}
 		if slices.Contains(cols, c) {
 			return nil, &FileError{Message: fmt.Sprintf("column %q appears twice", c)}
@@ -114,9 +150,15 @@ func (c *csvRows) Next() (ImportRow, error) {
 		return ImportRow{}, err
 	}
 	var row ImportRow
+	for _, v := range rec {
+		if !utf8.ValidString(v) {
+			return ImportRow{}, &FileError{Row: c.row, Message: "not valid UTF-8"}
+		}
+	}
 	if len(rec) != len(c.cols) {
-		row.Invalid = "has " + strconv.Itoa(len(rec)) + " fields; the header has " + strconv.Itoa(len(c.cols))
-		return row, nil
+		// RFC 4180: every record has the header's number of fields; a
+		// validating proxy refuses the file otherwise, and so does the ledger.
+		return ImportRow{}, &FileError{Row: c.row, Message: "has " + strconv.Itoa(len(rec)) + " fields; the header has " + strconv.Itoa(len(c.cols))}
 	}
 	for i, v := range rec {
 		v = strings.TrimSpace(v)
@@ -134,11 +176,7 @@ func (c *csvRows) Next() (ImportRow, error) {
 		case "external_id":
 			row.ExternalID = v
 		case "tags":
-			for t := range strings.SplitSeq(v, TagSeparator) {
-				if t = strings.TrimSpace(t); t != "" {
-					row.Tags = append(row.Tags, t)
-				}
-			}
+			row.Tags = SplitTags(v)
 		}
 	}
 	return row, nil
@@ -179,18 +217,28 @@ func (j *jsonRows) Next() (ImportRow, error) {
 	if err := j.dec.Decode(&raw); err != nil {
 		return ImportRow{}, &FileError{Row: j.row, Message: "not valid JSON"}
 	}
+	if !utf8.Valid(raw) {
+		// encoding/json would silently replace it with U+FFFD.
+		return ImportRow{}, &FileError{Row: j.row, Message: "not valid UTF-8"}
+	}
+	// A row's shape is the file's: an element that is not an object, an
+	// unknown field or a value of the wrong type makes the file malformed,
+	// as an unknown column does in CSV (the description's ImportRow).
 	var row ImportRow
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&row); err != nil {
 		var typ *json.UnmarshalTypeError
 		switch {
+		case errors.Is(err, errTagList):
+			return ImportRow{}, &FileError{Row: j.row, Message: "tags " + errTagList.Error()}
 		case errors.As(err, &typ) && typ.Field != "":
-			return ImportRow{Invalid: typ.Field + " must be a JSON " + jsonKind(typ.Type.Kind().String())}, nil
+			return ImportRow{}, &FileError{Row: j.row, Message: typ.Field + " must be a JSON " + jsonKind(typ.Type.Kind().String())}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return ImportRow{Invalid: "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")}, nil
+			// Not named: a JSON key is whatever the client wrote.
+			return ImportRow{}, &FileError{Row: j.row, Message: "has a field that is not one of " + strings.Join(ImportColumns, ", ")}
 		default:
-			return ImportRow{Invalid: "is not a JSON object"}, nil
+			return ImportRow{}, &FileError{Row: j.row, Message: "is not a JSON object"}
 		}
 	}
 	return row, nil

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
 )
 
 // Views maps each view of the API to the lifecycle state it shows. Each view
@@ -42,6 +44,11 @@ type Options struct {
 	Logger       *slog.Logger
 	// Metrics, when set, is told of every command and append.
 	Metrics Observer
+	// Webhooks keeps webhook subscriptions and their deliveries; Sender
+	// checks their URLs and sends test messages. Without them the
+	// webhook operations answer that webhooks are not configured.
+	Webhooks WebhookStore
+	Sender   WebhookSender
 }
 
 // Observer is told what the service does, for metrics. Implementations
@@ -70,6 +77,9 @@ type Service struct {
 	metrics      Observer
 	jobKick      chan struct{}
 	jobStatuses  jobStatuses
+	watch        logWatch
+	webhooks     WebhookStore
+	sender       WebhookSender
 }
 
 // New returns a Service.
@@ -77,7 +87,7 @@ func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities,
 		progress: o.Progress, sessions: o.Sessions, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
-		jobKick: make(chan struct{}, 1),
+		jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -339,11 +349,46 @@ func (s *Service) executeMany(ctx context.Context, workspace string, ids []conta
 }
 
 // IdempotentID is the id a create running under an Idempotency-Key gives
-// its contact: made of the key (hashed with its workspace) and the time the
-// key was first claimed, so every run of that create picks the same one.
-func IdempotentID(workspace, key string, since time.Time) contact.ID {
-	sum := sha256.Sum256([]byte(workspace + "\x00" + key))
+// its contact: made of the key (hashed with its workspace and the principal
+// it belongs to) and the time the key was first claimed, so every run of
+// that create picks the same one, and no other token's key leads to it.
+func IdempotentID(workspace, principal, key string, since time.Time) contact.ID {
+	sum := sha256.Sum256([]byte(workspace + "\x00" + principal + "\x00" + key))
 	return contact.IDFrom(since, sum[:])
+}
+
+// ErrErased is the reason of an ErasedError.
+var ErrErased = &contact.Error{Code: contact.CodeGone, Reason: "erased",
+	Message: "the contact this request created or is about was erased since it was first sent; it is not run again"}
+
+// ErasedError answers a repeat of a request (same Idempotency-Key) whose
+// contact was purged or anonymized since: it names the tombstone, nothing else.
+type ErasedError struct {
+	Contact   contact.ID
+	Tombstone string    // the tombstone event's id
+	At        time.Time // when the contact was erased
+}
+
+func (e *ErasedError) Error() string { return ErrErased.Message }
+
+// Unwrap makes an ErasedError an ErrErased for errors.Is and the HTTP adapter.
+func (e *ErasedError) Unwrap() error { return ErrErased }
+
+// Erasure returns the erasure of a contact that was purged or anonymized,
+// or nil for one that was not (or does not exist). It reads the log.
+func (s *Service) Erasure(ctx context.Context, workspace string, id contact.ID) (*ErasedError, error) {
+	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
+	if errors.Is(err, contact.ErrNotFound) || (err == nil && len(recs) == 0) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	last := recs[len(recs)-1]
+	if last.Type != contact.TypePurged && last.Type != contact.TypeAnonymized {
+		return nil, nil
+	}
+	return &ErasedError{Contact: id, Tombstone: last.ID.String(), At: last.Time}, nil
 }
 
 // Create creates a contact with a fresh data key. Errors: contact.ErrSpam
@@ -352,7 +397,7 @@ func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d con
 	defer func(start time.Time) { s.observe("create", start, err) }(time.Now())
 	id, now := contact.NewID(), s.now()
 	if meta.IdempotencyKey != "" {
-		id = IdempotentID(workspace, meta.IdempotencyKey, meta.IdempotentSince)
+		id = IdempotentID(workspace, meta.Actor.Principal, meta.IdempotencyKey, meta.IdempotentSince)
 	}
 	c, err := contact.Create(id, workspace, d, meta.Actor, now)
 	if err != nil {
@@ -379,11 +424,11 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	}
 	id, now := c.ID(), s.now()
 	repeat := meta.IdempotencyKey != ""
-	key := ContactKey{}
+	key, fresh := ContactKey{}, false
 	k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
 	switch {
 	case err == nil:
-		key = ContactKey{Key: k, KeyID: keyID}
+		key, fresh = ContactKey{Key: k, KeyID: keyID}, true
 	case repeat && errors.Is(err, contact.ErrAlreadyExists):
 		// A first run of this idempotent create stored the key and died:
 		// carry on with its key.
@@ -399,7 +444,20 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), 0, recs)
 	if repeat && errors.Is(err, contact.ErrConcurrency) {
-		// The first run created the contact; answer with it.
+		// The first run created the contact; answer with it, unless it was
+		// erased since: then the key made now goes at once, and the repeat
+		// is told so (a retry must never bring an erased person back).
+		if gone, gerr := s.Erasure(ctx, workspace, id); gerr != nil || gone != nil {
+			if fresh {
+				if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
+					s.log.Error("cannot remove a key made for an erased contact", "contact", id.String(), "err", derr)
+				}
+			}
+			if gerr != nil {
+				return Result{}, gerr
+			}
+			return Result{}, gone
+		}
 		v, gerr := s.Get(ctx, workspace, id)
 		if gerr != nil {
 			return Result{}, gerr
@@ -562,6 +620,11 @@ func (s *Service) History(ctx context.Context, workspace string, id contact.ID) 
 	return t.Entries, err
 }
 
+// TagIndex returns the blind index of a tag, as the views hold it: tags are
+// free text, so the views' indexed column never holds one in clear (a GIN
+// index keeps every value it ever saw until it is rebuilt).
+func TagIndex(b shred.BlindIndex, tag string) string { return b.Of("tag", strings.TrimSpace(tag)) }
+
 // Page is one page of a view.
 type Page struct {
 	Items []View
@@ -580,18 +643,21 @@ func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position
 		return Page{}, err
 	}
 	if head.Less(minPos) {
-		head = minPos
+		// Every position a command returned is at or before the head: this
+		// one is from elsewhere, and waiting for it would only time out.
+		return Page{}, contact.Invalid(contact.FieldError{Field: "min_position", Message: "is beyond the log's head: use a position a command of this service returned"})
 	}
 	if err := s.progress.WaitFor(ctx, q.View, head); err != nil {
 		return Page{}, err
 	}
-	if email != "" || phone != "" {
+	if email != "" || phone != "" || q.Tag != "" {
 		b, err := s.vault.BlindIndex(ctx, q.Workspace)
 		if err != nil {
 			return Page{}, err
 		}
 		q.EmailIndex = b.Of("email", contact.NormalizeEmail(email))
 		q.PhoneIndex = b.Of("phone", contact.NormalizePhone(phone))
+		q.TagIndex, q.Tag = TagIndex(b, q.Tag), ""
 	}
 	p, err := s.policy(ctx, q.Workspace)
 	if err != nil {

@@ -87,19 +87,11 @@ func (s *Service) CreateToken(ctx context.Context, workspace string, role contac
 // Authenticate checks a bearer token: well formed, known, not revoked, and
 // its secret's hash equal (in constant time) to the stored one.
 func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, error) {
-	rest, ok := strings.CutPrefix(bearer, tokenPrefix)
-	if !ok || len(rest) != 26+1+43 || rest[26] != '_' {
+	id, secret, ok := parseSecret(bearer)
+	if !ok {
 		return Principal{}, ErrUnauthorized
 	}
-	id, enc := rest[:26], rest[27:]
-	if _, err := ulid.ParseStrict(id); err != nil {
-		return Principal{}, ErrUnauthorized
-	}
-	secret, err := base64.RawURLEncoding.DecodeString(enc)
-	if err != nil || len(secret) != 32 {
-		return Principal{}, ErrUnauthorized
-	}
-	t, err := s.tokens.get(ctx, "tok_"+id, s.dir.Token)
+	t, err := s.tokens.get(ctx, id, s.dir.Token)
 	if errors.Is(err, contact.ErrNotFound) {
 		return Principal{}, ErrUnauthorized
 	}
@@ -111,6 +103,75 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 		return Principal{}, ErrUnauthorized
 	}
 	return Principal{TokenID: t.ID, Workspace: t.Workspace, Role: t.Role}, nil
+}
+
+// parseSecret splits a token's secret form, lgr_<ULID>_<secret>, into the
+// token's id (tok_<ULID>) and its secret bytes.
+func parseSecret(bearer string) (string, []byte, bool) {
+	rest, ok := strings.CutPrefix(bearer, tokenPrefix)
+	if !ok || len(rest) != 26+1+43 || rest[26] != '_' {
+		return "", nil, false
+	}
+	id, enc := rest[:26], rest[27:]
+	if _, err := ulid.ParseStrict(id); err != nil {
+		return "", nil, false
+	}
+	secret, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil || len(secret) != 32 {
+		return "", nil, false
+	}
+	return "tok_" + id, secret, true
+}
+
+// FindToken finds a token by its id (tok_<ULID>, or the bare ULID) or by
+// its secret (lgr_..., as a leaked one would be found), whether or not it
+// is revoked. A secret must be the token's own: one whose id exists but
+// whose secret does not match is refused, so a typo revokes nothing.
+func (s *Service) FindToken(ctx context.Context, idOrSecret string) (Token, error) {
+	notFound := contact.Errorf(contact.ErrNotFound, "no such token: give its id (tok_...) or its secret (lgr_...)")
+	if strings.HasPrefix(idOrSecret, tokenPrefix) {
+		id, secret, ok := parseSecret(idOrSecret)
+		if !ok {
+			return Token{}, notFound
+		}
+		t, err := s.dir.Token(ctx, id)
+		if err != nil {
+			return Token{}, notFound
+		}
+		sum := sha256.Sum256(secret)
+		if subtle.ConstantTimeCompare(sum[:], t.Hash) != 1 {
+			return Token{}, notFound
+		}
+		return t, nil
+	}
+	id := strings.TrimPrefix(idOrSecret, "tok_")
+	if _, err := ulid.ParseStrict(id); err != nil {
+		return Token{}, notFound
+	}
+	t, err := s.dir.Token(ctx, "tok_"+id)
+	if err != nil {
+		return Token{}, notFound
+	}
+	return t, nil
+}
+
+// Recheck checks again, past the token cache, that the principal's token
+// is still valid: changes to tokens and policies call it, so a token
+// revoked through another process cannot create tokens or change a policy
+// during the cache's window (directoryTTL).
+func (s *Service) Recheck(ctx context.Context, p Principal) error {
+	t, err := s.dir.Token(ctx, p.TokenID)
+	if errors.Is(err, contact.ErrNotFound) {
+		return ErrUnauthorized
+	}
+	if err != nil {
+		return err
+	}
+	if !t.RevokedAt.IsZero() || t.Workspace != p.Workspace || t.Role != p.Role {
+		s.tokens.forget(p.TokenID)
+		return ErrUnauthorized
+	}
+	return nil
 }
 
 // RevokeToken revokes a token; requests with it fail from then on.
@@ -146,9 +207,10 @@ const orphanAge = time.Hour
 // RotateKeys re-wraps every live key under the active key-encryption key
 // (see Vault.Rotate) and destroys the keys of contacts that never came to
 // be: a create that died after storing its key but before appending its
-// first event leaves a key nothing will ever read.
-func (s *Service) RotateKeys(ctx context.Context, store KeyRewrapper) (rewrapped, removed int, err error) {
-	return s.vault.Rotate(ctx, store, s.orphanKeys)
+// first event leaves a key nothing will ever read. progress, when set, is
+// told how many keys were handled so far.
+func (s *Service) RotateKeys(ctx context.Context, store KeyRewrapper, progress func(done int)) (rewrapped, removed int, err error) {
+	return s.vault.Rotate(ctx, store, s.orphanKeys, progress)
 }
 
 // orphanKeys returns the owners among rows that are contacts' keys without

@@ -189,8 +189,9 @@ func (v *Vault) BlindIndex(ctx context.Context, workspace string) (shred.BlindIn
 // Rotate re-wraps every key that is not wrapped under the active
 // key-encryption key, so that older KEKs can be retired. Keys destroyed
 // meanwhile stay destroyed; keys that orphans names are destroyed instead
-// of re-wrapped. It returns how many keys it re-wrapped and destroyed.
-func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper, orphans func(context.Context, []KeyRow) (map[string]bool, error)) (int, int, error) {
+// of re-wrapped. It returns how many keys it re-wrapped and destroyed;
+// progress, when set, is told the keys handled so far after each page.
+func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper, orphans func(context.Context, []KeyRow) (map[string]bool, error), progress func(done int)) (int, int, error) {
 	active := v.wrap.Active()
 	n, removed := 0, 0
 	for {
@@ -240,6 +241,9 @@ func (v *Vault) Rotate(ctx context.Context, store KeyRewrapper, orphans func(con
 				n++
 			}
 		}
+		if progress != nil {
+			progress(n + removed)
+		}
 	}
 }
 
@@ -251,6 +255,19 @@ const signingOwner = "sig:receipts"
 // wrapped by the KEK like every other key, so replicas that share the
 // store and the KEK sign with the same key.
 func (v *Vault) SigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
+	return v.signingKey(ctx, true)
+}
+
+// ErrNoSigningKey is returned when the deployment has no receipt-signing key yet.
+var ErrNoSigningKey = errors.New("this deployment has no receipt-signing key (it never issued a receipt)")
+
+// ExistingSigningKey returns the deployment's receipt-signing key without
+// ever creating one. Errors: ErrNoSigningKey.
+func (v *Vault) ExistingSigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
+	return v.signingKey(ctx, false)
+}
+
+func (v *Vault) signingKey(ctx context.Context, create bool) (ed25519.PrivateKey, error) {
 	v.mu.Lock()
 	k := v.signing
 	v.mu.Unlock()
@@ -277,6 +294,9 @@ func (v *Vault) SigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
 			v.mu.Unlock()
 			return k, nil
 		}
+		if !create {
+			return nil, ErrNoSigningKey
+		}
 		if attempt > 0 {
 			return nil, fmt.Errorf("the signing key vanished")
 		}
@@ -290,4 +310,47 @@ func (v *Vault) SigningKey(ctx context.Context) (ed25519.PrivateKey, error) {
 			return nil, err
 		}
 	}
+}
+
+// secretOwner is the key-vault owner of a webhook signing secret.
+func secretOwner(id string) string { return "whsec:" + id }
+
+// PutSecret stores a webhook signing secret, wrapped by the key-encryption
+// key like every key, so `ledger keys rotate` re-wraps it too.
+func (v *Vault) PutSecret(ctx context.Context, workspace, id string, secret []byte, now time.Time) error {
+	return v.put(ctx, workspace, secretOwner(id), id, secret, now)
+}
+
+// Secrets returns the webhook signing secrets with the given ids; missing
+// ones are absent from the map.
+func (v *Vault) Secrets(ctx context.Context, workspace string, ids []string) (map[string][]byte, error) {
+	owners := make([]string, len(ids))
+	for i, id := range ids {
+		owners[i] = secretOwner(id)
+	}
+	rows, err := v.store.GetKeys(ctx, workspace, owners)
+	if err != nil {
+		return nil, fmt.Errorf("get webhook secrets: %w", err)
+	}
+	out := make(map[string][]byte, len(rows))
+	for _, id := range ids {
+		row, ok := rows[secretOwner(id)]
+		if !ok {
+			continue
+		}
+		raw, err := v.wrap.Unwrap(ctx, row.KEKID, row.Wrapped)
+		v.observe("unwrap", err)
+		if err != nil {
+			return nil, fmt.Errorf("unwrap webhook secret %s: %w", id, err)
+		}
+		out[id] = raw
+	}
+	return out, nil
+}
+
+// DestroySecret deletes a webhook signing secret.
+func (v *Vault) DestroySecret(ctx context.Context, workspace, id string) error {
+	_, err := v.store.DestroyKey(ctx, workspace, secretOwner(id))
+	v.observe("destroy", err)
+	return err
 }

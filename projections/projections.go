@@ -15,7 +15,8 @@ import (
 
 // Version is the version of the projections' code. Changing how rows are
 // built means bumping it, and stores rebuild their views on start.
-const Version = 1
+// 2: a view's tag column holds the tags' blind indexes, not the tags.
+const Version = 2
 
 // Erasure is the name of the projection that destroys the data keys of erased contacts.
 const Erasure = "erasure"
@@ -36,6 +37,9 @@ type Row struct {
 	PhoneIndex string
 	// ExtIndex is the blind index of the contact's (source system, external id).
 	ExtIndex string
+	// TagIndexes are the blind indexes of its tags (ledger.TagIndex): what
+	// a view's tag column holds, so that no index of it holds a tag in clear.
+	TagIndexes []string
 	// Position is the position of the last event applied to the row.
 	Position contact.Position
 }
@@ -53,6 +57,9 @@ type Batch struct {
 	Upserts     []Row
 	Deletes     []Ref
 	DestroyKeys []Ref
+	// Tombstones names the tombstone event of each contact of DestroyKeys:
+	// the store strips its stored idempotent answers down to ids naming it.
+	Tombstones map[contact.ID]string
 	// Erased names the contacts erased by this batch's events: after
 	// committing, the store reaches its own copies of their deleted bytes.
 	Erased []Ref

@@ -336,17 +336,23 @@ func (b *rebuild) run(ctx context.Context) (err error) {
 	defer func() {
 		b.mu.Lock()
 		b.job.FinishedAt = time.Now().UTC()
+		cancelled := errors.Is(context.Cause(ctx), errCancelled) || errors.Is(err, context.Canceled)
 		switch {
 		case err == nil:
 			b.job.State, b.job.Phase = RebuildDone, "done"
-		case errors.Is(context.Cause(ctx), errCancelled) || errors.Is(err, context.Canceled):
+		case cancelled:
 			b.job.State, b.job.Error = RebuildCancelled, "cancelled; the live projection is untouched"
 		default:
 			b.job.State, b.job.Error = RebuildFailed, "failed; the live projection is untouched (the server log has the details under the rebuild's id)"
 		}
 		b.mu.Unlock()
 		if err != nil {
-			log.Error("rebuild failed", "err", err)
+			// A cancellation is what someone asked for, not a fault.
+			if cancelled {
+				log.Info("rebuild cancelled", "events", b.job.EventsDone)
+			} else {
+				log.Error("rebuild failed", "err", err)
+			}
 			for _, v := range b.views {
 				if derr := b.ss.DropShadows(context.WithoutCancel(ctx), v.Name, b.gen); derr != nil {
 					log.Warn("dropping the rebuild's tables failed", "view", v.Name, "err", derr)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -270,6 +271,10 @@ func (r *Runner) erasureBatch(_ context.Context, _ contact.Position, recs []cont
 		}
 		if id, ok := contact.IDFromStream(rec.Stream); ok {
 			b.DestroyKeys = append(b.DestroyKeys, Ref{Workspace: rec.Workspace, ID: id})
+			if b.Tombstones == nil {
+				b.Tombstones = map[contact.ID]string{}
+			}
+			b.Tombstones[id] = rec.ID.String()
 			b.Erased = append(b.Erased, Ref{Workspace: rec.Workspace, ID: id})
 		}
 	}
@@ -379,7 +384,7 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 // enters returns the state a record's event puts a contact in, when it
 // decides that on its own. It reads the clear payload only, so no key is needed.
 func enters(rec contact.Record) (contact.State, bool) {
-	ev, err := contact.Decode(rec.Type, rec.Schema, rec.Data, nil, contact.HasPersonal(rec.Type))
+	ev, err := contact.Decode(rec.Type, rec.Schema, rec.Data, nil, true)
 	if err != nil {
 		return "", false
 	}
@@ -414,7 +419,21 @@ func BuildRow(s contact.Snapshot, bidx shred.BlindIndex, pos contact.Position) R
 		EmailIndex: bidx.Of("email", contact.NormalizeEmail(s.Personal.Email)),
 		PhoneIndex: bidx.Of("phone", contact.NormalizePhone(s.Personal.Phone)),
 		ExtIndex:   ExtIndex(bidx, s.Source, s.Personal.ExternalID),
+		TagIndexes: tagIndexes(bidx, s.Tags),
 	}
+}
+
+// tagIndexes returns the blind indexes of tags, sorted.
+func tagIndexes(bidx shred.BlindIndex, tags []string) []string {
+	if len(tags) == 0 {
+		return nil
+	}
+	out := make([]string, len(tags))
+	for i, t := range tags {
+		out[i] = ledger.TagIndex(bidx, t)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // ExtIndex returns the blind index of a contact's identity in its source

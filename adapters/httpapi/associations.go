@@ -199,6 +199,9 @@ func (s *Server) putPolicy(c echo.Context) error {
 	}
 	ps := contact.PolicySettings{RetentionDays: *r.RetentionDays, RequireArchiveBeforeTrash: *r.RequireArchiveBeforeTrash,
 		RestoreRole: *r.RestoreRole, PurgeAllowed: *r.PurgeAllowed, ProtectedSources: r.ProtectedSources}
+	if err := s.svc.Recheck(c.Request().Context(), principal(c)); err != nil {
+		return err
+	}
 	p, err := s.svc.SetPolicy(c.Request().Context(), principal(c).Workspace, ps)
 	if err != nil {
 		return err

@@ -374,7 +374,7 @@ func RecordOf(e HistoryEventJSON) (contact.Record, error) {
 		if r.Sealed, err = b64.DecodeString(*e.Sealed); err != nil {
 			return contact.Record{}, fmt.Errorf("sealed part of %s: %w", e.EventID, err)
 		}
-	} else if contact.HasPersonal(e.Type) {
+	} else if contact.RequiresPersonal(e.Type, e.Schema) {
 		return contact.Record{}, fmt.Errorf("event %s has no sealed part: replay with --json", e.EventID)
 	}
 	if r.Hash, err = b64.DecodeString(e.Hash); err != nil {
@@ -411,11 +411,10 @@ func strictQuery(c echo.Context, known map[string]bool) (url.Values, error) {
 	}
 	for k, v := range qs {
 		if !known[k] {
-			return nil, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "unknown query parameter " + strconv.Quote(k),
-				Fields: []contact.FieldError{{Field: k, Message: "is not a parameter of this endpoint"}}}
+			return nil, unknownParam()
 		}
 		if len(v) > 1 {
-			return nil, badRequest("repeated-parameter", "query parameter "+strconv.Quote(k)+" is given more than once")
+			return nil, repeatedParam(k)
 		}
 	}
 	return qs, nil
@@ -541,12 +540,10 @@ func (s *Server) listContacts(c echo.Context) error {
 	}
 	for k, v := range qs {
 		if !listParams[k] {
-			e := unknownField(k, "is not a parameter of this endpoint")
-			e.Reason, e.Message = "unknown-parameter", "unknown query parameter "+strconv.Quote(e.Fields[0].Field)
-			return e
+			return unknownParam()
 		}
 		if len(v) > 1 {
-			return badRequest("repeated-parameter", "query parameter "+strconv.Quote(k)+" is given more than once")
+			return repeatedParam(k)
 		}
 	}
 	q := ledger.ListQuery{Workspace: principal(c).Workspace, View: qs.Get("view"), Q: strings.TrimSpace(qs.Get("q")), Tag: qs.Get("tag"), DeletedBy: qs.Get("deleted_by"), Limit: 50}

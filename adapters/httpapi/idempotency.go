@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"hash"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -101,9 +103,15 @@ var replayHeaders = []string{echo.HeaderContentType, "Location", "ETag"}
 // idempotent makes a POST safe to retry: with an Idempotency-Key, the first
 // request's outcome is stored (for 48 hours, across restarts) and a repeat
 // with the same key and the same request gets the same answer without doing
-// anything again; the same key with another request is refused (422).
-// The request's body is hashed as the handler reads it, so streaming
-// endpoints need no buffering.
+// anything again; the same key with another request is refused (422). A key
+// belongs to the token that sent it: another token's request with the same
+// key is a request of its own, and a repeat passes authentication and the
+// permission table again before it is answered. A repeat whose contact was
+// erased since gets 410 erased, never the answer and never a second run.
+// A body up to MaxBody is read and hashed before the key is claimed, so the
+// claim carries the request's fingerprint from the start; a larger one (an
+// import) is hashed as the handler reads it, and its fingerprint recorded
+// once it is read whole, before the handler acts on it.
 func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		key := c.Request().Header.Get("Idempotency-Key")
@@ -116,41 +124,50 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		ctx, req := c.Request().Context(), c.Request()
 		now := time.Now().UTC().Truncate(time.Microsecond)
 		p := principal(c)
+		fp := fingerprint(req)
+		head, err := io.ReadAll(io.LimitReader(req.Body, MaxBody+1))
+		if err != nil {
+			var he *echo.HTTPError
+			if errors.As(err, &he) {
+				return he
+			}
+			return badRequest("unreadable-body", "the request body could not be read")
+		}
+		fp.Write(head)
+		var sum []byte // the request's fingerprint, once its whole body is hashed
+		if len(head) <= MaxBody {
+			sum = fp.Sum(nil)
+			req.Body = io.NopCloser(bytes.NewReader(head))
+		} else {
+			req.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(head), req.Body), req.Body}
+		}
 		rec, claimed, err := s.idem.ClaimIdempotency(ctx, ledger.Idempotency{
-			Workspace: p.Workspace, Key: key, LockedUntil: now.Add(idempotencyLock), CreatedAt: now, ExpiresAt: now.Add(IdempotencyTTL),
+			Workspace: p.Workspace, Principal: p.TokenID, Key: key, Fingerprint: sum,
+			LockedUntil: now.Add(idempotencyLock), CreatedAt: now, ExpiresAt: now.Add(IdempotencyTTL),
 		})
 		if err != nil {
 			return err
 		}
-		fp := fingerprint(req)
 		if !claimed {
-			if !rec.Done {
-				c.Response().Header().Set("Retry-After", "1")
-				return errKeyInFlight
-			}
-			if _, err := io.Copy(fp, http.MaxBytesReader(c.Response(), req.Body, s.maxIdemBody)); err != nil {
-				return &contact.Error{Code: contact.CodeTooLarge, Reason: "body-too-large", Message: "the request body is over the limit"}
-			}
-			if subtle.ConstantTimeCompare(fp.Sum(nil), rec.Fingerprint) != 1 {
-				return errKeyReused
-			}
-			if rec.Status == 0 {
-				return errAnswerTooLarge
-			}
-			for k, v := range rec.Header {
-				c.Response().Header().Set(k, v)
-			}
-			c.Response().Header().Set("Idempotent-Replayed", "true")
-			c.Response().WriteHeader(rec.Status)
-			_, err := c.Response().Write(rec.Body)
-			return err
+			return s.replay(c, rec, fp, sum)
 		}
 
 		c.Set(idempotencyKey, idempotencySeed{key: key, since: rec.CreatedAt})
-		req.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.TeeReader(req.Body, fp), req.Body}
+		var hb *hashingBody
+		if sum == nil {
+			hb = &hashingBody{r: req.Body, c: req.Body, h: fp}
+			hb.whole = func() error {
+				same, err := s.idem.SetIdempotencyFingerprint(ctx, p.Workspace, p.TokenID, key, fp.Sum(nil))
+				if err == nil && !same {
+					hb.mismatch, err = true, errKeyReused
+				}
+				return err
+			}
+			req.Body = hb
+		}
 		cw := &capture{ResponseWriter: c.Response().Writer}
 		c.Response().Writer = cw
 		if err := next(c); err != nil {
@@ -159,17 +176,23 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Response().Writer = cw.ResponseWriter
 		// Hash what the handler left unread too, so that a repeat (which
 		// hashes the whole body) compares equal.
-		io.Copy(fp, http.MaxBytesReader(nil, req.Body, s.maxIdemBody))
+		if sum == nil {
+			io.Copy(fp, http.MaxBytesReader(nil, req.Body, s.maxIdemBody))
+			sum = fp.Sum(nil)
+		}
 
 		status := c.Response().Status
 		store := context.WithoutCancel(ctx)
+		if hb != nil && hb.mismatch {
+			return nil // the claim is another request's (taken over after its process died): left as it is
+		}
 		if status >= 500 {
-			if err := s.idem.ReleaseIdempotency(store, p.Workspace, key); err != nil {
+			if err := s.idem.ReleaseIdempotency(store, p.Workspace, p.TokenID, key); err != nil {
 				s.log.Warn("releasing an idempotency key failed", "request_id", requestID(c), "err", err)
 			}
 			return nil
 		}
-		rec.Fingerprint, rec.Status, rec.Body = fp.Sum(nil), status, cw.buf.Bytes()
+		rec.Fingerprint, rec.Status, rec.Body = sum, status, cw.buf.Bytes()
 		if secret, _ := c.Get(secretAnswer).(bool); cw.overflow || secret {
 			rec.Status, rec.Body = 0, nil // done once; the answer is not kept
 		}
@@ -185,6 +208,16 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if id, err := contact.ParseID(rec.ContactID); err == nil {
 			rec.ContactID = id.String()
+			// An answer about a contact is sealed with its data key: when
+			// the contact is erased, every copy of the answer the store
+			// may keep (free pages, WAL, backups) is unreadable with it.
+			if rec.Body, err = s.sealAnswer(store, rec, id); err != nil {
+				s.log.Error("sealing an idempotent answer failed", "request_id", requestID(c), "err", err)
+				rec.Status, rec.Body = 0, nil
+			}
+			if rec.Body == nil {
+				rec.Status = 0
+			}
 		} else {
 			rec.ContactID = ""
 		}
@@ -194,3 +227,116 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		return nil
 	}
 }
+
+// replay answers a request whose key is already taken by a record of the
+// same token: 422 for another request, 409 while the first runs, 410 when
+// the contact it is about was erased since, else the first answer.
+func (s *Server) replay(c echo.Context, rec ledger.Idempotency, fp hash.Hash, sum []byte) error {
+	req := c.Request()
+	if sum == nil {
+		if _, err := io.Copy(fp, http.MaxBytesReader(c.Response(), req.Body, s.maxIdemBody)); err != nil {
+			return &contact.Error{Code: contact.CodeTooLarge, Reason: "body-too-large", Message: "the request body is over the limit"}
+		}
+		sum = fp.Sum(nil)
+	}
+	if rec.Fingerprint != nil && subtle.ConstantTimeCompare(sum, rec.Fingerprint) != 1 {
+		return errKeyReused
+	}
+	if !rec.Done {
+		c.Response().Header().Set("Retry-After", "1")
+		return errKeyInFlight
+	}
+	if rec.ContactID != "" {
+		id, err := contact.ParseID(rec.ContactID)
+		if err != nil {
+			return err
+		}
+		if rec.ErasedBy != "" {
+			return &ledger.ErasedError{Contact: id, Tombstone: rec.ErasedBy}
+		}
+		// The erasure may be newer than the stripping of its answers.
+		if gone, err := s.svc.Erasure(req.Context(), rec.Workspace, id); err != nil || gone != nil {
+			if err != nil {
+				return err
+			}
+			return gone
+		}
+	}
+	if rec.Status == 0 {
+		return errAnswerTooLarge
+	}
+	body := rec.Body
+	if rec.ContactID != "" {
+		id, _ := contact.ParseID(rec.ContactID)
+		var err error
+		if body, err = s.openAnswer(req.Context(), rec, id); err != nil {
+			return err
+		}
+		if body == nil {
+			return errAnswerTooLarge // the key went with an erasure the log does not show yet
+		}
+	}
+	for k, v := range rec.Header {
+		c.Response().Header().Set(k, v)
+	}
+	c.Response().Header().Set("Idempotent-Replayed", "true")
+	c.Response().WriteHeader(rec.Status)
+	_, err := c.Response().Write(body)
+	return err
+}
+
+// answerBinding binds a sealed answer to its record, so it cannot be moved.
+func answerBinding(rec ledger.Idempotency, id contact.ID) (string, []byte) {
+	sum := sha256.Sum256([]byte(rec.Workspace + "\x00" + rec.Principal + "\x00" + rec.Key))
+	return "idempotency:" + id.String(), sum[:]
+}
+
+// sealAnswer seals an answer about contact id with the contact's data key;
+// nil when the key is gone (the contact was erased meanwhile).
+func (s *Server) sealAnswer(ctx context.Context, rec ledger.Idempotency, id contact.ID) ([]byte, error) {
+	if rec.Body == nil {
+		return nil, nil
+	}
+	k, err := s.svc.Vault().ContactKey(ctx, rec.Workspace, id)
+	if err != nil || k.Destroyed {
+		return nil, err
+	}
+	stream, bind := answerBinding(rec, id)
+	return shred.Seal(k.Key, stream, bind, rec.Body)
+}
+
+// openAnswer opens an answer sealed by sealAnswer; nil when the key is gone.
+func (s *Server) openAnswer(ctx context.Context, rec ledger.Idempotency, id contact.ID) ([]byte, error) {
+	k, err := s.svc.Vault().ContactKey(ctx, rec.Workspace, id)
+	if err != nil || k.Destroyed {
+		return nil, err
+	}
+	stream, bind := answerBinding(rec, id)
+	return shred.Open(k.Key, stream, bind, rec.Body)
+}
+
+// hashingBody hashes a request body as the handler reads it and, once it
+// has been read whole, calls whole: an error of whole is the read's error.
+type hashingBody struct {
+	r     io.Reader
+	c     io.Closer
+	h     hash.Hash
+	whole func() error
+	done  bool
+	// mismatch is set when the body read whole is not the claim's request.
+	mismatch bool
+}
+
+func (b *hashingBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.h.Write(p[:n])
+	if err == io.EOF && !b.done {
+		b.done = true
+		if werr := b.whole(); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+func (b *hashingBody) Close() error { return b.c.Close() }

@@ -34,7 +34,7 @@ func ImportReader(mt string, r io.Reader) (ledger.RowReader, error) {
 	case "application/json":
 		return ledger.NewJSONRows(r)
 	}
-	return nil, &contact.Error{Code: contact.CodeBadRequest, Reason: "unsupported-media-type", Message: "send the import as text/csv or application/json"}
+	return nil, unsupportedMedia("send the import as text/csv or application/json")
 }
 
 // importContacts spools the body to a private file (so a file of any size
@@ -47,15 +47,11 @@ func (s *Server) importContacts(c echo.Context) error {
 	}
 	for k := range qs {
 		if k != "source" {
-			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "unknown query parameter " + strconv.Quote(k),
-				Fields: []contact.FieldError{{Field: k, Message: "is not a parameter of this endpoint"}}}
+			return unknownParam()
 		}
 	}
 	source := qs.Get("source")
-	if source == "" {
-		return contact.Invalid(contact.FieldError{Field: "source", Message: "is required: the system the contacts come from"})
-	}
-	if err := contact.ValidateSource(source); err != nil {
+	if err := ledger.ValidateImportSource(source); err != nil {
 		return err
 	}
 	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
@@ -63,7 +59,7 @@ func (s *Server) importContacts(c echo.Context) error {
 		mt = ""
 	}
 	if mt != "text/csv" && mt != "application/csv" && mt != "application/json" {
-		return &contact.Error{Code: contact.CodeBadRequest, Reason: "unsupported-media-type", Message: "send the import as text/csv or application/json"}
+		return unsupportedMedia("send the import as text/csv or application/json")
 	}
 	m, err := meta(c)
 	if err != nil {
@@ -84,6 +80,10 @@ func (s *Server) importContacts(c echo.Context) error {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return &contact.Error{Code: contact.CodeTooLarge, Reason: "import-too-large", Message: "the import file is over the limit of " + strconv.Itoa(MaxImport>>20) + " MiB; split it"}
+		}
+		var appErr *contact.Error
+		if errors.As(err, &appErr) {
+			return err // the Idempotency-Key's request differs (see idempotent)
 		}
 		return badRequest("unreadable-body", "the request body could not be read")
 	}

@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
+
+// RetryAfterSeconds is the Retry-After of every 503 answer.
+const RetryAfterSeconds = 5
 
 // ProblemBase prefixes the type of every problem this API answers with.
 const ProblemBase = "https://contactledger.dev/problems/"
@@ -24,6 +29,7 @@ var statusOf = map[contact.Code]int{
 	contact.CodeForbidden:    http.StatusForbidden,
 	contact.CodeUnauthorized: http.StatusUnauthorized,
 	contact.CodeTooLarge:     http.StatusRequestEntityTooLarge,
+	contact.CodeMediaType:    http.StatusUnsupportedMediaType,
 	contact.CodeUnavailable:  http.StatusServiceUnavailable,
 }
 
@@ -44,6 +50,11 @@ type Problem struct {
 	RunningJobID     string `json:"running_job_id,omitempty"`
 }
 
+// unsupportedMedia is the 415 of a body of a media type the operation does not take.
+func unsupportedMedia(msg string) *contact.Error {
+	return &contact.Error{Code: contact.CodeMediaType, Reason: "unsupported-media-type", Message: msg}
+}
+
 func badRequest(reason, msg string) *contact.Error {
 	return &contact.Error{Code: contact.CodeBadRequest, Reason: reason, Message: msg}
 }
@@ -57,6 +68,11 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		return
 	}
 	p := s.problem(c, err)
+	if p.Status == http.StatusServiceUnavailable {
+		// A projection catching up, the log unreachable, a timeout: each is
+		// worth a retry, after a pause.
+		c.Response().Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
+	}
 	if c.Request().Method == http.MethodHead {
 		c.NoContent(p.Status)
 		return
@@ -95,6 +111,8 @@ func (s *Server) problem(c echo.Context, err error) Problem {
 			p.Code, p.Detail = "method-not-allowed", "this endpoint does not accept the method"
 		case http.StatusRequestEntityTooLarge:
 			p.Code, p.Detail = "body-too-large", "the request body is over the limit of 1 MiB"
+		case http.StatusUnsupportedMediaType:
+			p.Code, p.Detail = "unsupported-media-type", "the body is of a media type this endpoint does not take"
 		case http.StatusServiceUnavailable:
 			p.Code, p.Detail = "timeout", "the request took too long"
 		default:
@@ -122,6 +140,13 @@ func (s *Server) problem(c echo.Context, err error) Problem {
 	var g *goneError
 	if errors.As(err, &g) {
 		p.TombstoneEventID, p.ErasedAt = g.eventID, g.at
+	}
+	var erased *ledger.ErasedError
+	if errors.As(err, &erased) {
+		p.TombstoneEventID = erased.Tombstone
+		if !erased.At.IsZero() {
+			p.ErasedAt = erased.At.Format(time.RFC3339Nano)
+		}
 	}
 	var running *ledger.JobRunningError
 	if errors.As(err, &running) {

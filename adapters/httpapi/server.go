@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
@@ -43,6 +44,14 @@ type Options struct {
 	Projections Projections
 	// Metrics, when set, is told of every request and served at /metrics.
 	Metrics Metrics
+	// StreamLifetime bounds one connection to the event stream (5 min when
+	// zero): the client reconnects with Last-Event-ID. StreamHeartbeat is
+	// how often an idle stream sends a comment (15 s when zero).
+	StreamLifetime  time.Duration
+	StreamHeartbeat time.Duration
+	// Webhooks, when set, is kicked when a subscription changes, so that
+	// delivery follows at once.
+	Webhooks interface{ Kick() }
 }
 
 // Metrics records requests and serves the metrics. Labels are the route
@@ -69,6 +78,9 @@ type Server struct {
 	// routes lists every route with the operation it performs, for the
 	// permission table and the OpenAPI check.
 	routes []Route
+	// streamLifetime and heartbeat shape the event stream.
+	streamLifetime, heartbeat time.Duration
+	kick                      func()
 }
 
 // Route is one endpoint and the operation it performs.
@@ -88,6 +100,16 @@ func New(svc *ledger.Service, o Options) *Server {
 	}
 	if s.ready == nil {
 		s.ready = func(context.Context) error { return nil }
+	}
+	s.streamLifetime, s.heartbeat, s.kick = o.StreamLifetime, o.StreamHeartbeat, func() {}
+	if s.streamLifetime == 0 {
+		s.streamLifetime = 5 * time.Minute
+	}
+	if s.heartbeat == 0 {
+		s.heartbeat = 15 * time.Second
+	}
+	if o.Webhooks != nil {
+		s.kick = o.Webhooks.Kick
 	}
 	timeout := o.RequestTimeout
 	if timeout == 0 {
@@ -119,7 +141,9 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodGet, "/v1/contacts", "contacts.list", s.listContacts)
 	s.handle(http.MethodGet, "/v1/contacts/:id", "contacts.get", s.getContact)
 	s.handle(http.MethodPatch, "/v1/contacts/:id", "contacts.update", s.updateContact)
-	s.handle(http.MethodDelete, "/v1/contacts/:id", "contacts.trash", s.transition(ledger.Trash))
+	// DELETE is trash under an operation of its own: generated clients name
+	// their functions by operation id, so no two operations share one.
+	s.handle(http.MethodDelete, "/v1/contacts/:id", "contacts.delete", s.transition(ledger.Trash))
 	for _, t := range ledger.Transitions {
 		s.handle(http.MethodPost, "/v1/contacts/:id/"+string(t), "contacts."+string(t), s.transition(t))
 	}
@@ -148,6 +172,17 @@ func New(svc *ledger.Service, o Options) *Server {
 	s.handle(http.MethodPost, "/v1/restore-jobs", "restore_jobs.create", s.createRestoreJob)
 	s.handle(http.MethodGet, "/v1/restore-jobs/:id", "restore_jobs.get", s.getRestoreJob)
 	s.handle(http.MethodPost, "/v1/restore-jobs/:id/cancel", "restore_jobs.cancel", s.cancelRestoreJob)
+	s.handle(http.MethodGet, "/v1/events", "events.list", s.listEvents)
+	s.handle(http.MethodGet, "/v1/events/stream", "events.stream", s.streamEvents)
+	s.handle(http.MethodPost, "/v1/webhooks", "webhooks.create", s.createWebhook)
+	s.handle(http.MethodGet, "/v1/webhooks", "webhooks.list", s.listWebhooks)
+	s.handle(http.MethodGet, "/v1/webhooks/:id", "webhooks.get", s.getWebhook)
+	s.handle(http.MethodPatch, "/v1/webhooks/:id", "webhooks.update", s.updateWebhook)
+	s.handle(http.MethodDelete, "/v1/webhooks/:id", "webhooks.delete", s.deleteWebhook)
+	s.handle(http.MethodPost, "/v1/webhooks/:id/rotate-secret", "webhooks.rotate_secret", s.rotateWebhookSecret)
+	s.handle(http.MethodGet, "/v1/webhooks/:id/deliveries", "webhooks.deliveries", s.webhookDeliveries)
+	s.handle(http.MethodPost, "/v1/webhooks/:id/replay", "webhooks.replay", s.replayWebhook)
+	s.handle(http.MethodPost, "/v1/webhooks/:id/test", "webhooks.test", s.testWebhook)
 	s.handle(http.MethodGet, "/v1/workspace/policy", "workspace.policy.get", s.getPolicy)
 	s.handle(http.MethodPut, "/v1/workspace/policy", "workspace.policy.put", s.putPolicy)
 	s.known = map[string]bool{}
@@ -158,7 +193,7 @@ func New(svc *ledger.Service, o Options) *Server {
 }
 
 // streaming lists the routes that stream their answer for as long as it takes.
-var streaming = map[string]bool{"/v1/audit/events": true}
+var streaming = map[string]bool{"/v1/audit/events": true, "/v1/events/stream": true}
 
 // ServeHTTP serves a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
@@ -250,9 +285,11 @@ func safeParam(c echo.Context, name string) string {
 	if _, err := contact.ParseID(v); err == nil {
 		return v
 	}
-	if rest, ok := strings.CutPrefix(v, "tok_"); ok {
-		if _, err := contact.ParseID(rest); err == nil {
-			return v
+	for _, prefix := range []string{"tok_", "wh_"} {
+		if rest, ok := strings.CutPrefix(v, prefix); ok {
+			if _, err := contact.ParseID(rest); err == nil {
+				return v
+			}
 		}
 	}
 	return ""
@@ -371,7 +408,7 @@ func decode(c echo.Context, dst any, allowEmpty bool) error {
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return &contact.Error{Code: contact.CodeBadRequest, Reason: "unsupported-media-type", Message: "send the body as application/json"}
+			return unsupportedMedia("send the body as application/json")
 		}
 	}
 	return DecodeJSON(body, dst)
@@ -380,6 +417,10 @@ func decode(c echo.Context, dst any, allowEmpty bool) error {
 // DecodeJSON decodes one JSON document into dst under the API's rules. It
 // is the decoder of every command's body.
 func DecodeJSON(body []byte, dst any) error {
+	// encoding/json would silently replace invalid UTF-8 with U+FFFD.
+	if !utf8.Valid(body) {
+		return badRequest("invalid-utf8", "the body is not valid UTF-8")
+	}
 	if err := checkShape(body); err != nil {
 		return err
 	}
@@ -435,7 +476,7 @@ func jsonError(err error) error {
 		if field == "" {
 			return badRequest("malformed-json", "the body must be a JSON object")
 		}
-		return contact.Invalid(contact.FieldError{Field: field, Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())})
+		return contact.Invalid(contact.FieldError{Field: knownField(field), Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())})
 	}
 	// encoding/json reports unknown fields only in its message.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
@@ -444,17 +485,34 @@ func jsonError(err error) error {
 	return badRequest("malformed-json", "the body does not match the expected JSON shape")
 }
 
-var fieldNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]{0,63}$`)
+// unknownField refuses an unknown field without naming it: a client can
+// put anything in a JSON key, personal data included (an email address as a
+// key), and problems never echo what a client wrote.
+func unknownField(_, why string) *contact.Error {
+	return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "the body has a field this request does not take; see /openapi.json",
+		Fields: []contact.FieldError{{Field: "(not shown)", Message: why}}}
+}
 
-// unknownField names an unknown field in a problem only when it looks like
-// a field name: a client could put anything in a JSON key, personal data
-// included, and problems never echo it.
-func unknownField(name, why string) *contact.Error {
-	if !fieldNamePattern.MatchString(name) {
-		name = "(a field whose name is not shown)"
+// unknownParam refuses an unknown query parameter without naming it: its
+// name is whatever the client wrote.
+func unknownParam() *contact.Error {
+	return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "the query has a parameter this endpoint does not take; see /openapi.json",
+		Fields: []contact.FieldError{{Field: "(not shown)", Message: "is not a parameter of this endpoint"}}}
+}
+
+// repeatedParam refuses a known query parameter given twice; known names
+// are the API's own, so the problem names it.
+func repeatedParam(name string) *contact.Error {
+	return badRequest("repeated-parameter", "query parameter "+strconv.Quote(name)+" is given more than once")
+}
+
+// knownField returns the part of a JSON path that names fields of the
+// request itself: a map's keys (custom_fields.<key>) are the client's.
+func knownField(path string) string {
+	if i := strings.Index(path, "custom_fields."); i >= 0 {
+		return path[:i+len("custom_fields")]
 	}
-	return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "unknown field " + strconv.Quote(name),
-		Fields: []contact.FieldError{{Field: name, Message: why}}}
+	return path
 }
 
 func jsonKind(k string) string {

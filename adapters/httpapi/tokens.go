@@ -22,7 +22,8 @@ type TokenJSON struct {
 	Token string `json:"token,omitempty"`
 }
 
-func tokenJSON(t ledger.Token) TokenJSON {
+// TokenOf is a token as the API (and `ledger tokens list --json`) shows it.
+func TokenOf(t ledger.Token) TokenJSON {
 	out := TokenJSON{ID: t.ID, Workspace: t.Workspace, Role: t.Role, Label: t.Label, CreatedAt: t.CreatedAt}
 	if !t.RevokedAt.IsZero() {
 		r := t.RevokedAt
@@ -49,12 +50,15 @@ func (s *Server) createToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.svc.Recheck(c.Request().Context(), principal(c)); err != nil {
+		return err
+	}
 	secret, t, err := s.svc.CreateToken(c.Request().Context(), principal(c).Workspace, role, strings.TrimSpace(r.Label))
 	if err != nil {
 		return err
 	}
 	c.Set(secretAnswer, true)
-	out := tokenJSON(t)
+	out := TokenOf(t)
 	out.Token = secret
 	c.Response().Header().Set("Location", "/v1/tokens/"+t.ID)
 	return ok(c, http.StatusCreated, out)
@@ -67,7 +71,7 @@ func (s *Server) listTokens(c echo.Context) error {
 	}
 	items := make([]TokenJSON, 0, len(list))
 	for _, t := range list {
-		items = append(items, tokenJSON(t))
+		items = append(items, TokenOf(t))
 	}
 	return ok(c, http.StatusOK, map[string]any{"items": items})
 }
@@ -77,9 +81,12 @@ func (s *Server) revokeToken(c echo.Context) error {
 	if !strings.HasPrefix(id, "tok_") || len(id) != 30 {
 		return badRequest("invalid-id", "not a valid token id (tok_ and a 26-character ULID)")
 	}
+	if err := s.svc.Recheck(c.Request().Context(), principal(c)); err != nil {
+		return err
+	}
 	t, err := s.svc.RevokeWorkspaceToken(c.Request().Context(), principal(c).Workspace, id)
 	if err != nil {
 		return err
 	}
-	return ok(c, http.StatusOK, tokenJSON(t))
+	return ok(c, http.StatusOK, TokenOf(t))
 }

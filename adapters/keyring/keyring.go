@@ -1,8 +1,9 @@
 // Package keyring is the key service: it wraps contacts' data keys with a
-// key-encryption key (KEK) held by a gocloud.dev/secrets keeper. The embedded
-// default keeps local KEKs in the data directory (files readable by the owner
-// only); production points --kek-url at a KMS or Vault (awskms://,
-// gcpkms://, azurekeyvault://, hashivault://), so the KEK never leaves it.
+// key-encryption key (KEK). The embedded default keeps local KEKs in the
+// data directory (files readable by the owner only); production points
+// --kek-url at a KMS or Vault (awskms://, gcpkms://, azurekeyvault://,
+// hashivault://, through gocloud.dev/secrets in builds with the kms tag),
+// so the KEK never leaves it.
 //
 // A keyring knows several KEKs: the active one wraps new keys, older ones
 // still unwrap, until `ledger keys rotate` re-wraps every live key under the
@@ -13,6 +14,7 @@ package keyring
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -27,8 +29,6 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-	"gocloud.dev/secrets"
-	"gocloud.dev/secrets/localsecrets"
 )
 
 // Keyring wraps and unwraps data keys with its key-encryption keys.
@@ -37,8 +37,17 @@ type Keyring struct {
 
 	mu      sync.RWMutex
 	active  string
-	keepers map[string]*secrets.Keeper
+	keepers map[string]keeper
 	stamp   time.Time // the directory's modification time when last loaded
+}
+
+// keeper wraps and unwraps with one key-encryption key: a local key
+// (local.go) or a key service's (drivers_kms.go; gocloud.dev/secrets'
+// *Keeper).
+type keeper interface {
+	Encrypt(ctx context.Context, plaintext []byte) ([]byte, error)
+	Decrypt(ctx context.Context, ciphertext []byte) ([]byte, error)
+	Close() error
 }
 
 // ErrUnknownKEK means a wrapped key names a KEK this keyring doesn't hold (it was retired).
@@ -56,7 +65,7 @@ func OpenLocal(dir string) (*Keyring, error) {
 	if err := checkPrivate(dir, true); err != nil {
 		return nil, err
 	}
-	k := &Keyring{dir: dir, keepers: map[string]*secrets.Keeper{}}
+	k := &Keyring{dir: dir, keepers: map[string]keeper{}}
 	if err := k.loadLocal(); err != nil {
 		return nil, err
 	}
@@ -142,13 +151,13 @@ func (k *Keyring) loadLocalLocked() error {
 		if err != nil {
 			return fmt.Errorf("keyring: %w", err)
 		}
-		sk, err := localsecrets.Base64Key(strings.TrimSpace(string(b)))
+		sk, err := parseLocalKey(strings.TrimSpace(string(b)))
 		if err != nil {
 			return fmt.Errorf("keyring: %s: %w", path, err)
 		}
 		present[localPrefix+id] = true
 		if _, ok := k.keepers[localPrefix+id]; !ok {
-			k.keepers[localPrefix+id] = localsecrets.NewKeeper(sk)
+			k.keepers[localPrefix+id] = &localKeeper{key: sk}
 		}
 		ids = append(ids, id)
 	}
@@ -172,8 +181,8 @@ func (k *Keyring) AddLocal() (string, error) {
 	if k.dir == "" {
 		return "", errors.New("keyring: only a local keyring can create keys; rotate the key in the KMS instead")
 	}
-	sk, err := localsecrets.NewRandomKey()
-	if err != nil {
+	var sk [32]byte
+	if _, err := rand.Read(sk[:]); err != nil {
 		return "", fmt.Errorf("keyring: %w", err)
 	}
 	id := ulid.Make().String()
@@ -197,9 +206,9 @@ func (k *Keyring) AddLocal() (string, error) {
 // OpenURL opens a keyring whose active KEK is the keeper at url; previous
 // names keepers of earlier KEKs that may still have wrapped keys.
 func OpenURL(ctx context.Context, url string, previous ...string) (*Keyring, error) {
-	k := &Keyring{keepers: map[string]*secrets.Keeper{}}
+	k := &Keyring{keepers: map[string]keeper{}}
 	for _, u := range append(previous, url) {
-		kp, err := secrets.OpenKeeper(ctx, u)
+		kp, err := openURL(ctx, u)
 		if err != nil {
 			return nil, fmt.Errorf("keyring: open key service: %w", err)
 		}

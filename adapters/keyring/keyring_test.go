@@ -3,9 +3,12 @@ package keyring_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,6 +109,17 @@ func TestURLKeyring(t *testing.T) {
 	}
 }
 
+// TestCloudKeyServicesNeedTheBuildTag checks that a binary built without the
+// kms tag refuses a cloud key service's URL with the way to get one that has
+// it, instead of gocloud's bare "no driver registered".
+func TestCloudKeyServicesNeedTheBuildTag(t *testing.T) {
+	_, err := keyring.OpenURL(context.Background(), "awskms://alias/ledger?region=eu-west-1")
+	hinted := err != nil && strings.Contains(err.Error(), "-tags kms")
+	if keyring.CloudKeyServices() == hinted {
+		t.Fatalf("built with the cloud key services: %v; got error %v", keyring.CloudKeyServices(), err)
+	}
+}
+
 // TestLocalKeyringFollowsAnotherProcess checks that a running server's
 // keyring follows a rotation done by another process: new keys are wrapped
 // under the new KEK, keys re-wrapped under it can be unwrapped, and a
@@ -140,5 +154,55 @@ func TestLocalKeyringFollowsAnotherProcess(t *testing.T) {
 	}
 	if _, err := server.Unwrap(ctx, old, oldWrapped); !errors.Is(err, keyring.ErrUnknownKEK) {
 		t.Fatalf("server still unwraps under the retired KEK: %v", err)
+	}
+}
+
+// TestLocalKeysOfEarlierVersions unwraps a data key that
+// gocloud.dev/secrets/localsecrets wrapped (testdata/localsecrets.golden),
+// as every local key of earlier versions was: from a key file and from a
+// base64key:// URL.
+func TestLocalKeysOfEarlierVersions(t *testing.T) {
+	b, err := os.ReadFile("testdata/localsecrets.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden struct{ Key, Plaintext, Wrapped string }
+	if err := json.Unmarshal(b, &golden); err != nil {
+		t.Fatal(err)
+	}
+	wrapped, err := base64.StdEncoding.DecodeString(golden.Wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "keys")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	id := "01J0000000000000000000KEK1"
+	if err := os.WriteFile(filepath.Join(dir, "kek-"+id+".key"), []byte(golden.Key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	local, err := keyring.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "base64key://" + golden.Key
+	byURL, err := keyring.OpenURL(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, unwrap := range map[string]func() ([]byte, error){
+		"key file": func() ([]byte, error) { return local.Unwrap(ctx, "local:"+id, wrapped) },
+		"URL":      func() ([]byte, error) { return byURL.Unwrap(ctx, keyring.URLKEKID(url), wrapped) },
+	} {
+		if got, err := unwrap(); err != nil || string(got) != golden.Plaintext {
+			t.Errorf("%s: got %q, %v; want %q", name, got, err, golden.Plaintext)
+		}
+	}
+	tampered := slices.Clone(wrapped)
+	tampered[len(tampered)-1] ^= 1
+	if _, err := local.Unwrap(ctx, "local:"+id, tampered); err == nil {
+		t.Error("a tampered wrapped key unwrapped")
 	}
 }

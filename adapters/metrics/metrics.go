@@ -1,8 +1,9 @@
 // Package metrics exposes the ledger's metrics in the Prometheus format
 // (prometheus/client_golang). Every label is bounded and non-personal: route
 // templates, methods, status codes, command names, outcomes, projection
-// names, key-vault operations, job kinds; never an id, a workspace name or
-// a value a user typed.
+// names, key-vault operations, job kinds, and webhook subscriptions' ids
+// (made by the server, one per subscription); never a contact's or token's
+// id, a URL, a workspace name or a value a user typed.
 package metrics
 
 import (
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -33,6 +35,9 @@ type Metrics struct {
 	jobDone        *prometheus.GaugeVec
 	jobTotal       *prometheus.GaugeVec
 	jobRunning     *prometheus.GaugeVec
+
+	webhookAttempts *prometheus.CounterVec
+	webhookLatency  *prometheus.HistogramVec
 }
 
 // StatusFunc returns the projections' status, for the lag gauges.
@@ -122,11 +127,7 @@ func (m *Metrics) VaultOp(op string, err error) {
 func (m *Metrics) JobProgress(kind, target string, done, total int64, running bool) {
 	m.jobDone.WithLabelValues(kind, target).Set(float64(done))
 	m.jobTotal.WithLabelValues(kind, target).Set(float64(total))
-	r := 0.0
-	if running {
-		r = 1
-	}
-	m.jobRunning.WithLabelValues(kind, target).Set(r)
+	m.jobRunning.WithLabelValues(kind, target).Set(flag(running))
 }
 
 // Rebuild records a rebuild's progress (projections.Runner.Observe).
@@ -159,12 +160,6 @@ func (c *projectionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(lagEvents, err)
 		return
 	}
-	flag := func(b bool) float64 {
-		if b {
-			return 1
-		}
-		return 0
-	}
 	for _, st := range sts {
 		if st.LagEvents >= 0 {
 			ch <- prometheus.MustNewConstMetric(lagEvents, prometheus.GaugeValue, float64(st.LagEvents), st.Name)
@@ -172,5 +167,73 @@ func (c *projectionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(lagSeconds, prometheus.GaugeValue, st.LagSeconds, st.Name)
 		ch <- prometheus.MustNewConstMetric(rebuilding, prometheus.GaugeValue, flag(st.State == projections.StateRebuilding), st.Name)
 		ch <- prometheus.MustNewConstMetric(failing, prometheus.GaugeValue, flag(st.State == projections.StateFailed), st.Name)
+	}
+}
+
+// Webhook metrics are labelled by subscription: its id is made by the
+// server ("wh_<ULID>"), one per subscription, never a URL.
+var (
+	webhookLagEvents  = prometheus.NewDesc("ledger_webhook_lag_events", "Events the subscription will receive that are not delivered yet (after its checkpoint).", []string{"subscription"}, nil)
+	webhookLagSeconds = prometheus.NewDesc("ledger_webhook_lag_seconds", "Age of the oldest event after the subscription's checkpoint.", []string{"subscription"}, nil)
+	webhookPending    = prometheus.NewDesc("ledger_webhook_pending", "Events waiting for a retry, or queued behind one of the same contact.", []string{"subscription"}, nil)
+	webhookEnabled    = prometheus.NewDesc("ledger_webhook_enabled", "1 while the subscription is enabled.", []string{"subscription"}, nil)
+	webhookFailing    = prometheus.NewDesc("ledger_webhook_failing", "1 from a failed attempt until the next delivered one.", []string{"subscription"}, nil)
+)
+
+// flag is a gauge's value of a condition: 1 when it holds.
+func flag(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// WebhookStatusFunc returns every subscription's status, for the webhook gauges.
+type WebhookStatusFunc func(ctx context.Context) ([]ledger.WebhookStatus, error)
+
+// WatchWebhooks registers the webhook gauges, read from status at each
+// scrape, and the delivery counters.
+func (m *Metrics) WatchWebhooks(status WebhookStatusFunc) {
+	m.webhookAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_webhook_deliveries_total",
+		Help: "Webhook delivery attempts by subscription and outcome (delivered: 2xx; failed: anything else)."}, []string{"subscription", "outcome"})
+	m.webhookLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ledger_webhook_delivery_duration_seconds",
+		Help: "Latency of webhook delivery attempts, by subscription.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 15}}, []string{"subscription"})
+	m.reg.MustRegister(m.webhookAttempts, m.webhookLatency, &webhookCollector{status: status})
+}
+
+// Attempt records one webhook delivery attempt (delivery.Observer).
+func (m *Metrics) Attempt(subscription, outcome string, d time.Duration) {
+	if m.webhookAttempts == nil {
+		return
+	}
+	m.webhookAttempts.WithLabelValues(subscription, outcome).Inc()
+	m.webhookLatency.WithLabelValues(subscription).Observe(d.Seconds())
+}
+
+// webhookCollector reads the subscriptions' status at each scrape.
+type webhookCollector struct{ status WebhookStatusFunc }
+
+func (c *webhookCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{webhookLagEvents, webhookLagSeconds, webhookPending, webhookEnabled, webhookFailing} {
+		ch <- d
+	}
+}
+
+func (c *webhookCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sts, err := c.status(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(webhookLagEvents, err)
+		return
+	}
+	for _, st := range sts {
+		if st.LagEvents >= 0 {
+			ch <- prometheus.MustNewConstMetric(webhookLagEvents, prometheus.GaugeValue, float64(st.LagEvents), st.ID)
+		}
+		ch <- prometheus.MustNewConstMetric(webhookLagSeconds, prometheus.GaugeValue, st.LagSeconds, st.ID)
+		ch <- prometheus.MustNewConstMetric(webhookPending, prometheus.GaugeValue, float64(st.Progress.Pending), st.ID)
+		ch <- prometheus.MustNewConstMetric(webhookEnabled, prometheus.GaugeValue, flag(st.Enabled), st.ID)
+		ch <- prometheus.MustNewConstMetric(webhookFailing, prometheus.GaugeValue, flag(!st.Progress.FailingSince.IsZero()), st.ID)
 	}
 }

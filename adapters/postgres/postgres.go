@@ -89,10 +89,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	db := stdlib.OpenDBFromPool(s.pool)
 	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithSessionLocker(locker),
-		// Each issue owns a range of migration numbers, so a database can
-		// hold a higher one before a lower one lands: apply it then.
-		goose.WithAllowOutofOrder(true))
+	// Migrations are numbered in ranges per piece of work and may land in
+	// any order: a database may have 20 and then get 12 or 30.
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithSessionLocker(locker), goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}

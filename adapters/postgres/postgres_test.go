@@ -10,6 +10,7 @@ import (
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/internal/pgtest"
 	"github.com/contactledger/ledger/internal/storetest"
+	"github.com/contactledger/ledger/ledger"
 )
 
 func open(t *testing.T, url string) *postgres.Store {
@@ -44,6 +45,21 @@ func TestEventStore(t *testing.T) {
 func TestStateStore(t *testing.T) {
 	storetest.RunStateStore(t, storetest.StateStoreHarness{
 		New: func(t *testing.T) storetest.StateStore { return open(t, pgtest.URL(t)) },
+	})
+}
+
+func TestWebhookStore(t *testing.T) {
+	// One database for the whole suite, emptied before each case: creating
+	// a database per case holds back every reader's stable head in the
+	// cluster while it runs.
+	s := open(t, pgtest.URL(t))
+	storetest.RunWebhookStore(t, storetest.WebhookStoreHarness{
+		New: func(t *testing.T) ledger.WebhookStore {
+			if _, err := s.Pool().Exec(context.Background(), `TRUNCATE webhooks, webhook_progress, webhook_pending, webhook_attempts, webhook_erasures`); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
 	})
 }
 

@@ -72,10 +72,7 @@ func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []project
 		if r.Contact.TrashedBy != nil {
 			trashedBy = &r.Contact.TrashedBy.Principal
 		}
-		tags := r.Contact.Tags
-		if tags == nil {
-			tags = []string{}
-		}
+		tags := tagColumn(r)
 		p := r.Contact.Personal
 		data = append(data, []any{r.Contact.Workspace, r.Contact.ID.String(), r.SortAt, r.Contact.CreatedAt, int64(r.Contact.Version),
 			numeric(r.Position.Commit), numeric(r.Position.Prepare), p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),

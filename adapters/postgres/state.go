@@ -51,11 +51,21 @@ func (s *Store) GetKeys(ctx context.Context, workspace string, owners []string) 
 
 // DestroyKey deletes a key.
 func (s *Store) DestroyKey(ctx context.Context, workspace, owner string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, workspace, owner)
-	if err != nil {
-		return false, err
-	}
-	return tag.RowsAffected() > 0, nil
+	var n int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, workspace, owner)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		// With the key go the stored answers about its contact (the
+		// erasure projection names the tombstone in them later). An answer
+		// being stored meanwhile holds the key row FOR SHARE: it either
+		// commits first and is stripped here, or sees no key and keeps ids.
+		_, err = tx.Exec(ctx, eraseAnswersSQL, workspace, owner, "")
+		return err
+	})
+	return n > 0, err
 }
 
 // CreateWorkspace stores a new workspace.

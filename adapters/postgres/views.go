@@ -76,7 +76,7 @@ func viewTableDDL(table string) string {
 		doc         jsonb       NOT NULL,
 		PRIMARY KEY (workspace, id)
 	);
-	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "doc")
+	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "tags", "doc")
 }
 
 // viewIndexes creates a view's secondary indexes, one statement each,
@@ -167,11 +167,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	}
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
-		ext := "''"
+		ext, tags := "''", "tags"
 		if table == identityTable {
-			ext = "ext_bidx"
+			ext, tags = "ext_bidx", "'{}'::text[]"
 		}
-		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit::text, pos_prepare::text FROM `+table+`
+		rows, err := s.pool.Query(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, `+tags+`, pos_commit::text, pos_prepare::text FROM `+table+`
 			WHERE workspace = $1 AND id = ANY($2)`, ws, ids)
 		if err != nil {
 			return nil, err
@@ -182,7 +182,7 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				doc  []byte
 				c, p string
 			)
-			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &c, &p); err != nil {
+			if err := rows.Scan(&doc, &row.SortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &row.TagIndexes, &c, &p); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -195,6 +195,9 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				return nil, err
 			}
 			row.SortAt = row.SortAt.UTC()
+			if len(row.TagIndexes) == 0 {
+				row.TagIndexes = nil
+			}
 			out[row.Contact.ID] = row
 		}
 		rows.Close()
@@ -235,8 +238,8 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		}
 		for _, ref := range b.DestroyKeys {
 			batch.Queue(`DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, ref.Workspace, ref.ID.String())
-			// Stored answers about the contact hold its personal data.
-			batch.Queue(`DELETE FROM idempotency WHERE workspace = $1 AND contact_id = $2`, ref.Workspace, ref.ID.String())
+			// Stored answers about the contact hold its personal data: keep ids only.
+			batch.Queue(eraseAnswersSQL, ref.Workspace, ref.ID.String(), b.Tombstones[ref.ID])
 		}
 		if batch.Len() == 0 {
 			return nil
@@ -275,10 +278,7 @@ func queueUpsert(b *pgx.Batch, table string, r projections.Row) error {
 	if r.Contact.TrashedBy != nil {
 		trashedBy = &r.Contact.TrashedBy.Principal
 	}
-	tags := r.Contact.Tags
-	if tags == nil {
-		tags = []string{}
-	}
+	tags := tagColumn(r)
 	p := r.Contact.Personal
 	pc, pp := posArgs(r.Position)
 	b.Queue(`INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
@@ -409,8 +409,8 @@ func listQuery(q ledger.ListQuery) (string, []any, error) {
 	if q.PhoneIndex != "" {
 		where = append(where, "phone_bidx = "+arg(q.PhoneIndex)+" AND phone_bidx <> ''")
 	}
-	if q.Tag != "" {
-		where = append(where, "tags @> ARRAY["+arg(q.Tag)+"]::text[]")
+	if q.TagIndex != "" {
+		where = append(where, "tags @> ARRAY["+arg(q.TagIndex)+"]::text[]")
 	}
 	if q.DeletedBy != "" {
 		where = append(where, "trashed_by = "+arg(q.DeletedBy))
@@ -550,4 +550,12 @@ func erasureCaveats(settings map[string]string, slots int) []string {
 		out = append(out, fmt.Sprintf("%d replication slots: their standbys or consumers keep WAL with erased rows, and each standby keeps its own copy of the tables", slots))
 	}
 	return out
+}
+
+// tagColumn is what a row's tag column holds: its tags' blind indexes.
+func tagColumn(r projections.Row) []string {
+	if r.TagIndexes == nil {
+		return []string{}
+	}
+	return r.TagIndexes
 }

@@ -191,9 +191,9 @@ func applyBatch(ctx context.Context, tx *sql.Tx, table string, b projections.Bat
 	return nil
 }
 
-// rebuildLocks are this process's rebuild locks: flock is per open file
+// fileLocks are this process's file locks: flock is per open file
 // description, so a second lock from this process must be refused here.
-var rebuildLocks sync.Map
+var fileLocks sync.Map
 
 // LockRebuild takes exclusive locks on <data-dir>/rebuild-<name>.lock
 // without waiting, all or none. The operating system releases them when
@@ -206,7 +206,7 @@ func (s *Store) LockRebuild(ctx context.Context, names ...string) (func(), bool,
 		}
 	}
 	for _, name := range names {
-		f, ok, err := s.lockFile(filepath.Join(filepath.Dir(s.path), "rebuild-"+name+".lock"))
+		f, ok, err := lockFile(filepath.Join(filepath.Dir(s.path), "rebuild-"+name+".lock"))
 		if err != nil || !ok {
 			release()
 			return nil, false, err
@@ -216,18 +216,30 @@ func (s *Store) LockRebuild(ctx context.Context, names ...string) (func(), bool,
 	return release, true, nil
 }
 
-func (s *Store) lockFile(path string) (func(), bool, error) {
-	if _, busy := rebuildLocks.LoadOrStore(path, true); busy {
+// ServeLock is the file in the data directory that `ledger serve` locks.
+const ServeLock = "serve.lock"
+
+// LockServing takes the data directory's serve lock without waiting: the
+// embedded store is served by one process at a time (commands beside it
+// are fine). ok is false when another server holds it. The operating
+// system releases it when the process dies.
+func LockServing(dataDir string) (release func(), ok bool, err error) {
+	return lockFile(filepath.Join(dataDir, ServeLock))
+}
+
+// lockFile takes an exclusive flock on path without waiting.
+func lockFile(path string) (func(), bool, error) {
+	if _, busy := fileLocks.LoadOrStore(path, true); busy {
 		return nil, false, nil
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		rebuildLocks.Delete(path)
+		fileLocks.Delete(path)
 		return nil, false, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		rebuildLocks.Delete(path)
+		fileLocks.Delete(path)
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, false, nil
 		}
@@ -236,7 +248,7 @@ func (s *Store) lockFile(path string) (func(), bool, error) {
 	return func() {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
-		rebuildLocks.Delete(path)
+		fileLocks.Delete(path)
 	}, true, nil
 }
 

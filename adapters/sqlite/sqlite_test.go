@@ -7,6 +7,7 @@ import (
 	"github.com/contactledger/ledger/adapters/sqlite"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/internal/storetest"
+	"github.com/contactledger/ledger/ledger"
 )
 
 func open(t *testing.T, dir string) *sqlite.Store {
@@ -36,6 +37,12 @@ func TestEventStore(t *testing.T) {
 func TestStateStore(t *testing.T) {
 	storetest.RunStateStore(t, storetest.StateStoreHarness{
 		New: func(t *testing.T) storetest.StateStore { return open(t, t.TempDir()) },
+	})
+}
+
+func TestWebhookStore(t *testing.T) {
+	storetest.RunWebhookStore(t, storetest.WebhookStoreHarness{
+		New: func(t *testing.T) ledger.WebhookStore { return open(t, t.TempDir()) },
 	})
 }
 

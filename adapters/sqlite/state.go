@@ -62,7 +62,12 @@ func (s *Store) DestroyKey(ctx context.Context, workspace, owner string) (bool, 
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		// With the key go the stored answers about its contact (the
+		// erasure projection names the tombstone in them later).
+		_, err = eraseAnswers(ctx, tx, workspace, owner, "")
 		return err
 	}, nil)
 	return n > 0, err

@@ -128,11 +128,11 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 	out := map[contact.ID]projections.Row{}
 	for ws, ids := range byWS {
 		list, _ := json.Marshal(ids)
-		ext := "''"
+		ext, tags := "''", "tags"
 		if table == identityTable {
-			ext = "ext_bidx"
+			ext, tags = "ext_bidx", "'[]'"
 		}
-		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, pos_commit, pos_prepare FROM `+table+`
+		rows, err := s.r.QueryContext(ctx, `SELECT doc, sort_at, email_bidx, phone_bidx, `+ext+`, `+tags+`, pos_commit, pos_prepare FROM `+table+`
 			WHERE workspace = ? AND id IN (SELECT value FROM json_each(?))`, ws, string(list))
 		if err != nil {
 			return nil, err
@@ -141,9 +141,10 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 			var (
 				row    projections.Row
 				doc    string
+				tags   string
 				sortAt int64
 			)
-			if err := rows.Scan(&doc, &sortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &row.Position.Commit, &row.Position.Prepare); err != nil {
+			if err := rows.Scan(&doc, &sortAt, &row.EmailIndex, &row.PhoneIndex, &row.ExtIndex, &tags, &row.Position.Commit, &row.Position.Prepare); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -152,6 +153,13 @@ func (s *Store) Rows(ctx context.Context, projection string, refs []projections.
 				return nil, fmt.Errorf("row of %s: %w", projection, err)
 			}
 			row.SortAt = fromMicros(sortAt)
+			if err := json.Unmarshal([]byte(tags), &row.TagIndexes); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("row of %s: %w", projection, err)
+			}
+			if len(row.TagIndexes) == 0 {
+				row.TagIndexes = nil
+			}
 			out[row.Contact.ID] = row
 		}
 		rows.Close()
@@ -191,8 +199,8 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner = ?`, ref.Workspace, ref.ID.String()); err != nil {
 				return err
 			}
-			// Stored answers about the contact hold its personal data.
-			if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE workspace = ? AND contact_id = ?`, ref.Workspace, ref.ID.String()); err != nil {
+			// Stored answers about the contact hold its personal data: keep ids only.
+			if _, err := eraseAnswers(ctx, tx, ref.Workspace, ref.ID.String(), b.Tombstones[ref.ID]); err != nil {
 				return err
 			}
 		}
@@ -239,7 +247,7 @@ func rowArgs(table string, r projections.Row) ([]any, error) {
 		return []any{r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
 			micros(r.SortAt), r.Contact.Version, r.Position.Commit, r.Position.Prepare, string(doc)}, nil
 	}
-	tags, err := json.Marshal(r.Contact.Tags)
+	tags, err := json.Marshal(tagColumn(r))
 	if err != nil {
 		return nil, err
 	}
@@ -379,8 +387,8 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 	if q.PhoneIndex != "" {
 		where, args = append(where, "likelihood(phone_bidx = ?, 0.000001) AND phone_bidx <> ''"), append(args, q.PhoneIndex)
 	}
-	if q.Tag != "" {
-		where, args = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"), append(args, q.Tag)
+	if q.TagIndex != "" {
+		where, args = append(where, "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"), append(args, q.TagIndex)
 	}
 	if q.DeletedBy != "" {
 		where, args = append(where, "trashed_by = ?"), append(args, q.DeletedBy)
@@ -425,4 +433,12 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 		out = append(out, it)
 	}
 	return out, rows.Err()
+}
+
+// tagColumn is what a row's tag column holds: its tags' blind indexes.
+func tagColumn(r projections.Row) []string {
+	if r.TagIndexes == nil {
+		return []string{}
+	}
+	return r.TagIndexes
 }

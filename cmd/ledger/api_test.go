@@ -1,13 +1,17 @@
 package main_test
 
 import (
-	"encoding/json"
+	"bytes"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/contactledger/ledger/adapters/httpapi"
+	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/internal/apicontract"
 )
 
 // TestForbiddenTransitions tries every command the lifecycle forbids, in
@@ -94,7 +98,8 @@ func testMalformedRequests(t *testing.T, store string) {
 		{"empty body", "", "POST", "/v1/contacts", "", nil, 400, "empty-body"},
 		{"too deep", "", "POST", "/v1/contacts", deep, nil, 400, "json-too-deep"},
 		{"too large", "", "POST", "/v1/contacts", huge, nil, 413, "body-too-large"},
-		{"wrong media type", "", "POST", "/v1/contacts", `{"name":"a"}`, []string{"Content-Type", "text/plain"}, 400, "unsupported-media-type"},
+		{"wrong media type", "", "POST", "/v1/contacts", `{"name":"a"}`, []string{"Content-Type", "text/plain"}, 415, "unsupported-media-type"},
+		{"form body on a command", "", "POST", "/v1/contacts/" + id + "/archive", "reason=x", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "unsupported-media-type"},
 		{"bad id", "", "GET", "/v1/contacts/not-a-ulid", nil, nil, 400, "invalid-id"},
 		{"bad id on a command", "", "POST", "/v1/contacts/123/trash", nil, nil, 400, "invalid-id"},
 		{"unknown id", "", "GET", "/v1/contacts/01ARZ3NDEKTSV4RRFFQ69G5FAV", nil, nil, 404, "not-found"},
@@ -117,6 +122,8 @@ func testMalformedRequests(t *testing.T, store string) {
 		{"bad time", "", "GET", "/v1/contacts?view=trash&deleted_after=yesterday", nil, nil, 422, "validation-failed"},
 		{"trash filter on active", "", "GET", "/v1/contacts?view=active&deleted_by=tok_x", nil, nil, 422, "validation-failed"},
 		{"bad position", "", "GET", "/v1/contacts?min_position=abc", nil, nil, 422, "validation-failed"},
+		{"position beyond the head", "", "GET", "/v1/contacts?min_position=18446744073709551615", nil, nil, 422, "validation-failed"},
+		{"bad time in a restore job", "", "POST", "/v1/restore-jobs", map[string]any{"deleted_after": "yesterday", "deleted_before": 5}, nil, 422, "validation-failed"},
 		{"no such route", "", "GET", "/v1/nothing", nil, nil, 404, "route-not-found"},
 		{"wrong method", "", "PUT", "/v1/contacts/" + id, map[string]any{}, nil, 405, "method-not-allowed"},
 	}
@@ -132,6 +139,22 @@ func testMalformedRequests(t *testing.T, store string) {
 			r := l.do(token, tc.method, tc.path, tc.body, tc.headers...)
 			want(t, r, tc.status, tc.code)
 		})
+	}
+	// Invalid values are named, in query strings and bodies alike.
+	for path, field := range map[string]string{
+		"/v1/contacts?min_position=18446744073709551615": "min_position",
+		"/v1/restore-jobs": "deleted_after",
+	} {
+		var body any
+		if path == "/v1/restore-jobs" {
+			body = map[string]any{"deleted_after": "yesterday"}
+		}
+		method := map[bool]string{true: "POST", false: "GET"}[body != nil]
+		r := l.as(method, path, body)
+		errs, _ := r.Body["errors"].([]any)
+		if len(errs) != 1 || errs[0].(map[string]any)["field"] != field {
+			t.Errorf("%s %s: got %s, want the problem to name %s", method, path, r.Raw, field)
+		}
 	}
 	// None of that changed the target.
 	r := l.as("GET", "/v1/contacts/"+id, nil)
@@ -150,56 +173,42 @@ func (l *ledgerUnderTest) token(workspace, role string) string {
 	return secret
 }
 
-// TestOpenAPI checks that the published description and the router agree:
-// every route is described, and every described operation is routed.
+// TestOpenAPI checks the served description itself: it lints clean for
+// generated clients (one operationId per operation, a schema for every
+// body, streams described as validators read them), and it describes
+// exactly what echo routes, each under the operation the permission table
+// knows it by. That every answer of the end-to-end tests matches it is
+// checked on every server start() makes (checkContract).
 func TestOpenAPI(t *testing.T) {
 	l := start(t, "sqlite")
+	want(t, l.do("", "GET", "/healthz", nil), 200, "")
 	r := l.do("", "GET", "/openapi.json", nil)
 	want(t, r, 200, "")
-	var spec struct {
-		OpenAPI string                                `json:"openapi"`
-		Paths   map[string]map[string]json.RawMessage `json:"paths"`
-	}
-	if err := json.Unmarshal(r.Raw, &spec); err != nil {
+	problems, err := apicontract.Lint(r.Raw)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(spec.OpenAPI, "3.") {
-		t.Fatalf("openapi version %q", spec.OpenAPI)
+	for _, p := range problems {
+		t.Errorf("the description: %s", p)
 	}
-	described := map[string]string{}
-	for path, item := range spec.Paths {
-		for method, op := range item {
-			if method == "parameters" {
-				continue
-			}
-			var o struct {
-				OperationID string `json:"operationId"`
-			}
-			if err := json.Unmarshal(op, &o); err != nil {
-				t.Fatal(err)
-			}
-			described[strings.ToUpper(method)+" "+path] = o.OperationID
-		}
+	checker, err := apicontract.New(r.Raw)
+	if err != nil {
+		t.Fatal(err)
 	}
-	routed := map[string]bool{}
+	var served []apicontract.Route
 	for _, rt := range l.API.Echo().Routes() {
 		if strings.HasPrefix(rt.Path, "/*") || rt.Path == "" {
 			continue
 		}
-		key := rt.Method + " " + openapiPath(rt.Path)
-		routed[key] = true
-		if _, ok := described[key]; !ok {
-			t.Errorf("route %s is not in /openapi.json", key)
-		}
+		served = append(served, apicontract.Route{Method: rt.Method, Path: apicontract.TemplatePath(rt.Path)})
 	}
-	for key := range described {
-		if !routed[key] {
-			t.Errorf("/openapi.json describes %s, which is not routed", key)
-		}
+	for _, p := range checker.CompareRoutes(served) {
+		t.Errorf("the router and the description disagree: %s", p)
 	}
 	for _, rt := range l.API.Routes() {
-		if op := described[rt.Method+" "+openapiPath(rt.Path)]; op != rt.Op {
-			t.Errorf("%s %s: operationId %q, want %q", rt.Method, rt.Path, op, rt.Op)
+		route := apicontract.Route{Method: rt.Method, Path: apicontract.TemplatePath(rt.Path)}
+		if op := checker.OperationID(route); op != rt.Op {
+			t.Errorf("%s %s: the description's operationId is %q, the permission table's operation %q", rt.Method, rt.Path, op, rt.Op)
 		}
 	}
 	if len(httpapi.Permissions) == 0 || !slices.Contains(httpapi.Permissions["contacts.purge"], "admin") {
@@ -207,14 +216,40 @@ func TestOpenAPI(t *testing.T) {
 	}
 }
 
-func openapiPath(p string) string {
-	parts := strings.Split(p, "/")
-	for i, s := range parts {
-		if strings.HasPrefix(s, ":") {
-			parts[i] = "{" + s[1:] + "}"
+// TestContractCatchesDrift shows that the end-to-end check fails when the
+// description and the answers drift apart: with a response field renamed
+// in the description, ordinary traffic is reported, naming the operation,
+// the status and the field.
+func TestContractCatchesDrift(t *testing.T) {
+	spec := httpapi.OpenAPI()
+	drifted := bytes.Replace(spec, []byte(`"note_count"`), []byte(`"notes_count"`), -1)
+	if bytes.Equal(drifted, spec) {
+		t.Fatal("the description has no note_count to rename")
+	}
+	checker, err := apicontract.New(drifted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var violations []string
+	l := start(t, "sqlite", func(m *main.Main) {
+		m.Middleware = func(next http.Handler) http.Handler {
+			return checker.Handler(next, func(v string) { mu.Lock(); violations = append(violations, v); mu.Unlock() })
+		}
+	})
+	id := l.create(map[string]any{"name": "Drift Check"})
+	want(t, l.as("GET", "/v1/contacts/"+id, nil), 200, "")
+	mu.Lock()
+	defer mu.Unlock()
+	got := strings.Join(violations, "\n")
+	for _, w := range []string{
+		"POST /v1/contacts (contacts.create) answered 201", "GET /v1/contacts/" + id + " (contacts.get) answered 200",
+		`property "note_count" is unsupported`, `property "notes_count" is missing`,
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("the drift was reported as %q; want it to say %q", got, w)
 		}
 	}
-	return strings.Join(parts, "/")
 }
 
 // TestPermissionTableInREADME checks that the README's table of roles says

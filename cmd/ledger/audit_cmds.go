@@ -19,30 +19,11 @@ import (
 	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 )
 
 // mainRunner wraps a command's work with an opened Main.
 type mainRunner func(run func(ctx context.Context, m *Main, args []string) error) func(*cobra.Command, []string) error
-
-// progress returns a progress bar on w: a bar with ETA when total is known
-// (> 0), else a counter with a rate. It draws only on a terminal; elsewhere
-// the commands print a summary line when done.
-func progress(w io.Writer, total int64, what string) *progressbar.ProgressBar {
-	visible := false
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		visible = true
-	}
-	if total <= 0 {
-		total = -1
-	}
-	return progressbar.NewOptions64(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
-		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"),
-		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetVisibility(visible),
-		progressbar.OptionClearOnFinish(), progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth())
-}
 
 func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command {
 	var (
@@ -157,7 +138,7 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 			bw := bufio.NewWriterSize(w, 256<<10)
 			enc := json.NewEncoder(bw)
 			enc.SetEscapeHTML(false)
-			bar := progress(stderr, -1, "exporting")
+			bar := newMeter(stderr, "exporting", "events", 0)
 			n := 0
 			var last contact.Position
 			err = m.Svc.AuditLog(ctx, q, func(recs []contact.Record) error {
@@ -225,9 +206,8 @@ func auditCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command 
 				}
 				scope.Contact = &id
 			}
-			bar := progress(stderr, -1, "verifying")
-			done := 0
-			rep, err := m.Svc.VerifyChains(ctx, scope, func(n int) { bar.Add(n - done); done = n })
+			bar := newMeter(stderr, "verifying", "events", 0)
+			rep, err := m.Svc.VerifyChains(ctx, scope, func(n int) { bar.Set(int64(n)) })
 			bar.Finish()
 			if err != nil {
 				return err
@@ -269,8 +249,10 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 		Use:   "verify <receipt-file>",
 		Short: "Verify an erasure receipt offline: its signature, and optionally its signer and trail",
 		Long: lines(
-			"verify needs no server and no database. It checks that the file is byte for byte as issued and",
-			"that its ed25519 signature holds under the public key it names. A receipt proves it came from your",
+			"verify needs no server and no database. It checks that the ed25519 signature holds under the public",
+			"key the receipt names, over the receipt's RFC 8785 (JCS) canonical form (v1 receipts: their compact",
+			"bytes as issued), so reformatting (whitespace, key order, other members beside receipt and signature)",
+			"does not matter and any changed value fails. A receipt proves it came from your",
 			"deployment only when that key is the deployment's: pass --public-key with the key published by",
 			"GET /v1/receipts/public-key or `ledger receipts public-key` (the JSON or its PEM), obtained",
 			"independently of the receipt. --trail recomputes the trail digest from the contact's events as",
@@ -303,6 +285,9 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 				fmt.Fprintf(stdout, ", request %s", rc.Erasure.Request)
 			}
 			fmt.Fprintf(stdout, "; key %s destroyed; fields erased: %v.\n", rc.Erased.KeyID, rc.Erased.Fields)
+			if err := printPropagation(stdout, doc); err != nil {
+				return err
+			}
 			if trail == "" {
 				return nil
 			}
@@ -318,7 +303,7 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 		},
 	}
 	verify.Flags().StringVar(&publicKey, "public-key", "", "file with the deployment's public key (JSON from the API, or PEM)")
-	verify.Flags().StringVar(&trail, "trail", "", "file with the contact's events from `ledger replay contact <id> --json`")
+	verify.Flags().StringVar(&trail, "trail", "", "file with the contact's events, from 'ledger replay contact <id> --json'")
 	publicKeyCmd := &cobra.Command{
 		Use:   "public-key",
 		Short: "Print the deployment's receipt-signing public key (JSON, with PEM), for publication",

@@ -3,11 +3,14 @@ package main_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // run runs the ledger command line against a ledger's stores.
@@ -92,4 +95,81 @@ func testCLI(t *testing.T, store string) {
 	if out, _, err := l.run("version"); err != nil || !strings.HasPrefix(out, "ledger ") {
 		t.Fatalf("version: %q %v", out, err)
 	}
+}
+
+// TestTokenCommands lists tokens without their secrets, and revokes one by
+// its leaked secret; a secret that is not the token's revokes nothing.
+func TestTokenCommands(t *testing.T) { eachStore(t, testTokenCommands) }
+
+func testTokenCommands(t *testing.T, store string) {
+	l := start(t, store)
+	if _, _, err := l.run("workspaces", "create", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := l.run("tokens", "create", "--workspace", "acme", "--role", "admin", "--label", "ci robot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret = strings.TrimSpace(secret)
+	// lgr_<26-character id>_<secret>; the secret's base64url may hold '_' too.
+	id, secretPart := "tok_"+secret[4:30], secret[31:]
+
+	out, _, err := l.run("tokens", "list")
+	if err != nil || !strings.Contains(out, id) || !strings.Contains(out, "ci robot") || strings.Count(out, "\n") != 3 || strings.Contains(out, secretPart) {
+		t.Fatalf("tokens list (%v), want a header and both workspaces' tokens, no secret:\n%s", err, out)
+	}
+	out, _, err = l.run("tokens", "list", "--workspace", "acme", "--json")
+	var listed map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || listed["id"] != id || listed["role"] != "admin" || listed["revoked_at"] != nil {
+		t.Fatalf("tokens list --workspace acme --json (%v): %s", err, out)
+	}
+	if _, _, err := l.run("tokens", "list", "--workspace", "nowhere"); err == nil {
+		t.Fatal("tokens list of an unknown workspace succeeded")
+	}
+
+	// The right id with another secret: refused, and the token still works.
+	forged := secret[:len(secret)-4] + "AAAA"
+	if forged == secret {
+		forged = secret[:len(secret)-4] + "BBBB"
+	}
+	if _, _, err := l.run("tokens", "revoke", forged); err == nil {
+		t.Fatal("a secret that is not the token's revoked it")
+	}
+	want(t, l.do(secret, "GET", "/v1/tokens", nil), 200, "")
+
+	out, _, err = l.run("tokens", "revoke", secret)
+	if err != nil || !strings.Contains(out, "Revoked "+id) || strings.Contains(out, secret) {
+		t.Fatalf("revoke by secret (%v): %q", err, out)
+	}
+	waitFor(t, 3*time.Second, "the revocation to reach the server", func() bool {
+		return l.do(secret, "GET", "/v1/tokens", nil).Status == 401
+	})
+	if out, _, err := l.run("tokens", "revoke", id); err != nil || !strings.Contains(out, "already revoked") {
+		t.Fatalf("revoking again (%v): %q", err, out)
+	}
+	out, _, _ = l.run("tokens", "list", "--workspace", "acme")
+	if !strings.Contains(out, id) || strings.Contains(strings.Split(out, "\n")[1], " - ") {
+		t.Fatalf("tokens list after revoke, want its time of revocation:\n%s", out)
+	}
+}
+
+// TestHelpTexts walks every command's flags: a backtick in a flag's usage
+// is taken by pflag as the name of its value, garbling the help
+// ("--previous-kek-url keys rotate"), so none may have one.
+func TestHelpTexts(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		check := func(f *pflag.Flag) {
+			if strings.Contains(f.Usage, "`") {
+				name, _ := pflag.UnquoteUsage(f)
+				t.Errorf("%s --%s: its usage has a backtick, so --help shows it as \"--%s %s\"", c.CommandPath(), f.Name, f.Name, name)
+			}
+		}
+		c.LocalFlags().VisitAll(check)
+		c.PersistentFlags().VisitAll(check)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(main.NewRootCommand(io.Discard, io.Discard))
 }

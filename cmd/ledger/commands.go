@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"runtime/debug"
 	"strings"
+	"text/tabwriter"
+	"time"
 
+	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/spf13/cobra"
 )
@@ -30,7 +34,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (LEDGER_LOG_LEVEL)")
 	pf.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "auto (text on a terminal, else JSON), json or text (LEDGER_LOG_FORMAT)")
 	pf.StringVar(&cfg.KEKURL, "kek-url", cfg.KEKURL, "key service that wraps data keys, e.g. awskms://..., hashivault://...; empty: local keys in <data-dir>/keys (LEDGER_KEK_URL)")
-	pf.StringSliceVar(&cfg.PreviousKEKURLs, "previous-kek-url", cfg.PreviousKEKURLs, "key services of earlier KEKs, until `keys rotate` has re-wrapped their keys (LEDGER_PREVIOUS_KEK_URLS, comma-separated)")
+	pf.StringSliceVar(&cfg.PreviousKEKURLs, "previous-kek-url", cfg.PreviousKEKURLs, "key service of an earlier KEK, needed until 'ledger keys rotate' has re-wrapped its keys; repeat it or separate URLs with commas (LEDGER_PREVIOUS_KEK_URL)")
 	pf.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL for the log and state (postgres://...); empty: the embedded store in the data directory (LEDGER_DATABASE_URL)")
 	pf.StringVar(&cfg.EventStoreURL, "eventstore-url", cfg.EventStoreURL, "keep the log in EventStoreDB/KurrentDB, e.g. esdb://localhost:2113?tls=false; empty: the log stays in the state store (LEDGER_EVENTSTORE_URL)")
 
@@ -66,12 +70,14 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 			return m.Close()
 		},
 	}
-	serve.Flags().StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on (LEDGER_ADDR)")
+	serve.Flags().StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on; :8080 for every interface (LEDGER_ADDR)")
 	serve.Flags().StringVar(&cfg.RetentionInterval, "retention-interval", cfg.RetentionInterval, "how often to purge contacts past their workspace's retention in trash; 0 turns the sweeper off (LEDGER_RETENTION_INTERVAL)")
 	serve.Flags().StringVar(&cfg.ConsoleIdle, "console-idle", cfg.ConsoleIdle, "ends a console session unused this long (LEDGER_CONSOLE_IDLE)")
 	serve.Flags().StringVar(&cfg.ConsoleMaxAge, "console-max-age", cfg.ConsoleMaxAge, "ends a console session this long after sign-in (LEDGER_CONSOLE_MAX_AGE)")
 	serve.Flags().BoolVar(&cfg.TrustForwardedProto, "trust-forwarded-proto", cfg.TrustForwardedProto, "take X-Forwarded-Proto: https from the proxy in front as TLS, so the console's cookie is Secure (LEDGER_TRUST_FORWARDED_PROTO=true)")
 	serve.Flags().StringVar(&cfg.RestoreRate, "restore-rate", cfg.RestoreRate, "contacts a restore job restores per second at most; 0 for no bound (LEDGER_RESTORE_RATE)")
+	serve.Flags().StringVar(&cfg.WebhookAttemptRetention, "webhook-attempt-retention", cfg.WebhookAttemptRetention, "how long webhook delivery attempts are kept (LEDGER_WEBHOOK_ATTEMPT_RETENTION)")
+	pf.StringSliceVar(&cfg.WebhookAllow, "webhook-allow", cfg.WebhookAllow, "addresses that may receive webhooks although not public: CIDR prefixes or host names, for internal receivers (LEDGER_WEBHOOK_ALLOW, comma-separated)")
 
 	var workspace string
 	replay := replayCommand(stdout, stderr, withMain)
@@ -149,19 +155,35 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	create.Flags().StringVar(&workspace, "workspace", "default", "workspace the token belongs to")
 	create.Flags().StringVar(&role, "role", "member", "member, admin, auditor or operator")
 	create.Flags().StringVar(&label, "label", "", "a note for whom or what the token is (no personal data)")
-	tokens.AddCommand(create, &cobra.Command{
-		Use:   "revoke <token-id>",
-		Short: "Revoke a token: requests with it fail from now on",
+	var listWorkspace string
+	var listJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List tokens (never their secrets): id, workspace, role, label, when created and revoked",
+		Args:  cobra.NoArgs,
+		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
+			return listTokens(ctx, m, stdout, listWorkspace, listJSON)
+		}),
+	}
+	list.Flags().StringVar(&listWorkspace, "workspace", "", "list only this workspace's tokens (default: every workspace)")
+	list.Flags().BoolVar(&listJSON, "json", false, "print one JSON object per token")
+	tokens.AddCommand(create, list, &cobra.Command{
+		Use:   "revoke <token-id | secret>",
+		Short: "Revoke a token, named by its id (tok_...) or by its secret (lgr_..., such as a leaked one): requests with it fail from now on",
 		Args:  cobra.ExactArgs(1),
 		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
-			id := args[0]
-			if !strings.HasPrefix(id, "tok_") {
-				id = "tok_" + id
-			}
-			if err := m.Svc.RevokeToken(ctx, id); err != nil {
+			t, err := m.Svc.FindToken(ctx, strings.TrimSpace(args[0]))
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "Revoked %s.\n", id)
+			if !t.RevokedAt.IsZero() {
+				fmt.Fprintf(stdout, "%s (%s in %s) was already revoked at %s.\n", t.ID, t.Role, t.Workspace, t.RevokedAt.Format(time.RFC3339))
+				return nil
+			}
+			if err := m.Svc.RevokeToken(ctx, t.ID); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "Revoked %s (%s in %s).\n", t.ID, t.Role, t.Workspace)
 			return nil
 		}),
 	})
@@ -256,8 +278,56 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	sweep.Flags().StringVar(&sweepWorkspace, "workspace", "", "sweep only this workspace (default: every workspace)")
 	retention.AddCommand(sweep)
 
-	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain), newBenchCommand(stdout, stderr))
+	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain), newBenchCommand(stdout, stderr),
+		backupCommand(stdout, withMain), erasuresCommand(stdout, withMain), webhooksCommand(stdout, stderr, withMain))
 	return root
 }
 
 func lines(s ...string) string { return strings.Join(s, "\n") }
+
+// listTokens prints the tokens of a workspace, or of every workspace, as a
+// table or as JSON lines.
+func listTokens(ctx context.Context, m *Main, stdout io.Writer, workspace string, asJSON bool) error {
+	names := []string{workspace}
+	if workspace == "" {
+		ws, err := m.Svc.Directory().Workspaces(ctx)
+		if err != nil {
+			return err
+		}
+		names = names[:0]
+		for _, w := range ws {
+			names = append(names, w.Name)
+		}
+	} else if _, err := m.Svc.Directory().Workspace(ctx, workspace); err != nil {
+		return fmt.Errorf("workspace %q: %w", workspace, err)
+	}
+	enc := json.NewEncoder(stdout)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if !asJSON {
+		fmt.Fprintln(tw, "ID\tWORKSPACE\tROLE\tCREATED\tREVOKED\tLABEL")
+	}
+	for _, name := range names {
+		list, err := m.Svc.Tokens(ctx, name)
+		if err != nil {
+			return err
+		}
+		for _, t := range list {
+			out := httpapi.TokenOf(t)
+			if asJSON {
+				if err := enc.Encode(out); err != nil {
+					return err
+				}
+				continue
+			}
+			revoked := "-"
+			if out.RevokedAt != nil {
+				revoked = out.RevokedAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", out.ID, out.Workspace, out.Role, out.CreatedAt.Format(time.RFC3339), revoked, out.Label)
+		}
+	}
+	if asJSON {
+		return nil
+	}
+	return tw.Flush()
+}

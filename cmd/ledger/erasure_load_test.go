@@ -66,12 +66,24 @@ func testErasureUnderLoad(t *testing.T, store string) {
 		c.erase = []string{"purge", "purge", "anonymize", ""}[i%4]
 		r := l.as("POST", "/v1/contacts", map[string]any{
 			"name": c.tag + " Person", "email": c.tag + "@example.com", "phone": c.phone, "job_title": c.tag + " job",
-			"address": c.tag + " street", "custom_fields": map[string]any{"ref": c.tag + " custom"}, "tags": []string{"erasure"},
+			"address": c.tag + " street", "custom_fields": map[string]any{"ref": c.tag + " custom"}, "tags": []string{"erasure", c.tag + "-tag"},
 		}, "Idempotency-Key", randomString(16)) // the stored answer holds personal data too
 		want(t, r, 201, "")
 		c.id = r.str("id")
-		want(t, l.as("POST", "/v1/contacts/"+c.id+"/notes", map[string]any{"text": c.tag + " note"}), 201, "")
+		// Every free-text field a contact has carries its unique string:
+		// note, tags, list name, link id and every reason.
+		key := func() []string { return []string{"Idempotency-Key", randomString(16)} }
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/notes", map[string]any{"text": c.tag + " note"}, key()...), 201, "")
 		want(t, l.as("PATCH", "/v1/contacts/"+c.id, map[string]any{"job_title": c.tag + " new job"}), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/tags", map[string]any{"add": []string{c.tag + "-added"}}, key()...), 200, "")
+		want(t, l.as("PUT", "/v1/contacts/"+c.id+"/lists/"+c.tag+"-list", map[string]any{"status": "subscribed"}), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/links", map[string]any{"kind": "deal", "id": c.tag + "-deal"}, key()...), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/spam", map[string]any{"reason": c.tag + " spam reason"}, key()...), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/unspam", map[string]any{"reason": c.tag + " unspam reason"}, key()...), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/archive", map[string]any{"reason": c.tag + " archive reason"}, key()...), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/unarchive", map[string]any{"reason": c.tag + " unarchive reason"}, key()...), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/trash", map[string]any{"reason": c.tag + " first trash"}, key()...), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/restore", map[string]any{"reason": c.tag + " restore reason"}, key()...), 200, "")
 		c.key = l.keyMaterial("default", c.id)
 	}
 
@@ -105,8 +117,24 @@ func testErasureUnderLoad(t *testing.T, store string) {
 			continue
 		}
 		time.Sleep(20 * time.Millisecond)
-		want(t, l.as("POST", "/v1/contacts/"+c.id+"/trash", nil), 200, "")
-		want(t, l.as("POST", "/v1/contacts/"+c.id+"/"+c.erase, map[string]any{"reason": "erasure request"}), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/trash", map[string]any{"reason": c.tag + " trash reason"}), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/"+c.erase, map[string]any{"reason": c.tag + " erasure reason", "request": "DSR-1"}), 200, "")
+	}
+	// Nothing of an erased contact in its history, the audit log or its receipt.
+	audit := l.as("GET", "/v1/audit/events", nil)
+	want(t, audit, 200, "")
+	for _, c := range targets {
+		if c.erase == "" {
+			continue
+		}
+		h := l.as("GET", "/v1/contacts/"+c.id+"/history", nil)
+		want(t, h, 200, "")
+		rc := l.as("GET", "/v1/contacts/"+c.id+"/erasure-receipt", nil)
+		for what, b := range map[string][]byte{"history": h.Raw, "audit log": audit.Raw, "receipt": rc.Raw} {
+			if bytes.Contains(b, []byte(c.tag)) {
+				t.Fatalf("%sd contact %s: its free text is in the %s", c.erase, c.tag, what)
+			}
+		}
 	}
 	time.Sleep(sized(200*time.Millisecond, 2*time.Second))
 	stop()

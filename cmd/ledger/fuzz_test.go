@@ -17,6 +17,7 @@ import (
 func FuzzAPI(f *testing.F) {
 	m := main.NewMain()
 	m.Config.Addr, m.Config.DataDir, m.Config.LogLevel, m.Config.DatabaseURL, m.Config.KEKURL = "127.0.0.1:0", f.TempDir(), "error", "", ""
+	m.Config.WebhookAllow = []string{"127.0.0.1/32"}
 	m.Stdout, m.Stderr = io.Discard, io.Discard
 	if err := m.Run(context.Background()); err != nil {
 		f.Fatal(err)
@@ -40,6 +41,11 @@ func FuzzAPI(f *testing.F) {
 		f.Fatalf("setup: %d %s", w.Code, w.Body)
 	}
 	id := strings.TrimPrefix(w.Header().Get("Location"), "/v1/contacts/")
+	w = call("POST", "/v1/webhooks", "", []byte(`{"url":"http://127.0.0.1:9/hook"}`))
+	if w.Code != 201 {
+		f.Fatalf("setup: %d %s", w.Code, w.Body)
+	}
+	hook := strings.TrimPrefix(w.Header().Get("Location"), "/v1/webhooks/")
 
 	for _, s := range []struct {
 		op          uint8
@@ -56,12 +62,17 @@ func FuzzAPI(f *testing.F) {
 		{7, `{"action":"trash","ids":["01ARZ3NDEKTSV4RRFFQ69G5FAV"],"expected_count":1}`, ""},
 		{8, `[{"name":"Imported","email":"imp@example.com"}]`, "source=fuzz"},
 		{9, "name,email\nCsv Person,csv@example.com\n", ""},
+		{10, `{"url":"http://127.0.0.1:9/x","types":["contact.created"],"include_personal":true}`, ""},
+		{11, ``, "after=0&types=contact.created,contact.restored&limit=5&include_personal=true"},
+		{12, `{"types":[],"enabled":false,"description":"d"}`, ""},
+		{13, `{"since":"2026-01-01T00:00:00Z"}`, "after=0"},
+		{14, `{"overlap_seconds":60}`, "limit=3&before=01ARZ3NDEKTSV4RRFFQ69G5FAV"},
 	} {
 		f.Add(s.op, []byte(s.body), s.query)
 	}
 	f.Fuzz(func(t *testing.T, op uint8, body []byte, query string) {
 		var w *httptest.ResponseRecorder
-		switch op % 10 {
+		switch op % 15 {
 		case 0:
 			w = call("POST", "/v1/contacts", "", body)
 		case 1:
@@ -82,6 +93,18 @@ func FuzzAPI(f *testing.F) {
 			w = call("POST", "/v1/contacts/import", query, body)
 		case 9:
 			w = call("POST", "/v1/contacts/import", "source=fuzz", body, "Content-Type", "text/csv")
+		case 10:
+			w = call("POST", "/v1/webhooks", "", body)
+		case 11:
+			w = call("GET", "/v1/events", query, nil)
+		case 12:
+			w = call("PATCH", "/v1/webhooks/"+hook, "", body)
+		case 13:
+			w = call("POST", "/v1/webhooks/"+hook+"/replay", "", body)
+		case 14:
+			if w = call("POST", "/v1/webhooks/"+hook+"/rotate-secret", "", body); w.Code < 500 {
+				w = call("GET", "/v1/webhooks/"+hook+"/deliveries", query, nil)
+			}
 		}
 		if w.Code >= 500 {
 			t.Fatalf("answer %d: %s", w.Code, w.Body)

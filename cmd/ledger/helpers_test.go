@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/internal/apicontract"
 	"github.com/contactledger/ledger/internal/pgtest"
 )
 
@@ -58,6 +61,7 @@ func start(t *testing.T, store string, configure ...func(*main.Main)) *ledgerUnd
 	}
 	var out bytes.Buffer
 	m.Stdout, m.Stderr = &out, io.Discard
+	m.Middleware = checkContract(t)
 	for _, f := range configure {
 		f(m)
 	}
@@ -76,6 +80,37 @@ func start(t *testing.T, store string, configure ...func(*main.Main)) *ledgerUnd
 	return l
 }
 
+// contract is the checker of every request and answer the end-to-end
+// tests exchange with a ledger in this process: it is made from the
+// description the first server serves (all serve the same one).
+var contract struct {
+	once    sync.Once
+	checker *apicontract.Checker
+	err     error
+}
+
+// checkContract returns the middleware that checks a server's traffic
+// against its served description (internal/apicontract) and fails t with
+// each violation: the operation, the status and what did not match.
+func checkContract(t *testing.T) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		contract.once.Do(func() { contract.checker, contract.err = servedChecker(next) })
+		if contract.err != nil {
+			t.Fatalf("the served description: %v", contract.err)
+		}
+		return contract.checker.Handler(next, func(violation string) {
+			t.Errorf("the answer breaks the API description: %s", violation)
+		})
+	}
+}
+
+// servedChecker makes the checker of the description the API serves.
+func servedChecker(api http.Handler) (*apicontract.Checker, error) {
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
+	return apicontract.New(rec.Body.Bytes())
+}
+
 // restart stops the server and starts it again on the same stores, as a
 // restart of the process would.
 func (l *ledgerUnderTest) restart() {
@@ -85,7 +120,7 @@ func (l *ledgerUnderTest) restart() {
 		l.t.Fatal(err)
 	}
 	m := main.NewMain()
-	m.Config, m.Now, m.Logger = cfg, now, logger
+	m.Config, m.Now, m.Logger, m.Middleware = cfg, now, logger, l.Middleware
 	m.Stdout, m.Stderr = io.Discard, io.Discard
 	if err := m.Run(context.Background()); err != nil {
 		l.t.Fatal(err)

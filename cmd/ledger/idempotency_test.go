@@ -129,7 +129,7 @@ func testIdempotentCreateAfterCrash(t *testing.T, store string) {
 
 	// The first run stored the key and died before appending: the repeat
 	// carries on with that key.
-	id := ledger.IdempotentID(ws, "k-keyed", since)
+	id := ledger.IdempotentID(ws, "tok_crash", "k-keyed", since)
 	if _, _, err := l.Svc.Vault().NewContactKey(ctx, ws, id, since); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func testIdempotentCreateAfterCrash(t *testing.T, store string) {
 	}
 
 	// Other keys, and the same key in another workspace, give other ids.
-	if ledger.IdempotentID(ws, "k-other", since) == id || ledger.IdempotentID("other", "k-keyed", since) == id {
+	if ledger.IdempotentID(ws, "tok_crash", "k-other", since) == id || ledger.IdempotentID("other", "tok_crash", "k-keyed", since) == id || ledger.IdempotentID(ws, "tok_other", "k-keyed", since) == id {
 		t.Fatal("idempotent ids collide")
 	}
 	page, err := l.Svc.List(ctx, ledger.ListQuery{Workspace: ws, View: "active", Limit: 10}, res.Position, "", "")

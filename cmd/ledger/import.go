@@ -19,6 +19,12 @@ import (
 // importActor is who command-line imports are recorded as.
 var importActor = contact.Actor{Principal: "cli:import", Role: contact.RoleOperator}
 
+// importMeta is the metadata of a command-line import's commands: its id
+// is their correlation id ("import-<id>") and their operation ("import:<id>").
+func importMeta(id string) ledger.Meta {
+	return ledger.Meta{Actor: importActor, CorrelationID: "import-" + id, Operation: ledger.OperationImport + id}
+}
+
 // newImportCommand returns `ledger import FILE`: the same import as
 // POST /v1/contacts/import, straight into the data directory, with a
 // progress bar on standard error.
@@ -31,10 +37,13 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 		Use:   "import FILE",
 		Short: "Import or sync contacts from a CSV or JSON file (checked whole first; then each row is created, updated, unchanged or skipped)",
 		Long: "Imports contacts from a source system. CSV files have a header row naming some of " + strings.Join(ledger.ImportColumns, ", ") +
-			" (tags separated by ';'); JSON files are an array of objects with the same fields. Rows match existing contacts by " +
+			" (tags separated by ';'); JSON files are an array of objects with the same fields (tags as an array or a ';'-separated string). Rows match existing contacts by " +
 			"(source, external_id), else by email. Skipped rows and the totals are printed; --json prints every row's result.",
 		Args: cobra.ExactArgs(1),
 		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
+			if err := ledger.ValidateImportSource(source); err != nil {
+				return fmt.Errorf("--%w", err)
+			}
 			path := args[0]
 			f, err := os.Open(path)
 			if err != nil {
@@ -89,7 +98,7 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 				return err
 			}
 			enc := json.NewEncoder(stdout)
-			totals, err := m.Svc.Import(ctx, workspace, ledger.Meta{Actor: importActor, CorrelationID: "import-" + contact.NewID().String()}, source, rows,
+			totals, err := m.Svc.Import(ctx, workspace, importMeta(contact.NewID().String()), source, rows,
 				func(r ledger.RowResult) error {
 					switch {
 					case asJSON:
@@ -109,7 +118,7 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 		}),
 	}
 	cmd.Flags().StringVar(&workspace, "workspace", "default", "workspace to import into")
-	cmd.Flags().StringVar(&source, "source", "import", "the system the contacts come from (matches by its external ids)")
+	cmd.Flags().StringVar(&source, "source", "", "the system the contacts come from, such as crm or web (required, as for POST /v1/contacts/import): rows match by its external ids")
 	cmd.Flags().StringVar(&format, "format", "", "csv or json (default: from the file's extension)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print every row's result as a JSON line")
 	cmd.Flags().BoolVar(&noProgress, "no-progress", false, "do not show the progress bar")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/adapters/httpapi"
+	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/domain/contact"
 )
 
@@ -17,7 +18,7 @@ import (
 // some state, a token, a restore job, or nothing), where the target goes
 // (the :id of the path, or the body), the body, and what an allowed role gets.
 type routeCase struct {
-	target  string // "", "active", "archived", "trashed", "erased", "listed", "linked", "spam", "token", "job", "rebuild"
+	target  string // "", "active", "archived", "trashed", "erased", "listed", "linked", "spam", "token", "job", "rebuild", "webhook"
 	params  map[string]string
 	query   string
 	body    any
@@ -72,7 +73,22 @@ var routeCases = map[string]routeCase{
 	"POST /v1/projections/:name/rebuild":        {params: map[string]string{"name": "trash"}, status: 202},
 	"GET /v1/projections/:name/rebuilds/:id":    {target: "rebuild", params: map[string]string{"name": "trash"}, status: 200},
 	"DELETE /v1/projections/:name/rebuilds/:id": {target: "rebuild", params: map[string]string{"name": "trash"}, status: 202},
+	"GET /v1/events":                            {status: 200},
+	"GET /v1/events/stream":                     {query: "after=0", status: 200},
+	"POST /v1/webhooks":                         {body: map[string]any{"url": isoHook}, status: 201},
+	"GET /v1/webhooks":                          {status: 200},
+	"GET /v1/webhooks/:id":                      {target: "webhook", status: 200},
+	"PATCH /v1/webhooks/:id":                    {target: "webhook", body: map[string]any{"description": "iso"}, status: 200},
+	"DELETE /v1/webhooks/:id":                   {target: "webhook", status: 204},
+	"POST /v1/webhooks/:id/rotate-secret":       {target: "webhook", status: 200},
+	"GET /v1/webhooks/:id/deliveries":           {target: "webhook", status: 200},
+	"POST /v1/webhooks/:id/replay":              {target: "webhook", body: map[string]any{"since": "2026-01-01T00:00:00Z"}, status: 200},
+	"POST /v1/webhooks/:id/test":                {target: "webhook", status: 200},
 }
+
+// isoHook is where TestIsolation's subscriptions point: a port nothing
+// listens on, on 127.0.0.1 (allowed for the test).
+const isoHook = "http://127.0.0.1:9/hook"
 
 // unknownTargets are ids that exist nowhere, per target kind.
 var unknownTargets = map[string]string{
@@ -80,6 +96,7 @@ var unknownTargets = map[string]string{
 	"listed": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "linked": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "spam": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
 	"token": "tok_01ARZ3NDEKTSV4RRFFQ69G5FAV", "job": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
 	"erased": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "rebuild": "rb_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+	"webhook": "wh_01ARZ3NDEKTSV4RRFFQ69G5FAV",
 }
 
 var roles = []string{"member", "admin", "auditor", "operator"}
@@ -91,7 +108,10 @@ var roles = []string{"member", "admin", "auditor", "operator"}
 func TestIsolation(t *testing.T) { eachStore(t, testIsolation) }
 
 func testIsolation(t *testing.T, store string) {
-	l := start(t, store)
+	l := start(t, store, func(m *main.Main) {
+		m.Config.WebhookAllow = []string{"127.0.0.1/32"}
+		m.StreamLifetime = 100 * time.Millisecond
+	})
 	if _, err := l.Svc.CreateWorkspace(t.Context(), "other"); err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +153,10 @@ func testIsolation(t *testing.T, store string) {
 			r := a.as("POST", "/v1/restore-jobs", map[string]any{"q": "nobody-matches-this"})
 			want(t, r, 202, "")
 			settle(a, r.str("id"))
+			return r.str("id")
+		case "webhook":
+			r := a.as("POST", "/v1/webhooks", map[string]any{"url": isoHook})
+			want(t, r, 201, "")
 			return r.str("id")
 		case "rebuild":
 			r := a.as("POST", "/v1/projections/trash/rebuild", nil)

@@ -48,7 +48,7 @@ func restoresBy(t *testing.T, l *ledgerUnderTest, id, job string) (byJob, all in
 		}
 		if ev["type"] == "ContactRestored" {
 			all++
-			if ev["causation_id"] == job && ev["correlation_id"] == job {
+			if ev["causation_id"] == "job:"+job && ev["correlation_id"] == job {
 				byJob++
 			}
 		}

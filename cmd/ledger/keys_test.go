@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +101,47 @@ func testKeysRotate(t *testing.T, store string) {
 	}
 	if r := l.as("GET", "/v1/contacts/"+fresh, nil); r.str("email") != "after.rotation@example.com" {
 		t.Fatalf("a contact created after rotation is unreadable: %s", r.Raw)
+	}
+}
+
+// TestProgressLines runs keys rotate and audit verify with standard error
+// not a terminal: they print plain progress lines (here after every step),
+// and a rate only once it has been measured over a second, so no line
+// claims more per second than have been done since the start.
+func TestProgressLines(t *testing.T) {
+	main.RotationGrace = 10 * time.Millisecond
+	every := main.ProgressEvery
+	main.ProgressEvery = 0
+	t.Cleanup(func() { main.ProgressEvery = every })
+	l := start(t, "sqlite")
+	for i := range 3 {
+		l.create(map[string]any{"name": "Progress " + strconv.Itoa(i)})
+	}
+	for _, tc := range []struct {
+		args []string
+		line *regexp.Regexp
+	}{
+		{[]string{"keys", "rotate"}, regexp.MustCompile(`^re-wrapping data keys: (\d+) keys( \((\d+) keys/s\))?$`)},
+		{[]string{"audit", "verify"}, regexp.MustCompile(`^verifying: (\d+) events( \((\d+) events/s\))?$`)},
+	} {
+		_, stderr, err := l.run(tc.args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", tc.args, err, stderr)
+		}
+		n := 0
+		for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+			m := tc.line.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			n++
+			done, _ := strconv.Atoi(m[1])
+			if rate, _ := strconv.Atoi(m[3]); m[3] != "" && rate > done {
+				t.Errorf("%v: %q claims more per second than were done", tc.args, line)
+			}
+		}
+		if n == 0 {
+			t.Errorf("%v printed no progress line:\n%s", tc.args, stderr)
+		}
 	}
 }

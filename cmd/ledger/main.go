@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,6 +26,8 @@ import (
 	"github.com/contactledger/ledger/adapters/metrics"
 	"github.com/contactledger/ledger/adapters/postgres"
 	"github.com/contactledger/ledger/adapters/sqlite"
+	"github.com/contactledger/ledger/adapters/webhookhttp"
+	"github.com/contactledger/ledger/delivery"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
@@ -69,26 +72,38 @@ type Config struct {
 	// TrustForwardedProto takes X-Forwarded-Proto: https from a proxy as
 	// TLS, for the console cookie's Secure flag.
 	TrustForwardedProto bool
+	// WebhookAllow names addresses that may receive webhooks although they
+	// are not public: CIDR prefixes or host names, for internal receivers.
+	WebhookAllow []string
+	// WebhookAttemptRetention is how long delivery attempts are kept (a Go duration).
+	WebhookAttemptRetention string
 }
 
 // DefaultConfig returns the defaults, overridden by LEDGER_* environment variables.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            env("LEDGER_ADDR", ":8080"),
-		DataDir:         env("LEDGER_DATA_DIR", "./data"),
-		LogLevel:        env("LEDGER_LOG_LEVEL", "info"),
-		LogFormat:       env("LEDGER_LOG_FORMAT", "auto"),
-		KEKURL:          env("LEDGER_KEK_URL", ""),
-		DatabaseURL:     env("LEDGER_DATABASE_URL", ""),
-		EventStoreURL:   env("LEDGER_EVENTSTORE_URL", ""),
-		PreviousKEKURLs: strings.FieldsFunc(env("LEDGER_PREVIOUS_KEK_URLS", ""), func(r rune) bool { return r == ',' || r == ' ' }),
+		// This machine only by default: a first run on a laptop should not
+		// serve its admin token's workspace to the network. The Docker
+		// image listens on every interface (LEDGER_ADDR=:8080).
+		Addr:          env("LEDGER_ADDR", "127.0.0.1:8080"),
+		DataDir:       env("LEDGER_DATA_DIR", "./data"),
+		LogLevel:      env("LEDGER_LOG_LEVEL", "info"),
+		LogFormat:     env("LEDGER_LOG_FORMAT", "auto"),
+		KEKURL:        env("LEDGER_KEK_URL", ""),
+		DatabaseURL:   env("LEDGER_DATABASE_URL", ""),
+		EventStoreURL: env("LEDGER_EVENTSTORE_URL", ""),
+		// LEDGER_PREVIOUS_KEK_URL is named after its flag; the plural is
+		// what earlier versions read, and is still read.
+		PreviousKEKURLs: strings.FieldsFunc(env("LEDGER_PREVIOUS_KEK_URL", env("LEDGER_PREVIOUS_KEK_URLS", "")), func(r rune) bool { return r == ',' || r == ' ' }),
 
 		RetentionInterval: env("LEDGER_RETENTION_INTERVAL", "1h"),
 		RestoreRate:       env("LEDGER_RESTORE_RATE", "0"),
 
-		ConsoleIdle:         env("LEDGER_CONSOLE_IDLE", "30m"),
-		ConsoleMaxAge:       env("LEDGER_CONSOLE_MAX_AGE", "12h"),
-		TrustForwardedProto: env("LEDGER_TRUST_FORWARDED_PROTO", "") == "true",
+		ConsoleIdle:             env("LEDGER_CONSOLE_IDLE", "30m"),
+		ConsoleMaxAge:           env("LEDGER_CONSOLE_MAX_AGE", "12h"),
+		TrustForwardedProto:     env("LEDGER_TRUST_FORWARDED_PROTO", "") == "true",
+		WebhookAllow:            strings.FieldsFunc(env("LEDGER_WEBHOOK_ALLOW", ""), func(r rune) bool { return r == ',' || r == ' ' }),
+		WebhookAttemptRetention: env("LEDGER_WEBHOOK_ATTEMPT_RETENTION", "168h"),
 	}
 }
 
@@ -112,6 +127,14 @@ type Main struct {
 	// JobScan overrides how often the restore-job runner looks for
 	// admitted jobs besides being woken (2 s), for tests of its races.
 	JobScan time.Duration
+	// Webhook overrides the delivery runner's retry schedule, failing time
+	// before disabling, batch and scan (tests); zero values keep the defaults.
+	Webhook delivery.Options
+	// StreamLifetime and StreamHeartbeat override the event stream's (tests).
+	StreamLifetime, StreamHeartbeat time.Duration
+	// Middleware, when set, wraps the API's handler: the end-to-end tests
+	// check every request and answer against the served description with it.
+	Middleware func(http.Handler) http.Handler
 
 	// AdminToken is set when Run bootstrapped an empty data directory.
 	AdminToken string
@@ -128,9 +151,13 @@ type Main struct {
 	Console *console.Console
 	// Metrics are served at /metrics.
 	Metrics *metrics.Metrics
+	// Deliveries delivers webhooks (while serving).
+	Deliveries *delivery.Runner
+	sender     *webhookhttp.Sender
 
 	ln        net.Listener
 	srv       *http.Server
+	unlock    func() // releases the embedded data directory's serve lock
 	closeOnce sync.Once
 	closeErr  error
 	runCtx    context.Context
@@ -204,12 +231,27 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Metrics = metrics.New(m.Runner.Status)
 	vault.Observe = m.Metrics.VaultOp
 	m.Runner.Observe = m.Metrics.Rebuild
+	if m.sender, err = webhookhttp.New(webhookhttp.Options{Allow: m.Config.WebhookAllow, Guard: DialGuard, Resolver: WebhookResolver}); err != nil {
+		return err
+	}
 	m.Svc = ledger.New(ledger.Options{
 		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state,
 		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, Sessions: m.state,
+		Webhooks: m.state, Sender: m.sender,
 	})
+	m.Metrics.WatchWebhooks(m.Svc.WebhookStatuses)
 	return nil
 }
+
+// DialGuard, when set, is asked before every connection to a webhook
+// receiver, with the address about to be dialled; an error refuses it.
+// Tests set it to make sure nothing but 127.0.0.1 is ever dialled.
+var DialGuard func(netip.AddrPort) error
+
+// WebhookResolver, when set, resolves webhook hosts instead of the system's
+// resolver. Tests set one that knows only localhost, so that no name ever
+// leads to a lookup on the network.
+var WebhookResolver webhookhttp.Resolver
 
 // lease returns the store's lease for background tasks that one replica at
 // a time should run, or nil when the store serves one process.
@@ -231,6 +273,7 @@ func (m *Main) StartProjections(ctx context.Context) {
 // stateStore is every port the state store serves.
 type stateStore interface {
 	ledger.KeyStore
+	ledger.WebhookStore
 	ledger.IdempotencyStore
 	ledger.Identities
 	ledger.Directory
@@ -276,10 +319,22 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	attempts, err := time.ParseDuration(m.Config.WebhookAttemptRetention)
+	if err != nil || attempts <= 0 {
+		return fmt.Errorf("webhook attempt retention %q: use a duration such as 168h", m.Config.WebhookAttemptRetention)
+	}
+	if err := m.lockDataDir(); err != nil {
+		return err
+	}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
 	if err := m.bootstrap(ctx); err != nil {
+		return err
+	}
+	// The receipt-signing key exists from the first start on, so every
+	// backup holds it and `erasures reapply` can check receipts against it.
+	if _, err := m.Svc.SigningPublicKey(ctx); err != nil {
 		return err
 	}
 	m.StartProjections(ctx)
@@ -292,22 +347,39 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	m.wg.Go(func() { m.expireIdempotency(runCtx) })
 	m.wg.Go(func() { m.expireSessions(runCtx, times) })
+	m.wg.Go(func() { _ = m.Svc.WatchLog(runCtx) })
+	wo := m.Webhook
+	wo.Service, wo.Store, wo.Sender, wo.Logger, wo.Observe, wo.Now = m.Svc, m.state, m.sender, m.log, m.Metrics, m.Now
+	if wo.AttemptRetention == 0 {
+		wo.AttemptRetention = attempts
+	}
+	if l, ok := m.state.(delivery.Leases); ok {
+		wo.Leases = l
+	}
+	m.Deliveries = delivery.New(wo)
+	m.wg.Go(func() { _ = m.Deliveries.Run(runCtx) })
 
 	spool := filepath.Join(m.Config.DataDir, "spool")
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return fmt.Errorf("spool directory: %w", err)
 	}
 	m.API = httpapi.New(m.Svc, httpapi.Options{Logger: m.log, Ready: m.ready, Idempotency: m.state, SpoolDir: spool,
-		Projections: m.Runner, Metrics: m.Metrics})
-	handler, err := m.withConsole(m.API, times)
-	if err != nil {
-		return err
-	}
+		Projections: m.Runner, Metrics: m.Metrics, StreamLifetime: m.StreamLifetime, StreamHeartbeat: m.StreamHeartbeat, Webhooks: m.Deliveries})
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
 	}
 	m.ln = ln
+	var api http.Handler = m.API
+	if m.Middleware != nil {
+		api = m.Middleware(api)
+	}
+	// The console is beside the API, not inside it: its HTML pages are no
+	// operations of the JSON API, so the API's middleware never sees them.
+	handler, err := m.withConsole(api, times)
+	if err != nil {
+		return err
+	}
 	m.srv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -325,6 +397,29 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	})
 	m.log.Info("serving", "addr", ln.Addr().String(), "data_dir", m.Config.DataDir)
+	return nil
+}
+
+// lockDataDir refuses to serve an embedded data directory another server
+// serves: two processes would each run the projections, the retention
+// sweeper and the job runner over one SQLite file, unsafely. PostgreSQL
+// is made for several servers, so only the embedded store is locked.
+func (m *Main) lockDataDir() error {
+	if m.Config.DatabaseURL != "" {
+		return nil
+	}
+	if err := os.MkdirAll(m.Config.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	unlock, ok, err := sqlite.LockServing(m.Config.DataDir)
+	if err != nil {
+		return fmt.Errorf("lock the data directory: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("another ledger serve is serving the data directory %s (it holds %s): stop it first, or give this one its own --data-dir; "+
+			"the embedded store is served by one process at a time (run several on PostgreSQL)", m.Config.DataDir, filepath.Join(m.Config.DataDir, sqlite.ServeLock))
+	}
+	m.unlock = unlock
 	return nil
 }
 
@@ -399,6 +494,12 @@ func (m *Main) close() error {
 	if m.keys != nil {
 		errs = append(errs, m.keys.Close())
 	}
+	if m.sender != nil {
+		m.sender.Close()
+	}
+	if m.unlock != nil {
+		m.unlock()
+	}
 	return errors.Join(errs...)
 }
 
@@ -422,7 +523,9 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 			return err
 		}
 	}
-	n, removed, err := m.Svc.RotateKeys(ctx, rw)
+	bar := newMeter(m.Stderr, "re-wrapping data keys", "keys", 0)
+	n, removed, err := m.Svc.RotateKeys(ctx, rw, func(done int) { bar.Set(int64(done)) })
+	bar.Finish()
 	if err != nil {
 		return err
 	}
@@ -439,7 +542,7 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 	// key is left under an old KEK.
 	for attempt := 0; ; attempt++ {
 		time.Sleep(RotationGrace)
-		more, _, err := m.Svc.RotateKeys(ctx, rw)
+		more, _, err := m.Svc.RotateKeys(ctx, rw, nil)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +21,7 @@ import (
 	"time"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/internal/hooktest"
 )
 
 // TestMain lets the test binary serve as the ledger itself: a test that
@@ -25,20 +29,69 @@ import (
 // re-executes the binary with LEDGER_TEST_SERVE=1, and it runs `ledger
 // serve` configured by the LEDGER_* environment.
 func TestMain(m *testing.M) {
+	// No test may connect anywhere but 127.0.0.1: every webhook dial, in
+	// this process and in the servers it spawns, goes through this guard.
+	main.DialGuard = hooktest.OnlyLoopback
+	main.WebhookResolver = hooktest.LocalhostOnly{}
 	if os.Getenv("LEDGER_TEST_SERVE") == "1" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		cmd := main.NewRootCommand(os.Stdout, os.Stderr)
-		cmd.SetArgs([]string{"serve"})
-		err := cmd.ExecuteContext(ctx)
-		stop()
-		if err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
+		os.Exit(serveChild())
 	}
 	code := m.Run()
 	closeBrowser()
+	if code == 0 {
+		code = contractCoverage()
+	}
 	os.Exit(code)
+}
+
+// serveChild is the child process's `ledger serve`: the real wiring,
+// configured by the LEDGER_* environment as serve is without flags, with
+// its traffic checked against the description it serves. A violation is a
+// log line with contractViolation, which fails the test that spawned it.
+func serveChild() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := main.NewMain()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	m.Middleware = func(next http.Handler) http.Handler {
+		contract.once.Do(func() { contract.checker, contract.err = servedChecker(next) })
+		if contract.err != nil {
+			log.Error(contractViolation, "violation", "the served description: "+contract.err.Error())
+			return next
+		}
+		return contract.checker.Handler(next, func(v string) { log.Error(contractViolation, "violation", v) })
+	}
+	if err := m.Run(ctx); err != nil {
+		m.Close()
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 1
+	}
+	<-ctx.Done()
+	if err := m.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 1
+	}
+	return 0
+}
+
+// contractViolation is the message of a child server's log line that
+// reports an exchange the description does not allow.
+const contractViolation = "the answer breaks the API description"
+
+// contractCoverage fails a full run of the package in which some operation
+// of the description was never called: its answers were never checked
+// against the description, so a drift there would go unseen.
+func contractCoverage() int {
+	if f := flag.Lookup("test.run"); f == nil || f.Value.String() != "" || contract.checker == nil {
+		return 0
+	}
+	missing := contract.checker.Uncovered()
+	if len(missing) == 0 {
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "FAIL: no end-to-end test called these operations of the API description, so their answers were never checked against it: %s.\n"+
+		"Call each from a test on a server started with start(t, store) (cmd/ledger/helpers_test.go).\n", strings.Join(missing, ", "))
+	return 1
 }
 
 // process is a ledger server running as a child process.
@@ -91,6 +144,12 @@ func spawn(t *testing.T, dataDir string, env ...string) *process {
 	go func() { p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.kill()
+		for _, line := range strings.Split(p.log(), "\n") {
+			var l struct{ Msg, Violation string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == contractViolation {
+				t.Errorf("%s: %s", contractViolation, l.Violation)
+			}
+		}
 		if t.Failed() {
 			lines := strings.Split(strings.TrimSpace(p.log()), "\n")
 			t.Logf("the last lines of the log of the server on %s:\n%s", p.url, strings.Join(lines[max(0, len(lines)-30):], "\n"))
@@ -162,4 +221,35 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// TestSecondServerRefused starts a second `ledger serve` on a data
+// directory a first one serves: it is refused with a message that says
+// why and what to do, whether it runs in another process (the flock) or
+// in this one, and the directory can be served again once the first
+// server is gone, even after a crash.
+func TestSecondServerRefused(t *testing.T) {
+	dir := t.TempDir()
+	first := spawn(t, dir)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	second.Env = append(os.Environ(), "LEDGER_TEST_SERVE=1", "LEDGER_ADDR=127.0.0.1:0", "LEDGER_DATA_DIR="+dir, "LEDGER_DATABASE_URL=")
+	out, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another ledger serve is serving the data directory") || !strings.Contains(string(out), "--data-dir") {
+		t.Fatalf("a second server on %s: got %v\n%s\nwant a refusal that says why", dir, err, out)
+	}
+
+	m := main.NewMain()
+	m.Config.DataDir, m.Config.Addr, m.Config.DatabaseURL, m.Config.KEKURL = dir, "127.0.0.1:0", "", ""
+	m.Stdout, m.Stderr = io.Discard, io.Discard
+	err = m.Run(context.Background())
+	m.Close()
+	if err == nil || !strings.Contains(err.Error(), "another ledger serve") {
+		t.Fatalf("a second server in this process: got %v, want a refusal", err)
+	}
+
+	first.kill() // a crash: the system releases the lock
+	spawn(t, dir)
 }

@@ -53,17 +53,16 @@ func projectionsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Co
 			"they were. It can run while servers run; only one rebuild of a view runs at a time."),
 		Args: cobra.ExactArgs(1),
 		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
-			bar := progress(stderr, -1, "rebuilding "+args[0])
-			var last projections.RebuildJob
+			bar := newMeter(stderr, "rebuilding "+args[0], "events", 0)
 			job, err := m.Runner.RunRebuild(ctx, args[0], "requested", "cli", func(j projections.RebuildJob) {
-				if j.EventsTotal > 0 && last.EventsTotal != j.EventsTotal {
-					bar.ChangeMax64(j.EventsTotal)
-				}
-				bar.Set64(j.EventsDone)
+				bar.SetTotal(j.EventsTotal)
 				bar.Describe(fmt.Sprintf("rebuilding %s (%s)", args[0], j.Phase))
-				last = j
+				bar.Set(j.EventsDone)
 			})
 			bar.Finish()
+			if err != nil && job.State == projections.RebuildCancelled {
+				return fmt.Errorf("rebuild of %s cancelled; the live views are untouched", args[0])
+			}
 			if err != nil {
 				return fmt.Errorf("rebuild %s: %w", args[0], err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -332,7 +333,10 @@ func testRebuildUnderLoad(t *testing.T, store string) {
 func TestRebuildFailsCleanly(t *testing.T) { eachStore(t, testRebuildFailsCleanly) }
 
 func testRebuildFailsCleanly(t *testing.T, store string) {
-	l := start(t, store)
+	var logs syncBuffer
+	l := start(t, store, func(m *main.Main) {
+		m.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
 	randomMix(t, l, 11, 80)
 	live := l.viewRows()
 	tables := func() int {
@@ -364,6 +368,10 @@ func testRebuildFailsCleanly(t *testing.T, store string) {
 	r := l.do(operator, "GET", "/v1/projections/all/rebuilds/"+job.ID, nil)
 	if r.str("state") != "cancelled" || !strings.Contains(r.str("error"), "untouched") {
 		t.Fatalf("cancelled rebuild's record: %s", r.Raw)
+	}
+	// Someone asked for it: the log says so, and not as an error.
+	if log := logs.String(); strings.Contains(log, `"level":"ERROR"`) || !strings.Contains(log, `"msg":"rebuild cancelled"`) {
+		t.Fatalf("a cancelled rebuild's log, want an info line and no error:\n%s", log)
 	}
 
 	// Broken while catching up: its table disappears behind its back.
@@ -428,7 +436,7 @@ func testRebuildOnNewVersion(t *testing.T, store string) {
 	}
 	l.exec(`UPDATE projections SET version = 0 WHERE name IN ('trash', 'active')`)
 	m := main.NewMain()
-	m.Config = l.Config
+	m.Config, m.Middleware = l.Config, checkContract(t)
 	m.Stdout, m.Stderr = io.Discard, io.Discard
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -490,5 +498,13 @@ func testProjectionStatusFailed(t *testing.T, store string) {
 	out, _, err := l.run("projections", "status")
 	if err != nil || !strings.Contains(out, "failed") {
 		t.Fatalf("projections status (%v):\n%s", err, out)
+	}
+	// A query of the view it holds back cannot read its own writes: 503,
+	// with when to try again.
+	l.Runner.WaitTimeout = 200 * time.Millisecond
+	r = l.as("GET", "/v1/contacts?view=active", nil)
+	want(t, r, 503, "projection-lagging")
+	if r.Header.Get("Retry-After") != "5" {
+		t.Fatalf("a lagging projection's 503 has Retry-After %q, want 5", r.Header.Get("Retry-After"))
 	}
 }

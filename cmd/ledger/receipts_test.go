@@ -7,12 +7,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/contactledger/ledger/ledger"
+	"github.com/gowebpki/jcs"
 )
 
 // TestErasureReceipt issues receipts for a purged and an anonymized
@@ -39,7 +43,7 @@ func testErasureReceipt(t *testing.T, store string) {
 	}
 	rc := r.Body["receipt"].(map[string]any)
 	erasure, erased, trail := rc["erasure"].(map[string]any), rc["erased"].(map[string]any), rc["trail"].(map[string]any)
-	if rc["outcome"] != "purged" || rc["contact_id"] != id || erasure["request"] != "DSR-99" || erasure["reason"] != "data subject request" ||
+	if rc["outcome"] != "purged" || rc["contact_id"] != id || erasure["request"] != "DSR-99" || erasure["reason"] != nil ||
 		erasure["event_id"] != purge.str("tombstone", "event_id") || erasure["by"].(map[string]any)["role"] != "admin" ||
 		erased["key_destroyed"] != true || !strings.HasPrefix(erased["key_id"].(string), "dk_") || trail["events"] != float64(4) {
 		t.Fatalf("receipt: %s", r.Raw)
@@ -88,22 +92,15 @@ func testErasureReceipt(t *testing.T, store string) {
 		t.Fatalf("verify with the exported trail (%v): %s", err, out)
 	}
 
-	// Any changed byte fails.
+	// Reformatting keeps a receipt valid; changing any value breaks it.
 	trusted, _ := base64.RawURLEncoding.DecodeString(pk.str("public_key"))
-	if _, err := ledger.VerifyReceipt(r.Raw, trusted); err != nil {
-		t.Fatal(err)
-	}
-	for i := range r.Raw {
-		for _, flip := range []byte{0x01, 0x20} {
-			doc := bytes.Clone(r.Raw)
-			doc[i] ^= flip
-			if _, err := ledger.VerifyReceipt(doc, nil); !errors.Is(err, ledger.ErrBadReceipt) {
-				t.Fatalf("byte %d (%q) xor %#x: got %v, want the receipt rejected", i, r.Raw[i], flip, err)
-			}
-		}
-	}
-	if _, err := ledger.VerifyReceipt(append(bytes.Clone(r.Raw), ' '), nil); err == nil {
-		t.Fatal("a receipt with an extra byte verified")
+	checkReformatting(t, r.Raw, trusted)
+	pretty := filepath.Join(dir, "pretty.json")
+	var ind bytes.Buffer
+	json.Indent(&ind, r.Raw, "", "    ")
+	os.WriteFile(pretty, ind.Bytes(), 0o600)
+	if out, _, err := l.run("receipts", "verify", pretty, "--public-key", pemFile); err != nil || !strings.Contains(out, "The signer is the trusted deployment key.") {
+		t.Fatalf("verify a pretty-printed receipt (%v): %s", err, out)
 	}
 	tampered := filepath.Join(dir, "tampered.json")
 	os.WriteFile(tampered, bytes.Replace(r.Raw, []byte("DSR-99"), []byte("DSR-98"), 1), 0o600)
@@ -124,6 +121,7 @@ func testErasureReceipt(t *testing.T, store string) {
 	body.Erasure.Request = "FORGED"
 	body.Signer = ledger.ReceiptSigner{Algorithm: "ed25519", KeyID: ledger.KeyID(fpub), PublicKey: base64.RawURLEncoding.EncodeToString(fpub)}
 	fb, _ := json.Marshal(body)
+	fb, _ = jcs.Transform(fb)
 	doc.Receipt, doc.Signature = fb, base64.RawURLEncoding.EncodeToString(ed25519.Sign(fsk, fb))
 	forged, _ := json.Marshal(doc)
 	forged = append(forged, '\n')
@@ -162,4 +160,163 @@ func testErasureReceipt(t *testing.T, store string) {
 	want(t, l.do(member, "GET", "/v1/contacts/"+gid+"/erasure-receipt", nil), 403, "role-not-allowed")
 	want(t, l.do(member, "GET", "/v1/receipts/public-key", nil), 403, "role-not-allowed")
 	want(t, l.do(auditor, "GET", "/v1/contacts/01ARZ3NDEKTSV4RRFFQ69G5FAV/erasure-receipt", nil), 404, "not-found")
+}
+
+// checkReformatting checks a served receipt against what archives do to
+// JSON: pretty-printed, without its final newline, with its keys reordered
+// and with a member beside receipt and signature it still verifies under
+// trusted; with any value of the receipt changed, its signature changed,
+// or another key in its place, it fails.
+func checkReformatting(t *testing.T, served []byte, trusted ed25519.PublicKey) {
+	t.Helper()
+	var ind bytes.Buffer
+	if err := json.Indent(&ind, served, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	var tree map[string]any
+	dec := json.NewDecoder(bytes.NewReader(served))
+	dec.UseNumber()
+	if err := dec.Decode(&tree); err != nil {
+		t.Fatal(err)
+	}
+	reordered, _ := json.Marshal(tree) // maps marshal with sorted keys: another order than issued
+	withExtra := maps.Clone(tree)
+	withExtra["propagation"] = map[string]any{"subscribers": []any{}}
+	extra, _ := json.MarshalIndent(withExtra, "", "\t")
+	for name, doc := range map[string][]byte{
+		"served": served, "pretty-printed": ind.Bytes(), "without its final newline": bytes.TrimSpace(served),
+		"keys reordered": reordered, "with another member": extra,
+	} {
+		if bytes.Equal(doc, served) && name != "served" {
+			t.Fatalf("%s: the document did not change", name)
+		}
+		if _, err := ledger.VerifyReceipt(doc, trusted); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// Every value of the receipt, changed: the receipt fails.
+	var paths [][]string
+	var walk func(v any, path []string)
+	walk = func(v any, path []string) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, c := range x {
+				walk(c, append(slices.Clone(path), k))
+			}
+		case []any:
+			for i, c := range x {
+				walk(c, append(slices.Clone(path), strconv.Itoa(i)))
+			}
+		default:
+			paths = append(paths, path)
+		}
+	}
+	walk(tree["receipt"], []string{"receipt"})
+	if len(paths) < 25 {
+		t.Fatalf("the receipt has %d values; the walk missed some", len(paths))
+	}
+	for _, path := range append(paths, []string{"signature"}) {
+		changed := changeValue(t, served, path)
+		if _, err := ledger.VerifyReceipt(changed, nil); !errors.Is(err, ledger.ErrBadReceipt) {
+			t.Errorf("%s changed: got %v, want the receipt rejected", strings.Join(path, "."), err)
+		}
+	}
+	// Another key in the signer's place (with a matching key id) fails.
+	other, _, _ := ed25519.GenerateKey(rand.Reader)
+	swapped := setValue(t, setValue(t, served, []string{"receipt", "signer", "public_key"}, base64.RawURLEncoding.EncodeToString(other)),
+		[]string{"receipt", "signer", "key_id"}, ledger.KeyID(other))
+	if _, err := ledger.VerifyReceipt(swapped, nil); !errors.Is(err, ledger.ErrBadReceipt) {
+		t.Errorf("another public key: got %v, want rejected", err)
+	}
+	if _, err := ledger.VerifyReceipt(served, other); !errors.Is(err, ledger.ErrBadReceipt) {
+		t.Errorf("checked against another trusted key: got %v, want rejected", err)
+	}
+}
+
+// changeValue returns doc with the value at path changed: a string gets a
+// character more, a number one more, a boolean its opposite.
+func changeValue(t *testing.T, doc []byte, path []string) []byte {
+	t.Helper()
+	return editValue(t, doc, path, func(v any) any {
+		switch x := v.(type) {
+		case string:
+			if x == "" {
+				return "x"
+			}
+			return x[:len(x)-1] + string(rune(x[len(x)-1]^1))
+		case json.Number:
+			n, _ := x.Int64()
+			return n + 1
+		case bool:
+			return !x
+		case nil:
+			return "x"
+		}
+		t.Fatalf("%v: not a value", path)
+		return nil
+	})
+}
+
+func setValue(t *testing.T, doc []byte, path []string, to any) []byte {
+	t.Helper()
+	return editValue(t, doc, path, func(any) any { return to })
+}
+
+func editValue(t *testing.T, doc []byte, path []string, edit func(any) any) []byte {
+	t.Helper()
+	var tree any
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	if err := dec.Decode(&tree); err != nil {
+		t.Fatal(err)
+	}
+	var set func(v any, path []string) any
+	set = func(v any, path []string) any {
+		if len(path) == 0 {
+			return edit(v)
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			x[path[0]] = set(x[path[0]], path[1:])
+		case []any:
+			i, _ := strconv.Atoi(path[0])
+			x[i] = set(x[i], path[1:])
+		}
+		return v
+	}
+	out, err := json.Marshal(set(tree, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestReceiptV1StillVerifies checks that a receipt issued in the first
+// format (its signature over its bytes as issued) keeps verifying under its
+// key, also with its whitespace changed, and fails with a value changed.
+func TestReceiptV1StillVerifies(t *testing.T) {
+	doc, err := os.ReadFile("testdata/receipt-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key struct {
+		PublicKey string `json:"public_key"`
+	}
+	raw, _ := os.ReadFile("testdata/receipt-v1.key.json")
+	json.Unmarshal(raw, &key)
+	trusted, _ := base64.RawURLEncoding.DecodeString(key.PublicKey)
+	rc, err := ledger.VerifyReceipt(doc, trusted)
+	if err != nil || rc.Format != ledger.ReceiptFormatV1 {
+		t.Fatalf("v1 receipt: %v (format %q)", err, rc.Format)
+	}
+	var ind bytes.Buffer
+	json.Indent(&ind, doc, "", "  ")
+	if _, err := ledger.VerifyReceipt(ind.Bytes(), trusted); err != nil {
+		t.Fatalf("v1 receipt pretty-printed: %v", err)
+	}
+	for _, path := range [][]string{{"receipt", "contact_id"}, {"receipt", "erasure", "request"}, {"receipt", "trail", "events"}, {"signature"}} {
+		if _, err := ledger.VerifyReceipt(changeValue(t, doc, path), trusted); !errors.Is(err, ledger.ErrBadReceipt) {
+			t.Errorf("v1 receipt with %v changed: got %v, want rejected", path, err)
+		}
+	}
 }

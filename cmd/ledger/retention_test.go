@@ -78,8 +78,11 @@ func testRetention(t *testing.T, store string) {
 		last := events[len(events)-1].(map[string]any)
 		data := last["data"].(map[string]any)
 		actor := last["actor"].(map[string]any)
+		// The sweep is the purge's operation: its causation id is
+		// "retention:<sweep id>" (the correlation id "retention-<sweep id>").
+		sweep, _ := strings.CutPrefix(last["causation_id"].(string), "retention:")
 		if last["type"] != "ContactPurged" || data["trigger"] != "retention" || data["retention_days"] != float64(10) ||
-			actor["principal"] != "system:retention" || actor["role"] != "system" {
+			actor["principal"] != "system:retention" || actor["role"] != "system" || last["correlation_id"] != "retention-"+sweep || sweep == "" {
 			t.Fatalf("tombstone of %s: %v", id, last)
 		}
 		if ts, _ := time.Parse(time.RFC3339Nano, last["time"].(string)); ts.Before(t0.AddDate(0, 0, 10)) {

@@ -144,6 +144,97 @@ func (Unlinked) EventType() string              { return TypeUnlinked }
 func (MarkedSpam) EventType() string            { return TypeMarkedSpam }
 func (UnmarkedSpam) EventType() string          { return TypeUnmarkedSpam }
 
+// From schema 2 on, the free text of the association events (tags, list
+// names, link ids, spam reasons) is sealed under the contact's key; schema 1
+// events keep theirs in clear. Their clear payloads keep only what is not
+// free text: a list status, a link's kind.
+
+// tagsPart is the sealed part of ContactTagsChanged.
+type tagsPart struct {
+	Added   []string `json:"added,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+}
+
+func (e TagsChanged) personalPart() any            { return tagsPart(e) }
+func (e *TagsChanged) personalTarget() any         { return (*tagsPart)(e) }
+func (e *TagsChanged) shred()                      { e.Added, e.Removed = nil, nil }
+func (e TagsChanged) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
+
+// listPart is the sealed part of the list membership events.
+type listPart struct {
+	List string `json:"list"`
+}
+
+// listTarget decodes a sealed listPart into an event's list name.
+type listTarget struct{ list *string }
+
+func (t *listTarget) UnmarshalJSON(b []byte) error {
+	var p listPart
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*t.list = p.List
+	return nil
+}
+
+func (e ListMembershipChanged) personalPart() any    { return listPart{e.List} }
+func (e *ListMembershipChanged) personalTarget() any { return &listTarget{&e.List} }
+func (e *ListMembershipChanged) shred()              { e.List = "" }
+
+// MarshalJSON writes the clear payload of the current schema: the list's name is sealed.
+func (e ListMembershipChanged) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Status ListStatus `json:"status"`
+	}{e.Status})
+}
+
+func (e ListMembershipRemoved) personalPart() any            { return listPart{e.List} }
+func (e *ListMembershipRemoved) personalTarget() any         { return &listTarget{&e.List} }
+func (e *ListMembershipRemoved) shred()                      { e.List = "" }
+func (e ListMembershipRemoved) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
+
+// linkPart is the sealed part of the link events: the id of the record.
+type linkPart struct {
+	Ref string `json:"id"`
+}
+
+// linkTarget decodes a sealed linkPart into an event's link.
+type linkTarget struct{ ref *string }
+
+func (t *linkTarget) UnmarshalJSON(b []byte) error {
+	var p linkPart
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*t.ref = p.Ref
+	return nil
+}
+
+// linkClear is the clear payload of the link events of schema 2.
+func linkClear(l Link) ([]byte, error) {
+	return json.Marshal(struct {
+		Kind string `json:"kind"`
+	}{l.Kind})
+}
+
+func (e Linked) personalPart() any              { return linkPart{e.Ref} }
+func (e *Linked) personalTarget() any           { return &linkTarget{&e.Ref} }
+func (e *Linked) shred()                        { e.Ref = "" }
+func (e Linked) MarshalJSON() ([]byte, error)   { return linkClear(e.Link) }
+func (e Unlinked) personalPart() any            { return linkPart{e.Ref} }
+func (e *Unlinked) personalTarget() any         { return &linkTarget{&e.Ref} }
+func (e *Unlinked) shred()                      { e.Ref = "" }
+func (e Unlinked) MarshalJSON() ([]byte, error) { return linkClear(e.Link) }
+
+func (e MarkedSpam) personalPart() any              { return reasonPart{e.Reason} }
+func (e *MarkedSpam) personalTarget() any           { return &reasonTarget{&e.Reason} }
+func (e *MarkedSpam) shred()                        { e.Reason = "" }
+func (e MarkedSpam) MarshalJSON() ([]byte, error)   { return []byte("{}"), nil }
+func (e UnmarkedSpam) personalPart() any            { return reasonPart{e.Reason} }
+func (e *UnmarkedSpam) personalTarget() any         { return &reasonTarget{&e.Reason} }
+func (e *UnmarkedSpam) shred()                      { e.Reason = "" }
+func (e UnmarkedSpam) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
+
 // notePersonal is the sealed part of NoteAdded.
 type notePersonal struct {
 	Text string `json:"text"`
@@ -392,6 +483,9 @@ func (c *Contact) applyAssociation(e Envelope) (bool, error) {
 	case NoteAdded:
 		c.notes = append(c.notes, Note{ID: ev.NoteID, Text: ev.Text, At: e.At, By: e.By, Shredded: ev.Shredded || c.shredded})
 	case ListMembershipChanged:
+		if ev.List == "" {
+			break // shredded: nothing to show
+		}
 		if c.lists == nil {
 			c.lists = map[string]ListStatus{}
 		}
@@ -399,6 +493,9 @@ func (c *Contact) applyAssociation(e Envelope) (bool, error) {
 	case ListMembershipRemoved:
 		delete(c.lists, ev.List)
 	case Linked:
+		if ev.Ref == "" {
+			break // shredded: nothing to show
+		}
 		if !slices.Contains(c.links, ev.Link) {
 			c.links = append(c.links, ev.Link)
 			slices.SortFunc(c.links, func(a, b Link) int {

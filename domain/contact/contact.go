@@ -184,13 +184,16 @@ func (c *Contact) erase(s State, e Envelope, er Erasure) {
 	c.state = s
 	c.personal, c.shredded = Personal{}, true
 	c.trashedFrom, c.trashedAt, c.trashedBy, c.trashReason = "", time.Time{}, Actor{}, ""
-	// Notes are personal and lists mean nothing without an address; a purge
-	// leaves nothing of the contact, while an anonymized shell keeps its
-	// tags and links so that reports and related records keep their counts.
-	c.notes, c.lists = nil, nil
+	// Notes, tags, list names and link ids are free text, so personal: an
+	// erasure leaves none of them readable, in a purge and in an anonymized
+	// shell alike (the shell keeps its id, dates, source and spam mark, so
+	// reports keep their counts). The erasure's own reason is free text too:
+	// it is sealed under the key the erasure destroys, and no state shows it.
+	c.notes, c.lists, c.tags, c.links = nil, nil, nil, nil
 	if s == StatePurged {
-		c.tags, c.links, c.spam, c.spamAt = nil, nil, false, time.Time{}
+		c.spam, c.spamAt = false, time.Time{}
 	}
+	er.Reason = ""
 	c.tombstone = &Tombstone{Type: e.Event.EventType(), At: e.At, By: e.By, Erasure: er}
 	if e.EventID != (ulid.ULID{}) {
 		c.tombstone.EventID = e.EventID.String()
@@ -406,7 +409,7 @@ func (c *Contact) eraseCheck(verb string, er Erasure, p Policy) error {
 		return err
 	}
 	var v validator
-	v.text("request", er.Request, MaxReasonLen, false)
+	v.clearText("request", er.Request)
 	if er.Trigger != TriggerRequest && er.Trigger != TriggerRetention {
 		v.fail("trigger", "must be request or retention")
 	}
@@ -423,6 +426,41 @@ func (c *Contact) eraseCheck(verb string, er Erasure, p Policy) error {
 		return Errorf(ErrPurgeDisabled, "the workspace policy does not allow contacts to be %s", verb)
 	}
 	return nil
+}
+
+// Reerase records again an erasure proven to have happened (by a signed
+// receipt) that a restored backup undid: the log lost its tombstone. It is
+// allowed from any state, since the erasure happened whatever the restored
+// log says; a contact already erased records nothing and reports false.
+// typ is TypePurged or TypeAnonymized.
+func (c *Contact) Reerase(typ string, er Erasure, by Actor, now time.Time) (bool, error) {
+	switch {
+	case c.state == "":
+		return false, ErrNotFound
+	case c.state == StatePurged || c.state == StateAnonymized:
+		return false, nil
+	}
+	var v validator
+	v.clearText("request", er.Request)
+	if er.Trigger != TriggerRequest && er.Trigger != TriggerRetention {
+		v.fail("trigger", "must be request or retention")
+	}
+	if typ != TypePurged && typ != TypeAnonymized {
+		v.fail("type", "must be ContactPurged or ContactAnonymized")
+	}
+	if err := v.err(); err != nil {
+		return false, err
+	}
+	er.Reason = ""
+	if er.Erased == nil {
+		er.Erased = []string{}
+	}
+	if typ == TypePurged {
+		c.record(Purged{er}, by, now)
+	} else {
+		c.record(Anonymized{er}, by, now)
+	}
+	return true, nil
 }
 
 // erasedFields lists the personal fields the contact had, which an erasure makes unreadable.

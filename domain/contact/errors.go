@@ -19,6 +19,7 @@ const (
 	CodeForbidden    Code = "forbidden"    // the caller's role or the workspace policy forbids it
 	CodeUnauthorized Code = "unauthorized" // no valid credentials
 	CodeTooLarge     Code = "too_large"    // the request is over a limit
+	CodeMediaType    Code = "media_type"   // the body is of a media type the operation does not take
 	CodeUnavailable  Code = "unavailable"  // try again later
 )
 

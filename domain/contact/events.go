@@ -41,7 +41,9 @@ type Updated struct {
 	Shredded bool     `json:"-"`
 }
 
-// Archived moves an active contact out of sight without deleting it.
+// Archived moves an active contact out of sight without deleting it. Its
+// reason is free text, so personal: from schema 2 on it is sealed (schema 1
+// events keep it in their clear payload).
 type Archived struct {
 	Reason string `json:"reason,omitempty"`
 }
@@ -73,12 +75,16 @@ const (
 )
 
 // Erasure describes a crypto-shredding: why, under what, and what was erased.
-// It holds no personal data, so it stays readable forever.
+// Its reason is free text: from schema 2 on it is sealed under the very key
+// the erasure destroys, so nobody reads it afterwards; the rest holds no
+// personal data and stays readable forever.
 type Erasure struct {
 	Reason  string  `json:"reason,omitempty"`
 	Trigger Trigger `json:"trigger"`
 	// Request is an optional reference to the request that asked for the
-	// erasure, such as a ticket number of a data subject request.
+	// erasure, such as a ticket number of a data subject request. It stays
+	// in clear (receipts name it), so it refuses email addresses and phone
+	// numbers (ValidateClearText).
 	Request string `json:"request,omitempty"`
 	// RetentionDays is the policy's retention when the trigger is retention.
 	RetentionDays int `json:"retention_days,omitempty"`
@@ -112,12 +118,117 @@ type unsealed interface {
 	shred()
 }
 
-func (e Created) personalPart() any    { return e.Personal }
-func (e *Created) personalTarget() any { return &e.Personal }
+// createdPersonal is the sealed part of ContactCreated: the personal fields
+// and, from schema 2 on, the tags (free text: users write names into them).
+type createdPersonal struct {
+	Personal
+	Tags []string `json:"tags,omitempty"`
+}
+
+func (e Created) personalPart() any    { return createdPersonal{Personal: e.Personal, Tags: e.Tags} }
+func (e *Created) personalTarget() any { return (*createdTarget)(e) }
 func (e *Created) shred()              { e.Personal = Personal{}; e.Shredded = true }
+
+// MarshalJSON writes the clear payload of the current schema: the tags are sealed.
+func (e Created) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Source string `json:"source,omitempty"`
+	}{e.Source})
+}
+
+// createdTarget decodes a sealed part into a Created: the personal fields,
+// and the tags when the part has them (schema 1 keeps them in clear).
+type createdTarget Created
+
+func (t *createdTarget) UnmarshalJSON(b []byte) error {
+	var p struct {
+		Personal
+		Tags *[]string `json:"tags"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	t.Personal = p.Personal
+	if p.Tags != nil {
+		t.Tags = *p.Tags
+	}
+	return nil
+}
+
 func (e Updated) personalPart() any    { return e.Values }
 func (e *Updated) personalTarget() any { return &e.Values }
 func (e *Updated) shred()              { e.Values = Personal{}; e.Shredded = true }
+
+// reasonPart is the sealed part of the events whose only free text is a reason.
+type reasonPart struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// reasonTarget decodes a sealed reasonPart into an event's reason.
+type reasonTarget struct{ reason *string }
+
+func (t *reasonTarget) UnmarshalJSON(b []byte) error {
+	var p reasonPart
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*t.reason = p.Reason
+	return nil
+}
+
+func (e Archived) personalPart() any            { return reasonPart{e.Reason} }
+func (e *Archived) personalTarget() any         { return &reasonTarget{&e.Reason} }
+func (e *Archived) shred()                      { e.Reason = "" }
+func (e Archived) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
+
+func (e Unarchived) personalPart() any            { return reasonPart{e.Reason} }
+func (e *Unarchived) personalTarget() any         { return &reasonTarget{&e.Reason} }
+func (e *Unarchived) shred()                      { e.Reason = "" }
+func (e Unarchived) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
+
+func (e Trashed) personalPart() any    { return reasonPart{e.Reason} }
+func (e *Trashed) personalTarget() any { return &reasonTarget{&e.Reason} }
+func (e *Trashed) shred()              { e.Reason = "" }
+
+// MarshalJSON writes the clear payload of the current schema: the reason is sealed.
+func (e Trashed) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		From State `json:"from"`
+	}{e.From})
+}
+
+func (e Restored) personalPart() any    { return reasonPart{e.Reason} }
+func (e *Restored) personalTarget() any { return &reasonTarget{&e.Reason} }
+func (e *Restored) shred()              { e.Reason = "" }
+
+// MarshalJSON writes the clear payload of the current schema: the reason is sealed.
+func (e Restored) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		To State `json:"to"`
+	}{e.To})
+}
+
+// erasureClear is the clear payload of a tombstone of schema 2: all but the reason.
+type erasureClear struct {
+	Trigger       Trigger  `json:"trigger"`
+	Request       string   `json:"request,omitempty"`
+	RetentionDays int      `json:"retention_days,omitempty"`
+	KeyID         string   `json:"key_id"`
+	Erased        []string `json:"erased"`
+}
+
+func clearErasure(er Erasure) ([]byte, error) {
+	return json.Marshal(erasureClear{Trigger: er.Trigger, Request: er.Request, RetentionDays: er.RetentionDays, KeyID: er.KeyID, Erased: er.Erased})
+}
+
+func (e Purged) personalPart() any                { return reasonPart{e.Reason} }
+func (e *Purged) personalTarget() any             { return &reasonTarget{&e.Reason} }
+func (e *Purged) shred()                          { e.Reason = "" }
+func (e Purged) MarshalJSON() ([]byte, error)     { return clearErasure(e.Erasure) }
+func (e Anonymized) personalPart() any            { return reasonPart{e.Reason} }
+func (e *Anonymized) personalTarget() any         { return &reasonTarget{&e.Reason} }
+func (e *Anonymized) shred()                      { e.Reason = "" }
+func (e Anonymized) MarshalJSON() ([]byte, error) { return clearErasure(e.Erasure) }
 
 // eventKind is what the codec knows of one event type.
 type eventKind struct {
@@ -125,26 +236,45 @@ type eventKind struct {
 	new    func() Event
 	// upcast turns the clear payload of an older schema into the next one.
 	upcast map[int]func(json.RawMessage) (json.RawMessage, error)
+	// sealedFrom is the first schema whose events carry a personal part (0:
+	// never). Older events of the type keep their free text in clear.
+	sealedFrom int
+	// optional: an event with nothing personal to seal (no reason given)
+	// has no personal part at all, and none is expected when reading it.
+	optional bool
+}
+
+// same is the upcaster of a schema whose clear payload kept its shape and
+// lost fields to the sealed part: the event's decoder reads what an older
+// payload still has in clear (a schema 1 reason, tags, list, link id).
+func same(b json.RawMessage) (json.RawMessage, error) { return b, nil }
+
+var fromSchema1 = map[int]func(json.RawMessage) (json.RawMessage, error){1: same}
+
+// sealedFree is the kind of an event type whose free text moved to a
+// sealed part in schema 2.
+func sealedFree(new func() Event) eventKind {
+	return eventKind{schema: 2, new: new, upcast: fromSchema1, sealedFrom: 2, optional: true}
 }
 
 var kinds = map[string]eventKind{
-	TypeCreated:    {schema: 1, new: func() Event { return &Created{} }},
-	TypeUpdated:    {schema: 1, new: func() Event { return &Updated{} }},
-	TypeArchived:   {schema: 1, new: func() Event { return &Archived{} }},
-	TypeUnarchived: {schema: 1, new: func() Event { return &Unarchived{} }},
-	TypeTrashed:    {schema: 1, new: func() Event { return &Trashed{} }},
-	TypeRestored:   {schema: 1, new: func() Event { return &Restored{} }},
-	TypePurged:     {schema: 1, new: func() Event { return &Purged{} }},
-	TypeAnonymized: {schema: 1, new: func() Event { return &Anonymized{} }},
+	TypeCreated:    {schema: 2, new: func() Event { return &Created{} }, upcast: fromSchema1, sealedFrom: 1},
+	TypeUpdated:    {schema: 1, new: func() Event { return &Updated{} }, sealedFrom: 1},
+	TypeArchived:   sealedFree(func() Event { return &Archived{} }),
+	TypeUnarchived: sealedFree(func() Event { return &Unarchived{} }),
+	TypeTrashed:    sealedFree(func() Event { return &Trashed{} }),
+	TypeRestored:   sealedFree(func() Event { return &Restored{} }),
+	TypePurged:     sealedFree(func() Event { return &Purged{} }),
+	TypeAnonymized: sealedFree(func() Event { return &Anonymized{} }),
 
-	TypeTagsChanged:           {schema: 1, new: func() Event { return &TagsChanged{} }},
-	TypeNoteAdded:             {schema: 1, new: func() Event { return &NoteAdded{} }},
-	TypeListMembershipChanged: {schema: 1, new: func() Event { return &ListMembershipChanged{} }},
-	TypeListMembershipRemoved: {schema: 1, new: func() Event { return &ListMembershipRemoved{} }},
-	TypeLinked:                {schema: 1, new: func() Event { return &Linked{} }},
-	TypeUnlinked:              {schema: 1, new: func() Event { return &Unlinked{} }},
-	TypeMarkedSpam:            {schema: 1, new: func() Event { return &MarkedSpam{} }},
-	TypeUnmarkedSpam:          {schema: 1, new: func() Event { return &UnmarkedSpam{} }},
+	TypeTagsChanged:           sealedFree(func() Event { return &TagsChanged{} }),
+	TypeNoteAdded:             {schema: 1, new: func() Event { return &NoteAdded{} }, sealedFrom: 1},
+	TypeListMembershipChanged: sealedFree(func() Event { return &ListMembershipChanged{} }),
+	TypeListMembershipRemoved: sealedFree(func() Event { return &ListMembershipRemoved{} }),
+	TypeLinked:                sealedFree(func() Event { return &Linked{} }),
+	TypeUnlinked:              sealedFree(func() Event { return &Unlinked{} }),
+	TypeMarkedSpam:            sealedFree(func() Event { return &MarkedSpam{} }),
+	TypeUnmarkedSpam:          sealedFree(func() Event { return &UnmarkedSpam{} }),
 }
 
 // Encoded is an event split for storage: the clear payload, and the personal
@@ -156,7 +286,8 @@ type Encoded struct {
 	Personal []byte
 }
 
-// Encode splits e into its clear payload and its personal part.
+// Encode splits e into its clear payload and its personal part, in the
+// current schema of its type.
 func Encode(e Event) (Encoded, error) {
 	k, ok := kinds[e.EventType()]
 	if !ok {
@@ -171,6 +302,9 @@ func Encode(e Event) (Encoded, error) {
 		if out.Personal, err = json.Marshal(s.personalPart()); err != nil {
 			return Encoded{}, fmt.Errorf("encode %s: %w", e.EventType(), err)
 		}
+		if k.optional && string(out.Personal) == "{}" {
+			out.Personal = nil
+		}
 	}
 	return out, nil
 }
@@ -180,7 +314,7 @@ var ErrCorruptEvent = &Error{Code: "", Reason: "corrupt-event", Message: "a stor
 
 // Decode rebuilds an event from its stored parts, upcasting older schemas.
 // When shredded is true the personal part is gone and the event's personal
-// fields read as shredded.
+// fields read as shredded (events of a schema that kept them in clear keep them).
 func Decode(typ string, schema int, data, personal []byte, shredded bool) (Event, error) {
 	k, ok := kinds[typ]
 	if !ok {
@@ -189,6 +323,7 @@ func Decode(typ string, schema int, data, personal []byte, shredded bool) (Event
 	if schema < 1 || schema > k.schema {
 		return nil, Errorf(ErrCorruptEvent, "%s: unsupported schema version %d", typ, schema)
 	}
+	sealedSchema := k.sealedFrom > 0 && schema >= k.sealedFrom
 	for v := schema; v < k.schema; v++ {
 		up := k.upcast[v]
 		if up == nil {
@@ -203,12 +338,14 @@ func Decode(typ string, schema int, data, personal []byte, shredded bool) (Event
 	if err := json.Unmarshal(data, e); err != nil {
 		return nil, Errorf(ErrCorruptEvent, "%s: payload: %v", typ, err)
 	}
-	if s, ok := e.(unsealed); ok {
+	if s, ok := e.(unsealed); ok && sealedSchema {
 		switch {
 		case shredded:
 			s.shred()
 		case personal == nil:
-			return nil, Errorf(ErrCorruptEvent, "%s: personal part missing", typ)
+			if !k.optional {
+				return nil, Errorf(ErrCorruptEvent, "%s: personal part missing", typ)
+			}
 		default:
 			if err := json.Unmarshal(personal, s.personalTarget()); err != nil {
 				return nil, Errorf(ErrCorruptEvent, "%s: personal part: %v", typ, err)
@@ -257,14 +394,18 @@ func deref(e Event) Event {
 	return e
 }
 
-// HasPersonal reports whether events of type typ carry a sealed personal part.
+// HasPersonal reports whether events of type typ may carry a sealed
+// personal part (in some schema).
 func HasPersonal(typ string) bool {
 	k, ok := kinds[typ]
-	if !ok {
-		return false
-	}
-	_, ok = k.new().(unsealed)
-	return ok
+	return ok && k.sealedFrom > 0
+}
+
+// RequiresPersonal reports whether every event of type typ and schema
+// carries a sealed personal part (others have one only when they hold free text).
+func RequiresPersonal(typ string, schema int) bool {
+	k, ok := kinds[typ]
+	return ok && k.sealedFrom > 0 && schema >= k.sealedFrom && !k.optional
 }
 
 // KnownType reports whether typ is the wire name of an event type.

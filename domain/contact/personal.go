@@ -159,7 +159,10 @@ func (v *validator) personal(p Personal) {
 		v.fail("custom_fields", "at most "+strconv.Itoa(MaxCustomFields)+" fields")
 	}
 	for _, k := range slices.Sorted(maps.Keys(p.CustomFields)) {
-		v.customKey("custom_fields", k)
+		if !customKeyPattern.MatchString(k) {
+			v.customKey("custom_fields", k) // never named: the key is not one
+			continue
+		}
 		v.text("custom_fields."+k, p.CustomFields[k], MaxCustomValueLen, true)
 	}
 }
@@ -190,12 +193,72 @@ func (v *validator) tags(field string, tags []string) []string {
 	return slices.Compact(out)
 }
 
-// ValidateReason checks the free-text reason of a transition. Reasons are kept
-// in clear in the audit trail, so they must not hold personal data.
+// ValidateReason checks the free-text reason of a transition. A reason
+// recorded on a contact is sealed under its key (people write names into
+// reasons), so any text is accepted.
 func ValidateReason(reason string) error {
 	var v validator
 	v.text("reason", reason, MaxReasonLen, false)
 	return v.err()
+}
+
+// ValidateClearText checks a free-text value that is kept in clear, beyond
+// any contact's erasure (an erasure's request reference, a restore job's
+// reason): it refuses what looks like an email address or a phone number,
+// the personal data people most often paste into such a box.
+func ValidateClearText(field, s string) error {
+	var v validator
+	v.clearText(field, s)
+	return v.err()
+}
+
+func (v *validator) clearText(field, s string) {
+	n := len(v.errs)
+	v.text(field, s, MaxReasonLen, false)
+	if len(v.errs) > n {
+		return
+	}
+	switch {
+	case LooksLikeEmail(s):
+		v.fail(field, "is kept in clear and must not hold an email address")
+	case LooksLikePhone(s):
+		v.fail(field, "is kept in clear and must not hold a phone number")
+	}
+}
+
+// isoTime matches dates and times, which are not phone numbers.
+var isoTime = regexp.MustCompile(`\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?`)
+
+var emailLike = regexp.MustCompile(`[^\s@]@[^\s@]+\.[^\s@]`)
+
+// LooksLikeEmail reports whether s holds something shaped like an email
+// address: text, an '@', and a domain with a dot.
+func LooksLikeEmail(s string) bool { return emailLike.MatchString(s) }
+
+// LooksLikePhone reports whether s holds something shaped like a phone
+// number: a '+' followed by 7 or more digits, or 9 or more digits in a row,
+// with spaces, dots, dashes, slashes and brackets allowed between them. A
+// reference such as "DSR-2026-0042" (8 digits) passes.
+func LooksLikePhone(s string) bool {
+	s = isoTime.ReplaceAllString(s, " ")
+	digits, plus := 0, false
+	flush := func() bool { return (plus && digits >= 7) || digits >= 9 }
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == '+' && digits == 0:
+			plus = true
+		case r == ' ' || r == '.' || r == '-' || r == '/' || r == '(' || r == ')':
+			// separators inside a number
+		default:
+			if flush() {
+				return true
+			}
+			digits, plus = 0, false
+		}
+	}
+	return flush()
 }
 
 // NormalizeEmail returns the form of an email address used for matching.

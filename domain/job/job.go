@@ -47,14 +47,19 @@ func Stream(id string) string { return StreamPrefix + id }
 func LockStream(workspace string) string { return LockPrefix + workspace }
 
 // Filter is what a job restores: trashed contacts deleted in a time range,
-// by someone, with a tag, or matching a query. The query's text is personal
-// data (a name or an email), so the job's trail keeps only that there was one.
+// by someone, with a tag, or matching a query. The query's and the tag's text
+// are personal data (a name or an email), so the job's trail keeps only that
+// there was one.
 type Filter struct {
 	DeletedAfter  *time.Time `json:"deleted_after,omitempty"`
 	DeletedBefore *time.Time `json:"deleted_before,omitempty"`
 	DeletedBy     string     `json:"deleted_by,omitempty"`
-	Tag           string     `json:"tag,omitempty"`
-	Query         bool       `json:"query,omitempty"`
+	// Tag is the tag of jobs queued before tags were sealed; later jobs
+	// keep only that there was one (Tagged): a tag is free text, and may
+	// name a person.
+	Tag    string `json:"tag,omitempty"`
+	Tagged bool   `json:"tagged,omitempty"`
+	Query  bool   `json:"query,omitempty"`
 }
 
 // Failure is a contact the job could not restore, and why (never personal data).

@@ -131,13 +131,18 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 	t.Run("idempotency", func(t *testing.T) {
 		s := h.New(t)
 		now := time.Now().UTC().Truncate(time.Microsecond)
-		claim := func(key string, at time.Time) (ledger.Idempotency, bool) {
+		claimAs := func(principal, key string, at time.Time, fp []byte) (ledger.Idempotency, bool) {
 			t.Helper()
-			rec, claimed, err := s.ClaimIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Key: key, LockedUntil: at.Add(time.Minute), CreatedAt: at, ExpiresAt: at.Add(time.Hour)})
+			rec, claimed, err := s.ClaimIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Principal: principal, Key: key, Fingerprint: fp,
+				LockedUntil: at.Add(time.Minute), CreatedAt: at, ExpiresAt: at.Add(time.Hour)})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return rec, claimed
+		}
+		claim := func(key string, at time.Time) (ledger.Idempotency, bool) {
+			t.Helper()
+			return claimAs("tok_a", key, at, nil)
 		}
 		if _, claimed := claim("k1", now); !claimed {
 			t.Fatal("a new key was not claimed")
@@ -145,8 +150,15 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		if rec, claimed := claim("k1", now); claimed || rec.Done {
 			t.Fatalf("a running key was claimed again: %+v", rec)
 		}
+		// Keys belong to the token that sent them: another token's same key is its own.
+		if rec, claimed := claimAs("tok_b", "k1", now, nil); !claimed || rec.Principal != "tok_b" {
+			t.Fatalf("another token's key: got %+v, claimed %v; want its own claim", rec, claimed)
+		}
 		id := contact.NewID().String()
-		done := ledger.Idempotency{Workspace: "ws", Key: "k1", Fingerprint: []byte("fp"), Status: 201, Header: map[string]string{"Location": "/x"}, Body: []byte(`{"a":1}`), ContactID: id}
+		if err := s.PutKey(ctx, ledger.KeyRow{Owner: id, Workspace: "ws", KeyID: "dk_i", KEKID: "k", Wrapped: []byte("w"), CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		done := ledger.Idempotency{Workspace: "ws", Principal: "tok_a", Key: "k1", Fingerprint: []byte("fp"), Status: 201, Header: map[string]string{"Location": "/x"}, Body: []byte(`{"a":1}`), ContactID: id}
 		if err := s.CompleteIdempotency(ctx, done); err != nil {
 			t.Fatal(err)
 		}
@@ -154,11 +166,14 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		if claimed || !rec.Done || rec.Status != 201 || string(rec.Body) != `{"a":1}` || string(rec.Fingerprint) != "fp" || rec.Header["Location"] != "/x" || rec.ContactID != id {
 			t.Fatalf("got %+v, claimed %v; want the stored answer", rec, claimed)
 		}
+		if rec, _ := claimAs("tok_b", "k1", now.Add(time.Second), nil); rec.Done || rec.Body != nil {
+			t.Fatalf("another token got the first token's answer: %+v", rec)
+		}
 		if _, claimed := claim("k1", now.Add(2*time.Hour)); !claimed {
 			t.Fatal("an expired answer was not replaced")
 		}
 		// Another workspace has its own keys.
-		if _, claimed, _ := s.ClaimIdempotency(ctx, ledger.Idempotency{Workspace: "other", Key: "k1", LockedUntil: now.Add(time.Minute), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); !claimed {
+		if _, claimed, _ := s.ClaimIdempotency(ctx, ledger.Idempotency{Workspace: "other", Principal: "tok_a", Key: "k1", LockedUntil: now.Add(time.Minute), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); !claimed {
 			t.Fatal("a key of another workspace collided")
 		}
 		// A claim whose process died is taken over once its lock runs out.
@@ -174,30 +189,86 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 		if rec, claimed := claim("k2", now.Add(2*time.Minute+30*time.Second)); claimed || rec.Done {
 			t.Fatalf("a taken-over claim was claimed again while its new lock holds: %+v", rec)
 		}
+		// A dead claim is taken over only by the same request.
+		claimAs("tok_a", "k4", now, []byte("body-1"))
+		if rec, claimed := claimAs("tok_a", "k4", now.Add(5*time.Minute), []byte("body-2")); claimed || string(rec.Fingerprint) != "body-1" {
+			t.Fatalf("a dead claim was taken over by another request: %+v, claimed %v", rec, claimed)
+		}
+		if _, claimed := claimAs("tok_a", "k4", now.Add(5*time.Minute), []byte("body-1")); !claimed {
+			t.Fatal("a dead claim was not taken over by the same request")
+		}
+		// A fingerprint learnt late is recorded once.
+		claim("k5", now)
+		if same, err := s.SetIdempotencyFingerprint(ctx, "ws", "tok_a", "k5", []byte("late")); err != nil || !same {
+			t.Fatalf("first fingerprint: %v, %v", same, err)
+		}
+		if same, err := s.SetIdempotencyFingerprint(ctx, "ws", "tok_a", "k5", []byte("other")); err != nil || same {
+			t.Fatalf("another fingerprint: same %v, %v; want false", same, err)
+		}
 		// Release forgets a pending key only.
-		if err := s.ReleaseIdempotency(ctx, "ws", "k2"); err != nil {
+		if err := s.ReleaseIdempotency(ctx, "ws", "tok_a", "k2"); err != nil {
 			t.Fatal(err)
 		}
 		if _, claimed := claim("k2", now); !claimed {
 			t.Fatal("a released key could not be claimed")
 		}
 		claim("k3", now)
-		if err := s.CompleteIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Key: "k3", Fingerprint: []byte("f"), Status: 200, Header: map[string]string{}, ContactID: id}); err != nil {
+		if err := s.CompleteIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Principal: "tok_a", Key: "k3", Fingerprint: []byte("f"), Status: 200,
+			Header: map[string]string{"ETag": `"3"`}, Body: []byte(`{"name":"Ada"}`), ContactID: id}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.ReleaseIdempotency(ctx, "ws", "k3"); err != nil {
+		if err := s.ReleaseIdempotency(ctx, "ws", "tok_a", "k3"); err != nil {
 			t.Fatal(err)
 		}
 		if rec, _ := claim("k3", now); !rec.Done {
 			t.Fatal("release forgot a finished answer")
 		}
-		// Erasing the contact deletes the answers about it.
+		// Erasing the contact strips the answers about it to ids: no
+		// answer, but the key stays taken and names the tombstone.
 		cid, _ := contact.ParseID(id)
-		if err := s.Commit(ctx, projections.Batch{Projection: projections.Erasure, To: contact.Position{Commit: 1, Prepare: 1}, DestroyKeys: []projections.Ref{{Workspace: "ws", ID: cid}}}); err != nil {
+		tomb := contact.NewID().String()
+		if err := s.Commit(ctx, projections.Batch{Projection: projections.Erasure, To: contact.Position{Commit: 1, Prepare: 1},
+			DestroyKeys: []projections.Ref{{Workspace: "ws", ID: cid}}, Tombstones: map[contact.ID]string{cid: tomb}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, claimed := claim("k3", now); !claimed {
-			t.Fatal("the answer about an erased contact survived its erasure")
+		if rec, claimed := claim("k3", now); claimed || !rec.Done || rec.Body != nil || len(rec.Header) != 0 || rec.Status != 0 ||
+			rec.ErasedBy != tomb || rec.ContactID != id || string(rec.Fingerprint) != "f" {
+			t.Fatalf("answer about an erased contact: %+v, claimed %v; want ids only, naming the tombstone", rec, claimed)
+		}
+		if n, err := s.EraseIdempotency(ctx, "ws", cid, tomb); err != nil || n != 0 {
+			t.Fatalf("erasing again stripped %d, %v; want nothing left to strip", n, err)
+		}
+		// Destroying a contact's key strips the answers about it at once,
+		// keeping a tombstone named before; an answer about a contact whose
+		// key is gone is stored with ids only.
+		other := contact.NewID().String()
+		if err := s.PutKey(ctx, ledger.KeyRow{Owner: other, Workspace: "ws", KeyID: "dk_j", KEKID: "k", Wrapped: []byte("w"), CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		claim("k6", now)
+		if err := s.CompleteIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Principal: "tok_a", Key: "k6", Fingerprint: []byte("f"), Status: 200,
+			Header: map[string]string{}, Body: []byte(`{"name":"Grace"}`), ContactID: other}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DestroyKey(ctx, "ws", other); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DestroyKey(ctx, "ws", id); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := claim("k6", now); rec.Body != nil || rec.Status != 0 {
+			t.Fatalf("answer about a contact whose key was destroyed: %+v, want ids only", rec)
+		}
+		if rec, _ := claim("k3", now); rec.ErasedBy != tomb {
+			t.Fatalf("destroying the key forgot the tombstone: %+v", rec)
+		}
+		claim("k7", now)
+		if err := s.CompleteIdempotency(ctx, ledger.Idempotency{Workspace: "ws", Principal: "tok_a", Key: "k7", Fingerprint: []byte("f"), Status: 200,
+			Header: map[string]string{"ETag": `"1"`}, Body: []byte(`{"name":"Grace"}`), ContactID: other}); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := claim("k7", now); !rec.Done || rec.Body != nil || rec.Status != 0 {
+			t.Fatalf("an answer stored after its contact's erasure: %+v, want ids only", rec)
 		}
 		// Expiry.
 		n, err := s.ExpireIdempotency(ctx, now.Add(3*time.Hour))
@@ -402,11 +473,11 @@ func RunStateStore(t *testing.T, h StateStoreHarness) {
 			"q id":           {ledger.ListQuery{Q: all[4].ID.String()}, 1},
 			"email index":    {ledger.ListQuery{EmailIndex: suiteIndex.Of("email", "p07@example.com")}, 1},
 			"phone index":    {ledger.ListQuery{PhoneIndex: suiteIndex.Of("phone", contact.NormalizePhone("+1 555 0108"))}, 1},
-			"tag":            {ledger.ListQuery{Tag: "t1"}, 8},
+			"tag":            {ledger.ListQuery{TagIndex: ledger.TagIndex(suiteIndex, "t1")}, 8},
 			"deleted by":     {ledger.ListQuery{DeletedBy: "tok_special"}, 5},
 			"deleted after":  {ledger.ListQuery{DeletedAfter: base.Add(10 * time.Hour)}, 5},
 			"deleted before": {ledger.ListQuery{DeletedBefore: base.Add(2 * time.Hour)}, 4},
-			"combined":       {ledger.ListQuery{Tag: "t0", DeletedBy: "tok_special"}, 2},
+			"combined":       {ledger.ListQuery{TagIndex: ledger.TagIndex(suiteIndex, "t0"), DeletedBy: "tok_special"}, 2},
 			"no match":       {ledger.ListQuery{Q: "nobody"}, 0},
 		} {
 			if got := list(tc.q); len(got) != tc.want {
