@@ -447,8 +447,16 @@ type timelineRow struct {
 	Details  string
 	Personal string
 	Shredded bool
-	Request  string
+	// WhyShredded is set when the event's reason was sealed with the
+	// contact's key and the key is destroyed: the reason is gone for good.
+	WhyShredded bool
+	Request     string
 }
+
+// reasonOnly are the events whose sealed part (schema 2) holds nothing but
+// their reason: once shredded, it is the reason that is gone.
+var reasonOnly = map[string]bool{"ContactArchived": true, "ContactUnarchived": true, "ContactTrashed": true, "ContactRestored": true,
+	"ContactPurged": true, "ContactAnonymized": true, "ContactMarkedSpam": true, "ContactUnmarkedSpam": true}
 
 // timeline fills the contact's history and, when asked, its state at a
 // point in time (as_of, a UTC date and time, or version).
@@ -523,6 +531,7 @@ func timelineEntry(e ledger.HistoryEntry) timelineRow {
 		row.Request = req
 		delete(data, "request")
 	}
+	row.WhyShredded = e.Shredded && row.Why == "" && reasonOnly[rec.Type]
 	if t, _ := data["trigger"].(string); t == "retention" {
 		row.Why = strings.TrimSpace(row.Why + " (retention)")
 	}

@@ -244,8 +244,15 @@ func testConsole(t *testing.T, store string) {
 			t.Fatalf("after delete forever: %q", b.text("main"))
 		}
 		want(t, l.as("GET", "/v1/contacts/"+oldID, nil), 410, "purged")
-		if tl := b.text("table.timeline"); !strings.Contains(tl, "[shredded]") || !strings.Contains(tl, "erasure request") {
-			t.Fatalf("the timeline must mark shredded fields and say why: %q", tl)
+		// The erasure's reason was sealed under the key it destroyed: the
+		// timeline marks it shredded and no page shows it any more.
+		purged := b.text("table.timeline tbody tr:first-child")
+		if !strings.Contains(purged, "Purged") || !strings.Contains(b.text(`table.timeline tbody tr:first-child td[data-label="Why"]`), "[shredded]") ||
+			!strings.Contains(purged, "request DSR-7") || !strings.Contains(b.text("table.timeline"), "personal data: [shredded]") {
+			t.Fatalf("the timeline must mark the shredded reason and fields, and keep the request reference: %q", b.text("table.timeline"))
+		}
+		if _, html := b.body(); strings.Contains(html, "erasure request") {
+			t.Fatal("the erased contact's page still shows the erasure's reason")
 		}
 		b.submit(`a[href$="/receipt"]`)
 		key := l.as("GET", "/v1/receipts/public-key", nil).str("key_id")
