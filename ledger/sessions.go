@@ -80,6 +80,12 @@ func (s *Service) StartSession(ctx context.Context, bearer string, times Session
 	if err != nil {
 		return "", Principal{}, err
 	}
+	// A session is a new credential made from the token, like a token made
+	// by a token: check past the token cache that it was not just revoked
+	// by another process.
+	if err := s.Recheck(ctx, p); err != nil {
+		return "", Principal{}, err
+	}
 	var secret [32]byte
 	if _, err := rand.Read(secret[:]); err != nil {
 		return "", Principal{}, fmt.Errorf("session secret: %w", err)

@@ -31,6 +31,13 @@ func (c *clock) add(d time.Duration) {
 
 // sessionService is a service on a real embedded store with a workspace "ws".
 func sessionService(t *testing.T) (*ledger.Service, *clock) {
+	svc, c, _ := sessionServices(t)
+	return svc, c
+}
+
+// sessionServices is sessionService and a second service on the same
+// stores, as another process serving the same data would be.
+func sessionServices(t *testing.T) (*ledger.Service, *clock, *ledger.Service) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -45,12 +52,13 @@ func sessionService(t *testing.T) (*ledger.Service, *clock) {
 	}
 	t.Cleanup(func() { keys.Close() })
 	c := &clock{t: time.Now()}
-	svc := ledger.New(ledger.Options{Events: db, Vault: ledger.NewVault(db, keys), Directory: db, Views: db, Identities: db,
-		Sessions: db, Now: c.now})
+	opts := ledger.Options{Events: db, Vault: ledger.NewVault(db, keys), Directory: db, Views: db, Identities: db,
+		Sessions: db, Now: c.now}
+	svc := ledger.New(opts)
 	if _, err := svc.CreateWorkspace(ctx, "ws"); err != nil {
 		t.Fatal(err)
 	}
-	return svc, c
+	return svc, c, ledger.New(opts)
 }
 
 // TestSessions walks a console session through each way it ends: idle,
@@ -140,6 +148,27 @@ func TestSessions(t *testing.T) {
 			t.Fatalf("sign-in with a revoked token: got %v", err)
 		}
 	})
+}
+
+// TestSessionAfterRevocationElsewhere checks that a token revoked by
+// another process cannot sign in, even while this process still holds
+// it in its token cache.
+func TestSessionAfterRevocationElsewhere(t *testing.T) {
+	ctx := context.Background()
+	svc, _, other := sessionServices(t)
+	secret, tok, err := svc.CreateToken(ctx, "ws", contact.RoleAdmin, "browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Authenticate(ctx, secret); err != nil { // now in svc's cache
+		t.Fatal(err)
+	}
+	if _, err := other.RevokeWorkspaceToken(ctx, "ws", tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.StartSession(ctx, secret, ledger.SessionTimes{}); !errors.Is(err, ledger.ErrUnauthorized) {
+		t.Fatalf("sign-in with a token another process revoked: got %v, want ErrUnauthorized", err)
+	}
 }
 
 // TestExpireSessions checks the sweep deletes ended sessions and keeps live ones.
