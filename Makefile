@@ -7,11 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Vault, Vault); `make run` and `make test` build without their SDKs.
 RELEASE_TAGS := kms
 
-<<<<<<< HEAD
-.PHONY: run build test soak lint fuzz bench screenshots
-=======
-.PHONY: run dev build release test soak lint fuzz bench
->>>>>>> main
+.PHONY: run dev build release test soak lint fuzz bench screenshots
 
 ## run: serve the API on the embedded store in ./data (http://localhost:8080); ARGS="--addr :9090" adds flags
 # The binary replaces the recipe's shell (exec), so Ctrl-C reaches the
@@ -27,18 +23,13 @@ dev:
 build:
 	CGO_ENABLED=0 $(GO) build -tags '$(RELEASE_TAGS)' -trimpath -ldflags '$(LDFLAGS)' -o bin/ledger ./cmd/ledger
 
-<<<<<<< HEAD
-## test: every test, with the race detector, against the embedded store and a throwaway PostgreSQL (and headless Chromium for the console)
-test:
-	scripts/ensure-chromium.sh
-=======
 ## release: the same as build
 release: build
 
-## test: every test, with the race detector, against the embedded store and a throwaway PostgreSQL; with Node.js (installed as root when missing), the description's lint and generated TypeScript client
+## test: every test, with the race detector, against the embedded store and a throwaway PostgreSQL (and headless Chromium for the console); with Node.js (installed as root when missing), the description's lint and generated TypeScript client
 test:
+	scripts/ensure-chromium.sh
 	scripts/ensure-node.sh
->>>>>>> main
 	scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 20m ./...
 
 ## soak: the crash, concurrency, erasure and property tests, longer (LEDGER_SOAK=1), on both stores
@@ -59,15 +50,10 @@ fuzz:
 	scripts/fuzz.sh
 
 ## bench: every benchmark figure on the embedded store and a throwaway PostgreSQL (see BENCHMARKS.md); BENCH_FLAGS=--scale=0.1 for a quick run
-<<<<<<< HEAD
-bench: build
-	scripts/with-postgres.sh bin/ledger bench $(BENCH_FLAGS)
+bench: dev
+	scripts/with-postgres.sh bin/ledger-dev bench $(BENCH_FLAGS)
 
 ## screenshots: the console's main pages as PNGs in docs/screenshots (desktop 1280x800, phone 390 px)
 screenshots:
 	scripts/ensure-chromium.sh
 	LEDGER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'TestConsoleLayout' ./cmd/ledger/
-=======
-bench: dev
-	scripts/with-postgres.sh bin/ledger-dev bench $(BENCH_FLAGS)
->>>>>>> main
