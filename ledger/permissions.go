@@ -61,6 +61,11 @@ var Permissions = map[string][]contact.Role{
 	"webhooks.deliveries":    {contact.RoleAdmin},
 	"webhooks.replay":        {contact.RoleAdmin},
 	"webhooks.test":          {contact.RoleAdmin},
+	// webhooks.status is no route: it says who sees how subscriptions
+	// deliver on the console's Engineers page (their ids, state, lag and
+	// failed attempts; never their URLs, descriptions or secrets, which
+	// are webhooks.get's).
+	"webhooks.status": {contact.RoleOperator, contact.RoleAdmin},
 	// Operators see and rebuild projections; their answers carry no personal data.
 	"projections.status":         {contact.RoleOperator, contact.RoleAdmin},
 	"projections.rebuild":        {contact.RoleOperator, contact.RoleAdmin},

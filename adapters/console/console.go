@@ -85,7 +85,14 @@ type Projections interface {
 	RecentRebuilds(ctx context.Context, limit int) ([]projections.RebuildJob, error)
 }
 
-// Options wires a Console. Every port is required but Projections.
+// Webhooks shows how webhook subscriptions deliver.
+type Webhooks interface {
+	Webhooks(ctx context.Context, workspace string) ([]ledger.Webhook, error)
+	WebhookStatus(ctx context.Context, workspace, id string) (ledger.WebhookStatus, error)
+	WebhookDeliveries(ctx context.Context, workspace, id string, q ledger.AttemptQuery) ([]ledger.DeliveryAttempt, error)
+}
+
+// Options wires a Console. Every port is required but Projections and Webhooks.
 type Options struct {
 	Queries     Queries
 	Commands    Commands
@@ -93,6 +100,7 @@ type Options struct {
 	Compliance  Compliance
 	Sessions    Sessions
 	Projections Projections
+	Webhooks    Webhooks
 	Logger      *slog.Logger
 	// Times bound sessions (idle and absolute).
 	Times ledger.SessionTimes

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -220,6 +221,9 @@ type receiptPage struct {
 	Deployed  string
 	Download  string
 	Signature string
+	// Propagation is the receipt's unsigned account of which webhook
+	// subscribers were sent the erasure notice and which acknowledged it.
+	Propagation *ledger.ReceiptPropagation
 }
 
 // receipt shows a contact's erasure receipt and verifies it in the page: the
@@ -243,6 +247,8 @@ func (c *Console) receipt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data := receiptPage{ID: id.String(), Deployed: ledger.KeyID(pub), Download: Prefix + "contacts/" + id.String() + "/receipt.json"}
+	// The unsigned propagation section: who was told of the erasure.
+	data.Propagation, _ = ledger.ReceiptPropagationOf(doc)
 	rc, verr := ledger.VerifyReceipt(doc, pub)
 	if verr != nil {
 		data.Problem = verr.Error()
@@ -299,6 +305,83 @@ type engineersPage struct {
 	Jobs        []*job.Job
 	ShowJobs    bool
 	Unavailable bool
+	// ShowHooks is set for the roles that see webhook delivery status;
+	// HooksOff when this server delivers no webhooks.
+	ShowHooks, HooksOff bool
+	Hooks               []hookRow
+	// Failures are the latest failed delivery attempts of every subscription, newest first.
+	Failures []ledger.DeliveryAttempt
+}
+
+// hookRow is one webhook subscription and how it delivers. URL and
+// Description are shown only to roles that may read subscriptions
+// (webhooks.get): a URL can carry a receiver's credentials.
+type hookRow struct {
+	ledger.WebhookStatus
+	URL, Description string
+}
+
+// State names how a subscription delivers: disabled, failing or delivering.
+func (h hookRow) State() string {
+	switch {
+	case !h.Enabled:
+		return "disabled"
+	case !h.Progress.FailingSince.IsZero():
+		return "failing"
+	}
+	return "delivering"
+}
+
+// recentFailures is how many failed delivery attempts the Engineers page
+// lists, and failuresScanned how many of each subscription's latest
+// attempts it looks through for them.
+const (
+	recentFailures  = 10
+	failuresScanned = 50
+)
+
+// webhookStatus fills the Engineers page's webhook section: each
+// subscription of the workspace with its state, lag and pending events,
+// and the latest failed attempts. It shows ids, states, times and the
+// ledger's own words for each failure, nothing a receiver answered and no
+// contact: an operator sees it too.
+func (c *Console) webhookStatus(ctx context.Context, p ledger.Principal, data *engineersPage) error {
+	hooks, err := c.o.Webhooks.Webhooks(ctx, p.Workspace)
+	if errors.Is(err, ledger.ErrWebhooksOff) {
+		data.HooksOff = true
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	full := ledger.Allowed(p.Role, "webhooks.get")
+	for _, h := range hooks {
+		st, err := c.o.Webhooks.WebhookStatus(ctx, p.Workspace, h.ID)
+		if errors.Is(err, contact.ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		row := hookRow{WebhookStatus: st}
+		if full {
+			row.URL, row.Description = h.URL, h.Description
+		}
+		data.Hooks = append(data.Hooks, row)
+		attempts, err := c.o.Webhooks.WebhookDeliveries(ctx, p.Workspace, h.ID, ledger.AttemptQuery{Limit: failuresScanned})
+		if err != nil && !errors.Is(err, contact.ErrNotFound) {
+			return err
+		}
+		for _, a := range attempts {
+			if a.Outcome != ledger.AttemptDelivered {
+				a.ContactID = ""
+				data.Failures = append(data.Failures, a)
+			}
+		}
+	}
+	slices.SortFunc(data.Failures, func(a, b ledger.DeliveryAttempt) int { return b.At.Compare(a.At) })
+	data.Failures = data.Failures[:min(len(data.Failures), recentFailures)]
+	return nil
 }
 
 // visible reports whether a rebuild's record may be shown to workspace: an
@@ -333,6 +416,12 @@ func (c *Console) engineers(w http.ResponseWriter, r *http.Request) {
 			if st.Rebuild != nil && !visible(p.Workspace, *st.Rebuild) {
 				data.Projections[i].Rebuild = nil
 			}
+		}
+	}
+	if data.ShowHooks = c.o.Webhooks != nil && ledger.Allowed(p.Role, "webhooks.status"); data.ShowHooks {
+		if err := c.webhookStatus(ctx, p, &data); err != nil {
+			c.fail(w, r, err)
+			return
 		}
 	}
 	if data.ShowJobs = ledger.Allowed(p.Role, "restore_jobs.get"); data.ShowJobs {

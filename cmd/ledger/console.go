@@ -28,7 +28,7 @@ func (m *Main) consoleTimes() (ledger.SessionTimes, error) {
 // the same service and permission table.
 func (m *Main) withConsole(api http.Handler, times ledger.SessionTimes) (http.Handler, error) {
 	c, err := console.New(console.Options{
-		Queries: m.Svc, Commands: m.Svc, Jobs: m.Svc, Compliance: m.Svc, Sessions: m.Svc, Projections: m.Runner,
+		Queries: m.Svc, Commands: m.Svc, Jobs: m.Svc, Compliance: m.Svc, Sessions: m.Svc, Projections: m.Runner, Webhooks: m.Svc,
 		Logger: m.log, Times: times, TrustForwardedProto: m.Config.TrustForwardedProto,
 	})
 	if err != nil {

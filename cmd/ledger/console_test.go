@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,9 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/delivery"
+	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/internal/hooktest"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -41,7 +45,27 @@ func TestConsole(t *testing.T) { eachStore(t, testConsole) }
 
 func testConsole(t *testing.T, store string) {
 	clk := &shiftClock{}
-	l := start(t, store, func(m *main.Main) { m.Now, m.Config.RestoreRate = clk.Now, "40" })
+	l := start(t, store, func(m *main.Main) {
+		m.Now, m.Config.RestoreRate = clk.Now, "40"
+		// Webhooks to receivers on 127.0.0.1, retried in milliseconds.
+		m.Config.WebhookAllow = []string{"127.0.0.1/32"}
+		m.Webhook = delivery.Options{Schedule: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond},
+			Scan: 50 * time.Millisecond, Poll: 50 * time.Millisecond}
+	})
+	// Two webhook subscribers (subscribed below, once the clock is no
+	// longer moved: a receiver refuses a delivery signed days ago): one
+	// takes every event, one answers 500 to the erasure notices, the only
+	// events it asked for.
+	up, down := hooktest.NewReceiver(t), hooktest.NewReceiver(t)
+	down.SetFail(func(feed.Event) int { return http.StatusInternalServerError })
+	var upHook, downHook string
+	hook := func(rc *hooktest.Receiver, body map[string]any) string {
+		body["url"] = rc.URL()
+		r := l.as("POST", "/v1/webhooks", body)
+		want(t, r, 201, "")
+		rc.Trust(r.str("secret"))
+		return r.str("id")
+	}
 	b := newTab(t, l.url())
 	step := func(name string, f func(t *testing.T)) {
 		t.Run(name, func(t *testing.T) { b.t = t; f(t) })
@@ -228,6 +252,8 @@ func testConsole(t *testing.T, store string) {
 	})
 
 	step("delete forever from trash, and its receipt", func(t *testing.T) {
+		upHook = hook(up, map[string]any{"description": "Ada's CRM sync"})
+		downHook = hook(down, map[string]any{"description": "Grace's archive", "types": []string{"contact.purged"}})
 		b.open("/console/contacts?view=trash&q=Deleted+Long+Ago")
 		b.submit(`tbody tr a.danger`)
 		b.waitVisible("#purge-dialog")
@@ -267,6 +293,25 @@ func testConsole(t *testing.T, store string) {
 		}
 		if _, err := ledger.VerifyReceipt(doc, pub); err != nil {
 			t.Fatalf("the downloaded receipt does not verify: %v", err)
+		}
+		// Who was told: the subscriber that answered 2xx acknowledged the
+		// notice, the one answering 500 was sent it and did not.
+		notice := func(hook string) string {
+			return evalInto[string](b, `(() => { for (const tr of document.querySelectorAll("#propagation tbody tr")) {
+				if (tr.cells[0].textContent.trim() === `+strconv.Quote(hook)+`) return tr.cells[1].textContent.trim(); } return ""; })()`)
+		}
+		for deadline := time.Now().Add(15 * time.Second); notice(upHook) != "acknowledged"; {
+			if time.Now().After(deadline) {
+				t.Fatalf("the receipt's propagation never showed %s acknowledged: %q", upHook, b.text("#propagation"))
+			}
+			time.Sleep(100 * time.Millisecond)
+			b.open("/console/contacts/" + oldID + "/receipt")
+		}
+		if got := notice(downHook); got != "notified" && got != "pending" {
+			t.Fatalf("the failing subscriber's notice: %q, want notified or pending; %q", got, b.text("#propagation"))
+		}
+		if !strings.Contains(b.text("#verification"), "Signature valid") {
+			t.Fatal("the propagation section changed the receipt's signature")
 		}
 	})
 
@@ -357,6 +402,31 @@ func testConsole(t *testing.T, store string) {
 		}
 	})
 
+	step("webhook delivery status", func(t *testing.T) {
+		for deadline := time.Now().Add(15 * time.Second); ; {
+			b.open("/console/engineers")
+			if strings.EqualFold(b.text("#hook-"+upHook+" .badge"), "delivering") && strings.EqualFold(b.text("#hook-"+downHook+" .badge"), "failing") &&
+				strings.Contains(b.text("table.hook-failures"), downHook) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("webhook status: %q", b.text("main"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		upRow, downRow := b.text("#hook-"+upHook), b.text("#hook-"+downHook)
+		if !strings.Contains(upRow, up.URL()) || strings.Contains(upRow, "never") || strings.Contains(upRow, "HTTP") || !strings.Contains(upRow, "events,") {
+			t.Fatalf("the healthy subscription's row: %q, want its URL, its last delivery and its lag", upRow)
+		}
+		if !strings.Contains(downRow, "HTTP 500") || !strings.Contains(downRow, "since") || !strings.Contains(downRow, "never") {
+			t.Fatalf("the failing subscription's row: %q, want failing since, never delivered, HTTP 500", downRow)
+		}
+		failures := b.text("table.hook-failures tbody")
+		if !strings.Contains(failures, "contact.purged") || !strings.Contains(failures, "HTTP 500") || strings.Contains(failures, upHook) {
+			t.Fatalf("recent failures: %q, want the purge notice's failed attempts and nothing of the healthy one", failures)
+		}
+	})
+
 	step("writes without the CSRF token are refused", func(t *testing.T) {
 		for name, form := range map[string]url.Values{
 			"no token":    {},
@@ -388,7 +458,9 @@ func testConsole(t *testing.T, store string) {
 		want(t, r, 201, "")
 		op := newTab(t, l.url())
 		op.signIn(r.str("token"))
-		personal := []string{"Ada Lovelace", "ada@analytical.example", "Deleted Lately", "new@example.com", "Batch 0", "Mass 001", "xss@example.com", "Analyst"}
+		// The subscriptions' URLs and descriptions are the admins' (a URL can carry a receiver's credentials).
+		personal := []string{"Ada Lovelace", "ada@analytical.example", "Deleted Lately", "new@example.com", "Batch 0", "Mass 001", "xss@example.com", "Analyst",
+			up.URL(), down.URL(), "Ada's CRM", "Grace's archive"}
 		for _, path := range []string{"/console/", "/console/engineers", "/console/contacts", "/console/contacts?view=trash",
 			"/console/contacts/" + adaID, "/console/contacts/" + newID + "/edit", "/console/audit", "/console/contacts/" + oldID + "/receipt"} {
 			op.open(path)
@@ -406,6 +478,10 @@ func testConsole(t *testing.T, store string) {
 		op.open("/console/")
 		if op.text("h1") != "Engineers" || op.text("nav") != "Engineers" {
 			t.Fatalf("the operator's console: %q, nav %q", op.text("h1"), op.text("nav"))
+		}
+		// The on-call engineer sees how webhooks deliver, by subscription id.
+		if !strings.EqualFold(op.text("#hook-"+downHook+" .badge"), "failing") || !strings.Contains(op.text("table.hook-failures"), "HTTP 500") {
+			t.Fatalf("the operator's webhook status: %q", op.text("main"))
 		}
 	})
 

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	main "github.com/contactledger/ledger/cmd/ledger"
+	"github.com/contactledger/ledger/delivery"
+	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/internal/hooktest"
 )
 
 // TestConsoleLayout opens the console's main pages at a 390-pixel phone
@@ -16,7 +21,23 @@ import (
 // page needs sideways scrolling. With LEDGER_SCREENSHOTS=DIR (make
 // screenshots) it also saves each page as a PNG in DIR.
 func TestConsoleLayout(t *testing.T) {
-	l := start(t, "sqlite")
+	l := start(t, "sqlite", func(m *main.Main) {
+		m.Config.WebhookAllow = []string{"127.0.0.1/32"}
+		m.Webhook = delivery.Options{Schedule: []time.Duration{50 * time.Millisecond}, Scan: 50 * time.Millisecond, Poll: 50 * time.Millisecond}
+	})
+	// A webhook subscriber that acknowledges everything and one that is
+	// down, for the engineers page and the receipt's propagation.
+	up, down := hooktest.NewReceiver(t), hooktest.NewReceiver(t)
+	down.SetFail(func(feed.Event) int { return http.StatusServiceUnavailable })
+	for _, h := range []struct {
+		rc   *hooktest.Receiver
+		body map[string]any
+	}{{up, map[string]any{"description": "CRM sync"}}, {down, map[string]any{"description": "Data warehouse", "types": []string{"contact.purged"}}}} {
+		h.body["url"] = h.rc.URL()
+		r := l.as("POST", "/v1/webhooks", h.body)
+		want(t, r, 201, "")
+		h.rc.Trust(r.str("secret"))
+	}
 	b := newTab(t, l.url())
 	ids := make([]string, 0, 8)
 	for i, p := range []struct{ name, email, phone string }{
@@ -33,6 +54,13 @@ func TestConsoleLayout(t *testing.T) {
 	want(t, l.as("PUT", "/v1/contacts/"+ids[0]+"/lists/newsletter", map[string]any{"status": "subscribed"}), 200, "")
 	want(t, l.as("POST", "/v1/contacts/bulk", map[string]any{"action": "trash", "ids": ids[3:], "expected_count": 3, "reason": "left the company"}), 200, "")
 	want(t, l.as("POST", "/v1/contacts/"+ids[5]+"/purge", map[string]any{"reason": "erasure request", "request": "DSR-2026-0042"}), 200, "")
+	// The receipt shows the notice acknowledged once the subscriber answered.
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(string(l.as("GET", "/v1/contacts/"+ids[5]+"/erasure-receipt", nil).Raw), `"acknowledged"`); {
+		if time.Now().After(deadline) {
+			t.Fatal("the erasure notice was never acknowledged")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	b.signIn(l.admin)
 
 	dir := os.Getenv("LEDGER_SCREENSHOTS")
