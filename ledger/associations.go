@@ -111,18 +111,10 @@ func (s *Service) caughtUp(ctx context.Context, projection string) error {
 const identityProjection = "identities"
 
 // spamCheck refuses personal data whose email or phone belongs to a
-// spam-marked contact. The caller has waited for the identity index.
-func (s *Service) spamCheck(ctx context.Context, workspace string, q IdentityQuery) error {
-	if q.EmailIndex == "" && q.PhoneIndex == "" {
-		return nil
-	}
-	q.ExtIndex = ""
-	ms, err := s.identities.FindIdentities(ctx, workspace, q)
-	if err != nil {
-		return err
-	}
+// spam-marked contact, among ms, the identity index's matches of them.
+func spamCheck(ms []IdentityMatch) error {
 	for _, m := range ms {
-		if m.Spam {
+		if m.Spam && (m.ByEmail || m.ByPhone) {
 			what := "email"
 			if !m.ByEmail {
 				what = "phone"

@@ -33,6 +33,10 @@ type Meta struct {
 	// making a second one.
 	IdempotencyKey  string
 	IdempotentSince time.Time
+	// DryRun asks for the answer the command would get, without doing it:
+	// the command is decided exactly as it would be (the same checks, on
+	// the same state), but nothing is appended, claimed or destroyed.
+	DryRun bool
 }
 
 // The prefixes of operation ids (Meta.Operation): an event's causation id
@@ -161,5 +165,5 @@ func openOne(key ContactKey, r contact.Record) (contact.Envelope, error) {
 	if err != nil {
 		return contact.Envelope{}, fmt.Errorf("decode %s v%d: %w", r.Stream, r.Version, err)
 	}
-	return contact.Envelope{EventID: r.ID, Version: r.Version, At: r.Time, By: r.Actor, Workspace: r.Workspace, Event: ev}, nil
+	return contact.Envelope{EventID: r.ID, Version: r.Version, At: r.Time, By: r.Actor, Workspace: r.Workspace, Event: ev, Operation: r.CausationID}, nil
 }

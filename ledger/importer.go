@@ -271,7 +271,10 @@ func (im *importer) row(ctx context.Context, n int, row ImportRow) (RowResult, e
 			return l.c.Sync(patchFor(l.c.Personal(), p), row.Tags, im.meta.Actor, now)
 		})
 		res.ID = match.ID.String()
+		var taken *IdentityTakenError
 		switch {
+		case errors.As(err, &taken):
+			return skip("identity taken: " + taken.Error())
 		case err == nil && r.EventID == "":
 			res.Result = RowUnchanged
 			return res, nil
@@ -290,7 +293,10 @@ func (im *importer) row(ctx context.Context, n int, row ImportRow) (RowResult, e
 		// Purged or anonymized since the index saw it: the person comes back as new.
 		res.ID = ""
 	}
-	r, err := im.s.create(ctx, im.ws, im.meta, c)
+	r, err := im.s.create(ctx, im.ws, im.meta, c, ms)
+	if taken := (*IdentityTakenError)(nil); errors.As(err, &taken) {
+		return skip("identity taken: " + taken.Error())
+	}
 	if err != nil {
 		return res, err
 	}

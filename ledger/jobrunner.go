@@ -57,7 +57,7 @@ type outcome struct {
 // restoreManyForJob restores a chunk of contacts for job jobID, exactly
 // once each (see restoreOnce), loading them in one go. A contact that
 // cannot be restored (no longer in trash, purged) fails with the reason.
-func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string, cids []string, by contact.Actor, reason string) []outcome {
+func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string, cids []string, by contact.Actor, reason string, keepBoth bool) []outcome {
 	out := make([]outcome, len(cids))
 	var (
 		ids []contact.ID
@@ -72,7 +72,7 @@ func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string
 		}
 		ids, at = append(ids, id), append(at, i)
 	}
-	_, errs := s.executeMany(ctx, workspace, ids, Meta{Actor: by, CorrelationID: jobID, Operation: OperationJob + jobID}, restoreOnce(jobID, by, reason))
+	_, errs := s.executeMany(ctx, workspace, ids, Meta{Actor: by, CorrelationID: jobID, Operation: OperationJob + jobID}, restoreOnce(jobID, by, reason, keepBoth))
 	for k, err := range errs {
 		o := &out[at[k]]
 		if err == nil {
@@ -93,13 +93,16 @@ func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string
 // died before the job recorded it): the restore carries the job's operation
 // id ("job:<id>") as its causation id, or, when written before operation
 // ids, the bare job id.
-func restoreOnce(jobID string, by contact.Actor, reason string) command {
+func restoreOnce(jobID string, by contact.Actor, reason string, keepBoth bool) command {
 	op := OperationJob + jobID
 	return func(l loaded, p contact.Policy, now time.Time) error {
 		if slices.ContainsFunc(l.recs, func(r contact.Record) bool {
 			return r.Type == contact.TypeRestored && (r.CausationID == op || r.CausationID == jobID)
 		}) {
 			return nil
+		}
+		if keepBoth {
+			return l.c.RestoreKeepingBoth(reason, p, by, now)
 		}
 		return l.c.Restore(reason, p, by, now)
 	}
@@ -239,15 +242,16 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 	results := make(chan outcome, 2*jobChunk)
 	workCtx, stopWork := context.WithCancel(ctx)
 	var workers sync.WaitGroup
-	// The workers get who asked and why once: flush may reload j meanwhile.
-	by, reason := j.By, j.Reason
+	// The workers read what the job was queued with; j itself is the
+	// dispatcher's, which reloads it when a cancel request races a flush.
+	by, reason, keepBoth := j.By, j.Reason, j.KeepBoth
 	for range min(jobWorkers, max(len(pending), 1)) {
 		workers.Go(func() {
 			for ids := range chunks {
 				// In-flight restores finish even when dispatch stops (a
 				// cancel request, another's failure): only ctx, the
 				// server's life, interrupts them, and the job resumes.
-				for _, o := range s.restoreManyForJob(ctx, workspace, id, ids, by, reason) {
+				for _, o := range s.restoreManyForJob(ctx, workspace, id, ids, by, reason, keepBoth) {
 					results <- o
 				}
 			}
@@ -355,5 +359,43 @@ func (s *Service) releaseJob(ctx context.Context, workspace, id string) error {
 			continue
 		}
 		return err
+	}
+}
+
+// RunRestoreJob runs one admitted restore job to its end in this process,
+// as the server's runner would (`ledger restore` does this), and returns
+// it once it is over. With a lease that another process holds (a server
+// running the job already), it waits for that process to finish it.
+// Exactly-once holds either way: each restore checks the contact's stream.
+func (s *Service) RunRestoreJob(ctx context.Context, workspace, id string, o JobOptions) (*job.Job, error) {
+	run := true
+	if o.Lease != nil {
+		release, ok, err := o.Lease.TryAcquire(ctx, "restore-jobs:"+workspace)
+		if err != nil {
+			return nil, err
+		}
+		if run = ok; ok {
+			defer release()
+		}
+	}
+	if run {
+		if err := s.runJob(ctx, workspace, id, o); err != nil {
+			// Another process may have run the job meanwhile (a server's
+			// runner, without a lease): what counts is how the job ended.
+			if j, jerr := s.RestoreJob(ctx, workspace, id); jerr != nil || !j.State.Terminal() {
+				return nil, err
+			}
+		}
+	}
+	for {
+		j, err := s.RestoreJob(ctx, workspace, id)
+		if err != nil || j.State.Terminal() {
+			return j, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

@@ -70,7 +70,7 @@ func TestRestoreOnceKnowsBothForms(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := restoreOnce(job, actor, "")(loaded{c: c, recs: recs, key: key}, p, now); err != nil {
+			if err := restoreOnce(job, actor, "", false)(loaded{c: c, recs: recs, key: key}, p, now); err != nil {
 				t.Fatal(err)
 			}
 			if got := len(c.Changes()) > 0; got != tc.restores {

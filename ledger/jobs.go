@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -40,6 +41,41 @@ type RestoreFilter struct {
 	Tag           string
 	Q             string // name, email, phone or id; used to plan, never stored
 	Reason        string
+	// Operation restores what one operation moved to trash (see
+	// OperationForms); with DeletedBy and the times, what a token trashed
+	// between two times.
+	Operation string
+	// KeepBoth restores contacts whose email or phone a live contact holds
+	// now all the same (on_conflict: keep_both).
+	KeepBoth bool
+}
+
+// operationPattern is what an operation id looks like: a request id
+// (X-Request-Id: letters, digits, '.', '_', '-'), perhaps after the prefix
+// of its kind.
+var operationPattern = regexp.MustCompile(`^(bulk:|import:|job:|retention:)?[A-Za-z0-9._-]{1,64}$`)
+
+// ValidateOperation checks an operation id given as a filter.
+func ValidateOperation(field, op string) error {
+	if op != "" && !operationPattern.MatchString(op) {
+		return contact.Invalid(contact.FieldError{Field: field, Message: "is an operation id as the ledger shows it: bulk:<request id>, import:<id>, job:<job id>, retention:<sweep id>, or a request id"})
+	}
+	return nil
+}
+
+// OperationForms returns the causation ids an operation's events may
+// carry: the operation id, and for a typed one (bulk:, import:, job:) the
+// bare id too, which events written before operation ids carried.
+func OperationForms(op string) []string {
+	if op == "" {
+		return nil
+	}
+	for _, p := range []string{OperationBulk, OperationImport, OperationJob} {
+		if bare, ok := strings.CutPrefix(op, p); ok {
+			return []string{op, bare}
+		}
+	}
+	return []string{op}
 }
 
 // planPage is how many trashed contacts a plan reads per query, and how many ids one planned event holds.
@@ -56,6 +92,9 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 	// A job's reason stays in clear in the job's own stream, which no
 	// contact's erasure reaches: it must not hold an email or a phone.
 	if err := contact.ValidateClearText("reason", f.Reason); err != nil {
+		return nil, err
+	}
+	if err := ValidateOperation("operation", f.Operation); err != nil {
 		return nil, err
 	}
 	p, err := s.policy(ctx, workspace)
@@ -82,16 +121,7 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 	if err != nil {
 		return nil, err
 	}
-	// Tags and queries are free text about contacts: the job's trail keeps
-	// only that there was one.
-	filter := job.Filter{DeletedBy: f.DeletedBy, Tagged: f.Tag != "", Query: f.Q != ""}
-	if !f.DeletedAfter.IsZero() {
-		filter.DeletedAfter = &f.DeletedAfter
-	}
-	if !f.DeletedBefore.IsZero() {
-		filter.DeletedBefore = &f.DeletedBefore
-	}
-	events := []any{job.Queued{Filter: filter, Reason: f.Reason, Total: len(ids), By: meta.Actor}}
+	events := []any{job.Queued{Filter: f.filter(), Reason: f.Reason, Total: len(ids), By: meta.Actor, KeepBoth: f.KeepBoth}}
 	for i := 0; i < len(ids); i += planPage {
 		events = append(events, job.Planned{IDs: ids[i:min(i+planPage, len(ids))]})
 	}
@@ -131,6 +161,19 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 	return s.RestoreJob(ctx, workspace, id)
 }
 
+// filter is what the job's trail keeps of f. Tags and queries are free
+// text about contacts: it keeps only that there was one.
+func (f RestoreFilter) filter() job.Filter {
+	filter := job.Filter{DeletedBy: f.DeletedBy, Tagged: f.Tag != "", Query: f.Q != "", Operation: f.Operation}
+	if !f.DeletedAfter.IsZero() {
+		filter.DeletedAfter = &f.DeletedAfter
+	}
+	if !f.DeletedBefore.IsZero() {
+		filter.DeletedBefore = &f.DeletedBefore
+	}
+	return filter
+}
+
 // slot reads the workspace's admission stream, and whether the job that
 // holds the slot is still running (not when it ended, or never got its
 // stream).
@@ -164,7 +207,7 @@ func (s *Service) plan(ctx context.Context, workspace string, f RestoreFilter) (
 		return nil, err
 	}
 	q := ListQuery{Workspace: workspace, View: "trash", Q: f.Q, DeletedBy: f.DeletedBy,
-		DeletedAfter: f.DeletedAfter, DeletedBefore: f.DeletedBefore, Limit: planPage}
+		DeletedAfter: f.DeletedAfter, DeletedBefore: f.DeletedBefore, Operations: OperationForms(f.Operation), Limit: planPage}
 	if f.Tag != "" {
 		b, err := s.vault.BlindIndex(ctx, workspace)
 		if err != nil {
@@ -268,6 +311,14 @@ func (s *Service) readLock(ctx context.Context, workspace string) (job.Lock, []c
 // appendJob appends job events after the stream's records prev (nil for a
 // new stream), chained like every other stream. Errors: contact.ErrConcurrency.
 func (s *Service) appendJob(ctx context.Context, stream, workspace string, meta Meta, prev []contact.Record, at time.Time, events ...any) ([]contact.Record, error) {
+	return s.appendPlain(ctx, stream, workspace, meta, prev, at, job.TypeOf, events...)
+}
+
+// appendPlain appends events with no personal part (those of jobs and
+// workspace holds) after the stream's records prev (nil for a new stream),
+// chained like every other stream; typeOf names each event's type.
+// Errors: contact.ErrConcurrency.
+func (s *Service) appendPlain(ctx context.Context, stream, workspace string, meta Meta, prev []contact.Record, at time.Time, typeOf func(any) string, events ...any) ([]contact.Record, error) {
 	var (
 		after    uint64
 		prevHash []byte
@@ -286,7 +337,7 @@ func (s *Service) appendJob(ctx context.Context, stream, workspace string, meta 
 			return nil, err
 		}
 		r := contact.Record{
-			ID: ulid.Make(), Stream: stream, Version: after + uint64(i) + 1, Type: job.TypeOf(e),
+			ID: ulid.Make(), Stream: stream, Version: after + uint64(i) + 1, Type: typeOf(e),
 			Time: at, Workspace: workspace, Actor: actor, CorrelationID: meta.CorrelationID, CausationID: meta.causation(),
 			Schema: 1, Data: data, PrevHash: prevHash,
 		}
@@ -298,4 +349,78 @@ func (s *Service) appendJob(ctx context.Context, stream, workspace string, meta 
 		return nil, err
 	}
 	return append(append([]contact.Record(nil), prev...), out...), nil
+}
+
+// RestorePreview is the answer of a restore job's dry run: what the job
+// would restore now, contact by contact, without queueing it.
+type RestorePreview struct {
+	Filter job.Filter
+	// Total is how many contacts the job would plan; OK and Failed how
+	// many of them it would restore and fail.
+	Total, OK, Failed int
+	// Items are the planned contacts with what the restore would do to
+	// each: every failure, and the first MaxPreviewItems in all.
+	Items []BulkItem
+	// Truncated is set when Items leaves restorable contacts out.
+	Truncated bool
+}
+
+// MaxPreviewItems bounds the items a restore job's dry run lists.
+const MaxPreviewItems = 1000
+
+// PreviewRestoreJob answers what StartRestoreJob would do with f now:
+// the same checks, the same plan, and each planned contact's restore
+// decided exactly as the job's runner would decide it, with nothing
+// written (no job, no event, no claim). Errors: those of StartRestoreJob,
+// but a running job does not refuse a dry run.
+func (s *Service) PreviewRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (RestorePreview, error) {
+	if err := contact.ValidateClearText("reason", f.Reason); err != nil {
+		return RestorePreview{}, err
+	}
+	if err := ValidateOperation("operation", f.Operation); err != nil {
+		return RestorePreview{}, err
+	}
+	p, err := s.policy(ctx, workspace)
+	if err != nil {
+		return RestorePreview{}, err
+	}
+	if !p.MayRestore(meta.Actor.Role) {
+		return RestorePreview{}, contact.Errorf(contact.ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
+	}
+	ids, err := s.plan(ctx, workspace, f)
+	if err != nil {
+		return RestorePreview{}, err
+	}
+	out := RestorePreview{Filter: f.filter(), Total: len(ids)}
+	id := ulid.Make().String()
+	m := Meta{Actor: meta.Actor, CorrelationID: meta.CorrelationID, Operation: OperationJob + id, DryRun: true}
+	for from := 0; from < len(ids); from += jobChunk {
+		chunk := ids[from:min(from+jobChunk, len(ids))]
+		cids := make([]contact.ID, 0, len(chunk))
+		for _, raw := range chunk {
+			cid, err := contact.ParseID(raw)
+			if err != nil {
+				return RestorePreview{}, err
+			}
+			cids = append(cids, cid)
+		}
+		results, errs := s.executeMany(ctx, workspace, cids, m, restoreOnce(id, meta.Actor, f.Reason, f.KeepBoth))
+		for i, cid := range cids {
+			it := BulkItem{ID: cid.String(), Result: results[i], Err: errs[i]}
+			if errs[i] != nil {
+				if contact.ErrorCode(errs[i]) == "" {
+					return RestorePreview{}, errs[i]
+				}
+				out.Failed++
+			} else {
+				out.OK++
+			}
+			if it.Err != nil || len(out.Items) < MaxPreviewItems {
+				out.Items = append(out.Items, it)
+			} else {
+				out.Truncated = true
+			}
+		}
+	}
+	return out, nil
 }

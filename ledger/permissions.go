@@ -45,6 +45,14 @@ var Permissions = map[string][]contact.Role{
 	"audit.events":             {contact.RoleAdmin, contact.RoleAuditor},
 	"contacts.erasure_receipt": {contact.RoleAdmin, contact.RoleAuditor},
 	"receipts.public_key":      {contact.RoleAdmin, contact.RoleAuditor},
+	// Legal holds are compliance staff's (auditors) as well as admins': a
+	// hold only preserves (nothing is changed, shown or erased by it), and
+	// those who must stop an erasure need not be able to make one.
+	"contacts.hold":          {contact.RoleAdmin, contact.RoleAuditor},
+	"contacts.release_hold":  {contact.RoleAdmin, contact.RoleAuditor},
+	"holds.list":             {contact.RoleAdmin, contact.RoleAuditor},
+	"workspace.hold":         {contact.RoleAdmin, contact.RoleAuditor},
+	"workspace.release_hold": {contact.RoleAdmin, contact.RoleAuditor},
 	// The change feed; personal values in it only for events.personal.
 	"events.list":   {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},
 	"events.stream": {contact.RoleMember, contact.RoleAdmin, contact.RoleAuditor},

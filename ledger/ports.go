@@ -113,8 +113,11 @@ type ListQuery struct {
 	DeletedBy     string
 	DeletedAfter  time.Time
 	DeletedBefore time.Time
-	After         *Cursor
-	Limit         int
+	// Operations, when set, keeps the contacts of the trash view that any
+	// of these operations moved there (their trashed_operation).
+	Operations []string
+	After      *Cursor
+	Limit      int
 }
 
 // ListItem is one contact of a view, with its place in the view's order.
@@ -253,4 +256,7 @@ type Identities interface {
 	// FindIdentities returns the contacts of workspace matching any non-empty
 	// index of q, ordered by id; none when every index is empty.
 	FindIdentities(ctx context.Context, workspace string, q IdentityQuery) ([]IdentityMatch, error)
+	// HeldContacts returns up to limit contacts of workspace under legal
+	// hold, ordered by id, after the contact id after ("": from the first).
+	HeldContacts(ctx context.Context, workspace, after string, limit int) ([]contact.Snapshot, error)
 }

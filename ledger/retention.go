@@ -17,7 +17,27 @@ type SweepReport struct {
 	Purged        []contact.ID
 	// Failed maps contacts that could not be purged to why.
 	Failed map[contact.ID]error
+	// Operation is the sweep's operation id (retention:<sweep id>), the
+	// causation id of every tombstone it wrote.
+	Operation string
+	// SkippedHeld counts contacts past the window left in trash because
+	// they are under legal hold.
+	SkippedHeld int
+	// WorkspaceHold is the id of the workspace's legal hold when one stands:
+	// then nothing is purged, and SkippedWorkspaceHold counts what was due.
+	WorkspaceHold        string
+	SkippedWorkspaceHold int
 }
+
+// Skipped is how many contacts past the window the sweep left in trash
+// because of a legal hold.
+func (r SweepReport) Skipped() int { return r.SkippedHeld + r.SkippedWorkspaceHold }
+
+// The reasons a retention sweep skips a contact, as metrics label them.
+const (
+	SkipContactHold   = "contact_hold"
+	SkipWorkspaceHold = "workspace_hold"
+)
 
 // retentionActor is who retention purges are recorded as.
 var retentionActor = contact.System("retention")
@@ -25,7 +45,9 @@ var retentionActor = contact.System("retention")
 // SweepRetention purges, in every workspace (or only the named one), each
 // contact that has been in trash longer than the workspace's retention
 // days. Each purge's tombstone says the retention policy did it. Workspaces
-// whose policy turns retention or purging off are left alone.
+// whose policy turns retention or purging off are left alone; so is every
+// contact of a workspace under legal hold, and every contact under legal
+// hold of its own: the report counts them.
 func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepReport, error) {
 	ws, err := s.dir.Workspaces(ctx)
 	if err != nil {
@@ -42,7 +64,7 @@ func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepRepor
 			continue
 		}
 		days := w.Policy.RetentionDays()
-		rep := SweepReport{Workspace: w.Name, RetentionDays: days, Failed: map[contact.ID]error{}}
+		rep := SweepReport{Workspace: w.Name, RetentionDays: days, Failed: map[contact.ID]error{}, Operation: OperationRetention + sweep}
 		if days == 0 || !w.Policy.Settings().PurgeAllowed {
 			out = append(out, rep)
 			continue
@@ -65,6 +87,14 @@ func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepRepor
 			last := items[len(items)-1]
 			q.After = &Cursor{SortAt: last.SortAt, ID: last.Contact.ID.String()}
 		}
+		wh, _, err := s.WorkspaceHold(ctx, w.Name)
+		if err != nil {
+			return out, err
+		}
+		if wh != nil {
+			// The whole workspace is held: nothing is due until it is released.
+			rep.WorkspaceHold, rep.SkippedWorkspaceHold, due = wh.ID, len(due), nil
+		}
 		for _, id := range due {
 			_, err := s.Transition(ctx, w.Name, id, Meta{Actor: retentionActor, CorrelationID: "retention-" + sweep, Operation: OperationRetention + sweep}, Purge,
 				TransitionInput{Reason: "in trash longer than the workspace's retention", Trigger: contact.TriggerRetention})
@@ -76,12 +106,19 @@ func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepRepor
 				return out, ctx.Err()
 			case errors.Is(err, contact.ErrTransition), errors.Is(err, contact.ErrPurged):
 				// Restored, re-trashed later or purged meanwhile: not due any more.
+			case errors.Is(err, contact.ErrHeld):
+				rep.SkippedHeld++
 			default:
 				rep.Failed[id] = err
 			}
 		}
-		if len(rep.Purged) > 0 || len(rep.Failed) > 0 {
-			s.log.Info("retention sweep", "workspace", w.Name, "retention_days", days, "purged", len(rep.Purged), "failed", len(rep.Failed))
+		if len(rep.Purged) > 0 || len(rep.Failed) > 0 || rep.Skipped() > 0 {
+			s.log.Info("retention sweep", "workspace", w.Name, "retention_days", days, "operation", rep.Operation, "purged", len(rep.Purged),
+				"failed", len(rep.Failed), "skipped_held", rep.SkippedHeld, "skipped_workspace_hold", rep.SkippedWorkspaceHold)
+		}
+		if s.metrics != nil {
+			s.metrics.RetentionSkipped(SkipContactHold, rep.SkippedHeld)
+			s.metrics.RetentionSkipped(SkipWorkspaceHold, rep.SkippedWorkspaceHold)
 		}
 		out = append(out, rep)
 	}

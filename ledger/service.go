@@ -34,7 +34,12 @@ type Options struct {
 	Views     ReadModels
 	// Identities finds live contacts by blind index (imports, spam checks).
 	Identities Identities
-	Progress   Progress
+	// Claims keeps which contact holds each email and phone, written before
+	// the append that gives it one, so that identity uniqueness holds under
+	// concurrency and across replicas. Without it, uniqueness rests on the
+	// identity index alone (eventually consistent).
+	Claims   IdentityClaims
+	Progress Progress
 	// Sessions keeps the console's sessions; without it nobody can sign in to the console.
 	Sessions SessionStore
 	// AfterErasure runs after a data key is destroyed, to reach the store's
@@ -58,6 +63,9 @@ type Observer interface {
 	Command(name string, err error, d time.Duration)
 	// Append records an append to the log.
 	Append(d time.Duration, err error)
+	// RetentionSkipped records n contacts a retention sweep left in trash
+	// past the window, and why (SkipContactHold, SkipWorkspaceHold).
+	RetentionSkipped(reason string, n int)
 }
 
 // Service runs commands and queries on contacts.
@@ -67,6 +75,7 @@ type Service struct {
 	dir          Directory
 	views        ReadModels
 	identities   Identities
+	claims       IdentityClaims
 	progress     Progress
 	sessions     SessionStore
 	afterErasure func(ctx context.Context) error
@@ -85,7 +94,7 @@ type Service struct {
 // New returns a Service.
 func New(o Options) *Service {
 	s := &Service{
-		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities,
+		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities, claims: o.Claims,
 		progress: o.Progress, sessions: o.Sessions, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
 		jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
 	}
@@ -141,8 +150,47 @@ type Result struct {
 	Contact  View
 	Version  uint64
 	Position contact.Position
-	// EventID is the id of the last event the command appended, or "" when it changed nothing.
+	// EventID is the id of the last event the command appended, or "" when
+	// it changed nothing (or was a dry run).
 	EventID string
+	// Operation is the operation the command was part of: its events'
+	// causation id (bulk:<request>, import:<id>, job:<id>, retention:<sweep>,
+	// or the request id of a single request).
+	Operation string
+	// Effect is what the command did, or in a dry run would do.
+	Effect Effect
+	// DryRun is set when nothing was done: Contact, Version and Effect say
+	// what would be, Position and EventID are empty, and Current is the
+	// version the contact is at.
+	DryRun  bool
+	Current uint64
+}
+
+// Effect is what a command does to a contact: the state it moves it from
+// and to, what the contact carries along (its notes, tags, lists and
+// links: moved to trash, brought back, or erased with it), whether its
+// data key is destroyed, and the events it appends.
+type Effect struct {
+	From, To     contact.State
+	Notes        int
+	Tags         int
+	Lists        int
+	Links        int
+	KeyDestroyed bool
+	Events       []string
+}
+
+// effectOf returns the effect of changes on a contact that was before.
+func effectOf(before contact.Snapshot, c *contact.Contact, changes []contact.Change) Effect {
+	e := Effect{From: before.State, To: c.State(), Notes: before.NoteCount, Tags: len(before.Tags), Lists: len(before.Lists), Links: len(before.Links)}
+	for _, ch := range changes {
+		e.Events = append(e.Events, ch.Event.EventType())
+		switch ch.Event.(type) {
+		case contact.Purged, contact.Anonymized:
+			e.KeyDestroyed = true
+		}
+	}
+	return e
 }
 
 type loaded struct {
@@ -218,28 +266,21 @@ type command func(l loaded, p contact.Policy, now time.Time) error
 // may be run again on the fresh state.
 var errLostRace = fmt.Errorf("%w (lost a race)", contact.ErrConcurrency)
 
-// apply runs a command on a loaded contact and appends what it records.
+// apply runs a command on a loaded contact and appends what it records
+// (in a dry run, only decides it).
 func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, cmd command) (Result, error) {
-	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
-		return Result{}, contact.Errorf(contact.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
-	}
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := cmd(l, p, s.now()); err != nil {
-		return Result{}, err
+	d, err := s.decide(ctx, workspace, id, meta, l, p, cmd)
+	if err != nil || d.recs == nil {
+		return d.result(s, contact.Position{}), err
 	}
-	last := l.recs[len(l.recs)-1]
-	changes := l.c.Changes()
-	if len(changes) == 0 {
-		return Result{Contact: s.view(l.c, p, last.Position), Version: l.c.Version(), Position: last.Position}, nil
-	}
-	recs, err := seal(l.key, id.Stream(), workspace, meta, l.c.Saved(), last.Hash, changes)
+	pos, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), d.recs)
 	if err != nil {
-		return Result{}, err
+		s.giveBack(ctx, workspace, id, d.ids)
 	}
-	pos, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), recs)
 	if errors.Is(err, contact.ErrConcurrency) {
 		if meta.IfMatch != nil {
 			return Result{}, err
@@ -249,14 +290,93 @@ func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, me
 	if err != nil {
 		return Result{}, err
 	}
-	v := s.view(l.c, p, pos)
-	lastID := recs[len(recs)-1].ID.String()
+	s.settle(ctx, workspace, id, d.ids)
+	if d.ids.waived {
+		// The contact holds a value another contact's claim names (kept
+		// both): only the identity index knows, so it must know before the
+		// answer, as spam marks do. Such restores are rare; creates need
+		// not wait for the index because of them.
+		if err := s.progress.WaitFor(ctx, identityProjection, pos); err != nil {
+			return Result{}, err
+		}
+	}
+	return d.result(s, pos), nil
+}
+
+// decided is what a command did to a loaded contact: sealed for the log
+// but not appended yet, or in a dry run only decided.
+type decided struct {
+	l      loaded
+	p      contact.Policy
+	recs   []contact.Record // nil when the command changed nothing, or in a dry run
+	op     string
+	dry    bool
+	effect Effect
+	ids    identityChange
+}
+
+// decide runs a command on a loaded contact: it checks what the command
+// checks, claims the identities it gives the contact (in a dry run, only
+// checks them), and seals what it records. A dry run and a real run of a
+// command share every step but the writes, so the dry run's answer is the
+// real run's.
+func (s *Service) decide(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command) (decided, error) {
+	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
+		return decided{}, contact.Errorf(contact.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
+	}
+	before, held, err := s.identitiesBefore(ctx, workspace, l.c, p)
+	if err != nil {
+		return decided{}, err
+	}
+	d := decided{l: l, p: p, op: meta.causation(), dry: meta.DryRun}
+	l.c.Within(d.op)
+	if err := cmd(l, p, s.now()); err != nil {
+		return decided{}, err
+	}
+	changes := l.c.Changes()
+	if len(changes) == 0 {
+		return d, nil
+	}
+	d.effect = effectOf(before, l.c, changes)
+	if d.ids, err = s.guardIdentities(ctx, workspace, id, p, held, l.c, changes, meta.DryRun, nil); err != nil {
+		return decided{}, err
+	}
+	if meta.DryRun {
+		return d, nil
+	}
+	last := l.recs[len(l.recs)-1]
+	if d.recs, err = seal(l.key, id.Stream(), workspace, meta, l.c.Saved(), last.Hash, changes); err != nil {
+		s.giveBack(ctx, workspace, id, d.ids)
+		return decided{}, err
+	}
+	return d, nil
+}
+
+// result is the command's result once its events are at pos (unused when
+// it changed nothing or was a dry run).
+func (d decided) result(s *Service, pos contact.Position) Result {
+	if d.l.c == nil {
+		return Result{}
+	}
+	if d.recs == nil {
+		last := d.l.recs[len(d.l.recs)-1]
+		r := Result{Contact: s.view(d.l.c, d.p, last.Position), Version: d.l.c.Version(), Position: last.Position, Operation: d.op, Effect: d.effect}
+		if d.dry {
+			r.DryRun, r.Current = true, d.l.c.Saved()
+			if len(d.l.c.Changes()) > 0 {
+				r.Contact.Position, r.Position = contact.Position{}, contact.Position{}
+			}
+		}
+		return r
+	}
+	v := s.view(d.l.c, d.p, pos)
+	lastID := d.recs[len(d.recs)-1].ID.String()
 	if v.Tombstone != nil {
 		t := *v.Tombstone
 		t.EventID = lastID
 		v.Tombstone = &t
 	}
-	return Result{Contact: v, Version: l.c.Version(), Position: pos, EventID: lastID}, nil
+	return Result{Contact: v, Version: d.l.c.Version(), Position: pos, EventID: lastID, Operation: d.op, Effect: d.effect}
 }
 
 // loadMany loads many contacts of a workspace with one read of their
@@ -410,20 +530,40 @@ func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d con
 	if err != nil {
 		return Result{}, err
 	}
-	if err := s.spamCheck(ctx, workspace, q); err != nil {
+	q.ExtIndex = ""
+	var ms []IdentityMatch
+	if q.EmailIndex != "" || q.PhoneIndex != "" {
+		if ms, err = s.identities.FindIdentities(ctx, workspace, q); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := spamCheck(ms); err != nil {
 		return Result{}, err
 	}
-	return s.create(ctx, workspace, meta, c)
+	return s.create(ctx, workspace, meta, c, ms)
 }
 
-// create saves a new contact under a fresh data key.
-func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact) (Result, error) {
+// create saves a new contact under a fresh data key. known are the
+// identity index's matches of its email and phone, read already.
+func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact, known []IdentityMatch) (Result, error) {
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
 	}
 	id, now := c.ID(), s.now()
 	repeat := meta.IdempotencyKey != ""
+	// The new contact's email and phone are claimed before anything is
+	// written, and given back if it is not created.
+	ids, err := s.guardIdentities(ctx, workspace, id, p, nil, c, c.Changes(), false, &known)
+	if err != nil {
+		return Result{}, err
+	}
+	created := false
+	defer func() {
+		if !created {
+			s.giveBack(ctx, workspace, id, ids)
+		}
+	}()
 	key, fresh := ContactKey{}, false
 	k, keyID, err := s.vault.NewContactKey(ctx, workspace, id, now)
 	switch {
@@ -462,7 +602,8 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		if gerr != nil {
 			return Result{}, gerr
 		}
-		return Result{Contact: v, Version: v.Version, Position: v.Position}, nil
+		created = true
+		return Result{Contact: v, Version: v.Version, Position: v.Position, Operation: meta.causation()}, nil
 	}
 	if err != nil {
 		if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
@@ -470,7 +611,8 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		}
 		return Result{}, err
 	}
-	return Result{Contact: s.view(c, p, pos), Version: c.Version(), Position: pos, EventID: recs[0].ID.String()}, nil
+	created = true
+	return Result{Contact: s.view(c, p, pos), Version: c.Version(), Position: pos, EventID: recs[0].ID.String(), Operation: meta.causation()}, nil
 }
 
 // Update changes personal fields of an active contact.
@@ -507,6 +649,9 @@ type TransitionInput struct {
 	Request string
 	// Trigger is what caused an erasure; TriggerRequest when empty.
 	Trigger contact.Trigger
+	// KeepBoth lets a restore go ahead although a live contact holds the
+	// restored one's email or phone now (on_conflict: keep_both).
+	KeepBoth bool
 }
 
 // Transition runs a lifecycle command. Purge and anonymize destroy the
@@ -552,6 +697,9 @@ func transitionCommand(t Transition, in TransitionInput, meta Meta) command {
 		case Trash:
 			return l.c.Trash(in.Reason, p, meta.Actor, now)
 		case Restore:
+			if in.KeepBoth {
+				return l.c.RestoreKeepingBoth(in.Reason, p, meta.Actor, now)
+			}
 			return l.c.Restore(in.Reason, p, meta.Actor, now)
 		case Purge, Anonymize:
 			er := contact.Erasure{Reason: in.Reason, Request: in.Request, Trigger: in.Trigger, KeyID: l.key.KeyID}

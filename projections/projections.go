@@ -16,7 +16,8 @@ import (
 // Version is the version of the projections' code. Changing how rows are
 // built means bumping it, and stores rebuild their views on start.
 // 2: a view's tag column holds the tags' blind indexes, not the tags.
-const Version = 2
+// 3: a view's row says which operation moved its contact to trash.
+const Version = 3
 
 // Erasure is the name of the projection that destroys the data keys of erased contacts.
 const Erasure = "erasure"

@@ -177,6 +177,9 @@ type policyRequest struct {
 	RestoreRole               *contact.Role `json:"restore_role"`
 	PurgeAllowed              *bool         `json:"purge_allowed"`
 	ProtectedSources          []string      `json:"protected_sources"`
+	// IdentityUniqueness is the one setting a PUT may leave out (it came
+	// after the others): absent, it is the default, until_purged.
+	IdentityUniqueness contact.Uniqueness `json:"identity_uniqueness"`
 }
 
 func (s *Server) putPolicy(c echo.Context) error {
@@ -198,7 +201,7 @@ func (s *Server) putPolicy(c echo.Context) error {
 		return contact.Invalid(missing...)
 	}
 	ps := contact.PolicySettings{RetentionDays: *r.RetentionDays, RequireArchiveBeforeTrash: *r.RequireArchiveBeforeTrash,
-		RestoreRole: *r.RestoreRole, PurgeAllowed: *r.PurgeAllowed, ProtectedSources: r.ProtectedSources}
+		RestoreRole: *r.RestoreRole, PurgeAllowed: *r.PurgeAllowed, ProtectedSources: r.ProtectedSources, IdentityUniqueness: r.IdentityUniqueness}
 	if err := s.svc.Recheck(c.Request().Context(), principal(c)); err != nil {
 		return err
 	}

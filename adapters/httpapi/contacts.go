@@ -50,8 +50,38 @@ type ContactJSON struct {
 	TrashedAt    *time.Time                    `json:"trashed_at,omitempty"`
 	TrashedBy    string                        `json:"trashed_by,omitempty"`
 	TrashReason  string                        `json:"trash_reason,omitempty"`
-	PurgeAfter   *time.Time                    `json:"purge_after,omitempty"`
-	Tombstone    *contact.Tombstone            `json:"tombstone,omitempty"`
+	// TrashedOperation is the operation that moved the contact to trash:
+	// restore what it trashed with a restore job's operation filter.
+	TrashedOperation string             `json:"trashed_operation,omitempty"`
+	PurgeAfter       *time.Time         `json:"purge_after,omitempty"`
+	Tombstone        *contact.Tombstone `json:"tombstone,omitempty"`
+	Hold             *contact.Hold      `json:"hold,omitempty"`
+	// Operation, DryRun and Effect are set in the answers of commands: the
+	// operation the command was part of, whether it was only a dry run, and
+	// what it did (or would do).
+	Operation string      `json:"operation,omitempty"`
+	DryRun    bool        `json:"dry_run,omitempty"`
+	Effect    *EffectJSON `json:"effect,omitempty"`
+}
+
+// EffectJSON is what a command did, or in a dry run would do, to a contact.
+type EffectJSON struct {
+	From         contact.State `json:"from"`
+	To           contact.State `json:"to"`
+	Notes        int           `json:"notes"`
+	Tags         int           `json:"tags"`
+	Lists        int           `json:"lists"`
+	Links        int           `json:"links"`
+	KeyDestroyed bool          `json:"key_destroyed"`
+	Events       []string      `json:"events"`
+}
+
+// effectJSON renders an effect; nil when the command changed nothing.
+func effectJSON(e ledger.Effect) *EffectJSON {
+	if len(e.Events) == 0 {
+		return nil
+	}
+	return &EffectJSON{From: e.From, To: e.To, Notes: e.Notes, Tags: e.Tags, Lists: e.Lists, Links: e.Links, KeyDestroyed: e.KeyDestroyed, Events: e.Events}
 }
 
 func contactJSON(v ledger.View) ContactJSON {
@@ -61,6 +91,7 @@ func contactJSON(v ledger.View) ContactJSON {
 		Name: p.Name, Email: p.Email, Phone: p.Phone, JobTitle: p.JobTitle, Address: p.Address, CustomFields: p.CustomFields,
 		Tags: v.Tags, Lists: v.Lists, Links: v.Links, NoteCount: v.NoteCount, Spam: v.Spam, SpamAt: v.SpamAt, Shredded: v.Shredded, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
 		ArchivedAt: v.ArchivedAt, TrashedAt: v.TrashedAt, TrashReason: v.TrashReason, PurgeAfter: v.PurgeAfter, Tombstone: v.Tombstone,
+		TrashedOperation: v.TrashedOperation, Hold: v.Hold,
 	}
 	if !v.Position.IsZero() {
 		out.Position = v.Position.String()
@@ -155,8 +186,17 @@ func (s *Server) createContact(c echo.Context) error {
 }
 
 func commandResult(c echo.Context, status int, res ledger.Result) error {
-	c.Response().Header().Set("ETag", etag(res.Version))
 	out := contactJSON(res.Contact)
+	out.Operation, out.DryRun, out.Effect = res.Operation, res.DryRun, effectJSON(res.Effect)
+	if res.DryRun {
+		// Nothing happened: the ETag is the version the contact is at (the
+		// one to send as If-Match with the real run), and there is no
+		// position to wait for.
+		c.Response().Header().Set("ETag", etag(res.Current))
+		out.Position = ""
+		return ok(c, status, out)
+	}
+	c.Response().Header().Set("ETag", etag(res.Version))
 	out.Position = res.Position.String()
 	return ok(c, status, out)
 }
@@ -246,23 +286,47 @@ func readBody(c echo.Context) ([]byte, error) {
 }
 
 type transitionRequest struct {
-	Reason  string `json:"reason"`
-	Request string `json:"request"`
+	Reason     string `json:"reason"`
+	Request    string `json:"request"`
+	DryRun     bool   `json:"dry_run"`
+	OnConflict string `json:"on_conflict"`
 }
 
-// DecodeTransition decodes the optional body of a lifecycle command.
-func DecodeTransition(t ledger.Transition, body []byte) (ledger.TransitionInput, error) {
+// DecodeTransition decodes the optional body of a lifecycle command, and
+// whether it asks for a dry run.
+func DecodeTransition(t ledger.Transition, body []byte) (ledger.TransitionInput, bool, error) {
 	var r transitionRequest
 	if len(strings.TrimSpace(string(body))) > 0 {
 		if err := DecodeJSON(body, &r); err != nil {
-			return ledger.TransitionInput{}, err
+			return ledger.TransitionInput{}, false, err
 		}
 	}
 	if r.Request != "" && !t.Erasing() {
-		return ledger.TransitionInput{}, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: `"request" is only accepted by purge and anonymize`,
+		return ledger.TransitionInput{}, false, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: `"request" is only accepted by purge and anonymize`,
 			Fields: []contact.FieldError{{Field: "request", Message: "only for purge and anonymize"}}}
 	}
-	return ledger.TransitionInput{Reason: r.Reason, Request: r.Request}, nil
+	keepBoth, err := onConflict(t, r.OnConflict)
+	if err != nil {
+		return ledger.TransitionInput{}, false, err
+	}
+	return ledger.TransitionInput{Reason: r.Reason, Request: r.Request, KeepBoth: keepBoth}, r.DryRun, nil
+}
+
+// onConflict reads a restore's on_conflict: "refuse" (the default) answers
+// 409 identity-taken when a live contact holds the restored one's email or
+// phone now; "keep_both" restores it all the same, and the restore's event
+// records the choice.
+func onConflict(t ledger.Transition, v string) (bool, error) {
+	switch {
+	case v == "" || v == "refuse":
+		return false, nil
+	case t != ledger.Restore:
+		return false, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: `"on_conflict" is only accepted by restores`,
+			Fields: []contact.FieldError{{Field: "on_conflict", Message: "only for restore"}}}
+	case v == "keep_both":
+		return true, nil
+	}
+	return false, contact.Invalid(contact.FieldError{Field: "on_conflict", Message: "must be refuse or keep_both"})
 }
 
 func (s *Server) transition(t ledger.Transition) echo.HandlerFunc {
@@ -275,7 +339,7 @@ func (s *Server) transition(t ledger.Transition) echo.HandlerFunc {
 		if err := decode(c, &raw, true); err != nil {
 			return err
 		}
-		in, err := DecodeTransition(t, raw)
+		in, dry, err := DecodeTransition(t, raw)
 		if err != nil {
 			return err
 		}
@@ -283,6 +347,7 @@ func (s *Server) transition(t ledger.Transition) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		m.DryRun = dry
 		res, err := s.svc.Transition(c.Request().Context(), principal(c).Workspace, id, m, t, in)
 		if err != nil {
 			return err
@@ -315,21 +380,25 @@ func (s *Server) getContact(c echo.Context) error {
 // `ledger replay` show it. With Sealed set, it holds every stored byte the
 // chain hash covers, so anyone can recompute the hash (RecordOf).
 type HistoryEventJSON struct {
-	EventID       string          `json:"event_id"`
-	Contact       string          `json:"contact_id,omitempty"`
-	Stream        string          `json:"stream"`
-	Workspace     string          `json:"workspace"`
-	Type          string          `json:"type"`
-	Version       uint64          `json:"version"`
-	Position      string          `json:"position"`
-	Time          time.Time       `json:"time"`
-	Actor         contact.Actor   `json:"actor"`
-	CorrelationID string          `json:"correlation_id"`
-	CausationID   string          `json:"causation_id"`
-	Schema        int             `json:"schema"`
-	Data          json.RawMessage `json:"data"`
-	Personal      json.RawMessage `json:"personal,omitempty"`
-	Shredded      bool            `json:"shredded,omitempty"`
+	EventID       string        `json:"event_id"`
+	Contact       string        `json:"contact_id,omitempty"`
+	Stream        string        `json:"stream"`
+	Workspace     string        `json:"workspace"`
+	Type          string        `json:"type"`
+	Version       uint64        `json:"version"`
+	Position      string        `json:"position"`
+	Time          time.Time     `json:"time"`
+	Actor         contact.Actor `json:"actor"`
+	CorrelationID string        `json:"correlation_id"`
+	CausationID   string        `json:"causation_id"`
+	// Operation is the operation the event was part of (its causation id):
+	// bulk:<request id>, import:<id>, job:<job id>, retention:<sweep id>,
+	// or the request id of a single request.
+	Operation string          `json:"operation"`
+	Schema    int             `json:"schema"`
+	Data      json.RawMessage `json:"data"`
+	Personal  json.RawMessage `json:"personal,omitempty"`
+	Shredded  bool            `json:"shredded,omitempty"`
 	// Sealed is the personal part's ciphertext (base64url), when asked for.
 	Sealed   *string `json:"sealed,omitempty"`
 	Hash     string  `json:"hash"`
@@ -343,7 +412,7 @@ func EventJSON(r contact.Record, withSealed bool) HistoryEventJSON {
 	e := HistoryEventJSON{
 		EventID: r.ID.String(), Stream: r.Stream, Workspace: r.Workspace, Type: r.Type, Version: r.Version,
 		Position: r.Position.String(), Time: r.Time, Actor: r.Actor, CorrelationID: r.CorrelationID,
-		CausationID: r.CausationID, Schema: r.Schema, Data: r.Data,
+		CausationID: r.CausationID, Operation: r.CausationID, Schema: r.Schema, Data: r.Data,
 		Hash: b64.EncodeToString(r.Hash), PrevHash: b64.EncodeToString(r.PrevHash),
 	}
 	if id, ok := contact.IDFromStream(r.Stream); ok {

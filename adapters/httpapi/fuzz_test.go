@@ -76,12 +76,13 @@ func FuzzDecodePatch(f *testing.F) {
 
 // FuzzDecodeTransition does the same for the bodies of lifecycle commands.
 func FuzzDecodeTransition(f *testing.F) {
-	for _, s := range []string{``, `{}`, `{"reason":"dup"}`, `{"request":"T-1"}`, `{"reason":1}`, `{"reason":"a\u0000b"}`} {
+	for _, s := range []string{``, `{}`, `{"reason":"dup"}`, `{"request":"T-1"}`, `{"reason":1}`, `{"reason":"a\u0000b"}`,
+		`{"dry_run":true}`, `{"on_conflict":"keep_both"}`, `{"on_conflict":"nope"}`, `{"dry_run":"yes"}`} {
 		f.Add([]byte(s), uint8(0))
 	}
 	f.Fuzz(func(t *testing.T, body []byte, which uint8) {
 		tr := ledger.Transitions[int(which)%len(ledger.Transitions)]
-		in, err := httpapi.DecodeTransition(tr, body)
+		in, _, err := httpapi.DecodeTransition(tr, body)
 		if !appError(err) {
 			t.Fatalf("decode: %T %v", err, err)
 		}

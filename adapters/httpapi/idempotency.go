@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"hash"
 	"io"
@@ -97,6 +98,15 @@ type idempotencySeed struct {
 	since time.Time
 }
 
+// isDryRun reports whether a body asks for a dry run ("dry_run": true).
+// Anything else (not JSON, another shape) is left to the handler to refuse.
+func isDryRun(body []byte) bool {
+	var r struct {
+		DryRun bool `json:"dry_run"`
+	}
+	return json.Unmarshal(body, &r) == nil && r.DryRun
+}
+
 // replayed headers: what a client needs of the first answer.
 var replayHeaders = []string{echo.HeaderContentType, "Location", "ETag"}
 
@@ -132,6 +142,12 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 				return he
 			}
 			return badRequest("unreadable-body", "the request body could not be read")
+		}
+		if len(head) <= MaxBody && isDryRun(head) {
+			// A dry run changes nothing, so there is nothing to make safe to
+			// retry: it consumes no key, and the real run can use the same one.
+			req.Body = io.NopCloser(bytes.NewReader(head))
+			return next(c)
 		}
 		fp.Write(head)
 		var sum []byte // the request's fingerprint, once its whole body is hashed

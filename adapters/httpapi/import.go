@@ -65,6 +65,8 @@ func (s *Server) importContacts(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// Every event of the import names it as its operation.
+	m.Operation = ledger.OperationImport + m.CorrelationID
 	ctx, cancel := context.WithTimeout(c.Request().Context(), ImportTimeout)
 	defer cancel()
 	w := c.Response()
@@ -109,7 +111,8 @@ func (s *Server) importContacts(c echo.Context) error {
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	src, _ := json.Marshal(source)
-	bw.WriteString(`{"source":` + string(src) + `,"results":[`)
+	op, _ := json.Marshal(m.Operation)
+	bw.WriteString(`{"source":` + string(src) + `,"operation":` + string(op) + `,"results":[`)
 	n := 0
 	totals, err := s.svc.Import(ctx, principal(c).Workspace, m, source, rows, func(r ledger.RowResult) error {
 		b, _ := json.Marshal(r)

@@ -20,11 +20,17 @@ type restoreJobRequest struct {
 	Q             string `json:"q"`
 	Tag           string `json:"tag"`
 	Reason        string `json:"reason"`
+	Operation     string `json:"operation"`
+	OnConflict    string `json:"on_conflict"`
+	DryRun        bool   `json:"dry_run"`
 }
 
 // RestoreJobJSON is a restore job as the API shows it.
 type RestoreJobJSON struct {
-	ID              string        `json:"id"`
+	ID string `json:"id"`
+	// Operation is the job's operation id, the causation id of its restores.
+	Operation       string        `json:"operation"`
+	KeepBoth        bool          `json:"keep_both,omitempty"`
 	State           job.State     `json:"state"`
 	Filter          job.Filter    `json:"filter"`
 	Reason          string        `json:"reason,omitempty"`
@@ -41,7 +47,7 @@ type RestoreJobJSON struct {
 }
 
 func restoreJobJSON(j *job.Job) RestoreJobJSON {
-	out := RestoreJobJSON{ID: j.ID, State: j.State, Filter: j.Filter, Reason: j.Reason, Total: j.Total, Restored: j.Restored,
+	out := RestoreJobJSON{ID: j.ID, Operation: ledger.OperationJob + j.ID, KeepBoth: j.KeepBoth, State: j.State, Filter: j.Filter, Reason: j.Reason, Total: j.Total, Restored: j.Restored,
 		Failed: len(j.Failures), Failures: j.Failures, CancelRequested: j.CancelRequested, Error: j.Error,
 		RequestedBy: j.By.Principal, CreatedAt: j.CreatedAt}
 	if out.Failures == nil {
@@ -72,7 +78,11 @@ func (s *Server) createRestoreJob(c echo.Context) error {
 			errs = append(errs, contact.FieldError{Field: f.name, Message: "is too long"})
 		}
 	}
-	f := ledger.RestoreFilter{DeletedBy: r.DeletedBy, Q: strings.TrimSpace(r.Q), Tag: r.Tag, Reason: r.Reason}
+	keepBoth, err := onConflict(ledger.Restore, r.OnConflict)
+	if err != nil {
+		return err
+	}
+	f := ledger.RestoreFilter{DeletedBy: r.DeletedBy, Q: strings.TrimSpace(r.Q), Tag: r.Tag, Reason: r.Reason, Operation: r.Operation, KeepBoth: keepBoth}
 	var ferr *contact.FieldError
 	if f.DeletedAfter, ferr = parseTime("deleted_after", r.DeletedAfter); ferr != nil {
 		errs = append(errs, *ferr)
@@ -86,6 +96,13 @@ func (s *Server) createRestoreJob(c echo.Context) error {
 	m, err := meta(c)
 	if err != nil {
 		return err
+	}
+	if r.DryRun {
+		pv, err := s.svc.PreviewRestoreJob(c.Request().Context(), principal(c).Workspace, m, f)
+		if err != nil {
+			return err
+		}
+		return ok(c, http.StatusOK, s.restorePreviewJSON(c, pv))
 	}
 	j, err := s.svc.StartRestoreJob(c.Request().Context(), principal(c).Workspace, m, f)
 	if err != nil {
@@ -113,4 +130,17 @@ func (s *Server) cancelRestoreJob(c echo.Context) error {
 		return err
 	}
 	return ok(c, http.StatusAccepted, restoreJobJSON(j))
+}
+
+// restorePreviewJSON renders a restore job's dry run, each contact as a
+// bulk restore shows it.
+func (s *Server) restorePreviewJSON(c echo.Context, pv ledger.RestorePreview) map[string]any {
+	return map[string]any{
+		"dry_run":   true,
+		"filter":    pv.Filter,
+		"total":     pv.Total,
+		"results":   s.bulkItemsJSON(c, pv.Items),
+		"truncated": pv.Truncated,
+		"totals":    map[string]int{"planned": pv.Total, "ok": pv.OK, "failed": pv.Failed},
+	}
 }

@@ -48,6 +48,13 @@ type Problem struct {
 	ErasedAt         string `json:"erased_at,omitempty"`
 	CurrentVersion   uint64 `json:"current_version,omitempty"`
 	RunningJobID     string `json:"running_job_id,omitempty"`
+	// HoldID names the legal hold that refused an erasure.
+	HoldID string `json:"hold_id,omitempty"`
+	// HolderID, HolderState and Identity name the contact that holds an
+	// email or phone a command wanted (never the value).
+	HolderID    string `json:"holder_id,omitempty"`
+	HolderState string `json:"holder_state,omitempty"`
+	Identity    string `json:"identity,omitempty"`
 }
 
 // unsupportedMedia is the 415 of a body of a media type the operation does not take.
@@ -151,6 +158,17 @@ func (s *Server) problem(c echo.Context, err error) Problem {
 	var running *ledger.JobRunningError
 	if errors.As(err, &running) {
 		p.RunningJobID = running.Job
+	}
+	var held *contact.HeldError
+	if errors.As(err, &held) {
+		p.HoldID = held.Hold
+	}
+	var taken *ledger.IdentityTakenError
+	if errors.As(err, &taken) {
+		p.HolderID, p.HolderState, p.Identity = taken.Holder.String(), string(taken.State), taken.Field
+		if taken.State == "" {
+			p.HolderState = "pending"
+		}
 	}
 	return p
 }

@@ -35,6 +35,7 @@ type Metrics struct {
 	jobDone        *prometheus.GaugeVec
 	jobTotal       *prometheus.GaugeVec
 	jobRunning     *prometheus.GaugeVec
+	retentionSkip  *prometheus.CounterVec
 
 	webhookAttempts *prometheus.CounterVec
 	webhookLatency  *prometheus.HistogramVec
@@ -65,9 +66,11 @@ func New(status StatusFunc) *Metrics {
 			Help: "Items a job has to do, by job kind and target."}, []string{"kind", "target"}),
 		jobRunning: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_job_running",
 			Help: "1 while a job of the kind and target runs in this process."}, []string{"kind", "target"}),
+		retentionSkip: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_retention_skipped_total",
+			Help: "Contacts past their retention in trash that retention sweeps left alone, by reason: contact_hold, workspace_hold."}, []string{"reason"}),
 	}
 	m.reg.MustRegister(m.requests, m.requestLatency, m.commands, m.commandLatency, m.appendLatency, m.vaultOps,
-		m.jobDone, m.jobTotal, m.jobRunning, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.jobDone, m.jobTotal, m.jobRunning, m.retentionSkip, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if status != nil {
 		m.reg.MustRegister(&projectionCollector{status: status})
 	}
@@ -111,6 +114,11 @@ func (m *Metrics) Command(name string, err error, d time.Duration) {
 // Append records one append to the log.
 func (m *Metrics) Append(d time.Duration, err error) {
 	m.appendLatency.WithLabelValues(Outcome(err)).Observe(d.Seconds())
+}
+
+// RetentionSkipped records contacts a retention sweep skipped, by reason.
+func (m *Metrics) RetentionSkipped(reason string, n int) {
+	m.retentionSkip.WithLabelValues(reason).Add(float64(n))
 }
 
 // VaultOp records one key-vault operation.

@@ -50,7 +50,7 @@ func (s *Store) IndexShadow(ctx context.Context, view, gen string) error {
 }
 
 var shadowColumns = []string{"workspace", "id", "sort_at", "created_at", "version", "pos_commit", "pos_prepare",
-	"name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "source", "tags", "trashed_at", "trashed_by", "doc"}
+	"name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "source", "tags", "trashed_at", "trashed_by", "doc", "trashed_op"}
 
 func numeric(n uint64) pgtype.Numeric {
 	return pgtype.Numeric{Int: new(big.Int).SetUint64(n), Valid: true}
@@ -76,7 +76,7 @@ func (s *Store) LoadShadow(ctx context.Context, view, gen string, rows []project
 		p := r.Contact.Personal
 		data = append(data, []any{r.Contact.Workspace, r.Contact.ID.String(), r.SortAt, r.Contact.CreatedAt, int64(r.Contact.Version),
 			numeric(r.Position.Commit), numeric(r.Position.Prepare), p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),
-			r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags, r.Contact.TrashedAt, trashedBy, doc})
+			r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags, r.Contact.TrashedAt, trashedBy, doc, r.Contact.TrashedOperation})
 	}
 	_, err = s.pool.CopyFrom(ctx, pgx.Identifier{table}, shadowColumns, pgx.CopyFromRows(data))
 	if err != nil {

@@ -74,6 +74,7 @@ func viewTableDDL(table string) string {
 		trashed_at  timestamptz,
 		trashed_by  text,
 		doc         jsonb       NOT NULL,
+		trashed_op  text        NOT NULL DEFAULT '',
 		PRIMARY KEY (workspace, id)
 	);
 	` + noStatistics(table, "name", "email", "phone", "phone_norm", "email_bidx", "phone_bidx", "tags", "doc")
@@ -88,6 +89,8 @@ func viewIndexes(table string) []string {
 		`CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx, sort_at DESC, id DESC) WHERE phone_bidx <> ''`,
 		`CREATE INDEX IF NOT EXISTS ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL`,
 		`CREATE INDEX IF NOT EXISTS ` + table + `_tags ON ` + table + ` USING gin (tags)`,
+		// Only the trash view has operations: what a restore job by operation reads.
+		`CREATE INDEX IF NOT EXISTS ` + table + `_op ON ` + table + ` (workspace, trashed_op) WHERE trashed_op <> ''`,
 	}
 }
 
@@ -238,6 +241,8 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 		}
 		for _, ref := range b.DestroyKeys {
 			batch.Queue(`DELETE FROM data_keys WHERE workspace = $1 AND owner = $2`, ref.Workspace, ref.ID.String())
+			// Its claims are blind indexes of its email and phone: they go too.
+			batch.Queue(`DELETE FROM identity_claims WHERE workspace = $1 AND contact_id = $2`, ref.Workspace, ref.ID.String())
 			// Stored answers about the contact hold its personal data: keep ids only.
 			batch.Queue(eraseAnswersSQL, ref.Workspace, ref.ID.String(), b.Tombstones[ref.ID])
 		}
@@ -282,16 +287,16 @@ func queueUpsert(b *pgx.Batch, table string, r projections.Row) error {
 	p := r.Contact.Personal
 	pc, pp := posArgs(r.Position)
 	b.Queue(`INSERT INTO `+table+` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
-		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
-		VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::numeric, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::jsonb)
+		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc, trashed_op)
+		VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::numeric, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::jsonb, $19)
 		ON CONFLICT (workspace, id) DO UPDATE SET sort_at = excluded.sort_at, created_at = excluded.created_at,
 			version = excluded.version, pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare,
 			name = excluded.name, email = excluded.email, phone = excluded.phone, phone_norm = excluded.phone_norm,
 			email_bidx = excluded.email_bidx, phone_bidx = excluded.phone_bidx, source = excluded.source, tags = excluded.tags,
-			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc`,
+			trashed_at = excluded.trashed_at, trashed_by = excluded.trashed_by, doc = excluded.doc, trashed_op = excluded.trashed_op`,
 		r.Contact.Workspace, r.Contact.ID.String(), r.SortAt, r.Contact.CreatedAt, int64(r.Contact.Version), pc, pp,
 		p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone), r.EmailIndex, r.PhoneIndex, r.Contact.Source, tags,
-		r.Contact.TrashedAt, trashedBy, string(doc))
+		r.Contact.TrashedAt, trashedBy, string(doc), r.Contact.TrashedOperation)
 	return nil
 }
 
@@ -301,13 +306,13 @@ func queueIdentity(b *pgx.Batch, table string, r projections.Row) error {
 		return err
 	}
 	pc, pp := posArgs(r.Position)
-	b.Queue(`INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11::numeric, $12::jsonb)
+	b.Queue(`INSERT INTO `+table+` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx, sort_at, version, pos_commit, pos_prepare, doc, hold_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11::numeric, $12::jsonb, $13)
 		ON CONFLICT (workspace, id) DO UPDATE SET state = excluded.state, spam = excluded.spam, email_bidx = excluded.email_bidx,
 			phone_bidx = excluded.phone_bidx, ext_bidx = excluded.ext_bidx, sort_at = excluded.sort_at, version = excluded.version,
-			pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc`,
+			pos_commit = excluded.pos_commit, pos_prepare = excluded.pos_prepare, doc = excluded.doc, hold_id = excluded.hold_id`,
 		r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
-		r.SortAt, int64(r.Contact.Version), pc, pp, string(doc))
+		r.SortAt, int64(r.Contact.Version), pc, pp, string(doc), holdID(r.Contact))
 	return nil
 }
 
@@ -415,6 +420,9 @@ func listQuery(q ledger.ListQuery) (string, []any, error) {
 	if q.DeletedBy != "" {
 		where = append(where, "trashed_by = "+arg(q.DeletedBy))
 	}
+	if len(q.Operations) > 0 {
+		where = append(where, "trashed_op <> '' AND trashed_op = ANY("+arg(q.Operations)+"::text[])")
+	}
 	// In the trash view, sort_at is the time of trashing: a range of it
 	// walks the view's order index and stops at the page's end.
 	deletedAt := "trashed_at"
@@ -439,7 +447,7 @@ func listQuery(q ledger.ListQuery) (string, []any, error) {
 // personalTables are the tables that hold personal data in clear (the views)
 // or key material (the key vault).
 func personalTables() []string {
-	out := []string{"data_keys", "idempotency", identityTable}
+	out := []string{"data_keys", "idempotency", identityTable, "identity_claims"}
 	for _, n := range ledger.ViewNames {
 		t, _ := viewTable(n)
 		out = append(out, t)
@@ -558,4 +566,13 @@ func tagColumn(r projections.Row) []string {
 		return []string{}
 	}
 	return r.TagIndexes
+}
+
+// holdID is what the identity index's hold column holds: the id of the
+// contact's legal hold, or "".
+func holdID(s contact.Snapshot) string {
+	if s.Hold == nil {
+		return ""
+	}
+	return s.Hold.ID
 }

@@ -136,7 +136,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	// Migrations are numbered in ranges per piece of work and may land in
 	// any order: a database may have 20 and then get 12 or 30.
-	p, err := goose.NewProvider(goose.DialectSQLite3, s.w, sub, goose.WithAllowOutofOrder(true))
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.w, sub, goose.WithAllowOutofOrder(true), goose.WithGoMigrations(goMigrations()...))
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}

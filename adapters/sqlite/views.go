@@ -70,6 +70,7 @@ func viewTableDDL(table string) string {
 		trashed_at  INTEGER,
 		trashed_by  TEXT,
 		doc         TEXT    NOT NULL,
+		trashed_op  TEXT    NOT NULL DEFAULT '',
 		PRIMARY KEY (workspace, id)
 	) WITHOUT ROWID;`
 }
@@ -82,7 +83,15 @@ func viewIndexes(table string) []string {
 		`CREATE INDEX IF NOT EXISTS ` + table + `_email ON ` + table + ` (workspace, email_bidx) WHERE email_bidx <> ''`,
 		`CREATE INDEX IF NOT EXISTS ` + table + `_phone ON ` + table + ` (workspace, phone_bidx) WHERE phone_bidx <> ''`,
 		`CREATE INDEX IF NOT EXISTS ` + table + `_trashed ON ` + table + ` (workspace, trashed_at) WHERE trashed_at IS NOT NULL`,
+		opIndex(table),
 	}
+}
+
+// opIndex indexes the operation that trashed each contact of a view (only
+// the trash view has any), so a restore job finds what one operation
+// trashed with one probe.
+func opIndex(table string) string {
+	return `CREATE INDEX IF NOT EXISTS ` + table + `_op ON ` + table + ` (workspace, trashed_op) WHERE trashed_op <> ''`
 }
 
 // EnsureViews creates the tables of the views that don't exist yet.
@@ -199,6 +208,10 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM data_keys WHERE workspace = ? AND owner = ?`, ref.Workspace, ref.ID.String()); err != nil {
 				return err
 			}
+			// Its claims are blind indexes of its email and phone: they go too.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM identity_claims WHERE workspace = ? AND contact_id = ?`, ref.Workspace, ref.ID.String()); err != nil {
+				return err
+			}
 			// Stored answers about the contact hold its personal data: keep ids only.
 			if _, err := eraseAnswers(ctx, tx, ref.Workspace, ref.ID.String(), b.Tombstones[ref.ID]); err != nil {
 				return err
@@ -228,11 +241,11 @@ func moveCheckpoint(ctx context.Context, tx *sql.Tx, name string, from, to conta
 func rowSQL(table string) string {
 	if table == identityTable {
 		return `INSERT OR REPLACE INTO ` + table + ` (workspace, id, state, spam, email_bidx, phone_bidx, ext_bidx,
-			sort_at, version, pos_commit, pos_prepare, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+			sort_at, version, pos_commit, pos_prepare, doc, hold_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	}
 	return `INSERT OR REPLACE INTO ` + table + ` (workspace, id, sort_at, created_at, version, pos_commit, pos_prepare,
-		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		name, email, phone, phone_norm, email_bidx, phone_bidx, source, tags, trashed_at, trashed_by, doc, trashed_op)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 }
 
 // rowArgs returns the arguments of rowSQL for r. It is the costly part of a
@@ -245,7 +258,7 @@ func rowArgs(table string, r projections.Row) ([]any, error) {
 	}
 	if table == identityTable {
 		return []any{r.Contact.Workspace, r.Contact.ID.String(), string(r.Contact.State), r.Contact.Spam, r.EmailIndex, r.PhoneIndex, r.ExtIndex,
-			micros(r.SortAt), r.Contact.Version, r.Position.Commit, r.Position.Prepare, string(doc)}, nil
+			micros(r.SortAt), r.Contact.Version, r.Position.Commit, r.Position.Prepare, string(doc), holdID(r.Contact)}, nil
 	}
 	tags, err := json.Marshal(tagColumn(r))
 	if err != nil {
@@ -262,7 +275,16 @@ func rowArgs(table string, r projections.Row) ([]any, error) {
 	p := r.Contact.Personal
 	return []any{r.Contact.Workspace, r.Contact.ID.String(), micros(r.SortAt), micros(r.Contact.CreatedAt), r.Contact.Version,
 		r.Position.Commit, r.Position.Prepare, p.Name, p.Email, p.Phone, contact.NormalizePhone(p.Phone),
-		r.EmailIndex, r.PhoneIndex, r.Contact.Source, string(tags), trashedAt, trashedBy, string(doc)}, nil
+		r.EmailIndex, r.PhoneIndex, r.Contact.Source, string(tags), trashedAt, trashedBy, string(doc), r.Contact.TrashedOperation}, nil
+}
+
+// holdID is what the identity index's hold column holds: the id of the
+// contact's legal hold, or "".
+func holdID(s contact.Snapshot) string {
+	if s.Hold == nil {
+		return ""
+	}
+	return s.Hold.ID
 }
 
 // rowsArgs makes the arguments of many rows.
@@ -392,6 +414,10 @@ func (s *Store) List(ctx context.Context, q ledger.ListQuery) ([]ledger.ListItem
 	}
 	if q.DeletedBy != "" {
 		where, args = append(where, "trashed_by = ?"), append(args, q.DeletedBy)
+	}
+	if len(q.Operations) > 0 {
+		ops, _ := json.Marshal(q.Operations)
+		where, args = append(where, "trashed_op <> '' AND trashed_op IN (SELECT value FROM json_each(?))"), append(args, string(ops))
 	}
 	// In the trash view, sort_at is the time of trashing: a range of it
 	// walks the view's order index and stops at the page's end.

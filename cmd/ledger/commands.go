@@ -257,10 +257,16 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 					fmt.Fprintf(stdout, "%s: retention is off\n", r.Workspace)
 				default:
 					fmt.Fprintf(stdout, "%s: purged %d contacts in trash for over %d days", r.Workspace, len(r.Purged), r.RetentionDays)
+					if r.SkippedHeld > 0 {
+						fmt.Fprintf(stdout, "; skipped %d under legal hold", r.SkippedHeld)
+					}
+					if r.WorkspaceHold != "" {
+						fmt.Fprintf(stdout, "; skipped %d: the workspace is under legal hold %s", r.SkippedWorkspaceHold, r.WorkspaceHold)
+					}
 					if len(r.Failed) > 0 {
 						fmt.Fprintf(stdout, "; %d failed (see the log)", len(r.Failed))
 					}
-					fmt.Fprintln(stdout)
+					fmt.Fprintf(stdout, " (operation %s)\n", r.Operation)
 				}
 				for id, ferr := range r.Failed {
 					m.log.Error("retention purge failed", "workspace", r.Workspace, "contact", id.String(), "err", ferr)
@@ -279,7 +285,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	retention.AddCommand(sweep)
 
 	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain), newBenchCommand(stdout, stderr),
-		backupCommand(stdout, withMain), erasuresCommand(stdout, withMain), webhooksCommand(stdout, stderr, withMain))
+		backupCommand(stdout, withMain), erasuresCommand(stdout, withMain), webhooksCommand(stdout, stderr, withMain), restoreCommand(stdout, withMain))
 	return root
 }
 

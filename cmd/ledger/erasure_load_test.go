@@ -71,7 +71,7 @@ func testErasureUnderLoad(t *testing.T, store string) {
 		want(t, r, 201, "")
 		c.id = r.str("id")
 		// Every free-text field a contact has carries its unique string:
-		// note, tags, list name, link id and every reason.
+		// note, tags, list name, link id, a legal hold's case and every reason.
 		key := func() []string { return []string{"Idempotency-Key", randomString(16)} }
 		want(t, l.as("POST", "/v1/contacts/"+c.id+"/notes", map[string]any{"text": c.tag + " note"}, key()...), 201, "")
 		want(t, l.as("PATCH", "/v1/contacts/"+c.id, map[string]any{"job_title": c.tag + " new job"}), 200, "")
@@ -84,6 +84,8 @@ func testErasureUnderLoad(t *testing.T, store string) {
 		want(t, l.as("POST", "/v1/contacts/"+c.id+"/unarchive", map[string]any{"reason": c.tag + " unarchive reason"}, key()...), 200, "")
 		want(t, l.as("POST", "/v1/contacts/"+c.id+"/trash", map[string]any{"reason": c.tag + " first trash"}, key()...), 200, "")
 		want(t, l.as("POST", "/v1/contacts/"+c.id+"/restore", map[string]any{"reason": c.tag + " restore reason"}, key()...), 200, "")
+		want(t, l.as("POST", "/v1/contacts/"+c.id+"/hold", map[string]any{"case": c.tag + " case", "reason": c.tag + " hold reason"}, key()...), 200, "")
+		want(t, l.as("DELETE", "/v1/contacts/"+c.id+"/hold", map[string]any{"reason": c.tag + " release reason"}), 200, "")
 		c.key = l.keyMaterial("default", c.id)
 	}
 

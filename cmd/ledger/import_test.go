@@ -145,7 +145,12 @@ func testImportRules(t *testing.T, store string) {
 	}
 	want(t, l.as("POST", "/v1/contacts", map[string]any{"name": "Other", "phone": "+15550100"}), 409, "spam-identity")
 	want(t, l.as("POST", "/v1/contacts/"+d+"/unspam", nil), 200, "")
-	l.create(map[string]any{"name": "Dov Two", "email": "dov@example.com"})
+	// Unmarked, the email is still the marked contact's own (identity uniqueness).
+	r = l.as("POST", "/v1/contacts", map[string]any{"name": "Dov Two", "email": "dov@example.com"})
+	want(t, r, 409, "identity-taken")
+	if r.str("holder_id") != d {
+		t.Errorf("identity problem: %s", r.Raw)
+	}
 	_, res, _ = l.importFile("web", "text/csv", "email\ndov@example.com\n")
 	if res[0].Result != "updated" && res[0].Result != "unchanged" {
 		t.Errorf("an unmarked identity is still refused: %+v", res)

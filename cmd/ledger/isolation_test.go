@@ -18,12 +18,15 @@ import (
 // some state, a token, a restore job, or nothing), where the target goes
 // (the :id of the path, or the body), the body, and what an allowed role gets.
 type routeCase struct {
-	target  string // "", "active", "archived", "trashed", "erased", "listed", "linked", "spam", "token", "job", "rebuild", "webhook"
-	params  map[string]string
-	query   string
-	body    any
-	bodyFor func(id string) any // the target goes in the body instead of the path
-	status  int
+	target string // "", "active", "archived", "trashed", "erased", "listed", "linked", "spam", "held", "token", "job", "rebuild", "webhook"
+	// workspaceHold, when set, says whether the workspace must be under
+	// legal hold (true) or not (false) before each call.
+	workspaceHold *bool
+	params        map[string]string
+	query         string
+	body          any
+	bodyFor       func(id string) any // the target goes in the body instead of the path
+	status        int
 }
 
 var policyBody = map[string]any{"retention_days": 30, "require_archive_before_trash": false, "restore_role": "member",
@@ -64,6 +67,11 @@ var routeCases = map[string]routeCase{
 	"POST /v1/restore-jobs":                     {body: map[string]any{"q": "nobody-matches-this"}, status: 202},
 	"GET /v1/restore-jobs/:id":                  {target: "job", status: 200},
 	"POST /v1/restore-jobs/:id/cancel":          {target: "job", status: 409}, // the job has finished
+	"POST /v1/contacts/:id/hold":                {target: "trashed", body: map[string]any{"case": "ISO-1", "reason": "iso"}, status: 200},
+	"DELETE /v1/contacts/:id/hold":              {target: "held", status: 200},
+	"GET /v1/holds":                             {status: 200},
+	"POST /v1/workspace/hold":                   {workspaceHold: ptr(false), body: map[string]any{"case": "ISO-W"}, status: 201},
+	"DELETE /v1/workspace/hold":                 {workspaceHold: ptr(true), status: 200},
 	"GET /v1/workspace/policy":                  {status: 200},
 	"PUT /v1/workspace/policy":                  {body: policyBody, status: 200},
 	"GET /v1/audit/events":                      {status: 200},
@@ -93,7 +101,7 @@ const isoHook = "http://127.0.0.1:9/hook"
 // unknownTargets are ids that exist nowhere, per target kind.
 var unknownTargets = map[string]string{
 	"active": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "archived": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "trashed": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
-	"listed": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "linked": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "spam": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+	"listed": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "linked": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "spam": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "held": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
 	"token": "tok_01ARZ3NDEKTSV4RRFFQ69G5FAV", "job": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
 	"erased": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "rebuild": "rb_01ARZ3NDEKTSV4RRFFQ69G5FAV",
 	"webhook": "wh_01ARZ3NDEKTSV4RRFFQ69G5FAV",
@@ -182,13 +190,27 @@ func testIsolation(t *testing.T, store string) {
 			want(t, a.as("POST", "/v1/contacts/"+id+"/links", map[string]any{"kind": "deal", "id": "D-1"}), 200, "")
 		case "spam":
 			want(t, a.as("POST", "/v1/contacts/"+id+"/spam", nil), 200, "")
+		case "held":
+			want(t, a.as("POST", "/v1/contacts/"+id+"/hold", map[string]any{"case": "ISO-2"}), 200, "")
 		}
 		return id
+	}
+	// workspaceHold puts the default workspace under legal hold, or lifts it.
+	workspaceHold := func(on bool) {
+		a := admins["default"]
+		if on {
+			if r := a.as("POST", "/v1/workspace/hold", map[string]any{"case": "ISO-W"}); r.Status != 201 && r.Status != 409 {
+				t.Fatalf("placing the workspace hold: %s", r.Raw)
+			}
+		} else if r := a.as("DELETE", "/v1/workspace/hold", nil); r.Status != 200 && r.Status != 409 {
+			t.Fatalf("releasing the workspace hold: %s", r.Raw)
+		}
 	}
 	comparable := func(r reply) string {
 		b := maps.Clone(r.Body)
 		delete(b, "request_id")
 		delete(b, "instance")
+		delete(b, "operation") // the request's own id
 		j, _ := json.Marshal(b)
 		return string(j)
 	}
@@ -209,6 +231,9 @@ func testIsolation(t *testing.T, store string) {
 		allowed := httpapi.Permissions[rt.Op]
 		// call sends the route's request with a target id.
 		call := func(tok, id string) reply {
+			if rc.workspaceHold != nil {
+				workspaceHold(*rc.workspaceHold)
+			}
 			p := rt.Path
 			body := rc.body
 			if rc.bodyFor != nil {
@@ -287,3 +312,5 @@ func testIsolation(t *testing.T, store string) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

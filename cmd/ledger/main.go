@@ -235,7 +235,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.Svc = ledger.New(ledger.Options{
-		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state,
+		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state, Claims: m.state,
 		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, Sessions: m.state,
 		Webhooks: m.state, Sender: m.sender,
 	})
@@ -276,6 +276,7 @@ type stateStore interface {
 	ledger.WebhookStore
 	ledger.IdempotencyStore
 	ledger.Identities
+	ledger.IdentityClaims
 	ledger.Directory
 	ledger.ReadModels
 	ledger.SessionStore

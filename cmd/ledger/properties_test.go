@@ -47,23 +47,83 @@ type model struct {
 	trashedFrom contact.State
 	source      string
 	spam        bool
+	held        bool
+	email       string
 	version     uint64
+}
+
+// sharedEmails are the emails the property test's contacts compete for.
+var sharedEmails = []string{"shared.a@example.com", "shared.b@example.com"}
+
+// world is the property test's model of one workspace: its contacts and
+// its identity policy.
+type world struct {
+	policy   contact.Policy
+	contacts []*model
+	// keptBoth are the emails a keep_both restore let two contacts hold.
+	keptBoth map[string]bool
+	// spamMoved are emails a spam-marked contact changed from or to: the
+	// spam check reads the identity index, which learns of an email change
+	// a moment later, so a create may or may not be refused as spam then
+	// (the identity check, whose claims are synchronous, is exact).
+	spamMoved map[string]bool
+}
+
+// live reports whether a contact is active, archived or in trash.
+func (m *model) live() bool {
+	return m.state == contact.StateActive || m.state == contact.StateArchived || m.state == contact.StateTrashed
+}
+
+// holds says, as the README does, whether a contact in state st keeps its
+// email to itself: under live while active or archived, under until_purged
+// in trash too, under off never.
+func (w *world) holds(st contact.State) bool {
+	switch w.policy.Uniqueness() {
+	case contact.UniquenessLive:
+		return st == contact.StateActive || st == contact.StateArchived
+	case contact.UniquenessUntilPurged:
+		return st == contact.StateActive || st == contact.StateArchived || st == contact.StateTrashed
+	}
+	return false
+}
+
+// holder returns another contact that holds email under the policy, if any.
+func (w *world) holder(email string, not *model) *model {
+	for _, o := range w.contacts {
+		if o != not && o.email == email && w.holds(o.state) {
+			return o
+		}
+	}
+	return nil
+}
+
+// spamOwner reports whether a live contact marked as spam has email.
+func (w *world) spamOwner(email string) bool {
+	for _, o := range w.contacts {
+		if o.email == email && o.spam && o.live() {
+			return true
+		}
+	}
+	return false
 }
 
 // TestServiceProperties runs random sequences of commands through the
 // service of a real ledger (the real wiring and stores, projections
 // running), on random contacts, by members and admins, with and without
-// If-Match. After each command: it was accepted exactly when the lifecycle,
-// the policy and If-Match allow it; an accepted one moved the contact
-// along an edge of the lifecycle and appended one event at the next
-// version; a refused one is a coded error and appended nothing. After
-// each sequence: replaying every contact's history (as compliance reads
-// it) gives the state the service shows, and the projections equal the
-// fold of the log.
+// If-Match, under a random identity_uniqueness, with contacts competing
+// for a few emails and legal holds placed and released. After each
+// command: it was accepted exactly when the lifecycle, the policy, the
+// holds, the emails other contacts hold and If-Match allow it; an accepted
+// one moved the contact along an edge of the lifecycle and appended one
+// event at the next version; a refused one is a coded error (naming the
+// holder of a taken email) and appended nothing. After each sequence:
+// replaying every contact's history (as compliance reads it) gives the
+// state the service shows, no email is held twice but by keep_both, and
+// the projections equal the fold of the log.
 func TestServiceProperties(t *testing.T) { eachStore(t, testServiceProperties) }
 
 func testServiceProperties(t *testing.T, store string) {
-	rapidChecks(t, 8)
+	rapidChecks(t, 20)
 	l := start(t, store)
 	ctx := context.Background()
 	svc := l.Svc
@@ -76,25 +136,58 @@ func testServiceProperties(t *testing.T, store string) {
 		if _, err := svc.CreateWorkspace(ctx, ws); err != nil {
 			rt.Fatal(err)
 		}
-		var contacts []*model
+		ps := contact.DefaultPolicy().Settings()
+		ps.IdentityUniqueness = rapid.SampledFrom([]contact.Uniqueness{contact.UniquenessOff, contact.UniquenessLive, contact.UniquenessUntilPurged}).Draw(rt, "uniqueness")
+		p, err := svc.SetPolicy(ctx, ws, ps)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		w := &world{policy: p, keptBoth: map[string]bool{}, spamMoved: map[string]bool{}}
 		meta := func(role contact.Role, ifMatch *uint64) ledger.Meta {
 			req++
 			return ledger.Meta{Actor: contact.Actor{Principal: "tok_prop", Role: role}, CorrelationID: fmt.Sprintf("prop-%d", req), IfMatch: ifMatch}
 		}
+		// create makes a contact with a fresh email, a shared one, or (again)
+		// the email of a contact there is, whatever its state.
 		create := func(rt *rapid.T) {
 			src := rapid.SampledFrom([]string{"", "web", "crm"}).Draw(rt, "source")
-			d := contact.Draft{Personal: contact.Personal{Name: fmt.Sprintf("Prop %d", req), Email: fmt.Sprintf("prop.%d.%d@example.com", len(contacts), req)}, Source: src}
-			res, err := svc.Create(ctx, ws, meta(contact.RoleMember, nil), d)
-			if err != nil {
-				rt.Fatalf("create: %v", err)
+			emails := append([]string{fmt.Sprintf("prop.%d.%d@example.com", len(w.contacts), req)}, sharedEmails...)
+			for _, o := range w.contacts {
+				emails = append(emails, o.email)
 			}
-			contacts = append(contacts, &model{id: res.Contact.ID, state: contact.StateActive, source: src, version: 1})
+			email := rapid.SampledFrom(emails).Draw(rt, "email")
+			d := contact.Draft{Personal: contact.Personal{Name: fmt.Sprintf("Prop %d", req), Email: email}, Source: src}
+			head, _ := svc.Events().Head(ctx)
+			res, err := svc.Create(ctx, ws, meta(contact.RoleMember, nil), d)
+			holder := w.holder(email, nil)
+			switch {
+			case w.spamMoved[email] && errors.Is(err, contact.ErrSpam):
+			case w.spamOwner(email) && !w.spamMoved[email]:
+				if !errors.Is(err, contact.ErrSpam) {
+					rt.Fatalf("create of a spam-marked email: got %v, want spam-identity", err)
+				}
+			case holder != nil:
+				var taken *ledger.IdentityTakenError
+				if !errors.As(err, &taken) || taken.Holder != holder.id || taken.State != holder.state {
+					rt.Fatalf("create of an email %s holds (%s, policy %s): got %v", holder.id, holder.state, w.policy.Uniqueness(), err)
+				}
+			case err != nil:
+				rt.Fatalf("create (policy %s): %v", w.policy.Uniqueness(), err)
+			default:
+				w.contacts = append(w.contacts, &model{id: res.Contact.ID, state: contact.StateActive, source: src, email: email, version: 1})
+				return
+			}
+			if after, _ := svc.Events().Head(ctx); after != head {
+				rt.Fatalf("a refused create moved the log from %s to %s", head, after)
+			}
 		}
-		create(rt)
+		for len(w.contacts) == 0 {
+			create(rt)
+		}
 		rt.Repeat(map[string]func(*rapid.T){
 			"create": create,
 			"command": func(rt *rapid.T) {
-				m := rapid.SampledFrom(contacts).Draw(rt, "contact")
+				m := rapid.SampledFrom(w.contacts).Draw(rt, "contact")
 				role := rapid.SampledFrom([]contact.Role{contact.RoleMember, contact.RoleAdmin}).Draw(rt, "role")
 				var ifMatch *uint64
 				stale := false
@@ -105,12 +198,44 @@ func testServiceProperties(t *testing.T, store string) {
 					}
 					ifMatch = &v
 				}
-				op := rapid.SampledFrom([]string{"update", "tags", "note", "list", "link", "spam", "archive", "unarchive", "trash", "restore", "purge", "anonymize"}).Draw(rt, "op")
-				run(rt, svc, ws, m, op, meta(role, ifMatch), stale)
+				op := rapid.SampledFrom([]string{"update", "email", "tags", "note", "list", "link", "spam", "hold", "archive", "unarchive", "trash",
+					"restore", "restore_keep_both", "purge", "anonymize"}).Draw(rt, "op")
+				email := rapid.SampledFrom(sharedEmails).Draw(rt, "newEmail")
+				run(rt, svc, ws, w, m, op, email, meta(role, ifMatch), stale)
+			},
+			// Trash and undo it, which meets the emails others took meanwhile.
+			"trash": func(rt *rapid.T) {
+				m := rapid.SampledFrom(w.contacts).Draw(rt, "contact")
+				run(rt, svc, ws, w, m, "trash", "", meta(contact.RoleMember, nil), false)
+			},
+			"restore": func(rt *rapid.T) {
+				var trashed []*model
+				for _, m := range w.contacts {
+					if m.state == contact.StateTrashed {
+						trashed = append(trashed, m)
+					}
+				}
+				if len(trashed) == 0 {
+					rt.Skip("nothing in trash")
+				}
+				m := rapid.SampledFrom(trashed).Draw(rt, "trashed")
+				op := rapid.SampledFrom([]string{"restore", "restore_keep_both"}).Draw(rt, "how")
+				run(rt, svc, ws, w, m, op, "", meta(contact.RoleAdmin, nil), false)
 			},
 		})
 		// History replay equals the state; projections equal the fold of the log.
-		for _, m := range contacts {
+		holders := map[string]int{}
+		for _, m := range w.contacts {
+			if w.holds(m.state) {
+				holders[m.email]++
+			}
+		}
+		for email, n := range holders {
+			if n > 1 && !w.keptBoth[email] {
+				rt.Fatalf("%d contacts hold %s under %s, and no keep_both let them", n, email, w.policy.Uniqueness())
+			}
+		}
+		for _, m := range w.contacts {
 			v, err := svc.Get(ctx, ws, m.id)
 			if err != nil {
 				rt.Fatal(err)
@@ -126,7 +251,7 @@ func testServiceProperties(t *testing.T, store string) {
 				if err != nil {
 					rt.Fatal(err)
 				}
-				envs = append(envs, contact.Envelope{EventID: r.ID, Version: r.Version, At: r.Time, By: r.Actor, Workspace: r.Workspace, Event: ev})
+				envs = append(envs, contact.Envelope{EventID: r.ID, Version: r.Version, At: r.Time, By: r.Actor, Workspace: r.Workspace, Event: ev, Operation: r.CausationID})
 			}
 			replayed, err := contact.Replay(m.id, envs)
 			if err != nil {
@@ -135,8 +260,8 @@ func testServiceProperties(t *testing.T, store string) {
 			if got := replayed.Snapshot(); !reflect.DeepEqual(got, v.Snapshot) {
 				rt.Fatalf("replaying the history of %s gives\n%s\nthe service shows\n%s", m.id, jsonOf(rt, got), jsonOf(rt, v.Snapshot))
 			}
-			if v.State != m.state || v.Version != m.version {
-				rt.Fatalf("%s is %s v%d, the model says %s v%d", m.id, v.State, v.Version, m.state, m.version)
+			if v.State != m.state || v.Version != m.version || (v.Hold != nil) != (m.held && m.live()) {
+				rt.Fatalf("%s is %s v%d (hold %v), the model says %s v%d (held %v)", m.id, v.State, v.Version, v.Hold, m.state, m.version, m.held)
 			}
 		}
 		checkConsistent(rt, l.Main, ws)
@@ -144,7 +269,7 @@ func testServiceProperties(t *testing.T, store string) {
 }
 
 // run runs one command on m and checks its outcome against the model.
-func run(rt *rapid.T, svc *ledger.Service, ws string, m *model, op string, meta ledger.Meta, stale bool) {
+func run(rt *rapid.T, svc *ledger.Service, ws string, w *world, m *model, op, email string, meta ledger.Meta, stale bool) {
 	ctx := context.Background()
 	head, err := svc.Events().Head(ctx)
 	if err != nil {
@@ -156,12 +281,30 @@ func run(rt *rapid.T, svc *ledger.Service, ws string, m *model, op string, meta 
 		res     ledger.Result
 		allowed bool
 		to      = st
+		// taken is the contact whose email refuses the command, if any.
+		taken *model
 	)
 	n := meta.CorrelationID
 	switch op {
 	case "update":
 		res, err = svc.Update(ctx, ws, m.id, meta, contact.Patch{JobTitle: &n})
 		allowed = st == contact.StateActive
+	case "email":
+		if email == m.email {
+			email = "own." + n + "@example.com" // a change, to an email nobody has
+		}
+		res, err = svc.Update(ctx, ws, m.id, meta, contact.Patch{Email: &email})
+		if st == contact.StateActive && email != m.email {
+			taken = w.holder(email, m)
+		}
+		allowed = st == contact.StateActive && taken == nil
+	case "hold":
+		if m.held {
+			res, err = svc.ReleaseHold(ctx, ws, m.id, meta, "")
+		} else {
+			res, _, err = svc.PlaceHold(ctx, ws, m.id, meta, "PROP-1", "property")
+		}
+		allowed = !erased
 	case "tags":
 		res, err = svc.ChangeTags(ctx, ws, m.id, meta, []string{"t-" + n}, nil)
 		allowed = st == contact.StateActive
@@ -182,7 +325,12 @@ func run(rt *rapid.T, svc *ledger.Service, ws string, m *model, op string, meta 
 		}
 		allowed = !erased
 	default:
-		res, err = svc.Transition(ctx, ws, m.id, meta, ledger.Transition(op), ledger.TransitionInput{Reason: "property"})
+		t := ledger.Transition(op)
+		in := ledger.TransitionInput{Reason: "property"}
+		if op == "restore_keep_both" {
+			t, in.KeepBoth = ledger.Restore, true
+		}
+		res, err = svc.Transition(ctx, ws, m.id, meta, t, in)
 		switch op {
 		case "archive":
 			allowed, to = st == contact.StateActive, contact.StateArchived
@@ -191,11 +339,16 @@ func run(rt *rapid.T, svc *ledger.Service, ws string, m *model, op string, meta 
 		case "trash":
 			allowed, to = (st == contact.StateActive || st == contact.StateArchived) && m.source != "crm", contact.StateTrashed
 		case "restore":
+			if st == contact.StateTrashed {
+				taken = w.holder(m.email, m)
+			}
+			allowed, to = st == contact.StateTrashed && taken == nil, m.trashedFrom
+		case "restore_keep_both":
 			allowed, to = st == contact.StateTrashed, m.trashedFrom
 		case "purge":
-			allowed, to = st == contact.StateTrashed, contact.StatePurged
+			allowed, to = st == contact.StateTrashed && !m.held, contact.StatePurged
 		case "anonymize":
-			allowed, to = st == contact.StateTrashed, contact.StateAnonymized
+			allowed, to = st == contact.StateTrashed && !m.held, contact.StateAnonymized
 		}
 	}
 	if stale {
@@ -211,6 +364,13 @@ func run(rt *rapid.T, svc *ledger.Service, ws string, m *model, op string, meta 
 		}
 		if stale && !errors.Is(err, contact.ErrConcurrency) {
 			rt.Fatalf("%s with a stale If-Match: got %v, want a concurrency error", op, err)
+		}
+		var te *ledger.IdentityTakenError
+		if !stale && taken != nil && (!errors.As(err, &te) || te.Holder != taken.id) {
+			rt.Fatalf("%s onto an email %s holds: got %v, want identity-taken naming it", op, taken.id, err)
+		}
+		if !stale && m.held && (op == "purge" || op == "anonymize") && st == contact.StateTrashed && !errors.Is(err, contact.ErrHeld) {
+			rt.Fatalf("%s of a held contact: got %v, want contact-held", op, err)
 		}
 		if after, _ := svc.Events().Head(ctx); after != head {
 			rt.Fatalf("refused %s moved the log from %s to %s", op, head, after)
@@ -242,6 +402,18 @@ func run(rt *rapid.T, svc *ledger.Service, ws string, m *model, op string, meta 
 	}
 	if op == "spam" {
 		m.spam = !m.spam
+	}
+	if op == "hold" {
+		m.held = !m.held
+	}
+	if op == "email" {
+		if m.spam {
+			w.spamMoved[m.email], w.spamMoved[email] = true, true
+		}
+		m.email = email
+	}
+	if op == "restore_keep_both" && w.holder(m.email, m) != nil {
+		w.keptBoth[m.email] = true
 	}
 	if to == contact.StatePurged {
 		m.spam = false

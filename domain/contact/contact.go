@@ -40,6 +40,10 @@ type Envelope struct {
 	By        Actor
 	Workspace string
 	Event     Event
+	// Operation is the operation the event was part of: its causation id
+	// (a bulk request, an import, a restore job, a retention sweep, or the
+	// single request that caused it).
+	Operation string
 }
 
 // Tombstone says who erased a contact, when and why.
@@ -66,17 +70,23 @@ type Contact struct {
 	trashedAt   time.Time
 	trashedBy   Actor
 	trashReason string
-	personal    Personal
-	shredded    bool
-	source      string
-	tags        []string
-	lists       map[string]ListStatus
-	links       []Link
-	notes       []Note
-	spam        bool
-	spamAt      time.Time
-	tombstone   *Tombstone
-	pending     []Change
+	// trashedOp is the operation that moved the contact into trash.
+	trashedOp string
+	hold      *Hold
+	personal  Personal
+	shredded  bool
+	source    string
+	tags      []string
+	lists     map[string]ListStatus
+	links     []Link
+	notes     []Note
+	spam      bool
+	spamAt    time.Time
+	tombstone *Tombstone
+	pending   []Change
+	// op is the operation the commands now running are part of, recorded
+	// in the envelopes they apply (see Within).
+	op string
 }
 
 // Create starts a new contact in the active state.
@@ -160,15 +170,18 @@ func (c *Contact) apply(e Envelope) error {
 		c.state, c.archivedAt = StateActive, time.Time{}
 	case Trashed:
 		c.trashedFrom, c.state = c.state, StateTrashed
-		c.trashedAt, c.trashedBy, c.trashReason = e.At, e.By, ev.Reason
+		c.trashedAt, c.trashedBy, c.trashReason, c.trashedOp = e.At, e.By, ev.Reason, e.Operation
 	case Restored:
 		c.state = ev.To
-		c.trashedFrom, c.trashedAt, c.trashedBy, c.trashReason = "", time.Time{}, Actor{}, ""
+		c.trashedFrom, c.trashedAt, c.trashedBy, c.trashReason, c.trashedOp = "", time.Time{}, Actor{}, "", ""
 	case Purged:
 		c.erase(StatePurged, e, ev.Erasure)
 	case Anonymized:
 		c.erase(StateAnonymized, e, ev.Erasure)
 	default:
+		if c.applyHold(e) {
+			break
+		}
 		if ok, err := c.applyAssociation(e); err != nil {
 			return err
 		} else if !ok {
@@ -183,7 +196,9 @@ func (c *Contact) apply(e Envelope) error {
 func (c *Contact) erase(s State, e Envelope, er Erasure) {
 	c.state = s
 	c.personal, c.shredded = Personal{}, true
-	c.trashedFrom, c.trashedAt, c.trashedBy, c.trashReason = "", time.Time{}, Actor{}, ""
+	c.trashedFrom, c.trashedAt, c.trashedBy, c.trashReason, c.trashedOp = "", time.Time{}, Actor{}, "", ""
+	// A hold ends with the contact (only a re-applied erasure reaches a held one).
+	c.hold = nil
 	// Notes, tags, list names and link ids are free text, so personal: an
 	// erasure leaves none of them readable, in a purge and in an anonymized
 	// shell alike (the shell keeps its id, dates, source and spam mark, so
@@ -203,7 +218,7 @@ func (c *Contact) erase(s State, e Envelope, er Erasure) {
 func (c *Contact) record(e Event, by Actor, now time.Time) {
 	c.pending = append(c.pending, Change{Event: e, At: now, By: by})
 	// apply cannot fail here: commands only record events their checks allow.
-	if err := c.apply(Envelope{Version: c.version + 1, At: now, By: by, Workspace: c.workspace, Event: e}); err != nil {
+	if err := c.apply(Envelope{Version: c.version + 1, At: now, By: by, Workspace: c.workspace, Event: e, Operation: c.op}); err != nil {
 		panic("contact: command recorded an event it cannot apply: " + err.Error())
 	}
 }
@@ -227,6 +242,11 @@ func EntersState(e Event) (State, bool) {
 	}
 	return "", false
 }
+
+// Within names the operation the next commands are part of, as the log
+// will record it (their events' causation id), so the state they leave
+// says which operation trashed the contact.
+func (c *Contact) Within(op string) { c.op = op }
 
 // Changes returns the events recorded since the contact was loaded.
 func (c *Contact) Changes() []Change { return slices.Clone(c.pending) }
@@ -363,6 +383,17 @@ func (c *Contact) Trash(reason string, p Policy, by Actor, now time.Time) error 
 // Restore brings a trashed contact back to the state it was trashed from,
 // with its whole history, if the policy lets the actor's role restore.
 func (c *Contact) Restore(reason string, p Policy, by Actor, now time.Time) error {
+	return c.restore(reason, false, p, by, now)
+}
+
+// RestoreKeepingBoth restores like Restore and records that the caller
+// chose to keep both this contact and a live one that holds its email or
+// phone now (on_conflict: keep_both), so no identity conflict refuses it.
+func (c *Contact) RestoreKeepingBoth(reason string, p Policy, by Actor, now time.Time) error {
+	return c.restore(reason, true, p, by, now)
+}
+
+func (c *Contact) restore(reason string, keepBoth bool, p Policy, by Actor, now time.Time) error {
 	if err := c.check("restored", reason); err != nil {
 		return err
 	}
@@ -372,7 +403,7 @@ func (c *Contact) Restore(reason string, p Policy, by Actor, now time.Time) erro
 	if !p.MayRestore(by.Role) {
 		return Errorf(ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
 	}
-	c.record(Restored{Reason: reason, To: c.trashedFrom}, by, now)
+	c.record(Restored{Reason: reason, To: c.trashedFrom, KeepBoth: keepBoth}, by, now)
 	return nil
 }
 
@@ -421,6 +452,9 @@ func (c *Contact) eraseCheck(verb string, er Erasure, p Policy) error {
 	}
 	if c.state != StateTrashed {
 		return Errorf(ErrTransition, "contact is %s; only contacts in trash can be %s (move it to trash first)", c.state, verb)
+	}
+	if err := c.heldCheck(); err != nil {
+		return err
 	}
 	if !p.s.PurgeAllowed {
 		return Errorf(ErrPurgeDisabled, "the workspace policy does not allow contacts to be %s", verb)
@@ -545,10 +579,13 @@ type Snapshot struct {
 	TrashedBy   *Actor     `json:"trashed_by,omitempty"`
 	TrashedFrom State      `json:"trashed_from,omitempty"`
 	TrashReason string     `json:"trash_reason,omitempty"`
-	Personal    Personal   `json:"personal"`
-	Shredded    bool       `json:"shredded,omitempty"`
-	Source      string     `json:"source,omitempty"`
-	Tags        []string   `json:"tags"`
+	// TrashedOperation is the operation that moved the contact into trash
+	// (a bulk request, an import, a restore job or a single request).
+	TrashedOperation string   `json:"trashed_operation,omitempty"`
+	Personal         Personal `json:"personal"`
+	Shredded         bool     `json:"shredded,omitempty"`
+	Source           string   `json:"source,omitempty"`
+	Tags             []string `json:"tags"`
 	// Lists maps each list the contact is on to its status there.
 	Lists map[string]ListStatus `json:"lists"`
 	// Links are the records the contact is linked to, by kind then id.
@@ -557,6 +594,8 @@ type Snapshot struct {
 	Spam      bool       `json:"spam,omitempty"`
 	SpamAt    *time.Time `json:"spam_at,omitempty"`
 	Tombstone *Tombstone `json:"tombstone,omitempty"`
+	// Hold is the contact's legal hold, if one stands.
+	Hold *Hold `json:"hold,omitempty"`
 }
 
 // Snapshot returns the contact's current state.
@@ -566,6 +605,7 @@ func (c *Contact) Snapshot() Snapshot {
 		CreatedAt: c.createdAt, UpdatedAt: c.updatedAt, TrashedFrom: c.trashedFrom, TrashReason: c.trashReason,
 		Personal: c.personal.Clone(), Shredded: c.shredded, Source: c.source, Tags: slices.Clone(c.tags),
 		Tombstone: c.tombstone, Lists: maps.Clone(c.lists), Links: slices.Clone(c.links), NoteCount: len(c.notes), Spam: c.spam,
+		TrashedOperation: c.trashedOp, Hold: c.CurrentHold(),
 	}
 	if s.Tags == nil {
 		s.Tags = []string{}
@@ -602,6 +642,7 @@ func FromSnapshot(s Snapshot) *Contact {
 		createdAt: s.CreatedAt, updatedAt: s.UpdatedAt, trashedFrom: s.TrashedFrom, trashReason: s.TrashReason,
 		personal: s.Personal.Clone(), shredded: s.Shredded, source: s.Source, tags: slices.Clone(s.Tags),
 		tombstone: s.Tombstone, lists: maps.Clone(s.Lists), links: slices.Clone(s.Links), spam: s.Spam,
+		trashedOp: s.TrashedOperation,
 		// Notes are not part of a snapshot: only their count, kept as placeholders.
 		notes: make([]Note, s.NoteCount),
 	}
@@ -619,6 +660,10 @@ func FromSnapshot(s Snapshot) *Contact {
 	}
 	if s.SpamAt != nil {
 		c.spamAt = *s.SpamAt
+	}
+	if s.Hold != nil {
+		h := *s.Hold
+		c.hold = &h
 	}
 	if s.ArchivedAt != nil {
 		c.archivedAt = *s.ArchivedAt

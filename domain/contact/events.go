@@ -60,9 +60,13 @@ type Trashed struct {
 }
 
 // Restored brings a contact back from trash to the state it left.
+// KeepBoth records that the restore was asked to go ahead although a live
+// contact holds its email or phone now (on_conflict: keep_both); events
+// written before identity uniqueness lack it, which reads as false.
 type Restored struct {
-	Reason string `json:"reason,omitempty"`
-	To     State  `json:"to"`
+	Reason   string `json:"reason,omitempty"`
+	To       State  `json:"to"`
+	KeepBoth bool   `json:"keep_both,omitempty"`
 }
 
 // Trigger says what caused an erasure.
@@ -204,8 +208,9 @@ func (e *Restored) shred()              { e.Reason = "" }
 // MarshalJSON writes the clear payload of the current schema: the reason is sealed.
 func (e Restored) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
-		To State `json:"to"`
-	}{e.To})
+		To       State `json:"to"`
+		KeepBoth bool  `json:"keep_both,omitempty"`
+	}{e.To, e.KeepBoth})
 }
 
 // erasureClear is the clear payload of a tombstone of schema 2: all but the reason.
@@ -275,6 +280,10 @@ var kinds = map[string]eventKind{
 	TypeUnlinked:              sealedFree(func() Event { return &Unlinked{} }),
 	TypeMarkedSpam:            sealedFree(func() Event { return &MarkedSpam{} }),
 	TypeUnmarkedSpam:          sealedFree(func() Event { return &UnmarkedSpam{} }),
+
+	// Holds are new: their free text is sealed from their first schema.
+	TypeHeld:         {schema: 1, new: func() Event { return &Held{} }, sealedFrom: 1, optional: true},
+	TypeHoldReleased: {schema: 1, new: func() Event { return &HoldReleased{} }, sealedFrom: 1, optional: true},
 }
 
 // Encoded is an event split for storage: the clear payload, and the personal
@@ -389,6 +398,10 @@ func deref(e Event) Event {
 	case *MarkedSpam:
 		return *v
 	case *UnmarkedSpam:
+		return *v
+	case *Held:
+		return *v
+	case *HoldReleased:
 		return *v
 	}
 	return e

@@ -45,7 +45,25 @@ type PolicySettings struct {
 	RestoreRole               Role     `json:"restore_role"`
 	PurgeAllowed              bool     `json:"purge_allowed"`
 	ProtectedSources          []string `json:"protected_sources"`
+	// IdentityUniqueness says whether an email or phone may belong to two
+	// contacts of the workspace (see Uniqueness); empty means the default.
+	IdentityUniqueness Uniqueness `json:"identity_uniqueness"`
 }
+
+// Uniqueness is how long a contact keeps its email and phone to itself.
+type Uniqueness string
+
+// The settings of identity uniqueness.
+const (
+	// UniquenessOff lets any number of contacts share an email or phone.
+	UniquenessOff Uniqueness = "off"
+	// UniquenessLive keeps an email or phone to one active or archived
+	// contact: moving a contact to trash frees them.
+	UniquenessLive Uniqueness = "live"
+	// UniquenessUntilPurged keeps them to one contact until it is purged or
+	// anonymized, in trash too: "restore before recreating". The default.
+	UniquenessUntilPurged Uniqueness = "until_purged"
+)
 
 // Policy is a workspace's validated deletion policy.
 type Policy struct{ s PolicySettings }
@@ -59,7 +77,8 @@ var sourcePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,31}$`)
 // straight from active, members may restore, purge allowed, and contacts
 // synced from the CRM are protected from deletion.
 func DefaultPolicy() Policy {
-	return Policy{PolicySettings{RetentionDays: 30, RestoreRole: RoleMember, PurgeAllowed: true, ProtectedSources: []string{"crm"}}}
+	return Policy{PolicySettings{RetentionDays: 30, RestoreRole: RoleMember, PurgeAllowed: true, ProtectedSources: []string{"crm"},
+		IdentityUniqueness: UniquenessUntilPurged}}
 }
 
 // Policy validates the settings. RetentionDays of 0 turns automatic purge off.
@@ -70,6 +89,14 @@ func (s PolicySettings) Policy() (Policy, error) {
 	}
 	if s.RestoreRole != RoleMember && s.RestoreRole != RoleAdmin {
 		errs = append(errs, FieldError{"restore_role", "must be member or admin"})
+	}
+	switch s.IdentityUniqueness {
+	case "":
+		// Policies saved before the setting existed, and PUTs without it.
+		s.IdentityUniqueness = UniquenessUntilPurged
+	case UniquenessOff, UniquenessLive, UniquenessUntilPurged:
+	default:
+		errs = append(errs, FieldError{"identity_uniqueness", "must be off, live or until_purged"})
 	}
 	if len(s.ProtectedSources) > 50 {
 		errs = append(errs, FieldError{"protected_sources", "at most 50 sources"})
@@ -106,6 +133,26 @@ func (p Policy) RetentionDays() int { return p.s.RetentionDays }
 // Protects reports whether contacts from source system src cannot be trashed.
 func (p Policy) Protects(src string) bool {
 	return src != "" && slices.Contains(p.s.ProtectedSources, src)
+}
+
+// Uniqueness returns the policy's identity uniqueness.
+func (p Policy) Uniqueness() Uniqueness {
+	if p.s.IdentityUniqueness == "" {
+		return UniquenessUntilPurged
+	}
+	return p.s.IdentityUniqueness
+}
+
+// HoldsIdentity reports whether a contact in state s keeps its email and
+// phone to itself under the policy.
+func (p Policy) HoldsIdentity(s State) bool {
+	switch p.Uniqueness() {
+	case UniquenessLive:
+		return s == StateActive || s == StateArchived
+	case UniquenessUntilPurged:
+		return s == StateActive || s == StateArchived || s == StateTrashed
+	}
+	return false
 }
 
 // MayRestore reports whether role may restore contacts from trash.

@@ -35,6 +35,7 @@ type domainMachine struct {
 	state       contact.State
 	trashedFrom contact.State
 	spam        bool
+	held        bool
 	events      int // events the commands recorded
 }
 
@@ -221,9 +222,13 @@ func (m *domainMachine) Anonymize(t *rapid.T) {
 }
 
 func (m *domainMachine) erase(t *rapid.T, name string, to contact.State, cmd func(contact.Erasure, contact.Actor) error) {
-	allowed := m.state == contact.StateTrashed && m.policy.Settings().PurgeAllowed
+	allowed := m.state == contact.StateTrashed && m.policy.Settings().PurgeAllowed && !m.held
 	var wantErr error
-	if m.state == contact.StateTrashed && !allowed {
+	switch {
+	case m.state == contact.StateTrashed && m.held:
+		// A legal hold refuses every erasure, whatever the policy.
+		wantErr = contact.ErrHeld
+	case m.state == contact.StateTrashed && !allowed:
 		wantErr = contact.ErrPurgeDisabled
 	}
 	by := m.actor(t)
@@ -320,6 +325,43 @@ func (m *domainMachine) Spam(t *rapid.T) {
 	}
 }
 
+// Hold places a legal hold: on any live contact without one.
+func (m *domainMachine) Hold(t *rapid.T) {
+	caseRef := rapid.SampledFrom([]string{"", "Doe v. Acme", "ada@example.com"}).Draw(t, "case")
+	by := m.actor(t)
+	var wantErr error
+	switch {
+	case m.state == contact.StatePurged:
+		wantErr = contact.ErrPurged
+	case !m.live():
+		wantErr = contact.ErrTransition
+	case m.held:
+		wantErr = contact.ErrAlreadyHeld
+	}
+	m.run(t, "hold", when(wantErr == nil), wantErr, "", func() error { _, err := m.c.PlaceHold(caseRef, "preserve", by, m.tick()); return err })
+	if wantErr == nil {
+		m.held = true
+	}
+}
+
+// Release lifts it.
+func (m *domainMachine) Release(t *rapid.T) {
+	by := m.actor(t)
+	var wantErr error
+	switch {
+	case m.state == contact.StatePurged:
+		wantErr = contact.ErrPurged
+	case !m.live():
+		wantErr = contact.ErrTransition
+	case !m.held:
+		wantErr = contact.ErrNotHeld
+	}
+	m.run(t, "release", when(wantErr == nil), wantErr, "", func() error { return m.c.ReleaseHold("", by, m.tick()) })
+	if wantErr == nil {
+		m.held = false
+	}
+}
+
 // Check holds after every command: the contact is in a state the lifecycle
 // allows, reached along its edges, with the fields that state implies, and
 // folding the events its commands recorded (through the codec, as the log
@@ -338,6 +380,9 @@ func (m *domainMachine) Check(t *rapid.T) {
 	}
 	if s.Spam != m.spam && m.live() {
 		t.Fatalf("spam %v, the model says %v", s.Spam, m.spam)
+	}
+	if (s.Hold != nil) != (m.held && m.live()) {
+		t.Fatalf("hold %+v, the model says held=%v in %s", s.Hold, m.held, m.state)
 	}
 	// Each event moves the state along an edge of the lifecycle.
 	var prev contact.State

@@ -60,6 +60,9 @@ type Filter struct {
 	Tag    string `json:"tag,omitempty"`
 	Tagged bool   `json:"tagged,omitempty"`
 	Query  bool   `json:"query,omitempty"`
+	// Operation restores what one operation trashed: a bulk request, an
+	// import, a restore job or a single request, by its operation id.
+	Operation string `json:"operation,omitempty"`
 }
 
 // Failure is a contact the job could not restore, and why (never personal data).
@@ -88,6 +91,9 @@ type Queued struct {
 	Reason string        `json:"reason,omitempty"`
 	Total  int           `json:"total"`
 	By     contact.Actor `json:"requested_by"`
+	// KeepBoth restores contacts whose email or phone a live contact holds
+	// now all the same (on_conflict: keep_both), as each restore records.
+	KeepBoth bool `json:"keep_both,omitempty"`
 }
 
 // Planned lists ids the job will restore; a plan is split over several events.
@@ -209,6 +215,7 @@ type Job struct {
 	State           State
 	Filter          Filter
 	Reason          string
+	KeepBoth        bool
 	Total           int
 	By              contact.Actor
 	Plan            []string
@@ -235,6 +242,7 @@ func (j *Job) Apply(e any, at time.Time) error {
 	switch ev := e.(type) {
 	case Queued:
 		j.State, j.Filter, j.Reason, j.Total, j.By, j.CreatedAt = StateQueued, ev.Filter, ev.Reason, ev.Total, ev.By, at
+		j.KeepBoth = ev.KeepBoth
 		j.Done = map[string]bool{}
 	case Planned:
 		j.Plan = append(j.Plan, ev.IDs...)

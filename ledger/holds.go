@@ -1,0 +1,127 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/hold"
+)
+
+// PlaceHold puts a contact under legal hold (ContactHeld in its stream,
+// its case and reason sealed under its key) and returns the hold's id.
+// From then on it cannot be purged or anonymized, by anyone or by
+// retention, until the hold is released. Errors: contact.ErrAlreadyHeld.
+func (s *Service) PlaceHold(ctx context.Context, workspace string, id contact.ID, meta Meta, caseRef, reason string) (Result, string, error) {
+	var holdID string
+	res, err := s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		var err error
+		holdID, err = l.c.PlaceHold(caseRef, reason, meta.Actor, now)
+		return err
+	})
+	return res, holdID, err
+}
+
+// ReleaseHold lifts a contact's legal hold. Errors: contact.ErrNotHeld.
+func (s *Service) ReleaseHold(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
+	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
+		return l.c.ReleaseHold(reason, meta.Actor, now)
+	})
+}
+
+// MaxHoldsPage is the most held contacts one page of the holds listing has.
+const MaxHoldsPage = 1000
+
+// Holds returns the workspace's hold (nil when none stands) and up to
+// limit contacts under legal hold, by id, after the contact id after.
+// Held contacts come from the identity index, which keeps every live
+// contact's state, its hold included (its case and reason as the contact's
+// key reads them; the row goes with the contact's erasure); the call first
+// waits until the index has applied every event committed before it.
+func (s *Service) Holds(ctx context.Context, workspace, after string, limit int) (*hold.Hold, []contact.Snapshot, error) {
+	wh, _, err := s.WorkspaceHold(ctx, workspace)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.caughtUp(ctx, identityProjection); err != nil {
+		return nil, nil, err
+	}
+	held, err := s.identities.HeldContacts(ctx, workspace, after, limit)
+	return wh, held, err
+}
+
+// WorkspaceHold returns the hold that stands on the whole workspace (nil
+// when none) and its stream's records.
+func (s *Service) WorkspaceHold(ctx context.Context, workspace string) (*hold.Hold, []contact.Record, error) {
+	recs, err := s.events.ReadStream(ctx, workspace, hold.Stream(workspace))
+	if errors.Is(err, contact.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var w hold.Workspace
+	for _, r := range recs {
+		e, err := hold.Decode(r.Type, r.Data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s v%d: %w", r.Stream, r.Version, err)
+		}
+		if err := w.Apply(e, r.Time); err != nil {
+			return nil, nil, err
+		}
+	}
+	return w.Active, recs, nil
+}
+
+// PlaceWorkspaceHold puts the whole workspace under legal hold: no
+// retention purge runs in it until the hold is released (purges and
+// anonymizations asked for by hand still run; hold the contact to stop
+// those). Errors: hold.ErrAlreadyHeld, contact.ErrInvalid for a case or
+// reason that looks like an email address or a phone number (they are
+// kept in clear).
+func (s *Service) PlaceWorkspaceHold(ctx context.Context, workspace string, meta Meta, caseRef, reason string) (*hold.Hold, error) {
+	for attempt := 1; ; attempt++ {
+		w, recs, err := s.WorkspaceHold(ctx, workspace)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := hold.Workspace{Active: w}.Place(caseRef, reason, meta.Actor)
+		if err != nil {
+			return nil, err
+		}
+		out, err := s.appendPlain(ctx, hold.Stream(workspace), workspace, meta, recs, s.now(), hold.TypeOf, ev)
+		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		last := out[len(out)-1]
+		return &hold.Hold{ID: ev.HoldID, Case: ev.Case, Reason: ev.Reason, At: last.Time, By: ev.By}, nil
+	}
+}
+
+// ReleaseWorkspaceHold lifts the workspace's legal hold and returns the
+// hold it lifted. Errors: hold.ErrNotHeld.
+func (s *Service) ReleaseWorkspaceHold(ctx context.Context, workspace string, meta Meta, reason string) (*hold.Hold, error) {
+	for attempt := 1; ; attempt++ {
+		w, recs, err := s.WorkspaceHold(ctx, workspace)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := hold.Workspace{Active: w}.Release(reason, meta.Actor)
+		if err != nil {
+			return nil, err
+		}
+		_, err = s.appendPlain(ctx, hold.Stream(workspace), workspace, meta, recs, s.now(), hold.TypeOf, ev)
+		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return w, nil
+	}
+}

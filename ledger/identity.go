@@ -1,0 +1,326 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
+)
+
+// ErrIdentityTaken is the reason of an IdentityTakenError.
+var ErrIdentityTaken = &contact.Error{Code: contact.CodeConflict, Reason: "identity-taken",
+	Message: "this email or phone belongs to another contact of the workspace"}
+
+// IdentityTakenError refuses to give a contact an email or phone that
+// another contact holds under the workspace's identity_uniqueness. It names
+// the holder by id and state, never the value.
+type IdentityTakenError struct {
+	// Field is "email" or "phone".
+	Field  string
+	Holder contact.ID
+	// State is the holder's state; empty while the holder's own create is
+	// still running (it claimed the value a moment ago).
+	State contact.State
+	// Restoring is set when the refused command is a restore, which may
+	// go ahead with on_conflict keep_both.
+	Restoring bool
+}
+
+func (e *IdentityTakenError) Error() string {
+	h := e.Holder.String()
+	switch {
+	case e.Restoring:
+		return fmt.Sprintf("this contact's %s now belongs to contact %s (%s); restore with on_conflict keep_both to keep both, or change one of them first", e.Field, h, e.State)
+	case e.State == contact.StateTrashed:
+		return fmt.Sprintf("this %s belongs to contact %s, which is in trash: restore it instead of creating another (POST /v1/contacts/%s/restore)", e.Field, h, h)
+	case e.State == "":
+		return fmt.Sprintf("this %s is being given to contact %s by a request still running; retry shortly", e.Field, h)
+	}
+	return fmt.Sprintf("this %s belongs to contact %s (%s); the workspace keeps each email and phone to one contact (identity_uniqueness)", e.Field, h, e.State)
+}
+
+// Unwrap makes the error an ErrIdentityTaken for errors.Is and the HTTP adapter.
+func (e *IdentityTakenError) Unwrap() error { return contact.Errorf(ErrIdentityTaken, "%s", e.Error()) }
+
+// IdentityClaim says that a contact holds an email or phone in a
+// workspace, by the value's blind index (never the value).
+type IdentityClaim struct {
+	Workspace string
+	Kind      string // "email" or "phone"
+	Index     string
+	Contact   contact.ID
+	At        time.Time
+}
+
+// IdentityClaims is the synchronous half of identity uniqueness, in the
+// state store: one claim per (workspace, kind, index), written before the
+// append of the event that gives a contact the value, under a unique key,
+// so that of two commands racing for one value exactly one gets it, on any
+// replica. The identity index (a projection) is the other half: it knows
+// every contact, claims or not, but only eventually. A claim whose contact
+// does not hold the value any more (it changed, was erased, or its create
+// died before appending) is taken over by the next claimant.
+type IdentityClaims interface {
+	// ClaimIdentity records c unless (workspace, kind, index) is claimed:
+	// then it returns the claim there, and inserted is false (the claim may
+	// be c.Contact's own already).
+	ClaimIdentity(ctx context.Context, c IdentityClaim) (cur IdentityClaim, inserted bool, err error)
+	// IdentityClaimOf returns the claim of (workspace, kind, index), if any.
+	IdentityClaimOf(ctx context.Context, workspace, kind, index string) (IdentityClaim, bool, error)
+	// TakeOverIdentity gives the claim of (c.Workspace, c.Kind, c.Index) to
+	// c.Contact if it is still from's; it reports whether it did.
+	TakeOverIdentity(ctx context.Context, c IdentityClaim, from contact.ID) (bool, error)
+	// ReleaseIdentity deletes the claim of (workspace, kind, index) if it is id's.
+	ReleaseIdentity(ctx context.Context, workspace, kind, index string, id contact.ID) error
+}
+
+// identityKey is one value a contact may hold: its email or its phone, by blind index.
+type identityKey struct{ kind, index string }
+
+// identityChange is what a decided command does to its contact's claims.
+type identityChange struct {
+	// claimed are claims made for the command: given back if its append fails.
+	claimed []identityKey
+	// released are values the contact stops holding: released after the append.
+	released []identityKey
+	// waived is set when a keep_both restore left a value's claim to the
+	// contact that holds it: the restored contact holds it too, unclaimed,
+	// and only the identity index will tell (see apply).
+	waived bool
+}
+
+// claimStale is how old a claim of a contact whose stream does not exist
+// must be before another contact takes it over: its create died between
+// claiming and appending (a create that runs takes milliseconds).
+const claimStale = 2 * time.Minute
+
+// pendingWait is how long a command waits for the create that claimed a
+// value a moment ago to append, so that it can name that contact's state.
+const pendingWait = 2 * time.Second
+
+// heldIdentities returns the values c keeps to itself under p.
+func heldIdentities(b shred.BlindIndex, c *contact.Contact, p contact.Policy) []identityKey {
+	if !p.HoldsIdentity(c.State()) || c.Shredded() {
+		return nil
+	}
+	per := c.Personal()
+	var out []identityKey
+	if v := b.Of("email", contact.NormalizeEmail(per.Email)); v != "" {
+		out = append(out, identityKey{"email", v})
+	}
+	if v := b.Of("phone", contact.NormalizePhone(per.Phone)); v != "" {
+		out = append(out, identityKey{"phone", v})
+	}
+	return out
+}
+
+// identitiesBefore returns a loaded contact's snapshot and the values it
+// holds before a command runs.
+func (s *Service) identitiesBefore(ctx context.Context, workspace string, c *contact.Contact, p contact.Policy) (contact.Snapshot, []identityKey, error) {
+	snap := c.Snapshot()
+	if p.Uniqueness() == contact.UniquenessOff {
+		return snap, nil, nil
+	}
+	b, err := s.vault.BlindIndex(ctx, workspace)
+	if err != nil {
+		return snap, nil, err
+	}
+	return snap, heldIdentities(b, c, p), nil
+}
+
+// guardIdentities checks the values a command gives its contact c (those
+// it did not hold before, or, for a restore, all it holds after) against
+// every other contact of the workspace, and claims them. A value another
+// contact holds refuses the command with an *IdentityTakenError, unless the
+// command is a restore recorded with keep_both: then the other contact
+// keeps its claim. In a dry run nothing is claimed; the same checks run
+// on the claims as they are. known, when set, are the identity index's
+// matches of every value c has, read already (a create reads them for the
+// spam check).
+func (s *Service) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry bool, known *[]IdentityMatch) (identityChange, error) {
+	var ch identityChange
+	if p.Uniqueness() == contact.UniquenessOff && len(before) == 0 {
+		return ch, nil
+	}
+	b, err := s.vault.BlindIndex(ctx, workspace)
+	if err != nil {
+		return ch, err
+	}
+	after := heldIdentities(b, c, p)
+	restoring, keepBoth := false, false
+	for _, chg := range changes {
+		if r, ok := chg.Event.(contact.Restored); ok {
+			restoring, keepBoth = true, r.KeepBoth
+		}
+	}
+	var need []identityKey
+	for _, k := range after {
+		if restoring || !slices.Contains(before, k) {
+			need = append(need, k)
+		}
+	}
+	for _, k := range before {
+		if !slices.Contains(after, k) {
+			ch.released = append(ch.released, k)
+		}
+	}
+	if len(need) == 0 {
+		return ch, nil
+	}
+	taken := func(k identityKey, holder contact.ID, st contact.State) error {
+		return &IdentityTakenError{Field: k.kind, Holder: holder, State: st, Restoring: restoring}
+	}
+	// Every contact the identity index knows with one of the values, claims
+	// or not (those made before uniqueness, or kept by keep_both).
+	q := IdentityQuery{}
+	for _, k := range need {
+		if k.kind == "email" {
+			q.EmailIndex = k.index
+		} else {
+			q.PhoneIndex = k.index
+		}
+	}
+	var ms []IdentityMatch
+	if known != nil {
+		ms = *known
+	} else if ms, err = s.identities.FindIdentities(ctx, workspace, q); err != nil {
+		return ch, err
+	}
+	var waived []identityKey
+	for _, m := range ms {
+		if m.ID == id || !p.HoldsIdentity(m.State) {
+			continue
+		}
+		for _, k := range need {
+			if (k.kind == "email" && !m.ByEmail) || (k.kind == "phone" && !m.ByPhone) || slices.Contains(waived, k) {
+				continue
+			}
+			// The index may be behind: the log says whether it still holds it.
+			st, holds, err := s.holdsIdentity(ctx, workspace, m.ID, p, b, k)
+			if err != nil {
+				return ch, err
+			}
+			if !holds {
+				continue
+			}
+			if !keepBoth {
+				return ch, taken(k, m.ID, st)
+			}
+			waived, ch.waived = append(waived, k), true
+		}
+	}
+	if s.claims == nil {
+		return ch, nil
+	}
+	for _, k := range need {
+		if slices.Contains(waived, k) {
+			continue
+		}
+		fresh, held, err := s.claim(ctx, workspace, id, p, b, k, keepBoth, dry, taken)
+		if fresh {
+			ch.claimed = append(ch.claimed, k)
+		}
+		ch.waived = ch.waived || held
+		if err != nil {
+			s.giveBack(ctx, workspace, id, ch)
+			return identityChange{}, err
+		}
+	}
+	return ch, nil
+}
+
+// claim claims one value for contact id, taking over a claim whose
+// contact no longer holds it. It reports whether it made a claim (which a
+// failed append gives back), and whether keep_both left it to another
+// contact that holds it. In a dry run it only reads the claim.
+func (s *Service) claim(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey, keepBoth, dry bool, taken func(identityKey, contact.ID, contact.State) error) (fresh, waived bool, err error) {
+	deadline := time.Now().Add(pendingWait)
+	for {
+		now := s.now()
+		want := IdentityClaim{Workspace: workspace, Kind: k.kind, Index: k.index, Contact: id, At: now}
+		var (
+			cur      IdentityClaim
+			inserted bool
+		)
+		if dry {
+			var found bool
+			cur, found, err = s.claims.IdentityClaimOf(ctx, workspace, k.kind, k.index)
+			if !found {
+				return false, false, err
+			}
+		} else {
+			cur, inserted, err = s.claims.ClaimIdentity(ctx, want)
+		}
+		if err != nil || inserted || cur.Contact == id {
+			return inserted, false, err
+		}
+		st, holds, err := s.holdsIdentity(ctx, workspace, cur.Contact, p, b, k)
+		switch {
+		case err == nil && st == "" && now.Sub(cur.At) < claimStale:
+			// Claimed by a create that has not appended yet.
+			if time.Now().Before(deadline) {
+				select {
+				case <-ctx.Done():
+					return false, false, ctx.Err()
+				case <-time.After(20 * time.Millisecond):
+				}
+				continue
+			}
+			return false, false, taken(k, cur.Contact, "")
+		case err != nil:
+			return false, false, err
+		case holds && keepBoth:
+			return false, true, nil // the other contact keeps it; the restore goes ahead
+		case holds:
+			return false, false, taken(k, cur.Contact, st)
+		case dry:
+			return false, false, nil // a real run would take the stale claim over
+		}
+		ok, err := s.claims.TakeOverIdentity(ctx, want, cur.Contact)
+		if err != nil || ok {
+			return ok, false, err
+		}
+		// Someone else took it over first: look again.
+	}
+}
+
+// holdsIdentity reads contact id from the log and reports its state and
+// whether it holds value k under p. A contact without a stream has state "".
+func (s *Service) holdsIdentity(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey) (contact.State, bool, error) {
+	l, err := s.load(ctx, workspace, id)
+	if errors.Is(err, contact.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return l.c.State(), slices.Contains(heldIdentities(b, l.c, p), k), nil
+}
+
+// giveBack releases the claims a command made, when it is not appended.
+func (s *Service) giveBack(ctx context.Context, workspace string, id contact.ID, ch identityChange) {
+	s.release(ctx, workspace, id, ch.claimed)
+}
+
+// settle releases the values a command's contact stopped holding, once it is appended.
+func (s *Service) settle(ctx context.Context, workspace string, id contact.ID, ch identityChange) {
+	s.release(ctx, workspace, id, ch.released)
+}
+
+// release deletes contact id's claims of ks. A claim left behind is
+// harmless (the next claimant finds its contact no longer holds the value
+// and takes it over), and an erasure deletes them all with the key.
+func (s *Service) release(ctx context.Context, workspace string, id contact.ID, ks []identityKey) {
+	if s.claims == nil {
+		return
+	}
+	for _, k := range ks {
+		if err := s.claims.ReleaseIdentity(context.WithoutCancel(ctx), workspace, k.kind, k.index, id); err != nil {
+			s.log.Warn("releasing an identity claim failed; the next claimant takes it over", "contact", id.String(), "err", err)
+		}
+	}
+}
