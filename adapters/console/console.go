@@ -52,6 +52,8 @@ type Commands interface {
 	RemoveLink(ctx context.Context, workspace string, id contact.ID, meta ledger.Meta, link contact.Link) (ledger.Result, error)
 	MarkSpam(ctx context.Context, workspace string, id contact.ID, meta ledger.Meta, reason string) (ledger.Result, error)
 	UnmarkSpam(ctx context.Context, workspace string, id contact.ID, meta ledger.Meta, reason string) (ledger.Result, error)
+	PlaceHold(ctx context.Context, workspace string, id contact.ID, meta ledger.Meta, caseRef, reason string) (ledger.Result, string, error)
+	ReleaseHold(ctx context.Context, workspace string, id contact.ID, meta ledger.Meta, reason string) (ledger.Result, error)
 }
 
 // Jobs runs and shows restore jobs.
@@ -166,6 +168,8 @@ func New(o Options) (*Console, error) {
 	}
 	c.page("POST contacts/{id}/spam", "contacts.spam", c.spam(true))
 	c.page("POST contacts/{id}/unspam", "contacts.unspam", c.spam(false))
+	c.page("POST contacts/{id}/hold", "contacts.hold", c.hold(true))
+	c.page("POST contacts/{id}/release-hold", "contacts.release_hold", c.hold(false))
 	c.page("POST contacts/{id}/tags", "contacts.tags", c.changeTags)
 	c.page("POST contacts/{id}/notes", "contacts.notes.add", c.addNote)
 	c.page("POST contacts/{id}/lists", "contacts.lists.set", c.setList)
@@ -439,6 +443,7 @@ var notices = map[string]string{
 	"created": "Contact created.", "updated": "Changes saved.", "archived": "Contact archived.", "unarchived": "Contact unarchived.",
 	"trashed": "Contact moved to trash.", "restored": "Contact restored.", "purged": "Contact deleted forever.",
 	"anonymized": "Contact anonymized.", "spam": "Marked as spam.", "unspam": "No longer marked as spam.",
+	"held": "Legal hold placed.", "released": "Legal hold released.",
 	"tags": "Tags saved.", "note": "Note added.", "list": "List membership saved.", "list-removed": "Removed from the list.",
 	"link": "Link added.", "link-removed": "Link removed.", "signed-out": "You are signed out.",
 	"cancel-asked": "Cancellation asked for.", "expired": "Your session ended. Please sign in again.",

@@ -318,25 +318,30 @@ var stateActions = map[contact.State][]action{
 }
 
 type contactPage struct {
-	C          ledger.View
-	Personal   []field
-	Notes      []contact.Note
-	Lists      []listRow
-	Actions    []action
-	Spam       string // "spam" or "unspam" when the role may and the state allows
-	Edit       bool
-	EditReason string
-	Assoc      bool // the role may change tags, notes, lists and links
-	Receipt    bool
-	Timeline   []timelineRow
-	AsOf       string
-	Version    string
-	Past       *pastState
-	Confirm    string
-	Statuses   []string
-	LinkKinds  []string
-	Erase      erasureList
-	Back       string
+	C        ledger.View
+	Personal []field
+	Notes    []contact.Note
+	Lists    []listRow
+	Actions  []action
+	Spam     string // "spam" or "unspam" when the role may and the state allows
+	// Hold is "hold" or "release-hold" when the role may place or release
+	// the contact's legal hold; EraseRefusal says why a held contact
+	// offers neither purge nor anonymize.
+	Hold         string
+	EraseRefusal string
+	Edit         bool
+	EditReason   string
+	Assoc        bool // the role may change tags, notes, lists and links
+	Receipt      bool
+	Timeline     []timelineRow
+	AsOf         string
+	Version      string
+	Past         *pastState
+	Confirm      string
+	Statuses     []string
+	LinkKinds    []string
+	Erase        erasureList
+	Back         string
 }
 
 type field struct{ Label, Value string }
@@ -393,11 +398,24 @@ func (c *Console) contact(w http.ResponseWriter, r *http.Request) {
 	data := contactPage{C: v, Personal: personalFields(v.Personal, v.Shredded), Statuses: []string{"subscribed", "unsubscribed", "bounced", "unconfirmed"},
 		LinkKinds: contact.LinkKinds, Erase: erasure, Back: backTo(r.URL.Query().Get("back"), "")}
 	for _, a := range stateActions[v.State] {
-		if ledger.Allowed(role, "contacts."+a.Value) {
-			data.Actions = append(data.Actions, a)
+		if !ledger.Allowed(role, "contacts."+a.Value) {
+			continue
 		}
+		if a.Dialog && v.Hold != nil {
+			// A legal hold stops every erasure until it is released.
+			data.EraseRefusal = "Delete forever and anonymize are off: the contact is under legal hold. Release the hold first."
+			continue
+		}
+		data.Actions = append(data.Actions, a)
 	}
 	erased := v.State == contact.StatePurged || v.State == contact.StateAnonymized
+	switch {
+	case erased:
+	case v.Hold == nil && ledger.Allowed(role, "contacts.hold"):
+		data.Hold = "hold"
+	case v.Hold != nil && ledger.Allowed(role, "contacts.release_hold"):
+		data.Hold = "release-hold"
+	}
 	if !erased {
 		op := "contacts.spam"
 		if v.Spam {
@@ -717,6 +735,30 @@ func (c *Console) transition(t ledger.Transition) http.HandlerFunc {
 			return
 		}
 		after(w, r, id, done[string(t)])
+	}
+}
+
+// hold places (with a case reference and a reason) or releases a
+// contact's legal hold.
+func (c *Console) hold(place bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := contactID(r)
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		ws, reason, notice := principal(r).Workspace, r.PostForm.Get("reason"), "held"
+		if place {
+			_, _, err = c.o.Commands.PlaceHold(r.Context(), ws, id, meta(r), r.PostForm.Get("case"), reason)
+		} else {
+			_, err = c.o.Commands.ReleaseHold(r.Context(), ws, id, meta(r), reason)
+			notice = "released"
+		}
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		after(w, r, id, notice)
 	}
 }
 

@@ -251,6 +251,46 @@ func testConsole(t *testing.T, store string) {
 		}
 	})
 
+	step("a legal hold stops delete forever until released", func(t *testing.T) {
+		id := mk(map[string]any{"name": "Held Contact", "email": "held@example.com"})
+		want(t, l.as("POST", "/v1/contacts/"+id+"/trash", nil), 200, "")
+		b.open("/console/contacts/" + id)
+		if evalInto[int](b, `document.querySelectorAll("[data-dialog=purge-dialog], [data-dialog=anonymize-dialog]").length`) != 2 {
+			t.Fatalf("a trashed contact without a hold: %q, want delete forever and anonymize", b.text(".actions"))
+		}
+		b.fill("#hold-case", "CASE-7")
+		b.fill("#hold-reason", "litigation")
+		b.submit(`#hold-form button[type=submit]`)
+		if b.text(".notice") != "Legal hold placed." || !strings.Contains(b.text("#hold"), "case CASE-7") || !strings.Contains(b.text("#hold"), "litigation") {
+			t.Fatalf("after placing the hold: %q", b.text("main"))
+		}
+		if n := evalInto[int](b, `document.querySelectorAll("[data-dialog=purge-dialog], [data-dialog=anonymize-dialog], #purge-dialog").length`); n != 0 || !strings.Contains(b.text("#erase-refusal"), "legal hold") {
+			t.Fatalf("a held contact offers %d erasures; refusal %q", n, b.text(".actions"))
+		}
+		if !strings.Contains(b.text("#purge-after"), "not while the legal hold stands") {
+			t.Fatalf("the held contact's purge date: %q", b.text("#purge-after"))
+		}
+		if !strings.Contains(b.text("table.timeline"), "Held") || !strings.Contains(b.text("table.timeline"), "litigation") {
+			t.Fatalf("the timeline does not show the hold: %q", b.text("table.timeline"))
+		}
+		// A purge sent anyway is refused, and the contact stays.
+		status, body := consolePost(t, b, "/console/contacts/"+id+"/purge", url.Values{"csrf": {csrfOf(t, b)}}, "")
+		if status != http.StatusConflict || !strings.Contains(body, "legal hold") {
+			t.Fatalf("purging a held contact: %d %q", status, body)
+		}
+		if r := l.as("GET", "/v1/contacts/"+id, nil); r.str("state") != "trashed" {
+			t.Fatalf("the held contact: %s", r.Raw)
+		}
+		b.click(`#release-hold-form button[type=submit]`)
+		b.waitVisible("#confirm-dialog")
+		b.fill("#confirm-reason", "case closed")
+		b.submit("#confirm-ok")
+		if b.text(".notice") != "Legal hold released." || evalInto[int](b, `document.querySelectorAll("#hold").length`) != 0 ||
+			evalInto[int](b, `document.querySelectorAll("[data-dialog=purge-dialog]").length`) != 1 {
+			t.Fatalf("after releasing the hold: %q", b.text("main"))
+		}
+	})
+
 	step("delete forever from trash, and its receipt", func(t *testing.T) {
 		upHook = hook(up, map[string]any{"description": "Ada's CRM sync"})
 		downHook = hook(down, map[string]any{"description": "Grace's archive", "types": []string{"contact.purged"}})

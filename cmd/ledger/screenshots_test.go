@@ -61,6 +61,8 @@ func TestConsoleLayout(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A deleted contact under legal hold: no delete forever until released.
+	want(t, l.as("POST", "/v1/contacts/"+ids[4]+"/hold", map[string]any{"case": "CASE-2026-17", "reason": "litigation hold"}), 200, "")
 	b.signIn(l.admin)
 
 	dir := os.Getenv("LEDGER_SCREENSHOTS")
@@ -70,6 +72,8 @@ func TestConsoleLayout(t *testing.T) {
 		{"contact", "/console/contacts/" + ids[0], ""},
 		{"delete-forever", "/console/contacts/" + ids[3] + "?confirm=purge", ""},
 		{"receipt", "/console/contacts/" + ids[5] + "/receipt", ""},
+		{"receipt-propagation", "/console/contacts/" + ids[5] + "/receipt", `document.querySelector("#propagation").scrollIntoView()`},
+		{"held", "/console/contacts/" + ids[4], ""},
 		{"audit", "/console/audit", ""},
 		{"engineers", "/console/engineers", ""},
 		{"sign-in", "/console/sign-in", ""},
