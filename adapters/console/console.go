@@ -378,6 +378,9 @@ type errorPage struct {
 	Fields  []contact.FieldError
 	// RunningJob names the restore job that holds the workspace's slot.
 	RunningJob string
+	// Holder is the contact that holds a refused email or phone; KeepBoth
+	// the contact whose refused restore may go ahead with keep_both.
+	Holder, KeepBoth string
 }
 
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -393,6 +396,12 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e.Title = http.StatusText(e.Status)
 		if appErr.Code == contact.CodeUnauthorized {
 			e.Title = "Please sign in"
+		}
+		if taken, ok := errors.AsType[*ledger.IdentityTakenError](err); ok {
+			e.Message, e.Holder = takenMessage(taken), taken.Holder.String()
+			if taken.Restoring {
+				e.KeepBoth = r.PathValue("id")
+			}
 		}
 	} else {
 		c.log.Error("console request failed", "request_id", info(r).id, "route", r.Pattern, "err", err)

@@ -584,6 +584,9 @@ func summarize(m map[string]any) string {
 }
 
 type formPage struct {
+	// Holder is the contact that holds the email or phone the form asked
+	// for, when that was the refusal.
+	Holder  string
 	ID      string
 	Version uint64
 	Values  map[string]string
@@ -596,11 +599,46 @@ type inputField struct{ Name, Label, Type, Value, Error string }
 
 var formFields = []string{"name", "email", "phone", "job_title", "address"}
 
+// holderOf names the contact holding a refused email or phone, or "".
+func holderOf(err error) string {
+	if taken, ok := errors.AsType[*ledger.IdentityTakenError](err); ok {
+		return taken.Holder.String()
+	}
+	return ""
+}
+
+// formStatus is a refused form's status: 409 when another contact holds
+// the email or phone, else 422.
+func formStatus(err error) int {
+	if holderOf(err) != "" {
+		return http.StatusConflict
+	}
+	return http.StatusUnprocessableEntity
+}
+
 func (c *Console) newContact(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "form", "New contact", formPage{New: true, Values: map[string]string{}})
 }
 
+// takenMessage says, in the console's words, why an email or phone cannot
+// be given to a contact: another contact holds it (named by id and state
+// on the page, never the value).
+func takenMessage(e *ledger.IdentityTakenError) string {
+	switch {
+	case e.Restoring:
+		return "This contact's " + e.Field + " now belongs to another contact (" + string(e.State) + "). Restore it all the same and keep both, or change one of them first."
+	case e.State == contact.StateTrashed:
+		return "This " + e.Field + " belongs to a contact in trash: restore that contact instead of creating another."
+	case e.State == "":
+		return "This " + e.Field + " is being given to another contact by a request still running; try again shortly."
+	}
+	return "This " + e.Field + " belongs to another contact (" + string(e.State) + "); the workspace keeps each email and phone to one contact."
+}
+
 func formErrors(err error) map[string]string {
+	if taken, ok := errors.AsType[*ledger.IdentityTakenError](err); ok {
+		return map[string]string{taken.Field: takenMessage(taken)}
+	}
 	var e *contact.Error
 	if !errors.As(err, &e) || len(e.Fields) == 0 {
 		return nil
@@ -636,7 +674,7 @@ func (c *Console) createContact(w http.ResponseWriter, r *http.Request) {
 		JobTitle: values["job_title"], Address: values["address"]}, Tags: splitTags(values["tags"])}
 	res, err := c.o.Commands.Create(r.Context(), principal(r).Workspace, meta(r), d)
 	if errs := formErrors(err); errs != nil {
-		c.render(w, r, http.StatusUnprocessableEntity, "form", "New contact", formPage{New: true, Values: values, Errors: errs})
+		c.render(w, r, formStatus(err), "form", "New contact", formPage{New: true, Values: values, Errors: errs, Holder: holderOf(err)})
 		return
 	}
 	if err != nil {
@@ -688,7 +726,7 @@ func (c *Console) updateContact(w http.ResponseWriter, r *http.Request) {
 	m.IfMatch = &version
 	_, err = c.o.Commands.Update(r.Context(), principal(r).Workspace, id, m, p)
 	if errs := formErrors(err); errs != nil {
-		c.render(w, r, http.StatusUnprocessableEntity, "form", "Edit contact", formPage{ID: id.String(), Version: version, Values: values, Errors: errs})
+		c.render(w, r, formStatus(err), "form", "Edit contact", formPage{ID: id.String(), Version: version, Values: values, Errors: errs, Holder: holderOf(err)})
 		return
 	}
 	if err != nil {
@@ -727,6 +765,9 @@ func (c *Console) transition(t ledger.Transition) http.HandlerFunc {
 			return
 		}
 		in := ledger.TransitionInput{Reason: r.PostForm.Get("reason")}
+		if t == ledger.Restore {
+			in.KeepBoth = r.PostForm.Get("on_conflict") == "keep_both"
+		}
 		if t.Erasing() {
 			in.Request = r.PostForm.Get("request")
 		}

@@ -1,8 +1,10 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -135,6 +137,53 @@ func testConsole(t *testing.T, store string) {
 			t.Fatalf("edit page of an archived contact: %q", b.text("main"))
 		}
 		want(t, l.as("POST", "/v1/contacts/"+adaID+"/unarchive", nil), 200, "")
+	})
+
+	step("a taken email is refused on the form; a restore offers keep both", func(t *testing.T) {
+		b.open("/console/contacts/new")
+		b.fill("#f-name", "Ada Twin")
+		b.fill("#f-email", "ADA@analytical.example")
+		b.submit(`form.stack button[type=submit]`)
+		if !strings.Contains(b.text("#e-email"), "belongs to another contact (active)") ||
+			evalInto[string](b, `document.querySelector("#holder").getAttribute("href")`) != "/console/contacts/"+adaID ||
+			evalInto[string](b, `document.querySelector("#f-name").value`) != "Ada Twin" {
+			t.Fatalf("a create onto Ada's email: %q", b.text("main"))
+		}
+		// Under identity_uniqueness live, trash frees the email; restoring
+		// its old holder meets the new one and offers keep both.
+		pol := l.as("GET", "/v1/workspace/policy", nil)
+		var saved map[string]any
+		if err := json.Unmarshal(pol.Raw, &saved); err != nil {
+			t.Fatal(err)
+		}
+		setUniqueness := func(u string) {
+			p := maps.Clone(saved)
+			p["identity_uniqueness"] = u
+			want(t, l.as("PUT", "/v1/workspace/policy", p), 200, "")
+		}
+		setUniqueness("live")
+		defer setUniqueness(saved["identity_uniqueness"].(string))
+		one := mk(map[string]any{"name": "Twin One", "email": "twin@example.com"})
+		want(t, l.as("POST", "/v1/contacts/"+one+"/trash", nil), 200, "")
+		two := mk(map[string]any{"name": "Twin Two", "email": "twin@example.com"})
+		b.open("/console/contacts/" + one)
+		b.click(`form[action$="/restore"] button`)
+		b.waitVisible("#confirm-dialog")
+		b.submit("#confirm-ok")
+		if !strings.Contains(b.text(".error"), "now belongs to another contact (active)") ||
+			evalInto[string](b, `document.querySelector("#holder a").getAttribute("href")`) != "/console/contacts/"+two {
+			t.Fatalf("a restore onto a taken email: %q", b.text("main"))
+		}
+		if r := l.as("GET", "/v1/contacts/"+one, nil); r.str("state") != "trashed" {
+			t.Fatalf("a refused restore changed the contact: %s", r.Raw)
+		}
+		b.submit("#keep-both button")
+		if b.text(".notice") != "Contact restored." {
+			t.Fatalf("restore and keep both: %q", b.text("main"))
+		}
+		if r := l.as("GET", "/v1/contacts/"+one, nil); r.str("state") != "active" {
+			t.Fatalf("after keep both: %s", r.Raw)
+		}
 	})
 
 	step("xss name renders inert", func(t *testing.T) {
