@@ -148,6 +148,13 @@ func get[T any](b *tab, a chromedp.Action[T]) T {
 	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
 	defer cancel()
 	v, err := chromedp.Run(ctx, a)
+	// chromedp finds a node in its copy of the DOM, then reads it: when the
+	// page is replaced in between (a load finishing on a busy machine), the
+	// read fails with a stale node id. Reading again reads the page now.
+	for try := 0; err != nil && strings.Contains(err.Error(), "No node with given id found") && try < 3; try++ {
+		time.Sleep(100 * time.Millisecond)
+		v, err = chromedp.Run(ctx, a)
+	}
 	if err != nil {
 		b.fatal(err)
 	}
@@ -237,12 +244,16 @@ func (b *tab) keys(sel, text string) {
 
 // enter types text into an element and presses Enter, which submits its
 // form: the page it leaves may end the typing with "target navigated".
+// Enter goes to the element the typing left focused, not to the element
+// looked up again: on a loaded machine the page can be gone by then, and
+// the lookup fail with "No node with given id found" though the form was
+// submitted.
 func (b *tab) enter(sel, text string) {
 	b.t.Helper()
 	b.keys(sel, text)
 	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
 	defer cancel()
-	err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(sel), "\r"))
+	err := chromedp.Do(ctx, chromedp.KeyEvent("\r"))
 	if err != nil && !strings.Contains(err.Error(), "navigated or closed") && !strings.Contains(err.Error(), "Cannot find context") {
 		b.fatal(err)
 	}

@@ -322,6 +322,12 @@ func testConsole(t *testing.T, store string) {
 		if !strings.Contains(b.text("table.timeline"), "Held") || !strings.Contains(b.text("table.timeline"), "litigation") {
 			t.Fatalf("the timeline does not show the hold: %q", b.text("table.timeline"))
 		}
+		// In the trash list too: no delete forever, no purge date.
+		b.open("/console/contacts?view=trash&q=Held+Contact")
+		if row := b.text("tbody tr"); !strings.Contains(strings.ToLower(row), "legal hold") || evalInto[int](b, `document.querySelectorAll("tbody tr a.danger").length`) != 0 {
+			t.Fatalf("the held contact's trash row: %q", row)
+		}
+		b.open("/console/contacts/" + id)
 		// A purge sent anyway is refused, and the contact stays.
 		status, body := consolePost(t, b, "/console/contacts/"+id+"/purge", url.Values{"csrf": {csrfOf(t, b)}}, "")
 		if status != http.StatusConflict || !strings.Contains(body, "legal hold") {
