@@ -42,11 +42,8 @@ type Options struct {
 	Progress Progress
 	// Sessions keeps the console's sessions; without it nobody can sign in to the console.
 	Sessions SessionStore
-	// AfterErasure runs after a data key is destroyed, to reach the store's
-	// own copies of deleted bytes (PostgreSQL vacuums, SQLite checkpoints its WAL).
-	AfterErasure func(ctx context.Context) error
-	Now          func() time.Time
-	Logger       *slog.Logger
+	Now      func() time.Time
+	Logger   *slog.Logger
 	// Metrics, when set, is told of every command and append.
 	Metrics Observer
 	// Webhooks keeps webhook subscriptions and their deliveries; Sender
@@ -70,32 +67,31 @@ type Observer interface {
 
 // Service runs commands and queries on contacts.
 type Service struct {
-	events       contact.EventStore
-	vault        *Vault
-	dir          Directory
-	views        ReadModels
-	identities   Identities
-	claims       IdentityClaims
-	progress     Progress
-	sessions     SessionStore
-	afterErasure func(ctx context.Context) error
-	clock        func() time.Time
-	log          *slog.Logger
-	tokens       ttlCache[Token]
-	workspaces   ttlCache[Workspace]
-	metrics      Observer
-	jobKick      chan struct{}
-	jobStatuses  jobStatuses
-	watch        logWatch
-	webhooks     WebhookStore
-	sender       WebhookSender
+	events      contact.EventStore
+	vault       *Vault
+	dir         Directory
+	views       ReadModels
+	identities  Identities
+	claims      IdentityClaims
+	progress    Progress
+	sessions    SessionStore
+	clock       func() time.Time
+	log         *slog.Logger
+	tokens      ttlCache[Token]
+	workspaces  ttlCache[Workspace]
+	metrics     Observer
+	jobKick     chan struct{}
+	jobStatuses jobStatuses
+	watch       logWatch
+	webhooks    WebhookStore
+	sender      WebhookSender
 }
 
 // New returns a Service.
 func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities, claims: o.Claims,
-		progress: o.Progress, sessions: o.Sessions, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
+		progress: o.Progress, sessions: o.Sessions, clock: o.Now, log: o.Logger, metrics: o.Metrics,
 		jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
 	}
 	if s.clock == nil {
@@ -661,7 +657,6 @@ func (s *Service) Transition(ctx context.Context, workspace string, id contact.I
 	res, err = s.execute(ctx, workspace, id, meta, transitionCommand(t, in, meta))
 	if err == nil && t.Erasing() && res.EventID != "" {
 		s.erased(ctx, workspace, id)
-		s.compactAfterErasure(ctx)
 	}
 	return res, err
 }
@@ -672,16 +667,11 @@ func (s *Service) Transition(ctx context.Context, workspace string, id contact.I
 func (s *Service) TransitionMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, t Transition, in TransitionInput) ([]Result, []error) {
 	start := time.Now()
 	results, errs := s.executeMany(ctx, workspace, ids, meta, transitionCommand(t, in, meta))
-	erased := false
 	for i, id := range ids {
 		s.observe(string(t), start, errs[i])
 		if errs[i] == nil && t.Erasing() && results[i].EventID != "" {
 			s.erased(ctx, workspace, id)
-			erased = true
 		}
-	}
-	if erased {
-		s.compactAfterErasure(ctx)
 	}
 	return results, errs
 }
@@ -722,19 +712,14 @@ func transitionCommand(t Transition, in TransitionInput, meta Meta) command {
 }
 
 // erased destroys the key of a contact whose tombstone is in the log.
-// Should this fail, the erasure projection destroys it when it reads the tombstone.
+// Should this fail, the erasure projection destroys it when it reads the
+// tombstone. Reaching the store's own copies of the deleted bytes
+// (PostgreSQL VACUUM, SQLite WAL truncation) is the projection runner's
+// part: it compacts after committing a batch that erased (projections.Compacter),
+// once the views' rows are gone too.
 func (s *Service) erased(ctx context.Context, workspace string, id contact.ID) {
 	if err := s.vault.Destroy(ctx, workspace, id); err != nil {
 		s.log.Error("destroying a data key failed; the erasure projection will retry", "contact", id.String(), "err", err)
-	}
-}
-
-// compactAfterErasure runs the store's post-erasure maintenance, if any.
-func (s *Service) compactAfterErasure(ctx context.Context) {
-	if s.afterErasure != nil {
-		if err := s.afterErasure(ctx); err != nil {
-			s.log.Warn("post-erasure maintenance failed", "err", err)
-		}
 	}
 }
 
