@@ -444,7 +444,8 @@ func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.
 }
 
 // manyWorkers bounds how many contacts of a batch are decided at once:
-// deciding reads and writes identity claims, a round trip each.
+// deciding may read the identity index and the log of a contact holding a
+// value, a round trip each (the batch's claims are made all at once).
 const manyWorkers = 16
 
 // onWorkers runs fn on each of is, on up to manyWorkers goroutines, and
@@ -512,7 +513,7 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 			todo = append(todo, i)
 		}
 	}
-	// Deciding may read and write identity claims: on several workers.
+	// Deciding may read the identity index: on several workers.
 	ds := make([]decided, len(ids))
 	onWorkers(todo, func(i int) {
 		ds[i], errs[i] = s.decide(ctx, workspace, ids[i], meta, ls[ids[i]], p, cmd(i), true)
