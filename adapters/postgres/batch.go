@@ -85,7 +85,7 @@ ORDER BY cur.n`
 
 var (
 	batchPlain    = fmt.Sprintf(batchSQL, "")
-	batchRacing   = fmt.Sprintf(batchSQL, "ON CONFLICT DO NOTHING")
+	batchRacing   = "/* racing */" + fmt.Sprintf(batchSQL, "ON CONFLICT DO NOTHING") // the comment names it in pg_stat_activity, whose text is cut at 1 kB
 	errLostInsert = contact.Errorf(contact.ErrConcurrency, "another append to the stream won")
 )
 
