@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Vault, Vault); `make run` and `make test` build without their SDKs.
 RELEASE_TAGS := kms
 
-.PHONY: run dev build release test soak lint fuzz bench
+.PHONY: run dev build release test soak lint complexity fuzz bench
 
 ## run: serve the API on the embedded store in ./data (http://localhost:8080); ARGS="--addr :9090" adds flags
 # The binary replaces the recipe's shell (exec), so Ctrl-C reaches the
@@ -37,12 +37,22 @@ soak:
 		-run 'TestCrashRecovery|TestWebhookCrash|TestConcurrentCommands|TestErasureUnderLoad|TestLifecycleProperties|TestServiceProperties' \
 		./cmd/ledger/ ./domain/contact/
 
-## lint: go vet and gofmt; the release build's key services are vetted and tested too
+# Linters are pinned in tools.mod (a go.mod of their own, so their
+# dependencies never reach the service's build) and run with `go tool`:
+# a fresh clone needs nothing installed beyond Go.
+TOOL := $(GO) tool -modfile=tools.mod
+
+## lint: go vet, staticcheck and gofmt; the release build's key services are vetted and tested too
 lint:
 	$(GO) vet ./...
+	$(TOOL) staticcheck ./...
 	$(GO) vet -tags '$(RELEASE_TAGS)' ./adapters/keyring/
 	$(GO) test -count=1 -tags '$(RELEASE_TAGS)' ./adapters/keyring/
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+## complexity: fail when a function (production code or tests) has a cyclomatic complexity over 30 (gocyclo; not yet part of lint)
+complexity:
+	$(TOOL) gocyclo -over 30 .
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 60s); crashers land in testdata/fuzz
 fuzz:

@@ -171,10 +171,8 @@ func checkOrder(t *testing.T, log []feed.Event, got []hooktest.Delivery) {
 func TestDeliversEveryEventInOrder(t *testing.T) {
 	e := setup(t, delivery.Options{Batch: 50, InFlight: 8})
 	w := e.subscribe(false)
-	var ids []contact.ID
 	for i := range 30 {
 		id := e.create(fmt.Sprintf("Order Person %d", i))
-		ids = append(ids, id)
 		e.transition(id, ledger.Archive)
 		e.transition(id, ledger.Trash)
 		e.transition(id, ledger.Restore)

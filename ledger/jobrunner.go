@@ -197,6 +197,14 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 	if j.State.Terminal() {
 		return s.releaseJob(ctx, workspace, id)
 	}
+	if j.CancelRequested {
+		// Cancelled while queued (or while its runner was stopped): it
+		// restores nothing more. The dispatch below only sees a cancel
+		// request when recording progress races it, so a small job would
+		// otherwise run to its end and say it succeeded.
+		log.Info("restore job cancelled before it ran", "done", len(j.Done))
+		return s.endJob(ctx, workspace, id, meta, job.Cancelled{})
+	}
 	if recs, err = s.appendJob(ctx, job.Stream(id), workspace, meta, recs, s.now(), job.Started{Resumed: j.State == job.StateRunning}); err != nil {
 		return err
 	}

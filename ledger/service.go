@@ -42,11 +42,8 @@ type Options struct {
 	// identity index alone (eventually consistent).
 	Claims   IdentityClaims
 	Progress Progress
-	// AfterErasure runs after a data key is destroyed, to reach the store's
-	// own copies of deleted bytes (PostgreSQL vacuums, SQLite checkpoints its WAL).
-	AfterErasure func(ctx context.Context) error
-	Now          func() time.Time
-	Logger       *slog.Logger
+	Now      func() time.Time
+	Logger   *slog.Logger
 	// Metrics, when set, is told of every command and append.
 	Metrics Observer
 	// KeysWithLog, when set, stores new contacts' keys with their first
@@ -81,7 +78,6 @@ type Service struct {
 	identities   Identities
 	claims       IdentityClaims
 	progress     Progress
-	afterErasure func(ctx context.Context) error
 	clock        func() time.Time
 	log          *slog.Logger
 	tokens       ttlCache[Token]
@@ -99,7 +95,7 @@ type Service struct {
 func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities, claims: o.Claims,
-		progress: o.Progress, afterErasure: o.AfterErasure, clock: o.Now, log: o.Logger, metrics: o.Metrics,
+		progress: o.Progress, clock: o.Now, log: o.Logger, metrics: o.Metrics,
 		keysWithLog: o.KeysWithLog, jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
 	}
 	if s.clock == nil {
@@ -1004,7 +1000,6 @@ func (s *Service) Transition(ctx context.Context, workspace string, id contact.I
 	res, err = s.execute(ctx, workspace, id, meta, transitionCommand(t, in, meta))
 	if err == nil && t.Erasing() && res.EventID != "" {
 		s.erased(ctx, workspace, id)
-		s.compactAfterErasure(ctx)
 	}
 	return res, err
 }
@@ -1027,7 +1022,6 @@ func (s *Service) TransitionMany(ctx context.Context, workspace string, ids []co
 		if err := s.vault.DestroyMany(ctx, workspace, erased); err != nil {
 			s.log.Error("destroying data keys failed; the erasure projection will retry", "contacts", len(erased), "err", err)
 		}
-		s.compactAfterErasure(ctx)
 	}
 	return results, errs
 }
@@ -1068,19 +1062,14 @@ func transitionCommand(t Transition, in TransitionInput, meta Meta) command {
 }
 
 // erased destroys the key of a contact whose tombstone is in the log.
-// Should this fail, the erasure projection destroys it when it reads the tombstone.
+// Should this fail, the erasure projection destroys it when it reads the
+// tombstone. Reaching the store's own copies of the deleted bytes
+// (PostgreSQL VACUUM, SQLite WAL truncation) is the projection runner's
+// part: it compacts after committing a batch that erased (projections.Compacter),
+// once the views' rows are gone too.
 func (s *Service) erased(ctx context.Context, workspace string, id contact.ID) {
 	if err := s.vault.Destroy(ctx, workspace, id); err != nil {
 		s.log.Error("destroying a data key failed; the erasure projection will retry", "contact", id.String(), "err", err)
-	}
-}
-
-// compactAfterErasure runs the store's post-erasure maintenance, if any.
-func (s *Service) compactAfterErasure(ctx context.Context) {
-	if s.afterErasure != nil {
-		if err := s.afterErasure(ctx); err != nil {
-			s.log.Warn("post-erasure maintenance failed", "err", err)
-		}
 	}
 }
 

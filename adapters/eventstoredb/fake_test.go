@@ -224,7 +224,6 @@ func (c *fakeClient) AppendToStream(ctx context.Context, stream string, opts esd
 type fakeEvents struct {
 	evs []*esdb.RecordedEvent
 	err error // returned after evs instead of io.EOF
-	end func()
 }
 
 func (r *fakeEvents) Recv() (*esdb.ResolvedEvent, error) {

@@ -107,7 +107,7 @@ func (s *Server) importContacts(c echo.Context) error {
 	}
 
 	// The file is sound: from here on the answer is 200 and streams.
-	w.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSONCharsetUTF8)
+	w.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	src, _ := json.Marshal(source)

@@ -447,7 +447,7 @@ func writeJSON(c echo.Context, status int, contentType string, v any) error {
 }
 
 func ok(c echo.Context, status int, v any) error {
-	return writeJSON(c, status, echo.MIMEApplicationJSONCharsetUTF8, v)
+	return writeJSON(c, status, echo.MIMEApplicationJSON, v)
 }
 
 // Limits on JSON documents, beyond the body size.

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/contactledger/ledger/internal/logtail"
 	"github.com/jackc/pgx/v5"
@@ -37,10 +36,9 @@ type Store struct {
 
 	tail *logtail.Tail // the subscriptions' shared reads of the log
 
-	notifyOnce sync.Once
-	notifyCh   chan struct{}
-	closed     chan struct{}
-	wg         sync.WaitGroup
+	notifyCh chan struct{}
+	closed   chan struct{}
+	wg       sync.WaitGroup
 
 	compactMu    sync.Mutex
 	compacting   bool
@@ -157,5 +155,3 @@ func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 }
 
 func u64(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }
-
-func utc(t time.Time) time.Time { return t.UTC() }

@@ -121,7 +121,10 @@ func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (drive
 	if b, ok := c.c.(driver.ConnBeginTx); ok {
 		return b.BeginTx(ctx, opts)
 	}
-	return c.c.Begin() //nolint:staticcheck // only for a driver without BeginTx
+	// database/sql does the same for a driver without BeginTx: Begin is
+	// the only way such a connection starts a transaction.
+	//lint:ignore SA1019 the fallback for a driver without ConnBeginTx
+	return c.c.Begin()
 }
 
 func (c *cachingConn) ResetSession(ctx context.Context) error {

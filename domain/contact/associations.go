@@ -188,7 +188,7 @@ func (e ListMembershipChanged) MarshalJSON() ([]byte, error) {
 	}{e.Status})
 }
 
-func (e ListMembershipRemoved) personalPart() any            { return listPart{e.List} }
+func (e ListMembershipRemoved) personalPart() any            { return listPart(e) }
 func (e *ListMembershipRemoved) personalTarget() any         { return &listTarget{&e.List} }
 func (e *ListMembershipRemoved) shred()                      { e.List = "" }
 func (e ListMembershipRemoved) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
@@ -226,11 +226,11 @@ func (e *Unlinked) personalTarget() any         { return &linkTarget{&e.Ref} }
 func (e *Unlinked) shred()                      { e.Ref = "" }
 func (e Unlinked) MarshalJSON() ([]byte, error) { return linkClear(e.Link) }
 
-func (e MarkedSpam) personalPart() any              { return reasonPart{e.Reason} }
+func (e MarkedSpam) personalPart() any              { return reasonPart(e) }
 func (e *MarkedSpam) personalTarget() any           { return &reasonTarget{&e.Reason} }
 func (e *MarkedSpam) shred()                        { e.Reason = "" }
 func (e MarkedSpam) MarshalJSON() ([]byte, error)   { return []byte("{}"), nil }
-func (e UnmarkedSpam) personalPart() any            { return reasonPart{e.Reason} }
+func (e UnmarkedSpam) personalPart() any            { return reasonPart(e) }
 func (e *UnmarkedSpam) personalTarget() any         { return &reasonTarget{&e.Reason} }
 func (e *UnmarkedSpam) shred()                      { e.Reason = "" }
 func (e UnmarkedSpam) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }

@@ -89,12 +89,6 @@ func check(prev link, r Record) *Break {
 	return nil
 }
 
-// Head returns the last version and hash seen of a stream.
-func (v *ChainVerifier) Head(stream string) (uint64, []byte) {
-	l := v.last[stream]
-	return l.version, l.hash
-}
-
 // TrailDigestAlgorithm names how TrailDigest is computed, for receipts.
 const TrailDigestAlgorithm = `SHA-256 over "contact-ledger/trail/v1\n" followed by each event's 32-byte chain hash, in version order`
 

@@ -180,12 +180,12 @@ func (t *reasonTarget) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (e Archived) personalPart() any            { return reasonPart{e.Reason} }
+func (e Archived) personalPart() any            { return reasonPart(e) }
 func (e *Archived) personalTarget() any         { return &reasonTarget{&e.Reason} }
 func (e *Archived) shred()                      { e.Reason = "" }
 func (e Archived) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
 
-func (e Unarchived) personalPart() any            { return reasonPart{e.Reason} }
+func (e Unarchived) personalPart() any            { return reasonPart(e) }
 func (e *Unarchived) personalTarget() any         { return &reasonTarget{&e.Reason} }
 func (e *Unarchived) shred()                      { e.Reason = "" }
 func (e Unarchived) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
@@ -419,6 +419,18 @@ func HasPersonal(typ string) bool {
 func RequiresPersonal(typ string, schema int) bool {
 	k, ok := kinds[typ]
 	return ok && k.sealedFrom > 0 && schema >= k.sealedFrom && !k.optional
+}
+
+// Schemas returns the current schema version of every event type, by wire
+// name: the version Encode writes. A log may hold every version from 1 up
+// to it, and Decode reads them all (the golden events in testdata/events
+// prove it for each).
+func Schemas() map[string]int {
+	out := make(map[string]int, len(kinds))
+	for typ, k := range kinds {
+		out[typ] = k.schema
+	}
+	return out
 }
 
 // KnownType reports whether typ is the wire name of an event type.

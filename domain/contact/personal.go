@@ -167,13 +167,6 @@ func (v *validator) personal(p Personal) {
 	}
 }
 
-// NormalizeTags trims, validates, deduplicates and sorts tags.
-func NormalizeTags(field string, tags []string) ([]string, error) {
-	var v validator
-	out := v.tags(field, tags)
-	return out, v.err()
-}
-
 func (v *validator) tags(field string, tags []string) []string {
 	if len(tags) > MaxTags {
 		v.fail(field, "at most "+strconv.Itoa(MaxTags)+" tags")

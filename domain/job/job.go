@@ -11,6 +11,7 @@ package job
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -145,6 +146,9 @@ var kinds = map[string]func() any{
 	TypeFailed: func() any { return &Failed{} }, TypeCancelled: func() any { return &Cancelled{} },
 	TypeAdmitted: func() any { return &Admitted{} }, TypeReleased: func() any { return &Released{} },
 }
+
+// Types returns the wire names of every job event type, sorted.
+func Types() []string { return slices.Sorted(maps.Keys(kinds)) }
 
 // TypeOf returns the wire name of a job event.
 func TypeOf(e any) string {
