@@ -390,13 +390,18 @@ func keyRow(id contact.ID) ledger.KeyRow {
 		Wrapped: []byte("wrapped-" + contact.NewID().String()), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 }
 
-// runBatches runs the batch cases, and the keyed ones on stores that keep keys.
+// runBatches runs the batch cases, and the keyed ones on stores that keep keys,
+// in parallel: each case has a store of its own.
 func runBatches(t *testing.T, h EventStoreHarness) {
 	for _, c := range batchCases {
-		t.Run("batch: "+c.name, func(t *testing.T) { c.run(t, h, h.New(t)) })
+		t.Run("batch: "+c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, h, h.New(t))
+		})
 	}
 	for _, c := range keyedCases {
 		t.Run("keyed batch: "+c.name, func(t *testing.T) {
+			t.Parallel()
 			s := h.New(t)
 			if _, keeps := s.(ledger.KeyStore); !keeps {
 				t.Skipf("%T keeps no keys beside its log", s)
