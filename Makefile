@@ -46,6 +46,8 @@ TOOL := $(GO) tool -modfile=tools.mod
 lint:
 	$(GO) vet ./...
 	$(TOOL) staticcheck ./...
+	$(GO) vet -tags bench ./cmd/ledger/
+	$(TOOL) staticcheck -tags bench ./cmd/ledger/
 	$(GO) vet -tags '$(RELEASE_TAGS)' ./adapters/keyring/
 	$(GO) test -count=1 -tags '$(RELEASE_TAGS)' ./adapters/keyring/
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -59,5 +61,8 @@ fuzz:
 	scripts/fuzz.sh
 
 ## bench: every benchmark figure on the embedded store and a throwaway PostgreSQL (see BENCHMARKS.md); BENCH_FLAGS=--scale=0.1 for a quick run
-bench: dev
-	scripts/with-postgres.sh bin/ledger-dev bench $(BENCH_FLAGS)
+# bin/ledger-bench is the ledger binary with the bench command (tag bench,
+# code in internal/bench): the production binary carries no benchmark code.
+bench:
+	$(GO) build -tags bench -o bin/ledger-bench ./cmd/ledger
+	scripts/with-postgres.sh bin/ledger-bench bench $(BENCH_FLAGS)
