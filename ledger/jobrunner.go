@@ -241,7 +241,9 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 				return err
 			}
 			recs = next
-			_ = j.Apply(prog, s.now())
+			if err := j.Apply(prog, s.now()); err != nil {
+				return fmt.Errorf("the recorded progress does not apply to the job: %w", err)
+			}
 			prog, lastFlush = job.Progressed{}, time.Now()
 			return nil
 		}
@@ -338,40 +340,33 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 // endJob appends the job's last event (after a cancel request that raced
 // it, if need be) and frees the workspace's slot.
 func (s *Service) endJob(ctx context.Context, workspace, id string, meta Meta, end any) error {
-	for attempt := 1; ; attempt++ {
+	err := retryConflicts(func() error {
 		j, recs, err := s.loadJob(ctx, workspace, id)
-		if err != nil {
+		if err != nil || j.State.Terminal() {
 			return err
 		}
-		if !j.State.Terminal() {
-			if _, ok := end.(job.Succeeded); ok && j.CancelRequested && len(j.Pending()) > 0 {
-				end = job.Cancelled{}
-			}
-			_, err = s.appendJob(ctx, job.Stream(id), workspace, meta, recs, s.now(), end)
-			if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
-				continue
-			}
-			if err != nil {
-				return err
-			}
+		if _, ok := end.(job.Succeeded); ok && j.CancelRequested && len(j.Pending()) > 0 {
+			end = job.Cancelled{}
 		}
-		return s.releaseJob(ctx, workspace, id)
+		_, err = s.appendJob(ctx, job.Stream(id), workspace, meta, recs, s.now(), end)
+		return err
+	})
+	if err != nil {
+		return err
 	}
+	return s.releaseJob(ctx, workspace, id)
 }
 
 // releaseJob frees the workspace's slot if job id holds it.
 func (s *Service) releaseJob(ctx context.Context, workspace, id string) error {
-	for attempt := 1; ; attempt++ {
+	return retryConflicts(func() error {
 		lock, recs, err := s.readLock(ctx, workspace)
 		if err != nil || lock.Holder != id {
 			return err
 		}
 		_, err = s.appendJob(ctx, job.LockStream(workspace), workspace, Meta{Actor: jobActor, CorrelationID: id}, recs, s.now(), job.Released{Job: id})
-		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
-			continue
-		}
 		return err
-	}
+	})
 }
 
 // RunRestoreJob runs one admitted restore job to its end in this process,
