@@ -71,24 +71,24 @@ type Observer interface {
 
 // Service runs commands and queries on contacts.
 type Service struct {
-	events       contact.EventStore
-	vault        *Vault
-	dir          Directory
-	views        ReadModels
-	identities   Identities
-	claims       IdentityClaims
-	progress     Progress
-	clock        func() time.Time
-	log          *slog.Logger
-	tokens       ttlCache[Token]
-	workspaces   ttlCache[Workspace]
-	metrics      Observer
-	keysWithLog  KeyedAppender
-	jobKick      chan struct{}
-	jobStatuses  jobStatuses
-	watch        logWatch
-	webhooks     WebhookStore
-	sender       WebhookSender
+	events      contact.EventStore
+	vault       *Vault
+	dir         Directory
+	views       ReadModels
+	identities  Identities
+	claims      IdentityClaims
+	progress    Progress
+	clock       func() time.Time
+	log         *slog.Logger
+	tokens      ttlCache[Token]
+	workspaces  ttlCache[Workspace]
+	metrics     Observer
+	keysWithLog KeyedAppender
+	jobKick     chan struct{}
+	jobStatuses jobStatuses
+	watch       logWatch
+	webhooks    WebhookStore
+	sender      WebhookSender
 }
 
 // New returns a Service.
