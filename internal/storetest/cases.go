@@ -8,8 +8,10 @@ type suiteCase[H any] struct {
 	name string
 	run  func(t *testing.T, h H)
 	// serial keeps the case out of the parallel run, for a check that holds
-	// only while no other case is writing (a PostgreSQL stable head waits
-	// for every transaction in flight on the server, whatever its database).
+	// only while no other case is writing: PostgreSQL shows an event in the
+	// log (ReadAll, the stable head) only once every older transaction on
+	// the server has ended, whatever its database, so a case that reads the
+	// log at once after appending would see other cases' writes hold it back.
 	serial bool
 }
 
