@@ -283,15 +283,19 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 
 	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain),
 		backupCommand(stdout, withMain), erasuresCommand(stdout, withMain), webhooksCommand(stdout, stderr, withMain), restoreCommand(stdout, withMain))
-	if benchCommand != nil {
-		root.AddCommand(benchCommand(stdout, stderr))
-	}
+	addBenchCommand(root, stdout, stderr)
 	return root
 }
 
 // benchCommand makes the bench command in bin/ledger-bench (bench.go, tag
 // bench) and is nil in the production binary.
 var benchCommand func(stdout, stderr io.Writer) *cobra.Command
+
+func addBenchCommand(root *cobra.Command, stdout, stderr io.Writer) {
+	if benchCommand != nil {
+		root.AddCommand(benchCommand(stdout, stderr))
+	}
+}
 
 func lines(s ...string) string { return strings.Join(s, "\n") }
 
