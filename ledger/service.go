@@ -216,6 +216,14 @@ func (s *Service) load(ctx context.Context, workspace string, id contact.ID) (lo
 	if err != nil {
 		return loaded{}, err
 	}
+	if kerr == nil && key.Destroyed {
+		// No key, read before the stream: it may have been read before the
+		// commit of the contact's key and first event, and the stream
+		// after. Read after the stream, a missing key is destroyed (a key
+		// is never stored after its contact's first event). Rare: only
+		// erased contacts have no key.
+		key, kerr = s.vault.ContactKey(ctx, workspace, id)
+	}
 	if kerr != nil {
 		return loaded{}, kerr
 	}

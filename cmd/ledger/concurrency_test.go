@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/ledger"
 )
 
 // race is one command of TestConcurrentCommands, with when it was sent and answered.
@@ -273,7 +274,7 @@ func testConcurrentCommands(t *testing.T, store string) {
 		cid, _ := contact.ParseID(id)
 		n := 0
 		for _, rec := range lc.streams[cid.Stream()] {
-			if rec.Type != contact.TypeRestored || rec.CausationID != job {
+			if rec.Type != contact.TypeRestored || rec.CausationID != ledger.OperationJob+job {
 				continue
 			}
 			if n++; n > 1 {

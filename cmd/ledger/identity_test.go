@@ -68,6 +68,14 @@ func testIdentityUniqueness(t *testing.T, store string) {
 		res[1].Result != "created" {
 		t.Fatalf("import: %+v", res)
 	}
+	// Two rows of one chunk giving one phone to two new contacts: the first
+	// is created, the second is refused as a single create would be (the
+	// holder is named, and active: not a create still running).
+	_, res, _ = l.importFile("web", "text/csv", "name,email,phone\nFirst,first@example.com,+44 20 7946 0099\nSecond,second@example.com,+44 20 7946 0099\n")
+	if res[0].Result != "created" || res[1].Result != "skipped" || !strings.Contains(res[1].Reason, "identity taken") ||
+		!strings.Contains(res[1].Reason, res[0].ID+" (active)") {
+		t.Fatalf("import of one phone twice: %+v", res)
+	}
 
 	// Under live, trash frees the email; the restore meets the new holder.
 	setPolicy("live")
