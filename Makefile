@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Vault, Vault); `make run` and `make test` build without their SDKs.
 RELEASE_TAGS := kms
 
-.PHONY: run dev build release test soak lint complexity fuzz bench
+.PHONY: run dev build release test soak lint complexity fuzz bench screenshots
 
 ## run: serve the API on the embedded store in ./data (http://localhost:8080); ARGS="--addr :9090" adds flags
 # The binary replaces the recipe's shell (exec), so Ctrl-C reaches the
@@ -26,8 +26,9 @@ build:
 ## release: the same as build
 release: build
 
-## test: every test, with the race detector, against the embedded store and a throwaway PostgreSQL; with Node.js (installed as root when missing), the description's lint and generated TypeScript client
+## test: every test, with the race detector, against the embedded store and a throwaway PostgreSQL (and headless Chromium for the console); with Node.js (installed as root when missing), the description's lint and generated TypeScript client
 test:
+	scripts/ensure-chromium.sh
 	scripts/ensure-node.sh
 	scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 20m ./...
 
@@ -66,3 +67,8 @@ fuzz:
 bench:
 	$(GO) build -tags bench -o bin/ledger-bench ./cmd/ledger
 	scripts/with-postgres.sh bin/ledger-bench bench $(BENCH_FLAGS)
+
+## screenshots: the console's main pages as PNGs in docs/screenshots (desktop 1280x800, phone 390 px)
+screenshots:
+	scripts/ensure-chromium.sh
+	LEDGER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'TestConsoleLayout' ./cmd/ledger/

@@ -208,8 +208,15 @@ func TestDeliversEveryEventInOrder(t *testing.T) {
 // for a while, then recover, and checks that every event arrives, each
 // contact's in order.
 func TestFailingReceiverGetsEverythingAfterRecovering(t *testing.T) {
-	e := setup(t, delivery.Options{Schedule: []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond,
-		100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond}})
+	// The retries must outlast the outage, or the first events are given
+	// up before the receiver recovers: the outage lasts as long as the
+	// test takes to make its changes, seconds on a loaded machine under
+	// -race, so they go on for 10 s.
+	schedule := []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}
+	for range 100 {
+		schedule = append(schedule, 100*time.Millisecond)
+	}
+	e := setup(t, delivery.Options{Schedule: schedule})
 	w := e.subscribe(true)
 	e.recv.SetFail(func(feed.Event) int { return 503 })
 	var ids []contact.ID

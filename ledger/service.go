@@ -42,6 +42,8 @@ type Options struct {
 	// identity index alone (eventually consistent).
 	Claims   IdentityClaims
 	Progress Progress
+	// Sessions keeps the console's sessions; without it nobody can sign in to the console.
+	Sessions SessionStore
 	Now      func() time.Time
 	Logger   *slog.Logger
 	// Metrics, when set, is told of every command and append.
@@ -78,6 +80,7 @@ type Service struct {
 	identities  Identities
 	claims      IdentityClaims
 	progress    Progress
+	sessions    SessionStore
 	clock       func() time.Time
 	log         *slog.Logger
 	tokens      ttlCache[Token]
@@ -95,7 +98,7 @@ type Service struct {
 func New(o Options) *Service {
 	s := &Service{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities, claims: o.Claims,
-		progress: o.Progress, clock: o.Now, log: o.Logger, metrics: o.Metrics,
+		progress: o.Progress, sessions: o.Sessions, clock: o.Now, log: o.Logger, metrics: o.Metrics,
 		keysWithLog: o.KeysWithLog, jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
 	}
 	if s.clock == nil {

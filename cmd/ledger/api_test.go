@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/contactledger/ledger/adapters/console"
 	"github.com/contactledger/ledger/adapters/httpapi"
 	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/internal/apicontract"
@@ -200,7 +201,23 @@ func TestOpenAPI(t *testing.T) {
 		if strings.HasPrefix(rt.Path, "/*") || rt.Path == "" {
 			continue
 		}
+		if strings.HasPrefix(rt.Path, console.Prefix) {
+			t.Errorf("%s %s: the API routes a path under %s, which the console serves instead", rt.Method, rt.Path, console.Prefix)
+		}
 		served = append(served, apicontract.Route{Method: rt.Method, Path: apicontract.TemplatePath(rt.Path)})
+	}
+	// The console's pages are served on the same port but are not part of
+	// the JSON API: they answer HTML to a browser with a session cookie,
+	// take forms with a CSRF token, and change as the pages do. Describing
+	// them as API operations would put HTML endpoints into every client
+	// generated from the description, so the comparison leaves out exactly
+	// the console's prefix (its pages are tested by TestConsole), and
+	// nothing outside that prefix may be served undescribed.
+	for _, rt := range l.Console.Routes() {
+		if !strings.HasPrefix(rt.Pattern, console.Prefix) {
+			t.Errorf("console route %s %s is outside %s, so the description must have it", rt.Method, rt.Pattern, console.Prefix)
+			served = append(served, apicontract.Route{Method: rt.Method, Path: rt.Pattern})
+		}
 	}
 	for _, p := range checker.CompareRoutes(served) {
 		t.Errorf("the router and the description disagree: %s", p)

@@ -72,6 +72,9 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	}
 	serve.Flags().StringVar(&cfg.Addr, "addr", cfg.Addr, "address to listen on; :8080 for every interface (LEDGER_ADDR)")
 	serve.Flags().StringVar(&cfg.RetentionInterval, "retention-interval", cfg.RetentionInterval, "how often to purge contacts past their workspace's retention in trash; 0 turns the sweeper off (LEDGER_RETENTION_INTERVAL)")
+	serve.Flags().StringVar(&cfg.ConsoleIdle, "console-idle", cfg.ConsoleIdle, "ends a console session unused this long (LEDGER_CONSOLE_IDLE)")
+	serve.Flags().StringVar(&cfg.ConsoleMaxAge, "console-max-age", cfg.ConsoleMaxAge, "ends a console session this long after sign-in (LEDGER_CONSOLE_MAX_AGE)")
+	serve.Flags().BoolVar(&cfg.TrustForwardedProto, "trust-forwarded-proto", cfg.TrustForwardedProto, "take X-Forwarded-Proto: https from the proxy in front as TLS, so the console's cookie is Secure (LEDGER_TRUST_FORWARDED_PROTO=true)")
 	serve.Flags().StringVar(&cfg.RestoreRate, "restore-rate", cfg.RestoreRate, "contacts a restore job restores per second at most; 0 for no bound (LEDGER_RESTORE_RATE)")
 	serve.Flags().StringVar(&cfg.WebhookAttemptRetention, "webhook-attempt-retention", cfg.WebhookAttemptRetention, "how long webhook delivery attempts are kept (LEDGER_WEBHOOK_ATTEMPT_RETENTION)")
 	pf.StringSliceVar(&cfg.WebhookAllow, "webhook-allow", cfg.WebhookAllow, "addresses that may receive webhooks although not public: CIDR prefixes or host names, for internal receivers (LEDGER_WEBHOOK_ALLOW, comma-separated)")

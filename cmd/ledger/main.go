@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/contactledger/ledger/adapters/console"
 	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/adapters/keyring"
 	"github.com/contactledger/ledger/adapters/metrics"
@@ -65,6 +66,12 @@ type Config struct {
 	RetentionInterval string
 	// RestoreRate bounds how many contacts a restore job restores per second (0: no bound).
 	RestoreRate string
+	// ConsoleIdle and ConsoleMaxAge end a console session unused for that
+	// long, and that long after sign-in (Go durations).
+	ConsoleIdle, ConsoleMaxAge string
+	// TrustForwardedProto takes X-Forwarded-Proto: https from a proxy as
+	// TLS, for the console cookie's Secure flag.
+	TrustForwardedProto bool
 	// WebhookAllow names addresses that may receive webhooks although they
 	// are not public: CIDR prefixes or host names, for internal receivers.
 	WebhookAllow []string
@@ -92,6 +99,9 @@ func DefaultConfig() Config {
 		RetentionInterval: env("LEDGER_RETENTION_INTERVAL", "1h"),
 		RestoreRate:       env("LEDGER_RESTORE_RATE", "0"),
 
+		ConsoleIdle:             env("LEDGER_CONSOLE_IDLE", "30m"),
+		ConsoleMaxAge:           env("LEDGER_CONSOLE_MAX_AGE", "12h"),
+		TrustForwardedProto:     env("LEDGER_TRUST_FORWARDED_PROTO", "") == "true",
 		WebhookAllow:            strings.FieldsFunc(env("LEDGER_WEBHOOK_ALLOW", ""), func(r rune) bool { return r == ',' || r == ' ' }),
 		WebhookAttemptRetention: env("LEDGER_WEBHOOK_ATTEMPT_RETENTION", "168h"),
 	}
@@ -137,6 +147,8 @@ type Main struct {
 	Svc         *ledger.Service
 	Runner      *projections.Runner
 	API         *httpapi.Server
+	// Console is the browser console, served at /console/.
+	Console *console.Console
 	// Metrics are served at /metrics.
 	Metrics *metrics.Metrics
 	// Deliveries delivers webhooks (while serving).
@@ -230,7 +242,8 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.Svc = ledger.New(ledger.Options{
 		Events: m.events, Vault: vault, Directory: m.state, Views: m.state, Identities: m.state, Claims: m.state,
-		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, KeysWithLog: keysWithLog, Webhooks: m.state, Sender: m.sender,
+		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, KeysWithLog: keysWithLog, Sessions: m.state,
+		Webhooks: m.state, Sender: m.sender,
 	})
 	m.Metrics.WatchWebhooks(m.Svc.WebhookStatuses)
 	return nil
@@ -272,6 +285,7 @@ type stateStore interface {
 	ledger.IdentityClaims
 	ledger.Directory
 	ledger.ReadModels
+	ledger.SessionStore
 	projections.Store
 	Ping(ctx context.Context) error
 	Close() error
@@ -308,6 +322,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil || restoreRate < 0 {
 		return fmt.Errorf("restore rate %q: use contacts per second, or 0 for no bound", m.Config.RestoreRate)
 	}
+	times, err := m.consoleTimes()
+	if err != nil {
+		return err
+	}
 	attempts, err := time.ParseDuration(m.Config.WebhookAttemptRetention)
 	if err != nil || attempts <= 0 {
 		return fmt.Errorf("webhook attempt retention %q: use a duration such as 168h", m.Config.WebhookAttemptRetention)
@@ -335,6 +353,7 @@ func (m *Main) Run(ctx context.Context) error {
 		_ = m.Svc.RunRestoreJobs(runCtx, ledger.JobOptions{Rate: restoreRate, Lease: lease, Scan: m.JobScan})
 	})
 	m.wg.Go(func() { m.expireIdempotency(runCtx) })
+	m.wg.Go(func() { m.expireSessions(runCtx, times) })
 	m.wg.Go(func() { _ = m.Svc.WatchLog(runCtx) })
 	wo := m.Webhook
 	wo.Service, wo.Store, wo.Sender, wo.Logger, wo.Observe, wo.Now = m.Svc, m.state, m.sender, m.log, m.Metrics, m.Now
@@ -358,9 +377,15 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
 	}
 	m.ln = ln
-	var handler http.Handler = m.API
+	var api http.Handler = m.API
 	if m.Middleware != nil {
-		handler = m.Middleware(handler)
+		api = m.Middleware(api)
+	}
+	// The console is beside the API, not inside it: its HTML pages are no
+	// operations of the JSON API, so the API's middleware never sees them.
+	handler, err := m.withConsole(api, times)
+	if err != nil {
+		return err
 	}
 	m.srv = &http.Server{
 		Handler:           handler,

@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(serveChild())
 	}
 	code := m.Run()
+	closeBrowser()
 	if code == 0 {
 		code = contractCoverage()
 	}

@@ -312,6 +312,9 @@ func (b *bench) datasetBench(ctx context.Context, store string) error {
 	}
 	b.report(figure{Name: "query.trash-page.p50", Store: store, Value: p50, Unit: "ms"}, 0, false, 0)
 	b.report(figure{Name: "query.trash-page.p99", Store: store, Value: p99, Unit: "ms", Target: "<5ms"}, 0, false, 5)
+	if err := b.consoleBench(ctx, s, d, store); err != nil {
+		return err
+	}
 	p50, p99, err = latencies(1000, func(i int) error {
 		var page struct{ Items []any }
 		st, err := s.call(ctx, "GET", "/v1/contacts?view=active&email="+d.emails[i%len(d.emails)], nil, &page)

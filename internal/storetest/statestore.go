@@ -25,6 +25,7 @@ type StateStore interface {
 	ledger.Directory
 	ledger.ReadModels
 	ledger.Identities
+	ledger.SessionStore
 	ledger.IdentityClaims
 	projections.Store
 }
@@ -68,6 +69,7 @@ var stateStoreCases = []suiteCase[StateStoreHarness]{
 	{name: "a failed switch or a dropped shadow leaves the live view", run: failedSwitchKeepsLive},
 	{name: "a projection's failure is kept until it commits", run: failureKeptUntilCommit},
 	{name: "rebuild lock and records", run: rebuildLockAndRecords},
+	{name: "console sessions", run: sessionsCase},
 	{name: "key vault", run: keyVault},
 	{name: "key rotation", run: keyRotation},
 	{name: "idempotency", run: idempotency},
@@ -1234,5 +1236,58 @@ func TrashByOperation(t *testing.T, s StateStore) {
 	items, err := s.List(ctx, ledger.ListQuery{Workspace: "ws", View: "trash", Operations: []string{"bulk:r2"}, Limit: 10})
 	if err != nil || len(items) != 1 || items[0].Contact.ID != rows[1].Contact.ID || items[0].Contact.TrashedOperation != "bulk:r2" {
 		t.Fatalf("trash by operation: %v, %v", items, err)
+	}
+}
+
+// sessionsCase checks the console's session port: a session is found by
+// its hash only, touched forward only, deleted, and expired by either limit.
+func sessionsCase(t *testing.T, h StateStoreHarness) {
+	ctx := context.Background()
+	s := h.New(t)
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	mk := func(n byte, seen, expires time.Time) ledger.Session {
+		return ledger.Session{Hash: bytes.Repeat([]byte{n}, 32), TokenID: fmt.Sprintf("tok_%d", n), Workspace: "ws",
+			CreatedAt: at, SeenAt: seen, ExpiresAt: expires}
+	}
+	fresh, idle, old := mk(1, at, at.Add(time.Hour)), mk(2, at.Add(-time.Hour), at.Add(time.Hour)), mk(3, at, at.Add(-time.Second))
+	for _, ss := range []ledger.Session{fresh, idle, old} {
+		if err := s.CreateSession(ctx, ss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Session(ctx, fresh.Hash)
+	if err != nil || got.TokenID != fresh.TokenID || got.Workspace != "ws" || !got.SeenAt.Equal(at) || !got.ExpiresAt.Equal(fresh.ExpiresAt) || !got.CreatedAt.Equal(at) {
+		t.Fatalf("got %+v %v, want %+v", got, err, fresh)
+	}
+	if _, err := s.Session(ctx, bytes.Repeat([]byte{9}, 32)); !errors.Is(err, contact.ErrNotFound) {
+		t.Fatalf("unknown session: got %v, want ErrNotFound", err)
+	}
+	later := at.Add(time.Minute)
+	if err := s.TouchSession(ctx, fresh.Hash, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchSession(ctx, fresh.Hash, at); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Session(ctx, fresh.Hash); !got.SeenAt.Equal(later) {
+		t.Fatalf("seen at %v after touches at %v then %v, want the later", got.SeenAt, later, at)
+	}
+	n, err := s.ExpireSessions(ctx, at, at.Add(-30*time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("expire: got %d %v, want the idle and the ended session", n, err)
+	}
+	for _, gone := range [][]byte{idle.Hash, old.Hash} {
+		if _, err := s.Session(ctx, gone); !errors.Is(err, contact.ErrNotFound) {
+			t.Fatalf("expired session: got %v, want ErrNotFound", err)
+		}
+	}
+	if err := s.DeleteSession(ctx, fresh.Hash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Session(ctx, fresh.Hash); !errors.Is(err, contact.ErrNotFound) {
+		t.Fatalf("deleted session: got %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteSession(ctx, fresh.Hash); err != nil {
+		t.Fatalf("deleting twice: %v", err)
 	}
 }
