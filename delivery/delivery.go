@@ -196,39 +196,21 @@ func (r *Runner) Run(ctx context.Context) error {
 // ends or the lease session is lost.
 func (r *Runner) serve(ctx context.Context, session LeaseSession) {
 	sctx, cancel := context.WithCancel(ctx)
-	workers := map[string]*worker{}
+	p := &workerPool{r: r, session: session, workers: map[string]*worker{}, held: map[string]bool{}}
 	var lost <-chan struct{}
 	if session != nil {
 		lost = session.Lost()
 	}
-	held := map[string]bool{} // leases this session holds
-	release := func(id string) {
-		if session != nil && held[id] {
-			delete(held, id)
-			if err := session.Release(ctx, "webhook."+id); err != nil {
-				r.log.Warn("releasing a webhook lease failed", "webhook", id, "err", err)
-			}
-		}
-	}
 	defer func() {
 		cancel()
 		// Closing the session gives every lease back.
-		for _, w := range workers {
+		for _, w := range p.workers {
 			<-w.done
 		}
 		r.mu.Lock()
 		clear(r.running)
 		r.mu.Unlock()
 	}()
-	stop := func(id string) {
-		w := workers[id]
-		w.cancel()
-		<-w.done
-		delete(workers, id)
-		r.mu.Lock()
-		delete(r.running, id)
-		r.mu.Unlock()
-	}
 	for {
 		hooks, err := r.o.Store.Webhooks(sctx, "")
 		if err != nil && sctx.Err() == nil {
@@ -241,59 +223,15 @@ func (r *Runner) serve(ctx context.Context, session LeaseSession) {
 			}
 		}
 		if err == nil {
-			for id := range workers {
+			for id := range p.workers {
 				if _, ok := want[id]; !ok {
-					stop(id)
-					release(id)
+					p.stop(id)
+					p.release(ctx, id)
 				}
 			}
 		}
-		for id, h := range want {
-			w, ok := workers[id]
-			if ok {
-				select {
-				case <-w.done:
-					// It ended with an error: start again after a pause.
-					if time.Since(w.failed) < 2*time.Second {
-						continue
-					}
-					delete(workers, id)
-					ok = false
-				default:
-					if w.revision != h.Revision {
-						stop(id)
-						ok = false
-					}
-				}
-			}
-			if ok {
-				continue
-			}
-			if session != nil && !held[id] {
-				got, err := session.TryAcquire(sctx, "webhook."+id)
-				if err != nil || !got {
-					continue
-				}
-				held[id] = true
-			}
-			wctx, wcancel := context.WithCancel(sctx)
-			w = &worker{revision: h.Revision, cancel: wcancel, done: make(chan struct{})}
-			workers[id] = w
-			r.mu.Lock()
-			r.running[id] = true
-			r.mu.Unlock()
-			go func(h ledger.Webhook) {
-				defer close(w.done)
-				err := r.deliver(wctx, h)
-				switch {
-				case err == nil || wctx.Err() != nil:
-				case errors.Is(err, contact.ErrNotFound):
-					w.failed = time.Now() // deleted meanwhile: the next scan lets it go
-				default:
-					w.failed = time.Now()
-					r.log.Error("webhook delivery failed; it restarts from its checkpoint", "webhook", h.ID, "err", err)
-				}
-			}(h)
+		for _, h := range want {
+			p.ensure(sctx, h)
 		}
 		select {
 		case <-sctx.Done():
@@ -305,6 +243,89 @@ func (r *Runner) serve(ctx context.Context, session LeaseSession) {
 		case <-time.After(r.o.Scan):
 		}
 	}
+}
+
+// workerPool is the delivery workers of one serving session, one per
+// enabled webhook whose lease the session holds.
+type workerPool struct {
+	r       *Runner
+	session LeaseSession // nil: no leases (one process)
+	workers map[string]*worker
+	held    map[string]bool // leases this session holds
+}
+
+// release gives a webhook's lease back.
+func (p *workerPool) release(ctx context.Context, id string) {
+	if p.session != nil && p.held[id] {
+		delete(p.held, id)
+		if err := p.session.Release(ctx, "webhook."+id); err != nil {
+			p.r.log.Warn("releasing a webhook lease failed", "webhook", id, "err", err)
+		}
+	}
+}
+
+// stop ends a webhook's worker and waits for it.
+func (p *workerPool) stop(id string) {
+	w := p.workers[id]
+	w.cancel()
+	<-w.done
+	delete(p.workers, id)
+	p.r.mu.Lock()
+	delete(p.r.running, id)
+	p.r.mu.Unlock()
+}
+
+// ensure keeps a webhook's worker running: it restarts one that ended with
+// an error (after a pause) or serves an older revision, and starts one
+// once the webhook's lease is taken.
+func (p *workerPool) ensure(ctx context.Context, h ledger.Webhook) {
+	id := h.ID
+	if w, ok := p.workers[id]; ok {
+		select {
+		case <-w.done:
+			// It ended with an error: start again after a pause.
+			if time.Since(w.failed) < 2*time.Second {
+				return
+			}
+			delete(p.workers, id)
+		default:
+			if w.revision == h.Revision {
+				return
+			}
+			p.stop(id)
+		}
+	}
+	if p.session != nil && !p.held[id] {
+		got, err := p.session.TryAcquire(ctx, "webhook."+id)
+		if err != nil || !got {
+			return
+		}
+		p.held[id] = true
+	}
+	p.start(ctx, h)
+}
+
+// start runs a worker delivering h's events.
+func (p *workerPool) start(ctx context.Context, h ledger.Webhook) {
+	r := p.r
+	wctx, wcancel := context.WithCancel(ctx)
+	w := &worker{revision: h.Revision, cancel: wcancel, done: make(chan struct{})}
+	p.workers[h.ID] = w
+	r.mu.Lock()
+	r.running[h.ID] = true
+	r.mu.Unlock()
+	go func() {
+		defer close(w.done)
+		err := r.deliver(wctx, h)
+		switch {
+		case err == nil || wctx.Err() != nil:
+		case errors.Is(err, contact.ErrNotFound):
+			w.failed = time.Now() // deleted meanwhile: the next scan lets it go
+		default:
+			w.failed = time.Now()
+			r.log.Error("webhook delivery failed; it restarts from its checkpoint", "webhook", h.ID, "err", err)
+		}
+	}()
 }
 
 // prune deletes old attempts every hour.

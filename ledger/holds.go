@@ -82,46 +82,51 @@ func (s *Service) WorkspaceHold(ctx context.Context, workspace string) (*hold.Ho
 // reason that looks like an email address or a phone number (they are
 // kept in clear).
 func (s *Service) PlaceWorkspaceHold(ctx context.Context, workspace string, meta Meta, caseRef, reason string) (*hold.Hold, error) {
-	for attempt := 1; ; attempt++ {
+	var placed *hold.Hold
+	err := retryConflicts(func() error {
 		w, recs, err := s.WorkspaceHold(ctx, workspace)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ev, err := hold.Workspace{Active: w}.Place(caseRef, reason, meta.Actor)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out, err := s.appendPlain(ctx, hold.Stream(workspace), workspace, meta, recs, s.now(), hold.TypeOf, ev)
-		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
-			continue
-		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		last := out[len(out)-1]
-		return &hold.Hold{ID: ev.HoldID, Case: ev.Case, Reason: ev.Reason, At: last.Time, By: ev.By}, nil
+		placed = &hold.Hold{ID: ev.HoldID, Case: ev.Case, Reason: ev.Reason, At: last.Time, By: ev.By}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return placed, nil
 }
 
 // ReleaseWorkspaceHold lifts the workspace's legal hold and returns the
 // hold it lifted. Errors: hold.ErrNotHeld.
 func (s *Service) ReleaseWorkspaceHold(ctx context.Context, workspace string, meta Meta, reason string) (*hold.Hold, error) {
-	for attempt := 1; ; attempt++ {
+	var released *hold.Hold
+	err := retryConflicts(func() error {
 		w, recs, err := s.WorkspaceHold(ctx, workspace)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ev, err := hold.Workspace{Active: w}.Release(reason, meta.Actor)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		_, err = s.appendPlain(ctx, hold.Stream(workspace), workspace, meta, recs, s.now(), hold.TypeOf, ev)
-		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
-			continue
+		if _, err := s.appendPlain(ctx, hold.Stream(workspace), workspace, meta, recs, s.now(), hold.TypeOf, ev); err != nil {
+			return err
 		}
-		if err != nil {
-			return nil, err
-		}
-		return w, nil
+		released = w
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return released, nil
 }

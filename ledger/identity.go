@@ -222,29 +222,11 @@ func (s *Service) guardIdentities(ctx context.Context, workspace string, id cont
 	} else if ms, err = s.identities.FindIdentities(ctx, workspace, q); err != nil {
 		return ch, err
 	}
-	var waived []identityKey
-	for _, m := range ms {
-		if m.ID == id || !p.HoldsIdentity(m.State) {
-			continue
-		}
-		for _, k := range need {
-			if (k.kind == "email" && !m.ByEmail) || (k.kind == "phone" && !m.ByPhone) || slices.Contains(waived, k) {
-				continue
-			}
-			// The index may be behind: the log says whether it still holds it.
-			st, holds, err := s.holdsIdentity(ctx, workspace, m.ID, p, b, k)
-			if err != nil {
-				return ch, err
-			}
-			if !holds {
-				continue
-			}
-			if !keepBoth {
-				return ch, taken(k, m.ID, st)
-			}
-			waived, ch.waived = append(waived, k), true
-		}
+	waived, err := s.waiveIndexed(ctx, workspace, id, p, b, need, ms, keepBoth, taken)
+	if err != nil {
+		return ch, err
 	}
+	ch.waived = len(waived) > 0
 	if s.claims == nil {
 		return ch, nil
 	}
@@ -271,6 +253,36 @@ func (s *Service) guardIdentities(ctx context.Context, workspace string, id cont
 		}
 	}
 	return ch, nil
+}
+
+// waiveIndexed checks the values needed against the other live contacts
+// the identity index knows with them: a value one of them still holds (the
+// index may be behind; the log says) is taken, unless the restore keeps
+// both, when it is waived. It returns the waived values.
+func (s *Service) waiveIndexed(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, need []identityKey, ms []IdentityMatch, keepBoth bool, taken func(identityKey, contact.ID, contact.State) error) ([]identityKey, error) {
+	var waived []identityKey
+	for _, m := range ms {
+		if m.ID == id || !p.HoldsIdentity(m.State) {
+			continue
+		}
+		for _, k := range need {
+			if (k.kind == "email" && !m.ByEmail) || (k.kind == "phone" && !m.ByPhone) || slices.Contains(waived, k) {
+				continue
+			}
+			st, holds, err := s.holdsIdentity(ctx, workspace, m.ID, p, b, k)
+			if err != nil {
+				return nil, err
+			}
+			if !holds {
+				continue
+			}
+			if !keepBoth {
+				return nil, taken(k, m.ID, st)
+			}
+			waived = append(waived, k)
+		}
+	}
+	return waived, nil
 }
 
 // claim claims one value for contact id, taking over a claim whose

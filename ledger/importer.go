@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/shred"
 )
 
 // The results of an import row.
@@ -275,41 +276,11 @@ func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult,
 	for i := range part {
 		res[i].Row = part[i].n
 	}
-	skip := func(i int, reason string) { res[i].Result, res[i].Reason = RowSkipped, reason }
 	bidx, err := s.vault.BlindIndex(ctx, im.ws)
 	if err != nil {
 		return stopped(res), err
 	}
-	// Validating rows and computing their blind indexes is CPU: on every core.
-	preps := make([]prepared, len(part))
-	now := s.now()
-	var wg sync.WaitGroup
-	workers := min(runtime.GOMAXPROCS(0), len(part))
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(part); i += workers {
-				row := part[i].row
-				p := contact.Personal{Name: strings.TrimSpace(row.Name), Email: strings.TrimSpace(row.Email), Phone: strings.TrimSpace(row.Phone),
-					JobTitle: strings.TrimSpace(row.JobTitle), Address: strings.TrimSpace(row.Address), ExternalID: strings.TrimSpace(row.ExternalID)}
-				c, err := contact.Create(contact.NewID(), im.ws, contact.Draft{Personal: p, Source: im.source, Tags: row.Tags}, im.meta.Actor, now)
-				if err != nil {
-					var ce *contact.Error
-					if errors.As(err, &ce) && ce.Code == contact.CodeInvalid {
-						skip(i, "invalid: "+ce.Message)
-						continue
-					}
-					res[i].Reason = err.Error() // not the row's fault: stops the import below
-					continue
-				}
-				q := IdentityQuery{EmailIndex: bidx.Of("email", contact.NormalizeEmail(p.Email)), PhoneIndex: bidx.Of("phone", contact.NormalizePhone(p.Phone))}
-				if p.ExternalID != "" {
-					q.ExtIndex = bidx.Of("ext", im.source+"\x00"+p.ExternalID)
-				}
-				preps[i] = prepared{ok: true, p: p, c: c, q: q}
-			}
-		})
-	}
-	wg.Wait()
+	preps := im.prepare(part, res, bidx)
 	var qs []IdentityQuery
 	var at []int
 	for i, pr := range preps {
@@ -325,50 +296,9 @@ func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult,
 		return stopped(res), err
 	}
 
-	// Decide each row in the file's order. A row whose identity a row
-	// before it in this chunk creates updates that contact once it exists.
-	var (
-		creates, updates, later []int
-		targets                 = map[int]contact.ID{}
-		creator                 = map[string]int{} // blind index -> row of this chunk that creates it
-	)
-	index := make(map[int]int, len(at)) // row of the chunk -> its matches in found
-	for k, i := range at {
-		index[i] = k
-		pr := preps[i]
-		spam := false
-		for _, m := range found[k] {
-			spam = spam || (m.Spam && (m.ByEmail || m.ByPhone))
-		}
-		if spam {
-			skip(i, "marked as spam: its email or phone belongs to a contact marked as spam")
-			continue
-		}
-		if c, ok := creatorOf(creator, pr.q); ok {
-			targets[i] = preps[c].c.ID()
-			later = append(later, i)
-			continue
-		}
-		match, ok := im.match(pr.q, found[k])
-		switch {
-		case !ok:
-			creates = append(creates, i)
-			for _, key := range []string{pr.q.ExtIndex, pr.q.EmailIndex} {
-				if key != "" {
-					creator[key] = i
-				}
-			}
-		case match.State == contact.StateTrashed:
-			res[i].ID = match.ID.String()
-			skip(i, "in trash: restore the contact to sync it again")
-		case match.Spam:
-			res[i].ID = match.ID.String()
-			skip(i, "marked as spam")
-		default:
-			targets[i] = match.ID
-			updates = append(updates, i)
-		}
-	}
+	// Decide each row in the file's order.
+	pl := im.plan(preps, at, found, res)
+	creates, updates, later, targets, index := pl.creates, pl.updates, pl.later, pl.targets, pl.index
 
 	// The creates, in one batch.
 	cs := make([]*contact.Contact, len(creates))
@@ -381,7 +311,7 @@ func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult,
 	for k, i := range creates {
 		var taken *IdentityTakenError
 		if errors.As(errs[k], &taken) {
-			skip(i, "identity taken: "+taken.Error())
+			skipRow(res, i, "identity taken: "+taken.Error())
 			continue
 		}
 		if errs[k] != nil {
@@ -435,7 +365,7 @@ func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult,
 		r, err := s.create(ctx, im.ws, im.meta, preps[i].c, found[index[i]])
 		var taken *IdentityTakenError
 		if errors.As(err, &taken) {
-			skip(i, "identity taken: "+taken.Error())
+			skipRow(res, i, "identity taken: "+taken.Error())
 			continue
 		}
 		if err != nil {
@@ -444,6 +374,101 @@ func (im *importer) chunk(ctx context.Context, part []numberedRow) ([]RowResult,
 		res[i].Result, res[i].ID = RowCreated, r.Contact.ID.String()
 	}
 	return res, im.remember(ctx, mem)
+}
+
+// prepare validates the rows and computes their identity queries, on
+// every core (it is CPU). An invalid row is skipped; any other failure is
+// left as its result's Reason without a Result, which stops the import.
+func (im *importer) prepare(part []numberedRow, res []RowResult, bidx shred.BlindIndex) []prepared {
+	s := im.s
+	preps := make([]prepared, len(part))
+	now := s.now()
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), len(part))
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(part); i += workers {
+				row := part[i].row
+				p := contact.Personal{Name: strings.TrimSpace(row.Name), Email: strings.TrimSpace(row.Email), Phone: strings.TrimSpace(row.Phone),
+					JobTitle: strings.TrimSpace(row.JobTitle), Address: strings.TrimSpace(row.Address), ExternalID: strings.TrimSpace(row.ExternalID)}
+				c, err := contact.Create(contact.NewID(), im.ws, contact.Draft{Personal: p, Source: im.source, Tags: row.Tags}, im.meta.Actor, now)
+				if err != nil {
+					var ce *contact.Error
+					if errors.As(err, &ce) && ce.Code == contact.CodeInvalid {
+						skipRow(res, i, "invalid: "+ce.Message)
+						continue
+					}
+					res[i].Reason = err.Error() // not the row's fault: stops the import below
+					continue
+				}
+				q := IdentityQuery{EmailIndex: bidx.Of("email", contact.NormalizeEmail(p.Email)), PhoneIndex: bidx.Of("phone", contact.NormalizePhone(p.Phone))}
+				if p.ExternalID != "" {
+					q.ExtIndex = bidx.Of("ext", im.source+"\x00"+p.ExternalID)
+				}
+				preps[i] = prepared{ok: true, p: p, c: c, q: q}
+			}
+		})
+	}
+	wg.Wait()
+	return preps
+}
+
+// skipRow records that row i is skipped, and why.
+func skipRow(res []RowResult, i int, reason string) {
+	res[i].Result, res[i].Reason = RowSkipped, reason
+}
+
+// chunkPlan is what a chunk's valid rows come to, in the file's order.
+type chunkPlan struct {
+	creates, updates []int
+	later            []int              // rows that update a contact a row before them in the chunk creates
+	targets          map[int]contact.ID // row -> the contact it updates
+	index            map[int]int        // row -> its matches in found
+}
+
+// plan decides each row in the file's order: skipped (spam, in trash), an
+// update of the contact it matches, or a create. A row whose identity a
+// row before it in this chunk creates updates that contact once it exists.
+func (im *importer) plan(preps []prepared, at []int, found [][]IdentityMatch, res []RowResult) chunkPlan {
+	pl := chunkPlan{targets: map[int]contact.ID{}, index: make(map[int]int, len(at))}
+	creator := map[string]int{} // blind index -> row of this chunk that creates it
+	for k, i := range at {
+		pl.index[i] = k
+		pr := preps[i]
+		spam := false
+		for _, m := range found[k] {
+			spam = spam || (m.Spam && (m.ByEmail || m.ByPhone))
+		}
+		if spam {
+			skipRow(res, i, "marked as spam: its email or phone belongs to a contact marked as spam")
+			continue
+		}
+		if c, ok := creatorOf(creator, pr.q); ok {
+			pl.targets[i] = preps[c].c.ID()
+			pl.later = append(pl.later, i)
+			continue
+		}
+		match, ok := im.match(pr.q, found[k])
+		switch {
+		case !ok:
+			pl.creates = append(pl.creates, i)
+			for _, key := range []string{pr.q.ExtIndex, pr.q.EmailIndex} {
+				if key != "" {
+					creator[key] = i
+				}
+			}
+		case match.State == contact.StateTrashed:
+			res[i].ID = match.ID.String()
+			skipRow(res, i, "in trash: restore the contact to sync it again")
+		case match.Spam:
+			res[i].ID = match.ID.String()
+			skipRow(res, i, "marked as spam")
+		default:
+			pl.targets[i] = match.ID
+			pl.updates = append(pl.updates, i)
+		}
+	}
+	return pl
 }
 
 // synced records the result of a row's update of the contact id. It

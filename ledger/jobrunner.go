@@ -183,19 +183,63 @@ func (s *Service) RunRestoreJobs(ctx context.Context, o JobOptions) error {
 
 // runJob takes job id up where its stream says it is and runs it to its end.
 func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions) error {
+	r, err := s.startJob(ctx, workspace, id)
+	if r == nil || err != nil {
+		return err
+	}
+	failure := r.dispatch(ctx, o)
+	if failure != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // a stop: the job resumes after the restart
+		}
+		if ferr := r.flush(ctx); ferr != nil {
+			return ferr
+		}
+		r.log.Error("restore job failed", "err", failure)
+		return s.endJob(ctx, workspace, id, r.meta, job.Failed{Error: "an internal error stopped the job; see the server log"})
+	}
+	if err := r.flush(ctx); err != nil {
+		return err
+	}
+	var end any = job.Succeeded{}
+	if r.j.CancelRequested && len(r.j.Pending()) > 0 {
+		end = job.Cancelled{}
+	}
+	r.log.Info("restore job ended", "state", job.TypeOf(end), "restored", r.j.Restored, "failed", len(r.j.Failures))
+	return s.endJob(ctx, workspace, id, r.meta, end)
+}
+
+// jobRun is a restore job being run: the job as its stream says, and the
+// outcomes not recorded yet.
+type jobRun struct {
+	s         *Service
+	log       *slog.Logger
+	workspace string
+	id        string
+	meta      Meta
+	j         *job.Job
+	recs      []contact.Record
+	prog      job.Progressed
+	lastFlush time.Time
+}
+
+// startJob loads the job and records that it runs. It returns no run when
+// there is nothing to run: a job admitted but never queued, over, or
+// cancelled before it ran, which it ends and releases.
+func (s *Service) startJob(ctx context.Context, workspace, id string) (*jobRun, error) {
 	log := s.log.With(slog.String("workspace", workspace), slog.String("job", id))
 	meta := Meta{Actor: jobActor, CorrelationID: id}
 	j, recs, err := s.loadJob(ctx, workspace, id)
 	if errors.Is(err, ErrJobNotFound) {
 		// Admitted, but the process died before the job's stream was written.
 		log.Warn("releasing a restore job that was admitted but never queued")
-		return s.releaseJob(ctx, workspace, id)
+		return nil, s.releaseJob(ctx, workspace, id)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if j.State.Terminal() {
-		return s.releaseJob(ctx, workspace, id)
+		return nil, s.releaseJob(ctx, workspace, id)
 	}
 	if j.CancelRequested {
 		// Cancelled while queued (or while its runner was stopped): it
@@ -203,60 +247,105 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 		// request when recording progress races it, so a small job would
 		// otherwise run to its end and say it succeeded.
 		log.Info("restore job cancelled before it ran", "done", len(j.Done))
-		return s.endJob(ctx, workspace, id, meta, job.Cancelled{})
+		return nil, s.endJob(ctx, workspace, id, meta, job.Cancelled{})
 	}
 	if recs, err = s.appendJob(ctx, job.Stream(id), workspace, meta, recs, s.now(), job.Started{Resumed: j.State == job.StateRunning}); err != nil {
-		return err
+		return nil, err
 	}
 	resumed := j.State == job.StateRunning
-	j.Apply(job.Started{}, s.now())
-	log.Info("restore job running", "total", j.Total, "done", len(j.Done), "resumed", resumed)
-
-	var limiter *rate.Limiter
-	if o.Rate > 0 {
-		limiter = rate.NewLimiter(rate.Limit(o.Rate), 1)
+	if err := j.Apply(job.Started{}, s.now()); err != nil {
+		return nil, fmt.Errorf("the recorded start does not apply to the job: %w", err)
 	}
-	var (
-		prog      job.Progressed
-		lastFlush = time.Now()
-	)
-	// flush records the outcomes so far. A concurrent append (a cancel
-	// request) makes it reload the job and record them after it.
-	flush := func() error {
-		if len(prog.Restored)+len(prog.Failed) == 0 {
-			return nil
-		}
-		for attempt := 1; ; attempt++ {
-			next, err := s.appendJob(ctx, job.Stream(id), workspace, meta, recs, s.now(), prog)
-			if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
-				if j, recs, err = s.loadJob(ctx, workspace, id); err != nil {
-					return err
-				}
-				if j.State.Terminal() {
-					return errors.New("the job was ended by someone else")
-				}
-				continue
-			}
-			if err != nil {
+	log.Info("restore job running", "total", j.Total, "done", len(j.Done), "resumed", resumed)
+	return &jobRun{s: s, log: log, workspace: workspace, id: id, meta: meta, j: j, recs: recs, lastFlush: time.Now()}, nil
+}
+
+// flush records the outcomes so far. A concurrent append (a cancel
+// request) makes it reload the job and record them after it.
+func (r *jobRun) flush(ctx context.Context) error {
+	if len(r.prog.Restored)+len(r.prog.Failed) == 0 {
+		return nil
+	}
+	s, raced := r.s, false
+	err := retryConflicts(func() error {
+		if raced {
+			var err error
+			if r.j, r.recs, err = s.loadJob(ctx, r.workspace, r.id); err != nil {
 				return err
 			}
-			recs = next
-			_ = j.Apply(prog, s.now())
-			prog, lastFlush = job.Progressed{}, time.Now()
-			return nil
+			if r.j.State.Terminal() {
+				return errors.New("the job was ended by someone else")
+			}
+		}
+		raced = true
+		next, err := s.appendJob(ctx, job.Stream(r.id), r.workspace, r.meta, r.recs, s.now(), r.prog)
+		if err != nil {
+			return err
+		}
+		r.recs = next
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.j.Apply(r.prog, s.now()); err != nil {
+		return fmt.Errorf("the recorded progress does not apply to the job: %w", err)
+	}
+	r.prog, r.lastFlush = job.Progressed{}, time.Now()
+	return nil
+}
+
+// dispatch restores the job's pending contacts and records their outcomes
+// as they come, until every contact is done, a cancel request is seen or a
+// restore fails; it returns the failure.
+//
+// Contacts are restored by jobWorkers at once, so their appends share the
+// store's group commits; outcomes come back here, where they are recorded
+// in order of arrival.
+func (r *jobRun) dispatch(ctx context.Context, o JobOptions) error {
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	results := r.restorePending(ctx, workCtx, o)
+	var failure error
+	for res := range results {
+		if res.err != nil {
+			if failure == nil {
+				failure = fmt.Errorf("contact %s: %w", res.cid, res.err)
+				stopWork()
+			}
+			continue
+		}
+		if res.restored {
+			r.prog.Restored = append(r.prog.Restored, res.cid)
+		} else {
+			r.prog.Failed = append(r.prog.Failed, job.Failure{ID: res.cid, Reason: res.reason})
+		}
+		if failure == nil && (len(r.prog.Restored)+len(r.prog.Failed) >= progressEvery || time.Since(r.lastFlush) > 250*time.Millisecond) {
+			if err := r.flush(ctx); err != nil {
+				failure = err
+				stopWork()
+				continue
+			}
+			if r.j.CancelRequested {
+				stopWork()
+			}
 		}
 	}
-	// Contacts are restored by jobWorkers at once, so their appends share
-	// the store's group commits; outcomes come back here, where they are
-	// recorded in order of arrival.
-	pending := j.Pending()
+	return failure
+}
+
+// restorePending hands the pending contacts to the workers in chunks (one
+// by one at the job's rate, if it has one) until workCtx ends, and returns
+// their outcomes, closed once every worker is done.
+func (r *jobRun) restorePending(ctx, workCtx context.Context, o JobOptions) <-chan outcome {
+	s, workspace, id := r.s, r.workspace, r.id
+	pending := r.j.Pending()
 	chunks := make(chan []string)
 	results := make(chan outcome, 2*jobChunk)
-	workCtx, stopWork := context.WithCancel(ctx)
 	var workers sync.WaitGroup
 	// The workers read what the job was queued with; j itself is the
 	// dispatcher's, which reloads it when a cancel request races a flush.
-	by, reason, keepBoth := j.By, j.Reason, j.KeepBoth
+	by, reason, keepBoth := r.j.By, r.j.Reason, r.j.KeepBoth
 	for range min(jobWorkers, max(len(pending), 1)) {
 		workers.Go(func() {
 			for ids := range chunks {
@@ -269,8 +358,10 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 			}
 		})
 	}
+	var limiter *rate.Limiter
 	size := jobChunk
-	if limiter != nil {
+	if o.Rate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(o.Rate), 1)
 		size = 1 // a throttled job goes contact by contact, at its pace
 	}
 	go func() {
@@ -288,90 +379,39 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 		}
 	}()
 	go func() { workers.Wait(); close(results) }()
-	var failure error
-	for r := range results {
-		if r.err != nil {
-			if failure == nil {
-				failure = fmt.Errorf("contact %s: %w", r.cid, r.err)
-				stopWork()
-			}
-			continue
-		}
-		if r.restored {
-			prog.Restored = append(prog.Restored, r.cid)
-		} else {
-			prog.Failed = append(prog.Failed, job.Failure{ID: r.cid, Reason: r.reason})
-		}
-		if failure == nil && (len(prog.Restored)+len(prog.Failed) >= progressEvery || time.Since(lastFlush) > 250*time.Millisecond) {
-			if err := flush(); err != nil {
-				failure = err
-				stopWork()
-				continue
-			}
-			if j.CancelRequested {
-				stopWork()
-			}
-		}
-	}
-	stopWork()
-	if failure != nil {
-		if ctx.Err() != nil {
-			return ctx.Err() // a stop: the job resumes after the restart
-		}
-		if ferr := flush(); ferr != nil {
-			return ferr
-		}
-		log.Error("restore job failed", "err", failure)
-		return s.endJob(ctx, workspace, id, meta, job.Failed{Error: "an internal error stopped the job; see the server log"})
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	var end any = job.Succeeded{}
-	if j.CancelRequested && len(j.Pending()) > 0 {
-		end = job.Cancelled{}
-	}
-	log.Info("restore job ended", "state", job.TypeOf(end), "restored", j.Restored, "failed", len(j.Failures))
-	return s.endJob(ctx, workspace, id, meta, end)
+	return results
 }
 
 // endJob appends the job's last event (after a cancel request that raced
 // it, if need be) and frees the workspace's slot.
 func (s *Service) endJob(ctx context.Context, workspace, id string, meta Meta, end any) error {
-	for attempt := 1; ; attempt++ {
+	err := retryConflicts(func() error {
 		j, recs, err := s.loadJob(ctx, workspace, id)
-		if err != nil {
+		if err != nil || j.State.Terminal() {
 			return err
 		}
-		if !j.State.Terminal() {
-			if _, ok := end.(job.Succeeded); ok && j.CancelRequested && len(j.Pending()) > 0 {
-				end = job.Cancelled{}
-			}
-			_, err = s.appendJob(ctx, job.Stream(id), workspace, meta, recs, s.now(), end)
-			if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
-				continue
-			}
-			if err != nil {
-				return err
-			}
+		if _, ok := end.(job.Succeeded); ok && j.CancelRequested && len(j.Pending()) > 0 {
+			end = job.Cancelled{}
 		}
-		return s.releaseJob(ctx, workspace, id)
+		_, err = s.appendJob(ctx, job.Stream(id), workspace, meta, recs, s.now(), end)
+		return err
+	})
+	if err != nil {
+		return err
 	}
+	return s.releaseJob(ctx, workspace, id)
 }
 
 // releaseJob frees the workspace's slot if job id holds it.
 func (s *Service) releaseJob(ctx context.Context, workspace, id string) error {
-	for attempt := 1; ; attempt++ {
+	return retryConflicts(func() error {
 		lock, recs, err := s.readLock(ctx, workspace)
 		if err != nil || lock.Holder != id {
 			return err
 		}
 		_, err = s.appendJob(ctx, job.LockStream(workspace), workspace, Meta{Actor: jobActor, CorrelationID: id}, recs, s.now(), job.Released{Job: id})
-		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
-			continue
-		}
 		return err
-	}
+	})
 }
 
 // RunRestoreJob runs one admitted restore job to its end in this process,

@@ -235,27 +235,27 @@ func (s *Service) plan(ctx context.Context, workspace string, f RestoreFilter) (
 // CancelRestoreJob asks a running or queued job to stop; the runner ends it
 // as cancelled. Contacts it restored stay restored. Errors: ErrJobFinished.
 func (s *Service) CancelRestoreJob(ctx context.Context, workspace, id string, meta Meta) (*job.Job, error) {
-	for attempt := 1; ; attempt++ {
+	var already *job.Job
+	err := retryConflicts(func() error {
 		j, recs, err := s.loadJob(ctx, workspace, id)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if j.State.Terminal() {
-			return nil, contact.Errorf(ErrJobFinished, "the restore job is %s; there is nothing to cancel", j.State)
+			return contact.Errorf(ErrJobFinished, "the restore job is %s; there is nothing to cancel", j.State)
 		}
 		if j.CancelRequested {
-			return j, nil
+			already = j
+			return nil
 		}
 		_, err = s.appendJob(ctx, job.Stream(id), workspace, Meta{Actor: meta.Actor, CorrelationID: meta.CorrelationID}, recs, s.now(), job.CancelRequested{By: meta.Actor})
-		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		s.kickJobs()
-		return s.RestoreJob(ctx, workspace, id)
+		return err
+	})
+	if err != nil || already != nil {
+		return already, err
 	}
+	s.kickJobs()
+	return s.RestoreJob(ctx, workspace, id)
 }
 
 func validJobID(id string) bool {

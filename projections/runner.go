@@ -361,6 +361,32 @@ func (r *Runner) erasureBatch(_ context.Context, _ contact.Position, recs []cont
 
 // viewBatch applies recs to the rows of one view.
 func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs []contact.Record) (Batch, error) {
+	refs := batchRefs(recs)
+	if len(refs) == 0 {
+		return Batch{}, nil
+	}
+	rows, err := r.store.Rows(ctx, v.Name, refs)
+	if err != nil {
+		return Batch{}, fmt.Errorf("rows of %s: %w", v.Name, err)
+	}
+	f := &viewFold{v: v, keys: newKeyCache(r.vault), rows: rows,
+		state: map[contact.ID]*contact.Contact{}, last: map[contact.ID]contact.Position{}}
+	for id, row := range rows {
+		f.state[id] = contact.FromSnapshot(row.Contact)
+	}
+	if err := r.prepareEntering(ctx, f, refs, recs); err != nil {
+		return Batch{}, err
+	}
+	for _, rec := range recs {
+		if err := f.apply(ctx, rec); err != nil {
+			return Batch{}, err
+		}
+	}
+	return f.batch(ctx, refs)
+}
+
+// batchRefs returns the contacts whose streams recs touch, in first-seen order.
+func batchRefs(recs []contact.Record) []Ref {
 	var refs []Ref
 	seen := map[contact.ID]bool{}
 	for _, rec := range recs {
@@ -369,107 +395,118 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 			refs = append(refs, Ref{Workspace: rec.Workspace, ID: id})
 		}
 	}
-	if len(refs) == 0 {
-		return Batch{}, nil
-	}
-	rows, err := r.store.Rows(ctx, v.Name, refs)
-	if err != nil {
-		return Batch{}, fmt.Errorf("rows of %s: %w", v.Name, err)
-	}
-	keys := newKeyCache(r.vault)
-	state := map[contact.ID]*contact.Contact{}
-	last := map[contact.ID]contact.Position{}
-	for id, row := range rows {
-		state[id] = contact.FromSnapshot(row.Contact)
-	}
-	// Fetch in one go the keys of the contacts whose events this batch will
-	// read: those in the view, and those an event brings into it (the
-	// first such event of each: entering).
+	return refs
+}
+
+// viewFold is one batch of a view being folded: the rows it starts from,
+// each contact's state and the position of the last event applied to it.
+type viewFold struct {
+	v        View
+	keys     *keyCache
+	rows     map[contact.ID]Row
+	state    map[contact.ID]*contact.Contact
+	last     map[contact.ID]contact.Position
+	entering map[contact.ID]contact.Record   // the event that brings a contact into the view
+	entered  map[contact.ID]*contact.Contact // the entering contacts, folded up to that event
+}
+
+// prepareEntering finds the contacts an event brings into the view (the
+// first such event of each), fetches in one go the keys of every contact
+// whose events this batch will read, and prepares the entering ones.
+func (r *Runner) prepareEntering(ctx context.Context, f *viewFold, refs []Ref, recs []contact.Record) error {
 	need := map[string][]contact.ID{}
 	for _, ref := range refs {
-		if _, in := rows[ref.ID]; in {
+		if _, in := f.rows[ref.ID]; in {
 			need[ref.Workspace] = append(need[ref.Workspace], ref.ID)
 		}
 	}
-	entering := map[contact.ID]contact.Record{}
+	f.entering = map[contact.ID]contact.Record{}
 	for _, rec := range recs {
 		id, ok := contact.IDFromStream(rec.Stream)
-		if _, in := rows[id]; !ok || in {
+		if _, in := f.rows[id]; !ok || in {
 			continue
 		}
-		if _, done := entering[id]; done {
+		if _, done := f.entering[id]; done {
 			continue
 		}
-		if st, decides := enters(rec); decides && v.holds(st) {
-			entering[id] = rec
+		if st, decides := enters(rec); decides && f.v.holds(st) {
+			f.entering[id] = rec
 			need[rec.Workspace] = append(need[rec.Workspace], id)
 		}
 	}
 	for ws, ids := range need {
-		if err := keys.prefetch(ctx, ws, ids); err != nil {
-			return Batch{}, err
+		if err := f.keys.prefetch(ctx, ws, ids); err != nil {
+			return err
 		}
 	}
-	entered, err := r.enter(ctx, v.Name, keys, entering)
+	entered, err := r.enter(ctx, f.v.Name, f.keys, f.entering)
+	f.entered = entered
+	return err
+}
+
+// apply folds one event into its contact, unless the row already holds it
+// or the contact is neither in the view nor entering it with this event.
+func (f *viewFold) apply(ctx context.Context, rec contact.Record) error {
+	id, ok := contact.IDFromStream(rec.Stream)
+	if !ok {
+		return nil
+	}
+	c := f.state[id]
+	if c != nil && rec.Version <= c.Version() {
+		return nil // already in the row
+	}
+	if c == nil {
+		if e, ok := f.entering[id]; !ok || e.ID != rec.ID {
+			return nil
+		}
+		if pre, ok := f.entered[id]; ok {
+			f.state[id], f.last[id] = pre, rec.Position
+			return nil
+		}
+	}
+	key, err := f.keys.get(ctx, rec.Workspace, id)
 	if err != nil {
-		return Batch{}, err
+		return err
 	}
-	for _, rec := range recs {
-		id, ok := contact.IDFromStream(rec.Stream)
-		if !ok {
-			continue
-		}
-		c := state[id]
-		if c != nil && rec.Version <= c.Version() {
-			continue // already in the row
-		}
-		if c == nil {
-			if e, ok := entering[id]; !ok || e.ID != rec.ID {
-				continue
-			}
-			if pre, ok := entered[id]; ok {
-				state[id], last[id] = pre, rec.Position
-				continue
-			}
-		}
-		key, err := keys.get(ctx, rec.Workspace, id)
-		if err != nil {
-			return Batch{}, err
-		}
-		env, err := ledger.OpenRecord(key, rec)
-		if err != nil {
-			return Batch{}, err
-		}
-		if c != nil {
-			if err := c.Apply(env); err != nil {
-				return Batch{}, fmt.Errorf("%s: %w", v.Name, err)
-			}
-		} else if c, err = contact.Replay(id, []contact.Envelope{env}); err != nil {
-			// The stream's first event: enter prepared the contacts of the others.
-			return Batch{}, err
-		}
-		state[id], last[id] = c, rec.Position
+	env, err := ledger.OpenRecord(key, rec)
+	if err != nil {
+		return err
 	}
+	if c != nil {
+		if err := c.Apply(env); err != nil {
+			return fmt.Errorf("%s: %w", f.v.Name, err)
+		}
+	} else if c, err = contact.Replay(id, []contact.Envelope{env}); err != nil {
+		// The stream's first event: enter prepared the contacts of the others.
+		return err
+	}
+	f.state[id], f.last[id] = c, rec.Position
+	return nil
+}
+
+// batch returns the view's changes: rows of the contacts the batch moved
+// that the view holds, deletes of those it no longer holds, and erasures.
+func (f *viewFold) batch(ctx context.Context, refs []Ref) (Batch, error) {
 	var b Batch
 	for _, ref := range refs {
-		c, ok := state[ref.ID]
-		if !ok || last[ref.ID].IsZero() {
+		c, ok := f.state[ref.ID]
+		if !ok || f.last[ref.ID].IsZero() {
 			continue
 		}
 		if c.Shredded() && c.Tombstone() != nil {
 			b.Erased = append(b.Erased, ref)
 		}
-		if !v.holds(c.State()) {
-			if _, had := rows[ref.ID]; had {
+		if !f.v.holds(c.State()) {
+			if _, had := f.rows[ref.ID]; had {
 				b.Deletes = append(b.Deletes, ref)
 			}
 			continue
 		}
-		bidx, err := keys.blindIndex(ctx, ref.Workspace)
+		bidx, err := f.keys.blindIndex(ctx, ref.Workspace)
 		if err != nil {
 			return Batch{}, err
 		}
-		b.Upserts = append(b.Upserts, BuildRow(c.Snapshot(), bidx, last[ref.ID]))
+		b.Upserts = append(b.Upserts, BuildRow(c.Snapshot(), bidx, f.last[ref.ID]))
 	}
 	return b, nil
 }

@@ -3,6 +3,7 @@ package eventstoredb_test
 import (
 	"context"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/contactledger/ledger/adapters/eventstoredb"
@@ -56,19 +57,26 @@ func TestEventStore(t *testing.T) {
 // logic — paging, filtering, workspace scoping, subscriptions — against a
 // model of the server's semantics.
 func TestEventStoreOnFakeClient(t *testing.T) {
+	// The suite's cases run in parallel, each making its stores here.
+	var mu sync.Mutex
 	logs := map[contact.EventStore]*fakeLog{}
 	newStore := func(t *testing.T, l *fakeLog) contact.EventStore {
 		d := &fakeDialer{log: l}
 		s := eventstoredb.New(d.dial, eventstoredb.Options{})
 		t.Cleanup(func() { s.Close() })
+		mu.Lock()
 		logs[s] = l
+		mu.Unlock()
 		return s
 	}
 	storetest.RunEventStore(t, storetest.EventStoreHarness{
 		New: func(t *testing.T) contact.EventStore { return newStore(t, newFakeLog()) },
 		Reopen: func(t *testing.T, s contact.EventStore) contact.EventStore {
 			s.(*eventstoredb.Store).Close()
-			return newStore(t, logs[s])
+			mu.Lock()
+			l := logs[s]
+			mu.Unlock()
+			return newStore(t, l)
 		},
 		// The audit log and rebuilds fall back to ReadAll on this store.
 		Features: storetest.Features{NoLogReader: true, NoStreamReader: true},

@@ -119,6 +119,11 @@ func (sub *subscriber) run(ctx context.Context) (healthy bool, err error) {
 	}
 	defer es.Close()
 
+	return sub.pump(ctx, receive(ctx, es))
+}
+
+// receive passes the subscription's messages on until it drops or ctx ends.
+func receive(ctx context.Context, es Subscription) <-chan *esdb.SubscriptionEvent {
 	msgs := make(chan *esdb.SubscriptionEvent, subscribeBatch)
 	go func() {
 		for {
@@ -133,86 +138,110 @@ func (sub *subscriber) run(ctx context.Context) (healthy bool, err error) {
 			}
 		}
 	}()
+	return msgs
+}
 
-	var batch []contact.Record
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := sub.handle(ctx, batch); err != nil {
-			return fatalError{err}
-		}
-		last := batch[len(batch)-1].Position
-		sub.delivered = last
-		if sub.resume.Less(last) {
-			sub.resume = last
-		}
-		batch, healthy = nil, true
-		return nil
-	}
+// pump delivers the subscription's contact events in batches until it
+// drops: a batch goes to handle when it is full, when nothing more is
+// waiting, and before a checkpoint, catching up or a drop is acted on.
+func (sub *subscriber) pump(ctx context.Context, msgs <-chan *esdb.SubscriptionEvent) (healthy bool, err error) {
+	p := &pumped{sub: sub}
 	for {
 		var m *esdb.SubscriptionEvent
-		if len(batch) == 0 {
+		if len(p.batch) == 0 {
 			select {
 			case m = <-msgs:
 			case <-ctx.Done():
-				return healthy, ctx.Err()
+				return p.healthy, ctx.Err()
 			}
 		} else {
 			select {
 			case m = <-msgs:
 			default: // nothing more for now: deliver what we have
-				if err := flush(); err != nil {
-					return healthy, err
+				if err := p.flush(ctx); err != nil {
+					return p.healthy, err
 				}
 				continue
 			}
 		}
-		switch {
-		case m.EventAppeared != nil:
-			e := m.EventAppeared.OriginalEvent()
-			if e == nil || !isContactEvent(e.StreamID, e.EventType) {
-				continue // a $streamDeleted tombstone, or a stream the filter let through
-			}
-			r, err := decode(e)
-			if err != nil {
-				return healthy, fatalError{fmt.Errorf("subscription: %w", err)}
-			}
-			if !sub.resume.Less(r.Position) {
-				continue // at or before where we resumed: already delivered
-			}
-			batch = append(batch, r)
-			if len(batch) >= subscribeBatch {
-				if err := flush(); err != nil {
-					return healthy, err
-				}
-			}
-		case m.CheckPointReached != nil:
-			// Every contact event up to the checkpoint has come; once
-			// those are delivered it is a safe place to resume from, and
-			// saves scanning other streams' events again after a drop.
-			if err := flush(); err != nil {
-				return healthy, err
-			}
-			if cp := toPosition(*m.CheckPointReached); sub.resume.Less(cp) {
-				sub.resume = cp
-			}
-			healthy = true
-		case m.CaughtUp != nil:
-			if err := flush(); err != nil {
-				return healthy, err
-			}
-			healthy = true
-			sub.s.log.Debug("eventstoredb subscription is live", "at", sub.resume.String())
-		case m.FellBehind != nil:
-			sub.s.log.Info("eventstoredb subscription fell behind; catching up", "at", sub.resume.String())
-		case m.SubscriptionDropped != nil:
-			if err := flush(); err != nil {
-				return healthy, err
-			}
-			return healthy, sub.dropped(ctx, m.SubscriptionDropped.Error)
+		if done, err := p.take(ctx, m); done || err != nil {
+			return p.healthy, err
 		}
 	}
+}
+
+// pumped is the batch a subscription is gathering, and whether it got
+// anywhere (events, a checkpoint or catching up).
+type pumped struct {
+	sub     *subscriber
+	batch   []contact.Record
+	healthy bool
+}
+
+// flush hands the batch to the subscriber's handler.
+func (p *pumped) flush(ctx context.Context) error {
+	if len(p.batch) == 0 {
+		return nil
+	}
+	sub := p.sub
+	if err := sub.handle(ctx, p.batch); err != nil {
+		return fatalError{err}
+	}
+	last := p.batch[len(p.batch)-1].Position
+	sub.delivered = last
+	if sub.resume.Less(last) {
+		sub.resume = last
+	}
+	p.batch, p.healthy = nil, true
+	return nil
+}
+
+// take acts on one message; done reports that the subscription dropped.
+func (p *pumped) take(ctx context.Context, m *esdb.SubscriptionEvent) (done bool, err error) {
+	sub := p.sub
+	switch {
+	case m.EventAppeared != nil:
+		e := m.EventAppeared.OriginalEvent()
+		if e == nil || !isContactEvent(e.StreamID, e.EventType) {
+			return false, nil // a $streamDeleted tombstone, or a stream the filter let through
+		}
+		r, err := decode(e)
+		if err != nil {
+			return false, fatalError{fmt.Errorf("subscription: %w", err)}
+		}
+		if !sub.resume.Less(r.Position) {
+			return false, nil // at or before where we resumed: already delivered
+		}
+		p.batch = append(p.batch, r)
+		if len(p.batch) >= subscribeBatch {
+			return false, p.flush(ctx)
+		}
+	case m.CheckPointReached != nil:
+		// Every contact event up to the checkpoint has come; once
+		// those are delivered it is a safe place to resume from, and
+		// saves scanning other streams' events again after a drop.
+		if err := p.flush(ctx); err != nil {
+			return false, err
+		}
+		if cp := toPosition(*m.CheckPointReached); sub.resume.Less(cp) {
+			sub.resume = cp
+		}
+		p.healthy = true
+	case m.CaughtUp != nil:
+		if err := p.flush(ctx); err != nil {
+			return false, err
+		}
+		p.healthy = true
+		sub.s.log.Debug("eventstoredb subscription is live", "at", sub.resume.String())
+	case m.FellBehind != nil:
+		sub.s.log.Info("eventstoredb subscription fell behind; catching up", "at", sub.resume.String())
+	case m.SubscriptionDropped != nil:
+		if err := p.flush(ctx); err != nil {
+			return false, err
+		}
+		return true, sub.dropped(ctx, m.SubscriptionDropped.Error)
+	}
+	return false, nil
 }
 
 // dropped classifies why a subscription dropped.

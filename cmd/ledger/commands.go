@@ -284,9 +284,20 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	sweep.Flags().StringVar(&sweepWorkspace, "workspace", "", "sweep only this workspace (default: every workspace)")
 	retention.AddCommand(sweep)
 
-	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain), newBenchCommand(stdout, stderr),
+	root.AddCommand(serve, replay, audit, receipts, projectionsCmd, versionCmd, workspaces, tokens, keys, maintenance, retention, newImportCommand(stdout, stderr, withMain),
 		backupCommand(stdout, withMain), erasuresCommand(stdout, withMain), webhooksCommand(stdout, stderr, withMain), restoreCommand(stdout, withMain))
+	addBenchCommand(root, stdout, stderr)
 	return root
+}
+
+// benchCommand makes the bench command in bin/ledger-bench (bench.go, tag
+// bench) and is nil in the production binary.
+var benchCommand func(stdout, stderr io.Writer) *cobra.Command
+
+func addBenchCommand(root *cobra.Command, stdout, stderr io.Writer) {
+	if benchCommand != nil {
+		root.AddCommand(benchCommand(stdout, stderr))
+	}
 }
 
 func lines(s ...string) string { return strings.Join(s, "\n") }

@@ -387,10 +387,14 @@ func keyRow(id contact.ID) ledger.KeyRow {
 		Wrapped: []byte("wrapped-" + contact.NewID().String()), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 }
 
-// runBatches runs the batch cases, and the keyed ones on stores that keep keys.
+// runBatches runs the batch cases, and the keyed ones on stores that keep keys,
+// in parallel: each case has a store of its own.
 func runBatches(t *testing.T, h EventStoreHarness) {
 	for _, c := range batchCases {
-		t.Run("batch: "+c.name, func(t *testing.T) { c.run(t, h, h.New(t)) })
+		t.Run("batch: "+c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, h, h.New(t))
+		})
 	}
 	runStoreCases(t, h, "keyed batch: ", keyedCases, func(s contact.EventStore) bool { _, ok := s.(ledger.KeyStore); return ok },
 		"keys beside its log", "store them with appends (ledger.KeyedAppender)")
@@ -409,6 +413,7 @@ type storeCase[S any] struct {
 func runStoreCases[S any](t *testing.T, h EventStoreHarness, prefix string, cases []storeCase[S], keeps func(contact.EventStore) bool, what, can string) {
 	for _, c := range cases {
 		t.Run(prefix+c.name, func(t *testing.T) {
+			t.Parallel()
 			s := h.New(t)
 			if !keeps(s) {
 				t.Skipf("%T keeps no %s", s, what)

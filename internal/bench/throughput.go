@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -36,8 +36,8 @@ type aloneAppender interface {
 // ceiling (single-row INSERT commits from 8 connections: what the
 // database's commits allow, with nothing else done) and beside the same
 // append without group commit (the path of every append before it).
-func (b *bench) groupCommitBench(ctx context.Context, e *benchEnv, m *Main, key shred.DataKey, port8 float64) error {
-	alone, ok := m.events.(aloneAppender)
+func (b *bench) groupCommitBench(ctx context.Context, e *benchEnv, m Ledger, key shred.DataKey, port8 float64) error {
+	alone, ok := m.Log().(aloneAppender)
 	if !ok {
 		return fmt.Errorf("the %s store has no append without group commit", e.store)
 	}
@@ -253,10 +253,10 @@ func (b *bench) importBench(ctx context.Context, store string) error {
 			e.drop()
 			return nil, nil, err
 		}
-		_, err = m.Svc.CreateWorkspace(ctx, benchWS)
+		_, err = m.CreateWorkspace(ctx, benchWS)
 		var token string
 		if err == nil {
-			token, _, err = m.Svc.CreateToken(ctx, benchWS, contact.RoleAdmin, "bench")
+			token, _, err = m.CreateToken(ctx, benchWS, contact.RoleAdmin, "bench")
 		}
 		m.Close()
 		if err != nil {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -34,7 +34,7 @@ const benchWS = "bench"
 // seed writes n contacts as commands would (a data key each, sealed and
 // chained events), one in ten of them then moved to trash, and one contact
 // of 10,000 events, with 32 writers.
-func (b *bench) seed(ctx context.Context, m *Main, n int) (dataset, error) {
+func (b *bench) seed(ctx context.Context, m Ledger, n int) (dataset, error) {
 	d := dataset{start: time.Now().UTC()}
 	actor := contact.Actor{Principal: "tok_bench", Role: contact.RoleAdmin}
 	meta := ledger.Meta{Actor: actor, CorrelationID: "bench-seed"}
@@ -72,14 +72,14 @@ func (b *bench) seed(ctx context.Context, m *Main, n int) (dataset, error) {
 					failed.Store(err)
 					return
 				}
-				key, keyID, err := m.Svc.Vault().NewContactKey(ctx, benchWS, id, now)
+				key, keyID, err := m.NewContactKey(ctx, benchWS, id, now)
 				if err != nil {
 					failed.Store(err)
 					return
 				}
 				recs, err := ledger.SealChanges(ledger.ContactKey{Key: key, KeyID: keyID}, id.Stream(), benchWS, meta, 0, nil, c.Changes())
 				if err == nil {
-					_, err = m.events.Append(ctx, id.Stream(), 0, recs)
+					_, err = m.Log().Append(ctx, id.Stream(), 0, recs)
 				}
 				if err != nil {
 					failed.Store(err)
@@ -117,7 +117,7 @@ func (b *bench) seed(ctx context.Context, m *Main, n int) (dataset, error) {
 }
 
 // seedLong writes a contact of 10,000 events: created, then updated.
-func (b *bench) seedLong(ctx context.Context, m *Main, meta ledger.Meta) (string, int, error) {
+func (b *bench) seedLong(ctx context.Context, m Ledger, meta ledger.Meta) (string, int, error) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	id := contact.NewID()
 	c, err := contact.Create(id, benchWS, contact.Draft{Personal: contact.Personal{Name: "Long History", Email: "long.history@example.com"}}, meta.Actor, now)
@@ -130,7 +130,7 @@ func (b *bench) seedLong(ctx context.Context, m *Main, meta ledger.Meta) (string
 			return "", 0, err
 		}
 	}
-	key, keyID, err := m.Svc.Vault().NewContactKey(ctx, benchWS, id, now)
+	key, keyID, err := m.NewContactKey(ctx, benchWS, id, now)
 	if err != nil {
 		return "", 0, err
 	}
@@ -140,7 +140,7 @@ func (b *bench) seedLong(ctx context.Context, m *Main, meta ledger.Meta) (string
 	}
 	for from := 0; from < len(recs); from += 500 {
 		to := min(from+500, len(recs))
-		if _, err := m.events.Append(ctx, id.Stream(), uint64(from), recs[from:to]); err != nil {
+		if _, err := m.Log().Append(ctx, id.Stream(), uint64(from), recs[from:to]); err != nil {
 			return "", 0, err
 		}
 	}
@@ -250,10 +250,10 @@ func (b *bench) datasetBench(ctx context.Context, store string) error {
 		return err
 	}
 	defer m.Close()
-	if _, err := m.Svc.CreateWorkspace(ctx, benchWS); err != nil {
+	if _, err := m.CreateWorkspace(ctx, benchWS); err != nil {
 		return err
 	}
-	token, _, err := m.Svc.CreateToken(ctx, benchWS, contact.RoleAdmin, "bench")
+	token, _, err := m.CreateToken(ctx, benchWS, contact.RoleAdmin, "bench")
 	if err != nil {
 		return err
 	}
@@ -267,7 +267,7 @@ func (b *bench) datasetBench(ctx context.Context, store string) error {
 	b.logf("%s: seeded %d events in %s", store, d.events, time.Since(t0).Round(time.Second))
 
 	b.logf("%s: rebuilding every view from the log", store)
-	job, err := m.Runner.RunRebuild(ctx, "all", "requested", "bench", nil)
+	job, err := m.RunRebuild(ctx, "all", "requested", "bench", nil)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -181,7 +181,7 @@ func (b *bench) webhookBench(ctx context.Context, store string) error {
 	if err != nil {
 		return err
 	}
-	if err := m.bootstrap(ctx); err != nil {
+	if err := m.Bootstrap(ctx); err != nil {
 		m.Close()
 		return err
 	}
@@ -204,13 +204,13 @@ func (b *bench) webhookBench(ctx context.Context, store string) error {
 		if err != nil {
 			return err
 		}
-		_, err = m.events.Append(ctx, id.Stream(), 0, recs)
+		_, err = m.Log().Append(ctx, id.Stream(), 0, recs)
 		return err
 	}); err != nil && !errors.Is(err, errBenchDone) {
 		m.Close()
 		return err
 	}
-	if page, err := m.Svc.Feed(ctx, ledger.FeedQuery{Workspace: "default", Limit: 1}); err == nil && len(page.Events) > 0 {
+	if page, err := m.Feed(ctx, ledger.FeedQuery{Workspace: "default", Limit: 1}); err == nil && len(page.Events) > 0 {
 		sample = page.Events[0].Body
 	}
 	m.Close()

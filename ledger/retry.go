@@ -1,0 +1,21 @@
+package ledger
+
+import (
+	"errors"
+
+	"github.com/contactledger/ledger/domain/contact"
+)
+
+// retryConflicts runs attempt until it succeeds, fails otherwise than by a
+// concurrency conflict, or has lost maxAttempts races. Each attempt must
+// read afresh what it decides on: a conflict means another writer appended
+// first, so the decision is taken again on the new state.
+func retryConflicts(attempt func() error) error {
+	for n := 1; ; n++ {
+		err := attempt()
+		if n < maxAttempts && errors.Is(err, contact.ErrConcurrency) {
+			continue
+		}
+		return err
+	}
+}
