@@ -76,6 +76,34 @@ type IdentityClaims interface {
 	TakeOverIdentity(ctx context.Context, c IdentityClaim, from contact.ID) (bool, error)
 	// ReleaseIdentity deletes the claim of (workspace, kind, index) if it is id's.
 	ReleaseIdentity(ctx context.Context, workspace, kind, index string, id contact.ID) error
+	// ClaimIdentities is ClaimIdentity for many values at once, in one
+	// statement: cur[i] and inserted[i] answer cs[i]. No value may be in
+	// cs twice.
+	ClaimIdentities(ctx context.Context, cs []IdentityClaim) (cur []IdentityClaim, inserted []bool, err error)
+	// ReleaseIdentities deletes each claim of cs that is still its
+	// Contact's, in one statement.
+	ReleaseIdentities(ctx context.Context, cs []IdentityClaim) error
+}
+
+// ErrClaimTaken fails a stream of a ClaimedAppender's batch one of whose
+// claims another contact holds: nothing of the stream was stored. The
+// command runs again alone, where a claim whose contact no longer holds
+// the value is taken over and a holder is named.
+var ErrClaimTaken = contact.Errorf(contact.ErrConcurrency, "an email or phone the append claims is claimed by another contact")
+
+// ClaimedAppender is implemented by stores that keep the log, the key
+// vault and the identity claims in one database: a batch's claims commit
+// with its appends (and new keys), so that a batch claims its values in
+// the statement that appends it, and a stream that is not appended leaves
+// no claim behind.
+type ClaimedAppender interface {
+	// AppendClaimed is KeyedAppender's AppendWithKeys (keys may be nil:
+	// no new keys) that also records claims[i], the values batch[i]'s
+	// contact now holds, with the append of batch[i], per stream. A stream
+	// one of whose claims another contact holds (or an earlier stream of
+	// the batch claims) fails with ErrClaimTaken, and nothing of it is
+	// stored; a claim its contact holds already stays as it is.
+	AppendClaimed(ctx context.Context, keys []KeyRow, claims [][]IdentityClaim, batch []contact.StreamAppend) ([]contact.AppendResult, error)
 }
 
 // identityKey is one value a contact may hold: its email or its phone, by blind index.
@@ -85,6 +113,9 @@ type identityKey struct{ kind, index string }
 type identityChange struct {
 	// claimed are claims made for the command: given back if its append fails.
 	claimed []identityKey
+	// pending are values to claim that a batch claims for all its
+	// commands at once (see appendClaiming): nothing is claimed yet.
+	pending []identityKey
 	// released are values the contact stops holding: released after the append.
 	released []identityKey
 	// waived is set when a keep_both restore left a value's claim to the
@@ -140,8 +171,9 @@ func (s *Service) identitiesBefore(ctx context.Context, workspace string, c *con
 // keeps its claim. In a dry run nothing is claimed; the same checks run
 // on the claims as they are. known, when set, are the identity index's
 // matches of every value c has, read already (a create reads them for the
-// spam check).
-func (s *Service) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry bool, known *[]IdentityMatch) (identityChange, error) {
+// spam check). batched leaves the claims to the caller's batch: they are
+// returned pending, claimed by appendClaiming for every command at once.
+func (s *Service) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry, batched bool, known *[]IdentityMatch) (identityChange, error) {
 	var ch identityChange
 	if p.Uniqueness() == contact.UniquenessOff && len(before) == 0 {
 		return ch, nil
@@ -196,6 +228,14 @@ func (s *Service) guardIdentities(ctx context.Context, workspace string, id cont
 	}
 	ch.waived = len(waived) > 0
 	if s.claims == nil {
+		return ch, nil
+	}
+	if batched && !dry {
+		for _, k := range need {
+			if !slices.Contains(waived, k) {
+				ch.pending = append(ch.pending, k)
+			}
+		}
 		return ch, nil
 	}
 	for _, k := range need {
