@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // ChangeTags adds and removes tags of an active contact.
@@ -33,7 +34,7 @@ func (s *Service) Notes(ctx context.Context, workspace string, id contact.ID) ([
 		return nil, err
 	}
 	if l.c.State() == contact.StatePurged {
-		return nil, contact.Errorf(contact.ErrPurged, "the contact was permanently deleted; its notes are unreadable")
+		return nil, kernel.Errorf(contact.ErrPurged, "the contact was permanently deleted; its notes are unreadable")
 	}
 	return l.c.Notes(), nil
 }
@@ -119,7 +120,7 @@ func spamCheck(ms []IdentityMatch) error {
 			if !m.ByEmail {
 				what = "phone"
 			}
-			return contact.Errorf(contact.ErrSpam, "this %s belongs to contact %s, which is marked as spam; unmark it (POST /v1/contacts/%s/unspam) to allow it", what, m.ID, m.ID)
+			return kernel.Errorf(contact.ErrSpam, "this %s belongs to contact %s, which is marked as spam; unmark it (POST /v1/contacts/%s/unspam) to allow it", what, m.ID, m.ID)
 		}
 	}
 	return nil

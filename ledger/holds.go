@@ -8,6 +8,7 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/hold"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // PlaceHold puts a contact under legal hold (ContactHeld in its stream,
@@ -54,9 +55,9 @@ func (s *Service) Holds(ctx context.Context, workspace, after string, limit int)
 
 // WorkspaceHold returns the hold that stands on the whole workspace (nil
 // when none) and its stream's records.
-func (s *Service) WorkspaceHold(ctx context.Context, workspace string) (*hold.Hold, []contact.Record, error) {
+func (s *Service) WorkspaceHold(ctx context.Context, workspace string) (*hold.Hold, []kernel.Record, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, hold.Stream(workspace))
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return nil, nil, nil
 	}
 	if err != nil {
@@ -78,7 +79,7 @@ func (s *Service) WorkspaceHold(ctx context.Context, workspace string) (*hold.Ho
 // PlaceWorkspaceHold puts the whole workspace under legal hold: no
 // retention purge runs in it until the hold is released (purges and
 // anonymizations asked for by hand still run; hold the contact to stop
-// those). Errors: hold.ErrAlreadyHeld, contact.ErrInvalid for a case or
+// those). Errors: hold.ErrAlreadyHeld, kernel.ErrInvalid for a case or
 // reason that looks like an email address or a phone number (they are
 // kept in clear).
 func (s *Service) PlaceWorkspaceHold(ctx context.Context, workspace string, meta Meta, caseRef, reason string) (*hold.Hold, error) {

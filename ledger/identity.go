@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 )
 
 // ErrIdentityTaken is the reason of an IdentityTakenError.
-var ErrIdentityTaken = &contact.Error{Code: contact.CodeConflict, Reason: "identity-taken",
+var ErrIdentityTaken = &kernel.Error{Code: kernel.CodeConflict, Reason: "identity-taken",
 	Message: "this email or phone belongs to another contact of the workspace"}
 
 // IdentityTakenError refuses to give a contact an email or phone that
@@ -44,7 +45,7 @@ func (e *IdentityTakenError) Error() string {
 }
 
 // Unwrap makes the error an ErrIdentityTaken for errors.Is and the HTTP adapter.
-func (e *IdentityTakenError) Unwrap() error { return contact.Errorf(ErrIdentityTaken, "%s", e.Error()) }
+func (e *IdentityTakenError) Unwrap() error { return kernel.Errorf(ErrIdentityTaken, "%s", e.Error()) }
 
 // IdentityClaim says that a contact holds an email or phone in a
 // workspace, by the value's blind index (never the value).
@@ -304,7 +305,7 @@ func (s *Service) claim(ctx context.Context, workspace string, id contact.ID, p 
 // whether it holds value k under p. A contact without a stream has state "".
 func (s *Service) holdsIdentity(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey) (contact.State, bool, error) {
 	l, err := s.load(ctx, workspace, id)
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return "", false, nil
 	}
 	if err != nil {

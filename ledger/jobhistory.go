@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // RecentRestoreJobs returns the workspace's latest restore jobs, newest
@@ -13,7 +13,7 @@ import (
 // that was refused a slot never shows.
 func (s *Service) RecentRestoreJobs(ctx context.Context, workspace string, limit int) ([]*job.Job, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, job.LockStream(workspace))
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 	"golang.org/x/time/rate"
 )
 
@@ -61,7 +62,7 @@ type outcome struct {
 // restoreManyForJob restores a chunk of contacts for job jobID, exactly
 // once each (see restoreOnce), loading them in one go. A contact that
 // cannot be restored (no longer in trash, purged) fails with the reason.
-func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string, cids []string, by contact.Actor, reason string, keepBoth bool) []outcome {
+func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string, cids []string, by kernel.Actor, reason string, keepBoth bool) []outcome {
 	out := make([]outcome, len(cids))
 	var (
 		ids []contact.ID
@@ -83,7 +84,7 @@ func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string
 			o.restored = true
 			continue
 		}
-		var ce *contact.Error
+		var ce *kernel.Error
 		if !errors.As(err, &ce) || ce.Code == "" {
 			o.err = err
 			continue
@@ -97,10 +98,10 @@ func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string
 // died before the job recorded it): the restore carries the job's operation
 // id ("job:<id>") as its causation id, or, when written before operation
 // ids, the bare job id.
-func restoreOnce(jobID string, by contact.Actor, reason string, keepBoth bool) command {
+func restoreOnce(jobID string, by kernel.Actor, reason string, keepBoth bool) command {
 	op := OperationJob + jobID
 	return func(l loaded, p contact.Policy, now time.Time) error {
-		if slices.ContainsFunc(l.recs, func(r contact.Record) bool {
+		if slices.ContainsFunc(l.recs, func(r kernel.Record) bool {
 			return r.Type == contact.TypeRestored && (r.CausationID == op || r.CausationID == jobID)
 		}) {
 			return nil
@@ -218,7 +219,7 @@ type jobRun struct {
 	id        string
 	meta      Meta
 	j         *job.Job
-	recs      []contact.Record
+	recs      []kernel.Record
 	prog      job.Progressed
 	lastFlush time.Time
 }

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // jobStatuses keeps the restore jobs whose status was read lately, folded,
@@ -62,7 +62,7 @@ func (c *jobStatuses) entry(workspace, id string) *jobStatus {
 // that reads a stream from a version on, it folds only the events appended
 // since the job was last read.
 func (s *Service) RestoreJob(ctx context.Context, workspace, id string) (*job.Job, error) {
-	tr, ok := s.events.(contact.TailReader)
+	tr, ok := s.events.(kernel.TailReader)
 	if !ok || !validJobID(id) {
 		j, _, err := s.loadJob(ctx, workspace, id)
 		if err != nil {

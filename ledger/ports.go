@@ -1,7 +1,7 @@
 // Package ledger is the application layer: it loads contacts from the log,
 // runs their commands, seals their personal data, appends the events and
 // answers queries. It talks to storage only through the ports below and
-// contact.EventStore.
+// kernel.EventStore.
 package ledger
 
 import (
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // KeyRow is a data key as the key vault stores it: wrapped by a key-encryption key.
@@ -25,7 +26,7 @@ type KeyRow struct {
 
 // KeyStore is the key-vault part of the state store.
 type KeyStore interface {
-	// PutKey stores a new key. Errors: contact.ErrAlreadyExists when the owner has one.
+	// PutKey stores a new key. Errors: kernel.ErrAlreadyExists when the owner has one.
 	PutKey(ctx context.Context, k KeyRow) error
 	// GetKeys returns the keys of the given owners in workspace; destroyed or
 	// unknown ones are absent from the map.
@@ -40,11 +41,11 @@ type KeyStore interface {
 // a key never outlives a create that failed.
 type KeyedAppender interface {
 	// AppendWithKeys stores keys[i] (none when its Owner is "") with the
-	// append of batch[i], for every i, as contact.BatchAppender's
+	// append of batch[i], for every i, as kernel.BatchAppender's
 	// AppendMany appends: per stream, in one commit. A stream whose key's
-	// owner already has a key fails with contact.ErrAlreadyExists, and
+	// owner already has a key fails with kernel.ErrAlreadyExists, and
 	// nothing of it is stored. Errors: as AppendMany's.
-	AppendWithKeys(ctx context.Context, keys []KeyRow, batch []contact.StreamAppend) ([]contact.AppendResult, error)
+	AppendWithKeys(ctx context.Context, keys []KeyRow, batch []kernel.StreamAppend) ([]kernel.AppendResult, error)
 }
 
 // KeyBatchStore is implemented by key stores that destroy many keys at once.
@@ -85,7 +86,7 @@ type Workspace struct {
 type Token struct {
 	ID        string
 	Workspace string
-	Role      contact.Role
+	Role      kernel.Role
 	Hash      []byte
 	Label     string
 	CreatedAt time.Time
@@ -96,24 +97,24 @@ type Token struct {
 type Directory interface {
 	// CreateWorkspace stores a new workspace. Errors: ErrWorkspaceExists.
 	CreateWorkspace(ctx context.Context, w Workspace) error
-	// Workspace returns one workspace. Errors: contact.ErrWorkspaceNotFound.
+	// Workspace returns one workspace. Errors: kernel.ErrWorkspaceNotFound.
 	Workspace(ctx context.Context, name string) (Workspace, error)
 	// Workspaces lists every workspace by name.
 	Workspaces(ctx context.Context) ([]Workspace, error)
-	// SavePolicy replaces a workspace's policy. Errors: contact.ErrWorkspaceNotFound.
+	// SavePolicy replaces a workspace's policy. Errors: kernel.ErrWorkspaceNotFound.
 	SavePolicy(ctx context.Context, name string, p contact.Policy) error
 	// CreateToken stores a new token.
 	CreateToken(ctx context.Context, t Token) error
-	// Token returns a token by id, revoked or not. Errors: contact.ErrNotFound.
+	// Token returns a token by id, revoked or not. Errors: kernel.ErrNotFound.
 	Token(ctx context.Context, id string) (Token, error)
-	// RevokeToken marks a token revoked. Errors: contact.ErrNotFound.
+	// RevokeToken marks a token revoked. Errors: kernel.ErrNotFound.
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 	// Tokens lists a workspace's tokens, oldest first.
 	Tokens(ctx context.Context, workspace string) ([]Token, error)
 }
 
 // ErrWorkspaceExists is returned when creating a workspace whose name is taken.
-var ErrWorkspaceExists = &contact.Error{Code: contact.CodeConflict, Reason: "workspace-exists", Message: "a workspace with this name already exists"}
+var ErrWorkspaceExists = &kernel.Error{Code: kernel.CodeConflict, Reason: "workspace-exists", Message: "a workspace with this name already exists"}
 
 // Cursor is a place in a view's order (newest first), for keyset pagination.
 type Cursor struct {
@@ -157,15 +158,15 @@ type ReadModels interface {
 // Progress tells how far projections are, so that queries can wait to read their own writes.
 type Progress interface {
 	// WaitFor returns when projection has applied every event up to pos, or
-	// fails with a contact.CodeUnavailable error when that takes too long.
-	WaitFor(ctx context.Context, projection string, pos contact.Position) error
+	// fails with a kernel.CodeUnavailable error when that takes too long.
+	WaitFor(ctx context.Context, projection string, pos kernel.Position) error
 }
 
 // LogQuery selects events of one workspace for the audit log. Zero fields don't filter.
 type LogQuery struct {
 	Workspace string
 	// After is the position to resume after (the zero Position: from the start).
-	After contact.Position
+	After kernel.Position
 	// Since is inclusive, Until exclusive.
 	Since, Until time.Time
 	Types        []string
@@ -182,11 +183,11 @@ type LogReader interface {
 	// match the filters, in global order. Like ReadAll, it never returns an
 	// event before one that may still commit, so resuming after the last
 	// position read skips nothing.
-	ReadLog(ctx context.Context, q LogQuery) ([]contact.Record, error)
+	ReadLog(ctx context.Context, q LogQuery) ([]kernel.Record, error)
 }
 
 // Matches reports whether r passes the query's filters (the workspace included).
-func (q LogQuery) Matches(r contact.Record) bool {
+func (q LogQuery) Matches(r kernel.Record) bool {
 	if r.Workspace != q.Workspace || (q.Stream != "" && r.Stream != q.Stream) || (q.Actor != "" && r.Actor.Principal != q.Actor) {
 		return false
 	}

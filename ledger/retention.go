@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -43,7 +44,7 @@ const (
 )
 
 // retentionActor is who retention purges are recorded as.
-var retentionActor = contact.System("retention")
+var retentionActor = kernel.System("retention")
 
 // SweepRetention purges, in every workspace (or only the named one), each
 // contact that has been in trash longer than the workspace's retention

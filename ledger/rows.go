@@ -13,7 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // ImportRow is one contact of an import file. Empty fields are not
@@ -50,7 +50,7 @@ func (e *FileError) Error() string {
 
 // Unwrap makes a FileError a 400 for the HTTP adapter.
 func (e *FileError) Unwrap() error {
-	return &contact.Error{Code: contact.CodeBadRequest, Reason: "malformed-import", Message: "the import file is malformed, nothing was imported: " + e.Error()}
+	return &kernel.Error{Code: kernel.CodeBadRequest, Reason: "malformed-import", Message: "the import file is malformed, nothing was imported: " + e.Error()}
 }
 
 // MaxImportRow is the longest row an import file may have: a CSV record

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 )
 
@@ -30,7 +31,7 @@ var ViewNames = []string{"active", "archived", "trash", "anonymized"}
 
 // Options wires a Service.
 type Options struct {
-	Events    contact.EventStore
+	Events    kernel.EventStore
 	Vault     *Vault
 	Directory Directory
 	Views     ReadModels
@@ -73,7 +74,7 @@ type Observer interface {
 
 // Service runs commands and queries on contacts.
 type Service struct {
-	events      contact.EventStore
+	events      kernel.EventStore
 	vault       *Vault
 	dir         Directory
 	views       ReadModels
@@ -117,7 +118,7 @@ func (s *Service) Vault() *Vault { return s.vault }
 func (s *Service) Directory() Directory { return s.dir }
 
 // Events returns the log.
-func (s *Service) Events() contact.EventStore { return s.events }
+func (s *Service) Events() kernel.EventStore { return s.events }
 
 func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
 
@@ -129,7 +130,7 @@ func (s *Service) observe(name string, start time.Time, err error) {
 }
 
 // appendEvents appends to the log, timing it.
-func (s *Service) appendEvents(ctx context.Context, stream string, expected uint64, recs []contact.Record) (contact.Position, error) {
+func (s *Service) appendEvents(ctx context.Context, stream string, expected uint64, recs []kernel.Record) (kernel.Position, error) {
 	start := time.Now()
 	pos, err := s.events.Append(ctx, stream, expected, recs)
 	if s.metrics != nil {
@@ -144,7 +145,7 @@ type View struct {
 	// PurgeAfter is when retention will purge a trashed contact, under the current policy.
 	PurgeAfter *time.Time
 	// Position is the position of the contact's newest event.
-	Position contact.Position
+	Position kernel.Position
 }
 
 // Result is what a command did: the contact after it, its new version and
@@ -152,7 +153,7 @@ type View struct {
 type Result struct {
 	Contact  View
 	Version  uint64
-	Position contact.Position
+	Position kernel.Position
 	// EventID is the id of the last event the command appended, or "" when
 	// it changed nothing (or was a dry run).
 	EventID string
@@ -198,7 +199,7 @@ func effectOf(before contact.Snapshot, c *contact.Contact, changes []contact.Cha
 
 type loaded struct {
 	c    *contact.Contact
-	recs []contact.Record
+	recs []kernel.Record
 	key  ContactKey
 }
 
@@ -249,7 +250,7 @@ func (s *Service) policy(ctx context.Context, workspace string) (contact.Policy,
 	return w.Policy, nil
 }
 
-func (s *Service) view(c *contact.Contact, p contact.Policy, pos contact.Position) View {
+func (s *Service) view(c *contact.Contact, p contact.Policy, pos kernel.Position) View {
 	v := View{Snapshot: c.Snapshot(), Position: pos}
 	if days := p.RetentionDays(); c.State() == contact.StateTrashed && days > 0 {
 		t := c.TrashedAt().AddDate(0, 0, days)
@@ -275,7 +276,7 @@ func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, 
 			if meta.IfMatch == nil && attempt < maxAttempts {
 				continue
 			}
-			err = contact.ErrConcurrency
+			err = kernel.ErrConcurrency
 		}
 		return res, err
 	}
@@ -286,7 +287,7 @@ type command func(l loaded, p contact.Policy, now time.Time) error
 
 // errLostRace marks an append that lost to a concurrent one: the command
 // may be run again on the fresh state.
-var errLostRace = fmt.Errorf("%w (lost a race)", contact.ErrConcurrency)
+var errLostRace = fmt.Errorf("%w (lost a race)", kernel.ErrConcurrency)
 
 // apply runs a command on a loaded contact and appends what it records
 // (in a dry run, only decides it).
@@ -297,13 +298,13 @@ func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, me
 	}
 	d, err := s.decide(ctx, workspace, id, meta, l, p, cmd)
 	if err != nil || d.recs == nil {
-		return d.result(s, contact.Position{}), err
+		return d.result(s, kernel.Position{}), err
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), d.recs)
 	if err != nil {
 		s.giveBack(ctx, workspace, id, d.ids)
 	}
-	if errors.Is(err, contact.ErrConcurrency) {
+	if errors.Is(err, kernel.ErrConcurrency) {
 		if meta.IfMatch != nil {
 			return Result{}, err
 		}
@@ -330,7 +331,7 @@ func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, me
 type decided struct {
 	l      loaded
 	p      contact.Policy
-	recs   []contact.Record // nil when the command changed nothing, or in a dry run
+	recs   []kernel.Record // nil when the command changed nothing, or in a dry run
 	op     string
 	dry    bool
 	effect Effect
@@ -344,7 +345,7 @@ type decided struct {
 // real run's.
 func (s *Service) decide(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command) (decided, error) {
 	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
-		return decided{}, contact.Errorf(contact.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
+		return decided{}, kernel.Errorf(kernel.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
 	}
 	before, held, err := s.identitiesBefore(ctx, workspace, l.c, p)
 	if err != nil {
@@ -376,7 +377,7 @@ func (s *Service) decide(ctx context.Context, workspace string, id contact.ID, m
 
 // result is the command's result once its events are at pos (unused when
 // it changed nothing or was a dry run).
-func (d decided) result(s *Service, pos contact.Position) Result {
+func (d decided) result(s *Service, pos kernel.Position) Result {
 	if d.l.c == nil {
 		return Result{}
 	}
@@ -386,7 +387,7 @@ func (d decided) result(s *Service, pos contact.Position) Result {
 		if d.dry {
 			r.DryRun, r.Current = true, d.l.c.Saved()
 			if len(d.l.c.Changes()) > 0 {
-				r.Contact.Position, r.Position = contact.Position{}, contact.Position{}
+				r.Contact.Position, r.Position = kernel.Position{}, kernel.Position{}
 			}
 		}
 		return r
@@ -409,7 +410,7 @@ func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.
 	for i, id := range ids {
 		streams[i] = id.Stream()
 	}
-	all, err := contact.ReadStreams(ctx, s.events, workspace, streams)
+	all, err := kernel.ReadStreams(ctx, s.events, workspace, streams)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -421,7 +422,7 @@ func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.
 	for _, id := range ids {
 		recs, ok := all[id.Stream()]
 		if !ok {
-			failed[id] = contact.ErrNotFound
+			failed[id] = kernel.ErrNotFound
 			continue
 		}
 		envs, err := open(keys[id], recs)
@@ -512,14 +513,14 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 		ds[i], errs[i] = s.decide(ctx, workspace, ids[i], meta, ls[ids[i]], p, cmd(i))
 	})
 	var (
-		batch   []contact.StreamAppend
+		batch   []kernel.StreamAppend
 		at      []int
 		claimed = map[identityKey]int{} // a value claimed for the batch -> its contact's index
 	)
 	for _, i := range todo {
 		d := ds[i]
 		if errs[i] != nil || d.recs == nil {
-			results[i] = d.result(s, contact.Position{})
+			results[i] = d.result(s, kernel.Position{})
 			continue
 		}
 		if j, ok := s.claimedBefore(ctx, workspace, claimed, ids, i, d.ids); ok {
@@ -529,7 +530,7 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 			again = append(again, i)
 			continue
 		}
-		batch, at = append(batch, contact.StreamAppend{Stream: ids[i].Stream(), Expected: d.l.c.Saved(), Events: d.recs}), append(at, i)
+		batch, at = append(batch, kernel.StreamAppend{Stream: ids[i].Stream(), Expected: d.l.c.Saved(), Events: d.recs}), append(at, i)
 	}
 	res, err := s.appendMany(ctx, batch)
 	if err != nil {
@@ -539,7 +540,7 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 		onWorkers(at, func(i int) { s.giveBack(ctx, workspace, ids[i], ds[i].ids) })
 	}
 	var (
-		waitFor        contact.Position
+		waitFor        kernel.Position
 		appended, lost []int
 	)
 	for k, r := range res {
@@ -551,7 +552,7 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 				waitFor = r.Position
 			}
 			results[i] = ds[i].result(s, r.Position)
-		case errors.Is(r.Err, contact.ErrConcurrency) && meta.IfMatch == nil:
+		case errors.Is(r.Err, kernel.ErrConcurrency) && meta.IfMatch == nil:
 			lost, again = append(lost, i), append(again, i)
 		default:
 			lost, errs[i] = append(lost, i), r.Err
@@ -560,7 +561,7 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 	// Claims are a round trip each: settled and given back on several workers.
 	onWorkers(appended, func(i int) { s.settle(ctx, workspace, ids[i], ds[i].ids) })
 	onWorkers(lost, func(i int) { s.giveBack(ctx, workspace, ids[i], ds[i].ids) })
-	if waitFor != (contact.Position{}) {
+	if waitFor != (kernel.Position{}) {
 		// A restore kept both contacts holding a value: only the identity
 		// index knows, so it must know before the answer (see apply).
 		if err := s.progress.WaitFor(ctx, identityProjection, waitFor); err != nil {
@@ -606,12 +607,12 @@ func (s *Service) claimedBefore(ctx context.Context, workspace string, claimed m
 }
 
 // appendMany appends a batch to the log, timing it.
-func (s *Service) appendMany(ctx context.Context, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+func (s *Service) appendMany(ctx context.Context, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
 	start := time.Now()
-	res, err := contact.AppendMany(ctx, s.events, batch)
+	res, err := kernel.AppendMany(ctx, s.events, batch)
 	if s.metrics != nil {
 		d := time.Since(start)
 		for i := range batch {
@@ -635,7 +636,7 @@ func IdempotentID(workspace, principal, key string, since time.Time) contact.ID 
 }
 
 // ErrErased is the reason of an ErasedError.
-var ErrErased = &contact.Error{Code: contact.CodeGone, Reason: "erased",
+var ErrErased = &kernel.Error{Code: kernel.CodeGone, Reason: "erased",
 	Message: "the contact this request created or is about was erased since it was first sent; it is not run again"}
 
 // ErasedError answers a repeat of a request (same Idempotency-Key) whose
@@ -655,7 +656,7 @@ func (e *ErasedError) Unwrap() error { return ErrErased }
 // or nil for one that was not (or does not exist). It reads the log.
 func (s *Service) Erasure(ctx context.Context, workspace string, id contact.ID) (*ErasedError, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
-	if errors.Is(err, contact.ErrNotFound) || (err == nil && len(recs) == 0) {
+	if errors.Is(err, kernel.ErrNotFound) || (err == nil && len(recs) == 0) {
 		return nil, nil
 	}
 	if err != nil {
@@ -740,7 +741,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 			return Result{}, err
 		}
 		start := time.Now()
-		res, err := s.keysWithLog.AppendWithKeys(ctx, []KeyRow{row}, []contact.StreamAppend{{Stream: id.Stream(), Events: recs}})
+		res, err := s.keysWithLog.AppendWithKeys(ctx, []KeyRow{row}, []kernel.StreamAppend{{Stream: id.Stream(), Events: recs}})
 		if err == nil {
 			err = res[0].Err
 		}
@@ -751,9 +752,9 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		case err == nil:
 			created = true
 			return Result{Contact: s.view(c, p, res[0].Position), Version: c.Version(), Position: res[0].Position, EventID: recs[0].ID.String(), Operation: meta.causation()}, nil
-		case repeat && errors.Is(err, contact.ErrConcurrency):
+		case repeat && errors.Is(err, kernel.ErrConcurrency):
 			return repeated(false)
-		case !repeat || !errors.Is(err, contact.ErrAlreadyExists):
+		case !repeat || !errors.Is(err, kernel.ErrAlreadyExists):
 			return Result{}, err
 		}
 		// A first run of this idempotent create, from before keys and
@@ -765,7 +766,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	switch {
 	case err == nil:
 		key, fresh = ContactKey{Key: k, KeyID: keyID}, true
-	case repeat && errors.Is(err, contact.ErrAlreadyExists):
+	case repeat && errors.Is(err, kernel.ErrAlreadyExists):
 		// A first run of this idempotent create stored the key and died:
 		// carry on with its key.
 		if key, err = s.vault.ContactKey(ctx, workspace, id); err != nil {
@@ -779,7 +780,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		return Result{}, err
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), 0, recs)
-	if repeat && errors.Is(err, contact.ErrConcurrency) {
+	if repeat && errors.Is(err, kernel.ErrConcurrency) {
 		return repeated(fresh)
 	}
 	if err != nil {
@@ -839,7 +840,7 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 	}
 	now := s.now()
 	rows := make([]KeyRow, len(at))
-	batch := make([]contact.StreamAppend, len(at))
+	batch := make([]kernel.StreamAppend, len(at))
 	// Wrapping keys and sealing events is the CPU of a create: on every core.
 	workers := min(runtime.GOMAXPROCS(0), len(at))
 	werrs := make([]error, len(at))
@@ -859,9 +860,9 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 				if werrs[k] != nil {
 					continue
 				}
-				var recs []contact.Record
+				var recs []kernel.Record
 				recs, werrs[k] = seal(key, c.ID().Stream(), workspace, meta, 0, nil, c.Changes())
-				batch[k] = contact.StreamAppend{Stream: c.ID().Stream(), Events: recs}
+				batch[k] = kernel.StreamAppend{Stream: c.ID().Stream(), Events: recs}
 			}
 		})
 	}
@@ -870,13 +871,13 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 		onWorkers(todo, giveBack)
 		return fail(err)
 	}
-	var res []contact.AppendResult
+	var res []kernel.AppendResult
 	if len(batch) > 0 {
 		start := time.Now()
 		if s.keysWithLog != nil {
 			res, err = s.keysWithLog.AppendWithKeys(ctx, rows, batch)
 		} else {
-			res, err = contact.AppendMany(ctx, s.events, batch)
+			res, err = kernel.AppendMany(ctx, s.events, batch)
 		}
 		if s.metrics != nil {
 			for k := range batch {
@@ -1099,7 +1100,7 @@ func (s *Service) Get(ctx context.Context, workspace string, id contact.ID) (Vie
 
 // HistoryEntry is one event of a contact's trail, as compliance staff read it.
 type HistoryEntry struct {
-	Record contact.Record
+	Record kernel.Record
 	// Personal is the decrypted personal part, or nil when the event has none
 	// or its key is destroyed.
 	Personal []byte
@@ -1128,9 +1129,9 @@ type Page struct {
 // List returns one page of a view. It first waits until the view's
 // projection has applied every event committed before the call, so a client
 // reads its own writes; minPos asks for at least that position too.
-func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position, email, phone string) (Page, error) {
+func (s *Service) List(ctx context.Context, q ListQuery, minPos kernel.Position, email, phone string) (Page, error) {
 	if _, ok := Views[q.View]; !ok {
-		return Page{}, contact.Invalid(contact.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
+		return Page{}, kernel.Invalid(kernel.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
 	}
 	head, err := s.events.Head(ctx)
 	if err != nil {
@@ -1139,7 +1140,7 @@ func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position
 	if head.Less(minPos) {
 		// Every position a command returned is at or before the head: this
 		// one is from elsewhere, and waiting for it would only time out.
-		return Page{}, contact.Invalid(contact.FieldError{Field: "min_position", Message: "is beyond the log's head: use a position a command of this service returned"})
+		return Page{}, kernel.Invalid(kernel.FieldError{Field: "min_position", Message: "is beyond the log's head: use a position a command of this service returned"})
 	}
 	if err := s.progress.WaitFor(ctx, q.View, head); err != nil {
 		return Page{}, err
@@ -1171,7 +1172,7 @@ func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position
 			break
 		}
 		c := contact.FromSnapshot(it.Contact)
-		page.Items = append(page.Items, s.view(c, p, contact.Position{}))
+		page.Items = append(page.Items, s.view(c, p, kernel.Position{}))
 	}
 	return page, nil
 }

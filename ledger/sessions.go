@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // Session is a browser's sign-in to the console with an API token. Only
@@ -32,7 +32,7 @@ type Session struct {
 type SessionStore interface {
 	// CreateSession stores a new session.
 	CreateSession(ctx context.Context, s Session) error
-	// Session returns the session with this hash. Errors: contact.ErrNotFound.
+	// Session returns the session with this hash. Errors: kernel.ErrNotFound.
 	Session(ctx context.Context, hash []byte) (Session, error)
 	// TouchSession records that the session was used at.
 	TouchSession(ctx context.Context, hash []byte, at time.Time) error
@@ -110,7 +110,7 @@ func (s *Service) ResumeSession(ctx context.Context, value string, times Session
 	}
 	hash := sessionHash(value)
 	sess, err := s.sessions.Session(ctx, hash)
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return Principal{}, ErrUnauthorized
 	}
 	if err != nil {
@@ -124,7 +124,7 @@ func (s *Service) ResumeSession(ctx context.Context, value string, times Session
 		return Principal{}, ErrUnauthorized
 	}
 	t, err := s.tokens.get(ctx, sess.TokenID, s.dir.Token)
-	if errors.Is(err, contact.ErrNotFound) || (err == nil && (!t.RevokedAt.IsZero() || t.Workspace != sess.Workspace)) {
+	if errors.Is(err, kernel.ErrNotFound) || (err == nil && (!t.RevokedAt.IsZero() || t.Workspace != sess.Workspace)) {
 		if err := s.sessions.DeleteSession(ctx, hash); err != nil {
 			return Principal{}, err
 		}

@@ -12,15 +12,15 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
 // The errors of webhooks.
 var (
-	ErrWebhooksOff  = &contact.Error{Code: contact.CodeUnavailable, Reason: "webhooks-unavailable", Message: "webhooks are not configured on this server"}
-	ErrTooManyHooks = &contact.Error{Code: contact.CodeConflict, Reason: "too-many-webhooks", Message: "the workspace has as many webhook subscriptions as it may; delete one first"}
+	ErrWebhooksOff  = &kernel.Error{Code: kernel.CodeUnavailable, Reason: "webhooks-unavailable", Message: "webhooks are not configured on this server"}
+	ErrTooManyHooks = &kernel.Error{Code: kernel.CodeConflict, Reason: "too-many-webhooks", Message: "the workspace has as many webhook subscriptions as it may; delete one first"}
 )
 
 // MaxWebhooks is the most subscriptions a workspace may have.
@@ -55,7 +55,7 @@ func (s *Service) webhooksOn() error {
 }
 
 // webhook returns one subscription of a workspace. Errors: ErrWebhooksOff,
-// contact.ErrNotFound.
+// kernel.ErrNotFound.
 func (s *Service) webhook(ctx context.Context, workspace, id string) (Webhook, error) {
 	if err := s.webhooksOn(); err != nil {
 		return Webhook{}, err
@@ -65,7 +65,7 @@ func (s *Service) webhook(ctx context.Context, workspace, id string) (Webhook, e
 
 // applyInput checks an input and sets it on w; by is who changes it.
 func (s *Service) applyInput(ctx context.Context, w *Webhook, in WebhookInput, by string) error {
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	if in.URL != nil {
 		if err := s.sender.CheckURL(ctx, *in.URL); err != nil {
 			return err
@@ -75,7 +75,7 @@ func (s *Service) applyInput(ctx context.Context, w *Webhook, in WebhookInput, b
 	if in.Description != nil {
 		d := *in.Description
 		if utf8.RuneCountInString(d) > 200 || !utf8.ValidString(d) || strings.ContainsFunc(d, unicode.IsControl) {
-			errs = append(errs, contact.FieldError{Field: "description", Message: "is at most 200 characters, without control characters"})
+			errs = append(errs, kernel.FieldError{Field: "description", Message: "is at most 200 characters, without control characters"})
 		}
 		w.Description = d
 	}
@@ -100,7 +100,7 @@ func (s *Service) applyInput(ctx context.Context, w *Webhook, in WebhookInput, b
 		w.Enabled = *in.Enabled
 	}
 	if len(errs) > 0 {
-		return contact.Invalid(errs...)
+		return kernel.Invalid(errs...)
 	}
 	return nil
 }
@@ -132,12 +132,12 @@ func (s *Service) addSecret(ctx context.Context, w *Webhook) (string, error) {
 // CreateWebhook creates a subscription that receives the workspace's
 // events from now on, and returns it with its signing secret (shown once:
 // only the vault keeps it, wrapped).
-func (s *Service) CreateWebhook(ctx context.Context, workspace string, by contact.Actor, in WebhookInput) (Webhook, string, error) {
+func (s *Service) CreateWebhook(ctx context.Context, workspace string, by kernel.Actor, in WebhookInput) (Webhook, string, error) {
 	if err := s.webhooksOn(); err != nil {
 		return Webhook{}, "", err
 	}
 	if in.URL == nil || *in.URL == "" {
-		return Webhook{}, "", contact.Invalid(contact.FieldError{Field: "url", Message: "is required"})
+		return Webhook{}, "", kernel.Invalid(kernel.FieldError{Field: "url", Message: "is required"})
 	}
 	existing, err := s.webhooks.Webhooks(ctx, workspace)
 	if err != nil {
@@ -187,7 +187,7 @@ func (s *Service) Webhooks(ctx context.Context, workspace string) ([]Webhook, er
 
 // UpdateWebhook changes a subscription's settings. Turning it back on
 // resumes delivery where it stopped: nothing was skipped meanwhile.
-func (s *Service) UpdateWebhook(ctx context.Context, workspace, id string, by contact.Actor, in WebhookInput) (Webhook, error) {
+func (s *Service) UpdateWebhook(ctx context.Context, workspace, id string, by kernel.Actor, in WebhookInput) (Webhook, error) {
 	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
 		return Webhook{}, err
@@ -220,7 +220,7 @@ func (s *Service) DeleteWebhook(ctx context.Context, workspace, id string) error
 // carries a signature under each until then; older ones are dropped.
 func (s *Service) RotateWebhookSecret(ctx context.Context, workspace, id string, overlap time.Duration) (Webhook, string, error) {
 	if overlap < 0 || overlap > MaxSecretOverlap {
-		return Webhook{}, "", contact.Invalid(contact.FieldError{Field: "overlap_seconds", Message: "must be from 0 to 604800 (7 days)"})
+		return Webhook{}, "", kernel.Invalid(kernel.FieldError{Field: "overlap_seconds", Message: "must be from 0 to 604800 (7 days)"})
 	}
 	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
@@ -363,7 +363,7 @@ func (s *Service) WebhookStatuses(ctx context.Context) ([]WebhookStatus, error) 
 	out := make([]WebhookStatus, 0, len(ws))
 	for _, w := range ws {
 		st, err := s.statusOf(ctx, w)
-		if errors.Is(err, contact.ErrNotFound) {
+		if errors.Is(err, kernel.ErrNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
@@ -387,12 +387,12 @@ func (s *Service) WebhookDeliveries(ctx context.Context, workspace, id string, q
 // on. Events waiting for a retry after that point are delivered once, in
 // order, with the rest. A replay never skips anything: after a position the
 // checkpoint has not reached, it only sends again what is in flight.
-func (s *Service) ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error {
+func (s *Service) ReplayWebhook(ctx context.Context, workspace, id string, after kernel.Position, since time.Time) error {
 	if _, err := s.webhook(ctx, workspace, id); err != nil {
 		return err
 	}
 	if !since.IsZero() {
-		after = contact.Position{}
+		after = kernel.Position{}
 	}
 	if err := s.webhooks.ReplayWebhook(ctx, workspace, id, after, since); err != nil {
 		return err

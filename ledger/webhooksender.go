@@ -36,7 +36,7 @@ func (r WebhookResponse) OK() bool { return r.Err == nil && r.Status >= 200 && r
 type WebhookSender interface {
 	// CheckURL refuses a URL that is malformed or whose host is, or
 	// resolves to, an address that may not be delivered to. Errors: a
-	// contact.CodeInvalid error naming the field "url".
+	// kernel.CodeInvalid error naming the field "url".
 	CheckURL(ctx context.Context, raw string) error
 	// Send makes one attempt to deliver m.
 	Send(ctx context.Context, m WebhookMessage) WebhookResponse

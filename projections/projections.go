@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -42,7 +43,7 @@ type Row struct {
 	// a view's tag column holds, so that no index of it holds a tag in clear.
 	TagIndexes []string
 	// Position is the position of the last event applied to the row.
-	Position contact.Position
+	Position kernel.Position
 }
 
 // Ref names a contact in its workspace.
@@ -54,7 +55,7 @@ type Ref struct {
 // Batch is what one projection commits at once.
 type Batch struct {
 	Projection  string
-	From, To    contact.Position
+	From, To    kernel.Position
 	Upserts     []Row
 	Deletes     []Ref
 	DestroyKeys []Ref
@@ -69,11 +70,11 @@ type Batch struct {
 // Store is the part of the state store that projections write.
 type Store interface {
 	// Checkpoint returns the position up to which projection has applied the log.
-	Checkpoint(ctx context.Context, projection string) (contact.Position, error)
+	Checkpoint(ctx context.Context, projection string) (kernel.Position, error)
 	// Rows returns the projection's current rows of the given contacts; absent ones are not in the view.
 	Rows(ctx context.Context, projection string, refs []Ref) (map[contact.ID]Row, error)
 	// Commit writes a batch and moves the projection's checkpoint from b.From
-	// to b.To in one transaction. Errors: contact.ErrConcurrency when the
+	// to b.To in one transaction. Errors: kernel.ErrConcurrency when the
 	// checkpoint is no longer b.From (another runner got there first).
 	Commit(ctx context.Context, b Batch) error
 }
@@ -152,10 +153,10 @@ type StreamReader interface {
 	// StableHead returns a position at or before which every event is
 	// committed and readable, and after which every event committed later
 	// comes (the zero Position for an empty log).
-	StableHead(ctx context.Context) (contact.Position, error)
+	StableHead(ctx context.Context) (kernel.Position, error)
 	// ReadByStream returns up to limit events at or before upTo, ordered by
 	// stream and version, after the event afterVersion of afterStream.
-	ReadByStream(ctx context.Context, upTo contact.Position, afterStream string, afterVersion uint64, limit int) ([]contact.Record, error)
+	ReadByStream(ctx context.Context, upTo kernel.Position, afterStream string, afterVersion uint64, limit int) ([]kernel.Record, error)
 	// CountEvents counts the events after after, up to and including upTo.
-	CountEvents(ctx context.Context, after, upTo contact.Position) (int64, error)
+	CountEvents(ctx context.Context, after, upTo kernel.Position) (int64, error)
 }

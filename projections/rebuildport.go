@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 var genPattern = regexp.MustCompile(`^[a-z0-9]{1,32}$`)
@@ -81,9 +81,9 @@ type ShadowStore interface {
 	// position, and the projection's version becomes Version. A shadow
 	// switches in with every index of the view (built in the switch when
 	// IndexShadow has not run). The old table
-	// is dropped after the switch. Errors: contact.ErrConcurrency when the
+	// is dropped after the switch. Errors: kernel.ErrConcurrency when the
 	// tables were too busy to switch now (nothing changed; try again).
-	SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to contact.Position) (Batch, error)) error
+	SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to kernel.Position) (Batch, error)) error
 	// LockRebuild takes the rebuild locks of the named views, all or none,
 	// without waiting; ok is false when another rebuild holds one of them.
 	// The locks go with the process.
@@ -94,10 +94,10 @@ type ShadowStore interface {
 	// SaveRebuild inserts or updates a rebuild's record; it returns the
 	// stored record's Cancel flag (a cancellation requested meanwhile).
 	SaveRebuild(ctx context.Context, j RebuildJob) (cancel bool, err error)
-	// Rebuild returns a rebuild's record. Errors: contact.ErrNotFound.
+	// Rebuild returns a rebuild's record. Errors: kernel.ErrNotFound.
 	Rebuild(ctx context.Context, id string) (RebuildJob, error)
 	// Rebuilds returns the most recent rebuilds, newest first.
 	Rebuilds(ctx context.Context, limit int) ([]RebuildJob, error)
-	// CancelRebuild asks a running rebuild to stop. Errors: contact.ErrNotFound.
+	// CancelRebuild asks a running rebuild to stop. Errors: kernel.ErrNotFound.
 	CancelRebuild(ctx context.Context, id string) error
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // The states a projection can be in.
@@ -17,8 +17,8 @@ const (
 // Status is how far a projection is. It holds no personal data.
 type Status struct {
 	Name       string
-	Checkpoint contact.Position
-	Head       contact.Position
+	Checkpoint kernel.Position
+	Head       kernel.Position
 	// LagEvents counts the events committed after the checkpoint (-1: the store cannot count).
 	LagEvents int64
 	// LagSeconds is how old the oldest event not applied yet is (0 when caught up).

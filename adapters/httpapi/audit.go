@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -25,7 +26,7 @@ const maxAuditLimit = 1_000_000
 // position the log returned.
 func ParseLogQuery(workspace string, qs map[string]string) (ledger.LogQuery, error) {
 	q := ledger.LogQuery{Workspace: workspace}
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	for _, f := range []struct {
 		name string
 		dst  *time.Time
@@ -40,7 +41,7 @@ func ParseLogQuery(workspace string, qs map[string]string) (ledger.LogQuery, err
 		for _, t := range strings.Split(v, ",") {
 			t = strings.TrimSpace(t)
 			if !contact.KnownType(t) {
-				errs = append(errs, contact.FieldError{Field: "type", Message: "must be event types such as ContactPurged, separated by commas"})
+				errs = append(errs, kernel.FieldError{Field: "type", Message: "must be event types such as ContactPurged, separated by commas"})
 				break
 			}
 			q.Types = append(q.Types, t)
@@ -48,33 +49,33 @@ func ParseLogQuery(workspace string, qs map[string]string) (ledger.LogQuery, err
 	}
 	if v := qs["actor"]; v != "" {
 		if len(v) > 100 {
-			errs = append(errs, contact.FieldError{Field: "actor", Message: "is too long"})
+			errs = append(errs, kernel.FieldError{Field: "actor", Message: "is too long"})
 		}
 		q.Actor = v
 	}
 	if v := qs["contact"]; v != "" {
 		id, err := contact.ParseID(v)
 		if err != nil {
-			errs = append(errs, contact.FieldError{Field: "contact", Message: "is not a contact id"})
+			errs = append(errs, kernel.FieldError{Field: "contact", Message: "is not a contact id"})
 		}
 		q.Stream = id.Stream()
 	}
 	var err error
-	if q.After, err = contact.ParsePosition(qs["after"]); err != nil {
-		errs = append(errs, contact.FieldError{Field: "after", Message: "is not a position returned by this service"})
+	if q.After, err = kernel.ParsePosition(qs["after"]); err != nil {
+		errs = append(errs, kernel.FieldError{Field: "after", Message: "is not a position returned by this service"})
 	}
 	if v := qs["limit"]; v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxAuditLimit {
-			errs = append(errs, contact.FieldError{Field: "limit", Message: "must be a whole number from 1 to 1000000"})
+			errs = append(errs, kernel.FieldError{Field: "limit", Message: "must be a whole number from 1 to 1000000"})
 		}
 		q.Limit = n
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
-		errs = append(errs, contact.FieldError{Field: "until", Message: "must be after since"})
+		errs = append(errs, kernel.FieldError{Field: "until", Message: "must be after since"})
 	}
 	if len(errs) > 0 {
-		return ledger.LogQuery{}, contact.Invalid(errs...)
+		return ledger.LogQuery{}, kernel.Invalid(errs...)
 	}
 	return q, nil
 }
@@ -102,7 +103,7 @@ func (s *Server) auditEvents(c echo.Context) error {
 	w := bufio.NewWriterSize(res, 64<<10)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	err = s.svc.AuditLog(c.Request().Context(), q, func(recs []contact.Record) error {
+	err = s.svc.AuditLog(c.Request().Context(), q, func(recs []kernel.Record) error {
 		if !started {
 			res.Header().Set(echo.HeaderContentType, "application/x-ndjson")
 			res.WriteHeader(http.StatusOK)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
@@ -31,13 +32,13 @@ const (
 )
 
 var (
-	errKeyReused = &contact.Error{Code: contact.CodeInvalid, Reason: "idempotency-key-reused",
+	errKeyReused = &kernel.Error{Code: kernel.CodeInvalid, Reason: "idempotency-key-reused",
 		Message: "this Idempotency-Key was used with another request; use a new key for a new request"}
-	errKeyInFlight = &contact.Error{Code: contact.CodeConflict, Reason: "idempotency-key-in-progress",
+	errKeyInFlight = &kernel.Error{Code: kernel.CodeConflict, Reason: "idempotency-key-in-progress",
 		Message: "a request with this Idempotency-Key is still running; retry shortly"}
-	errBadKey = &contact.Error{Code: contact.CodeBadRequest, Reason: "invalid-idempotency-key",
+	errBadKey = &kernel.Error{Code: kernel.CodeBadRequest, Reason: "invalid-idempotency-key",
 		Message: "Idempotency-Key must be 1-255 visible ASCII characters"}
-	errAnswerTooLarge = &contact.Error{Code: contact.CodeConflict, Reason: "idempotency-answer-unavailable",
+	errAnswerTooLarge = &kernel.Error{Code: kernel.CodeConflict, Reason: "idempotency-answer-unavailable",
 		Message: "the first answer to this Idempotency-Key is not kept (it was too large, or held a secret shown only once); the request was done once and is not repeated"}
 )
 
@@ -251,7 +252,7 @@ func (s *Server) replay(c echo.Context, rec ledger.Idempotency, fp hash.Hash, su
 	req := c.Request()
 	if sum == nil {
 		if _, err := io.Copy(fp, http.MaxBytesReader(c.Response(), req.Body, s.maxIdemBody)); err != nil {
-			return &contact.Error{Code: contact.CodeTooLarge, Reason: "body-too-large", Message: "the request body is over the limit"}
+			return &kernel.Error{Code: kernel.CodeTooLarge, Reason: "body-too-large", Message: "the request body is over the limit"}
 		}
 		sum = fp.Sum(nil)
 	}

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -81,9 +81,9 @@ func (s *Server) importContacts(c echo.Context) error {
 	if _, err := io.Copy(f, http.MaxBytesReader(w, c.Request().Body, MaxImport)); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &contact.Error{Code: contact.CodeTooLarge, Reason: "import-too-large", Message: "the import file is over the limit of " + strconv.Itoa(MaxImport>>20) + " MiB; split it"}
+			return &kernel.Error{Code: kernel.CodeTooLarge, Reason: "import-too-large", Message: "the import file is over the limit of " + strconv.Itoa(MaxImport>>20) + " MiB; split it"}
 		}
-		var appErr *contact.Error
+		var appErr *kernel.Error
 		if errors.As(err, &appErr) {
 			return err // the Idempotency-Key's request differs (see idempotent)
 		}

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/projections"
 	"github.com/labstack/echo/v4"
 )
@@ -92,7 +92,7 @@ func visibleTo(workspace string) func(projections.RebuildJob) bool {
 	return func(j projections.RebuildJob) bool { return j.Workspace == "" || j.Workspace == workspace }
 }
 
-var errNoProjections = &contact.Error{Code: contact.CodeUnavailable, Reason: "projections-unavailable", Message: "this server does not run the projections"}
+var errNoProjections = &kernel.Error{Code: kernel.CodeUnavailable, Reason: "projections-unavailable", Message: "this server does not run the projections"}
 
 func (s *Server) projectionStatus(c echo.Context) error {
 	if s.proj == nil {
@@ -140,10 +140,10 @@ func (s *Server) rebuildOf(c echo.Context, cancel bool) (projections.RebuildJob,
 	if s.proj == nil {
 		return projections.RebuildJob{}, errNoProjections
 	}
-	notFound := contact.Errorf(contact.ErrNotFound, "no such rebuild of this projection")
+	notFound := kernel.Errorf(kernel.ErrNotFound, "no such rebuild of this projection")
 	j, err := s.proj.RebuildJob(c.Request().Context(), c.Param("id"))
 	if err != nil || j.Projection != c.Param("name") || !visibleTo(principal(c).Workspace)(j) {
-		if err == nil || contact.ErrorCode(err) == contact.CodeNotFound {
+		if err == nil || kernel.ErrorCode(err) == kernel.CodeNotFound {
 			return projections.RebuildJob{}, notFound
 		}
 		return projections.RebuildJob{}, err

@@ -5,19 +5,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
 
 // TokenJSON is a token as admins see it: never its secret or hash.
 type TokenJSON struct {
-	ID        string       `json:"id"`
-	Workspace string       `json:"workspace"`
-	Role      contact.Role `json:"role"`
-	Label     string       `json:"label,omitempty"`
-	CreatedAt time.Time    `json:"created_at"`
-	RevokedAt *time.Time   `json:"revoked_at,omitempty"`
+	ID        string      `json:"id"`
+	Workspace string      `json:"workspace"`
+	Role      kernel.Role `json:"role"`
+	Label     string      `json:"label,omitempty"`
+	CreatedAt time.Time   `json:"created_at"`
+	RevokedAt *time.Time  `json:"revoked_at,omitempty"`
 	// Token is the secret, shown once, in the answer that creates it.
 	Token string `json:"token,omitempty"`
 }
@@ -46,7 +46,7 @@ func (s *Server) createToken(c echo.Context) error {
 	if err := decode(c, &r, false); err != nil {
 		return err
 	}
-	role, err := contact.ParseRole(r.Role)
+	role, err := kernel.ParseRole(r.Role)
 	if err != nil {
 		return err
 	}

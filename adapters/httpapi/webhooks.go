@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
@@ -98,7 +98,7 @@ func (r webhookRequest) input(c echo.Context) (ledger.WebhookInput, error) {
 		}
 	}
 	if r.Types != nil && *r.Types == nil {
-		return ledger.WebhookInput{}, contact.Invalid(contact.FieldError{Field: "types", Message: "must be an array ([] for every type)"})
+		return ledger.WebhookInput{}, kernel.Invalid(kernel.FieldError{Field: "types", Message: "must be an array ([] for every type)"})
 	}
 	return ledger.WebhookInput{URL: r.URL, Description: r.Description, Types: r.Types, IncludePersonal: r.IncludePersonal, Enabled: r.Enabled}, nil
 }
@@ -208,7 +208,7 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 	overlap := ledger.DefaultSecretOverlap
 	if r.OverlapSeconds != nil {
 		if *r.OverlapSeconds < 0 || *r.OverlapSeconds > int64(ledger.MaxSecretOverlap/time.Second) {
-			return contact.Invalid(contact.FieldError{Field: "overlap_seconds", Message: "must be from 0 to 604800 (7 days)"})
+			return kernel.Invalid(kernel.FieldError{Field: "overlap_seconds", Message: "must be from 0 to 604800 (7 days)"})
 		}
 		overlap = time.Duration(*r.OverlapSeconds) * time.Second
 	}
@@ -262,28 +262,28 @@ func (s *Server) webhookDeliveries(c echo.Context) error {
 		return err
 	}
 	q := ledger.AttemptQuery{Limit: 50}
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	if v := qs.Get("before"); v != "" {
 		if _, err := ulid.ParseStrict(v); err != nil {
-			errs = append(errs, contact.FieldError{Field: "before", Message: "must be the id of an attempt"})
+			errs = append(errs, kernel.FieldError{Field: "before", Message: "must be the id of an attempt"})
 		}
 		q.Before = v
 	}
 	if v := qs.Get("event_id"); v != "" {
 		if len(v) > 64 || !requestIDPattern.MatchString(v) {
-			errs = append(errs, contact.FieldError{Field: "event_id", Message: "must be an event id"})
+			errs = append(errs, kernel.FieldError{Field: "event_id", Message: "must be an event id"})
 		}
 		q.EventID = v
 	}
 	if v := qs.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 200 {
-			errs = append(errs, contact.FieldError{Field: "limit", Message: "must be a whole number from 1 to 200"})
+			errs = append(errs, kernel.FieldError{Field: "limit", Message: "must be a whole number from 1 to 200"})
 		}
 		q.Limit = n
 	}
 	if len(errs) > 0 {
-		return contact.Invalid(errs...)
+		return kernel.Invalid(errs...)
 	}
 	list, err := s.svc.WebhookDeliveries(c.Request().Context(), principal(c).Workspace, id, ledger.AttemptQuery{Before: q.Before, EventID: q.EventID, Limit: q.Limit + 1})
 	if err != nil {
@@ -320,18 +320,18 @@ func (s *Server) replayWebhook(c echo.Context) error {
 		return err
 	}
 	if (r.After == nil) == (r.Since == nil) {
-		return contact.Invalid(contact.FieldError{Field: "after", Message: "give either after (a position) or since (a time)"})
+		return kernel.Invalid(kernel.FieldError{Field: "after", Message: "give either after (a position) or since (a time)"})
 	}
-	var after contact.Position
+	var after kernel.Position
 	var since time.Time
 	if r.After != nil {
-		if after, err = contact.ParsePosition(*r.After); err != nil {
-			return contact.Invalid(contact.FieldError{Field: "after", Message: "is not a position returned by this service"})
+		if after, err = kernel.ParsePosition(*r.After); err != nil {
+			return kernel.Invalid(kernel.FieldError{Field: "after", Message: "is not a position returned by this service"})
 		}
 	} else {
-		var ferr *contact.FieldError
+		var ferr *kernel.FieldError
 		if since, ferr = parseTime("since", *r.Since); ferr != nil || since.IsZero() {
-			return contact.Invalid(contact.FieldError{Field: "since", Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"})
+			return kernel.Invalid(kernel.FieldError{Field: "since", Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"})
 		}
 	}
 	if err := s.svc.ReplayWebhook(c.Request().Context(), principal(c).Workspace, id, after, since); err != nil {

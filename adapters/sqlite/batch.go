@@ -7,19 +7,19 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
 // appendBatch appends the sound streams of batch (errs[i] == nil) in tx,
 // with keys[i] when keys is set, and fills out with each stream's outcome:
-// the batched append's rules (see contact.BatchAppender). Every stream's
+// the batched append's rules (see kernel.BatchAppender). Every stream's
 // version and workspace are checked in one query, the keys already taken
 // in another; then the keys and events of the streams that pass go in with
 // a few multi-row statements. Should those fail (which the checks make
 // unexpected), the streams are appended one by one, each in a savepoint.
 // Only a failure of the store is an error.
-func appendBatch(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, keys []ledger.KeyRow, errs []error, out []contact.AppendResult) error {
+func appendBatch(ctx context.Context, tx *sql.Tx, batch []kernel.StreamAppend, keys []ledger.KeyRow, errs []error, out []kernel.AppendResult) error {
 	var sound []int
 	for i := range batch {
 		if errs[i] != nil {
@@ -45,9 +45,9 @@ func appendBatch(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, 
 		a, h := batch[i], heads[batch[i].Stream]
 		switch {
 		case h.workspace != "" && h.workspace != a.Events[0].Workspace:
-			out[i].Err = contact.ErrNotFound
+			out[i].Err = kernel.ErrNotFound
 		case h.version != a.Expected:
-			out[i].Err = contact.Errorf(contact.ErrConcurrency, "stream is at version %d, not %d", h.version, a.Expected)
+			out[i].Err = kernel.Errorf(kernel.ErrConcurrency, "stream is at version %d, not %d", h.version, a.Expected)
 		default:
 			pass = append(pass, i)
 			if keys != nil && keys[i].Owner != "" {
@@ -62,7 +62,7 @@ func appendBatch(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, 
 		}
 		pass = filter(pass, func(i int) bool {
 			if taken[keys[i].Owner] {
-				out[i].Err = contact.Errorf(contact.ErrAlreadyExists, "a key for this owner exists")
+				out[i].Err = kernel.Errorf(kernel.ErrAlreadyExists, "a key for this owner exists")
 				return false
 			}
 			return true
@@ -144,7 +144,7 @@ func takenOwners(ctx context.Context, tx *sql.Tx, owners []string) (map[string]b
 
 // insertBatch inserts the keys and events of the streams pass names, a
 // few dozen rows a statement, and returns each stream's last position.
-func insertBatch(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, keys []ledger.KeyRow, pass []int) (map[string]int64, error) {
+func insertBatch(ctx context.Context, tx *sql.Tx, batch []kernel.StreamAppend, keys []ledger.KeyRow, pass []int) (map[string]int64, error) {
 	var keyRows, eventRows [][]any
 	for _, i := range pass {
 		if keys != nil && keys[i].Owner != "" {
@@ -224,7 +224,7 @@ func insertRows(ctx context.Context, tx *sql.Tx, prefix, returning string, rows 
 // appendEachTx appends the streams pass names one by one, each in its own
 // savepoint (with its key, when keys is set), filling out with each
 // stream's outcome.
-func appendEachTx(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, keys []ledger.KeyRow, pass []int, out []contact.AppendResult) error {
+func appendEachTx(ctx context.Context, tx *sql.Tx, batch []kernel.StreamAppend, keys []ledger.KeyRow, pass []int, out []kernel.AppendResult) error {
 	for _, i := range pass {
 		a := batch[i]
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT stream"); err != nil {
@@ -237,7 +237,7 @@ func appendEachTx(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend,
 			_, err = tx.ExecContext(ctx, `INSERT INTO data_keys (owner, workspace, key_id, kek_id, wrapped, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 				k.Owner, k.Workspace, k.KeyID, k.KEKID, k.Wrapped, micros(k.CreatedAt))
 			if isConstraint(err) {
-				err = contact.Errorf(contact.ErrAlreadyExists, "a key for this owner exists")
+				err = kernel.Errorf(kernel.ErrAlreadyExists, "a key for this owner exists")
 			}
 		}
 		if err == nil {

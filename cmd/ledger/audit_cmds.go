@@ -18,6 +18,7 @@ import (
 
 	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/spf13/cobra"
 )
@@ -140,8 +141,8 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 			enc.SetEscapeHTML(false)
 			bar := newMeter(stderr, "exporting", "events", 0)
 			n := 0
-			var last contact.Position
-			err = m.Svc.AuditLog(ctx, q, func(recs []contact.Record) error {
+			var last kernel.Position
+			err = m.Svc.AuditLog(ctx, q, func(recs []kernel.Record) error {
 				for _, r := range recs {
 					if err := enc.Encode(httpapi.EventJSON(r, true)); err != nil {
 						return err
@@ -378,13 +379,13 @@ func readPublicKey(file string) (ed25519.PublicKey, error) {
 }
 
 // readTrail reads a contact's events from NDJSON lines of `replay contact --json` or the audit log.
-func readTrail(file string) ([]contact.Record, error) {
+func readTrail(file string) ([]kernel.Record, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var recs []contact.Record
+	var recs []kernel.Record
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 16<<20)
 	for n := 1; sc.Scan(); n++ {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/internal/bench"
 	"github.com/contactledger/ledger/ledger"
@@ -35,13 +36,13 @@ func openBench(ctx context.Context, dataDir, databaseURL string) (bench.Ledger, 
 	return benchLedger{m}, nil
 }
 
-func (l benchLedger) Log() contact.EventStore { return l.events }
+func (l benchLedger) Log() kernel.EventStore { return l.events }
 
 func (l benchLedger) CreateWorkspace(ctx context.Context, name string) (ledger.Workspace, error) {
 	return l.Svc.CreateWorkspace(ctx, name)
 }
 
-func (l benchLedger) CreateToken(ctx context.Context, workspace string, role contact.Role, label string) (string, ledger.Token, error) {
+func (l benchLedger) CreateToken(ctx context.Context, workspace string, role kernel.Role, label string) (string, ledger.Token, error) {
 	return l.Svc.CreateToken(ctx, workspace, role, label)
 }
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/adapters/httpapi"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/spf13/cobra"
 )
 
@@ -139,7 +139,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Create a token and print it once (only its hash is stored)",
 		Args:  cobra.NoArgs,
 		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
-			r, err := contact.ParseRole(role)
+			r, err := kernel.ParseRole(role)
 			if err != nil {
 				return err
 			}
@@ -276,7 +276,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			if sweepWorkspace != "" && len(reports) == 0 {
-				return fmt.Errorf("workspace %q: %w", sweepWorkspace, contact.ErrWorkspaceNotFound)
+				return fmt.Errorf("workspace %q: %w", sweepWorkspace, kernel.ErrWorkspaceNotFound)
 			}
 			return nil
 		}),

@@ -12,6 +12,7 @@ import (
 
 	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -19,7 +20,7 @@ import (
 )
 
 // importActor is who command-line imports are recorded as.
-var importActor = contact.Actor{Principal: "cli:import", Role: contact.RoleOperator}
+var importActor = kernel.Actor{Principal: "cli:import", Role: kernel.RoleOperator}
 
 // importMeta is the metadata of a command-line import's commands: its id
 // is their correlation id ("import-<id>") and their operation ("import:<id>").

@@ -28,7 +28,7 @@ import (
 	"github.com/contactledger/ledger/adapters/sqlite"
 	"github.com/contactledger/ledger/adapters/webhookhttp"
 	"github.com/contactledger/ledger/delivery"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 	"golang.org/x/term"
@@ -140,7 +140,7 @@ type Main struct {
 	AdminToken string
 
 	log         *slog.Logger
-	events      contact.EventStore // the log: the state store, or EventStoreDB (eventstore.go)
+	events      kernel.EventStore // the log: the state store, or EventStoreDB (eventstore.go)
 	closeEvents func() error
 	state       stateStore
 	keys        *keyring.Keyring
@@ -461,7 +461,7 @@ func (m *Main) bootstrap(ctx context.Context) error {
 		}
 		return err
 	}
-	secret, _, err := m.Svc.CreateToken(ctx, "default", contact.RoleAdmin, "bootstrap admin")
+	secret, _, err := m.Svc.CreateToken(ctx, "default", kernel.RoleAdmin, "bootstrap admin")
 	if err != nil {
 		return err
 	}

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/spf13/cobra"
 )
 
 // restoreActor is who command-line restores are recorded as: whoever runs
 // the command holds the deployment's keys, an admin of every workspace.
-var restoreActor = contact.Actor{Principal: "cli:restore", Role: contact.RoleAdmin}
+var restoreActor = kernel.Actor{Principal: "cli:restore", Role: kernel.RoleAdmin}
 
 // restoreCommand returns `ledger restore`: a restore job (as POST
 // /v1/restore-jobs makes), run to its end by this process, typically to

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/adapters/httpapi"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/spf13/cobra"
 )
@@ -27,7 +27,7 @@ func findWebhook(ctx context.Context, m *Main, workspace, id string) (ledger.Web
 			return w, nil
 		}
 	}
-	return ledger.Webhook{}, fmt.Errorf("webhook %s: %w", id, contact.ErrNotFound)
+	return ledger.Webhook{}, fmt.Errorf("webhook %s: %w", id, kernel.ErrNotFound)
 }
 
 func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command {
@@ -50,7 +50,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			}
 			for _, w := range all {
 				st, err := m.Svc.WebhookStatus(ctx, w.Workspace, w.ID)
-				if errors.Is(err, contact.ErrNotFound) {
+				if errors.Is(err, kernel.ErrNotFound) {
 					continue
 				}
 				if err != nil {
@@ -120,11 +120,11 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			if (after == "") == (since == "") {
 				return errors.New("give either --after POSITION or --since TIME")
 			}
-			var pos contact.Position
+			var pos kernel.Position
 			var from time.Time
 			var err error
 			if after != "" {
-				if pos, err = contact.ParsePosition(after); err != nil {
+				if pos, err = kernel.ParsePosition(after); err != nil {
 					return fmt.Errorf("--after %q is not a position the ledger returned", after)
 				}
 			} else if from, err = time.Parse(time.RFC3339Nano, since); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/contactledger/ledger/adapters/postgres"
 	"github.com/contactledger/ledger/adapters/sqlite"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/pgtest"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
@@ -22,7 +23,7 @@ import (
 
 // Store is every port the real stores serve that these tests use.
 type Store interface {
-	contact.EventStore
+	kernel.EventStore
 	ledger.KeyStore
 	ledger.Directory
 	ledger.ReadModels
@@ -40,7 +41,7 @@ type Options struct {
 	// NoRunner leaves the projections stopped: the test runs them itself.
 	NoRunner bool
 	// Events, when set, wraps the log the service and the runner see.
-	Events func(contact.EventStore) contact.EventStore
+	Events func(kernel.EventStore) kernel.EventStore
 	// Projections, when set, wraps the store the runner writes.
 	Projections func(projections.Store) projections.Store
 	// Metrics is the service's observer.
@@ -53,7 +54,7 @@ type Options struct {
 type Env struct {
 	Dir    string
 	Store  Store
-	Events contact.EventStore
+	Events kernel.EventStore
 	Keys   *keyring.Keyring
 	Vault  *ledger.Vault
 	Runner *projections.Runner
@@ -69,7 +70,7 @@ type Env struct {
 const Workspace = "ws"
 
 // Admin is the actor of the tests' commands.
-var Admin = contact.Actor{Principal: "tok_admin", Role: contact.RoleAdmin}
+var Admin = kernel.Actor{Principal: "tok_admin", Role: kernel.RoleAdmin}
 
 // New opens a store, wires a service and a runner on it, creates the
 // workspace Workspace and (unless o.NoRunner) runs the projections until
@@ -166,7 +167,7 @@ func (e *Env) Move(t testing.TB, id contact.ID, tr ledger.Transition) ledger.Res
 }
 
 // CaughtUp waits until every projection has applied the whole log.
-func (e *Env) CaughtUp(t testing.TB) contact.Position {
+func (e *Env) CaughtUp(t testing.TB) kernel.Position {
 	t.Helper()
 	ctx := context.Background()
 	head, err := e.Events.Head(ctx)
@@ -184,7 +185,7 @@ func (e *Env) CaughtUp(t testing.TB) contact.Position {
 // ViewIDs returns the ids in a view of Workspace (after waiting for it).
 func (e *Env) ViewIDs(t testing.TB, view string) []contact.ID {
 	t.Helper()
-	page, err := e.Svc.List(context.Background(), ledger.ListQuery{Workspace: Workspace, View: view, Limit: 1000}, contact.Position{}, "", "")
+	page, err := e.Svc.List(context.Background(), ledger.ListQuery{Workspace: Workspace, View: view, Limit: 1000}, kernel.Position{}, "", "")
 	if err != nil {
 		t.Fatalf("list %s: %v", view, err)
 	}
