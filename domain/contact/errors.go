@@ -4,7 +4,8 @@ import (
 	"github.com/contactledger/ledger/domain/kernel"
 )
 
-// The errors of the domain and its ports. Compare with errors.Is.
+// The errors of the contact lifecycle and its policy. Compare with errors.Is;
+// the errors every port shares are kernel's.
 var (
 	ErrPurged          = &kernel.Error{Code: kernel.CodeGone, Reason: "purged", Message: "contact was permanently deleted"}
 	ErrNotEditable     = &kernel.Error{Code: kernel.CodeConflict, Reason: "not-editable", Message: "contact is not editable"}

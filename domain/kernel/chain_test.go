@@ -1,10 +1,9 @@
-package contact_test
+package kernel_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
@@ -13,7 +12,7 @@ func chain(stream string, n int) []kernel.Record {
 	var prev []byte
 	var out []kernel.Record
 	for i := range n {
-		r := kernel.Record{ID: ulid.Make(), Stream: stream, Version: uint64(i + 1), Type: contact.TypeUpdated,
+		r := kernel.Record{ID: ulid.Make(), Stream: stream, Version: uint64(i + 1), Type: "ContactUpdated",
 			Time: time.Unix(int64(1_800_000_000+i), 0).UTC(), Workspace: "ws", Data: []byte(`{}`), Sealed: []byte{byte(i)},
 			Position: kernel.Position{Commit: uint64(i + 1), Prepare: uint64(i + 1)}}
 		r.PrevHash = prev
