@@ -57,28 +57,6 @@ type IdentityClaim struct {
 	At        time.Time
 }
 
-// IdentityClaims is the synchronous half of identity uniqueness, in the
-// state store: one claim per (workspace, kind, index), written before the
-// append of the event that gives a contact the value, under a unique key,
-// so that of two commands racing for one value exactly one gets it, on any
-// replica. The identity index (a projection) is the other half: it knows
-// every contact, claims or not, but only eventually. A claim whose contact
-// does not hold the value any more (it changed, was erased, or its create
-// died before appending) is taken over by the next claimant.
-type IdentityClaims interface {
-	// ClaimIdentity records c unless (workspace, kind, index) is claimed:
-	// then it returns the claim there, and inserted is false (the claim may
-	// be c.Contact's own already).
-	ClaimIdentity(ctx context.Context, c IdentityClaim) (cur IdentityClaim, inserted bool, err error)
-	// IdentityClaimOf returns the claim of (workspace, kind, index), if any.
-	IdentityClaimOf(ctx context.Context, workspace, kind, index string) (IdentityClaim, bool, error)
-	// TakeOverIdentity gives the claim of (c.Workspace, c.Kind, c.Index) to
-	// c.Contact if it is still from's; it reports whether it did.
-	TakeOverIdentity(ctx context.Context, c IdentityClaim, from contact.ID) (bool, error)
-	// ReleaseIdentity deletes the claim of (workspace, kind, index) if it is id's.
-	ReleaseIdentity(ctx context.Context, workspace, kind, index string, id contact.ID) error
-}
-
 // identityKey is one value a contact may hold: its email or its phone, by blind index.
 type identityKey struct{ kind, index string }
 

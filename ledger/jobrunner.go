@@ -27,17 +27,6 @@ type JobOptions struct {
 	Lease Lease
 }
 
-// Lease lets one replica at a time run a background task (the retention
-// sweep, a workspace's restore job) when several share a store. The
-// embedded store has one process and needs none; a PostgreSQL adapter can
-// implement it with an advisory lock. Correctness never rests on it alone:
-// appends are optimistic, and a job checks each contact's stream before
-// restoring it.
-type Lease interface {
-	// TryAcquire takes the named lease if it is free; release gives it back.
-	TryAcquire(ctx context.Context, name string) (release func(), ok bool, err error)
-}
-
 // progressEvery bounds how many outcomes a job keeps before recording them
 // (and it records them at least every quarter second). Recording is for
 // the job's status only: exactly-once rests on each contact's own stream

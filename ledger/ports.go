@@ -367,3 +367,122 @@ func FindIdentitiesMany(ctx context.Context, ids Identities, workspace string, q
 	}
 	return out, nil
 }
+
+// Lease lets one process at a time run a named background task when
+// several share a store: a projection (Acquire, held while it runs), the
+// retention sweep or a workspace's restore jobs (TryAcquire, per round).
+// It is the one port for the store's advisory locks. The embedded store has
+// one process and needs none (nil); PostgreSQL implements it with session
+// advisory locks. Correctness never rests on it alone: appends are
+// optimistic, checkpoints move by compare-and-set, and a job checks each
+// contact's stream before restoring it.
+type Lease interface {
+	// Acquire blocks until this process holds the lease called name. The
+	// returned context ends when the lease is lost; release gives it up.
+	Acquire(ctx context.Context, name string) (leaseCtx context.Context, release func(), err error)
+	// TryAcquire takes the named lease if it is free; release gives it back.
+	TryAcquire(ctx context.Context, name string) (release func(), ok bool, err error)
+}
+
+// IdentityClaims is the synchronous half of identity uniqueness, in the
+// state store: one claim per (workspace, kind, index), written before the
+// append of the event that gives a contact the value, under a unique key,
+// so that of two commands racing for one value exactly one gets it, on any
+// replica. The identity index (a projection) is the other half: it knows
+// every contact, claims or not, but only eventually. A claim whose contact
+// does not hold the value any more (it changed, was erased, or its create
+// died before appending) is taken over by the next claimant.
+type IdentityClaims interface {
+	// ClaimIdentity records c unless (workspace, kind, index) is claimed:
+	// then it returns the claim there, and inserted is false (the claim may
+	// be c.Contact's own already).
+	ClaimIdentity(ctx context.Context, c IdentityClaim) (cur IdentityClaim, inserted bool, err error)
+	// IdentityClaimOf returns the claim of (workspace, kind, index), if any.
+	IdentityClaimOf(ctx context.Context, workspace, kind, index string) (IdentityClaim, bool, error)
+	// TakeOverIdentity gives the claim of (c.Workspace, c.Kind, c.Index) to
+	// c.Contact if it is still from's; it reports whether it did.
+	TakeOverIdentity(ctx context.Context, c IdentityClaim, from contact.ID) (bool, error)
+	// ReleaseIdentity deletes the claim of (workspace, kind, index) if it is id's.
+	ReleaseIdentity(ctx context.Context, workspace, kind, index string, id contact.ID) error
+}
+
+// LogCounter is implemented by event stores that count a workspace's events.
+type LogCounter interface {
+	// CountLog counts the events matching q after q.After, up to q.Limit
+	// (when set): counting stops there.
+	CountLog(ctx context.Context, q LogQuery) (int64, error)
+}
+
+// WebhookStore keeps subscriptions, their delivery checkpoints, pending
+// retries, attempts and erasure acknowledgments.
+type WebhookStore interface {
+	// CreateWebhook stores a new subscription whose delivery starts after start.
+	CreateWebhook(ctx context.Context, w Webhook, start kernel.Position) error
+	// Webhook returns one subscription of workspace. Errors: kernel.ErrNotFound.
+	Webhook(ctx context.Context, workspace, id string) (Webhook, error)
+	// Webhooks lists workspace's subscriptions by id, or every
+	// workspace's when workspace is empty.
+	Webhooks(ctx context.Context, workspace string) ([]Webhook, error)
+	// UpdateWebhook replaces a subscription's settings and secrets and
+	// bumps its revision. Errors: kernel.ErrNotFound.
+	UpdateWebhook(ctx context.Context, w Webhook) error
+	// DeleteWebhook deletes a subscription with its progress, pending
+	// events and attempts; its erasure acknowledgments stay (receipts show
+	// them). Errors: kernel.ErrNotFound.
+	DeleteWebhook(ctx context.Context, workspace, id string) error
+	// WebhookProgress returns a subscription's progress. Errors: kernel.ErrNotFound.
+	WebhookProgress(ctx context.Context, id string) (WebhookProgress, error)
+	// PendingDeliveries returns up to limit pending events of a
+	// subscription after position after, in log order.
+	PendingDeliveries(ctx context.Context, id string, after kernel.Position, limit int) ([]PendingDelivery, error)
+	// CommitDeliveries writes a batch. Errors: kernel.ErrConcurrency when
+	// the subscription's checkpoint is no longer b.From or its generation
+	// no longer b.Generation (a replay, another deliverer),
+	// kernel.ErrNotFound when it was deleted.
+	CommitDeliveries(ctx context.Context, b DeliveryBatch) error
+	// ReplayWebhook moves a subscription's checkpoint back to after, never
+	// forward (when since is set, events older than since are skipped),
+	// forgets its pending events after that position (they come again),
+	// moves its generation (so a deliverer's commit in flight fails and it
+	// sends again from the checkpoint) and bumps its revision. Errors:
+	// kernel.ErrNotFound.
+	ReplayWebhook(ctx context.Context, workspace, id string, after kernel.Position, since time.Time) error
+	// AddAttempts records attempts made outside delivery (test messages).
+	AddAttempts(ctx context.Context, attempts []DeliveryAttempt) error
+	// DeliveryAttempts returns one page of a subscription's attempts, newest first.
+	DeliveryAttempts(ctx context.Context, workspace, id string, q AttemptQuery) ([]DeliveryAttempt, error)
+	// ErasureAcks returns the erasure acknowledgments of a contact, by subscription.
+	ErasureAcks(ctx context.Context, workspace, contactID string) ([]ErasureAck, error)
+	// PruneAttempts deletes attempts made before before, and reports how many.
+	PruneAttempts(ctx context.Context, before time.Time) (int, error)
+}
+
+// WebhookSender sends webhooks over HTTP without reaching the deployment's
+// own network: addresses that are not public are refused unless allowed.
+type WebhookSender interface {
+	// CheckURL refuses a URL that is malformed or whose host is, or
+	// resolves to, an address that may not be delivered to. Errors: a
+	// kernel.CodeInvalid error naming the field "url".
+	CheckURL(ctx context.Context, raw string) error
+	// Send makes one attempt to deliver m.
+	Send(ctx context.Context, m WebhookMessage) WebhookResponse
+}
+
+// RowReader yields the rows of an import file, one at a time, without
+// holding the file in memory. Next returns io.EOF after the last row, and a
+// *FileError when the file itself is malformed.
+type RowReader interface {
+	Next() (ImportRow, error)
+}
+
+// Observer is told what the service does, for metrics. Implementations
+// must not keep or label anything personal: they get names and errors only.
+type Observer interface {
+	// Command records a command (create, update, archive, ...) and its result.
+	Command(name string, err error, d time.Duration)
+	// Append records an append to the log.
+	Append(d time.Duration, err error)
+	// RetentionSkipped records n contacts a retention sweep left in trash
+	// past the window, and why (SkipContactHold, SkipWorkspaceHold).
+	RetentionSkipped(reason string, n int)
+}

@@ -28,13 +28,6 @@ type ImportRow struct {
 	ExternalID string  `json:"external_id"`
 }
 
-// RowReader yields the rows of an import file, one at a time, without
-// holding the file in memory. Next returns io.EOF after the last row, and a
-// *FileError when the file itself is malformed.
-type RowReader interface {
-	Next() (ImportRow, error)
-}
-
 // FileError is a malformed import file: the import changes nothing.
 type FileError struct {
 	Row     int // the data row (1 for the first after a CSV header), or 0 for the file as a whole

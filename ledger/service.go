@@ -60,18 +60,6 @@ type Options struct {
 	Sender   WebhookSender
 }
 
-// Observer is told what the service does, for metrics. Implementations
-// must not keep or label anything personal: they get names and errors only.
-type Observer interface {
-	// Command records a command (create, update, archive, ...) and its result.
-	Command(name string, err error, d time.Duration)
-	// Append records an append to the log.
-	Append(d time.Duration, err error)
-	// RetentionSkipped records n contacts a retention sweep left in trash
-	// past the window, and why (SkipContactHold, SkipWorkspaceHold).
-	RetentionSkipped(reason string, n int)
-}
-
 // Service runs commands and queries on contacts.
 type Service struct {
 	events      kernel.EventStore

@@ -290,13 +290,6 @@ type WebhookStatus struct {
 	LagSeconds float64
 }
 
-// LogCounter is implemented by event stores that count a workspace's events.
-type LogCounter interface {
-	// CountLog counts the events matching q after q.After, up to q.Limit
-	// (when set): counting stops there.
-	CountLog(ctx context.Context, q LogQuery) (int64, error)
-}
-
 // maxLagCount is where counting a subscription's lag stops.
 const maxLagCount = 1_000_000
 

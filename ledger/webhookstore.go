@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"context"
 	"time"
 
 	"github.com/contactledger/ledger/domain/kernel"
@@ -149,48 +148,4 @@ type AttemptQuery struct {
 	Before  string
 	EventID string
 	Limit   int
-}
-
-// WebhookStore keeps subscriptions, their delivery checkpoints, pending
-// retries, attempts and erasure acknowledgments.
-type WebhookStore interface {
-	// CreateWebhook stores a new subscription whose delivery starts after start.
-	CreateWebhook(ctx context.Context, w Webhook, start kernel.Position) error
-	// Webhook returns one subscription of workspace. Errors: kernel.ErrNotFound.
-	Webhook(ctx context.Context, workspace, id string) (Webhook, error)
-	// Webhooks lists workspace's subscriptions by id, or every
-	// workspace's when workspace is empty.
-	Webhooks(ctx context.Context, workspace string) ([]Webhook, error)
-	// UpdateWebhook replaces a subscription's settings and secrets and
-	// bumps its revision. Errors: kernel.ErrNotFound.
-	UpdateWebhook(ctx context.Context, w Webhook) error
-	// DeleteWebhook deletes a subscription with its progress, pending
-	// events and attempts; its erasure acknowledgments stay (receipts show
-	// them). Errors: kernel.ErrNotFound.
-	DeleteWebhook(ctx context.Context, workspace, id string) error
-	// WebhookProgress returns a subscription's progress. Errors: kernel.ErrNotFound.
-	WebhookProgress(ctx context.Context, id string) (WebhookProgress, error)
-	// PendingDeliveries returns up to limit pending events of a
-	// subscription after position after, in log order.
-	PendingDeliveries(ctx context.Context, id string, after kernel.Position, limit int) ([]PendingDelivery, error)
-	// CommitDeliveries writes a batch. Errors: kernel.ErrConcurrency when
-	// the subscription's checkpoint is no longer b.From or its generation
-	// no longer b.Generation (a replay, another deliverer),
-	// kernel.ErrNotFound when it was deleted.
-	CommitDeliveries(ctx context.Context, b DeliveryBatch) error
-	// ReplayWebhook moves a subscription's checkpoint back to after, never
-	// forward (when since is set, events older than since are skipped),
-	// forgets its pending events after that position (they come again),
-	// moves its generation (so a deliverer's commit in flight fails and it
-	// sends again from the checkpoint) and bumps its revision. Errors:
-	// kernel.ErrNotFound.
-	ReplayWebhook(ctx context.Context, workspace, id string, after kernel.Position, since time.Time) error
-	// AddAttempts records attempts made outside delivery (test messages).
-	AddAttempts(ctx context.Context, attempts []DeliveryAttempt) error
-	// DeliveryAttempts returns one page of a subscription's attempts, newest first.
-	DeliveryAttempts(ctx context.Context, workspace, id string, q AttemptQuery) ([]DeliveryAttempt, error)
-	// ErasureAcks returns the erasure acknowledgments of a contact, by subscription.
-	ErasureAcks(ctx context.Context, workspace, contactID string) ([]ErasureAck, error)
-	// PruneAttempts deletes attempts made before before, and reports how many.
-	PruneAttempts(ctx context.Context, before time.Time) (int, error)
 }
