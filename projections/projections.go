@@ -139,14 +139,6 @@ type Compacter interface {
 	Compact(ctx context.Context) error
 }
 
-// Leaser grants the right to run a projection when several processes share
-// a store: each projection runs in one process at a time.
-type Leaser interface {
-	// Acquire blocks until this process holds the lease called name. The
-	// returned context ends when the lease is lost; release gives it up.
-	Acquire(ctx context.Context, name string) (leaseCtx context.Context, release func(), err error)
-}
-
 // StreamReader is implemented by event stores that can hand a rebuild the
 // log grouped by stream, so that each contact is folded once, as a whole.
 type StreamReader interface {

@@ -23,8 +23,8 @@ type Runner struct {
 	vault  *ledger.Vault
 	log    *slog.Logger
 	// Leaser, when set, makes each projection run only while this process
-	// holds its lease.
-	Leaser Leaser
+	// holds its lease (Acquire).
+	Leaser ledger.Lease
 	// WaitTimeout bounds how long a query waits for a projection to catch up.
 	WaitTimeout time.Duration
 	// Observe, when set, is told of every rebuild's progress (for metrics).

@@ -12,6 +12,7 @@ import (
 	"github.com/contactledger/ledger/internal/pgtest"
 	"github.com/contactledger/ledger/internal/storetest"
 	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/projections"
 )
 
 func open(t *testing.T, url string) *postgres.Store {
@@ -45,7 +46,7 @@ func TestEventStore(t *testing.T) {
 
 func TestStateStore(t *testing.T) {
 	storetest.RunStateStore(t, storetest.StateStoreHarness{
-		New: func(t *testing.T) storetest.StateStore { return open(t, pgtest.URL(t)) },
+		New: func(t *testing.T) projections.StateStore { return open(t, pgtest.URL(t)) },
 	})
 }
 

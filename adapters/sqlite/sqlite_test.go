@@ -8,6 +8,7 @@ import (
 	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/storetest"
 	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/projections"
 )
 
 func open(t *testing.T, dir string) *sqlite.Store {
@@ -36,7 +37,7 @@ func TestEventStore(t *testing.T) {
 
 func TestStateStore(t *testing.T) {
 	storetest.RunStateStore(t, storetest.StateStoreHarness{
-		New: func(t *testing.T) storetest.StateStore { return open(t, t.TempDir()) },
+		New: func(t *testing.T) projections.StateStore { return open(t, t.TempDir()) },
 	})
 }
 

@@ -142,7 +142,7 @@ type Main struct {
 	log         *slog.Logger
 	events      kernel.EventStore // the log: the state store, or EventStoreDB (eventstore.go)
 	closeEvents func() error
-	state       stateStore
+	state       projections.StateStore
 	keys        *keyring.Keyring
 	Svc         *ledger.Service
 	Runner      *projections.Runner
@@ -225,9 +225,7 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	vault := ledger.NewVault(m.state, m.keys)
 	m.Runner = projections.NewRunner(m.events, m.state, vault, log)
-	if l, ok := m.state.(projections.Leaser); ok {
-		m.Runner.Leaser = l
-	}
+	m.Runner.Leaser = m.lease()
 	m.Metrics = metrics.New(m.Runner.Status)
 	vault.Observe = m.Metrics.VaultOp
 	m.Runner.Observe = m.Metrics.Rebuild
@@ -274,21 +272,6 @@ func (m *Main) StartProjections(ctx context.Context) {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.runCtx, m.cancel = runCtx, cancel
 	m.wg.Go(func() { _ = m.Runner.Run(runCtx) })
-}
-
-// stateStore is every port the state store serves.
-type stateStore interface {
-	ledger.KeyStore
-	ledger.WebhookStore
-	ledger.IdempotencyStore
-	ledger.Identities
-	ledger.IdentityClaims
-	ledger.Directory
-	ledger.ReadModels
-	ledger.SessionStore
-	projections.Store
-	Ping(ctx context.Context) error
-	Close() error
 }
 
 // openStores opens PostgreSQL when a database URL is set, else the
@@ -520,10 +503,7 @@ var RotationGrace = 2 * time.Second
 // key; with the local keyring it first makes a new one, and afterwards
 // destroys the old ones.
 func (m *Main) RotateKeys(ctx context.Context) error {
-	rw, ok := m.state.(ledger.KeyRewrapper)
-	if !ok {
-		return errors.New("this store cannot re-wrap keys")
-	}
+	rw := m.state
 	local := m.Config.KEKURL == ""
 	if local {
 		if _, err := m.keys.AddLocal(); err != nil {

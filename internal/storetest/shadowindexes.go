@@ -11,7 +11,7 @@ import (
 
 // ShadowIndexes describes a store's view tables to RunShadowIndexes.
 type ShadowIndexes struct {
-	Store  StateStore
+	Store  projections.StateStore
 	Shadow projections.ShadowStore
 	// Table names the table of a view or shadow ("active", "active~g1").
 	Table func(name string) string

@@ -18,23 +18,10 @@ import (
 	"github.com/contactledger/ledger/projections"
 )
 
-// StateStore is every port the state store serves.
-type StateStore interface {
-	ledger.KeyStore
-	ledger.KeyRewrapper
-	ledger.IdempotencyStore
-	ledger.Directory
-	ledger.ReadModels
-	ledger.Identities
-	ledger.SessionStore
-	ledger.IdentityClaims
-	projections.Store
-}
-
 // StateStoreHarness makes stores for the state-store suite.
 type StateStoreHarness struct {
 	// New returns an empty store; the harness closes it when the test ends.
-	New      func(t *testing.T) StateStore
+	New      func(t *testing.T) projections.StateStore
 	Features Features
 }
 
@@ -102,7 +89,7 @@ func newShadowFixture(h StateStoreHarness) shadowFixture {
 
 // stores returns a new store and its shadow port, nil when the harness
 // declares it has none.
-func (f shadowFixture) stores(t *testing.T) (StateStore, projections.ShadowStore) {
+func (f shadowFixture) stores(t *testing.T) (projections.StateStore, projections.ShadowStore) {
 	t.Helper()
 	s := f.h.New(t)
 	ss, ok := s.(projections.ShadowStore)
@@ -117,7 +104,7 @@ func (f shadowFixture) row(name string, p uint64) projections.Row {
 }
 
 // names lists the names of a view's contacts, sorted.
-func (f shadowFixture) names(t *testing.T, s StateStore, view string) []string {
+func (f shadowFixture) names(t *testing.T, s projections.StateStore, view string) []string {
 	t.Helper()
 	items, err := s.List(context.Background(), ledger.ListQuery{Workspace: "ws", View: view, Limit: 100})
 	if err != nil {
@@ -233,7 +220,7 @@ func idempotency(t *testing.T, h StateStoreHarness) {
 
 // idempotencyFixture is the store and the contact the idempotency steps share.
 type idempotencyFixture struct {
-	s   StateStore
+	s   projections.StateStore
 	now time.Time
 	id  string // a contact with a key, whose answers the erasure step strips
 }
@@ -652,13 +639,13 @@ func identityIndex(t *testing.T, h StateStoreHarness) {
 // an external id and a phone), Bob (spam, in the trash) and Ada Again
 // (archived, Ada's email) in ws, and another Ada in another workspace.
 type identityFixture struct {
-	s    StateStore
+	s    projections.StateStore
 	a, b contact.Snapshot
 	ext  string
 	p1   kernel.Position
 }
 
-func newIdentityFixture(t *testing.T, s StateStore) identityFixture {
+func newIdentityFixture(t *testing.T, s projections.StateStore) identityFixture {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -855,7 +842,7 @@ func shadowBuiltAndSwitched(t *testing.T, h StateStoreHarness) {
 // switchShadowAhead switches in a shadow ahead of the live projection,
 // never indexed: the checkpoint moves forward and the switch builds the
 // indexes.
-func switchShadowAhead(t *testing.T, f shadowFixture, s StateStore, ss projections.ShadowStore) {
+func switchShadowAhead(t *testing.T, f shadowFixture, s projections.StateStore, ss projections.ShadowStore) {
 	t.Helper()
 	ctx := context.Background()
 	if err := ss.CreateShadow(ctx, "active", "g2"); err != nil {
@@ -1221,7 +1208,7 @@ func heldContacts(t *testing.T, h StateStoreHarness) {
 // TrashByOperation checks that the store's trash view keeps the operation
 // that trashed each contact and filters by it, for the stores' migration
 // tests (a view's table made before the column existed gets it).
-func TrashByOperation(t *testing.T, s StateStore) {
+func TrashByOperation(t *testing.T, s projections.StateStore) {
 	t.Helper()
 	ctx := context.Background()
 	at := time.Now().UTC().Truncate(time.Microsecond)
