@@ -26,7 +26,7 @@ var ErrNotYet = &kernel.Error{Code: kernel.CodeNotFound, Reason: "not-found", Me
 // never a read model, so it answers for purged and anonymized contacts too:
 // every event is there, personal parts read as shredded, and the state
 // carries the tombstone.
-func (s *Service) Trail(ctx context.Context, workspace string, id contact.ID, asOf time.Time, version uint64) (Trail, error) {
+func (s *Audit) Trail(ctx context.Context, workspace string, id contact.ID, asOf time.Time, version uint64) (Trail, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
 	if err != nil {
 		return Trail{}, err
@@ -84,7 +84,7 @@ var AuditPage = 1000
 // AuditLog calls emit with the pages of a workspace's events that match q,
 // in global order, from q.After on, until the log ends, q.Limit events were
 // emitted (when set), or emit fails. Only one page is held at a time.
-func (s *Service) AuditLog(ctx context.Context, q LogQuery, emit func([]kernel.Record) error) error {
+func (s *Audit) AuditLog(ctx context.Context, q LogQuery, emit func([]kernel.Record) error) error {
 	if err := s.waitStable(ctx); err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ type stableHeader interface {
 
 // waitStable waits until every event committed before the call is readable
 // in global order, so that a log read shows the caller's own writes.
-func (s *Service) waitStable(ctx context.Context) error {
+func (s *core) waitStable(ctx context.Context) error {
 	sh, ok := s.events.(stableHeader)
 	if !ok {
 		return nil
@@ -195,7 +195,7 @@ type VerifyReport struct {
 // VerifyChains recomputes the hash chain of every stream in scope and
 // reports the first break of each. progress, when set, is called with the
 // number of events checked so far after each page.
-func (s *Service) VerifyChains(ctx context.Context, scope VerifyScope, progress func(events int)) (VerifyReport, error) {
+func (s *Audit) VerifyChains(ctx context.Context, scope VerifyScope, progress func(events int)) (VerifyReport, error) {
 	v := kernel.NewChainVerifier()
 	rep := VerifyReport{Breaks: []kernel.Break{}}
 	add := func(recs []kernel.Record) error {

@@ -68,7 +68,7 @@ const (
 // Bulk runs a transition on every contact of the request, each on its own:
 // one failure (a malformed id, a protected source, a forbidden transition)
 // does not stop the others. Items come back in the request's order.
-func (s *Service) Bulk(ctx context.Context, workspace string, meta Meta, r BulkRequest) ([]BulkItem, error) {
+func (s *Contacts) Bulk(ctx context.Context, workspace string, meta Meta, r BulkRequest) ([]BulkItem, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ var contactTypes = func() []string {
 // personal set, each contact's personal values are read with its key,
 // fetched for the call and never kept: once the key is destroyed, a render
 // (a retry, a replay) carries nothing personal.
-func (s *Service) Render(ctx context.Context, workspace string, recs []kernel.Record, personal bool) ([]Rendered, error) {
+func (s *ChangeFeed) Render(ctx context.Context, workspace string, recs []kernel.Record, personal bool) ([]Rendered, error) {
 	var keys map[contact.ID]ContactKey
 	if personal {
 		var ids []contact.ID
@@ -95,7 +95,7 @@ func (s *Service) Render(ctx context.Context, workspace string, recs []kernel.Re
 // restore job, as jobs wrote it before operation ids had prefixes: such an
 // id is also its correlation id, and the workspace has a job stream of
 // that name. known caches the answers of one call.
-func (s *Service) legacyJob(ctx context.Context, workspace string, r kernel.Record, known map[string]bool) (bool, error) {
+func (s *ChangeFeed) legacyJob(ctx context.Context, workspace string, r kernel.Record, known map[string]bool) (bool, error) {
 	if r.Type != contact.TypeRestored || r.CausationID != r.CorrelationID || strings.Contains(r.CausationID, ":") {
 		return false, nil
 	}
@@ -141,7 +141,7 @@ const MaxFeedPage = 1000
 // log's order. Like the audit log it first waits until every event
 // committed before the call is readable in order, so a client reads its
 // own writes; a later page never holds an event before one already read.
-func (s *Service) Feed(ctx context.Context, q FeedQuery) (FeedPage, error) {
+func (s *ChangeFeed) Feed(ctx context.Context, q FeedQuery) (FeedPage, error) {
 	if err := s.waitStable(ctx); err != nil {
 		return FeedPage{}, err
 	}
@@ -152,7 +152,7 @@ func (s *Service) Feed(ctx context.Context, q FeedQuery) (FeedPage, error) {
 // after: every event committed later comes after it (on PostgreSQL, the
 // newest event of the transactions older than every running one, so a
 // transaction that commits late is not passed over).
-func (s *Service) FeedHead(ctx context.Context) (kernel.Position, error) {
+func (s *ChangeFeed) FeedHead(ctx context.Context) (kernel.Position, error) {
 	if sh, ok := s.events.(stableHeader); ok {
 		return sh.StableHead(ctx)
 	}
@@ -161,12 +161,12 @@ func (s *Service) FeedHead(ctx context.Context) (kernel.Position, error) {
 
 // FeedNow reads one page of the change feed without first waiting for the
 // log to be stable: a reader that polls (a stream) gets the rest next time.
-func (s *Service) FeedNow(ctx context.Context, q FeedQuery) (FeedPage, error) {
+func (s *ChangeFeed) FeedNow(ctx context.Context, q FeedQuery) (FeedPage, error) {
 	return s.feedPage(ctx, q)
 }
 
 // feedPage reads one page without waiting.
-func (s *Service) feedPage(ctx context.Context, q FeedQuery) (FeedPage, error) {
+func (s *ChangeFeed) feedPage(ctx context.Context, q FeedQuery) (FeedPage, error) {
 	recs, last, more, err := s.ReadFeed(ctx, q)
 	if err != nil {
 		return FeedPage{}, err
@@ -184,7 +184,7 @@ func (s *Service) feedPage(ctx context.Context, q FeedQuery) (FeedPage, error) {
 // whether more may follow. It does not wait for the log to be stable (see
 // Feed): what it returns is in order, and a later read never returns an
 // event before them.
-func (s *Service) ReadFeed(ctx context.Context, q FeedQuery) ([]kernel.Record, kernel.Position, bool, error) {
+func (s *ChangeFeed) ReadFeed(ctx context.Context, q FeedQuery) ([]kernel.Record, kernel.Position, bool, error) {
 	types := q.Types
 	if len(types) == 0 {
 		types = contactTypes
@@ -235,7 +235,7 @@ type logWatch struct {
 // LogChanged returns a channel that is closed when new events are
 // committed (while WatchLog runs; without it, nothing wakes the waiters and
 // they poll).
-func (s *Service) LogChanged() <-chan struct{} {
+func (s *ChangeFeed) LogChanged() <-chan struct{} {
 	s.watch.mu.Lock()
 	defer s.watch.mu.Unlock()
 	if s.watch.changed == nil {
@@ -244,7 +244,7 @@ func (s *Service) LogChanged() <-chan struct{} {
 	return s.watch.changed
 }
 
-func (s *Service) logChanged() {
+func (s *ChangeFeed) logChanged() {
 	s.watch.mu.Lock()
 	defer s.watch.mu.Unlock()
 	if s.watch.changed != nil {
@@ -256,7 +256,7 @@ func (s *Service) logChanged() {
 // WatchLog follows the log from its head until ctx ends, waking every
 // LogChanged waiter as events are committed (by this process or, through
 // the store's subscription, by others).
-func (s *Service) WatchLog(ctx context.Context) error {
+func (s *ChangeFeed) WatchLog(ctx context.Context) error {
 	for ctx.Err() == nil {
 		head, err := s.FeedHead(ctx)
 		if err == nil {

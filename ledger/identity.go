@@ -99,7 +99,7 @@ func heldIdentities(b shred.BlindIndex, c *contact.Contact, p contact.Policy) []
 
 // identitiesBefore returns a loaded contact's snapshot and the values it
 // holds before a command runs.
-func (s *Service) identitiesBefore(ctx context.Context, workspace string, c *contact.Contact, p contact.Policy) (contact.Snapshot, []identityKey, error) {
+func (s *core) identitiesBefore(ctx context.Context, workspace string, c *contact.Contact, p contact.Policy) (contact.Snapshot, []identityKey, error) {
 	snap := c.Snapshot()
 	if p.Uniqueness() == contact.UniquenessOff {
 		return snap, nil, nil
@@ -120,7 +120,7 @@ func (s *Service) identitiesBefore(ctx context.Context, workspace string, c *con
 // on the claims as they are. known, when set, are the identity index's
 // matches of every value c has, read already (a create reads them for the
 // spam check).
-func (s *Service) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry bool, known *[]IdentityMatch) (identityChange, error) {
+func (s *core) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry bool, known *[]IdentityMatch) (identityChange, error) {
 	var ch identityChange
 	if p.Uniqueness() == contact.UniquenessOff && len(before) == 0 {
 		return ch, nil
@@ -198,7 +198,7 @@ func (s *Service) guardIdentities(ctx context.Context, workspace string, id cont
 // the identity index knows with them: a value one of them still holds (the
 // index may be behind; the log says) is taken, unless the restore keeps
 // both, when it is waived. It returns the waived values.
-func (s *Service) waiveIndexed(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, need []identityKey, ms []IdentityMatch, keepBoth bool, taken func(identityKey, contact.ID, contact.State) error) ([]identityKey, error) {
+func (s *core) waiveIndexed(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, need []identityKey, ms []IdentityMatch, keepBoth bool, taken func(identityKey, contact.ID, contact.State) error) ([]identityKey, error) {
 	var waived []identityKey
 	for _, m := range ms {
 		if m.ID == id || !p.HoldsIdentity(m.State) {
@@ -228,7 +228,7 @@ func (s *Service) waiveIndexed(ctx context.Context, workspace string, id contact
 // contact no longer holds it. It reports whether it made a claim (which a
 // failed append gives back), and whether keep_both left it to another
 // contact that holds it. In a dry run it only reads the claim.
-func (s *Service) claim(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey, keepBoth, dry bool, taken func(identityKey, contact.ID, contact.State) error) (fresh, waived bool, err error) {
+func (s *core) claim(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey, keepBoth, dry bool, taken func(identityKey, contact.ID, contact.State) error) (fresh, waived bool, err error) {
 	deadline := time.Now().Add(pendingWait)
 	for {
 		now := s.now()
@@ -281,7 +281,7 @@ func (s *Service) claim(ctx context.Context, workspace string, id contact.ID, p 
 
 // holdsIdentity reads contact id from the log and reports its state and
 // whether it holds value k under p. A contact without a stream has state "".
-func (s *Service) holdsIdentity(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey) (contact.State, bool, error) {
+func (s *core) holdsIdentity(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey) (contact.State, bool, error) {
 	l, err := s.load(ctx, workspace, id)
 	if errors.Is(err, kernel.ErrNotFound) {
 		return "", false, nil
@@ -293,19 +293,19 @@ func (s *Service) holdsIdentity(ctx context.Context, workspace string, id contac
 }
 
 // giveBack releases the claims a command made, when it is not appended.
-func (s *Service) giveBack(ctx context.Context, workspace string, id contact.ID, ch identityChange) {
+func (s *core) giveBack(ctx context.Context, workspace string, id contact.ID, ch identityChange) {
 	s.release(ctx, workspace, id, ch.claimed)
 }
 
 // settle releases the values a command's contact stopped holding, once it is appended.
-func (s *Service) settle(ctx context.Context, workspace string, id contact.ID, ch identityChange) {
+func (s *core) settle(ctx context.Context, workspace string, id contact.ID, ch identityChange) {
 	s.release(ctx, workspace, id, ch.released)
 }
 
 // release deletes contact id's claims of ks. A claim left behind is
 // harmless (the next claimant finds its contact no longer holds the value
 // and takes it over), and an erasure deletes them all with the key.
-func (s *Service) release(ctx context.Context, workspace string, id contact.ID, ks []identityKey) {
+func (s *core) release(ctx context.Context, workspace string, id contact.ID, ks []identityKey) {
 	if s.claims == nil {
 		return
 	}

@@ -90,7 +90,7 @@ func ValidateImportSource(source string) error {
 //
 // Check the file with CheckImport first: a malformed file found here stops
 // the import part way.
-func (s *Service) Import(ctx context.Context, workspace string, meta Meta, source string, rows RowReader, emit func(RowResult) error) (ImportTotals, error) {
+func (s *Imports) Import(ctx context.Context, workspace string, meta Meta, source string, rows RowReader, emit func(RowResult) error) (ImportTotals, error) {
 	if err := ValidateImportSource(source); err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	im := &importer{s: s, ws: workspace, meta: meta, source: source, local: map[string]contact.ID{}}
+	im := &importer{s: s.core, ws: workspace, meta: meta, source: source, local: map[string]contact.ID{}}
 
 	// The reader parses the next chunk while the last one is written.
 	chunks := make(chan []numberedRow, 1)
@@ -182,7 +182,7 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 
 // waitIdentities waits, as long as it takes, until the identity index has
 // applied the log up to pos.
-func (s *Service) waitIdentities(ctx context.Context, pos kernel.Position) error {
+func (s *core) waitIdentities(ctx context.Context, pos kernel.Position) error {
 	for {
 		err := s.progress.WaitFor(ctx, identityProjection, pos)
 		if err == nil {
@@ -204,7 +204,7 @@ type numberedRow struct {
 // importer is one import's state: the identities it created, which the
 // identity index may not show yet.
 type importer struct {
-	s      *Service
+	s      *core
 	ws     string
 	meta   Meta
 	source string

@@ -51,7 +51,7 @@ type outcome struct {
 // restoreManyForJob restores a chunk of contacts for job jobID, exactly
 // once each (see restoreOnce), loading them in one go. A contact that
 // cannot be restored (no longer in trash, purged) fails with the reason.
-func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string, cids []string, by kernel.Actor, reason string, keepBoth bool) []outcome {
+func (s *Jobs) restoreManyForJob(ctx context.Context, workspace, jobID string, cids []string, by kernel.Actor, reason string, keepBoth bool) []outcome {
 	out := make([]outcome, len(cids))
 	var (
 		ids []contact.ID
@@ -103,7 +103,7 @@ func restoreOnce(jobID string, by kernel.Actor, reason string, keepBoth bool) co
 }
 
 // kickJobs wakes the runner.
-func (s *Service) kickJobs() {
+func (s *Jobs) kickJobs() {
 	select {
 	case s.jobKick <- struct{}{}:
 	default:
@@ -113,7 +113,7 @@ func (s *Service) kickJobs() {
 // RunRestoreJobs runs admitted restore jobs until ctx ends: at start it
 // resumes any job a stop or crash interrupted, then takes up new ones as
 // they come. Each workspace's job runs on its own goroutine.
-func (s *Service) RunRestoreJobs(ctx context.Context, o JobOptions) error {
+func (s *Jobs) RunRestoreJobs(ctx context.Context, o JobOptions) error {
 	if o.Scan <= 0 {
 		o.Scan = 2 * time.Second
 	}
@@ -172,7 +172,7 @@ func (s *Service) RunRestoreJobs(ctx context.Context, o JobOptions) error {
 }
 
 // runJob takes job id up where its stream says it is and runs it to its end.
-func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions) error {
+func (s *Jobs) runJob(ctx context.Context, workspace, id string, o JobOptions) error {
 	r, err := s.startJob(ctx, workspace, id)
 	if r == nil || err != nil {
 		return err
@@ -202,7 +202,7 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 // jobRun is a restore job being run: the job as its stream says, and the
 // outcomes not recorded yet.
 type jobRun struct {
-	s         *Service
+	s         *Jobs
 	log       *slog.Logger
 	workspace string
 	id        string
@@ -216,7 +216,7 @@ type jobRun struct {
 // startJob loads the job and records that it runs. It returns no run when
 // there is nothing to run: a job admitted but never queued, over, or
 // cancelled before it ran, which it ends and releases.
-func (s *Service) startJob(ctx context.Context, workspace, id string) (*jobRun, error) {
+func (s *Jobs) startJob(ctx context.Context, workspace, id string) (*jobRun, error) {
 	log := s.log.With(slog.String("workspace", workspace), slog.String("job", id))
 	meta := Meta{Actor: jobActor, CorrelationID: id}
 	j, recs, err := s.loadJob(ctx, workspace, id)
@@ -374,7 +374,7 @@ func (r *jobRun) restorePending(ctx, workCtx context.Context, o JobOptions) <-ch
 
 // endJob appends the job's last event (after a cancel request that raced
 // it, if need be) and frees the workspace's slot.
-func (s *Service) endJob(ctx context.Context, workspace, id string, meta Meta, end any) error {
+func (s *Jobs) endJob(ctx context.Context, workspace, id string, meta Meta, end any) error {
 	err := retryConflicts(func() error {
 		j, recs, err := s.loadJob(ctx, workspace, id)
 		if err != nil || j.State.Terminal() {
@@ -393,7 +393,7 @@ func (s *Service) endJob(ctx context.Context, workspace, id string, meta Meta, e
 }
 
 // releaseJob frees the workspace's slot if job id holds it.
-func (s *Service) releaseJob(ctx context.Context, workspace, id string) error {
+func (s *Jobs) releaseJob(ctx context.Context, workspace, id string) error {
 	return retryConflicts(func() error {
 		lock, recs, err := s.readLock(ctx, workspace)
 		if err != nil || lock.Holder != id {
@@ -409,7 +409,7 @@ func (s *Service) releaseJob(ctx context.Context, workspace, id string) error {
 // it once it is over. With a lease that another process holds (a server
 // running the job already), it waits for that process to finish it.
 // Exactly-once holds either way: each restore checks the contact's stream.
-func (s *Service) RunRestoreJob(ctx context.Context, workspace, id string, o JobOptions) (*job.Job, error) {
+func (s *Jobs) RunRestoreJob(ctx context.Context, workspace, id string, o JobOptions) (*job.Job, error) {
 	run := true
 	if o.Lease != nil {
 		release, ok, err := o.Lease.TryAcquire(ctx, "restore-jobs:"+workspace)

@@ -89,7 +89,7 @@ var jobActor = kernel.System("restore-jobs")
 // plans the job (the ids in trash that match, now) and the runner restores
 // them in the background. Errors: a *JobRunningError (409) while another
 // job holds the workspace's slot.
-func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (*job.Job, error) {
+func (s *Jobs) StartRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (*job.Job, error) {
 	// A job's reason stays in clear in the job's own stream, which no
 	// contact's erasure reaches: it must not hold an email or a phone.
 	if err := contact.ValidateClearText("reason", f.Reason); err != nil {
@@ -178,7 +178,7 @@ func (f RestoreFilter) filter() job.Filter {
 // slot reads the workspace's admission stream, and whether the job that
 // holds the slot is still running (not when it ended, or never got its
 // stream).
-func (s *Service) slot(ctx context.Context, workspace string) (job.Lock, []kernel.Record, bool, error) {
+func (s *Jobs) slot(ctx context.Context, workspace string) (job.Lock, []kernel.Record, bool, error) {
 	lock, recs, err := s.readLock(ctx, workspace)
 	if err != nil || lock.Holder == "" {
 		return lock, recs, false, err
@@ -196,14 +196,14 @@ func (s *Service) slot(ctx context.Context, workspace string) (job.Lock, []kerne
 // notAdmitted ends the stream of a job that was queued but not admitted,
 // so that it never shows as queued. Should that fail too, the job only
 // shows as queued to whoever knows its id, which nobody was given.
-func (s *Service) notAdmitted(ctx context.Context, workspace, id string, m Meta, recs []kernel.Record, why string) {
+func (s *Jobs) notAdmitted(ctx context.Context, workspace, id string, m Meta, recs []kernel.Record, why string) {
 	if _, err := s.appendJob(context.WithoutCancel(ctx), job.Stream(id), workspace, m, recs, s.now(), job.Failed{Error: "not admitted: " + why}); err != nil {
 		s.log.Warn("ending a restore job that was not admitted failed", "job", id, "err", err)
 	}
 }
 
 // plan returns the ids of the trashed contacts that match f, as the trash view has them now.
-func (s *Service) plan(ctx context.Context, workspace string, f RestoreFilter) ([]string, error) {
+func (s *Jobs) plan(ctx context.Context, workspace string, f RestoreFilter) ([]string, error) {
 	if err := s.caughtUp(ctx, "trash"); err != nil {
 		return nil, err
 	}
@@ -235,7 +235,7 @@ func (s *Service) plan(ctx context.Context, workspace string, f RestoreFilter) (
 
 // CancelRestoreJob asks a running or queued job to stop; the runner ends it
 // as cancelled. Contacts it restored stay restored. Errors: ErrJobFinished.
-func (s *Service) CancelRestoreJob(ctx context.Context, workspace, id string, meta Meta) (*job.Job, error) {
+func (s *Jobs) CancelRestoreJob(ctx context.Context, workspace, id string, meta Meta) (*job.Job, error) {
 	var already *job.Job
 	err := retryConflicts(func() error {
 		j, recs, err := s.loadJob(ctx, workspace, id)
@@ -264,7 +264,7 @@ func validJobID(id string) bool {
 	return err == nil && strings.ToUpper(id) == id
 }
 
-func (s *Service) loadJob(ctx context.Context, workspace, id string) (*job.Job, []kernel.Record, error) {
+func (s *Jobs) loadJob(ctx context.Context, workspace, id string) (*job.Job, []kernel.Record, error) {
 	if !validJobID(id) {
 		return nil, nil, kernel.Errorf(ErrJobNotFound, "restore job not found (ids are 26-character ULIDs)")
 	}
@@ -288,7 +288,7 @@ func (s *Service) loadJob(ctx context.Context, workspace, id string) (*job.Job, 
 	return j, recs, nil
 }
 
-func (s *Service) readLock(ctx context.Context, workspace string) (job.Lock, []kernel.Record, error) {
+func (s *Jobs) readLock(ctx context.Context, workspace string) (job.Lock, []kernel.Record, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, job.LockStream(workspace))
 	if errors.Is(err, kernel.ErrNotFound) {
 		return job.Lock{}, nil, nil
@@ -311,7 +311,7 @@ func (s *Service) readLock(ctx context.Context, workspace string) (job.Lock, []k
 
 // appendJob appends job events after the stream's records prev (nil for a
 // new stream), chained like every other stream. Errors: kernel.ErrConcurrency.
-func (s *Service) appendJob(ctx context.Context, stream, workspace string, meta Meta, prev []kernel.Record, at time.Time, events ...any) ([]kernel.Record, error) {
+func (s *Jobs) appendJob(ctx context.Context, stream, workspace string, meta Meta, prev []kernel.Record, at time.Time, events ...any) ([]kernel.Record, error) {
 	return s.appendPlain(ctx, stream, workspace, meta, prev, at, job.TypeOf, events...)
 }
 
@@ -319,7 +319,7 @@ func (s *Service) appendJob(ctx context.Context, stream, workspace string, meta 
 // workspace holds) after the stream's records prev (nil for a new stream),
 // chained like every other stream; typeOf names each event's type.
 // Errors: kernel.ErrConcurrency.
-func (s *Service) appendPlain(ctx context.Context, stream, workspace string, meta Meta, prev []kernel.Record, at time.Time, typeOf func(any) string, events ...any) ([]kernel.Record, error) {
+func (s *core) appendPlain(ctx context.Context, stream, workspace string, meta Meta, prev []kernel.Record, at time.Time, typeOf func(any) string, events ...any) ([]kernel.Record, error) {
 	var (
 		after    uint64
 		prevHash []byte
@@ -374,7 +374,7 @@ const MaxPreviewItems = 1000
 // decided exactly as the job's runner would decide it, with nothing
 // written (no job, no event, no claim). Errors: those of StartRestoreJob,
 // but a running job does not refuse a dry run.
-func (s *Service) PreviewRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (RestorePreview, error) {
+func (s *Jobs) PreviewRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (RestorePreview, error) {
 	if err := contact.ValidateClearText("reason", f.Reason); err != nil {
 		return RestorePreview{}, err
 	}

@@ -61,7 +61,7 @@ func (c *jobStatuses) entry(workspace, id string) *jobStatus {
 // field but its plan and the set of contacts it is done with. With a store
 // that reads a stream from a version on, it folds only the events appended
 // since the job was last read.
-func (s *Service) RestoreJob(ctx context.Context, workspace, id string) (*job.Job, error) {
+func (s *Jobs) RestoreJob(ctx context.Context, workspace, id string) (*job.Job, error) {
 	tr, ok := s.events.(kernel.TailReader)
 	if !ok || !validJobID(id) {
 		j, _, err := s.loadJob(ctx, workspace, id)

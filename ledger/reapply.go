@@ -36,7 +36,7 @@ var reapplyActor = kernel.System("erasures-reapply")
 // original tombstone's id), so that the views, the history and the identity
 // index agree once the projections have read it. The caller must have
 // verified the receipt. Running it twice changes nothing more.
-func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (Reapplied, error) {
+func (s *Audit) Reapply(ctx context.Context, rc Receipt, correlation string) (Reapplied, error) {
 	id, err := contact.ParseID(rc.Contact)
 	if err != nil {
 		return Reapplied{}, fmt.Errorf("receipt names contact %q: %w", rc.Contact, err)

@@ -151,7 +151,7 @@ var (
 // ErasureReceipt issues a signed receipt for a purged or anonymized contact.
 // It reads the trail from the log and checks its chain and that the key is
 // really gone before it signs.
-func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id contact.ID) ([]byte, error) {
+func (s *Audit) ErasureReceipt(ctx context.Context, workspace string, id contact.ID) ([]byte, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
 	if err != nil {
 		return nil, err
@@ -241,7 +241,7 @@ func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id conta
 // propagation lists every subscription that was sent the contact's erasure
 // notice, and every subscription of the workspace made before the erasure
 // that has not been sent it yet (delivery lags, or the subscription is disabled).
-func (s *Service) propagation(ctx context.Context, workspace string, id contact.ID, erasedAt time.Time) (ReceiptPropagation, error) {
+func (s *Audit) propagation(ctx context.Context, workspace string, id contact.ID, erasedAt time.Time) (ReceiptPropagation, error) {
 	acks, err := s.webhooks.ErasureAcks(ctx, workspace, id.String())
 	if err != nil {
 		return ReceiptPropagation{}, err
@@ -287,7 +287,7 @@ func ReceiptPropagationOf(doc []byte) (*ReceiptPropagation, error) {
 }
 
 // SigningPublicKey returns the public half of the deployment's receipt-signing key.
-func (s *Service) SigningPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
+func (s *Audit) SigningPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
 	sk, err := s.vault.SigningKey(ctx)
 	if err != nil {
 		return nil, err

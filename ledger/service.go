@@ -60,8 +60,9 @@ type Options struct {
 	Sender   WebhookSender
 }
 
-// Service runs commands and queries on contacts.
-type Service struct {
+// core is what every capability shares: the ports, the vault, the clock,
+// the caches, and the helpers that load, decide and append.
+type core struct {
 	events      kernel.EventStore
 	vault       *Vault
 	dir         Directory
@@ -83,9 +84,9 @@ type Service struct {
 	sender      WebhookSender
 }
 
-// New returns a Service.
-func New(o Options) *Service {
-	s := &Service{
+// newCore wires the shared core from the options.
+func newCore(o Options) *core {
+	s := &core{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities, claims: o.Claims,
 		progress: o.Progress, sessions: o.Sessions, clock: o.Now, log: o.Logger, metrics: o.Metrics,
 		keysWithLog: o.KeysWithLog, jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
@@ -100,25 +101,25 @@ func New(o Options) *Service {
 }
 
 // Vault returns the service's key vault.
-func (s *Service) Vault() *Vault { return s.vault }
+func (s *Contacts) Vault() *Vault { return s.vault }
 
 // Directory returns the service's directory of workspaces and tokens.
-func (s *Service) Directory() Directory { return s.dir }
+func (s *Contacts) Directory() Directory { return s.dir }
 
 // Events returns the log.
-func (s *Service) Events() kernel.EventStore { return s.events }
+func (s *Contacts) Events() kernel.EventStore { return s.events }
 
-func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+func (s *core) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
 
 // observe records a command's outcome when metrics are on.
-func (s *Service) observe(name string, start time.Time, err error) {
+func (s *core) observe(name string, start time.Time, err error) {
 	if s.metrics != nil {
 		s.metrics.Command(name, err, time.Since(start))
 	}
 }
 
 // appendEvents appends to the log, timing it.
-func (s *Service) appendEvents(ctx context.Context, stream string, expected uint64, recs []kernel.Record) (kernel.Position, error) {
+func (s *core) appendEvents(ctx context.Context, stream string, expected uint64, recs []kernel.Record) (kernel.Position, error) {
 	start := time.Now()
 	pos, err := s.events.Append(ctx, stream, expected, recs)
 	if s.metrics != nil {
@@ -191,7 +192,7 @@ type loaded struct {
 	key  ContactKey
 }
 
-func (s *Service) load(ctx context.Context, workspace string, id contact.ID) (loaded, error) {
+func (s *core) load(ctx context.Context, workspace string, id contact.ID) (loaded, error) {
 	// The stream and the key are read at once: a command waits for one
 	// round trip to the store, not two.
 	var (
@@ -230,7 +231,7 @@ func (s *Service) load(ctx context.Context, workspace string, id contact.ID) (lo
 	return loaded{c: c, recs: recs, key: key}, nil
 }
 
-func (s *Service) policy(ctx context.Context, workspace string) (contact.Policy, error) {
+func (s *core) policy(ctx context.Context, workspace string) (contact.Policy, error) {
 	w, err := s.workspaces.get(ctx, workspace, s.dir.Workspace)
 	if err != nil {
 		return contact.Policy{}, err
@@ -238,7 +239,7 @@ func (s *Service) policy(ctx context.Context, workspace string) (contact.Policy,
 	return w.Policy, nil
 }
 
-func (s *Service) view(c *contact.Contact, p contact.Policy, pos kernel.Position) View {
+func (s *core) view(c *contact.Contact, p contact.Policy, pos kernel.Position) View {
 	v := View{Snapshot: c.Snapshot(), Position: pos}
 	if days := p.RetentionDays(); c.State() == contact.StateTrashed && days > 0 {
 		t := c.TrashedAt().AddDate(0, 0, days)
@@ -253,7 +254,7 @@ func (s *Service) view(c *contact.Contact, p contact.Policy, pos kernel.Position
 const maxAttempts = 5
 
 // execute loads a contact, runs a command on it and appends what it records.
-func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, meta Meta, cmd command) (Result, error) {
+func (s *core) execute(ctx context.Context, workspace string, id contact.ID, meta Meta, cmd command) (Result, error) {
 	for attempt := 1; ; attempt++ {
 		l, err := s.load(ctx, workspace, id)
 		if err != nil {
@@ -279,7 +280,7 @@ var errLostRace = fmt.Errorf("%w (lost a race)", kernel.ErrConcurrency)
 
 // apply runs a command on a loaded contact and appends what it records
 // (in a dry run, only decides it).
-func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, cmd command) (Result, error) {
+func (s *core) apply(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, cmd command) (Result, error) {
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
@@ -331,7 +332,7 @@ type decided struct {
 // checks them), and seals what it records. A dry run and a real run of a
 // command share every step but the writes, so the dry run's answer is the
 // real run's.
-func (s *Service) decide(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command) (decided, error) {
+func (s *core) decide(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command) (decided, error) {
 	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
 		return decided{}, kernel.Errorf(kernel.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
 	}
@@ -365,7 +366,7 @@ func (s *Service) decide(ctx context.Context, workspace string, id contact.ID, m
 
 // result is the command's result once its events are at pos (unused when
 // it changed nothing or was a dry run).
-func (d decided) result(s *Service, pos kernel.Position) Result {
+func (d decided) result(s *core, pos kernel.Position) Result {
 	if d.l.c == nil {
 		return Result{}
 	}
@@ -393,7 +394,7 @@ func (d decided) result(s *Service, pos kernel.Position) Result {
 // loadMany loads many contacts of a workspace with one read of their
 // streams and one of their keys. A contact that cannot be loaded has its
 // error instead.
-func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.ID) (map[contact.ID]loaded, map[contact.ID]error, error) {
+func (s *core) loadMany(ctx context.Context, workspace string, ids []contact.ID) (map[contact.ID]loaded, map[contact.ID]error, error) {
 	streams := make([]string, len(ids))
 	for i, id := range ids {
 		streams[i] = id.Stream()
@@ -456,14 +457,14 @@ func onWorkers(is []int, fn func(i int)) {
 // concurrent change, that the batch names twice, or whose identity claim
 // another contact of the batch made first, runs again alone afterwards.
 // Results and errors come back in the order of ids.
-func (s *Service) executeMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd command) ([]Result, []error) {
+func (s *core) executeMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd command) ([]Result, []error) {
 	return s.executeEach(ctx, workspace, ids, meta, func(int) command { return cmd })
 }
 
 // executeEach is executeMany with a command of its own for each contact:
 // cmd(i) for ids[i]. A contact named twice runs its later commands after
 // the batch, in order.
-func (s *Service) executeEach(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd func(i int) command) ([]Result, []error) {
+func (s *core) executeEach(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd func(i int) command) ([]Result, []error) {
 	results, errs := make([]Result, len(ids)), make([]error, len(ids))
 	fail := func(err error) ([]Result, []error) {
 		for i := range errs {
@@ -572,7 +573,7 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 // took the claim over from a contact not appended yet), and returns it.
 // Then ch is given back, and the claim made the earlier contact's again.
 // Otherwise ch's claims are recorded as ids[i]'s.
-func (s *Service) claimedBefore(ctx context.Context, workspace string, claimed map[identityKey]int, ids []contact.ID, i int, ch identityChange) (int, bool) {
+func (s *core) claimedBefore(ctx context.Context, workspace string, claimed map[identityKey]int, ids []contact.ID, i int, ch identityChange) (int, bool) {
 	for _, k := range ch.claimed {
 		j, ok := claimed[k]
 		if !ok {
@@ -595,7 +596,7 @@ func (s *Service) claimedBefore(ctx context.Context, workspace string, claimed m
 }
 
 // appendMany appends a batch to the log, timing it.
-func (s *Service) appendMany(ctx context.Context, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
+func (s *core) appendMany(ctx context.Context, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
@@ -642,7 +643,11 @@ func (e *ErasedError) Unwrap() error { return ErrErased }
 
 // Erasure returns the erasure of a contact that was purged or anonymized,
 // or nil for one that was not (or does not exist). It reads the log.
-func (s *Service) Erasure(ctx context.Context, workspace string, id contact.ID) (*ErasedError, error) {
+func (s *Contacts) Erasure(ctx context.Context, workspace string, id contact.ID) (*ErasedError, error) {
+	return s.erasure(ctx, workspace, id)
+}
+
+func (s *core) erasure(ctx context.Context, workspace string, id contact.ID) (*ErasedError, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
 	if errors.Is(err, kernel.ErrNotFound) || (err == nil && len(recs) == 0) {
 		return nil, nil
@@ -659,7 +664,7 @@ func (s *Service) Erasure(ctx context.Context, workspace string, id contact.ID) 
 
 // Create creates a contact with a fresh data key. Errors: contact.ErrSpam
 // when its email or phone belongs to a contact marked as spam.
-func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d contact.Draft) (res Result, err error) {
+func (s *Contacts) Create(ctx context.Context, workspace string, meta Meta, d contact.Draft) (res Result, err error) {
 	defer func(start time.Time) { s.observe("create", start, err) }(time.Now())
 	id, now := contact.NewID(), s.now()
 	if meta.IdempotencyKey != "" {
@@ -691,7 +696,7 @@ func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d con
 
 // create saves a new contact under a fresh data key. known are the
 // identity index's matches of its email and phone, read already.
-func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact, known []IdentityMatch) (Result, error) {
+func (s *core) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact, known []IdentityMatch) (Result, error) {
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
@@ -789,7 +794,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 // created; a contact given a value an earlier one of the batch holds is
 // created alone afterwards (and told the value is taken). Results and
 // errors come back in the order of cs.
-func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, cs []*contact.Contact, known [][]IdentityMatch) ([]Result, []error) {
+func (s *core) createMany(ctx context.Context, workspace string, meta Meta, cs []*contact.Contact, known [][]IdentityMatch) ([]Result, []error) {
 	results, errs := make([]Result, len(cs)), make([]error, len(cs))
 	if len(cs) == 0 {
 		return results, errs
@@ -907,7 +912,7 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 // or phone an earlier one of the batch holds, under a policy that keeps
 // each to one contact: they are created after the batch, one by one, so
 // that the earlier contact's claim has a stream behind it.
-func (s *Service) sharedInBatch(ctx context.Context, workspace string, p contact.Policy, cs []*contact.Contact) ([]bool, error) {
+func (s *core) sharedInBatch(ctx context.Context, workspace string, p contact.Policy, cs []*contact.Contact) ([]bool, error) {
 	later := make([]bool, len(cs))
 	if p.Uniqueness() == contact.UniquenessOff {
 		return later, nil
@@ -935,8 +940,8 @@ func (s *Service) sharedInBatch(ctx context.Context, workspace string, p contact
 // the contact, unless it was erased since: then the key this run made
 // (fresh) goes at once, and the repeat is told so (a retry must never
 // bring an erased person back).
-func (s *Service) created(ctx context.Context, workspace string, id contact.ID, fresh bool) (Result, error) {
-	if gone, gerr := s.Erasure(ctx, workspace, id); gerr != nil || gone != nil {
+func (s *core) created(ctx context.Context, workspace string, id contact.ID, fresh bool) (Result, error) {
+	if gone, gerr := s.erasure(ctx, workspace, id); gerr != nil || gone != nil {
 		if fresh {
 			if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
 				s.log.Error("cannot remove a key made for an erased contact", "contact", id.String(), "err", derr)
@@ -947,7 +952,7 @@ func (s *Service) created(ctx context.Context, workspace string, id contact.ID, 
 		}
 		return Result{}, gone
 	}
-	v, err := s.Get(ctx, workspace, id)
+	v, err := s.get(ctx, workspace, id)
 	if err != nil {
 		return Result{}, err
 	}
@@ -955,7 +960,7 @@ func (s *Service) created(ctx context.Context, workspace string, id contact.ID, 
 }
 
 // Update changes personal fields of an active contact.
-func (s *Service) Update(ctx context.Context, workspace string, id contact.ID, meta Meta, p contact.Patch) (res Result, err error) {
+func (s *Contacts) Update(ctx context.Context, workspace string, id contact.ID, meta Meta, p contact.Patch) (res Result, err error) {
 	defer func(start time.Time) { s.observe("update", start, err) }(time.Now())
 	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.Update(p, meta.Actor, now)
@@ -995,7 +1000,7 @@ type TransitionInput struct {
 
 // Transition runs a lifecycle command. Purge and anonymize destroy the
 // contact's data key once the tombstone is in the log.
-func (s *Service) Transition(ctx context.Context, workspace string, id contact.ID, meta Meta, t Transition, in TransitionInput) (res Result, err error) {
+func (s *Contacts) Transition(ctx context.Context, workspace string, id contact.ID, meta Meta, t Transition, in TransitionInput) (res Result, err error) {
 	defer func(start time.Time) { s.observe(string(t), start, err) }(time.Now())
 	res, err = s.execute(ctx, workspace, id, meta, transitionCommand(t, in, meta))
 	if err == nil && t.Erasing() && res.EventID != "" {
@@ -1007,7 +1012,7 @@ func (s *Service) Transition(ctx context.Context, workspace string, id contact.I
 // TransitionMany runs a lifecycle command on many contacts of a workspace,
 // each on its own (one failure does not stop the others), loading them in
 // one go. Results and errors come back in the order of ids.
-func (s *Service) TransitionMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, t Transition, in TransitionInput) ([]Result, []error) {
+func (s *Contacts) TransitionMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, t Transition, in TransitionInput) ([]Result, []error) {
 	start := time.Now()
 	results, errs := s.executeMany(ctx, workspace, ids, meta, transitionCommand(t, in, meta))
 	var erased []contact.ID
@@ -1067,14 +1072,18 @@ func transitionCommand(t Transition, in TransitionInput, meta Meta) command {
 // (PostgreSQL VACUUM, SQLite WAL truncation) is the projection runner's
 // part: it compacts after committing a batch that erased (projections.Compacter),
 // once the views' rows are gone too.
-func (s *Service) erased(ctx context.Context, workspace string, id contact.ID) {
+func (s *core) erased(ctx context.Context, workspace string, id contact.ID) {
 	if err := s.vault.Destroy(ctx, workspace, id); err != nil {
 		s.log.Error("destroying a data key failed; the erasure projection will retry", "contact", id.String(), "err", err)
 	}
 }
 
 // Get returns a contact in any state, purged ones included (as a tombstone).
-func (s *Service) Get(ctx context.Context, workspace string, id contact.ID) (View, error) {
+func (s *Contacts) Get(ctx context.Context, workspace string, id contact.ID) (View, error) {
+	return s.get(ctx, workspace, id)
+}
+
+func (s *core) get(ctx context.Context, workspace string, id contact.ID) (View, error) {
 	l, err := s.load(ctx, workspace, id)
 	if err != nil {
 		return View{}, err
@@ -1098,7 +1107,7 @@ type HistoryEntry struct {
 
 // History returns a contact's events in order, with personal parts
 // decrypted while the key exists and marked shredded after.
-func (s *Service) History(ctx context.Context, workspace string, id contact.ID) ([]HistoryEntry, error) {
+func (s *Audit) History(ctx context.Context, workspace string, id contact.ID) ([]HistoryEntry, error) {
 	t, err := s.Trail(ctx, workspace, id, time.Time{}, 0)
 	return t.Entries, err
 }
@@ -1117,7 +1126,7 @@ type Page struct {
 // List returns one page of a view. It first waits until the view's
 // projection has applied every event committed before the call, so a client
 // reads its own writes; minPos asks for at least that position too.
-func (s *Service) List(ctx context.Context, q ListQuery, minPos kernel.Position, email, phone string) (Page, error) {
+func (s *Contacts) List(ctx context.Context, q ListQuery, minPos kernel.Position, email, phone string) (Page, error) {
 	if _, ok := Views[q.View]; !ok {
 		return Page{}, kernel.Invalid(kernel.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
 	}

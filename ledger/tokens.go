@@ -31,7 +31,7 @@ func ValidateWorkspaceName(name string) error {
 }
 
 // CreateWorkspace creates a workspace with the default policy and its blind-index key.
-func (s *Service) CreateWorkspace(ctx context.Context, name string) (Workspace, error) {
+func (s *Access) CreateWorkspace(ctx context.Context, name string) (Workspace, error) {
 	if err := ValidateWorkspaceName(name); err != nil {
 		return Workspace{}, err
 	}
@@ -59,7 +59,7 @@ const tokenPrefix = "lgr_"
 
 // CreateToken creates a token for a workspace and returns its secret form,
 // which is shown once: only its hash is stored.
-func (s *Service) CreateToken(ctx context.Context, workspace string, role kernel.Role, label string) (string, Token, error) {
+func (s *Access) CreateToken(ctx context.Context, workspace string, role kernel.Role, label string) (string, Token, error) {
 	if _, err := s.dir.Workspace(ctx, workspace); err != nil {
 		return "", Token{}, err
 	}
@@ -87,7 +87,7 @@ func (s *Service) CreateToken(ctx context.Context, workspace string, role kernel
 
 // Authenticate checks a bearer token: well formed, known, not revoked, and
 // its secret's hash equal (in constant time) to the stored one.
-func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, error) {
+func (s *Access) Authenticate(ctx context.Context, bearer string) (Principal, error) {
 	id, secret, ok := parseSecret(bearer)
 	if !ok {
 		return Principal{}, ErrUnauthorized
@@ -128,7 +128,7 @@ func parseSecret(bearer string) (string, []byte, bool) {
 // its secret (lgr_..., as a leaked one would be found), whether or not it
 // is revoked. A secret must be the token's own: one whose id exists but
 // whose secret does not match is refused, so a typo revokes nothing.
-func (s *Service) FindToken(ctx context.Context, idOrSecret string) (Token, error) {
+func (s *Access) FindToken(ctx context.Context, idOrSecret string) (Token, error) {
 	notFound := kernel.Errorf(kernel.ErrNotFound, "no such token: give its id (tok_...) or its secret (lgr_...)")
 	if strings.HasPrefix(idOrSecret, tokenPrefix) {
 		id, secret, ok := parseSecret(idOrSecret)
@@ -160,7 +160,7 @@ func (s *Service) FindToken(ctx context.Context, idOrSecret string) (Token, erro
 // is still valid: changes to tokens and policies call it, so a token
 // revoked through another process cannot create tokens or change a policy
 // during the cache's window (directoryTTL).
-func (s *Service) Recheck(ctx context.Context, p Principal) error {
+func (s *Access) Recheck(ctx context.Context, p Principal) error {
 	t, err := s.dir.Token(ctx, p.TokenID)
 	if errors.Is(err, kernel.ErrNotFound) {
 		return ErrUnauthorized
@@ -176,14 +176,14 @@ func (s *Service) Recheck(ctx context.Context, p Principal) error {
 }
 
 // RevokeToken revokes a token; requests with it fail from then on.
-func (s *Service) RevokeToken(ctx context.Context, id string) error {
+func (s *Access) RevokeToken(ctx context.Context, id string) error {
 	defer s.tokens.forget(id)
 	return s.dir.RevokeToken(ctx, id, time.Now().UTC())
 }
 
 // RevokeWorkspaceToken revokes a token of the given workspace; a token of
 // another workspace is not found, exactly like an unknown one.
-func (s *Service) RevokeWorkspaceToken(ctx context.Context, workspace, id string) (Token, error) {
+func (s *Access) RevokeWorkspaceToken(ctx context.Context, workspace, id string) (Token, error) {
 	t, err := s.dir.Token(ctx, id)
 	if err != nil || t.Workspace != workspace {
 		return Token{}, kernel.Errorf(kernel.ErrNotFound, "token not found")
@@ -196,7 +196,7 @@ func (s *Service) RevokeWorkspaceToken(ctx context.Context, workspace, id string
 }
 
 // Tokens lists a workspace's tokens (never their secrets).
-func (s *Service) Tokens(ctx context.Context, workspace string) ([]Token, error) {
+func (s *Access) Tokens(ctx context.Context, workspace string) ([]Token, error) {
 	return s.dir.Tokens(ctx, workspace)
 }
 
@@ -210,13 +210,13 @@ const orphanAge = time.Hour
 // be: a create that died after storing its key but before appending its
 // first event leaves a key nothing will ever read. progress, when set, is
 // told how many keys were handled so far.
-func (s *Service) RotateKeys(ctx context.Context, store KeyRewrapper, progress func(done int)) (rewrapped, removed int, err error) {
+func (s *Access) RotateKeys(ctx context.Context, store KeyRewrapper, progress func(done int)) (rewrapped, removed int, err error) {
 	return s.vault.Rotate(ctx, store, s.orphanKeys, progress)
 }
 
 // orphanKeys returns the owners among rows that are contacts' keys without
 // a stream, older than orphanAge.
-func (s *Service) orphanKeys(ctx context.Context, rows []KeyRow) (map[string]bool, error) {
+func (s *Access) orphanKeys(ctx context.Context, rows []KeyRow) (map[string]bool, error) {
 	byWS := map[string][]string{}
 	for _, r := range rows {
 		if _, err := contact.ParseID(r.Owner); err != nil || s.now().Sub(r.CreatedAt) < orphanAge {
