@@ -21,17 +21,10 @@ import (
 	"github.com/contactledger/ledger/projections"
 )
 
-// Store is every port the real stores serve that these tests use.
+// Store is a real store: the log and every port of the state store.
 type Store interface {
 	kernel.EventStore
-	ledger.KeyStore
-	ledger.Directory
-	ledger.ReadModels
-	ledger.Identities
-	ledger.IdentityClaims
-	ledger.WebhookStore
-	projections.Store
-	Close() error
+	projections.StateStore
 }
 
 // Options chooses the store and what is wired around it.
@@ -110,7 +103,7 @@ func New(t testing.TB, o Options) *Env {
 	}
 	e.Vault = ledger.NewVault(e.Store, keys)
 	e.Runner = projections.NewRunner(e.Events, ps, e.Vault, nil)
-	if l, ok := e.Store.(projections.Leaser); ok && o.Postgres {
+	if l, ok := e.Store.(ledger.Lease); ok && o.Postgres {
 		e.Runner.Leaser = l
 	}
 	e.Svc = ledger.New(ledger.Options{
