@@ -69,9 +69,19 @@ type LeaseSession interface {
 	Close() error
 }
 
+// Service is what delivery uses of the service: the log's wake-ups, the
+// feed it delivers, the streams it checks, and the subscriptions' secrets.
+type Service interface {
+	LogChanged() <-chan struct{}
+	SigningSecrets(ctx context.Context, w ledger.Webhook) ([][]byte, error)
+	ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]kernel.Record, error)
+	ReadFeed(ctx context.Context, q ledger.FeedQuery) ([]kernel.Record, kernel.Position, bool, error)
+	Render(ctx context.Context, workspace string, recs []kernel.Record, personal bool) ([]ledger.Rendered, error)
+}
+
 // Options configures a Runner.
 type Options struct {
-	Service *ledger.Service
+	Service Service
 	Store   ledger.WebhookStore
 	Sender  ledger.WebhookSender
 	// Leases, when set, makes each subscription delivered by the process
@@ -100,7 +110,7 @@ type Options struct {
 // Runner delivers every enabled subscription it holds.
 type Runner struct {
 	o    Options
-	svc  *ledger.Service
+	svc  Service
 	log  *slog.Logger
 	kick chan struct{}
 
@@ -516,7 +526,7 @@ func (r *Runner) step(ctx context.Context, s *sub) (*ledger.DeliveryBatch, time.
 	}
 	var recs []kernel.Record
 	if len(due) > 0 {
-		byStream, err := kernel.ReadStreams(ctx, r.svc.Events(), s.w.Workspace, due)
+		byStream, err := r.svc.ReadStreams(ctx, s.w.Workspace, due)
 		if err != nil {
 			return nil, time.Time{}, err
 		}

@@ -178,6 +178,12 @@ func (s *ChangeFeed) feedPage(ctx context.Context, q FeedQuery) (FeedPage, error
 	return FeedPage{Events: events, Last: last, More: more}, nil
 }
 
+// ReadStreams returns the events of each of the given streams of workspace,
+// in version order; streams the workspace does not have are absent.
+func (s *ChangeFeed) ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]kernel.Record, error) {
+	return kernel.ReadStreams(ctx, s.events, workspace, streams)
+}
+
 // ReadFeed reads up to q.Limit records of q's workspace and types after
 // q.After, unrendered: through the store's filtered read when it has one,
 // else from the global log. It returns the position to resume after and

@@ -295,6 +295,17 @@ func (s *Audit) SigningPublicKey(ctx context.Context) (ed25519.PublicKey, error)
 	return sk.Public().(ed25519.PublicKey), nil
 }
 
+// ExistingSigningPublicKey returns the public half of the deployment's
+// receipt-signing key without ever creating one (checking receipts must not
+// make a key they could not have been signed with). Errors: ErrNoSigningKey.
+func (s *Audit) ExistingSigningPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
+	sk, err := s.vault.ExistingSigningKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sk.Public().(ed25519.PublicKey), nil
+}
+
 // ErrBadReceipt is returned for a receipt that fails verification.
 var ErrBadReceipt = errors.New("the receipt does not verify")
 

@@ -100,15 +100,6 @@ func newCore(o Options) *core {
 	return s
 }
 
-// Vault returns the service's key vault.
-func (s *Contacts) Vault() *Vault { return s.vault }
-
-// Directory returns the service's directory of workspaces and tokens.
-func (s *Contacts) Directory() Directory { return s.dir }
-
-// Events returns the log.
-func (s *Contacts) Events() kernel.EventStore { return s.events }
-
 func (s *core) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
 
 // observe records a command's outcome when metrics are on.

@@ -162,7 +162,7 @@ func (s *Server) spam(mark bool) echo.HandlerFunc {
 }
 
 func (s *Server) getPolicy(c echo.Context) error {
-	w, err := s.svc.Directory().Workspace(c.Request().Context(), principal(c).Workspace)
+	w, err := s.svc.Workspace(c.Request().Context(), principal(c).Workspace)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/kernel"
-	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -228,7 +227,7 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 			// An answer about a contact is sealed with its data key: when
 			// the contact is erased, every copy of the answer the store
 			// may keep (free pages, WAL, backups) is unreadable with it.
-			if rec.Body, err = s.sealAnswer(store, rec, id); err != nil {
+			if rec.Body, err = s.svc.SealAnswer(store, rec, id); err != nil {
 				s.log.Error("sealing an idempotent answer failed", "request_id", requestID(c), "err", err)
 				rec.Status, rec.Body = 0, nil
 			}
@@ -286,7 +285,7 @@ func (s *Server) replay(c echo.Context, rec ledger.Idempotency, fp hash.Hash, su
 	if rec.ContactID != "" {
 		id, _ := contact.ParseID(rec.ContactID)
 		var err error
-		if body, err = s.openAnswer(req.Context(), rec, id); err != nil {
+		if body, err = s.svc.OpenAnswer(req.Context(), rec, id); err != nil {
 			return err
 		}
 		if body == nil {
@@ -300,36 +299,6 @@ func (s *Server) replay(c echo.Context, rec ledger.Idempotency, fp hash.Hash, su
 	c.Response().WriteHeader(rec.Status)
 	_, err := c.Response().Write(body)
 	return err
-}
-
-// answerBinding binds a sealed answer to its record, so it cannot be moved.
-func answerBinding(rec ledger.Idempotency, id contact.ID) (string, []byte) {
-	sum := sha256.Sum256([]byte(rec.Workspace + "\x00" + rec.Principal + "\x00" + rec.Key))
-	return "idempotency:" + id.String(), sum[:]
-}
-
-// sealAnswer seals an answer about contact id with the contact's data key;
-// nil when the key is gone (the contact was erased meanwhile).
-func (s *Server) sealAnswer(ctx context.Context, rec ledger.Idempotency, id contact.ID) ([]byte, error) {
-	if rec.Body == nil {
-		return nil, nil
-	}
-	k, err := s.svc.Vault().ContactKey(ctx, rec.Workspace, id)
-	if err != nil || k.Destroyed {
-		return nil, err
-	}
-	stream, bind := answerBinding(rec, id)
-	return shred.Seal(k.Key, stream, bind, rec.Body)
-}
-
-// openAnswer opens an answer sealed by sealAnswer; nil when the key is gone.
-func (s *Server) openAnswer(ctx context.Context, rec ledger.Idempotency, id contact.ID) ([]byte, error) {
-	k, err := s.svc.Vault().ContactKey(ctx, rec.Workspace, id)
-	if err != nil || k.Destroyed {
-		return nil, err
-	}
-	stream, bind := answerBinding(rec, id)
-	return shred.Open(k.Key, stream, bind, rec.Body)
 }
 
 // hashingBody hashes a request body as the handler reads it and, once it
