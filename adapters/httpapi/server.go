@@ -64,7 +64,7 @@ type Metrics interface {
 
 // Server is the HTTP API.
 type Server struct {
-	svc     *ledger.Service
+	svc     Service
 	log     *slog.Logger
 	ready   func(ctx context.Context) error
 	proj    Projections
@@ -93,7 +93,7 @@ type Route struct {
 const MaxBody = 1 << 20
 
 // New returns the API over a service.
-func New(svc *ledger.Service, o Options) *Server {
+func New(svc Service, o Options) *Server {
 	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, proj: o.Projections, metrics: o.Metrics, echo: echo.New(),
 		idem: o.Idempotency, maxIdemBody: MaxImport, spoolDir: o.SpoolDir}
 	if s.log == nil {

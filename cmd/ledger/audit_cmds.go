@@ -44,7 +44,7 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 				return fmt.Errorf("--as-of: %q is not an RFC 3339 time such as 2026-01-31T00:00:00Z", asOf)
 			}
 		}
-		tr, err := m.Svc.Trail(ctx, workspace, id, at, version)
+		tr, err := m.audit.Trail(ctx, workspace, id, at, version)
 		if err != nil {
 			return fmt.Errorf("contact %s in workspace %s: %w", id, workspace, err)
 		}
@@ -120,7 +120,7 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 		Short: "Write a workspace's events as NDJSON in global order (no personal data), with progress on stderr",
 		Args:  cobra.ExactArgs(1),
 		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
-			if _, err := m.Svc.Directory().Workspace(ctx, args[0]); err != nil {
+			if _, err := m.access.Workspace(ctx, args[0]); err != nil {
 				return fmt.Errorf("workspace %s: %w", args[0], err)
 			}
 			q, err := httpapi.ParseLogQuery(args[0], map[string]string{"since": since, "until": until, "type": types, "actor": actor, "contact": contactID, "after": after})
@@ -142,7 +142,7 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 			bar := newMeter(stderr, "exporting", "events", 0)
 			n := 0
 			var last kernel.Position
-			err = m.Svc.AuditLog(ctx, q, func(recs []kernel.Record) error {
+			err = m.audit.AuditLog(ctx, q, func(recs []kernel.Record) error {
 				for _, r := range recs {
 					if err := enc.Encode(httpapi.EventJSON(r, true)); err != nil {
 						return err
@@ -208,7 +208,7 @@ func auditCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command 
 				scope.Contact = &id
 			}
 			bar := newMeter(stderr, "verifying", "events", 0)
-			rep, err := m.Svc.VerifyChains(ctx, scope, func(n int) { bar.Set(int64(n)) })
+			rep, err := m.audit.VerifyChains(ctx, scope, func(n int) { bar.Set(int64(n)) })
 			bar.Finish()
 			if err != nil {
 				return err
@@ -310,7 +310,7 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 		Short: "Print the deployment's receipt-signing public key (JSON, with PEM), for publication",
 		Args:  cobra.NoArgs,
 		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
-			pub, err := m.Svc.SigningPublicKey(ctx)
+			pub, err := m.audit.SigningPublicKey(ctx)
 			if err != nil {
 				return err
 			}
@@ -332,7 +332,7 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			if err != nil {
 				return err
 			}
-			doc, err := m.Svc.ErasureReceipt(ctx, workspace, id)
+			doc, err := m.audit.ErasureReceipt(ctx, workspace, id)
 			if err != nil {
 				return err
 			}

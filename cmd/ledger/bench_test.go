@@ -133,7 +133,7 @@ func seedOne(ctx context.Context, m *main.Main, i int, p contact.Policy, actor k
 			return err
 		}
 	}
-	k, keyID, err := m.Svc.Vault().NewContactKey(ctx, "bench", id, now)
+	k, keyID, err := m.Vault().NewContactKey(ctx, "bench", id, now)
 	if err != nil {
 		return err
 	}
@@ -141,11 +141,11 @@ func seedOne(ctx context.Context, m *main.Main, i int, p contact.Policy, actor k
 	if err != nil {
 		return err
 	}
-	if _, err := m.Svc.Events().Append(ctx, id.Stream(), 0, recs); err != nil {
+	if _, err := m.Events().Append(ctx, id.Stream(), 0, recs); err != nil {
 		return err
 	}
 	if c.Tombstone() != nil {
-		return m.Svc.Vault().Destroy(ctx, "bench", id)
+		return m.Vault().Destroy(ctx, "bench", id)
 	}
 	return nil
 }

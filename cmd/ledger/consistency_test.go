@@ -135,7 +135,7 @@ type folded struct {
 func checkConsistent(t tb, m *main.Main, ws string) (logContents, map[contact.ID]folded) {
 	t.Helper()
 	ctx := context.Background()
-	head, err := m.Svc.Events().Head(ctx)
+	head, err := m.Events().Head(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func checkConsistent(t tb, m *main.Main, ws string) (logContents, map[contact.ID
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	lc := readLog(t, m.Svc.Events())
+	lc := readLog(t, m.Events())
 	if lc.head != head {
 		t.Fatalf("the log moved from %s to %s during the check: something still writes", head, lc.head)
 	}
@@ -176,7 +176,7 @@ func checkConsistent(t tb, m *main.Main, ws string) (logContents, map[contact.ID
 		if v.Version != uint64(len(recs)) {
 			t.Fatalf("fold %s: version %d of %d events", id, v.Version, len(recs))
 		}
-		key, err := m.Svc.Vault().ContactKey(ctx, ws, id)
+		key, err := m.Vault().ContactKey(ctx, ws, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +188,7 @@ func checkConsistent(t tb, m *main.Main, ws string) (logContents, map[contact.ID
 		refs = append(refs, projections.Ref{Workspace: ws, ID: id})
 	}
 
-	bidx, err := m.Svc.Vault().BlindIndex(ctx, ws)
+	bidx, err := m.Vault().BlindIndex(ctx, ws)
 	if err != nil {
 		t.Fatal(err)
 	}

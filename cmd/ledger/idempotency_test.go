@@ -131,7 +131,7 @@ func testIdempotentCreateAfterCrash(t *testing.T, store string) {
 	// The first run stored the key and died before appending: the repeat
 	// carries on with that key.
 	id := ledger.IdempotentID(ws, "tok_crash", "k-keyed", since)
-	if _, _, err := l.Svc.Vault().NewContactKey(ctx, ws, id, since); err != nil {
+	if _, _, err := l.Vault().NewContactKey(ctx, ws, id, since); err != nil {
 		t.Fatal(err)
 	}
 	res, err := l.Svc.Create(ctx, ws, meta("k-keyed"), contact.Draft{Personal: contact.Personal{Name: "Key Only"}})

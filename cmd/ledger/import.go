@@ -60,7 +60,7 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 			if mt == "" {
 				return fmt.Errorf("format %q: use --format csv or --format json", format)
 			}
-			if _, err := m.Svc.Directory().Workspace(ctx, workspace); err != nil {
+			if _, err := m.access.Workspace(ctx, workspace); err != nil {
 				return fmt.Errorf("workspace %q: %w", workspace, err)
 			}
 			open := func(r io.Reader) (ledger.RowReader, error) {
@@ -86,7 +86,7 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 				progress = newImportProgress(stderr, n)
 			}
 			enc := json.NewEncoder(stdout)
-			totals, err := m.Svc.Import(ctx, workspace, importMeta(contact.NewID().String()), source, rows,
+			totals, err := m.imports.Import(ctx, workspace, importMeta(contact.NewID().String()), source, rows,
 				func(r ledger.RowResult) error {
 					progress.add(1)
 					switch {

@@ -202,7 +202,7 @@ func lifecycle(t *testing.T, l *ledgerUnderTest, ws string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs, err := l.Svc.Events().ReadStream(context.Background(), ws, parsed.Stream())
+		recs, err := l.Events().ReadStream(context.Background(), ws, parsed.Stream())
 		if err != nil || len(recs) == 0 {
 			t.Fatalf("the log of %s: %d events, %v", cid, len(recs), err)
 		}

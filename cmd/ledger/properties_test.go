@@ -158,7 +158,7 @@ func testServiceProperties(t *testing.T, store string) {
 			}
 			email := rapid.SampledFrom(emails).Draw(rt, "email")
 			d := contact.Draft{Personal: contact.Personal{Name: fmt.Sprintf("Prop %d", req), Email: email}, Source: src}
-			head, _ := svc.Events().Head(ctx)
+			head, _ := l.Events().Head(ctx)
 			res, err := svc.Create(ctx, ws, meta(kernel.RoleMember, nil), d)
 			holder := w.holder(email, nil)
 			switch {
@@ -178,7 +178,7 @@ func testServiceProperties(t *testing.T, store string) {
 				w.contacts = append(w.contacts, &model{id: res.Contact.ID, state: contact.StateActive, source: src, email: email, version: 1})
 				return
 			}
-			if after, _ := svc.Events().Head(ctx); after != head {
+			if after, _ := l.Events().Head(ctx); after != head {
 				rt.Fatalf("a refused create moved the log from %s to %s", head, after)
 			}
 		}
@@ -202,12 +202,12 @@ func testServiceProperties(t *testing.T, store string) {
 				op := rapid.SampledFrom([]string{"update", "email", "tags", "note", "list", "link", "spam", "hold", "archive", "unarchive", "trash",
 					"restore", "restore_keep_both", "purge", "anonymize"}).Draw(rt, "op")
 				email := rapid.SampledFrom(sharedEmails).Draw(rt, "newEmail")
-				run(rt, svc, ws, w, m, op, email, meta(role, ifMatch), stale)
+				run(rt, svc, l.Events(), ws, w, m, op, email, meta(role, ifMatch), stale)
 			},
 			// Trash and undo it, which meets the emails others took meanwhile.
 			"trash": func(rt *rapid.T) {
 				m := rapid.SampledFrom(w.contacts).Draw(rt, "contact")
-				run(rt, svc, ws, w, m, "trash", "", meta(kernel.RoleMember, nil), false)
+				run(rt, svc, l.Events(), ws, w, m, "trash", "", meta(kernel.RoleMember, nil), false)
 			},
 			"restore": func(rt *rapid.T) {
 				var trashed []*model
@@ -221,7 +221,7 @@ func testServiceProperties(t *testing.T, store string) {
 				}
 				m := rapid.SampledFrom(trashed).Draw(rt, "trashed")
 				op := rapid.SampledFrom([]string{"restore", "restore_keep_both"}).Draw(rt, "how")
-				run(rt, svc, ws, w, m, op, "", meta(kernel.RoleAdmin, nil), false)
+				run(rt, svc, l.Events(), ws, w, m, op, "", meta(kernel.RoleAdmin, nil), false)
 			},
 		})
 		// History replay equals the state; projections equal the fold of the log.
@@ -270,9 +270,9 @@ func testServiceProperties(t *testing.T, store string) {
 }
 
 // run runs one command on m and checks its outcome against the model.
-func run(rt *rapid.T, svc *ledger.Service, ws string, w *world, m *model, op, email string, meta ledger.Meta, stale bool) {
+func run(rt *rapid.T, svc *ledger.Service, events kernel.EventStore, ws string, w *world, m *model, op, email string, meta ledger.Meta, stale bool) {
 	ctx := context.Background()
-	head, err := svc.Events().Head(ctx)
+	head, err := events.Head(ctx)
 	if err != nil {
 		rt.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func run(rt *rapid.T, svc *ledger.Service, ws string, w *world, m *model, op, em
 		if !stale && m.held && (op == "purge" || op == "anonymize") && st == contact.StateTrashed && !errors.Is(err, contact.ErrHeld) {
 			rt.Fatalf("%s of a held contact: got %v, want contact-held", op, err)
 		}
-		if after, _ := svc.Events().Head(ctx); after != head {
+		if after, _ := events.Head(ctx); after != head {
 			rt.Fatalf("refused %s moved the log from %s to %s", op, head, after)
 		}
 		return
@@ -384,7 +384,7 @@ func run(rt *rapid.T, svc *ledger.Service, ws string, w *world, m *model, op, em
 	if res.Version != m.version+1 || res.EventID == "" {
 		rt.Fatalf("%s: version %d (event %q) after %d, want one event", op, res.Version, res.EventID, m.version)
 	}
-	recs, err := svc.Events().ReadStream(ctx, ws, m.id.Stream())
+	recs, err := events.ReadStream(ctx, ws, m.id.Stream())
 	if err != nil {
 		rt.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func restoreCommand(stdout io.Writer, withMain mainRunner) *cobra.Command {
 			meta := ledger.Meta{Actor: restoreActor, CorrelationID: "restore-" + contact.NewID().String()}
 			enc := json.NewEncoder(stdout)
 			if dryRun {
-				pv, err := m.Svc.PreviewRestoreJob(ctx, workspace, meta, f)
+				pv, err := m.jobs.PreviewRestoreJob(ctx, workspace, meta, f)
 				if err != nil {
 					return err
 				}
@@ -90,12 +90,12 @@ func restoreCommand(stdout io.Writer, withMain mainRunner) *cobra.Command {
 				}
 				return nil
 			}
-			j, err := m.Svc.StartRestoreJob(ctx, workspace, meta, f)
+			j, err := m.jobs.StartRestoreJob(ctx, workspace, meta, f)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "restore job %s (operation %s%s): %d contacts planned\n", j.ID, ledger.OperationJob, j.ID, j.Total)
-			if j, err = m.Svc.RunRestoreJob(ctx, workspace, j.ID, ledger.JobOptions{Lease: m.lease()}); err != nil {
+			if j, err = m.jobs.RunRestoreJob(ctx, workspace, j.ID, ledger.JobOptions{Lease: m.lease()}); err != nil {
 				return err
 			}
 			if asJSON {

@@ -18,7 +18,7 @@ import (
 
 // findWebhook finds a subscription by id, in workspace when it is set.
 func findWebhook(ctx context.Context, m *Main, workspace, id string) (ledger.Webhook, error) {
-	all, err := m.Svc.Webhooks(ctx, workspace)
+	all, err := m.webhooks.Webhooks(ctx, workspace)
 	if err != nil {
 		return ledger.Webhook{}, err
 	}
@@ -39,7 +39,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 		Short: "List subscriptions (every workspace's, or one's) with their checkpoint, lag, pending retries and health",
 		Args:  cobra.NoArgs,
 		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
-			all, err := m.Svc.Webhooks(ctx, workspace)
+			all, err := m.webhooks.Webhooks(ctx, workspace)
 			if err != nil {
 				return err
 			}
@@ -49,7 +49,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 				fmt.Fprintln(tw, "ID\tWORKSPACE\tSTATE\tTYPES\tCHECKPOINT\tLAG (EVENTS)\tLAG (S)\tPENDING\tFAILING SINCE\tURL")
 			}
 			for _, w := range all {
-				st, err := m.Svc.WebhookStatus(ctx, w.Workspace, w.ID)
+				st, err := m.webhooks.WebhookStatus(ctx, w.Workspace, w.ID)
 				if errors.Is(err, kernel.ErrNotFound) {
 					continue
 				}
@@ -98,7 +98,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			if err != nil {
 				return err
 			}
-			a, err := m.Svc.TestWebhook(ctx, w.Workspace, w.ID)
+			a, err := m.webhooks.TestWebhook(ctx, w.Workspace, w.ID)
 			if err != nil {
 				return err
 			}
@@ -134,7 +134,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			if err != nil {
 				return err
 			}
-			if err := m.Svc.ReplayWebhook(ctx, w.Workspace, w.ID, pos, from.UTC()); err != nil {
+			if err := m.webhooks.ReplayWebhook(ctx, w.Workspace, w.ID, pos, from.UTC()); err != nil {
 				return err
 			}
 			what := "after " + after
