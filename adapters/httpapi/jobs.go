@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
 	"github.com/contactledger/ledger/domain/kernel"
@@ -85,10 +86,10 @@ func (s *Server) createRestoreJob(c echo.Context) error {
 	}
 	f := ledger.RestoreFilter{DeletedBy: r.DeletedBy, Q: strings.TrimSpace(r.Q), Tag: r.Tag, Reason: r.Reason, Operation: r.Operation, KeepBoth: keepBoth}
 	var ferr *kernel.FieldError
-	if f.DeletedAfter, ferr = parseTime("deleted_after", r.DeletedAfter); ferr != nil {
+	if f.DeletedAfter, ferr = wire.ParseTime("deleted_after", r.DeletedAfter); ferr != nil {
 		errs = append(errs, *ferr)
 	}
-	if f.DeletedBefore, ferr = parseTime("deleted_before", r.DeletedBefore); ferr != nil {
+	if f.DeletedBefore, ferr = wire.ParseTime("deleted_before", r.DeletedBefore); ferr != nil {
 		errs = append(errs, *ferr)
 	}
 	if len(errs) > 0 {

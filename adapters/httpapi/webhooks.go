@@ -6,70 +6,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
 )
-
-// WebhookSecretJSON is a signing secret's id and life, never its value.
-type WebhookSecretJSON struct {
-	ID        string     `json:"id"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-}
-
-// WebhookStatusJSON is how a subscription's deliveries go.
-type WebhookStatusJSON struct {
-	// Position is the checkpoint: every event up to it was delivered, given
-	// up on, or is pending.
-	Position      string     `json:"position"`
-	LagEvents     int64      `json:"lag_events"`
-	LagSeconds    float64    `json:"lag_seconds"`
-	Pending       int64      `json:"pending"`
-	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
-	FailingSince  *time.Time `json:"failing_since,omitempty"`
-	LastError     string     `json:"last_error,omitempty"`
-}
-
-// WebhookJSON is a subscription as admins see it.
-type WebhookJSON struct {
-	ID              string              `json:"id"`
-	URL             string              `json:"url"`
-	Description     string              `json:"description"`
-	Types           []string            `json:"types"`
-	IncludePersonal bool                `json:"include_personal"`
-	Enabled         bool                `json:"enabled"`
-	DisabledReason  string              `json:"disabled_reason,omitempty"`
-	DisabledAt      *time.Time          `json:"disabled_at,omitempty"`
-	Secrets         []WebhookSecretJSON `json:"secrets"`
-	CreatedAt       time.Time           `json:"created_at"`
-	UpdatedAt       time.Time           `json:"updated_at"`
-	CreatedBy       string              `json:"created_by"`
-	Status          *WebhookStatusJSON  `json:"status,omitempty"`
-	// Secret is the new signing secret, in the answers that make one only.
-	Secret string `json:"secret,omitempty"`
-}
-
-func optTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
-}
-
-func webhookJSON(w ledger.Webhook) WebhookJSON {
-	out := WebhookJSON{ID: w.ID, URL: w.URL, Description: w.Description, Types: w.Types, IncludePersonal: w.IncludePersonal,
-		Enabled: w.Enabled, DisabledReason: w.DisabledReason, DisabledAt: optTime(w.DisabledAt), Secrets: []WebhookSecretJSON{},
-		CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, CreatedBy: w.CreatedBy}
-	if out.Types == nil {
-		out.Types = []string{}
-	}
-	for _, s := range w.Secrets {
-		out.Secrets = append(out.Secrets, WebhookSecretJSON{ID: s.ID, CreatedAt: s.CreatedAt, ExpiresAt: optTime(s.ExpiresAt)})
-	}
-	return out
-}
 
 // webhookID checks the :id of a webhook route.
 func webhookID(c echo.Context) (string, error) {
@@ -118,7 +60,7 @@ func (s *Server) createWebhook(c echo.Context) error {
 	}
 	s.kick()
 	c.Set(secretAnswer, true)
-	out := webhookJSON(w)
+	out := wire.WebhookOf(w)
 	out.Secret = secret
 	c.Response().Header().Set("Location", "/v1/webhooks/"+w.ID)
 	return ok(c, http.StatusCreated, out)
@@ -129,9 +71,9 @@ func (s *Server) listWebhooks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	items := make([]WebhookJSON, 0, len(list))
+	items := make([]wire.WebhookJSON, 0, len(list))
 	for _, w := range list {
-		items = append(items, webhookJSON(w))
+		items = append(items, wire.WebhookOf(w))
 	}
 	return ok(c, http.StatusOK, map[string]any{"items": items})
 }
@@ -145,17 +87,7 @@ func (s *Server) getWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, http.StatusOK, WebhookStatusOf(st))
-}
-
-// WebhookStatusOf is a subscription with its delivery status, as the API
-// and the command line show it.
-func WebhookStatusOf(st ledger.WebhookStatus) WebhookJSON {
-	out := webhookJSON(st.Webhook)
-	p := st.Progress
-	out.Status = &WebhookStatusJSON{Position: p.Position.String(), LagEvents: st.LagEvents, LagSeconds: st.LagSeconds, Pending: p.Pending,
-		LastSuccessAt: optTime(p.LastSuccessAt), FailingSince: optTime(p.FailingSince), LastError: p.LastError}
-	return out
+	return ok(c, http.StatusOK, wire.WebhookStatusOf(st))
 }
 
 func (s *Server) updateWebhook(c echo.Context) error {
@@ -176,7 +108,7 @@ func (s *Server) updateWebhook(c echo.Context) error {
 		return err
 	}
 	s.kick()
-	return ok(c, http.StatusOK, webhookJSON(w))
+	return ok(c, http.StatusOK, wire.WebhookOf(w))
 }
 
 func (s *Server) deleteWebhook(c echo.Context) error {
@@ -218,7 +150,7 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 	}
 	s.kick()
 	c.Set(secretAnswer, true)
-	out := webhookJSON(w)
+	out := wire.WebhookOf(w)
 	out.Secret = secret
 	return ok(c, http.StatusOK, out)
 }
@@ -330,7 +262,7 @@ func (s *Server) replayWebhook(c echo.Context) error {
 		}
 	} else {
 		var ferr *kernel.FieldError
-		if since, ferr = parseTime("since", *r.Since); ferr != nil || since.IsZero() {
+		if since, ferr = wire.ParseTime("since", *r.Since); ferr != nil || since.IsZero() {
 			return kernel.Invalid(kernel.FieldError{Field: "since", Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"})
 		}
 	}

@@ -16,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/contactledger/ledger/adapters/httpapi"
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
@@ -48,7 +48,7 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 		if err != nil {
 			return fmt.Errorf("contact %s in workspace %s: %w", id, workspace, err)
 		}
-		events := httpapi.HistoryJSON(tr.Entries, true)
+		events := wire.HistoryJSON(tr.Entries, true)
 		if asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetEscapeHTML(false)
@@ -123,7 +123,7 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 			if _, err := m.access.Workspace(ctx, args[0]); err != nil {
 				return fmt.Errorf("workspace %s: %w", args[0], err)
 			}
-			q, err := httpapi.ParseLogQuery(args[0], map[string]string{"since": since, "until": until, "type": types, "actor": actor, "contact": contactID, "after": after})
+			q, err := wire.ParseLogQuery(args[0], map[string]string{"since": since, "until": until, "type": types, "actor": actor, "contact": contactID, "after": after})
 			if err != nil {
 				return err
 			}
@@ -144,7 +144,7 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 			var last kernel.Position
 			err = m.audit.AuditLog(ctx, q, func(recs []kernel.Record) error {
 				for _, r := range recs {
-					if err := enc.Encode(httpapi.EventJSON(r, true)); err != nil {
+					if err := enc.Encode(wire.EventJSON(r, true)); err != nil {
 						return err
 					}
 				}
@@ -314,7 +314,7 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			if err != nil {
 				return err
 			}
-			doc, err := httpapi.PublicKeyDoc(pub)
+			doc, err := wire.PublicKeyDoc(pub)
 			if err != nil {
 				return err
 			}
@@ -367,7 +367,7 @@ func readPublicKey(file string) (ed25519.PublicKey, error) {
 		}
 		return pub, nil
 	}
-	var doc httpapi.PublicKeyJSON
+	var doc wire.PublicKeyJSON
 	if err := json.Unmarshal(b, &doc); err != nil || doc.PublicKey == "" {
 		return nil, fmt.Errorf("%s: neither a PEM public key nor the JSON of GET /v1/receipts/public-key", file)
 	}
@@ -392,11 +392,11 @@ func readTrail(file string) ([]kernel.Record, error) {
 		if len(strings.TrimSpace(sc.Text())) == 0 {
 			continue
 		}
-		var e httpapi.HistoryEventJSON
+		var e wire.HistoryEventJSON
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return nil, fmt.Errorf("%s line %d: %w", file, n, err)
 		}
-		r, err := httpapi.RecordOf(e)
+		r, err := wire.RecordOf(e)
 		if err != nil {
 			return nil, fmt.Errorf("%s line %d: %w", file, n, err)
 		}

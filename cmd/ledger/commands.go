@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/contactledger/ledger/adapters/httpapi"
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/spf13/cobra"
 )
@@ -329,7 +329,7 @@ func listTokens(ctx context.Context, m *Main, stdout io.Writer, workspace string
 			return err
 		}
 		for _, t := range list {
-			out := httpapi.TokenOf(t)
+			out := wire.TokenOf(t)
 			if asJSON {
 				if err := enc.Encode(out); err != nil {
 					return err

@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/contactledger/ledger/adapters/httpapi"
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/spf13/cobra"
@@ -43,7 +43,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			if err != nil {
 				return err
 			}
-			var out []httpapi.WebhookJSON
+			var out []wire.WebhookJSON
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			if !asJSON {
 				fmt.Fprintln(tw, "ID\tWORKSPACE\tSTATE\tTYPES\tCHECKPOINT\tLAG (EVENTS)\tLAG (S)\tPENDING\tFAILING SINCE\tURL")
@@ -56,7 +56,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 				if err != nil {
 					return err
 				}
-				j := httpapi.WebhookStatusOf(st)
+				j := wire.WebhookStatusOf(st)
 				if asJSON {
 					out = append(out, j)
 					continue
@@ -76,7 +76,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			}
 			if asJSON {
 				if out == nil {
-					out = []httpapi.WebhookJSON{}
+					out = []wire.WebhookJSON{}
 				}
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
