@@ -126,6 +126,23 @@ func (l *TagList) UnmarshalJSON(b []byte) error {
 
 var errTagList = errors.New("must be an array of strings or a string of tags separated by ';'")
 
+// ErrImportMediaType is returned for an import of a media type other than
+// CSV or JSON.
+var ErrImportMediaType = &kernel.Error{Code: kernel.CodeMediaType, Reason: "unsupported-media-type", Message: "send the import as text/csv or application/json"}
+
+// ImportRows returns the row reader for an import of media type mt: CSV
+// (text/csv, application/csv) or JSON (application/json), as the API's
+// import and the command line's both take. Errors: ErrImportMediaType.
+func ImportRows(mt string, r io.Reader) (RowReader, error) {
+	switch mt {
+	case "text/csv", "application/csv":
+		return NewCSVRows(r)
+	case "application/json":
+		return NewJSONRows(r)
+	}
+	return nil, ErrImportMediaType
+}
+
 type csvRows struct {
 	r     *csv.Reader
 	limit *rowLimiter

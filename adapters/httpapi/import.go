@@ -26,17 +26,6 @@ const ImportTimeout = time.Hour
 
 const importPath = "/v1/contacts/import"
 
-// ImportReader returns the row reader for an import body of media type mt.
-func ImportReader(mt string, r io.Reader) (ledger.RowReader, error) {
-	switch mt {
-	case "text/csv", "application/csv":
-		return ledger.NewCSVRows(r)
-	case "application/json":
-		return ledger.NewJSONRows(r)
-	}
-	return nil, unsupportedMedia("send the import as text/csv or application/json")
-}
-
 // importContacts spools the body to a private file (so a file of any size
 // streams through a bounded amount of memory), checks it whole, and only
 // then imports it, streaming each row's result back.
@@ -93,7 +82,7 @@ func (s *Server) importContacts(c echo.Context) error {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return nil, err
 		}
-		return ImportReader(mt, f)
+		return ledger.ImportRows(mt, f)
 	}
 	rows, err := open()
 	if err != nil {

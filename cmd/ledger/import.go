@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
@@ -67,7 +66,7 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 				if _, err := f.Seek(0, io.SeekStart); err != nil {
 					return nil, err
 				}
-				return httpapi.ImportReader(mt, r)
+				return ledger.ImportRows(mt, r)
 			}
 			rows, err := open(f)
 			if err != nil {
