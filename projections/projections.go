@@ -5,7 +5,6 @@
 package projections
 
 import (
-	"context"
 	"slices"
 	"time"
 
@@ -67,18 +66,6 @@ type Batch struct {
 	Erased []Ref
 }
 
-// Store is the part of the state store that projections write.
-type Store interface {
-	// Checkpoint returns the position up to which projection has applied the log.
-	Checkpoint(ctx context.Context, projection string) (kernel.Position, error)
-	// Rows returns the projection's current rows of the given contacts; absent ones are not in the view.
-	Rows(ctx context.Context, projection string, refs []Ref) (map[contact.ID]Row, error)
-	// Commit writes a batch and moves the projection's checkpoint from b.From
-	// to b.To in one transaction. Errors: kernel.ErrConcurrency when the
-	// checkpoint is no longer b.From (another runner got there first).
-	Commit(ctx context.Context, b Batch) error
-}
-
 // View describes the projection that keeps one view: the contacts in State,
 // or in any of States when it is set.
 type View struct {
@@ -130,25 +117,4 @@ func SortAt(s contact.Snapshot) time.Time {
 		}
 	}
 	return s.CreatedAt
-}
-
-// Compacter is implemented by stores that must work to reach their own
-// copies of deleted bytes (free pages, WAL, dead tuples). The runner calls it
-// after committing a batch that erased contacts.
-type Compacter interface {
-	Compact(ctx context.Context) error
-}
-
-// StreamReader is implemented by event stores that can hand a rebuild the
-// log grouped by stream, so that each contact is folded once, as a whole.
-type StreamReader interface {
-	// StableHead returns a position at or before which every event is
-	// committed and readable, and after which every event committed later
-	// comes (the zero Position for an empty log).
-	StableHead(ctx context.Context) (kernel.Position, error)
-	// ReadByStream returns up to limit events at or before upTo, ordered by
-	// stream and version, after the event afterVersion of afterStream.
-	ReadByStream(ctx context.Context, upTo kernel.Position, afterStream string, afterVersion uint64, limit int) ([]kernel.Record, error)
-	// CountEvents counts the events after after, up to and including upTo.
-	CountEvents(ctx context.Context, after, upTo kernel.Position) (int64, error)
 }

@@ -108,13 +108,3 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 	}
 	return out, nil
 }
-
-// FailureStore is implemented by state stores that keep when a projection
-// started failing, so that every process shows it; a successful Commit
-// clears it.
-type FailureStore interface {
-	// SetFailed records that name's batches fail since the given time.
-	SetFailed(ctx context.Context, name string, since time.Time) error
-	// Failed returns the failing projections and since when.
-	Failed(ctx context.Context) (map[string]time.Time, error)
-}
