@@ -57,6 +57,27 @@ type IdentityClaim struct {
 	At        time.Time
 }
 
+// ErrClaimTaken fails a stream of a ClaimedAppender's batch one of whose
+// claims another contact holds: nothing of the stream was stored. The
+// command runs again alone, where a claim whose contact no longer holds
+// the value is taken over and a holder is named.
+var ErrClaimTaken = kernel.Errorf(kernel.ErrConcurrency, "an email or phone the append claims is claimed by another contact")
+
+// ClaimedAppender is implemented by stores that keep the log, the key
+// vault and the identity claims in one database: a batch's claims commit
+// with its appends (and new keys), so that a batch claims its values in
+// the statement that appends it, and a stream that is not appended leaves
+// no claim behind.
+type ClaimedAppender interface {
+	// AppendClaimed is KeyedAppender's AppendWithKeys (keys may be nil:
+	// no new keys) that also records claims[i], the values batch[i]'s
+	// contact now holds, with the append of batch[i], per stream. A stream
+	// one of whose claims another contact holds (or an earlier stream of
+	// the batch claims) fails with ErrClaimTaken, and nothing of it is
+	// stored; a claim its contact holds already stays as it is.
+	AppendClaimed(ctx context.Context, keys []KeyRow, claims [][]IdentityClaim, batch []kernel.StreamAppend) ([]kernel.AppendResult, error)
+}
+
 // identityKey is one value a contact may hold: its email or its phone, by blind index.
 type identityKey struct{ kind, index string }
 
@@ -64,6 +85,9 @@ type identityKey struct{ kind, index string }
 type identityChange struct {
 	// claimed are claims made for the command: given back if its append fails.
 	claimed []identityKey
+	// pending are values to claim that a batch claims for all its
+	// commands at once (see appendClaiming): nothing is claimed yet.
+	pending []identityKey
 	// released are values the contact stops holding: released after the append.
 	released []identityKey
 	// waived is set when a keep_both restore left a value's claim to the
@@ -119,8 +143,9 @@ func (s *core) identitiesBefore(ctx context.Context, workspace string, c *contac
 // keeps its claim. In a dry run nothing is claimed; the same checks run
 // on the claims as they are. known, when set, are the identity index's
 // matches of every value c has, read already (a create reads them for the
-// spam check).
-func (s *core) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry bool, known *[]IdentityMatch) (identityChange, error) {
+// spam check). batched leaves the claims to the caller's batch: they are
+// returned pending, claimed by appendClaiming for every command at once.
+func (s *core) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry, batched bool, known *[]IdentityMatch) (identityChange, error) {
 	var ch identityChange
 	if p.Uniqueness() == contact.UniquenessOff && len(before) == 0 {
 		return ch, nil
@@ -175,6 +200,14 @@ func (s *core) guardIdentities(ctx context.Context, workspace string, id contact
 	}
 	ch.waived = len(waived) > 0
 	if s.claims == nil {
+		return ch, nil
+	}
+	if batched && !dry {
+		for _, k := range need {
+			if !slices.Contains(waived, k) {
+				ch.pending = append(ch.pending, k)
+			}
+		}
 		return ch, nil
 	}
 	for _, k := range need {

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -188,5 +189,66 @@ func TestImportFiles(t *testing.T) {
 				t.Fatalf("the error quotes the file: %v", fe)
 			}
 		})
+	}
+}
+
+// TestImportExternalIDNamedTwice imports a new person's row with an email
+// and an external id, followed later in the file (in the same chunk, and
+// in a later one) by a row that carries only that external id: the same
+// person, so the later row updates the contact the first created, even
+// though the identity index has not seen it yet (issue 18c found an
+// importer that created such a row twice when two workers took the rows).
+func TestImportExternalIDNamedTwice(t *testing.T) {
+	t.Parallel()
+	e := ledgertest.New(t, ledgertest.Options{})
+	ctx := t.Context()
+	var file strings.Builder
+	file.WriteString("name,email,job_title,external_id\n")
+	file.WriteString("Ann,ann@example.com,,A-1\n") // 1 new
+	file.WriteString("Ann,,CTO,A-1\n")             // 2 only A-1, same chunk
+	file.WriteString("Cal,cal@example.com,,C-1\n") // 3 new
+	const fillers = 600                            // past the first chunk
+	for i := range fillers {
+		fmt.Fprintf(&file, "Filler %d,filler%d@example.com,,F-%d\n", i, i, i)
+	}
+	file.WriteString("Cal,,CFO,C-1\n") // only C-1, a later chunk
+	rows, err := ledger.NewCSVRows(strings.NewReader(file.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu  sync.Mutex
+		got = map[int]ledger.RowResult{}
+	)
+	totals, err := e.Svc.Import(ctx, ledgertest.Workspace, ledgertest.Meta("req-imp-ext"), "crm", rows, func(r ledger.RowResult) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[r.Row] = r
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := 3 + fillers + 1
+	for first, again := range map[int]int{1: 2, 3: last} {
+		if r := got[first]; r.Result != ledger.RowCreated {
+			t.Fatalf("row %d: %+v; want created", first, r)
+		}
+		if r := got[again]; r.Result != ledger.RowUpdated || r.ID != got[first].ID {
+			t.Errorf("row %d: %+v; want an update of %s, which row %d created", again, r, got[first].ID, first)
+		}
+	}
+	if totals[ledger.RowCreated] != fillers+2 {
+		t.Errorf("totals %v; want %d created", totals, fillers+2)
+	}
+	for row, title := range map[int]string{1: "CTO", 3: "CFO"} {
+		id, _ := contact.ParseID(got[row].ID)
+		v, err := e.Svc.Get(ctx, ledgertest.Workspace, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Personal.JobTitle != title {
+			t.Errorf("row %d's contact: job title %q; want %q", row, v.Personal.JobTitle, title)
+		}
 	}
 }

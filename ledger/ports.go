@@ -404,6 +404,13 @@ type IdentityClaims interface {
 	TakeOverIdentity(ctx context.Context, c IdentityClaim, from contact.ID) (bool, error)
 	// ReleaseIdentity deletes the claim of (workspace, kind, index) if it is id's.
 	ReleaseIdentity(ctx context.Context, workspace, kind, index string, id contact.ID) error
+	// ClaimIdentities is ClaimIdentity for many values at once, in one
+	// statement: cur[i] and inserted[i] answer cs[i]. No value may be in
+	// cs twice.
+	ClaimIdentities(ctx context.Context, cs []IdentityClaim) (cur []IdentityClaim, inserted []bool, err error)
+	// ReleaseIdentities deletes each claim of cs that is still its
+	// Contact's, in one statement.
+	ReleaseIdentities(ctx context.Context, cs []IdentityClaim) error
 }
 
 // LogCounter is implemented by event stores that count a workspace's events.

@@ -77,11 +77,14 @@ type core struct {
 	workspaces  ttlCache[Workspace]
 	metrics     Observer
 	keysWithLog KeyedAppender
-	jobKick     chan struct{}
-	jobStatuses jobStatuses
-	watch       logWatch
-	webhooks    WebhookStore
-	sender      WebhookSender
+	// claimsWithLog is keysWithLog when the identity claims are in its
+	// database too: a batch's claims commit with its appends.
+	claimsWithLog ClaimedAppender
+	jobKick       chan struct{}
+	jobStatuses   jobStatuses
+	watch         logWatch
+	webhooks      WebhookStore
+	sender        WebhookSender
 }
 
 // newCore wires the shared core from the options.
@@ -90,6 +93,9 @@ func newCore(o Options) *core {
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities, claims: o.Claims,
 		progress: o.Progress, sessions: o.Sessions, clock: o.Now, log: o.Logger, metrics: o.Metrics,
 		keysWithLog: o.KeysWithLog, jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
+	}
+	if ca, ok := o.KeysWithLog.(ClaimedAppender); ok && o.Claims != nil && any(o.Claims) == any(o.KeysWithLog) {
+		s.claimsWithLog = ca
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -276,7 +282,7 @@ func (s *core) apply(ctx context.Context, workspace string, id contact.ID, meta 
 	if err != nil {
 		return Result{}, err
 	}
-	d, err := s.decide(ctx, workspace, id, meta, l, p, cmd)
+	d, err := s.decide(ctx, workspace, id, meta, l, p, cmd, false)
 	if err != nil || d.recs == nil {
 		return d.result(s, kernel.Position{}), err
 	}
@@ -322,8 +328,8 @@ type decided struct {
 // checks, claims the identities it gives the contact (in a dry run, only
 // checks them), and seals what it records. A dry run and a real run of a
 // command share every step but the writes, so the dry run's answer is the
-// real run's.
-func (s *core) decide(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command) (decided, error) {
+// real run's. batched leaves the claims pending, for the batch to make.
+func (s *core) decide(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command, batched bool) (decided, error) {
 	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
 		return decided{}, kernel.Errorf(kernel.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
 	}
@@ -341,7 +347,7 @@ func (s *core) decide(ctx context.Context, workspace string, id contact.ID, meta
 		return d, nil
 	}
 	d.effect = effectOf(before, l.c, changes)
-	if d.ids, err = s.guardIdentities(ctx, workspace, id, p, held, l.c, changes, meta.DryRun, nil); err != nil {
+	if d.ids, err = s.guardIdentities(ctx, workspace, id, p, held, l.c, changes, meta.DryRun, batched, nil); err != nil {
 		return decided{}, err
 	}
 	if meta.DryRun {
@@ -419,7 +425,8 @@ func (s *core) loadMany(ctx context.Context, workspace string, ids []contact.ID)
 }
 
 // manyWorkers bounds how many contacts of a batch are decided at once:
-// deciding reads and writes identity claims, a round trip each.
+// deciding may read the identity index and the log of a contact holding a
+// value, a round trip each (the batch's claims are made all at once).
 const manyWorkers = 16
 
 // onWorkers runs fn on each of is, on up to manyWorkers goroutines, and
@@ -487,15 +494,15 @@ func (s *core) executeEach(ctx context.Context, workspace string, ids []contact.
 			todo = append(todo, i)
 		}
 	}
-	// Deciding may read and write identity claims: on several workers.
+	// Deciding may read the identity index: on several workers.
 	ds := make([]decided, len(ids))
 	onWorkers(todo, func(i int) {
-		ds[i], errs[i] = s.decide(ctx, workspace, ids[i], meta, ls[ids[i]], p, cmd(i))
+		ds[i], errs[i] = s.decide(ctx, workspace, ids[i], meta, ls[ids[i]], p, cmd(i), true)
 	})
 	var (
 		batch   []kernel.StreamAppend
 		at      []int
-		claimed = map[identityKey]int{} // a value claimed for the batch -> its contact's index
+		claimed = map[identityKey]bool{} // the values the batch claims
 	)
 	for _, i := range todo {
 		d := ds[i]
@@ -503,44 +510,50 @@ func (s *core) executeEach(ctx context.Context, workspace string, ids []contact.
 			results[i] = d.result(s, kernel.Position{})
 			continue
 		}
-		if j, ok := s.claimedBefore(ctx, workspace, claimed, ids, i, d.ids); ok {
+		if slices.ContainsFunc(d.ids.pending, func(k identityKey) bool { return claimed[k] }) {
 			// Two contacts of the batch would hold one value: the first
-			// keeps its claim, the later one runs again alone and is told.
-			s.log.Debug("a batch gave one identity to two contacts; the later runs alone", "contact", ids[i].String(), "first", ids[j].String())
+			// claims it, the later one runs again alone and is told.
+			s.log.Debug("a batch gave one identity to two contacts; the later runs alone", "contact", ids[i].String())
 			again = append(again, i)
 			continue
 		}
+		for _, k := range d.ids.pending {
+			claimed[k] = true
+		}
 		batch, at = append(batch, kernel.StreamAppend{Stream: ids[i].Stream(), Expected: d.l.c.Saved(), Events: d.recs}), append(at, i)
 	}
-	res, err := s.appendMany(ctx, batch)
+	owners, chs := make([]contact.ID, len(at)), make([]identityChange, len(at))
+	for k, i := range at {
+		owners[k], chs[k] = ids[i], ds[i].ids
+	}
+	res, err := s.appendClaiming(ctx, workspace, owners, chs, nil, batch)
 	if err != nil {
 		for _, i := range at {
 			errs[i] = err
 		}
-		onWorkers(at, func(i int) { s.giveBack(ctx, workspace, ids[i], ds[i].ids) })
 	}
 	var (
-		waitFor        kernel.Position
-		appended, lost []int
+		waitFor  kernel.Position
+		appended []int
 	)
 	for k, r := range res {
 		i := at[k]
 		switch {
 		case r.Err == nil:
-			appended = append(appended, i)
+			appended = append(appended, k)
 			if ds[i].ids.waived && waitFor.Less(r.Position) {
 				waitFor = r.Position
 			}
 			results[i] = ds[i].result(s, r.Position)
+		case errors.Is(r.Err, ErrClaimTaken):
+			again = append(again, i) // alone, a stale claim is taken over and a holder named
 		case errors.Is(r.Err, kernel.ErrConcurrency) && meta.IfMatch == nil:
-			lost, again = append(lost, i), append(again, i)
+			again = append(again, i)
 		default:
-			lost, errs[i] = append(lost, i), r.Err
+			errs[i] = r.Err
 		}
 	}
-	// Claims are a round trip each: settled and given back on several workers.
-	onWorkers(appended, func(i int) { s.settle(ctx, workspace, ids[i], ds[i].ids) })
-	onWorkers(lost, func(i int) { s.giveBack(ctx, workspace, ids[i], ds[i].ids) })
+	s.settleMany(ctx, workspace, owners, chs, appended)
 	if waitFor != (kernel.Position{}) {
 		// A restore kept both contacts holding a value: only the identity
 		// index knows, so it must know before the answer (see apply).
@@ -557,53 +570,6 @@ func (s *core) executeEach(ctx context.Context, workspace string, ids []contact.
 		results[i], errs[i] = s.execute(ctx, workspace, ids[i], meta, cmd(i))
 	}
 	return results, errs
-}
-
-// claimedBefore reports whether a contact of the batch before ids[i]
-// claimed one of the values ch claims (both decided at once, the later
-// took the claim over from a contact not appended yet), and returns it.
-// Then ch is given back, and the claim made the earlier contact's again.
-// Otherwise ch's claims are recorded as ids[i]'s.
-func (s *core) claimedBefore(ctx context.Context, workspace string, claimed map[identityKey]int, ids []contact.ID, i int, ch identityChange) (int, bool) {
-	for _, k := range ch.claimed {
-		j, ok := claimed[k]
-		if !ok {
-			continue
-		}
-		s.giveBack(ctx, workspace, ids[i], ch)
-		for _, k := range ch.claimed {
-			if j, ok := claimed[k]; ok {
-				if _, _, err := s.claims.ClaimIdentity(context.WithoutCancel(ctx), IdentityClaim{Workspace: workspace, Kind: k.kind, Index: k.index, Contact: ids[j], At: s.now()}); err != nil {
-					s.log.Warn("re-claiming an identity for a batch's contact failed; the index still guards it", "contact", ids[j].String(), "err", err)
-				}
-			}
-		}
-		return j, true
-	}
-	for _, k := range ch.claimed {
-		claimed[k] = i
-	}
-	return 0, false
-}
-
-// appendMany appends a batch to the log, timing it.
-func (s *core) appendMany(ctx context.Context, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
-	if len(batch) == 0 {
-		return nil, nil
-	}
-	start := time.Now()
-	res, err := kernel.AppendMany(ctx, s.events, batch)
-	if s.metrics != nil {
-		d := time.Since(start)
-		for i := range batch {
-			if err != nil {
-				s.metrics.Append(d, err)
-			} else {
-				s.metrics.Append(d, res[i].Err)
-			}
-		}
-	}
-	return res, err
 }
 
 // IdempotentID is the id a create running under an Idempotency-Key gives
@@ -694,9 +660,20 @@ func (s *core) create(ctx context.Context, workspace string, meta Meta, c *conta
 	}
 	id, now := c.ID(), s.now()
 	repeat := meta.IdempotencyKey != ""
+	if s.claimsWithLog != nil {
+		// The key, the claims and the first event commit together.
+		res, done, err := s.createClaimed(ctx, workspace, meta, c, p, known)
+		if done {
+			return res, err
+		}
+		// One of the values is claimed by another contact (or a repeat
+		// found its first run's key): the steps below take a stale claim
+		// over, wait for a pending one, name the holder, and carry on with
+		// the first run's key.
+	}
 	// The new contact's email and phone are claimed before anything is
 	// written, and given back if it is not created.
-	ids, err := s.guardIdentities(ctx, workspace, id, p, nil, c, c.Changes(), false, &known)
+	ids, err := s.guardIdentities(ctx, workspace, id, p, nil, c, c.Changes(), false, false, &known)
 	if err != nil {
 		return Result{}, err
 	}
@@ -777,6 +754,45 @@ func (s *core) create(ctx context.Context, workspace string, meta Meta, c *conta
 	return Result{Contact: s.view(c, p, pos), Version: c.Version(), Position: pos, EventID: recs[0].ID.String(), Operation: meta.causation()}, nil
 }
 
+// createClaimed saves a new contact, its key and its identity claims in
+// one commit. done is false, with nothing stored, when another contact
+// claimed one of its values, or when a repeat finds a key its first run
+// stored: create goes on step by step.
+func (s *core) createClaimed(ctx context.Context, workspace string, meta Meta, c *contact.Contact, p contact.Policy, known []IdentityMatch) (res Result, done bool, err error) {
+	id, now := c.ID(), s.now()
+	ids, err := s.guardIdentities(ctx, workspace, id, p, nil, c, c.Changes(), false, true, &known)
+	if err != nil {
+		return Result{}, true, err
+	}
+	key, row, err := s.vault.WrapNewKey(ctx, workspace, id, now)
+	if err != nil {
+		return Result{}, true, err
+	}
+	recs, err := seal(key, id.Stream(), workspace, meta, 0, nil, c.Changes())
+	if err != nil {
+		return Result{}, true, err
+	}
+	ar, err := s.appendClaiming(ctx, workspace, []contact.ID{id}, []identityChange{ids}, []KeyRow{row}, []kernel.StreamAppend{{Stream: id.Stream(), Events: recs}})
+	if err == nil {
+		err = ar[0].Err
+	}
+	switch {
+	case err == nil:
+		return Result{Contact: s.view(c, p, ar[0].Position), Version: c.Version(), Position: ar[0].Position, EventID: recs[0].ID.String(), Operation: meta.causation()}, true, nil
+	case errors.Is(err, ErrClaimTaken):
+		return Result{}, false, nil
+	case meta.IdempotencyKey != "" && errors.Is(err, kernel.ErrConcurrency):
+		res, err := s.created(ctx, workspace, id, false)
+		if err == nil {
+			res.Operation = meta.causation()
+		}
+		return res, true, err
+	case meta.IdempotencyKey != "" && errors.Is(err, kernel.ErrAlreadyExists):
+		return Result{}, false, nil
+	}
+	return Result{}, true, err
+}
+
 // createMany saves many new contacts, each under a fresh data key, in one
 // batch: with the keys in the same commit when the log and the key vault
 // share a database. known[i] are the identity index's matches of cs[i]'s
@@ -810,12 +826,12 @@ func (s *core) createMany(ctx context.Context, workspace string, meta Meta, cs [
 			todo = append(todo, i)
 		}
 	}
-	// Claiming identities is a round trip or two each: on several workers.
+	// Checking identities reads a contact or two when the index knows one
+	// of its values: on several workers. The claims are the batch's.
 	ids := make([]identityChange, len(cs))
 	onWorkers(todo, func(i int) {
-		ids[i], errs[i] = s.guardIdentities(ctx, workspace, cs[i].ID(), p, nil, cs[i], cs[i].Changes(), false, &known[i])
+		ids[i], errs[i] = s.guardIdentities(ctx, workspace, cs[i].ID(), p, nil, cs[i], cs[i].Changes(), false, true, &known[i])
 	})
-	giveBack := func(i int) { s.giveBack(ctx, workspace, cs[i].ID(), ids[i]) }
 	var at []int
 	for _, i := range todo {
 		if errs[i] == nil {
@@ -852,40 +868,34 @@ func (s *core) createMany(ctx context.Context, workspace string, meta Meta, cs [
 	}
 	wg.Wait()
 	if err := errors.Join(werrs...); err != nil {
-		onWorkers(todo, giveBack)
 		return fail(err)
 	}
-	var res []kernel.AppendResult
-	if len(batch) > 0 {
-		start := time.Now()
-		if s.keysWithLog != nil {
-			res, err = s.keysWithLog.AppendWithKeys(ctx, rows, batch)
-		} else {
-			res, err = kernel.AppendMany(ctx, s.events, batch)
-		}
-		if s.metrics != nil {
-			for k := range batch {
-				if err != nil {
-					s.metrics.Append(time.Since(start), err)
-				} else {
-					s.metrics.Append(time.Since(start), res[k].Err)
-				}
-			}
-		}
-		if err != nil {
-			onWorkers(todo, giveBack)
-			return fail(err)
-		}
+	owners, chs := make([]contact.ID, len(at)), make([]identityChange, len(at))
+	for k, i := range at {
+		owners[k], chs[k] = cs[i].ID(), ids[i]
+	}
+	var keys []KeyRow
+	if s.keysWithLog != nil {
+		keys = rows
+	}
+	res, err := s.appendClaiming(ctx, workspace, owners, chs, keys, batch)
+	if err != nil {
+		return fail(err)
 	}
 	for k, r := range res {
 		i, c := at[k], cs[at[k]]
 		if r.Err != nil {
-			errs[i] = r.Err
-			giveBack(i)
 			if s.keysWithLog == nil {
 				if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, c.ID()); derr != nil {
 					s.log.Warn("cannot remove the key of a contact that was not created", "contact", c.ID().String(), "err", derr)
 				}
+			}
+			if errors.Is(r.Err, ErrClaimTaken) {
+				// Another contact claimed a value meanwhile: created alone,
+				// where a stale claim is taken over and a holder named.
+				later[i] = true
+			} else {
+				errs[i] = r.Err
 			}
 			continue
 		}

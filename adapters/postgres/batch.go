@@ -12,6 +12,7 @@ import (
 	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 var (
@@ -36,15 +37,33 @@ cur AS (
 		SELECT e.version, e.workspace FROM events e WHERE e.stream = b.stream ORDER BY e.version DESC LIMIT 1
 	) l ON true
 ),
+cl AS (
+	SELECT * FROM unnest($24::text[], $25::text[], $26::text[], $27::text[], $28::timestamptz[]) AS cl(stream, kind, bidx, contact_id, at)
+),
+c AS (
+	INSERT INTO identity_claims (workspace, kind, bidx, contact_id, claimed_at)
+	SELECT cur.workspace, cl.kind, cl.bidx, cl.contact_id, cl.at FROM cl JOIN cur ON cur.stream = cl.stream
+	WHERE cur.v = cur.expected AND NOT cur.foreign_ws
+	ORDER BY cur.workspace, cl.kind, cl.bidx
+	ON CONFLICT (workspace, kind, bidx) DO UPDATE SET contact_id = EXCLUDED.contact_id
+		WHERE identity_claims.contact_id = EXCLUDED.contact_id
+	RETURNING kind, bidx, contact_id
+),
+ctaken AS (
+	SELECT DISTINCT cl.stream FROM cl
+	WHERE NOT EXISTS (SELECT 1 FROM c WHERE c.kind = cl.kind AND c.bidx = cl.bidx AND c.contact_id = cl.contact_id)
+),
 k AS (
 	INSERT INTO data_keys (owner, workspace, key_id, kek_id, wrapped, created_at)
 	SELECT key_owner, key_ws, key_id, kek_id, wrapped, key_at FROM cur WHERE key_owner <> '' AND v = expected AND NOT foreign_ws
+		AND stream NOT IN (SELECT stream FROM ctaken)
 	ON CONFLICT DO NOTHING
 	RETURNING owner
 ),
 pass AS (
 	SELECT stream, workspace FROM cur
 	WHERE v = expected AND NOT foreign_ws AND (key_owner = '' OR key_owner IN (SELECT owner FROM k))
+		AND stream NOT IN (SELECT stream FROM ctaken)
 ),
 ins AS (
 	INSERT INTO events (id, stream, version, type, time, workspace, actor, actor_role,
@@ -58,7 +77,7 @@ ins AS (
 	%s
 	RETURNING stream, tx, seq
 )
-SELECT cur.v, cur.foreign_ws,
+SELECT cur.v, cur.foreign_ws, cur.stream IN (SELECT stream FROM ctaken) AS claim_taken,
 	cur.key_owner <> '' AND cur.v = cur.expected AND NOT cur.foreign_ws AND cur.key_owner NOT IN (SELECT owner FROM k) AS key_taken,
 	COALESCE(i.cnt, 0), COALESCE(i.tx, ''), COALESCE(i.seq, 0)
 FROM cur LEFT JOIN (SELECT stream, count(*) AS cnt, min(tx::text) AS tx, max(seq) AS seq FROM ins GROUP BY stream) i ON i.stream = cur.stream
@@ -66,14 +85,16 @@ ORDER BY cur.n`
 
 var (
 	batchPlain    = fmt.Sprintf(batchSQL, "")
-	batchRacing   = fmt.Sprintf(batchSQL, "ON CONFLICT DO NOTHING")
+	batchRacing   = "/* racing */" + fmt.Sprintf(batchSQL, "ON CONFLICT DO NOTHING") // the comment names it in pg_stat_activity, whose text is cut at 1 kB
 	errLostInsert = kernel.Errorf(kernel.ErrConcurrency, "another append to the stream won")
 )
 
-// item is one stream of a batch, with the new key stored with it, if any.
+// item is one stream of a batch, with the new key stored with it, if any,
+// and its contact's identity claims.
 type item struct {
 	kernel.StreamAppend
-	key ledger.KeyRow // Owner "" when the stream brings no key
+	key    ledger.KeyRow // Owner "" when the stream brings no key
+	claims []ledger.IdentityClaim
 }
 
 // AppendMany appends to many streams in one statement and one commit (see
@@ -101,6 +122,27 @@ func (s *Store) AppendWithKeys(ctx context.Context, keys []ledger.KeyRow, batch 
 	return s.appendItems(ctx, items)
 }
 
+// AppendClaimed stores each new contact's key (keys may be nil) and each
+// stream's identity claims with its append, in one statement and one
+// commit: a batch's claims cost no round trip of their own. A claim
+// another contact holds, committed or not, fails its stream with
+// ledger.ErrClaimTaken (the unique key decides between racing batches, on
+// every replica); what the statement claimed for a stream that then
+// failed is taken back at once.
+func (s *Store) AppendClaimed(ctx context.Context, keys []ledger.KeyRow, claims [][]ledger.IdentityClaim, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
+	if (keys != nil && len(keys) != len(batch)) || len(claims) != len(batch) {
+		return nil, fmt.Errorf("append claimed: %d keys and %d claim lists for %d streams", len(keys), len(claims), len(batch))
+	}
+	items := make([]item, len(batch))
+	for i, a := range batch {
+		items[i] = item{StreamAppend: a, claims: claims[i]}
+		if keys != nil {
+			items[i].key = keys[i]
+		}
+	}
+	return s.appendItems(ctx, items)
+}
+
 func (s *Store) appendItems(ctx context.Context, items []item) ([]kernel.AppendResult, error) {
 	if len(items) == 1 {
 		// One stream (a command's create): it shares a group commit.
@@ -120,12 +162,19 @@ func (s *Store) appendItems(ctx context.Context, items []item) ([]kernel.AppendR
 	}
 	out := make([]kernel.AppendResult, len(items))
 	var sound []int
-	for i := range items {
+	claimed := map[claimValue]bool{} // one statement may claim a value once
+	for i, it := range items {
+		if errs[i] == nil && slices.ContainsFunc(it.claims, func(c ledger.IdentityClaim) bool { return claimed[valueOf(c)] }) {
+			errs[i] = ledger.ErrClaimTaken
+		}
 		if errs[i] != nil {
 			out[i].Err = errs[i]
-		} else {
-			sound = append(sound, i)
+			continue
 		}
+		for _, c := range it.claims {
+			claimed[valueOf(c)] = true
+		}
+		sound = append(sound, i)
 	}
 	if len(sound) == 0 {
 		return out, nil
@@ -189,6 +238,9 @@ func (s *Store) commitSorted(ctx context.Context, items []item) ([]kernel.Append
 	}
 	if err == nil {
 		s.appendedLocally()
+		if err := dropClaims(ctx, s.batches, items, out); err != nil {
+			return nil, fmt.Errorf("append to %d streams: taking back claims: %w", len(items), err)
+		}
 		return out, nil
 	}
 	if !isUnique(err) {
@@ -211,6 +263,9 @@ func (s *Store) commitSorted(ctx context.Context, items []item) ([]kernel.Append
 				}
 			}
 		}
+		if err := dropClaims(ctx, tx, items, out); err != nil {
+			return err
+		}
 		if len(lost) == 0 {
 			return nil
 		}
@@ -227,17 +282,42 @@ func (s *Store) commitSorted(ctx context.Context, items []item) ([]kernel.Append
 	return out, nil
 }
 
+// dropClaims takes back the claims the statement made for streams that
+// failed (a key taken, a claim of another value taken, or an insert lost):
+// each deleted only if it is the one made (its contact and time).
+func dropClaims(ctx context.Context, q interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, items []item, out []kernel.AppendResult) error {
+	var ws, kinds, bidxs, ids []string
+	var ats []time.Time
+	for i, it := range items {
+		if out[i].Err == nil {
+			continue
+		}
+		for _, c := range it.claims {
+			ws, kinds, bidxs, ids, ats = append(ws, c.Workspace), append(kinds, c.Kind), append(bidxs, c.Index), append(ids, c.Contact.String()), append(ats, c.At)
+		}
+	}
+	if len(ws) == 0 {
+		return nil
+	}
+	_, err := q.Exec(ctx, `DELETE FROM identity_claims ic USING unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS d(workspace, kind, bidx, contact_id, at)
+		WHERE ic.workspace = d.workspace AND ic.kind = d.kind AND ic.bidx = d.bidx AND ic.contact_id = d.contact_id AND ic.claimed_at = d.at`,
+		ws, kinds, bidxs, ids, ats)
+	return err
+}
+
 // scanBatch reads the statement's answer: one row per stream, in order.
 func scanBatch(rows pgx.Rows, items []item) ([]kernel.AppendResult, error) {
 	defer rows.Close()
 	out := make([]kernel.AppendResult, 0, len(items))
 	for rows.Next() {
 		var (
-			v, cnt, seq    int64
-			foreign, taken bool
-			tx             string
+			v, cnt, seq                int64
+			foreign, claimTaken, taken bool
+			tx                         string
 		)
-		if err := rows.Scan(&v, &foreign, &taken, &cnt, &tx, &seq); err != nil {
+		if err := rows.Scan(&v, &foreign, &claimTaken, &taken, &cnt, &tx, &seq); err != nil {
 			return nil, err
 		}
 		it := items[len(out)]
@@ -247,6 +327,8 @@ func scanBatch(rows pgx.Rows, items []item) ([]kernel.AppendResult, error) {
 			r.Err = kernel.ErrNotFound
 		case uint64(v) != it.Expected:
 			r.Err = kernel.Errorf(kernel.ErrConcurrency, "stream is at version %d, not %d", v, it.Expected)
+		case claimTaken:
+			r.Err = ledger.ErrClaimTaken
 		case taken:
 			r.Err = kernel.Errorf(kernel.ErrAlreadyExists, "a key for this owner exists")
 		case int(cnt) != len(it.Events):
@@ -303,8 +385,16 @@ func batchArgs(items []item) []any {
 			j++
 		}
 	}
+	var clStreams, clKinds, clBidx, clIDs []string
+	var clAt []time.Time
+	for _, it := range items {
+		for _, c := range it.claims {
+			clStreams, clKinds, clBidx, clIDs, clAt = append(clStreams, it.Stream), append(clKinds, c.Kind), append(clBidx, c.Index), append(clIDs, c.Contact.String()), append(clAt, c.At)
+		}
+	}
 	return []any{streams, expected, workspaces, owners, keyWS, keyIDs, keks, wrapped, keyAt,
-		evStreams, ids, versions, types, times, actors, roles, corrs, cau, schemas, data, sealed, prev, hash}
+		evStreams, ids, versions, types, times, actors, roles, corrs, cau, schemas, data, sealed, prev, hash,
+		clStreams, clKinds, clBidx, clIDs, clAt}
 }
 
 // Group commit. Appends of one stream each (commands over HTTP) queue,
@@ -434,17 +524,28 @@ func (s *Store) lead(own *queued) {
 	}
 }
 
+// claimValue is the value an identity claim names.
+type claimValue struct{ workspace, kind, index string }
+
+func valueOf(c ledger.IdentityClaim) claimValue { return claimValue{c.Workspace, c.Kind, c.Index} }
+
 // takeGroup takes from waiting up to maxGroup appends of distinct
-// streams, oldest first; the others stay, in order.
+// streams and distinct identity claims, oldest first; the others stay, in
+// order (a later claim of a value then finds the earlier one committed).
 func takeGroup(waiting *[]*queued) []*queued {
 	var group, rest []*queued
 	streams := map[string]bool{}
+	claimed := map[claimValue]bool{}
 	for _, q := range *waiting {
-		if streams[q.it.Stream] || len(group) == maxGroup {
+		if streams[q.it.Stream] || len(group) == maxGroup ||
+			slices.ContainsFunc(q.it.claims, func(c ledger.IdentityClaim) bool { return claimed[valueOf(c)] }) {
 			rest = append(rest, q)
 			continue
 		}
 		streams[q.it.Stream] = true
+		for _, c := range q.it.claims {
+			claimed[valueOf(c)] = true
+		}
 		group = append(group, q)
 	}
 	*waiting = rest

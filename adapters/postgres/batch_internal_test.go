@@ -66,7 +66,7 @@ func TestBatchLosesARaceMidway(t *testing.T) {
 	if err := first.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitForLockWait(t, s, "ON CONFLICT DO NOTHING")
+	waitForLockWait(t, s, "/* racing */")
 	if err := second.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -73,6 +73,82 @@ func (s *Store) ReleaseIdentity(ctx context.Context, workspace, kind, index stri
 	return err
 }
 
+// ClaimIdentities claims many values in one statement: the values no one
+// holds are inserted, and the claims of the others read. A value claimed
+// by a transaction that commits meanwhile is not in the statement's
+// snapshot, nor one released meanwhile: those are asked again.
+func (s *Store) ClaimIdentities(ctx context.Context, cs []ledger.IdentityClaim) ([]ledger.IdentityClaim, []bool, error) {
+	cur, inserted := make([]ledger.IdentityClaim, len(cs)), make([]bool, len(cs))
+	todo := make([]int, len(cs))
+	for i := range todo {
+		todo[i] = i
+	}
+	for len(todo) > 0 {
+		ws, kinds, bidxs, ids, ats := make([]string, len(todo)), make([]string, len(todo)), make([]string, len(todo)), make([]string, len(todo)), make([]time.Time, len(todo))
+		for j, i := range todo {
+			c := cs[i]
+			ws[j], kinds[j], bidxs[j], ids[j], ats[j] = c.Workspace, c.Kind, c.Index, c.Contact.String(), c.At
+		}
+		rows, err := s.pool.Query(ctx, `WITH d AS (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) WITH ORDINALITY AS d(workspace, kind, bidx, contact_id, at, n)
+		), ins AS (
+			INSERT INTO identity_claims (workspace, kind, bidx, contact_id, claimed_at)
+			SELECT workspace, kind, bidx, contact_id, at FROM d ORDER BY workspace, kind, bidx
+			ON CONFLICT (workspace, kind, bidx) DO NOTHING
+			RETURNING workspace, kind, bidx
+		)
+		SELECT ins.bidx IS NOT NULL, COALESCE(ic.contact_id, ''), COALESCE(ic.claimed_at, 'epoch')
+		FROM d LEFT JOIN ins ON (ins.workspace, ins.kind, ins.bidx) = (d.workspace, d.kind, d.bidx)
+			LEFT JOIN identity_claims ic ON (ic.workspace, ic.kind, ic.bidx) = (d.workspace, d.kind, d.bidx) AND ins.bidx IS NULL
+		ORDER BY d.n`, ws, kinds, bidxs, ids, ats)
+		if err != nil {
+			return nil, nil, fmt.Errorf("claim identities: %w", err)
+		}
+		var (
+			again []int
+			j     int
+			ins   bool
+			id    string
+			at    time.Time
+		)
+		_, err = pgx.ForEachRow(rows, []any{&ins, &id, &at}, func() error {
+			i := todo[j]
+			j++
+			switch {
+			case ins:
+				cur[i], inserted[i] = cs[i], true
+			case id == "":
+				again = append(again, i) // committed or released meanwhile
+			default:
+				c := cs[i]
+				cid, err := contact.ParseID(id)
+				if err != nil {
+					return fmt.Errorf("identity claim of %q: %w", id, err)
+				}
+				c.Contact, c.At = cid, at.UTC()
+				cur[i] = c
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("claim identities: %w", err)
+		}
+		todo = again
+	}
+	return cur, inserted, nil
+}
+
+// ReleaseIdentities deletes the claims of cs still their contacts', in one statement.
+func (s *Store) ReleaseIdentities(ctx context.Context, cs []ledger.IdentityClaim) error {
+	ws, kinds, bidxs, ids := make([]string, len(cs)), make([]string, len(cs)), make([]string, len(cs)), make([]string, len(cs))
+	for i, c := range cs {
+		ws[i], kinds[i], bidxs[i], ids[i] = c.Workspace, c.Kind, c.Index, c.Contact.String()
+	}
+	_, err := s.pool.Exec(ctx, `DELETE FROM identity_claims ic USING unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(workspace, kind, bidx, contact_id)
+		WHERE (ic.workspace, ic.kind, ic.bidx, ic.contact_id) = (d.workspace, d.kind, d.bidx, d.contact_id)`, ws, kinds, bidxs, ids)
+	return err
+}
+
 // HeldContacts returns contacts under legal hold from the identity index.
 func (s *Store) HeldContacts(ctx context.Context, workspace, after string, limit int) ([]contact.Snapshot, error) {
 	rows, err := s.pool.Query(ctx, `SELECT doc FROM `+identityTable+` WHERE workspace = $1 AND hold_id <> '' AND id > $2 ORDER BY id LIMIT $3`,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -19,7 +20,12 @@ import (
 // a few multi-row statements. Should those fail (which the checks make
 // unexpected), the streams are appended one by one, each in a savepoint.
 // Only a failure of the store is an error.
-func appendBatch(ctx context.Context, tx *sql.Tx, batch []kernel.StreamAppend, keys []ledger.KeyRow, errs []error, out []kernel.AppendResult) error {
+//
+// claims, when set, are the identity claims of each stream's contact: a
+// stream one of whose values another contact has claimed (or an earlier
+// stream of the batch claims) fails with ledger.ErrClaimTaken, and the
+// claims of the streams appended go in with them.
+func appendBatch(ctx context.Context, tx *sql.Tx, batch []kernel.StreamAppend, keys []ledger.KeyRow, claims [][]ledger.IdentityClaim, errs []error, out []kernel.AppendResult) error {
 	var sound []int
 	for i := range batch {
 		if errs[i] != nil {
@@ -68,6 +74,11 @@ func appendBatch(ctx context.Context, tx *sql.Tx, batch []kernel.StreamAppend, k
 			return true
 		})
 	}
+	if claims != nil {
+		if pass, err = unclaimed(ctx, tx, claims, pass, out); err != nil {
+			return err
+		}
+	}
 	if len(pass) == 0 {
 		return nil
 	}
@@ -84,12 +95,62 @@ func appendBatch(ctx context.Context, tx *sql.Tx, batch []kernel.StreamAppend, k
 		return rerr
 	}
 	if err != nil {
-		return appendEachTx(ctx, tx, batch, keys, pass, out)
+		if err := appendEachTx(ctx, tx, batch, keys, pass, out); err != nil {
+			return err
+		}
+	} else {
+		for _, i := range pass {
+			out[i].Position = seq(positions[batch[i].Stream])
+		}
 	}
+	if claims == nil {
+		return nil
+	}
+	var rows [][]any
 	for _, i := range pass {
-		out[i].Position = seq(positions[batch[i].Stream])
+		if out[i].Err == nil {
+			for _, c := range claims[i] {
+				rows = append(rows, []any{c.Workspace, c.Kind, c.Index, c.Contact.String(), micros(c.At)})
+			}
+		}
 	}
-	return nil
+	return insertRows(ctx, tx, `INSERT INTO identity_claims (workspace, kind, bidx, contact_id, claimed_at) VALUES `,
+		` ON CONFLICT (workspace, kind, bidx) DO NOTHING`, rows, nil)
+}
+
+// unclaimed returns the streams of pass none of whose claims another
+// contact holds, or an earlier stream of pass claims; the others fail
+// with ledger.ErrClaimTaken.
+func unclaimed(ctx context.Context, tx *sql.Tx, claims [][]ledger.IdentityClaim, pass []int, out []kernel.AppendResult) ([]int, error) {
+	type value struct{ workspace, kind, index string }
+	seen := map[value]bool{}
+	var keep []int
+	for _, i := range pass {
+		taken := false
+		for _, c := range claims[i] {
+			if seen[value{c.Workspace, c.Kind, c.Index}] {
+				taken = true
+				break
+			}
+			cur, err := scanClaim(tx.QueryRowContext(ctx, claimQuery, c.Workspace, c.Kind, c.Index))
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return nil, err
+			}
+			if err == nil && cur.Contact != c.Contact {
+				taken = true
+				break
+			}
+		}
+		if taken {
+			out[i].Err = ledger.ErrClaimTaken
+			continue
+		}
+		for _, c := range claims[i] {
+			seen[value{c.Workspace, c.Kind, c.Index}] = true
+		}
+		keep = append(keep, i)
+	}
+	return keep, nil
 }
 
 // head is where a stream is: its last version and its workspace ("" and

@@ -71,6 +71,42 @@ func (s *Store) ReleaseIdentity(ctx context.Context, workspace, kind, index stri
 	}, nil)
 }
 
+// ClaimIdentities claims many values in one write of the single writer.
+func (s *Store) ClaimIdentities(ctx context.Context, cs []ledger.IdentityClaim) ([]ledger.IdentityClaim, []bool, error) {
+	cur, inserted := make([]ledger.IdentityClaim, len(cs)), make([]bool, len(cs))
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for i, c := range cs {
+			res, err := tx.ExecContext(ctx, `INSERT INTO identity_claims (workspace, kind, bidx, contact_id, claimed_at) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (workspace, kind, bidx) DO NOTHING`, c.Workspace, c.Kind, c.Index, c.Contact.String(), micros(c.At))
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				cur[i], inserted[i] = c, true
+				continue
+			}
+			if cur[i], err = scanClaim(tx.QueryRowContext(ctx, claimQuery, c.Workspace, c.Kind, c.Index)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil)
+	return cur, inserted, err
+}
+
+// ReleaseIdentities deletes the claims of cs still their contacts', in one write.
+func (s *Store) ReleaseIdentities(ctx context.Context, cs []ledger.IdentityClaim) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, c := range cs {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM identity_claims WHERE workspace = ? AND kind = ? AND bidx = ? AND contact_id = ?`,
+				c.Workspace, c.Kind, c.Index, c.Contact.String()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil)
+}
+
 func scanClaim(row scanner) (ledger.IdentityClaim, error) {
 	var (
 		c  ledger.IdentityClaim

@@ -42,7 +42,7 @@ var _ kernel.BatchAppender = (*Store)(nil)
 // AppendMany appends to many streams in one write of the single writer, so
 // they share one commit (see kernel.BatchAppender and appendBatch).
 func (s *Store) AppendMany(ctx context.Context, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
-	return s.appendBatch(ctx, batch, nil)
+	return s.appendBatch(ctx, batch, nil, nil)
 }
 
 var _ ledger.KeyedAppender = (*Store)(nil)
@@ -53,18 +53,34 @@ func (s *Store) AppendWithKeys(ctx context.Context, keys []ledger.KeyRow, batch 
 	if len(keys) != len(batch) {
 		return nil, fmt.Errorf("append with keys: %d keys for %d streams", len(keys), len(batch))
 	}
-	return s.appendBatch(ctx, batch, keys)
+	return s.appendBatch(ctx, batch, keys, nil)
 }
 
-// appendBatch appends a batch (with keys, when set) in one write.
-func (s *Store) appendBatch(ctx context.Context, batch []kernel.StreamAppend, keys []ledger.KeyRow) ([]kernel.AppendResult, error) {
+var _ ledger.ClaimedAppender = (*Store)(nil)
+
+// AppendClaimed stores each new contact's key (keys may be nil) and each
+// stream's identity claims with its append, in one write of the single
+// writer: a batch's claims cost no commit of their own, and a stream that
+// is not appended leaves none behind.
+func (s *Store) AppendClaimed(ctx context.Context, keys []ledger.KeyRow, claims [][]ledger.IdentityClaim, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
+	if (keys != nil && len(keys) != len(batch)) || len(claims) != len(batch) {
+		return nil, fmt.Errorf("append claimed: %d keys and %d claim lists for %d streams", len(keys), len(claims), len(batch))
+	}
+	if claims == nil {
+		claims = [][]ledger.IdentityClaim{}
+	}
+	return s.appendBatch(ctx, batch, keys, claims)
+}
+
+// appendBatch appends a batch (with keys and claims, when set) in one write.
+func (s *Store) appendBatch(ctx context.Context, batch []kernel.StreamAppend, keys []ledger.KeyRow, claims [][]ledger.IdentityClaim) ([]kernel.AppendResult, error) {
 	errs, err := kernel.CheckBatch(batch)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]kernel.AppendResult, len(batch))
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return appendBatch(ctx, tx, batch, keys, errs, out)
+		return appendBatch(ctx, tx, batch, keys, claims, errs, out)
 	}, s.tail.Wake)
 	if err != nil {
 		return nil, err

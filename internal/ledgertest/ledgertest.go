@@ -106,9 +106,16 @@ func New(t testing.TB, o Options) *Env {
 	if l, ok := e.Store.(ledger.Lease); ok && o.Postgres {
 		e.Runner.Leaser = l
 	}
+	// As the server does: with the log in the state store, keys, identity
+	// claims and appends commit together; a wrapped log stands for one
+	// apart (EventStoreDB), where they are written step by step.
+	var keysWithLog ledger.KeyedAppender
+	if ka, ok := e.Store.(ledger.KeyedAppender); ok && o.Events == nil {
+		keysWithLog = ka
+	}
 	e.Svc = ledger.New(ledger.Options{
 		Events: e.Events, Vault: e.Vault, Directory: e.Store, Views: e.Store, Identities: e.Store, Claims: e.Store,
-		Progress: e.Runner, Now: e.Clock.Now, Metrics: o.Metrics, Webhooks: e.Store, Sender: o.Sender,
+		Progress: e.Runner, Now: e.Clock.Now, Metrics: o.Metrics, Webhooks: e.Store, Sender: o.Sender, KeysWithLog: keysWithLog,
 	})
 	if _, err := e.Svc.CreateWorkspace(ctx, Workspace); err != nil {
 		t.Fatal(err)

@@ -282,10 +282,7 @@ var batchCases = []struct {
 // keyedCases are the contract of appends that carry new contacts' keys
 // (ledger.KeyedAppender), for stores that keep the log and the key vault
 // in one database.
-var keyedCases = []struct {
-	name string
-	run  func(t *testing.T, s keyedStore)
-}{
+var keyedCases = []storeCase[keyedStore]{
 	{"keys and appends are stored together", func(t *testing.T, s keyedStore) {
 		ctx := context.Background()
 		a, b := contact.NewID(), contact.NewID()
@@ -400,18 +397,33 @@ func runBatches(t *testing.T, h EventStoreHarness) {
 			c.run(t, h, h.New(t))
 		})
 	}
-	for _, c := range keyedCases {
-		t.Run("keyed batch: "+c.name, func(t *testing.T) {
+	runStoreCases(t, h, "keyed batch: ", keyedCases, func(s kernel.EventStore) bool { _, ok := s.(ledger.KeyStore); return ok },
+		"keys beside its log", "store them with appends (ledger.KeyedAppender)")
+	runStoreCases(t, h, "claimed batch: ", claimedCases, func(s kernel.EventStore) bool { _, ok := s.(ledger.IdentityClaims); return ok },
+		"identity claims beside its log", "store them with appends (ledger.ClaimedAppender)")
+}
+
+// storeCase is a contract case for stores that keep more than the log.
+type storeCase[S any] struct {
+	name string
+	run  func(t *testing.T, s S)
+}
+
+// runStoreCases runs cases on the harness's store when it keeps (what)
+// beside its log; such a store must be an S, which can (can).
+func runStoreCases[S any](t *testing.T, h EventStoreHarness, prefix string, cases []storeCase[S], keeps func(kernel.EventStore) bool, what, can string) {
+	for _, c := range cases {
+		t.Run(prefix+c.name, func(t *testing.T) {
 			t.Parallel()
 			s := h.New(t)
-			if _, keeps := s.(ledger.KeyStore); !keeps {
-				t.Skipf("%T keeps no keys beside its log", s)
+			if !keeps(s) {
+				t.Skipf("%T keeps no %s", s, what)
 			}
-			ks, ok := s.(keyedStore)
+			ss, ok := s.(S)
 			if !ok {
-				t.Fatalf("%T keeps keys beside its log but cannot store them with appends (ledger.KeyedAppender)", s)
+				t.Fatalf("%T keeps %s but cannot %s", s, what, can)
 			}
-			c.run(t, ks)
+			c.run(t, ss)
 		})
 	}
 }

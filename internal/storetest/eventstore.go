@@ -255,7 +255,7 @@ func readStreamAfter(t *testing.T, h EventStoreHarness) {
 	s := h.New(t)
 	tr, ok := s.(kernel.TailReader)
 	if !ok {
-		t.Fatalf("%T does not read a stream from a version on (contact.TailReader)", s)
+		t.Fatalf("%T does not read a stream from a version on (kernel.TailReader)", s)
 	}
 	st := "job-" + ulid.Make().String()
 	in := Recs("acme-corp", st, 0, 5)
