@@ -28,8 +28,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/oklog/ulid/v2"
 )
@@ -69,9 +69,19 @@ type LeaseSession interface {
 	Close() error
 }
 
+// Service is what delivery uses of the service: the log's wake-ups, the
+// feed it delivers, the streams it checks, and the subscriptions' secrets.
+type Service interface {
+	LogChanged() <-chan struct{}
+	SigningSecrets(ctx context.Context, w ledger.Webhook) ([][]byte, error)
+	ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]kernel.Record, error)
+	ReadFeed(ctx context.Context, q ledger.FeedQuery) ([]kernel.Record, kernel.Position, bool, error)
+	Render(ctx context.Context, workspace string, recs []kernel.Record, personal bool) ([]ledger.Rendered, error)
+}
+
 // Options configures a Runner.
 type Options struct {
-	Service *ledger.Service
+	Service Service
 	Store   ledger.WebhookStore
 	Sender  ledger.WebhookSender
 	// Leases, when set, makes each subscription delivered by the process
@@ -100,7 +110,7 @@ type Options struct {
 // Runner delivers every enabled subscription it holds.
 type Runner struct {
 	o    Options
-	svc  *ledger.Service
+	svc  Service
 	log  *slog.Logger
 	kick chan struct{}
 
@@ -319,7 +329,7 @@ func (p *workerPool) start(ctx context.Context, h ledger.Webhook) {
 		err := r.deliver(wctx, h)
 		switch {
 		case err == nil || wctx.Err() != nil:
-		case errors.Is(err, contact.ErrNotFound):
+		case errors.Is(err, kernel.ErrNotFound):
 			w.failed = time.Now() // deleted meanwhile: the next scan lets it go
 		default:
 			w.failed = time.Now()
@@ -355,7 +365,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // item is one event to attempt: a new one from the log, or a pending one.
 type item struct {
-	rec     contact.Record
+	rec     kernel.Record
 	pending *ledger.PendingDelivery // nil for an event read from the log now
 	rend    *ledger.Rendered        // nil: no public form (skipped)
 	res     ledger.WebhookResponse
@@ -384,7 +394,7 @@ func (r *Runner) deliver(ctx context.Context, w ledger.Webhook) error {
 	if s.progress, err = r.o.Store.WebhookProgress(ctx, w.ID); err != nil {
 		return err
 	}
-	for after := (contact.Position{}); ; {
+	for after := (kernel.Position{}); ; {
 		page, err := r.o.Store.PendingDeliveries(ctx, w.ID, after, 5000)
 		if err != nil {
 			return err
@@ -514,9 +524,9 @@ func (r *Runner) step(ctx context.Context, s *sub) (*ledger.DeliveryBatch, time.
 	if len(due) > r.o.Batch {
 		due = due[:r.o.Batch]
 	}
-	var recs []contact.Record
+	var recs []kernel.Record
 	if len(due) > 0 {
-		byStream, err := contact.ReadStreams(ctx, r.svc.Events(), s.w.Workspace, due)
+		byStream, err := r.svc.ReadStreams(ctx, s.w.Workspace, due)
 		if err != nil {
 			return nil, time.Time{}, err
 		}
@@ -529,7 +539,7 @@ func (r *Runner) step(ctx context.Context, s *sub) (*ledger.DeliveryBatch, time.
 				if !ok {
 					// The event is gone from the stream (it cannot be: the
 					// log is never rewritten); drop it rather than stall.
-					rec = contact.Record{Stream: stream, Position: p.Position}
+					rec = kernel.Record{Stream: stream, Position: p.Position}
 				}
 				chains[stream] = append(chains[stream], &item{rec: rec, pending: p})
 				recs = append(recs, rec)
@@ -538,7 +548,7 @@ func (r *Runner) step(ctx context.Context, s *sub) (*ledger.DeliveryBatch, time.
 		}
 	}
 	// The next page of the log.
-	var page []contact.Record
+	var page []kernel.Record
 	last := s.progress.Position
 	if len(due) < r.o.Batch {
 		var err error
@@ -573,7 +583,7 @@ func (r *Runner) step(ctx context.Context, s *sub) (*ledger.DeliveryBatch, time.
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	byPos := make(map[contact.Position]*ledger.Rendered, len(rendered))
+	byPos := make(map[kernel.Position]*ledger.Rendered, len(rendered))
 	for i := range rendered {
 		byPos[rendered[i].Record.Position] = &rendered[i]
 	}
@@ -591,13 +601,13 @@ func (r *Runner) step(ctx context.Context, s *sub) (*ledger.DeliveryBatch, time.
 	return &b, s.nextDue(), nil
 }
 
-func find(recs []contact.Record, p contact.Position) (contact.Record, bool) {
+func find(recs []kernel.Record, p kernel.Position) (kernel.Record, bool) {
 	for _, r := range recs {
 		if r.Position == p {
 			return r, true
 		}
 	}
-	return contact.Record{}, false
+	return kernel.Record{}, false
 }
 
 // send makes the attempts: the chains of different contacts at once (up to
@@ -762,11 +772,11 @@ func pendingIn(chain []*item) []*item {
 
 // apply moves the in-memory state as the committed batch did.
 func (s *sub) apply(b ledger.DeliveryBatch) {
-	done := map[contact.Position]bool{}
+	done := map[kernel.Position]bool{}
 	for _, p := range b.Done {
 		done[p] = true
 	}
-	upsert := map[contact.Position]ledger.PendingDelivery{}
+	upsert := map[kernel.Position]ledger.PendingDelivery{}
 	for _, p := range b.Pending {
 		upsert[p.Position] = p
 	}

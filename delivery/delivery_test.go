@@ -16,6 +16,7 @@ import (
 	"github.com/contactledger/ledger/delivery"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/hooktest"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -29,7 +30,7 @@ type env struct {
 	store  *sqlite.Store
 	runner *delivery.Runner
 	recv   *hooktest.Receiver
-	admin  contact.Actor
+	admin  kernel.Actor
 	stop   func()
 }
 
@@ -62,7 +63,7 @@ func setup(t *testing.T, o delivery.Options) *env {
 		o.Poll = 50 * time.Millisecond
 	}
 	e := &env{t: t, svc: svc, store: store, runner: delivery.New(o), recv: hooktest.NewReceiver(t),
-		admin: contact.Actor{Principal: "tok_admin", Role: contact.RoleAdmin}}
+		admin: kernel.Actor{Principal: "tok_admin", Role: kernel.RoleAdmin}}
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = svc.WatchLog(runCtx) })
@@ -439,7 +440,7 @@ func TestReplay(t *testing.T) {
 	b := e.create("Replay Two")
 	waitFor(t, 10*time.Second, "two deliveries", func() bool { return len(e.recv.Delivered()) == 2 })
 	log := e.eventsOf()
-	first, _ := contact.ParsePosition(log[0].Position)
+	first, _ := kernel.ParsePosition(log[0].Position)
 	if err := e.svc.ReplayWebhook(context.Background(), "ws", w.ID, first, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +449,7 @@ func TestReplay(t *testing.T) {
 	if got := e.recv.Delivered()[2].Event.ContactID; got != b.String() {
 		t.Fatalf("replayed %s, want %s", got, b)
 	}
-	if err := e.svc.ReplayWebhook(context.Background(), "ws", w.ID, contact.Position{}, mid); err != nil {
+	if err := e.svc.ReplayWebhook(context.Background(), "ws", w.ID, kernel.Position{}, mid); err != nil {
 		t.Fatal(err)
 	}
 	e.runner.Kick()
@@ -467,7 +468,7 @@ func TestReplay(t *testing.T) {
 		before, err = e.svc.WebhookStatus(context.Background(), "ws", w.ID)
 		return err == nil && before.Progress.Position.String() == end
 	})
-	far := contact.Position{Commit: 1 << 40, Prepare: 1 << 40}
+	far := kernel.Position{Commit: 1 << 40, Prepare: 1 << 40}
 	if err := e.svc.ReplayWebhook(context.Background(), "ws", w.ID, far, time.Time{}); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/contactledger/ledger/adapters/webhookhttp"
 	"github.com/contactledger/ledger/delivery"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/hooktest"
 	"github.com/contactledger/ledger/internal/pgtest"
 	"github.com/contactledger/ledger/ledger"
@@ -76,7 +77,7 @@ func TestReplicasDeliverOnce(t *testing.T) {
 	}
 	rc := hooktest.NewReceiver(t)
 	u := rc.URL()
-	admin := contact.Actor{Principal: "tok_admin", Role: contact.RoleAdmin}
+	admin := kernel.Actor{Principal: "tok_admin", Role: kernel.RoleAdmin}
 	w, secret, err := a.svc.CreateWebhook(context.Background(), "ws", admin, ledger.WebhookInput{URL: &u})
 	if err != nil {
 		t.Fatal(err)

@@ -5,17 +5,18 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // ChangeTags adds and removes tags of an active contact.
-func (s *Service) ChangeTags(ctx context.Context, workspace string, id contact.ID, meta Meta, add, remove []string) (Result, error) {
+func (s *Contacts) ChangeTags(ctx context.Context, workspace string, id contact.ID, meta Meta, add, remove []string) (Result, error) {
 	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.ChangeTags(add, remove, meta.Actor, now)
 	})
 }
 
 // AddNote appends a note, sealed under the contact's key, and returns its id with the result.
-func (s *Service) AddNote(ctx context.Context, workspace string, id contact.ID, meta Meta, text string) (Result, string, error) {
+func (s *Contacts) AddNote(ctx context.Context, workspace string, id contact.ID, meta Meta, text string) (Result, string, error) {
 	var noteID string
 	res, err := s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		var err error
@@ -27,40 +28,40 @@ func (s *Service) AddNote(ctx context.Context, workspace string, id contact.ID, 
 
 // Notes returns a contact's notes, oldest first, read from its stream.
 // Errors: contact.ErrPurged for a purged contact, whose notes are unreadable.
-func (s *Service) Notes(ctx context.Context, workspace string, id contact.ID) ([]contact.Note, error) {
+func (s *Contacts) Notes(ctx context.Context, workspace string, id contact.ID) ([]contact.Note, error) {
 	l, err := s.load(ctx, workspace, id)
 	if err != nil {
 		return nil, err
 	}
 	if l.c.State() == contact.StatePurged {
-		return nil, contact.Errorf(contact.ErrPurged, "the contact was permanently deleted; its notes are unreadable")
+		return nil, kernel.Errorf(contact.ErrPurged, "the contact was permanently deleted; its notes are unreadable")
 	}
 	return l.c.Notes(), nil
 }
 
 // SetList puts an active contact on a list with a status.
-func (s *Service) SetList(ctx context.Context, workspace string, id contact.ID, meta Meta, list string, status contact.ListStatus) (Result, error) {
+func (s *Contacts) SetList(ctx context.Context, workspace string, id contact.ID, meta Meta, list string, status contact.ListStatus) (Result, error) {
 	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.SetList(list, status, meta.Actor, now)
 	})
 }
 
 // RemoveList takes an active contact off a list.
-func (s *Service) RemoveList(ctx context.Context, workspace string, id contact.ID, meta Meta, list string) (Result, error) {
+func (s *Contacts) RemoveList(ctx context.Context, workspace string, id contact.ID, meta Meta, list string) (Result, error) {
 	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.RemoveList(list, meta.Actor, now)
 	})
 }
 
 // AddLink links an active contact to a record.
-func (s *Service) AddLink(ctx context.Context, workspace string, id contact.ID, meta Meta, link contact.Link) (Result, error) {
+func (s *Contacts) AddLink(ctx context.Context, workspace string, id contact.ID, meta Meta, link contact.Link) (Result, error) {
 	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.AddLink(link, meta.Actor, now)
 	})
 }
 
 // RemoveLink unlinks an active contact from a record.
-func (s *Service) RemoveLink(ctx context.Context, workspace string, id contact.ID, meta Meta, link contact.Link) (Result, error) {
+func (s *Contacts) RemoveLink(ctx context.Context, workspace string, id contact.ID, meta Meta, link contact.Link) (Result, error) {
 	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.RemoveLink(link, meta.Actor, now)
 	})
@@ -68,7 +69,7 @@ func (s *Service) RemoveLink(ctx context.Context, workspace string, id contact.I
 
 // MarkSpam marks a contact as spam: from then on create and import refuse
 // its email and phone, until UnmarkSpam.
-func (s *Service) MarkSpam(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
+func (s *Contacts) MarkSpam(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
 	res, err := s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.MarkSpam(reason, meta.Actor, now)
 	})
@@ -79,7 +80,7 @@ func (s *Service) MarkSpam(ctx context.Context, workspace string, id contact.ID,
 // applied it. The mark, which is rare, waits, so that creates and imports,
 // which are not, need not: one that starts after the mark was answered
 // (on any replica: the index is in the shared store) finds it there.
-func (s *Service) spamApplied(ctx context.Context, res Result, err error) (Result, error) {
+func (s *core) spamApplied(ctx context.Context, res Result, err error) (Result, error) {
 	if err != nil || res.EventID == "" {
 		return res, err
 	}
@@ -90,7 +91,7 @@ func (s *Service) spamApplied(ctx context.Context, res Result, err error) (Resul
 }
 
 // UnmarkSpam lifts a contact's spam mark.
-func (s *Service) UnmarkSpam(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
+func (s *Contacts) UnmarkSpam(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
 	res, err := s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.UnmarkSpam(reason, meta.Actor, now)
 	})
@@ -99,7 +100,7 @@ func (s *Service) UnmarkSpam(ctx context.Context, workspace string, id contact.I
 
 // caughtUp waits until the named projection has applied every event
 // committed so far, so that a query of it reads the caller's own writes.
-func (s *Service) caughtUp(ctx context.Context, projection string) error {
+func (s *core) caughtUp(ctx context.Context, projection string) error {
 	head, err := s.events.Head(ctx)
 	if err != nil {
 		return err
@@ -119,14 +120,14 @@ func spamCheck(ms []IdentityMatch) error {
 			if !m.ByEmail {
 				what = "phone"
 			}
-			return contact.Errorf(contact.ErrSpam, "this %s belongs to contact %s, which is marked as spam; unmark it (POST /v1/contacts/%s/unspam) to allow it", what, m.ID, m.ID)
+			return kernel.Errorf(contact.ErrSpam, "this %s belongs to contact %s, which is marked as spam; unmark it (POST /v1/contacts/%s/unspam) to allow it", what, m.ID, m.ID)
 		}
 	}
 	return nil
 }
 
 // identityOf returns the blind indexes of personal data: its email, phone and source identity.
-func (s *Service) identityOf(ctx context.Context, workspace, source string, p contact.Personal) (IdentityQuery, error) {
+func (s *core) identityOf(ctx context.Context, workspace, source string, p contact.Personal) (IdentityQuery, error) {
 	b, err := s.vault.BlindIndex(ctx, workspace)
 	if err != nil {
 		return IdentityQuery{}, err
@@ -142,7 +143,7 @@ func (s *Service) identityOf(ctx context.Context, workspace, source string, p co
 }
 
 // SetPolicy validates and saves a workspace's policy.
-func (s *Service) SetPolicy(ctx context.Context, workspace string, ps contact.PolicySettings) (contact.Policy, error) {
+func (s *Access) SetPolicy(ctx context.Context, workspace string, ps contact.PolicySettings) (contact.Policy, error) {
 	p, err := ps.Policy()
 	if err != nil {
 		return contact.Policy{}, err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // Trail is a contact's events up to a point, and its state as it was then,
@@ -18,21 +19,21 @@ type Trail struct {
 }
 
 // ErrNotYet is returned for a point in a contact's history before it existed.
-var ErrNotYet = &contact.Error{Code: contact.CodeNotFound, Reason: "not-found", Message: "the contact did not exist yet at that time"}
+var ErrNotYet = &kernel.Error{Code: kernel.CodeNotFound, Reason: "not-found", Message: "the contact did not exist yet at that time"}
 
 // Trail returns a contact's events up to asOf (inclusive) and version, and
 // its state after them; zero values don't limit. It reads the log itself,
 // never a read model, so it answers for purged and anonymized contacts too:
 // every event is there, personal parts read as shredded, and the state
 // carries the tombstone.
-func (s *Service) Trail(ctx context.Context, workspace string, id contact.ID, asOf time.Time, version uint64) (Trail, error) {
+func (s *Audit) Trail(ctx context.Context, workspace string, id contact.ID, asOf time.Time, version uint64) (Trail, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
 	if err != nil {
 		return Trail{}, err
 	}
 	current := recs[len(recs)-1].Version
 	if version > current {
-		return Trail{}, contact.Invalid(contact.FieldError{Field: "version", Message: fmt.Sprintf("the contact has %d events", current)})
+		return Trail{}, kernel.Invalid(kernel.FieldError{Field: "version", Message: fmt.Sprintf("the contact has %d events", current)})
 	}
 	n := 0
 	for _, r := range recs {
@@ -83,7 +84,7 @@ var AuditPage = 1000
 // AuditLog calls emit with the pages of a workspace's events that match q,
 // in global order, from q.After on, until the log ends, q.Limit events were
 // emitted (when set), or emit fails. Only one page is held at a time.
-func (s *Service) AuditLog(ctx context.Context, q LogQuery, emit func([]contact.Record) error) error {
+func (s *Audit) AuditLog(ctx context.Context, q LogQuery, emit func([]kernel.Record) error) error {
 	if err := s.waitStable(ctx); err != nil {
 		return err
 	}
@@ -94,7 +95,7 @@ func (s *Service) AuditLog(ctx context.Context, q LogQuery, emit func([]contact.
 		if limit > 0 {
 			page = min(page, limit-sent)
 		}
-		var recs []contact.Record
+		var recs []kernel.Record
 		var err error
 		var end bool
 		if indexed {
@@ -104,7 +105,7 @@ func (s *Service) AuditLog(ctx context.Context, q LogQuery, emit func([]contact.
 			end = len(recs) < page
 		} else {
 			// The store cannot filter: read the global log and keep what matches.
-			var all []contact.Record
+			var all []kernel.Record
 			all, err = s.events.ReadAll(ctx, q.After, AuditPage)
 			end = len(all) < AuditPage
 			for _, r := range all {
@@ -140,12 +141,12 @@ func (s *Service) AuditLog(ctx context.Context, q LogQuery, emit func([]contact.
 // stableHeader is implemented by stores whose newest events may not be
 // readable in global order yet (PostgreSQL: until older transactions end).
 type stableHeader interface {
-	StableHead(ctx context.Context) (contact.Position, error)
+	StableHead(ctx context.Context) (kernel.Position, error)
 }
 
 // waitStable waits until every event committed before the call is readable
 // in global order, so that a log read shows the caller's own writes.
-func (s *Service) waitStable(ctx context.Context) error {
+func (s *core) waitStable(ctx context.Context) error {
 	sh, ok := s.events.(stableHeader)
 	if !ok {
 		return nil
@@ -175,7 +176,7 @@ func (s *Service) waitStable(ctx context.Context) error {
 }
 
 // ErrLogBusy is returned when a long transaction keeps recent events from being read in order.
-var ErrLogBusy = &contact.Error{Code: contact.CodeUnavailable, Reason: "log-busy", Message: "a long transaction keeps the newest events from being read in order; retry shortly"}
+var ErrLogBusy = &kernel.Error{Code: kernel.CodeUnavailable, Reason: "log-busy", Message: "a long transaction keeps the newest events from being read in order; retry shortly"}
 
 // VerifyScope selects the streams `audit verify` checks: one contact, one
 // workspace, or (both empty) the whole log.
@@ -186,18 +187,18 @@ type VerifyScope struct {
 
 // VerifyReport is what a chain check found.
 type VerifyReport struct {
-	Events  int             `json:"events"`
-	Streams int             `json:"streams"`
-	Breaks  []contact.Break `json:"breaks"`
+	Events  int            `json:"events"`
+	Streams int            `json:"streams"`
+	Breaks  []kernel.Break `json:"breaks"`
 }
 
 // VerifyChains recomputes the hash chain of every stream in scope and
 // reports the first break of each. progress, when set, is called with the
 // number of events checked so far after each page.
-func (s *Service) VerifyChains(ctx context.Context, scope VerifyScope, progress func(events int)) (VerifyReport, error) {
-	v := contact.NewChainVerifier()
-	rep := VerifyReport{Breaks: []contact.Break{}}
-	add := func(recs []contact.Record) error {
+func (s *Audit) VerifyChains(ctx context.Context, scope VerifyScope, progress func(events int)) (VerifyReport, error) {
+	v := kernel.NewChainVerifier()
+	rep := VerifyReport{Breaks: []kernel.Break{}}
+	add := func(recs []kernel.Record) error {
 		for _, r := range recs {
 			if b := v.Add(r); b != nil {
 				rep.Breaks = append(rep.Breaks, *b)
@@ -211,7 +212,7 @@ func (s *Service) VerifyChains(ctx context.Context, scope VerifyScope, progress 
 	var err error
 	switch {
 	case scope.Contact != nil:
-		var recs []contact.Record
+		var recs []kernel.Record
 		if recs, err = s.events.ReadStream(ctx, scope.Workspace, scope.Contact.Stream()); err == nil {
 			err = add(recs)
 		}
@@ -220,9 +221,9 @@ func (s *Service) VerifyChains(ctx context.Context, scope VerifyScope, progress 
 			err = s.AuditLog(ctx, LogQuery{Workspace: scope.Workspace}, add)
 		}
 	default:
-		var from contact.Position
+		var from kernel.Position
 		for {
-			var recs []contact.Record
+			var recs []kernel.Record
 			if recs, err = s.events.ReadAll(ctx, from, AuditPage); err != nil || len(recs) == 0 {
 				break
 			}

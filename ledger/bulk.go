@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // MaxBulk is the most contacts one bulk request may name.
@@ -14,7 +15,7 @@ const MaxBulk = 1000
 
 // ErrCountMismatch is returned when a bulk request's confirmed count is not
 // the number of contacts it names: the user confirmed something else, so nothing changes.
-var ErrCountMismatch = &contact.Error{Code: contact.CodeInvalid, Reason: "count-mismatch", Message: "expected_count is not the number of ids; nothing was changed"}
+var ErrCountMismatch = &kernel.Error{Code: kernel.CodeInvalid, Reason: "count-mismatch", Message: "expected_count is not the number of ids; nothing was changed"}
 
 // BulkRequest runs one lifecycle transition on many contacts.
 type BulkRequest struct {
@@ -36,21 +37,21 @@ type BulkItem struct {
 // Validate checks the request as a whole; when it fails, nothing changes.
 func (r BulkRequest) Validate() error {
 	if !slices.Contains(Transitions, r.Action) {
-		return contact.Invalid(contact.FieldError{Field: "action", Message: "must be trash, restore, archive, unarchive, purge or anonymize"})
+		return kernel.Invalid(kernel.FieldError{Field: "action", Message: "must be trash, restore, archive, unarchive, purge or anonymize"})
 	}
 	if len(r.IDs) > MaxBulk {
-		return &contact.Error{Code: contact.CodeTooLarge, Reason: "too-many-ids", Message: "a bulk request names at most " + strconv.Itoa(MaxBulk) + " contacts; split it"}
+		return &kernel.Error{Code: kernel.CodeTooLarge, Reason: "too-many-ids", Message: "a bulk request names at most " + strconv.Itoa(MaxBulk) + " contacts; split it"}
 	}
 	if len(r.IDs) == 0 {
-		return contact.Invalid(contact.FieldError{Field: "ids", Message: "must name at least one contact"})
+		return kernel.Invalid(kernel.FieldError{Field: "ids", Message: "must name at least one contact"})
 	}
 	if r.ExpectedCount != len(r.IDs) {
-		return contact.Errorf(ErrCountMismatch, "expected_count is %d but %d ids were sent; nothing was changed", r.ExpectedCount, len(r.IDs))
+		return kernel.Errorf(ErrCountMismatch, "expected_count is %d but %d ids were sent; nothing was changed", r.ExpectedCount, len(r.IDs))
 	}
 	seen := make(map[string]bool, len(r.IDs))
 	for _, id := range r.IDs {
 		if seen[id] {
-			return contact.Invalid(contact.FieldError{Field: "ids", Message: "names a contact more than once"})
+			return kernel.Invalid(kernel.FieldError{Field: "ids", Message: "names a contact more than once"})
 		}
 		seen[id] = true
 	}
@@ -67,7 +68,7 @@ const (
 // Bulk runs a transition on every contact of the request, each on its own:
 // one failure (a malformed id, a protected source, a forbidden transition)
 // does not stop the others. Items come back in the request's order.
-func (s *Service) Bulk(ctx context.Context, workspace string, meta Meta, r BulkRequest) ([]BulkItem, error) {
+func (s *Contacts) Bulk(ctx context.Context, workspace string, meta Meta, r BulkRequest) ([]BulkItem, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}

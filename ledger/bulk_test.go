@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/ledgertest"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -23,19 +24,19 @@ func TestBulkRefusesWholeRequests(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		req  ledger.BulkRequest
-		code contact.Code
+		code kernel.Code
 	}{
-		{"an unknown action", ledger.BulkRequest{Action: "explode", IDs: []string{id}, ExpectedCount: 1}, contact.CodeInvalid},
-		{"no ids", ledger.BulkRequest{Action: ledger.Trash}, contact.CodeInvalid},
-		{"too many ids", ledger.BulkRequest{Action: ledger.Trash, IDs: many, ExpectedCount: len(many)}, contact.CodeTooLarge},
-		{"a count the user did not confirm", ledger.BulkRequest{Action: ledger.Trash, IDs: []string{id}, ExpectedCount: 2}, contact.CodeInvalid},
-		{"an id twice", ledger.BulkRequest{Action: ledger.Trash, IDs: []string{id, id}, ExpectedCount: 2}, contact.CodeInvalid},
-		{"a reason too long", ledger.BulkRequest{Action: ledger.Trash, IDs: []string{id}, ExpectedCount: 1, Input: ledger.TransitionInput{Reason: strings.Repeat("x", contact.MaxReasonLen+1)}}, contact.CodeInvalid},
+		{"an unknown action", ledger.BulkRequest{Action: "explode", IDs: []string{id}, ExpectedCount: 1}, kernel.CodeInvalid},
+		{"no ids", ledger.BulkRequest{Action: ledger.Trash}, kernel.CodeInvalid},
+		{"too many ids", ledger.BulkRequest{Action: ledger.Trash, IDs: many, ExpectedCount: len(many)}, kernel.CodeTooLarge},
+		{"a count the user did not confirm", ledger.BulkRequest{Action: ledger.Trash, IDs: []string{id}, ExpectedCount: 2}, kernel.CodeInvalid},
+		{"an id twice", ledger.BulkRequest{Action: ledger.Trash, IDs: []string{id, id}, ExpectedCount: 2}, kernel.CodeInvalid},
+		{"a reason too long", ledger.BulkRequest{Action: ledger.Trash, IDs: []string{id}, ExpectedCount: 1, Input: ledger.TransitionInput{Reason: strings.Repeat("x", contact.MaxReasonLen+1)}}, kernel.CodeInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			head, _ := e.Events.Head(t.Context())
 			items, err := e.Svc.Bulk(t.Context(), ledgertest.Workspace, ledgertest.Meta("req-b"), tc.req)
-			if got := contact.ErrorCode(err); got != tc.code || items != nil {
+			if got := kernel.ErrorCode(err); got != tc.code || items != nil {
 				t.Fatalf("got %v (code %q), %d items; want code %q and no items", err, got, len(items), tc.code)
 			}
 			if after, _ := e.Events.Head(t.Context()); after != head {
@@ -73,12 +74,12 @@ func TestBulkItemsFailOnTheirOwn(t *testing.T) {
 		id     string
 		reason string // the error's reason; "" for none
 	}{
-		{a.String(), ""}, {"not-an-id", "invalid-id"}, {unknown.String(), contact.ErrNotFound.Reason},
+		{a.String(), ""}, {"not-an-id", "invalid-id"}, {unknown.String(), kernel.ErrNotFound.Reason},
 		{crm.Contact.ID.String(), contact.ErrProtectedSource.Reason}, {gone.String(), contact.ErrTransition.Reason}, {b.String(), ""},
 	}
 	for i, w := range want {
 		it := items[i]
-		var ce *contact.Error
+		var ce *kernel.Error
 		got := ""
 		if errors.As(it.Err, &ce) {
 			got = ce.Reason

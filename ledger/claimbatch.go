@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // appendClaiming appends a batch whose commands claim the values
@@ -16,7 +17,7 @@ import (
 // one after it. A stream one of whose values another contact has claimed
 // fails with ErrClaimTaken: its command runs again alone, where a stale
 // claim is taken over, a pending one waited for and a holder named.
-func (s *Service) appendClaiming(ctx context.Context, workspace string, owners []contact.ID, chs []identityChange, keys []KeyRow, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+func (s *core) appendClaiming(ctx context.Context, workspace string, owners []contact.ID, chs []identityChange, keys []KeyRow, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
@@ -35,7 +36,7 @@ func (s *Service) appendClaiming(ctx context.Context, workspace string, owners [
 	return res, err
 }
 
-func (s *Service) claimAndAppend(ctx context.Context, workspace string, owners []contact.ID, chs []identityChange, keys []KeyRow, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+func (s *core) claimAndAppend(ctx context.Context, workspace string, owners []contact.ID, chs []identityChange, keys []KeyRow, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
 	claims, n, now := make([][]IdentityClaim, len(batch)), 0, s.now()
 	for k, ch := range chs {
 		for _, v := range ch.pending {
@@ -46,11 +47,11 @@ func (s *Service) claimAndAppend(ctx context.Context, workspace string, owners [
 	if s.claimsWithLog != nil {
 		return s.claimsWithLog.AppendClaimed(ctx, keys, claims, batch)
 	}
-	appendAll := func(keys []KeyRow, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+	appendAll := func(keys []KeyRow, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
 		if keys != nil {
 			return s.keysWithLog.AppendWithKeys(ctx, keys, batch)
 		}
-		return contact.AppendMany(ctx, s.events, batch)
+		return kernel.AppendMany(ctx, s.events, batch)
 	}
 	if n == 0 {
 		return appendAll(keys, batch)
@@ -64,7 +65,7 @@ func (s *Service) claimAndAppend(ctx context.Context, workspace string, owners [
 		return nil, err
 	}
 	var (
-		out      = make([]contact.AppendResult, len(batch))
+		out      = make([]kernel.AppendResult, len(batch))
 		giveBack []IdentityClaim
 		pass     []int
 		j        int
@@ -91,7 +92,7 @@ func (s *Service) claimAndAppend(ctx context.Context, workspace string, owners [
 	if len(pass) == 0 {
 		return out, nil
 	}
-	part := make([]contact.StreamAppend, len(pass))
+	part := make([]kernel.StreamAppend, len(pass))
 	var partKeys []KeyRow
 	if keys != nil {
 		partKeys = make([]KeyRow, len(pass))
@@ -119,7 +120,7 @@ func (s *Service) claimAndAppend(ctx context.Context, workspace string, owners [
 
 // settleMany releases, in one statement, the values the contacts of a
 // batch's appended commands (owners[k] for k in appended) stopped holding.
-func (s *Service) settleMany(ctx context.Context, workspace string, owners []contact.ID, chs []identityChange, appended []int) {
+func (s *core) settleMany(ctx context.Context, workspace string, owners []contact.ID, chs []identityChange, appended []int) {
 	var cs []IdentityClaim
 	for _, k := range appended {
 		for _, v := range chs[k].released {
@@ -131,7 +132,7 @@ func (s *Service) settleMany(ctx context.Context, workspace string, owners []con
 
 // releaseClaims deletes the claims of cs that are still their contacts',
 // in one statement. A claim left behind is harmless (see release).
-func (s *Service) releaseClaims(ctx context.Context, cs []IdentityClaim) {
+func (s *core) releaseClaims(ctx context.Context, cs []IdentityClaim) {
 	if s.claims == nil || len(cs) == 0 {
 		return
 	}

@@ -8,23 +8,24 @@ import (
 	"testing"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/ledgertest"
 	"github.com/contactledger/ledger/ledger"
 )
 
 // failingBatches is a log whose batched appends fail while fail is set.
 type failingBatches struct {
-	contact.EventStore
+	kernel.EventStore
 	fail atomic.Bool
 }
 
 var errLogDown = errors.New("the log is down")
 
-func (f *failingBatches) AppendMany(ctx context.Context, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+func (f *failingBatches) AppendMany(ctx context.Context, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
 	if f.fail.Load() {
 		return nil, errLogDown
 	}
-	return contact.AppendMany(ctx, f.EventStore, batch)
+	return kernel.AppendMany(ctx, f.EventStore, batch)
 }
 
 // TestBatchGivesClaimsBack imports new contacts while the log refuses
@@ -36,7 +37,7 @@ func (f *failingBatches) AppendMany(ctx context.Context, batch []contact.StreamA
 func TestBatchGivesClaimsBack(t *testing.T) {
 	t.Parallel()
 	var log *failingBatches
-	e := ledgertest.New(t, ledgertest.Options{Events: func(es contact.EventStore) contact.EventStore {
+	e := ledgertest.New(t, ledgertest.Options{Events: func(es kernel.EventStore) kernel.EventStore {
 		log = &failingBatches{EventStore: es}
 		return log
 	}})

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
 // Meta is who runs a command and in which context.
 type Meta struct {
-	Actor         contact.Actor
+	Actor         kernel.Actor
 	CorrelationID string // the request id, or a job id
 	CausationID   string // what caused this command, when not the request itself
 	// Operation names the operation a command is part of, when it is more
@@ -62,18 +63,18 @@ func (m Meta) causation() string {
 
 // seal turns a contact's recorded changes into log records, sealing each
 // personal part under the contact's key and chaining each record to the one before.
-func seal(key ContactKey, stream, workspace string, meta Meta, after uint64, prevHash []byte, changes []contact.Change) ([]contact.Record, error) {
+func seal(key ContactKey, stream, workspace string, meta Meta, after uint64, prevHash []byte, changes []contact.Change) ([]kernel.Record, error) {
 	key, err := key.withSealer()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]contact.Record, 0, len(changes))
+	out := make([]kernel.Record, 0, len(changes))
 	for i, ch := range changes {
 		enc, err := contact.Encode(ch.Event)
 		if err != nil {
 			return nil, err
 		}
-		r := contact.Record{
+		r := kernel.Record{
 			ID: ulid.Make(), Stream: stream, Version: after + uint64(i) + 1, Type: enc.Type,
 			Time: ch.At.UTC().Truncate(time.Microsecond), Workspace: workspace, Actor: ch.By,
 			CorrelationID: meta.CorrelationID, CausationID: meta.causation(), Schema: enc.Schema, Data: enc.Data,
@@ -87,7 +88,7 @@ func seal(key ContactKey, stream, workspace string, meta Meta, after uint64, pre
 			}
 		}
 		r.PrevHash = prevHash
-		r.Hash = contact.ChainHash(prevHash, r)
+		r.Hash = kernel.ChainHash(prevHash, r)
 		prevHash = r.Hash
 		out = append(out, r)
 	}
@@ -97,13 +98,13 @@ func seal(key ContactKey, stream, workspace string, meta Meta, after uint64, pre
 // SealChanges turns changes recorded by the aggregate into log records, as
 // commands do: sealed under the contact's key and chained after prevHash.
 // Bulk tools (benchmarks, imports) that build streams themselves use it.
-func SealChanges(key ContactKey, stream, workspace string, meta Meta, after uint64, prevHash []byte, changes []contact.Change) ([]contact.Record, error) {
+func SealChanges(key ContactKey, stream, workspace string, meta Meta, after uint64, prevHash []byte, changes []contact.Change) ([]kernel.Record, error) {
 	return seal(key, stream, workspace, meta, after, prevHash, changes)
 }
 
 // open decodes one stream's records into envelopes, reading personal parts
 // with the contact's key, or as shredded when it is destroyed.
-func open(key ContactKey, recs []contact.Record) ([]contact.Envelope, error) {
+func open(key ContactKey, recs []kernel.Record) ([]contact.Envelope, error) {
 	out := make([]contact.Envelope, len(recs))
 	// A long history is opened by every core: decrypting and decoding are
 	// half of folding a 10,000-event stream. Each part gets its own cipher.
@@ -143,9 +144,9 @@ func open(key ContactKey, recs []contact.Record) ([]contact.Envelope, error) {
 const openPart = 1000
 
 // OpenRecord decodes one record with its contact's key.
-func OpenRecord(key ContactKey, r contact.Record) (contact.Envelope, error) { return openOne(key, r) }
+func OpenRecord(key ContactKey, r kernel.Record) (contact.Envelope, error) { return openOne(key, r) }
 
-func openOne(key ContactKey, r contact.Record) (contact.Envelope, error) {
+func openOne(key ContactKey, r kernel.Record) (contact.Envelope, error) {
 	var personal []byte
 	shredded := false
 	if r.Sealed != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 )
 
@@ -20,7 +21,7 @@ func TestOpenLongStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := ContactKey{Key: k, KeyID: "dk_test"}
-	actor := contact.Actor{Principal: "tok_test", Role: contact.RoleAdmin}
+	actor := kernel.Actor{Principal: "tok_test", Role: kernel.RoleAdmin}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	id := contact.NewID()
 	c, err := contact.Create(id, "ws", contact.Draft{Personal: contact.Personal{Name: "Long", Email: "long@example.com"}}, actor, now)
@@ -59,7 +60,7 @@ func TestOpenLongStream(t *testing.T) {
 	}
 
 	// A record sealed for another event, deep in the history, fails the open.
-	bad := append([]contact.Record(nil), recs...)
+	bad := append([]kernel.Record(nil), recs...)
 	bad[3_000].Sealed = recs[10].Sealed
 	if _, err := open(key, bad); err == nil || !strings.Contains(err.Error(), "v3001") {
 		t.Fatalf("a record that does not open: got %v, want an error naming v3001", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/ledgertest"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -93,7 +94,7 @@ func TestCommandGuards(t *testing.T) {
 	stale := ledgertest.Meta("req-stale")
 	v := uint64(7)
 	stale.IfMatch = &v
-	if _, err := e.Svc.Transition(ctx, ledgertest.Workspace, id, stale, ledger.Archive, ledger.TransitionInput{}); !errors.Is(err, contact.ErrConcurrency) {
+	if _, err := e.Svc.Transition(ctx, ledgertest.Workspace, id, stale, ledger.Archive, ledger.TransitionInput{}); !errors.Is(err, kernel.ErrConcurrency) {
 		t.Fatalf("a stale If-Match: %v; want ErrConcurrency", err)
 	}
 	fresh := ledgertest.Meta("req-fresh")
@@ -118,16 +119,16 @@ func TestCommandGuards(t *testing.T) {
 		t.Fatalf("a dry run appended (the stream is at %d)", r.Version)
 	}
 
-	if _, err := e.Svc.SetPolicy(ctx, ledgertest.Workspace, contact.PolicySettings{RetentionDays: 30, RestoreRole: contact.RoleMember, RequireArchiveBeforeTrash: true}); err != nil {
+	if _, err := e.Svc.SetPolicy(ctx, ledgertest.Workspace, contact.PolicySettings{RetentionDays: 30, RestoreRole: kernel.RoleMember, RequireArchiveBeforeTrash: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.Svc.Transition(ctx, ledgertest.Workspace, id, ledgertest.Meta("req-t"), ledger.Trash, ledger.TransitionInput{}); !errors.Is(err, contact.ErrArchiveFirst) {
 		t.Fatalf("trash under archive-first: %v", err)
 	}
-	if _, err := e.Svc.SetPolicy(ctx, ledgertest.Workspace, contact.PolicySettings{RetentionDays: -1}); !errors.Is(err, contact.ErrInvalid) {
+	if _, err := e.Svc.SetPolicy(ctx, ledgertest.Workspace, contact.PolicySettings{RetentionDays: -1}); !errors.Is(err, kernel.ErrInvalid) {
 		t.Fatalf("an invalid policy: %v", err)
 	}
-	if _, err := e.Svc.Get(ctx, ledgertest.Workspace, contact.NewID()); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := e.Svc.Get(ctx, ledgertest.Workspace, contact.NewID()); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("get of an unknown contact: %v", err)
 	}
 }
@@ -201,7 +202,7 @@ func TestAssociations(t *testing.T) {
 	check("link", res, err, func(s contact.Snapshot) bool { return slices.Equal(s.Links, []contact.Link{link}) })
 	res, err = e.Svc.RemoveLink(ctx, ws, id, m, link)
 	check("link removed", res, err, func(s contact.Snapshot) bool { return len(s.Links) == 0 })
-	if _, err := e.Svc.AddLink(ctx, ws, id, m, contact.Link{Kind: "planet", Ref: "x"}); !errors.Is(err, contact.ErrInvalid) {
+	if _, err := e.Svc.AddLink(ctx, ws, id, m, contact.Link{Kind: "planet", Ref: "x"}); !errors.Is(err, kernel.ErrInvalid) {
 		t.Fatalf("a link of an unknown kind: %v", err)
 	}
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/oklog/ulid/v2"
@@ -35,7 +36,7 @@ var update = flag.Bool("update", false, "write the golden event of each type's c
 const goldenDir = "../testdata/events"
 
 // goldenRecord is a stored event as a golden file keeps it: every field of
-// contact.Record the log stores, byte for byte.
+// kernel.Record the log stores, byte for byte.
 type goldenRecord struct {
 	ID            string    `json:"id"`
 	Stream        string    `json:"stream"`
@@ -51,7 +52,7 @@ type goldenRecord struct {
 	Data          string    `json:"data"`             // the clear payload, exactly as stored
 	Sealed        []byte    `json:"sealed,omitempty"` // the personal part, sealed under datakey.hex (base64)
 	PrevHash      string    `json:"prev_hash"`        // hex
-	Hash          string    `json:"hash"`             // hex: contact.ChainHash(prev_hash, record)
+	Hash          string    `json:"hash"`             // hex: kernel.ChainHash(prev_hash, record)
 }
 
 // goldenCase is what one golden file must decode to, with its key and
@@ -79,7 +80,7 @@ func (c goldenCase) file() string {
 var (
 	goldenStream  = contact.StreamPrefix + "01KAZ0G0LDEN0000000000000A"
 	goldenAt      = time.Date(2026, 11, 30, 12, 0, 0, 123456000, time.UTC)
-	goldenActor   = contact.Actor{Principal: "tok_golden", Role: contact.RoleAdmin}
+	goldenActor   = kernel.Actor{Principal: "tok_golden", Role: kernel.RoleAdmin}
 	goldenReason  = "Ada Lovelace asked by phone (+44 20 7946 0000)"
 	goldenPerson  = contact.Personal{Name: "Ada Lovelace", Email: "ada@example.com", Phone: "+44 20 7946 0000", JobTitle: "Analyst", Address: "12 St James's Square, London", CustomFields: map[string]string{"tier": "gold"}, ExternalID: "crm-42"}
 	goldenErasure = contact.Erasure{Reason: goldenReason, Trigger: contact.TriggerRequest, Request: "DSR-7", KeyID: "dk_golden", Erased: contact.PersonalFields}
@@ -168,7 +169,7 @@ func TestGoldenEvents(t *testing.T) {
 			if rec.Type != c.typ || rec.Schema != c.schema {
 				t.Fatalf("the golden is %s schema %d, want %s schema %d", rec.Type, rec.Schema, c.typ, c.schema)
 			}
-			if got := contact.ChainHash(rec.PrevHash, rec); !bytes.Equal(got, rec.Hash) {
+			if got := kernel.ChainHash(rec.PrevHash, rec); !bytes.Equal(got, rec.Hash) {
 				t.Fatalf("the record's chain hash is %x, stored %x: a stored chain would no longer verify", got, rec.Hash)
 			}
 
@@ -200,7 +201,7 @@ func TestGoldenEvents(t *testing.T) {
 
 // checkCurrentEncoding fails when today's encoder writes c.want otherwise
 // than the golden of its current schema holds it.
-func checkCurrentEncoding(t *testing.T, key shred.DataKey, c goldenCase, rec contact.Record) {
+func checkCurrentEncoding(t *testing.T, key shred.DataKey, c goldenCase, rec kernel.Record) {
 	t.Helper()
 	enc, err := contact.Encode(c.want)
 	if err != nil {
@@ -255,7 +256,7 @@ func goldenKey(t *testing.T) shred.DataKey {
 	return shred.DataKey(raw)
 }
 
-func readGolden(t *testing.T, b []byte) contact.Record {
+func readGolden(t *testing.T, b []byte) kernel.Record {
 	t.Helper()
 	var g goldenRecord
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -275,9 +276,9 @@ func readGolden(t *testing.T, b []byte) contact.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return contact.Record{
+	return kernel.Record{
 		ID: id, Stream: g.Stream, Version: g.Version, Type: g.Type, Time: g.Time, Workspace: g.Workspace,
-		Actor: contact.Actor{Principal: g.Principal, Role: contact.Role(g.Role)}, CorrelationID: g.CorrelationID,
+		Actor: kernel.Actor{Principal: g.Principal, Role: kernel.Role(g.Role)}, CorrelationID: g.CorrelationID,
 		CausationID: g.CausationID, Schema: g.Schema, Data: []byte(g.Data), Sealed: g.Sealed, PrevHash: prev, Hash: hash,
 	}
 }
@@ -304,7 +305,7 @@ func writeGolden(t *testing.T, path string, key shred.DataKey, c goldenCase) {
 }
 
 // writeRecord writes a golden file.
-func writeRecord(t *testing.T, path string, r contact.Record) {
+func writeRecord(t *testing.T, path string, r kernel.Record) {
 	t.Helper()
 	g := goldenRecord{
 		ID: r.ID.String(), Stream: r.Stream, Version: r.Version, Type: r.Type, Schema: r.Schema, Time: r.Time,
@@ -350,7 +351,7 @@ func (c jobGolden) file() string {
 }
 
 func jobGoldens() []jobGolden {
-	by := contact.Actor{Principal: "tok_golden", Role: contact.RoleAdmin}
+	by := kernel.Actor{Principal: "tok_golden", Role: kernel.RoleAdmin}
 	after := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	ids := []string{"01KAZ0G0LDEN0000000000000A", "01KAZ0G0LDEN0000000000000B"}
 	return []jobGolden{
@@ -396,7 +397,7 @@ func TestGoldenJobEvents(t *testing.T) {
 				t.Fatalf("%v (run 'go test ./ledger/ -run TestGoldenJobEvents -update' to write it)", err)
 			}
 			rec := readGolden(t, b)
-			if got := contact.ChainHash(rec.PrevHash, rec); !bytes.Equal(got, rec.Hash) {
+			if got := kernel.ChainHash(rec.PrevHash, rec); !bytes.Equal(got, rec.Hash) {
 				t.Fatalf("the record's chain hash is %x, stored %x: a stored chain would no longer verify", got, rec.Hash)
 			}
 			got, err := job.Decode(rec.Type, rec.Data)
@@ -426,7 +427,7 @@ func writeJobGolden(t *testing.T, path string, c jobGolden) {
 		}
 	}
 	prev := sha256.Sum256([]byte("the golden event's predecessor"))
-	r := contact.Record{
+	r := kernel.Record{
 		ID: ulid.Make(), Stream: "job-01KAZ0G0LDEN0000000000000J", Version: 3, Type: job.TypeOf(c.want), Time: goldenAt,
 		Workspace: "ws_golden", Actor: goldenActor, CorrelationID: "req_golden", CausationID: "req_golden", Schema: 1, Data: data, PrevHash: prev[:],
 	}
@@ -434,6 +435,6 @@ func writeJobGolden(t *testing.T, path string, c jobGolden) {
 	case job.Admitted, job.Released:
 		r.Stream = "restorejobs-ws_golden"
 	}
-	r.Hash = contact.ChainHash(r.PrevHash, r)
+	r.Hash = kernel.ChainHash(r.PrevHash, r)
 	writeRecord(t, path, r)
 }

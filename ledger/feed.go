@@ -9,11 +9,12 @@ import (
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/feed"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // Rendered is one event of the log in its public form.
 type Rendered struct {
-	Record contact.Record
+	Record kernel.Record
 	Event  feed.Event
 	// Body is the event as a CloudEvent in the JSON format.
 	Body []byte
@@ -30,7 +31,7 @@ var contactTypes = func() []string {
 // personal set, each contact's personal values are read with its key,
 // fetched for the call and never kept: once the key is destroyed, a render
 // (a retry, a replay) carries nothing personal.
-func (s *Service) Render(ctx context.Context, workspace string, recs []contact.Record, personal bool) ([]Rendered, error) {
+func (s *ChangeFeed) Render(ctx context.Context, workspace string, recs []kernel.Record, personal bool) ([]Rendered, error) {
 	var keys map[contact.ID]ContactKey
 	if personal {
 		var ids []contact.ID
@@ -94,7 +95,7 @@ func (s *Service) Render(ctx context.Context, workspace string, recs []contact.R
 // restore job, as jobs wrote it before operation ids had prefixes: such an
 // id is also its correlation id, and the workspace has a job stream of
 // that name. known caches the answers of one call.
-func (s *Service) legacyJob(ctx context.Context, workspace string, r contact.Record, known map[string]bool) (bool, error) {
+func (s *ChangeFeed) legacyJob(ctx context.Context, workspace string, r kernel.Record, known map[string]bool) (bool, error) {
 	if r.Type != contact.TypeRestored || r.CausationID != r.CorrelationID || strings.Contains(r.CausationID, ":") {
 		return false, nil
 	}
@@ -102,7 +103,7 @@ func (s *Service) legacyJob(ctx context.Context, workspace string, r contact.Rec
 		return v, nil
 	}
 	recs, err := s.events.ReadStream(ctx, workspace, job.Stream(r.CausationID))
-	if err != nil && contact.ErrorCode(err) != contact.CodeNotFound {
+	if err != nil && kernel.ErrorCode(err) != kernel.CodeNotFound {
 		return false, err
 	}
 	known[r.CausationID] = len(recs) > 0
@@ -113,7 +114,7 @@ func (s *Service) legacyJob(ctx context.Context, workspace string, r contact.Rec
 type FeedQuery struct {
 	Workspace string
 	// After is the position to resume after (the zero Position: from the start).
-	After contact.Position
+	After kernel.Position
 	// Types are internal event types; empty: every type with a public form.
 	Types []string
 	Limit int
@@ -128,7 +129,7 @@ type FeedPage struct {
 	Events []Rendered
 	// Last is the position the next page starts after: the last event read,
 	// or the query's After when none was.
-	Last contact.Position
+	Last kernel.Position
 	// More says the page is full: there may be more after Last.
 	More bool
 }
@@ -140,7 +141,7 @@ const MaxFeedPage = 1000
 // log's order. Like the audit log it first waits until every event
 // committed before the call is readable in order, so a client reads its
 // own writes; a later page never holds an event before one already read.
-func (s *Service) Feed(ctx context.Context, q FeedQuery) (FeedPage, error) {
+func (s *ChangeFeed) Feed(ctx context.Context, q FeedQuery) (FeedPage, error) {
 	if err := s.waitStable(ctx); err != nil {
 		return FeedPage{}, err
 	}
@@ -151,7 +152,7 @@ func (s *Service) Feed(ctx context.Context, q FeedQuery) (FeedPage, error) {
 // after: every event committed later comes after it (on PostgreSQL, the
 // newest event of the transactions older than every running one, so a
 // transaction that commits late is not passed over).
-func (s *Service) FeedHead(ctx context.Context) (contact.Position, error) {
+func (s *ChangeFeed) FeedHead(ctx context.Context) (kernel.Position, error) {
 	if sh, ok := s.events.(stableHeader); ok {
 		return sh.StableHead(ctx)
 	}
@@ -160,12 +161,12 @@ func (s *Service) FeedHead(ctx context.Context) (contact.Position, error) {
 
 // FeedNow reads one page of the change feed without first waiting for the
 // log to be stable: a reader that polls (a stream) gets the rest next time.
-func (s *Service) FeedNow(ctx context.Context, q FeedQuery) (FeedPage, error) {
+func (s *ChangeFeed) FeedNow(ctx context.Context, q FeedQuery) (FeedPage, error) {
 	return s.feedPage(ctx, q)
 }
 
 // feedPage reads one page without waiting.
-func (s *Service) feedPage(ctx context.Context, q FeedQuery) (FeedPage, error) {
+func (s *ChangeFeed) feedPage(ctx context.Context, q FeedQuery) (FeedPage, error) {
 	recs, last, more, err := s.ReadFeed(ctx, q)
 	if err != nil {
 		return FeedPage{}, err
@@ -177,13 +178,19 @@ func (s *Service) feedPage(ctx context.Context, q FeedQuery) (FeedPage, error) {
 	return FeedPage{Events: events, Last: last, More: more}, nil
 }
 
+// ReadStreams returns the events of each of the given streams of workspace,
+// in version order; streams the workspace does not have are absent.
+func (s *ChangeFeed) ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]kernel.Record, error) {
+	return kernel.ReadStreams(ctx, s.events, workspace, streams)
+}
+
 // ReadFeed reads up to q.Limit records of q's workspace and types after
 // q.After, unrendered: through the store's filtered read when it has one,
 // else from the global log. It returns the position to resume after and
 // whether more may follow. It does not wait for the log to be stable (see
 // Feed): what it returns is in order, and a later read never returns an
 // event before them.
-func (s *Service) ReadFeed(ctx context.Context, q FeedQuery) ([]contact.Record, contact.Position, bool, error) {
+func (s *ChangeFeed) ReadFeed(ctx context.Context, q FeedQuery) ([]kernel.Record, kernel.Position, bool, error) {
 	types := q.Types
 	if len(types) == 0 {
 		types = contactTypes
@@ -202,7 +209,7 @@ func (s *Service) ReadFeed(ctx context.Context, q FeedQuery) ([]contact.Record, 
 	}
 	// The store cannot filter: read the global log and keep what matches,
 	// a few pages at most per call.
-	var out []contact.Record
+	var out []kernel.Record
 	last := q.After
 	for range 8 {
 		all, err := s.events.ReadAll(ctx, last, AuditPage)
@@ -234,7 +241,7 @@ type logWatch struct {
 // LogChanged returns a channel that is closed when new events are
 // committed (while WatchLog runs; without it, nothing wakes the waiters and
 // they poll).
-func (s *Service) LogChanged() <-chan struct{} {
+func (s *ChangeFeed) LogChanged() <-chan struct{} {
 	s.watch.mu.Lock()
 	defer s.watch.mu.Unlock()
 	if s.watch.changed == nil {
@@ -243,7 +250,7 @@ func (s *Service) LogChanged() <-chan struct{} {
 	return s.watch.changed
 }
 
-func (s *Service) logChanged() {
+func (s *ChangeFeed) logChanged() {
 	s.watch.mu.Lock()
 	defer s.watch.mu.Unlock()
 	if s.watch.changed != nil {
@@ -255,11 +262,11 @@ func (s *Service) logChanged() {
 // WatchLog follows the log from its head until ctx ends, waking every
 // LogChanged waiter as events are committed (by this process or, through
 // the store's subscription, by others).
-func (s *Service) WatchLog(ctx context.Context) error {
+func (s *ChangeFeed) WatchLog(ctx context.Context) error {
 	for ctx.Err() == nil {
 		head, err := s.FeedHead(ctx)
 		if err == nil {
-			err = s.events.Subscribe(ctx, head, func(context.Context, []contact.Record) error {
+			err = s.events.Subscribe(ctx, head, func(context.Context, []kernel.Record) error {
 				s.logChanged()
 				return nil
 			})

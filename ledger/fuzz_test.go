@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/oklog/ulid/v2"
@@ -26,7 +27,7 @@ func FuzzOpenRecord(f *testing.F) {
 	f.Add("ContactUpdated", 1, []byte(`{"fields":["name"]}`), good, true)
 	f.Add("ContactArchived", 1, []byte(`{"reason":"x"}`), []byte(nil), false)
 	f.Fuzz(func(t *testing.T, typ string, schema int, data, sealed []byte, destroyed bool) {
-		r := contact.Record{ID: id, Stream: "contact-X", Version: 1, Type: typ, Schema: schema, Data: data, Sealed: sealed, Time: time.Now()}
+		r := kernel.Record{ID: id, Stream: "contact-X", Version: 1, Type: typ, Schema: schema, Data: data, Sealed: sealed, Time: time.Now()}
 		k := ledger.ContactKey{Key: key, Destroyed: destroyed}
 		env, err := ledger.OpenRecord(k, r)
 		if err == nil && env.Event == nil {
@@ -88,8 +89,8 @@ func FuzzImportRows(f *testing.F) {
 			}
 			d := contact.Draft{Personal: contact.Personal{Name: row.Name, Email: row.Email, Phone: row.Phone, JobTitle: row.JobTitle,
 				Address: row.Address, ExternalID: row.ExternalID}, Source: "fuzz", Tags: row.Tags}
-			if _, err := contact.Create(contact.NewID(), "ws", d, contact.Actor{}, time.Now()); err != nil {
-				var e *contact.Error
+			if _, err := contact.Create(contact.NewID(), "ws", d, kernel.Actor{}, time.Now()); err != nil {
+				var e *kernel.Error
 				if !errors.As(err, &e) {
 					t.Fatalf("create from a row: %T %v", err, err)
 				}

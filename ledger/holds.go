@@ -8,13 +8,14 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/hold"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // PlaceHold puts a contact under legal hold (ContactHeld in its stream,
 // its case and reason sealed under its key) and returns the hold's id.
 // From then on it cannot be purged or anonymized, by anyone or by
 // retention, until the hold is released. Errors: contact.ErrAlreadyHeld.
-func (s *Service) PlaceHold(ctx context.Context, workspace string, id contact.ID, meta Meta, caseRef, reason string) (Result, string, error) {
+func (s *LegalHolds) PlaceHold(ctx context.Context, workspace string, id contact.ID, meta Meta, caseRef, reason string) (Result, string, error) {
 	var holdID string
 	res, err := s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		var err error
@@ -25,7 +26,7 @@ func (s *Service) PlaceHold(ctx context.Context, workspace string, id contact.ID
 }
 
 // ReleaseHold lifts a contact's legal hold. Errors: contact.ErrNotHeld.
-func (s *Service) ReleaseHold(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
+func (s *LegalHolds) ReleaseHold(ctx context.Context, workspace string, id contact.ID, meta Meta, reason string) (Result, error) {
 	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.ReleaseHold(reason, meta.Actor, now)
 	})
@@ -40,7 +41,7 @@ const MaxHoldsPage = 1000
 // contact's state, its hold included (its case and reason as the contact's
 // key reads them; the row goes with the contact's erasure); the call first
 // waits until the index has applied every event committed before it.
-func (s *Service) Holds(ctx context.Context, workspace, after string, limit int) (*hold.Hold, []contact.Snapshot, error) {
+func (s *LegalHolds) Holds(ctx context.Context, workspace, after string, limit int) (*hold.Hold, []contact.Snapshot, error) {
 	wh, _, err := s.WorkspaceHold(ctx, workspace)
 	if err != nil {
 		return nil, nil, err
@@ -54,9 +55,9 @@ func (s *Service) Holds(ctx context.Context, workspace, after string, limit int)
 
 // WorkspaceHold returns the hold that stands on the whole workspace (nil
 // when none) and its stream's records.
-func (s *Service) WorkspaceHold(ctx context.Context, workspace string) (*hold.Hold, []contact.Record, error) {
+func (s *LegalHolds) WorkspaceHold(ctx context.Context, workspace string) (*hold.Hold, []kernel.Record, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, hold.Stream(workspace))
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return nil, nil, nil
 	}
 	if err != nil {
@@ -78,10 +79,10 @@ func (s *Service) WorkspaceHold(ctx context.Context, workspace string) (*hold.Ho
 // PlaceWorkspaceHold puts the whole workspace under legal hold: no
 // retention purge runs in it until the hold is released (purges and
 // anonymizations asked for by hand still run; hold the contact to stop
-// those). Errors: hold.ErrAlreadyHeld, contact.ErrInvalid for a case or
+// those). Errors: hold.ErrAlreadyHeld, kernel.ErrInvalid for a case or
 // reason that looks like an email address or a phone number (they are
 // kept in clear).
-func (s *Service) PlaceWorkspaceHold(ctx context.Context, workspace string, meta Meta, caseRef, reason string) (*hold.Hold, error) {
+func (s *LegalHolds) PlaceWorkspaceHold(ctx context.Context, workspace string, meta Meta, caseRef, reason string) (*hold.Hold, error) {
 	var placed *hold.Hold
 	err := retryConflicts(func() error {
 		w, recs, err := s.WorkspaceHold(ctx, workspace)
@@ -108,7 +109,7 @@ func (s *Service) PlaceWorkspaceHold(ctx context.Context, workspace string, meta
 
 // ReleaseWorkspaceHold lifts the workspace's legal hold and returns the
 // hold it lifted. Errors: hold.ErrNotHeld.
-func (s *Service) ReleaseWorkspaceHold(ctx context.Context, workspace string, meta Meta, reason string) (*hold.Hold, error) {
+func (s *LegalHolds) ReleaseWorkspaceHold(ctx context.Context, workspace string, meta Meta, reason string) (*hold.Hold, error) {
 	var released *hold.Hold
 	err := retryConflicts(func() error {
 		w, recs, err := s.WorkspaceHold(ctx, workspace)

@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 )
 
 // ErrIdentityTaken is the reason of an IdentityTakenError.
-var ErrIdentityTaken = &contact.Error{Code: contact.CodeConflict, Reason: "identity-taken",
+var ErrIdentityTaken = &kernel.Error{Code: kernel.CodeConflict, Reason: "identity-taken",
 	Message: "this email or phone belongs to another contact of the workspace"}
 
 // IdentityTakenError refuses to give a contact an email or phone that
@@ -44,7 +45,7 @@ func (e *IdentityTakenError) Error() string {
 }
 
 // Unwrap makes the error an ErrIdentityTaken for errors.Is and the HTTP adapter.
-func (e *IdentityTakenError) Unwrap() error { return contact.Errorf(ErrIdentityTaken, "%s", e.Error()) }
+func (e *IdentityTakenError) Unwrap() error { return kernel.Errorf(ErrIdentityTaken, "%s", e.Error()) }
 
 // IdentityClaim says that a contact holds an email or phone in a
 // workspace, by the value's blind index (never the value).
@@ -56,40 +57,11 @@ type IdentityClaim struct {
 	At        time.Time
 }
 
-// IdentityClaims is the synchronous half of identity uniqueness, in the
-// state store: one claim per (workspace, kind, index), written before the
-// append of the event that gives a contact the value, under a unique key,
-// so that of two commands racing for one value exactly one gets it, on any
-// replica. The identity index (a projection) is the other half: it knows
-// every contact, claims or not, but only eventually. A claim whose contact
-// does not hold the value any more (it changed, was erased, or its create
-// died before appending) is taken over by the next claimant.
-type IdentityClaims interface {
-	// ClaimIdentity records c unless (workspace, kind, index) is claimed:
-	// then it returns the claim there, and inserted is false (the claim may
-	// be c.Contact's own already).
-	ClaimIdentity(ctx context.Context, c IdentityClaim) (cur IdentityClaim, inserted bool, err error)
-	// IdentityClaimOf returns the claim of (workspace, kind, index), if any.
-	IdentityClaimOf(ctx context.Context, workspace, kind, index string) (IdentityClaim, bool, error)
-	// TakeOverIdentity gives the claim of (c.Workspace, c.Kind, c.Index) to
-	// c.Contact if it is still from's; it reports whether it did.
-	TakeOverIdentity(ctx context.Context, c IdentityClaim, from contact.ID) (bool, error)
-	// ReleaseIdentity deletes the claim of (workspace, kind, index) if it is id's.
-	ReleaseIdentity(ctx context.Context, workspace, kind, index string, id contact.ID) error
-	// ClaimIdentities is ClaimIdentity for many values at once, in one
-	// statement: cur[i] and inserted[i] answer cs[i]. No value may be in
-	// cs twice.
-	ClaimIdentities(ctx context.Context, cs []IdentityClaim) (cur []IdentityClaim, inserted []bool, err error)
-	// ReleaseIdentities deletes each claim of cs that is still its
-	// Contact's, in one statement.
-	ReleaseIdentities(ctx context.Context, cs []IdentityClaim) error
-}
-
 // ErrClaimTaken fails a stream of a ClaimedAppender's batch one of whose
 // claims another contact holds: nothing of the stream was stored. The
 // command runs again alone, where a claim whose contact no longer holds
 // the value is taken over and a holder is named.
-var ErrClaimTaken = contact.Errorf(contact.ErrConcurrency, "an email or phone the append claims is claimed by another contact")
+var ErrClaimTaken = kernel.Errorf(kernel.ErrConcurrency, "an email or phone the append claims is claimed by another contact")
 
 // ClaimedAppender is implemented by stores that keep the log, the key
 // vault and the identity claims in one database: a batch's claims commit
@@ -103,7 +75,7 @@ type ClaimedAppender interface {
 	// one of whose claims another contact holds (or an earlier stream of
 	// the batch claims) fails with ErrClaimTaken, and nothing of it is
 	// stored; a claim its contact holds already stays as it is.
-	AppendClaimed(ctx context.Context, keys []KeyRow, claims [][]IdentityClaim, batch []contact.StreamAppend) ([]contact.AppendResult, error)
+	AppendClaimed(ctx context.Context, keys []KeyRow, claims [][]IdentityClaim, batch []kernel.StreamAppend) ([]kernel.AppendResult, error)
 }
 
 // identityKey is one value a contact may hold: its email or its phone, by blind index.
@@ -151,7 +123,7 @@ func heldIdentities(b shred.BlindIndex, c *contact.Contact, p contact.Policy) []
 
 // identitiesBefore returns a loaded contact's snapshot and the values it
 // holds before a command runs.
-func (s *Service) identitiesBefore(ctx context.Context, workspace string, c *contact.Contact, p contact.Policy) (contact.Snapshot, []identityKey, error) {
+func (s *core) identitiesBefore(ctx context.Context, workspace string, c *contact.Contact, p contact.Policy) (contact.Snapshot, []identityKey, error) {
 	snap := c.Snapshot()
 	if p.Uniqueness() == contact.UniquenessOff {
 		return snap, nil, nil
@@ -173,7 +145,7 @@ func (s *Service) identitiesBefore(ctx context.Context, workspace string, c *con
 // matches of every value c has, read already (a create reads them for the
 // spam check). batched leaves the claims to the caller's batch: they are
 // returned pending, claimed by appendClaiming for every command at once.
-func (s *Service) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry, batched bool, known *[]IdentityMatch) (identityChange, error) {
+func (s *core) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry, batched bool, known *[]IdentityMatch) (identityChange, error) {
 	var ch identityChange
 	if p.Uniqueness() == contact.UniquenessOff && len(before) == 0 {
 		return ch, nil
@@ -259,7 +231,7 @@ func (s *Service) guardIdentities(ctx context.Context, workspace string, id cont
 // the identity index knows with them: a value one of them still holds (the
 // index may be behind; the log says) is taken, unless the restore keeps
 // both, when it is waived. It returns the waived values.
-func (s *Service) waiveIndexed(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, need []identityKey, ms []IdentityMatch, keepBoth bool, taken func(identityKey, contact.ID, contact.State) error) ([]identityKey, error) {
+func (s *core) waiveIndexed(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, need []identityKey, ms []IdentityMatch, keepBoth bool, taken func(identityKey, contact.ID, contact.State) error) ([]identityKey, error) {
 	var waived []identityKey
 	for _, m := range ms {
 		if m.ID == id || !p.HoldsIdentity(m.State) {
@@ -289,7 +261,7 @@ func (s *Service) waiveIndexed(ctx context.Context, workspace string, id contact
 // contact no longer holds it. It reports whether it made a claim (which a
 // failed append gives back), and whether keep_both left it to another
 // contact that holds it. In a dry run it only reads the claim.
-func (s *Service) claim(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey, keepBoth, dry bool, taken func(identityKey, contact.ID, contact.State) error) (fresh, waived bool, err error) {
+func (s *core) claim(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey, keepBoth, dry bool, taken func(identityKey, contact.ID, contact.State) error) (fresh, waived bool, err error) {
 	deadline := time.Now().Add(pendingWait)
 	for {
 		now := s.now()
@@ -342,9 +314,9 @@ func (s *Service) claim(ctx context.Context, workspace string, id contact.ID, p 
 
 // holdsIdentity reads contact id from the log and reports its state and
 // whether it holds value k under p. A contact without a stream has state "".
-func (s *Service) holdsIdentity(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey) (contact.State, bool, error) {
+func (s *core) holdsIdentity(ctx context.Context, workspace string, id contact.ID, p contact.Policy, b shred.BlindIndex, k identityKey) (contact.State, bool, error) {
 	l, err := s.load(ctx, workspace, id)
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return "", false, nil
 	}
 	if err != nil {
@@ -354,19 +326,19 @@ func (s *Service) holdsIdentity(ctx context.Context, workspace string, id contac
 }
 
 // giveBack releases the claims a command made, when it is not appended.
-func (s *Service) giveBack(ctx context.Context, workspace string, id contact.ID, ch identityChange) {
+func (s *core) giveBack(ctx context.Context, workspace string, id contact.ID, ch identityChange) {
 	s.release(ctx, workspace, id, ch.claimed)
 }
 
 // settle releases the values a command's contact stopped holding, once it is appended.
-func (s *Service) settle(ctx context.Context, workspace string, id contact.ID, ch identityChange) {
+func (s *core) settle(ctx context.Context, workspace string, id contact.ID, ch identityChange) {
 	s.release(ctx, workspace, id, ch.released)
 }
 
 // release deletes contact id's claims of ks. A claim left behind is
 // harmless (the next claimant finds its contact no longer holds the value
 // and takes it over), and an erasure deletes them all with the key.
-func (s *Service) release(ctx context.Context, workspace string, id contact.ID, ks []identityKey) {
+func (s *core) release(ctx context.Context, workspace string, id contact.ID, ks []identityKey) {
 	if s.claims == nil {
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/ledgertest"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -118,9 +119,9 @@ func TestImportRefusals(t *testing.T) {
 		name, workspace, source string
 		want                    error
 	}{
-		{"no source", ledgertest.Workspace, "", contact.ErrInvalid},
-		{"a malformed source", ledgertest.Workspace, "Web Site!", contact.ErrInvalid},
-		{"an unknown workspace", "nope", "web", contact.ErrWorkspaceNotFound},
+		{"no source", ledgertest.Workspace, "", kernel.ErrInvalid},
+		{"a malformed source", ledgertest.Workspace, "Web Site!", kernel.ErrInvalid},
+		{"an unknown workspace", "nope", "web", kernel.ErrWorkspaceNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rows, err := ledger.NewJSONRows(strings.NewReader(`[{"name":"Ann"}]`))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 )
 
@@ -65,7 +66,7 @@ func CheckImport(rows RowReader) (int, error) {
 // it is a valid source name.
 func ValidateImportSource(source string) error {
 	if source == "" {
-		return contact.Invalid(contact.FieldError{Field: "source", Message: "is required: the system the contacts come from, such as crm or web"})
+		return kernel.Invalid(kernel.FieldError{Field: "source", Message: "is required: the system the contacts come from, such as crm or web"})
 	}
 	return contact.ValidateSource(source)
 }
@@ -89,7 +90,7 @@ func ValidateImportSource(source string) error {
 //
 // Check the file with CheckImport first: a malformed file found here stops
 // the import part way.
-func (s *Service) Import(ctx context.Context, workspace string, meta Meta, source string, rows RowReader, emit func(RowResult) error) (ImportTotals, error) {
+func (s *Imports) Import(ctx context.Context, workspace string, meta Meta, source string, rows RowReader, emit func(RowResult) error) (ImportTotals, error) {
 	if err := ValidateImportSource(source); err != nil {
 		return nil, err
 	}
@@ -111,7 +112,7 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	im := &importer{s: s, ws: workspace, meta: meta, source: source, local: map[string]contact.ID{}}
+	im := &importer{s: s.core, ws: workspace, meta: meta, source: source, local: map[string]contact.ID{}}
 
 	// The reader parses the next chunk while the last one is written.
 	chunks := make(chan []numberedRow, 1)
@@ -181,13 +182,13 @@ func (s *Service) Import(ctx context.Context, workspace string, meta Meta, sourc
 
 // waitIdentities waits, as long as it takes, until the identity index has
 // applied the log up to pos.
-func (s *Service) waitIdentities(ctx context.Context, pos contact.Position) error {
+func (s *core) waitIdentities(ctx context.Context, pos kernel.Position) error {
 	for {
 		err := s.progress.WaitFor(ctx, identityProjection, pos)
 		if err == nil {
 			return nil
 		}
-		if contact.ErrorCode(err) != contact.CodeUnavailable || ctx.Err() != nil {
+		if kernel.ErrorCode(err) != kernel.CodeUnavailable || ctx.Err() != nil {
 			return err
 		}
 		s.log.Info("import waits for the identity index to catch up")
@@ -203,7 +204,7 @@ type numberedRow struct {
 // importer is one import's state: the identities it created, which the
 // identity index may not show yet.
 type importer struct {
-	s      *Service
+	s      *core
 	ws     string
 	meta   Meta
 	source string
@@ -217,7 +218,7 @@ type importer struct {
 type remembered struct {
 	keys []string
 	ids  []contact.ID
-	upTo contact.Position
+	upTo kernel.Position
 }
 
 // remember keeps the identities a chunk created, and forgets the oldest
@@ -393,8 +394,8 @@ func (im *importer) prepare(part []numberedRow, res []RowResult, bidx shred.Blin
 					JobTitle: strings.TrimSpace(row.JobTitle), Address: strings.TrimSpace(row.Address), ExternalID: strings.TrimSpace(row.ExternalID)}
 				c, err := contact.Create(contact.NewID(), im.ws, contact.Draft{Personal: p, Source: im.source, Tags: row.Tags}, im.meta.Actor, now)
 				if err != nil {
-					var ce *contact.Error
-					if errors.As(err, &ce) && ce.Code == contact.CodeInvalid {
+					var ce *kernel.Error
+					if errors.As(err, &ce) && ce.Code == kernel.CodeInvalid {
 						skipRow(res, i, "invalid: "+ce.Message)
 						continue
 					}
@@ -477,7 +478,7 @@ func (im *importer) plan(preps []prepared, at []int, found [][]IdentityMatch, re
 func synced(res []RowResult, i int, id contact.ID, r Result, err error) error {
 	res[i].ID = id.String()
 	var (
-		ce    *contact.Error
+		ce    *kernel.Error
 		taken *IdentityTakenError
 	)
 	switch {
@@ -489,11 +490,11 @@ func synced(res []RowResult, i int, id contact.ID, r Result, err error) error {
 		res[i].Result, res[i].Reason = RowSkipped, "identity taken: "+taken.Error()
 	case errors.Is(err, contact.ErrNotEditable):
 		res[i].Result, res[i].Reason = RowSkipped, "in trash: restore the contact to sync it again"
-	case errors.Is(err, contact.ErrInvalid) && errors.As(err, &ce):
+	case errors.Is(err, kernel.ErrInvalid) && errors.As(err, &ce):
 		res[i].Result, res[i].Reason = RowSkipped, "invalid: "+ce.Message
 	case errors.Is(err, contact.ErrPurged), errors.Is(err, contact.ErrTransition):
 		res[i].ID = ""
-	case errors.Is(err, contact.ErrConcurrency):
+	case errors.Is(err, kernel.ErrConcurrency):
 		// Lost every retry to concurrent changes: this row alone waits.
 		res[i].Result, res[i].Reason = RowSkipped, "changed by someone else during the import; import the row again"
 	default:

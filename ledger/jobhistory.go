@@ -4,16 +4,16 @@ import (
 	"context"
 	"errors"
 
-	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // RecentRestoreJobs returns the workspace's latest restore jobs, newest
 // first, up to limit: the jobs its admission stream admitted, so a job
 // that was refused a slot never shows.
-func (s *Service) RecentRestoreJobs(ctx context.Context, workspace string, limit int) ([]*job.Job, error) {
+func (s *Jobs) RecentRestoreJobs(ctx context.Context, workspace string, limit int) ([]*job.Job, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, job.LockStream(workspace))
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {

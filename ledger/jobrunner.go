@@ -11,6 +11,7 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 	"golang.org/x/time/rate"
 )
 
@@ -24,17 +25,6 @@ type JobOptions struct {
 	Scan time.Duration
 	// Lease, when set, lets one replica at a time run a workspace's job.
 	Lease Lease
-}
-
-// Lease lets one replica at a time run a background task (the retention
-// sweep, a workspace's restore job) when several share a store. The
-// embedded store has one process and needs none; a PostgreSQL adapter can
-// implement it with an advisory lock. Correctness never rests on it alone:
-// appends are optimistic, and a job checks each contact's stream before
-// restoring it.
-type Lease interface {
-	// TryAcquire takes the named lease if it is free; release gives it back.
-	TryAcquire(ctx context.Context, name string) (release func(), ok bool, err error)
 }
 
 // progressEvery bounds how many outcomes a job keeps before recording them
@@ -61,7 +51,7 @@ type outcome struct {
 // restoreManyForJob restores a chunk of contacts for job jobID, exactly
 // once each (see restoreOnce), loading them in one go. A contact that
 // cannot be restored (no longer in trash, purged) fails with the reason.
-func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string, cids []string, by contact.Actor, reason string, keepBoth bool) []outcome {
+func (s *Jobs) restoreManyForJob(ctx context.Context, workspace, jobID string, cids []string, by kernel.Actor, reason string, keepBoth bool) []outcome {
 	out := make([]outcome, len(cids))
 	var (
 		ids []contact.ID
@@ -83,7 +73,7 @@ func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string
 			o.restored = true
 			continue
 		}
-		var ce *contact.Error
+		var ce *kernel.Error
 		if !errors.As(err, &ce) || ce.Code == "" {
 			o.err = err
 			continue
@@ -97,10 +87,10 @@ func (s *Service) restoreManyForJob(ctx context.Context, workspace, jobID string
 // died before the job recorded it): the restore carries the job's operation
 // id ("job:<id>") as its causation id, or, when written before operation
 // ids, the bare job id.
-func restoreOnce(jobID string, by contact.Actor, reason string, keepBoth bool) command {
+func restoreOnce(jobID string, by kernel.Actor, reason string, keepBoth bool) command {
 	op := OperationJob + jobID
 	return func(l loaded, p contact.Policy, now time.Time) error {
-		if slices.ContainsFunc(l.recs, func(r contact.Record) bool {
+		if slices.ContainsFunc(l.recs, func(r kernel.Record) bool {
 			return r.Type == contact.TypeRestored && (r.CausationID == op || r.CausationID == jobID)
 		}) {
 			return nil
@@ -113,7 +103,7 @@ func restoreOnce(jobID string, by contact.Actor, reason string, keepBoth bool) c
 }
 
 // kickJobs wakes the runner.
-func (s *Service) kickJobs() {
+func (s *Jobs) kickJobs() {
 	select {
 	case s.jobKick <- struct{}{}:
 	default:
@@ -123,7 +113,7 @@ func (s *Service) kickJobs() {
 // RunRestoreJobs runs admitted restore jobs until ctx ends: at start it
 // resumes any job a stop or crash interrupted, then takes up new ones as
 // they come. Each workspace's job runs on its own goroutine.
-func (s *Service) RunRestoreJobs(ctx context.Context, o JobOptions) error {
+func (s *Jobs) RunRestoreJobs(ctx context.Context, o JobOptions) error {
 	if o.Scan <= 0 {
 		o.Scan = 2 * time.Second
 	}
@@ -182,7 +172,7 @@ func (s *Service) RunRestoreJobs(ctx context.Context, o JobOptions) error {
 }
 
 // runJob takes job id up where its stream says it is and runs it to its end.
-func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions) error {
+func (s *Jobs) runJob(ctx context.Context, workspace, id string, o JobOptions) error {
 	r, err := s.startJob(ctx, workspace, id)
 	if r == nil || err != nil {
 		return err
@@ -212,13 +202,13 @@ func (s *Service) runJob(ctx context.Context, workspace, id string, o JobOptions
 // jobRun is a restore job being run: the job as its stream says, and the
 // outcomes not recorded yet.
 type jobRun struct {
-	s         *Service
+	s         *Jobs
 	log       *slog.Logger
 	workspace string
 	id        string
 	meta      Meta
 	j         *job.Job
-	recs      []contact.Record
+	recs      []kernel.Record
 	prog      job.Progressed
 	lastFlush time.Time
 }
@@ -226,7 +216,7 @@ type jobRun struct {
 // startJob loads the job and records that it runs. It returns no run when
 // there is nothing to run: a job admitted but never queued, over, or
 // cancelled before it ran, which it ends and releases.
-func (s *Service) startJob(ctx context.Context, workspace, id string) (*jobRun, error) {
+func (s *Jobs) startJob(ctx context.Context, workspace, id string) (*jobRun, error) {
 	log := s.log.With(slog.String("workspace", workspace), slog.String("job", id))
 	meta := Meta{Actor: jobActor, CorrelationID: id}
 	j, recs, err := s.loadJob(ctx, workspace, id)
@@ -384,7 +374,7 @@ func (r *jobRun) restorePending(ctx, workCtx context.Context, o JobOptions) <-ch
 
 // endJob appends the job's last event (after a cancel request that raced
 // it, if need be) and frees the workspace's slot.
-func (s *Service) endJob(ctx context.Context, workspace, id string, meta Meta, end any) error {
+func (s *Jobs) endJob(ctx context.Context, workspace, id string, meta Meta, end any) error {
 	err := retryConflicts(func() error {
 		j, recs, err := s.loadJob(ctx, workspace, id)
 		if err != nil || j.State.Terminal() {
@@ -403,7 +393,7 @@ func (s *Service) endJob(ctx context.Context, workspace, id string, meta Meta, e
 }
 
 // releaseJob frees the workspace's slot if job id holds it.
-func (s *Service) releaseJob(ctx context.Context, workspace, id string) error {
+func (s *Jobs) releaseJob(ctx context.Context, workspace, id string) error {
 	return retryConflicts(func() error {
 		lock, recs, err := s.readLock(ctx, workspace)
 		if err != nil || lock.Holder != id {
@@ -419,7 +409,7 @@ func (s *Service) releaseJob(ctx context.Context, workspace, id string) error {
 // it once it is over. With a lease that another process holds (a server
 // running the job already), it waits for that process to finish it.
 // Exactly-once holds either way: each restore checks the contact's stream.
-func (s *Service) RunRestoreJob(ctx context.Context, workspace, id string, o JobOptions) (*job.Job, error) {
+func (s *Jobs) RunRestoreJob(ctx context.Context, workspace, id string, o JobOptions) (*job.Job, error) {
 	run := true
 	if o.Lease != nil {
 		release, ok, err := o.Lease.TryAcquire(ctx, "restore-jobs:"+workspace)

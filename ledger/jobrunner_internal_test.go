@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 )
 
@@ -19,7 +20,7 @@ func TestRestoreOnceKnowsBothForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := ContactKey{Key: k, KeyID: "dk_test"}
-	actor := contact.Actor{Principal: "tok_test", Role: contact.RoleAdmin}
+	actor := kernel.Actor{Principal: "tok_test", Role: kernel.RoleAdmin}
 	p := contact.DefaultPolicy()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	const job = "01JOBJOBJOBJOBJOBJOBJOBJOB"
@@ -80,7 +81,7 @@ func TestRestoreOnceKnowsBothForms(t *testing.T) {
 	}
 }
 
-func mustOpen(t *testing.T, key ContactKey, recs []contact.Record) []contact.Envelope {
+func mustOpen(t *testing.T, key ContactKey, recs []kernel.Record) []contact.Envelope {
 	t.Helper()
 	envs, err := open(key, recs)
 	if err != nil {

@@ -11,17 +11,18 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
 // ErrJobNotFound is returned for an unknown restore job.
-var ErrJobNotFound = &contact.Error{Code: contact.CodeNotFound, Reason: "job-not-found", Message: "restore job not found"}
+var ErrJobNotFound = &kernel.Error{Code: kernel.CodeNotFound, Reason: "job-not-found", Message: "restore job not found"}
 
 // ErrJobRunning is the reason of a JobRunningError.
-var ErrJobRunning = &contact.Error{Code: contact.CodeConflict, Reason: "restore-job-running", Message: "a restore job is already running in this workspace"}
+var ErrJobRunning = &kernel.Error{Code: kernel.CodeConflict, Reason: "restore-job-running", Message: "a restore job is already running in this workspace"}
 
 // ErrJobFinished is returned when cancelling a job that is over.
-var ErrJobFinished = &contact.Error{Code: contact.CodeConflict, Reason: "restore-job-finished", Message: "the restore job is over"}
+var ErrJobFinished = &kernel.Error{Code: kernel.CodeConflict, Reason: "restore-job-finished", Message: "the restore job is over"}
 
 // JobRunningError refuses a second restore job while Job runs.
 type JobRunningError struct{ Job string }
@@ -31,7 +32,7 @@ func (e *JobRunningError) Error() string {
 }
 
 // Unwrap makes the error an ErrJobRunning for errors.Is and the HTTP adapter.
-func (e *JobRunningError) Unwrap() error { return contact.Errorf(ErrJobRunning, "%s", e.Error()) }
+func (e *JobRunningError) Unwrap() error { return kernel.Errorf(ErrJobRunning, "%s", e.Error()) }
 
 // RestoreFilter selects the trashed contacts a restore job restores.
 type RestoreFilter struct {
@@ -58,7 +59,7 @@ var operationPattern = regexp.MustCompile(`^(bulk:|import:|job:|retention:)?[A-Z
 // ValidateOperation checks an operation id given as a filter.
 func ValidateOperation(field, op string) error {
 	if op != "" && !operationPattern.MatchString(op) {
-		return contact.Invalid(contact.FieldError{Field: field, Message: "is an operation id as the ledger shows it: bulk:<request id>, import:<id>, job:<job id>, retention:<sweep id>, or a request id"})
+		return kernel.Invalid(kernel.FieldError{Field: field, Message: "is an operation id as the ledger shows it: bulk:<request id>, import:<id>, job:<job id>, retention:<sweep id>, or a request id"})
 	}
 	return nil
 }
@@ -82,13 +83,13 @@ func OperationForms(op string) []string {
 const planPage = 1000
 
 // jobActor is the actor of the events a job's runner appends to the job's own streams.
-var jobActor = contact.System("restore-jobs")
+var jobActor = kernel.System("restore-jobs")
 
 // StartRestoreJob admits and queues a restore job in the workspace: it
 // plans the job (the ids in trash that match, now) and the runner restores
 // them in the background. Errors: a *JobRunningError (409) while another
 // job holds the workspace's slot.
-func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (*job.Job, error) {
+func (s *Jobs) StartRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (*job.Job, error) {
 	// A job's reason stays in clear in the job's own stream, which no
 	// contact's erasure reaches: it must not hold an email or a phone.
 	if err := contact.ValidateClearText("reason", f.Reason); err != nil {
@@ -102,7 +103,7 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 		return nil, err
 	}
 	if !p.MayRestore(meta.Actor.Role) {
-		return nil, contact.Errorf(contact.ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
+		return nil, kernel.Errorf(kernel.ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
 	}
 	id := ulid.Make().String()
 	now := s.now()
@@ -148,7 +149,7 @@ func (s *Service) StartRestoreJob(ctx context.Context, workspace string, meta Me
 			release = append(release, job.Released{Job: lock.Holder})
 		}
 		_, err = s.appendJob(ctx, job.LockStream(workspace), workspace, m, lockRecs, now, append(release, job.Admitted{Job: id})...)
-		if errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
+		if errors.Is(err, kernel.ErrConcurrency) && attempt < maxAttempts {
 			continue
 		}
 		if err != nil {
@@ -177,7 +178,7 @@ func (f RestoreFilter) filter() job.Filter {
 // slot reads the workspace's admission stream, and whether the job that
 // holds the slot is still running (not when it ended, or never got its
 // stream).
-func (s *Service) slot(ctx context.Context, workspace string) (job.Lock, []contact.Record, bool, error) {
+func (s *Jobs) slot(ctx context.Context, workspace string) (job.Lock, []kernel.Record, bool, error) {
 	lock, recs, err := s.readLock(ctx, workspace)
 	if err != nil || lock.Holder == "" {
 		return lock, recs, false, err
@@ -195,14 +196,14 @@ func (s *Service) slot(ctx context.Context, workspace string) (job.Lock, []conta
 // notAdmitted ends the stream of a job that was queued but not admitted,
 // so that it never shows as queued. Should that fail too, the job only
 // shows as queued to whoever knows its id, which nobody was given.
-func (s *Service) notAdmitted(ctx context.Context, workspace, id string, m Meta, recs []contact.Record, why string) {
+func (s *Jobs) notAdmitted(ctx context.Context, workspace, id string, m Meta, recs []kernel.Record, why string) {
 	if _, err := s.appendJob(context.WithoutCancel(ctx), job.Stream(id), workspace, m, recs, s.now(), job.Failed{Error: "not admitted: " + why}); err != nil {
 		s.log.Warn("ending a restore job that was not admitted failed", "job", id, "err", err)
 	}
 }
 
 // plan returns the ids of the trashed contacts that match f, as the trash view has them now.
-func (s *Service) plan(ctx context.Context, workspace string, f RestoreFilter) ([]string, error) {
+func (s *Jobs) plan(ctx context.Context, workspace string, f RestoreFilter) ([]string, error) {
 	if err := s.caughtUp(ctx, "trash"); err != nil {
 		return nil, err
 	}
@@ -234,7 +235,7 @@ func (s *Service) plan(ctx context.Context, workspace string, f RestoreFilter) (
 
 // CancelRestoreJob asks a running or queued job to stop; the runner ends it
 // as cancelled. Contacts it restored stay restored. Errors: ErrJobFinished.
-func (s *Service) CancelRestoreJob(ctx context.Context, workspace, id string, meta Meta) (*job.Job, error) {
+func (s *Jobs) CancelRestoreJob(ctx context.Context, workspace, id string, meta Meta) (*job.Job, error) {
 	var already *job.Job
 	err := retryConflicts(func() error {
 		j, recs, err := s.loadJob(ctx, workspace, id)
@@ -242,7 +243,7 @@ func (s *Service) CancelRestoreJob(ctx context.Context, workspace, id string, me
 			return err
 		}
 		if j.State.Terminal() {
-			return contact.Errorf(ErrJobFinished, "the restore job is %s; there is nothing to cancel", j.State)
+			return kernel.Errorf(ErrJobFinished, "the restore job is %s; there is nothing to cancel", j.State)
 		}
 		if j.CancelRequested {
 			already = j
@@ -263,12 +264,12 @@ func validJobID(id string) bool {
 	return err == nil && strings.ToUpper(id) == id
 }
 
-func (s *Service) loadJob(ctx context.Context, workspace, id string) (*job.Job, []contact.Record, error) {
+func (s *Jobs) loadJob(ctx context.Context, workspace, id string) (*job.Job, []kernel.Record, error) {
 	if !validJobID(id) {
-		return nil, nil, contact.Errorf(ErrJobNotFound, "restore job not found (ids are 26-character ULIDs)")
+		return nil, nil, kernel.Errorf(ErrJobNotFound, "restore job not found (ids are 26-character ULIDs)")
 	}
 	recs, err := s.events.ReadStream(ctx, workspace, job.Stream(id))
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return nil, nil, ErrJobNotFound
 	}
 	if err != nil {
@@ -287,9 +288,9 @@ func (s *Service) loadJob(ctx context.Context, workspace, id string) (*job.Job, 
 	return j, recs, nil
 }
 
-func (s *Service) readLock(ctx context.Context, workspace string) (job.Lock, []contact.Record, error) {
+func (s *Jobs) readLock(ctx context.Context, workspace string) (job.Lock, []kernel.Record, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, job.LockStream(workspace))
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return job.Lock{}, nil, nil
 	}
 	if err != nil {
@@ -309,16 +310,16 @@ func (s *Service) readLock(ctx context.Context, workspace string) (job.Lock, []c
 }
 
 // appendJob appends job events after the stream's records prev (nil for a
-// new stream), chained like every other stream. Errors: contact.ErrConcurrency.
-func (s *Service) appendJob(ctx context.Context, stream, workspace string, meta Meta, prev []contact.Record, at time.Time, events ...any) ([]contact.Record, error) {
+// new stream), chained like every other stream. Errors: kernel.ErrConcurrency.
+func (s *Jobs) appendJob(ctx context.Context, stream, workspace string, meta Meta, prev []kernel.Record, at time.Time, events ...any) ([]kernel.Record, error) {
 	return s.appendPlain(ctx, stream, workspace, meta, prev, at, job.TypeOf, events...)
 }
 
 // appendPlain appends events with no personal part (those of jobs and
 // workspace holds) after the stream's records prev (nil for a new stream),
 // chained like every other stream; typeOf names each event's type.
-// Errors: contact.ErrConcurrency.
-func (s *Service) appendPlain(ctx context.Context, stream, workspace string, meta Meta, prev []contact.Record, at time.Time, typeOf func(any) string, events ...any) ([]contact.Record, error) {
+// Errors: kernel.ErrConcurrency.
+func (s *core) appendPlain(ctx context.Context, stream, workspace string, meta Meta, prev []kernel.Record, at time.Time, typeOf func(any) string, events ...any) ([]kernel.Record, error) {
 	var (
 		after    uint64
 		prevHash []byte
@@ -330,25 +331,25 @@ func (s *Service) appendPlain(ctx context.Context, stream, workspace string, met
 	if actor.Principal == "" {
 		actor = jobActor
 	}
-	out := make([]contact.Record, 0, len(events))
+	out := make([]kernel.Record, 0, len(events))
 	for i, e := range events {
 		data, err := json.Marshal(e)
 		if err != nil {
 			return nil, err
 		}
-		r := contact.Record{
+		r := kernel.Record{
 			ID: ulid.Make(), Stream: stream, Version: after + uint64(i) + 1, Type: typeOf(e),
 			Time: at, Workspace: workspace, Actor: actor, CorrelationID: meta.CorrelationID, CausationID: meta.causation(),
 			Schema: 1, Data: data, PrevHash: prevHash,
 		}
-		r.Hash = contact.ChainHash(prevHash, r)
+		r.Hash = kernel.ChainHash(prevHash, r)
 		prevHash = r.Hash
 		out = append(out, r)
 	}
 	if _, err := s.events.Append(ctx, stream, after, out); err != nil {
 		return nil, err
 	}
-	return append(append([]contact.Record(nil), prev...), out...), nil
+	return append(append([]kernel.Record(nil), prev...), out...), nil
 }
 
 // RestorePreview is the answer of a restore job's dry run: what the job
@@ -373,7 +374,7 @@ const MaxPreviewItems = 1000
 // decided exactly as the job's runner would decide it, with nothing
 // written (no job, no event, no claim). Errors: those of StartRestoreJob,
 // but a running job does not refuse a dry run.
-func (s *Service) PreviewRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (RestorePreview, error) {
+func (s *Jobs) PreviewRestoreJob(ctx context.Context, workspace string, meta Meta, f RestoreFilter) (RestorePreview, error) {
 	if err := contact.ValidateClearText("reason", f.Reason); err != nil {
 		return RestorePreview{}, err
 	}
@@ -385,7 +386,7 @@ func (s *Service) PreviewRestoreJob(ctx context.Context, workspace string, meta 
 		return RestorePreview{}, err
 	}
 	if !p.MayRestore(meta.Actor.Role) {
-		return RestorePreview{}, contact.Errorf(contact.ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
+		return RestorePreview{}, kernel.Errorf(kernel.ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
 	}
 	ids, err := s.plan(ctx, workspace, f)
 	if err != nil {
@@ -408,7 +409,7 @@ func (s *Service) PreviewRestoreJob(ctx context.Context, workspace string, meta 
 		for i, cid := range cids {
 			it := BulkItem{ID: cid.String(), Result: results[i], Err: errs[i]}
 			if errs[i] != nil {
-				if contact.ErrorCode(errs[i]) == "" {
+				if kernel.ErrorCode(errs[i]) == "" {
 					return RestorePreview{}, errs[i]
 				}
 				out.Failed++

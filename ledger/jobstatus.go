@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // jobStatuses keeps the restore jobs whose status was read lately, folded,
@@ -61,8 +61,8 @@ func (c *jobStatuses) entry(workspace, id string) *jobStatus {
 // field but its plan and the set of contacts it is done with. With a store
 // that reads a stream from a version on, it folds only the events appended
 // since the job was last read.
-func (s *Service) RestoreJob(ctx context.Context, workspace, id string) (*job.Job, error) {
-	tr, ok := s.events.(contact.TailReader)
+func (s *Jobs) RestoreJob(ctx context.Context, workspace, id string) (*job.Job, error) {
+	tr, ok := s.events.(kernel.TailReader)
 	if !ok || !validJobID(id) {
 		j, _, err := s.loadJob(ctx, workspace, id)
 		if err != nil {

@@ -1,7 +1,7 @@
 // Package ledger is the application layer: it loads contacts from the log,
 // runs their commands, seals their personal data, appends the events and
 // answers queries. It talks to storage only through the ports below and
-// contact.EventStore.
+// kernel.EventStore.
 package ledger
 
 import (
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // KeyRow is a data key as the key vault stores it: wrapped by a key-encryption key.
@@ -25,7 +26,7 @@ type KeyRow struct {
 
 // KeyStore is the key-vault part of the state store.
 type KeyStore interface {
-	// PutKey stores a new key. Errors: contact.ErrAlreadyExists when the owner has one.
+	// PutKey stores a new key. Errors: kernel.ErrAlreadyExists when the owner has one.
 	PutKey(ctx context.Context, k KeyRow) error
 	// GetKeys returns the keys of the given owners in workspace; destroyed or
 	// unknown ones are absent from the map.
@@ -40,11 +41,11 @@ type KeyStore interface {
 // a key never outlives a create that failed.
 type KeyedAppender interface {
 	// AppendWithKeys stores keys[i] (none when its Owner is "") with the
-	// append of batch[i], for every i, as contact.BatchAppender's
+	// append of batch[i], for every i, as kernel.BatchAppender's
 	// AppendMany appends: per stream, in one commit. A stream whose key's
-	// owner already has a key fails with contact.ErrAlreadyExists, and
+	// owner already has a key fails with kernel.ErrAlreadyExists, and
 	// nothing of it is stored. Errors: as AppendMany's.
-	AppendWithKeys(ctx context.Context, keys []KeyRow, batch []contact.StreamAppend) ([]contact.AppendResult, error)
+	AppendWithKeys(ctx context.Context, keys []KeyRow, batch []kernel.StreamAppend) ([]kernel.AppendResult, error)
 }
 
 // KeyBatchStore is implemented by key stores that destroy many keys at once.
@@ -85,7 +86,7 @@ type Workspace struct {
 type Token struct {
 	ID        string
 	Workspace string
-	Role      contact.Role
+	Role      kernel.Role
 	Hash      []byte
 	Label     string
 	CreatedAt time.Time
@@ -96,24 +97,24 @@ type Token struct {
 type Directory interface {
 	// CreateWorkspace stores a new workspace. Errors: ErrWorkspaceExists.
 	CreateWorkspace(ctx context.Context, w Workspace) error
-	// Workspace returns one workspace. Errors: contact.ErrWorkspaceNotFound.
+	// Workspace returns one workspace. Errors: kernel.ErrWorkspaceNotFound.
 	Workspace(ctx context.Context, name string) (Workspace, error)
 	// Workspaces lists every workspace by name.
 	Workspaces(ctx context.Context) ([]Workspace, error)
-	// SavePolicy replaces a workspace's policy. Errors: contact.ErrWorkspaceNotFound.
+	// SavePolicy replaces a workspace's policy. Errors: kernel.ErrWorkspaceNotFound.
 	SavePolicy(ctx context.Context, name string, p contact.Policy) error
 	// CreateToken stores a new token.
 	CreateToken(ctx context.Context, t Token) error
-	// Token returns a token by id, revoked or not. Errors: contact.ErrNotFound.
+	// Token returns a token by id, revoked or not. Errors: kernel.ErrNotFound.
 	Token(ctx context.Context, id string) (Token, error)
-	// RevokeToken marks a token revoked. Errors: contact.ErrNotFound.
+	// RevokeToken marks a token revoked. Errors: kernel.ErrNotFound.
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 	// Tokens lists a workspace's tokens, oldest first.
 	Tokens(ctx context.Context, workspace string) ([]Token, error)
 }
 
 // ErrWorkspaceExists is returned when creating a workspace whose name is taken.
-var ErrWorkspaceExists = &contact.Error{Code: contact.CodeConflict, Reason: "workspace-exists", Message: "a workspace with this name already exists"}
+var ErrWorkspaceExists = &kernel.Error{Code: kernel.CodeConflict, Reason: "workspace-exists", Message: "a workspace with this name already exists"}
 
 // Cursor is a place in a view's order (newest first), for keyset pagination.
 type Cursor struct {
@@ -157,15 +158,15 @@ type ReadModels interface {
 // Progress tells how far projections are, so that queries can wait to read their own writes.
 type Progress interface {
 	// WaitFor returns when projection has applied every event up to pos, or
-	// fails with a contact.CodeUnavailable error when that takes too long.
-	WaitFor(ctx context.Context, projection string, pos contact.Position) error
+	// fails with a kernel.CodeUnavailable error when that takes too long.
+	WaitFor(ctx context.Context, projection string, pos kernel.Position) error
 }
 
 // LogQuery selects events of one workspace for the audit log. Zero fields don't filter.
 type LogQuery struct {
 	Workspace string
 	// After is the position to resume after (the zero Position: from the start).
-	After contact.Position
+	After kernel.Position
 	// Since is inclusive, Until exclusive.
 	Since, Until time.Time
 	Types        []string
@@ -182,11 +183,11 @@ type LogReader interface {
 	// match the filters, in global order. Like ReadAll, it never returns an
 	// event before one that may still commit, so resuming after the last
 	// position read skips nothing.
-	ReadLog(ctx context.Context, q LogQuery) ([]contact.Record, error)
+	ReadLog(ctx context.Context, q LogQuery) ([]kernel.Record, error)
 }
 
 // Matches reports whether r passes the query's filters (the workspace included).
-func (q LogQuery) Matches(r contact.Record) bool {
+func (q LogQuery) Matches(r kernel.Record) bool {
 	if r.Workspace != q.Workspace || (q.Stream != "" && r.Stream != q.Stream) || (q.Actor != "" && r.Actor.Principal != q.Actor) {
 		return false
 	}
@@ -365,4 +366,130 @@ func FindIdentitiesMany(ctx context.Context, ids Identities, workspace string, q
 		out[i] = ms
 	}
 	return out, nil
+}
+
+// Lease lets one process at a time run a named background task when
+// several share a store: a projection (Acquire, held while it runs), the
+// retention sweep or a workspace's restore jobs (TryAcquire, per round).
+// It is the one port for the store's advisory locks. The embedded store has
+// one process and needs none (nil); PostgreSQL implements it with session
+// advisory locks. Correctness never rests on it alone: appends are
+// optimistic, checkpoints move by compare-and-set, and a job checks each
+// contact's stream before restoring it.
+type Lease interface {
+	// Acquire blocks until this process holds the lease called name. The
+	// returned context ends when the lease is lost; release gives it up.
+	Acquire(ctx context.Context, name string) (leaseCtx context.Context, release func(), err error)
+	// TryAcquire takes the named lease if it is free; release gives it back.
+	TryAcquire(ctx context.Context, name string) (release func(), ok bool, err error)
+}
+
+// IdentityClaims is the synchronous half of identity uniqueness, in the
+// state store: one claim per (workspace, kind, index), written before the
+// append of the event that gives a contact the value, under a unique key,
+// so that of two commands racing for one value exactly one gets it, on any
+// replica. The identity index (a projection) is the other half: it knows
+// every contact, claims or not, but only eventually. A claim whose contact
+// does not hold the value any more (it changed, was erased, or its create
+// died before appending) is taken over by the next claimant.
+type IdentityClaims interface {
+	// ClaimIdentity records c unless (workspace, kind, index) is claimed:
+	// then it returns the claim there, and inserted is false (the claim may
+	// be c.Contact's own already).
+	ClaimIdentity(ctx context.Context, c IdentityClaim) (cur IdentityClaim, inserted bool, err error)
+	// IdentityClaimOf returns the claim of (workspace, kind, index), if any.
+	IdentityClaimOf(ctx context.Context, workspace, kind, index string) (IdentityClaim, bool, error)
+	// TakeOverIdentity gives the claim of (c.Workspace, c.Kind, c.Index) to
+	// c.Contact if it is still from's; it reports whether it did.
+	TakeOverIdentity(ctx context.Context, c IdentityClaim, from contact.ID) (bool, error)
+	// ReleaseIdentity deletes the claim of (workspace, kind, index) if it is id's.
+	ReleaseIdentity(ctx context.Context, workspace, kind, index string, id contact.ID) error
+	// ClaimIdentities is ClaimIdentity for many values at once, in one
+	// statement: cur[i] and inserted[i] answer cs[i]. No value may be in
+	// cs twice.
+	ClaimIdentities(ctx context.Context, cs []IdentityClaim) (cur []IdentityClaim, inserted []bool, err error)
+	// ReleaseIdentities deletes each claim of cs that is still its
+	// Contact's, in one statement.
+	ReleaseIdentities(ctx context.Context, cs []IdentityClaim) error
+}
+
+// LogCounter is implemented by event stores that count a workspace's events.
+type LogCounter interface {
+	// CountLog counts the events matching q after q.After, up to q.Limit
+	// (when set): counting stops there.
+	CountLog(ctx context.Context, q LogQuery) (int64, error)
+}
+
+// WebhookStore keeps subscriptions, their delivery checkpoints, pending
+// retries, attempts and erasure acknowledgments.
+type WebhookStore interface {
+	// CreateWebhook stores a new subscription whose delivery starts after start.
+	CreateWebhook(ctx context.Context, w Webhook, start kernel.Position) error
+	// Webhook returns one subscription of workspace. Errors: kernel.ErrNotFound.
+	Webhook(ctx context.Context, workspace, id string) (Webhook, error)
+	// Webhooks lists workspace's subscriptions by id, or every
+	// workspace's when workspace is empty.
+	Webhooks(ctx context.Context, workspace string) ([]Webhook, error)
+	// UpdateWebhook replaces a subscription's settings and secrets and
+	// bumps its revision. Errors: kernel.ErrNotFound.
+	UpdateWebhook(ctx context.Context, w Webhook) error
+	// DeleteWebhook deletes a subscription with its progress, pending
+	// events and attempts; its erasure acknowledgments stay (receipts show
+	// them). Errors: kernel.ErrNotFound.
+	DeleteWebhook(ctx context.Context, workspace, id string) error
+	// WebhookProgress returns a subscription's progress. Errors: kernel.ErrNotFound.
+	WebhookProgress(ctx context.Context, id string) (WebhookProgress, error)
+	// PendingDeliveries returns up to limit pending events of a
+	// subscription after position after, in log order.
+	PendingDeliveries(ctx context.Context, id string, after kernel.Position, limit int) ([]PendingDelivery, error)
+	// CommitDeliveries writes a batch. Errors: kernel.ErrConcurrency when
+	// the subscription's checkpoint is no longer b.From or its generation
+	// no longer b.Generation (a replay, another deliverer),
+	// kernel.ErrNotFound when it was deleted.
+	CommitDeliveries(ctx context.Context, b DeliveryBatch) error
+	// ReplayWebhook moves a subscription's checkpoint back to after, never
+	// forward (when since is set, events older than since are skipped),
+	// forgets its pending events after that position (they come again),
+	// moves its generation (so a deliverer's commit in flight fails and it
+	// sends again from the checkpoint) and bumps its revision. Errors:
+	// kernel.ErrNotFound.
+	ReplayWebhook(ctx context.Context, workspace, id string, after kernel.Position, since time.Time) error
+	// AddAttempts records attempts made outside delivery (test messages).
+	AddAttempts(ctx context.Context, attempts []DeliveryAttempt) error
+	// DeliveryAttempts returns one page of a subscription's attempts, newest first.
+	DeliveryAttempts(ctx context.Context, workspace, id string, q AttemptQuery) ([]DeliveryAttempt, error)
+	// ErasureAcks returns the erasure acknowledgments of a contact, by subscription.
+	ErasureAcks(ctx context.Context, workspace, contactID string) ([]ErasureAck, error)
+	// PruneAttempts deletes attempts made before before, and reports how many.
+	PruneAttempts(ctx context.Context, before time.Time) (int, error)
+}
+
+// WebhookSender sends webhooks over HTTP without reaching the deployment's
+// own network: addresses that are not public are refused unless allowed.
+type WebhookSender interface {
+	// CheckURL refuses a URL that is malformed or whose host is, or
+	// resolves to, an address that may not be delivered to. Errors: a
+	// kernel.CodeInvalid error naming the field "url".
+	CheckURL(ctx context.Context, raw string) error
+	// Send makes one attempt to deliver m.
+	Send(ctx context.Context, m WebhookMessage) WebhookResponse
+}
+
+// RowReader yields the rows of an import file, one at a time, without
+// holding the file in memory. Next returns io.EOF after the last row, and a
+// *FileError when the file itself is malformed.
+type RowReader interface {
+	Next() (ImportRow, error)
+}
+
+// Observer is told what the service does, for metrics. Implementations
+// must not keep or label anything personal: they get names and errors only.
+type Observer interface {
+	// Command records a command (create, update, archive, ...) and its result.
+	Command(name string, err error, d time.Duration)
+	// Append records an append to the log.
+	Append(d time.Duration, err error)
+	// RetentionSkipped records n contacts a retention sweep left in trash
+	// past the window, and why (SkipContactHold, SkipWorkspaceHold).
+	RetentionSkipped(reason string, n int)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -26,7 +27,7 @@ type Reapplied struct {
 }
 
 // reapplyActor is the actor of the tombstones that re-applying writes.
-var reapplyActor = contact.System("erasures-reapply")
+var reapplyActor = kernel.System("erasures-reapply")
 
 // Reapply makes the erasure a receipt proves true again after a restore
 // from a backup taken before it: the contact's data key is destroyed again,
@@ -35,13 +36,13 @@ var reapplyActor = contact.System("erasures-reapply")
 // original tombstone's id), so that the views, the history and the identity
 // index agree once the projections have read it. The caller must have
 // verified the receipt. Running it twice changes nothing more.
-func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (Reapplied, error) {
+func (s *Audit) Reapply(ctx context.Context, rc Receipt, correlation string) (Reapplied, error) {
 	id, err := contact.ParseID(rc.Contact)
 	if err != nil {
 		return Reapplied{}, fmt.Errorf("receipt names contact %q: %w", rc.Contact, err)
 	}
 	out := Reapplied{Workspace: rc.Workspace, Contact: id}
-	if _, err := s.dir.Workspace(ctx, rc.Workspace); errors.Is(err, contact.ErrWorkspaceNotFound) {
+	if _, err := s.dir.Workspace(ctx, rc.Workspace); errors.Is(err, kernel.ErrWorkspaceNotFound) {
 		out.Tombstone = "no workspace"
 		return out, nil
 	} else if err != nil {
@@ -58,7 +59,7 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 	}
 	for attempt := 1; ; attempt++ {
 		l, err := s.load(ctx, rc.Workspace, id)
-		if errors.Is(err, contact.ErrNotFound) {
+		if errors.Is(err, kernel.ErrNotFound) {
 			out.Tombstone = "no contact"
 			break
 		}
@@ -81,7 +82,7 @@ func (s *Service) Reapply(ctx context.Context, rc Receipt, correlation string) (
 		if err != nil {
 			return out, err
 		}
-		if _, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), recs); errors.Is(err, contact.ErrConcurrency) && attempt < maxAttempts {
+		if _, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), recs); errors.Is(err, kernel.ErrConcurrency) && attempt < maxAttempts {
 			continue
 		} else if err != nil {
 			return out, err

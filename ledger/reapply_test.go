@@ -8,6 +8,7 @@ import (
 	"github.com/contactledger/ledger/adapters/keyring"
 	"github.com/contactledger/ledger/adapters/sqlite"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -15,11 +16,11 @@ import (
 // its quickest: a tombstone's data key is destroyed the moment the
 // tombstone is appended, before the appender looks at the key again.
 type erasingLog struct {
-	contact.EventStore
+	kernel.EventStore
 	vault *ledger.Vault
 }
 
-func (l erasingLog) Append(ctx context.Context, stream string, expected uint64, recs []contact.Record) (contact.Position, error) {
+func (l erasingLog) Append(ctx context.Context, stream string, expected uint64, recs []kernel.Record) (kernel.Position, error) {
 	pos, err := l.EventStore.Append(ctx, stream, expected, recs)
 	if err != nil {
 		return pos, err
@@ -57,7 +58,7 @@ func TestReapplyReportsTheKeyItDestroyed(t *testing.T) {
 	if _, err := svc.CreateWorkspace(ctx, "ws"); err != nil {
 		t.Fatal(err)
 	}
-	actor := contact.Actor{Principal: "tok_test", Role: contact.RoleAdmin}
+	actor := kernel.Actor{Principal: "tok_test", Role: kernel.RoleAdmin}
 	res, err := svc.Create(ctx, "ws", ledger.Meta{Actor: actor, CorrelationID: "req-1"}, contact.Draft{Personal: contact.Personal{Name: "Restored Person"}})
 	if err != nil {
 		t.Fatal(err)

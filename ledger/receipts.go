@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/gowebpki/jcs"
 )
 
@@ -53,7 +54,7 @@ type ReceiptErasure struct {
 	EventID string          `json:"event_id"`
 	Type    string          `json:"type"`
 	At      time.Time       `json:"at"`
-	By      contact.Actor   `json:"by"`
+	By      kernel.Actor    `json:"by"`
 	Reason  string          `json:"reason,omitempty"`
 	Trigger contact.Trigger `json:"trigger"`
 	// Request references the request behind it (a data subject request, a ticket).
@@ -143,14 +144,14 @@ func KeyID(pub ed25519.PublicKey) string {
 
 // The errors of receipts.
 var (
-	ErrNotErased      = &contact.Error{Code: contact.CodeConflict, Reason: "not-erased", Message: "the contact was not purged or anonymized; there is no erasure to prove"}
-	ErrErasurePending = &contact.Error{Code: contact.CodeUnavailable, Reason: "erasure-pending", Message: "the contact's data key is still being destroyed; retry shortly"}
+	ErrNotErased      = &kernel.Error{Code: kernel.CodeConflict, Reason: "not-erased", Message: "the contact was not purged or anonymized; there is no erasure to prove"}
+	ErrErasurePending = &kernel.Error{Code: kernel.CodeUnavailable, Reason: "erasure-pending", Message: "the contact's data key is still being destroyed; retry shortly"}
 )
 
 // ErasureReceipt issues a signed receipt for a purged or anonymized contact.
 // It reads the trail from the log and checks its chain and that the key is
 // really gone before it signs.
-func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id contact.ID) ([]byte, error) {
+func (s *Audit) ErasureReceipt(ctx context.Context, workspace string, id contact.ID) ([]byte, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
 	if err != nil {
 		return nil, err
@@ -170,7 +171,7 @@ func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id conta
 	if !key.Destroyed {
 		return nil, ErrErasurePending
 	}
-	v := contact.NewChainVerifier()
+	v := kernel.NewChainVerifier()
 	hashes := make([][]byte, 0, len(recs))
 	for _, r := range recs {
 		if b := v.Add(r); b != nil {
@@ -198,7 +199,7 @@ func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id conta
 				Why: "they hold no personal data and prove what happened to the contact (reasons, tags, list names and link ids are sealed with the personal fields, except in events written before they were)"},
 		},
 		Trail: ReceiptTrail{Stream: id.Stream(), Events: uint64(len(recs)), FirstEventID: recs[0].ID.String(), LastEventID: recs[len(recs)-1].ID.String(),
-			HeadHash: b64.EncodeToString(recs[len(recs)-1].Hash), Algorithm: contact.TrailDigestAlgorithm, Digest: b64.EncodeToString(contact.TrailDigest(hashes))},
+			HeadHash: b64.EncodeToString(recs[len(recs)-1].Hash), Algorithm: kernel.TrailDigestAlgorithm, Digest: b64.EncodeToString(kernel.TrailDigest(hashes))},
 		Signer: ReceiptSigner{Algorithm: "ed25519", KeyID: KeyID(pub), PublicKey: b64.EncodeToString(pub), Canonicalization: Canonicalization},
 	}
 	if rc.Erased.Fields == nil {
@@ -240,7 +241,7 @@ func (s *Service) ErasureReceipt(ctx context.Context, workspace string, id conta
 // propagation lists every subscription that was sent the contact's erasure
 // notice, and every subscription of the workspace made before the erasure
 // that has not been sent it yet (delivery lags, or the subscription is disabled).
-func (s *Service) propagation(ctx context.Context, workspace string, id contact.ID, erasedAt time.Time) (ReceiptPropagation, error) {
+func (s *Audit) propagation(ctx context.Context, workspace string, id contact.ID, erasedAt time.Time) (ReceiptPropagation, error) {
 	acks, err := s.webhooks.ErasureAcks(ctx, workspace, id.String())
 	if err != nil {
 		return ReceiptPropagation{}, err
@@ -286,8 +287,19 @@ func ReceiptPropagationOf(doc []byte) (*ReceiptPropagation, error) {
 }
 
 // SigningPublicKey returns the public half of the deployment's receipt-signing key.
-func (s *Service) SigningPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
+func (s *Audit) SigningPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
 	sk, err := s.vault.SigningKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sk.Public().(ed25519.PublicKey), nil
+}
+
+// ExistingSigningPublicKey returns the public half of the deployment's
+// receipt-signing key without ever creating one (checking receipts must not
+// make a key they could not have been signed with). Errors: ErrNoSigningKey.
+func (s *Audit) ExistingSigningPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
+	sk, err := s.vault.ExistingSigningKey(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -363,8 +375,8 @@ func VerifyReceipt(doc []byte, trusted ed25519.PublicKey) (Receipt, error) {
 // (as `ledger replay contact <id> --json` prints them): every chain hash is
 // recomputed from the event's stored bytes, every link checked, and the
 // digest, count and ends compared with the receipt's.
-func CheckTrail(rc Receipt, recs []contact.Record) error {
-	v := contact.NewChainVerifier()
+func CheckTrail(rc Receipt, recs []kernel.Record) error {
+	v := kernel.NewChainVerifier()
 	hashes := make([][]byte, 0, len(recs))
 	for _, r := range recs {
 		if r.Stream != rc.Trail.Stream {
@@ -378,7 +390,7 @@ func CheckTrail(rc Receipt, recs []contact.Record) error {
 	if uint64(len(recs)) != rc.Trail.Events || len(recs) == 0 {
 		return fmt.Errorf("%w: the trail has %d events, the receipt %d", ErrBadReceipt, len(recs), rc.Trail.Events)
 	}
-	if d := b64.EncodeToString(contact.TrailDigest(hashes)); d != rc.Trail.Digest {
+	if d := b64.EncodeToString(kernel.TrailDigest(hashes)); d != rc.Trail.Digest {
 		return fmt.Errorf("%w: the trail's digest is %s, the receipt's %s", ErrBadReceipt, d, rc.Trail.Digest)
 	}
 	if recs[0].ID.String() != rc.Trail.FirstEventID || recs[len(recs)-1].ID.String() != rc.Trail.LastEventID {

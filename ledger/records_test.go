@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/ledgertest"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -93,15 +94,15 @@ func TestAuditLogAndChains(t *testing.T) {
 	e.Clock.Advance(time.Minute)
 	b := e.Create(t, "Bob", "")
 	e.Move(t, b, ledger.Archive)
-	member := ledger.Meta{Actor: contact.Actor{Principal: "tok_member", Role: contact.RoleMember}, CorrelationID: "req-m"}
+	member := ledger.Meta{Actor: kernel.Actor{Principal: "tok_member", Role: kernel.RoleMember}, CorrelationID: "req-m"}
 	if _, err := e.Svc.Transition(ctx, ws, a, member, ledger.Archive, ledger.TransitionInput{}); err != nil {
 		t.Fatal(err)
 	}
-	read := func(q ledger.LogQuery) []contact.Record {
+	read := func(q ledger.LogQuery) []kernel.Record {
 		t.Helper()
-		var out []contact.Record
+		var out []kernel.Record
 		q.Workspace = ws
-		if err := e.Svc.AuditLog(ctx, q, func(recs []contact.Record) error { out = append(out, recs...); return nil }); err != nil {
+		if err := e.Svc.AuditLog(ctx, q, func(recs []kernel.Record) error { out = append(out, recs...); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return out
@@ -158,15 +159,15 @@ func TestTokens(t *testing.T) {
 	if _, err := e.Svc.CreateWorkspace(ctx, ws); !errors.Is(err, ledger.ErrWorkspaceExists) {
 		t.Fatalf("a second workspace of one name: %v", err)
 	}
-	if _, err := e.Svc.CreateWorkspace(ctx, "Bad Name!"); !errors.Is(err, contact.ErrInvalid) {
+	if _, err := e.Svc.CreateWorkspace(ctx, "Bad Name!"); !errors.Is(err, kernel.ErrInvalid) {
 		t.Fatalf("a malformed workspace name: %v", err)
 	}
-	secret, tok, err := e.Svc.CreateToken(ctx, ws, contact.RoleMember, "ci")
+	secret, tok, err := e.Svc.CreateToken(ctx, ws, kernel.RoleMember, "ci")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := e.Svc.Authenticate(ctx, secret)
-	if err != nil || p.TokenID != tok.ID || p.Workspace != ws || p.Role != contact.RoleMember || p.Actor().Principal != tok.ID {
+	if err != nil || p.TokenID != tok.ID || p.Workspace != ws || p.Role != kernel.RoleMember || p.Actor().Principal != tok.ID {
 		t.Fatalf("authenticate: %+v, %v", p, err)
 	}
 	for _, tc := range []struct{ name, bearer string }{
@@ -185,11 +186,11 @@ func TestTokens(t *testing.T) {
 			t.Fatalf("find by %q: %+v, %v", key, got, err)
 		}
 	}
-	_, otherTok, err := e.Svc.CreateToken(ctx, "other", contact.RoleAdmin, "")
+	_, otherTok, err := e.Svc.CreateToken(ctx, "other", kernel.RoleAdmin, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Svc.RevokeWorkspaceToken(ctx, ws, otherTok.ID); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := e.Svc.RevokeWorkspaceToken(ctx, ws, otherTok.ID); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("revoking another workspace's token: %v; want not found", err)
 	}
 	if err := e.Svc.Recheck(ctx, p); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/ledgertest"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -35,7 +36,7 @@ func trashed(t *testing.T, e *ledgertest.Env, req string, n int) []contact.ID {
 }
 
 // lastEvent returns the newest record of a contact's stream.
-func lastEvent(t *testing.T, e *ledgertest.Env, id contact.ID) contact.Record {
+func lastEvent(t *testing.T, e *ledgertest.Env, id contact.ID) kernel.Record {
 	t.Helper()
 	recs, err := e.Events.ReadStream(t.Context(), ledgertest.Workspace, id.Stream())
 	if err != nil {
@@ -211,19 +212,19 @@ func TestRestoreJobRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Svc.SetPolicy(ctx, ledgertest.Workspace, contact.PolicySettings{RetentionDays: 30, RestoreRole: contact.RoleAdmin, PurgeAllowed: true}); err != nil {
+	if _, err := e.Svc.SetPolicy(ctx, ledgertest.Workspace, contact.PolicySettings{RetentionDays: 30, RestoreRole: kernel.RoleAdmin, PurgeAllowed: true}); err != nil {
 		t.Fatal(err)
 	}
-	member := ledger.Meta{Actor: contact.Actor{Principal: "tok_member", Role: contact.RoleMember}, CorrelationID: "req-m"}
+	member := ledger.Meta{Actor: kernel.Actor{Principal: "tok_member", Role: kernel.RoleMember}, CorrelationID: "req-m"}
 	for _, tc := range []struct {
 		name string
 		meta ledger.Meta
 		f    ledger.RestoreFilter
 		want error
 	}{
-		{"a reason holding an email", ledgertest.Meta("r1"), ledger.RestoreFilter{Reason: "asked by ann@example.com"}, contact.ErrInvalid},
-		{"a malformed operation", ledgertest.Meta("r2"), ledger.RestoreFilter{Operation: "bulk:has spaces"}, contact.ErrInvalid},
-		{"a member when only admins restore", member, ledger.RestoreFilter{}, contact.ErrRoleNotAllowed},
+		{"a reason holding an email", ledgertest.Meta("r1"), ledger.RestoreFilter{Reason: "asked by ann@example.com"}, kernel.ErrInvalid},
+		{"a malformed operation", ledgertest.Meta("r2"), ledger.RestoreFilter{Operation: "bulk:has spaces"}, kernel.ErrInvalid},
+		{"a member when only admins restore", member, ledger.RestoreFilter{}, kernel.ErrRoleNotAllowed},
 		{"a second job while one is queued", ledgertest.Meta("r3"), ledger.RestoreFilter{}, ledger.ErrJobRunning},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -43,7 +44,7 @@ const (
 )
 
 // retentionActor is who retention purges are recorded as.
-var retentionActor = contact.System("retention")
+var retentionActor = kernel.System("retention")
 
 // SweepRetention purges, in every workspace (or only the named one), each
 // contact that has been in trash longer than the workspace's retention
@@ -51,7 +52,7 @@ var retentionActor = contact.System("retention")
 // whose policy turns retention or purging off are left alone; so is every
 // contact of a workspace under legal hold, and every contact under legal
 // hold of its own: the report counts them.
-func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepReport, error) {
+func (s *Retention) SweepRetention(ctx context.Context, only string) ([]SweepReport, error) {
 	ws, err := s.dir.Workspaces(ctx)
 	if err != nil {
 		return nil, err
@@ -90,7 +91,7 @@ func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepRepor
 			last := items[len(items)-1]
 			q.After = &Cursor{SortAt: last.SortAt, ID: last.Contact.ID.String()}
 		}
-		wh, _, err := s.WorkspaceHold(ctx, w.Name)
+		wh, _, err := s.holds.WorkspaceHold(ctx, w.Name)
 		if err != nil {
 			return out, err
 		}
@@ -102,7 +103,7 @@ func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepRepor
 		meta := Meta{Actor: retentionActor, CorrelationID: "retention-" + sweep, Operation: OperationRetention + sweep}
 		for from := 0; from < len(due); from += retentionChunk {
 			part := due[from:min(from+retentionChunk, len(due))]
-			_, errs := s.TransitionMany(ctx, w.Name, part, meta, Purge,
+			_, errs := s.contacts.TransitionMany(ctx, w.Name, part, meta, Purge,
 				TransitionInput{Reason: "in trash longer than the workspace's retention", Trigger: contact.TriggerRetention})
 			for i, err := range errs {
 				id := part[i]
@@ -136,7 +137,7 @@ func (s *Service) SweepRetention(ctx context.Context, only string) ([]SweepRepor
 
 // RunRetention sweeps every interval until ctx ends, the first time at
 // once. With a lease, only the replica holding it sweeps.
-func (s *Service) RunRetention(ctx context.Context, interval time.Duration, lease Lease) error {
+func (s *Retention) RunRetention(ctx context.Context, interval time.Duration, lease Lease) error {
 	for {
 		func() {
 			if lease != nil {

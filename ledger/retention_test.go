@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/ledgertest"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -39,7 +40,7 @@ func (s *skips) get(reason string) int {
 
 func setRetention(t *testing.T, e *ledgertest.Env, days int) {
 	t.Helper()
-	if _, err := e.Svc.SetPolicy(t.Context(), ledgertest.Workspace, contact.PolicySettings{RetentionDays: days, RestoreRole: contact.RoleMember, PurgeAllowed: days > 0}); err != nil {
+	if _, err := e.Svc.SetPolicy(t.Context(), ledgertest.Workspace, contact.PolicySettings{RetentionDays: days, RestoreRole: kernel.RoleMember, PurgeAllowed: days > 0}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,7 +3,7 @@ package ledger
 import (
 	"errors"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // retryConflicts runs attempt until it succeeds, fails otherwise than by a
@@ -13,7 +13,7 @@ import (
 func retryConflicts(attempt func() error) error {
 	for n := 1; ; n++ {
 		err := attempt()
-		if n < maxAttempts && errors.Is(err, contact.ErrConcurrency) {
+		if n < maxAttempts && errors.Is(err, kernel.ErrConcurrency) {
 			continue
 		}
 		return err

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // ImportRow is one contact of an import file. Empty fields are not
@@ -26,13 +26,6 @@ type ImportRow struct {
 	Address    string  `json:"address"`
 	Tags       TagList `json:"tags"`
 	ExternalID string  `json:"external_id"`
-}
-
-// RowReader yields the rows of an import file, one at a time, without
-// holding the file in memory. Next returns io.EOF after the last row, and a
-// *FileError when the file itself is malformed.
-type RowReader interface {
-	Next() (ImportRow, error)
 }
 
 // FileError is a malformed import file: the import changes nothing.
@@ -50,7 +43,7 @@ func (e *FileError) Error() string {
 
 // Unwrap makes a FileError a 400 for the HTTP adapter.
 func (e *FileError) Unwrap() error {
-	return &contact.Error{Code: contact.CodeBadRequest, Reason: "malformed-import", Message: "the import file is malformed, nothing was imported: " + e.Error()}
+	return &kernel.Error{Code: kernel.CodeBadRequest, Reason: "malformed-import", Message: "the import file is malformed, nothing was imported: " + e.Error()}
 }
 
 // MaxImportRow is the longest row an import file may have: a CSV record
@@ -132,6 +125,23 @@ func (l *TagList) UnmarshalJSON(b []byte) error {
 }
 
 var errTagList = errors.New("must be an array of strings or a string of tags separated by ';'")
+
+// ErrImportMediaType is returned for an import of a media type other than
+// CSV or JSON.
+var ErrImportMediaType = &kernel.Error{Code: kernel.CodeMediaType, Reason: "unsupported-media-type", Message: "send the import as text/csv or application/json"}
+
+// ImportRows returns the row reader for an import of media type mt: CSV
+// (text/csv, application/csv) or JSON (application/json), as the API's
+// import and the command line's both take. Errors: ErrImportMediaType.
+func ImportRows(mt string, r io.Reader) (RowReader, error) {
+	switch mt {
+	case "text/csv", "application/csv":
+		return NewCSVRows(r)
+	case "application/json":
+		return NewJSONRows(r)
+	}
+	return nil, ErrImportMediaType
+}
 
 type csvRows struct {
 	r     *csv.Reader

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 )
 
@@ -30,7 +31,7 @@ var ViewNames = []string{"active", "archived", "trash", "anonymized"}
 
 // Options wires a Service.
 type Options struct {
-	Events    contact.EventStore
+	Events    kernel.EventStore
 	Vault     *Vault
 	Directory Directory
 	Views     ReadModels
@@ -59,21 +60,10 @@ type Options struct {
 	Sender   WebhookSender
 }
 
-// Observer is told what the service does, for metrics. Implementations
-// must not keep or label anything personal: they get names and errors only.
-type Observer interface {
-	// Command records a command (create, update, archive, ...) and its result.
-	Command(name string, err error, d time.Duration)
-	// Append records an append to the log.
-	Append(d time.Duration, err error)
-	// RetentionSkipped records n contacts a retention sweep left in trash
-	// past the window, and why (SkipContactHold, SkipWorkspaceHold).
-	RetentionSkipped(reason string, n int)
-}
-
-// Service runs commands and queries on contacts.
-type Service struct {
-	events      contact.EventStore
+// core is what every capability shares: the ports, the vault, the clock,
+// the caches, and the helpers that load, decide and append.
+type core struct {
+	events      kernel.EventStore
 	vault       *Vault
 	dir         Directory
 	views       ReadModels
@@ -97,9 +87,9 @@ type Service struct {
 	sender        WebhookSender
 }
 
-// New returns a Service.
-func New(o Options) *Service {
-	s := &Service{
+// newCore wires the shared core from the options.
+func newCore(o Options) *core {
+	s := &core{
 		events: o.Events, vault: o.Vault, dir: o.Directory, views: o.Views, identities: o.Identities, claims: o.Claims,
 		progress: o.Progress, sessions: o.Sessions, clock: o.Now, log: o.Logger, metrics: o.Metrics,
 		keysWithLog: o.KeysWithLog, jobKick: make(chan struct{}, 1), webhooks: o.Webhooks, sender: o.Sender,
@@ -116,26 +106,17 @@ func New(o Options) *Service {
 	return s
 }
 
-// Vault returns the service's key vault.
-func (s *Service) Vault() *Vault { return s.vault }
-
-// Directory returns the service's directory of workspaces and tokens.
-func (s *Service) Directory() Directory { return s.dir }
-
-// Events returns the log.
-func (s *Service) Events() contact.EventStore { return s.events }
-
-func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+func (s *core) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
 
 // observe records a command's outcome when metrics are on.
-func (s *Service) observe(name string, start time.Time, err error) {
+func (s *core) observe(name string, start time.Time, err error) {
 	if s.metrics != nil {
 		s.metrics.Command(name, err, time.Since(start))
 	}
 }
 
 // appendEvents appends to the log, timing it.
-func (s *Service) appendEvents(ctx context.Context, stream string, expected uint64, recs []contact.Record) (contact.Position, error) {
+func (s *core) appendEvents(ctx context.Context, stream string, expected uint64, recs []kernel.Record) (kernel.Position, error) {
 	start := time.Now()
 	pos, err := s.events.Append(ctx, stream, expected, recs)
 	if s.metrics != nil {
@@ -150,7 +131,7 @@ type View struct {
 	// PurgeAfter is when retention will purge a trashed contact, under the current policy.
 	PurgeAfter *time.Time
 	// Position is the position of the contact's newest event.
-	Position contact.Position
+	Position kernel.Position
 }
 
 // Result is what a command did: the contact after it, its new version and
@@ -158,7 +139,7 @@ type View struct {
 type Result struct {
 	Contact  View
 	Version  uint64
-	Position contact.Position
+	Position kernel.Position
 	// EventID is the id of the last event the command appended, or "" when
 	// it changed nothing (or was a dry run).
 	EventID string
@@ -204,11 +185,11 @@ func effectOf(before contact.Snapshot, c *contact.Contact, changes []contact.Cha
 
 type loaded struct {
 	c    *contact.Contact
-	recs []contact.Record
+	recs []kernel.Record
 	key  ContactKey
 }
 
-func (s *Service) load(ctx context.Context, workspace string, id contact.ID) (loaded, error) {
+func (s *core) load(ctx context.Context, workspace string, id contact.ID) (loaded, error) {
 	// The stream and the key are read at once: a command waits for one
 	// round trip to the store, not two.
 	var (
@@ -247,7 +228,7 @@ func (s *Service) load(ctx context.Context, workspace string, id contact.ID) (lo
 	return loaded{c: c, recs: recs, key: key}, nil
 }
 
-func (s *Service) policy(ctx context.Context, workspace string) (contact.Policy, error) {
+func (s *core) policy(ctx context.Context, workspace string) (contact.Policy, error) {
 	w, err := s.workspaces.get(ctx, workspace, s.dir.Workspace)
 	if err != nil {
 		return contact.Policy{}, err
@@ -255,7 +236,7 @@ func (s *Service) policy(ctx context.Context, workspace string) (contact.Policy,
 	return w.Policy, nil
 }
 
-func (s *Service) view(c *contact.Contact, p contact.Policy, pos contact.Position) View {
+func (s *core) view(c *contact.Contact, p contact.Policy, pos kernel.Position) View {
 	v := View{Snapshot: c.Snapshot(), Position: pos}
 	if days := p.RetentionDays(); c.State() == contact.StateTrashed && days > 0 {
 		t := c.TrashedAt().AddDate(0, 0, days)
@@ -270,7 +251,7 @@ func (s *Service) view(c *contact.Contact, p contact.Policy, pos contact.Positio
 const maxAttempts = 5
 
 // execute loads a contact, runs a command on it and appends what it records.
-func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, meta Meta, cmd command) (Result, error) {
+func (s *core) execute(ctx context.Context, workspace string, id contact.ID, meta Meta, cmd command) (Result, error) {
 	for attempt := 1; ; attempt++ {
 		l, err := s.load(ctx, workspace, id)
 		if err != nil {
@@ -281,7 +262,7 @@ func (s *Service) execute(ctx context.Context, workspace string, id contact.ID, 
 			if meta.IfMatch == nil && attempt < maxAttempts {
 				continue
 			}
-			err = contact.ErrConcurrency
+			err = kernel.ErrConcurrency
 		}
 		return res, err
 	}
@@ -292,24 +273,24 @@ type command func(l loaded, p contact.Policy, now time.Time) error
 
 // errLostRace marks an append that lost to a concurrent one: the command
 // may be run again on the fresh state.
-var errLostRace = fmt.Errorf("%w (lost a race)", contact.ErrConcurrency)
+var errLostRace = fmt.Errorf("%w (lost a race)", kernel.ErrConcurrency)
 
 // apply runs a command on a loaded contact and appends what it records
 // (in a dry run, only decides it).
-func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, cmd command) (Result, error) {
+func (s *core) apply(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, cmd command) (Result, error) {
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
 	}
 	d, err := s.decide(ctx, workspace, id, meta, l, p, cmd, false)
 	if err != nil || d.recs == nil {
-		return d.result(s, contact.Position{}), err
+		return d.result(s, kernel.Position{}), err
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), d.recs)
 	if err != nil {
 		s.giveBack(ctx, workspace, id, d.ids)
 	}
-	if errors.Is(err, contact.ErrConcurrency) {
+	if errors.Is(err, kernel.ErrConcurrency) {
 		if meta.IfMatch != nil {
 			return Result{}, err
 		}
@@ -336,7 +317,7 @@ func (s *Service) apply(ctx context.Context, workspace string, id contact.ID, me
 type decided struct {
 	l      loaded
 	p      contact.Policy
-	recs   []contact.Record // nil when the command changed nothing, or in a dry run
+	recs   []kernel.Record // nil when the command changed nothing, or in a dry run
 	op     string
 	dry    bool
 	effect Effect
@@ -348,9 +329,9 @@ type decided struct {
 // checks them), and seals what it records. A dry run and a real run of a
 // command share every step but the writes, so the dry run's answer is the
 // real run's. batched leaves the claims pending, for the batch to make.
-func (s *Service) decide(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command, batched bool) (decided, error) {
+func (s *core) decide(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command, batched bool) (decided, error) {
 	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
-		return decided{}, contact.Errorf(contact.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
+		return decided{}, kernel.Errorf(kernel.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
 	}
 	before, held, err := s.identitiesBefore(ctx, workspace, l.c, p)
 	if err != nil {
@@ -382,7 +363,7 @@ func (s *Service) decide(ctx context.Context, workspace string, id contact.ID, m
 
 // result is the command's result once its events are at pos (unused when
 // it changed nothing or was a dry run).
-func (d decided) result(s *Service, pos contact.Position) Result {
+func (d decided) result(s *core, pos kernel.Position) Result {
 	if d.l.c == nil {
 		return Result{}
 	}
@@ -392,7 +373,7 @@ func (d decided) result(s *Service, pos contact.Position) Result {
 		if d.dry {
 			r.DryRun, r.Current = true, d.l.c.Saved()
 			if len(d.l.c.Changes()) > 0 {
-				r.Contact.Position, r.Position = contact.Position{}, contact.Position{}
+				r.Contact.Position, r.Position = kernel.Position{}, kernel.Position{}
 			}
 		}
 		return r
@@ -410,12 +391,12 @@ func (d decided) result(s *Service, pos contact.Position) Result {
 // loadMany loads many contacts of a workspace with one read of their
 // streams and one of their keys. A contact that cannot be loaded has its
 // error instead.
-func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.ID) (map[contact.ID]loaded, map[contact.ID]error, error) {
+func (s *core) loadMany(ctx context.Context, workspace string, ids []contact.ID) (map[contact.ID]loaded, map[contact.ID]error, error) {
 	streams := make([]string, len(ids))
 	for i, id := range ids {
 		streams[i] = id.Stream()
 	}
-	all, err := contact.ReadStreams(ctx, s.events, workspace, streams)
+	all, err := kernel.ReadStreams(ctx, s.events, workspace, streams)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -427,7 +408,7 @@ func (s *Service) loadMany(ctx context.Context, workspace string, ids []contact.
 	for _, id := range ids {
 		recs, ok := all[id.Stream()]
 		if !ok {
-			failed[id] = contact.ErrNotFound
+			failed[id] = kernel.ErrNotFound
 			continue
 		}
 		envs, err := open(keys[id], recs)
@@ -474,14 +455,14 @@ func onWorkers(is []int, fn func(i int)) {
 // concurrent change, that the batch names twice, or whose identity claim
 // another contact of the batch made first, runs again alone afterwards.
 // Results and errors come back in the order of ids.
-func (s *Service) executeMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd command) ([]Result, []error) {
+func (s *core) executeMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd command) ([]Result, []error) {
 	return s.executeEach(ctx, workspace, ids, meta, func(int) command { return cmd })
 }
 
 // executeEach is executeMany with a command of its own for each contact:
 // cmd(i) for ids[i]. A contact named twice runs its later commands after
 // the batch, in order.
-func (s *Service) executeEach(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd func(i int) command) ([]Result, []error) {
+func (s *core) executeEach(ctx context.Context, workspace string, ids []contact.ID, meta Meta, cmd func(i int) command) ([]Result, []error) {
 	results, errs := make([]Result, len(ids)), make([]error, len(ids))
 	fail := func(err error) ([]Result, []error) {
 		for i := range errs {
@@ -519,14 +500,14 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 		ds[i], errs[i] = s.decide(ctx, workspace, ids[i], meta, ls[ids[i]], p, cmd(i), true)
 	})
 	var (
-		batch   []contact.StreamAppend
+		batch   []kernel.StreamAppend
 		at      []int
 		claimed = map[identityKey]bool{} // the values the batch claims
 	)
 	for _, i := range todo {
 		d := ds[i]
 		if errs[i] != nil || d.recs == nil {
-			results[i] = d.result(s, contact.Position{})
+			results[i] = d.result(s, kernel.Position{})
 			continue
 		}
 		if slices.ContainsFunc(d.ids.pending, func(k identityKey) bool { return claimed[k] }) {
@@ -539,7 +520,7 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 		for _, k := range d.ids.pending {
 			claimed[k] = true
 		}
-		batch, at = append(batch, contact.StreamAppend{Stream: ids[i].Stream(), Expected: d.l.c.Saved(), Events: d.recs}), append(at, i)
+		batch, at = append(batch, kernel.StreamAppend{Stream: ids[i].Stream(), Expected: d.l.c.Saved(), Events: d.recs}), append(at, i)
 	}
 	owners, chs := make([]contact.ID, len(at)), make([]identityChange, len(at))
 	for k, i := range at {
@@ -552,7 +533,7 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 		}
 	}
 	var (
-		waitFor  contact.Position
+		waitFor  kernel.Position
 		appended []int
 	)
 	for k, r := range res {
@@ -566,14 +547,14 @@ func (s *Service) executeEach(ctx context.Context, workspace string, ids []conta
 			results[i] = ds[i].result(s, r.Position)
 		case errors.Is(r.Err, ErrClaimTaken):
 			again = append(again, i) // alone, a stale claim is taken over and a holder named
-		case errors.Is(r.Err, contact.ErrConcurrency) && meta.IfMatch == nil:
+		case errors.Is(r.Err, kernel.ErrConcurrency) && meta.IfMatch == nil:
 			again = append(again, i)
 		default:
 			errs[i] = r.Err
 		}
 	}
 	s.settleMany(ctx, workspace, owners, chs, appended)
-	if waitFor != (contact.Position{}) {
+	if waitFor != (kernel.Position{}) {
 		// A restore kept both contacts holding a value: only the identity
 		// index knows, so it must know before the answer (see apply).
 		if err := s.progress.WaitFor(ctx, identityProjection, waitFor); err != nil {
@@ -601,7 +582,7 @@ func IdempotentID(workspace, principal, key string, since time.Time) contact.ID 
 }
 
 // ErrErased is the reason of an ErasedError.
-var ErrErased = &contact.Error{Code: contact.CodeGone, Reason: "erased",
+var ErrErased = &kernel.Error{Code: kernel.CodeGone, Reason: "erased",
 	Message: "the contact this request created or is about was erased since it was first sent; it is not run again"}
 
 // ErasedError answers a repeat of a request (same Idempotency-Key) whose
@@ -619,9 +600,13 @@ func (e *ErasedError) Unwrap() error { return ErrErased }
 
 // Erasure returns the erasure of a contact that was purged or anonymized,
 // or nil for one that was not (or does not exist). It reads the log.
-func (s *Service) Erasure(ctx context.Context, workspace string, id contact.ID) (*ErasedError, error) {
+func (s *Contacts) Erasure(ctx context.Context, workspace string, id contact.ID) (*ErasedError, error) {
+	return s.erasure(ctx, workspace, id)
+}
+
+func (s *core) erasure(ctx context.Context, workspace string, id contact.ID) (*ErasedError, error) {
 	recs, err := s.events.ReadStream(ctx, workspace, id.Stream())
-	if errors.Is(err, contact.ErrNotFound) || (err == nil && len(recs) == 0) {
+	if errors.Is(err, kernel.ErrNotFound) || (err == nil && len(recs) == 0) {
 		return nil, nil
 	}
 	if err != nil {
@@ -636,7 +621,7 @@ func (s *Service) Erasure(ctx context.Context, workspace string, id contact.ID) 
 
 // Create creates a contact with a fresh data key. Errors: contact.ErrSpam
 // when its email or phone belongs to a contact marked as spam.
-func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d contact.Draft) (res Result, err error) {
+func (s *Contacts) Create(ctx context.Context, workspace string, meta Meta, d contact.Draft) (res Result, err error) {
 	defer func(start time.Time) { s.observe("create", start, err) }(time.Now())
 	id, now := contact.NewID(), s.now()
 	if meta.IdempotencyKey != "" {
@@ -668,7 +653,7 @@ func (s *Service) Create(ctx context.Context, workspace string, meta Meta, d con
 
 // create saves a new contact under a fresh data key. known are the
 // identity index's matches of its email and phone, read already.
-func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact, known []IdentityMatch) (Result, error) {
+func (s *core) create(ctx context.Context, workspace string, meta Meta, c *contact.Contact, known []IdentityMatch) (Result, error) {
 	p, err := s.policy(ctx, workspace)
 	if err != nil {
 		return Result{}, err
@@ -717,7 +702,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 			return Result{}, err
 		}
 		start := time.Now()
-		res, err := s.keysWithLog.AppendWithKeys(ctx, []KeyRow{row}, []contact.StreamAppend{{Stream: id.Stream(), Events: recs}})
+		res, err := s.keysWithLog.AppendWithKeys(ctx, []KeyRow{row}, []kernel.StreamAppend{{Stream: id.Stream(), Events: recs}})
 		if err == nil {
 			err = res[0].Err
 		}
@@ -728,9 +713,9 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		case err == nil:
 			created = true
 			return Result{Contact: s.view(c, p, res[0].Position), Version: c.Version(), Position: res[0].Position, EventID: recs[0].ID.String(), Operation: meta.causation()}, nil
-		case repeat && errors.Is(err, contact.ErrConcurrency):
+		case repeat && errors.Is(err, kernel.ErrConcurrency):
 			return repeated(false)
-		case !repeat || !errors.Is(err, contact.ErrAlreadyExists):
+		case !repeat || !errors.Is(err, kernel.ErrAlreadyExists):
 			return Result{}, err
 		}
 		// A first run of this idempotent create, from before keys and
@@ -742,7 +727,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 	switch {
 	case err == nil:
 		key, fresh = ContactKey{Key: k, KeyID: keyID}, true
-	case repeat && errors.Is(err, contact.ErrAlreadyExists):
+	case repeat && errors.Is(err, kernel.ErrAlreadyExists):
 		// A first run of this idempotent create stored the key and died:
 		// carry on with its key.
 		if key, err = s.vault.ContactKey(ctx, workspace, id); err != nil {
@@ -756,7 +741,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 		return Result{}, err
 	}
 	pos, err := s.appendEvents(ctx, id.Stream(), 0, recs)
-	if repeat && errors.Is(err, contact.ErrConcurrency) {
+	if repeat && errors.Is(err, kernel.ErrConcurrency) {
 		return repeated(fresh)
 	}
 	if err != nil {
@@ -773,7 +758,7 @@ func (s *Service) create(ctx context.Context, workspace string, meta Meta, c *co
 // one commit. done is false, with nothing stored, when another contact
 // claimed one of its values, or when a repeat finds a key its first run
 // stored: create goes on step by step.
-func (s *Service) createClaimed(ctx context.Context, workspace string, meta Meta, c *contact.Contact, p contact.Policy, known []IdentityMatch) (res Result, done bool, err error) {
+func (s *core) createClaimed(ctx context.Context, workspace string, meta Meta, c *contact.Contact, p contact.Policy, known []IdentityMatch) (res Result, done bool, err error) {
 	id, now := c.ID(), s.now()
 	ids, err := s.guardIdentities(ctx, workspace, id, p, nil, c, c.Changes(), false, true, &known)
 	if err != nil {
@@ -787,7 +772,7 @@ func (s *Service) createClaimed(ctx context.Context, workspace string, meta Meta
 	if err != nil {
 		return Result{}, true, err
 	}
-	ar, err := s.appendClaiming(ctx, workspace, []contact.ID{id}, []identityChange{ids}, []KeyRow{row}, []contact.StreamAppend{{Stream: id.Stream(), Events: recs}})
+	ar, err := s.appendClaiming(ctx, workspace, []contact.ID{id}, []identityChange{ids}, []KeyRow{row}, []kernel.StreamAppend{{Stream: id.Stream(), Events: recs}})
 	if err == nil {
 		err = ar[0].Err
 	}
@@ -796,13 +781,13 @@ func (s *Service) createClaimed(ctx context.Context, workspace string, meta Meta
 		return Result{Contact: s.view(c, p, ar[0].Position), Version: c.Version(), Position: ar[0].Position, EventID: recs[0].ID.String(), Operation: meta.causation()}, true, nil
 	case errors.Is(err, ErrClaimTaken):
 		return Result{}, false, nil
-	case meta.IdempotencyKey != "" && errors.Is(err, contact.ErrConcurrency):
+	case meta.IdempotencyKey != "" && errors.Is(err, kernel.ErrConcurrency):
 		res, err := s.created(ctx, workspace, id, false)
 		if err == nil {
 			res.Operation = meta.causation()
 		}
 		return res, true, err
-	case meta.IdempotencyKey != "" && errors.Is(err, contact.ErrAlreadyExists):
+	case meta.IdempotencyKey != "" && errors.Is(err, kernel.ErrAlreadyExists):
 		return Result{}, false, nil
 	}
 	return Result{}, true, err
@@ -816,7 +801,7 @@ func (s *Service) createClaimed(ctx context.Context, workspace string, meta Meta
 // created; a contact given a value an earlier one of the batch holds is
 // created alone afterwards (and told the value is taken). Results and
 // errors come back in the order of cs.
-func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, cs []*contact.Contact, known [][]IdentityMatch) ([]Result, []error) {
+func (s *core) createMany(ctx context.Context, workspace string, meta Meta, cs []*contact.Contact, known [][]IdentityMatch) ([]Result, []error) {
 	results, errs := make([]Result, len(cs)), make([]error, len(cs))
 	if len(cs) == 0 {
 		return results, errs
@@ -855,7 +840,7 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 	}
 	now := s.now()
 	rows := make([]KeyRow, len(at))
-	batch := make([]contact.StreamAppend, len(at))
+	batch := make([]kernel.StreamAppend, len(at))
 	// Wrapping keys and sealing events is the CPU of a create: on every core.
 	workers := min(runtime.GOMAXPROCS(0), len(at))
 	werrs := make([]error, len(at))
@@ -875,9 +860,9 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 				if werrs[k] != nil {
 					continue
 				}
-				var recs []contact.Record
+				var recs []kernel.Record
 				recs, werrs[k] = seal(key, c.ID().Stream(), workspace, meta, 0, nil, c.Changes())
-				batch[k] = contact.StreamAppend{Stream: c.ID().Stream(), Events: recs}
+				batch[k] = kernel.StreamAppend{Stream: c.ID().Stream(), Events: recs}
 			}
 		})
 	}
@@ -928,7 +913,7 @@ func (s *Service) createMany(ctx context.Context, workspace string, meta Meta, c
 // or phone an earlier one of the batch holds, under a policy that keeps
 // each to one contact: they are created after the batch, one by one, so
 // that the earlier contact's claim has a stream behind it.
-func (s *Service) sharedInBatch(ctx context.Context, workspace string, p contact.Policy, cs []*contact.Contact) ([]bool, error) {
+func (s *core) sharedInBatch(ctx context.Context, workspace string, p contact.Policy, cs []*contact.Contact) ([]bool, error) {
 	later := make([]bool, len(cs))
 	if p.Uniqueness() == contact.UniquenessOff {
 		return later, nil
@@ -956,8 +941,8 @@ func (s *Service) sharedInBatch(ctx context.Context, workspace string, p contact
 // the contact, unless it was erased since: then the key this run made
 // (fresh) goes at once, and the repeat is told so (a retry must never
 // bring an erased person back).
-func (s *Service) created(ctx context.Context, workspace string, id contact.ID, fresh bool) (Result, error) {
-	if gone, gerr := s.Erasure(ctx, workspace, id); gerr != nil || gone != nil {
+func (s *core) created(ctx context.Context, workspace string, id contact.ID, fresh bool) (Result, error) {
+	if gone, gerr := s.erasure(ctx, workspace, id); gerr != nil || gone != nil {
 		if fresh {
 			if derr := s.vault.Destroy(context.WithoutCancel(ctx), workspace, id); derr != nil {
 				s.log.Error("cannot remove a key made for an erased contact", "contact", id.String(), "err", derr)
@@ -968,7 +953,7 @@ func (s *Service) created(ctx context.Context, workspace string, id contact.ID, 
 		}
 		return Result{}, gone
 	}
-	v, err := s.Get(ctx, workspace, id)
+	v, err := s.get(ctx, workspace, id)
 	if err != nil {
 		return Result{}, err
 	}
@@ -976,7 +961,7 @@ func (s *Service) created(ctx context.Context, workspace string, id contact.ID, 
 }
 
 // Update changes personal fields of an active contact.
-func (s *Service) Update(ctx context.Context, workspace string, id contact.ID, meta Meta, p contact.Patch) (res Result, err error) {
+func (s *Contacts) Update(ctx context.Context, workspace string, id contact.ID, meta Meta, p contact.Patch) (res Result, err error) {
 	defer func(start time.Time) { s.observe("update", start, err) }(time.Now())
 	return s.execute(ctx, workspace, id, meta, func(l loaded, _ contact.Policy, now time.Time) error {
 		return l.c.Update(p, meta.Actor, now)
@@ -1016,7 +1001,7 @@ type TransitionInput struct {
 
 // Transition runs a lifecycle command. Purge and anonymize destroy the
 // contact's data key once the tombstone is in the log.
-func (s *Service) Transition(ctx context.Context, workspace string, id contact.ID, meta Meta, t Transition, in TransitionInput) (res Result, err error) {
+func (s *Contacts) Transition(ctx context.Context, workspace string, id contact.ID, meta Meta, t Transition, in TransitionInput) (res Result, err error) {
 	defer func(start time.Time) { s.observe(string(t), start, err) }(time.Now())
 	res, err = s.execute(ctx, workspace, id, meta, transitionCommand(t, in, meta))
 	if err == nil && t.Erasing() && res.EventID != "" {
@@ -1028,7 +1013,7 @@ func (s *Service) Transition(ctx context.Context, workspace string, id contact.I
 // TransitionMany runs a lifecycle command on many contacts of a workspace,
 // each on its own (one failure does not stop the others), loading them in
 // one go. Results and errors come back in the order of ids.
-func (s *Service) TransitionMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, t Transition, in TransitionInput) ([]Result, []error) {
+func (s *Contacts) TransitionMany(ctx context.Context, workspace string, ids []contact.ID, meta Meta, t Transition, in TransitionInput) ([]Result, []error) {
 	start := time.Now()
 	results, errs := s.executeMany(ctx, workspace, ids, meta, transitionCommand(t, in, meta))
 	var erased []contact.ID
@@ -1088,14 +1073,18 @@ func transitionCommand(t Transition, in TransitionInput, meta Meta) command {
 // (PostgreSQL VACUUM, SQLite WAL truncation) is the projection runner's
 // part: it compacts after committing a batch that erased (projections.Compacter),
 // once the views' rows are gone too.
-func (s *Service) erased(ctx context.Context, workspace string, id contact.ID) {
+func (s *core) erased(ctx context.Context, workspace string, id contact.ID) {
 	if err := s.vault.Destroy(ctx, workspace, id); err != nil {
 		s.log.Error("destroying a data key failed; the erasure projection will retry", "contact", id.String(), "err", err)
 	}
 }
 
 // Get returns a contact in any state, purged ones included (as a tombstone).
-func (s *Service) Get(ctx context.Context, workspace string, id contact.ID) (View, error) {
+func (s *Contacts) Get(ctx context.Context, workspace string, id contact.ID) (View, error) {
+	return s.get(ctx, workspace, id)
+}
+
+func (s *core) get(ctx context.Context, workspace string, id contact.ID) (View, error) {
 	l, err := s.load(ctx, workspace, id)
 	if err != nil {
 		return View{}, err
@@ -1109,7 +1098,7 @@ func (s *Service) Get(ctx context.Context, workspace string, id contact.ID) (Vie
 
 // HistoryEntry is one event of a contact's trail, as compliance staff read it.
 type HistoryEntry struct {
-	Record contact.Record
+	Record kernel.Record
 	// Personal is the decrypted personal part, or nil when the event has none
 	// or its key is destroyed.
 	Personal []byte
@@ -1119,7 +1108,7 @@ type HistoryEntry struct {
 
 // History returns a contact's events in order, with personal parts
 // decrypted while the key exists and marked shredded after.
-func (s *Service) History(ctx context.Context, workspace string, id contact.ID) ([]HistoryEntry, error) {
+func (s *Audit) History(ctx context.Context, workspace string, id contact.ID) ([]HistoryEntry, error) {
 	t, err := s.Trail(ctx, workspace, id, time.Time{}, 0)
 	return t.Entries, err
 }
@@ -1138,9 +1127,9 @@ type Page struct {
 // List returns one page of a view. It first waits until the view's
 // projection has applied every event committed before the call, so a client
 // reads its own writes; minPos asks for at least that position too.
-func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position, email, phone string) (Page, error) {
+func (s *Contacts) List(ctx context.Context, q ListQuery, minPos kernel.Position, email, phone string) (Page, error) {
 	if _, ok := Views[q.View]; !ok {
-		return Page{}, contact.Invalid(contact.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
+		return Page{}, kernel.Invalid(kernel.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
 	}
 	head, err := s.events.Head(ctx)
 	if err != nil {
@@ -1149,7 +1138,7 @@ func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position
 	if head.Less(minPos) {
 		// Every position a command returned is at or before the head: this
 		// one is from elsewhere, and waiting for it would only time out.
-		return Page{}, contact.Invalid(contact.FieldError{Field: "min_position", Message: "is beyond the log's head: use a position a command of this service returned"})
+		return Page{}, kernel.Invalid(kernel.FieldError{Field: "min_position", Message: "is beyond the log's head: use a position a command of this service returned"})
 	}
 	if err := s.progress.WaitFor(ctx, q.View, head); err != nil {
 		return Page{}, err
@@ -1181,7 +1170,7 @@ func (s *Service) List(ctx context.Context, q ListQuery, minPos contact.Position
 			break
 		}
 		c := contact.FromSnapshot(it.Contact)
-		page.Items = append(page.Items, s.view(c, p, contact.Position{}))
+		page.Items = append(page.Items, s.view(c, p, kernel.Position{}))
 	}
 	return page, nil
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // Session is a browser's sign-in to the console with an API token. Only
@@ -32,7 +32,7 @@ type Session struct {
 type SessionStore interface {
 	// CreateSession stores a new session.
 	CreateSession(ctx context.Context, s Session) error
-	// Session returns the session with this hash. Errors: contact.ErrNotFound.
+	// Session returns the session with this hash. Errors: kernel.ErrNotFound.
 	Session(ctx context.Context, hash []byte) (Session, error)
 	// TouchSession records that the session was used at.
 	TouchSession(ctx context.Context, hash []byte, at time.Time) error
@@ -72,7 +72,7 @@ var errNoSessions = errors.New("this store keeps no console sessions")
 // StartSession signs a browser in with an API token: it checks the token
 // as Authenticate does and returns the new session's secret, which goes
 // into the cookie and is never stored. Errors: ErrUnauthorized.
-func (s *Service) StartSession(ctx context.Context, bearer string, times SessionTimes) (string, Principal, error) {
+func (s *Access) StartSession(ctx context.Context, bearer string, times SessionTimes) (string, Principal, error) {
 	if s.sessions == nil {
 		return "", Principal{}, errNoSessions
 	}
@@ -104,13 +104,13 @@ func (s *Service) StartSession(ctx context.Context, bearer string, times Session
 // must exist, be within its idle and absolute limits, and its token must
 // not be revoked (a revocation ends every session of the token, within the
 // token cache's 2 s across processes). Errors: ErrUnauthorized.
-func (s *Service) ResumeSession(ctx context.Context, value string, times SessionTimes) (Principal, error) {
+func (s *Access) ResumeSession(ctx context.Context, value string, times SessionTimes) (Principal, error) {
 	if s.sessions == nil || !validSession(value) {
 		return Principal{}, ErrUnauthorized
 	}
 	hash := sessionHash(value)
 	sess, err := s.sessions.Session(ctx, hash)
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return Principal{}, ErrUnauthorized
 	}
 	if err != nil {
@@ -124,7 +124,7 @@ func (s *Service) ResumeSession(ctx context.Context, value string, times Session
 		return Principal{}, ErrUnauthorized
 	}
 	t, err := s.tokens.get(ctx, sess.TokenID, s.dir.Token)
-	if errors.Is(err, contact.ErrNotFound) || (err == nil && (!t.RevokedAt.IsZero() || t.Workspace != sess.Workspace)) {
+	if errors.Is(err, kernel.ErrNotFound) || (err == nil && (!t.RevokedAt.IsZero() || t.Workspace != sess.Workspace)) {
 		if err := s.sessions.DeleteSession(ctx, hash); err != nil {
 			return Principal{}, err
 		}
@@ -143,7 +143,7 @@ func (s *Service) ResumeSession(ctx context.Context, value string, times Session
 
 // EndSession signs a session out: it is deleted, so its cookie no longer
 // resumes it anywhere.
-func (s *Service) EndSession(ctx context.Context, value string) error {
+func (s *Access) EndSession(ctx context.Context, value string) error {
 	if s.sessions == nil || !validSession(value) {
 		return nil
 	}
@@ -151,7 +151,7 @@ func (s *Service) EndSession(ctx context.Context, value string) error {
 }
 
 // ExpireSessions deletes the sessions that can no longer be resumed.
-func (s *Service) ExpireSessions(ctx context.Context, times SessionTimes) (int, error) {
+func (s *Access) ExpireSessions(ctx context.Context, times SessionTimes) (int, error) {
 	if s.sessions == nil {
 		return 0, nil
 	}

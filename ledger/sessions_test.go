@@ -12,7 +12,7 @@ import (
 
 	"github.com/contactledger/ledger/adapters/keyring"
 	"github.com/contactledger/ledger/adapters/sqlite"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -68,7 +68,7 @@ func TestSessions(t *testing.T) {
 	ctx := context.Background()
 	times := ledger.SessionTimes{Idle: 10 * time.Minute, MaxAge: time.Hour}
 	svc, c := sessionService(t)
-	secret, tok, err := svc.CreateToken(ctx, "ws", contact.RoleMember, "browser")
+	secret, tok, err := svc.CreateToken(ctx, "ws", kernel.RoleMember, "browser")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestSessions(t *testing.T) {
 	start := func(t *testing.T) string {
 		t.Helper()
 		v, p, err := svc.StartSession(ctx, secret, times)
-		if err != nil || p.TokenID != tok.ID || p.Role != contact.RoleMember || p.Workspace != "ws" {
+		if err != nil || p.TokenID != tok.ID || p.Role != kernel.RoleMember || p.Workspace != "ws" {
 			t.Fatalf("start: got %+v %v", p, err)
 		}
 		if strings.Contains(v, secret) {
@@ -160,7 +160,7 @@ func TestSessions(t *testing.T) {
 func TestSessionAfterRevocationElsewhere(t *testing.T) {
 	ctx := context.Background()
 	svc, _, other := sessionServices(t)
-	secret, tok, err := svc.CreateToken(ctx, "ws", contact.RoleAdmin, "browser")
+	secret, tok, err := svc.CreateToken(ctx, "ws", kernel.RoleAdmin, "browser")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestExpireSessions(t *testing.T) {
 	ctx := context.Background()
 	times := ledger.SessionTimes{Idle: 10 * time.Minute, MaxAge: time.Hour}
 	svc, c := sessionService(t)
-	secret, _, err := svc.CreateToken(ctx, "ws", contact.RoleAdmin, "browser")
+	secret, _, err := svc.CreateToken(ctx, "ws", kernel.RoleAdmin, "browser")
 	if err != nil {
 		t.Fatal(err)
 	}

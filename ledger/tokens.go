@@ -13,24 +13,25 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
 // ErrUnauthorized is returned for a missing, malformed, unknown or revoked token.
-var ErrUnauthorized = &contact.Error{Code: contact.CodeUnauthorized, Reason: "unauthorized", Message: "a valid bearer token is required"}
+var ErrUnauthorized = &kernel.Error{Code: kernel.CodeUnauthorized, Reason: "unauthorized", Message: "a valid bearer token is required"}
 
 var workspacePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // ValidateWorkspaceName checks a workspace name: 1-63 characters of a-z, 0-9 and '-'.
 func ValidateWorkspaceName(name string) error {
 	if !workspacePattern.MatchString(name) {
-		return contact.Invalid(contact.FieldError{Field: "workspace", Message: "is 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"})
+		return kernel.Invalid(kernel.FieldError{Field: "workspace", Message: "is 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"})
 	}
 	return nil
 }
 
 // CreateWorkspace creates a workspace with the default policy and its blind-index key.
-func (s *Service) CreateWorkspace(ctx context.Context, name string) (Workspace, error) {
+func (s *Access) CreateWorkspace(ctx context.Context, name string) (Workspace, error) {
 	if err := ValidateWorkspaceName(name); err != nil {
 		return Workspace{}, err
 	}
@@ -48,28 +49,28 @@ func (s *Service) CreateWorkspace(ctx context.Context, name string) (Workspace, 
 type Principal struct {
 	TokenID   string
 	Workspace string
-	Role      contact.Role
+	Role      kernel.Role
 }
 
 // Actor returns the principal as the actor of events.
-func (p Principal) Actor() contact.Actor { return contact.Actor{Principal: p.TokenID, Role: p.Role} }
+func (p Principal) Actor() kernel.Actor { return kernel.Actor{Principal: p.TokenID, Role: p.Role} }
 
 const tokenPrefix = "lgr_"
 
 // CreateToken creates a token for a workspace and returns its secret form,
 // which is shown once: only its hash is stored.
-func (s *Service) CreateToken(ctx context.Context, workspace string, role contact.Role, label string) (string, Token, error) {
+func (s *Access) CreateToken(ctx context.Context, workspace string, role kernel.Role, label string) (string, Token, error) {
 	if _, err := s.dir.Workspace(ctx, workspace); err != nil {
 		return "", Token{}, err
 	}
-	if role == contact.RoleSystem {
-		return "", Token{}, contact.Invalid(contact.FieldError{Field: "role", Message: "must be member, admin, auditor or operator"})
+	if role == kernel.RoleSystem {
+		return "", Token{}, kernel.Invalid(kernel.FieldError{Field: "role", Message: "must be member, admin, auditor or operator"})
 	}
-	if _, err := contact.ParseRole(string(role)); err != nil {
+	if _, err := kernel.ParseRole(string(role)); err != nil {
 		return "", Token{}, err
 	}
 	if len(label) > 100 {
-		return "", Token{}, contact.Invalid(contact.FieldError{Field: "label", Message: "at most 100 characters"})
+		return "", Token{}, kernel.Invalid(kernel.FieldError{Field: "label", Message: "at most 100 characters"})
 	}
 	var secret [32]byte
 	if _, err := rand.Read(secret[:]); err != nil {
@@ -86,13 +87,13 @@ func (s *Service) CreateToken(ctx context.Context, workspace string, role contac
 
 // Authenticate checks a bearer token: well formed, known, not revoked, and
 // its secret's hash equal (in constant time) to the stored one.
-func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, error) {
+func (s *Access) Authenticate(ctx context.Context, bearer string) (Principal, error) {
 	id, secret, ok := parseSecret(bearer)
 	if !ok {
 		return Principal{}, ErrUnauthorized
 	}
 	t, err := s.tokens.get(ctx, id, s.dir.Token)
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return Principal{}, ErrUnauthorized
 	}
 	if err != nil {
@@ -127,8 +128,8 @@ func parseSecret(bearer string) (string, []byte, bool) {
 // its secret (lgr_..., as a leaked one would be found), whether or not it
 // is revoked. A secret must be the token's own: one whose id exists but
 // whose secret does not match is refused, so a typo revokes nothing.
-func (s *Service) FindToken(ctx context.Context, idOrSecret string) (Token, error) {
-	notFound := contact.Errorf(contact.ErrNotFound, "no such token: give its id (tok_...) or its secret (lgr_...)")
+func (s *Access) FindToken(ctx context.Context, idOrSecret string) (Token, error) {
+	notFound := kernel.Errorf(kernel.ErrNotFound, "no such token: give its id (tok_...) or its secret (lgr_...)")
 	if strings.HasPrefix(idOrSecret, tokenPrefix) {
 		id, secret, ok := parseSecret(idOrSecret)
 		if !ok {
@@ -159,9 +160,9 @@ func (s *Service) FindToken(ctx context.Context, idOrSecret string) (Token, erro
 // is still valid: changes to tokens and policies call it, so a token
 // revoked through another process cannot create tokens or change a policy
 // during the cache's window (directoryTTL).
-func (s *Service) Recheck(ctx context.Context, p Principal) error {
+func (s *Access) Recheck(ctx context.Context, p Principal) error {
 	t, err := s.dir.Token(ctx, p.TokenID)
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return ErrUnauthorized
 	}
 	if err != nil {
@@ -175,17 +176,17 @@ func (s *Service) Recheck(ctx context.Context, p Principal) error {
 }
 
 // RevokeToken revokes a token; requests with it fail from then on.
-func (s *Service) RevokeToken(ctx context.Context, id string) error {
+func (s *Access) RevokeToken(ctx context.Context, id string) error {
 	defer s.tokens.forget(id)
 	return s.dir.RevokeToken(ctx, id, time.Now().UTC())
 }
 
 // RevokeWorkspaceToken revokes a token of the given workspace; a token of
 // another workspace is not found, exactly like an unknown one.
-func (s *Service) RevokeWorkspaceToken(ctx context.Context, workspace, id string) (Token, error) {
+func (s *Access) RevokeWorkspaceToken(ctx context.Context, workspace, id string) (Token, error) {
 	t, err := s.dir.Token(ctx, id)
 	if err != nil || t.Workspace != workspace {
-		return Token{}, contact.Errorf(contact.ErrNotFound, "token not found")
+		return Token{}, kernel.Errorf(kernel.ErrNotFound, "token not found")
 	}
 	defer s.tokens.forget(id)
 	if err := s.dir.RevokeToken(ctx, id, s.now()); err != nil {
@@ -195,7 +196,7 @@ func (s *Service) RevokeWorkspaceToken(ctx context.Context, workspace, id string
 }
 
 // Tokens lists a workspace's tokens (never their secrets).
-func (s *Service) Tokens(ctx context.Context, workspace string) ([]Token, error) {
+func (s *Access) Tokens(ctx context.Context, workspace string) ([]Token, error) {
 	return s.dir.Tokens(ctx, workspace)
 }
 
@@ -209,13 +210,13 @@ const orphanAge = time.Hour
 // be: a create that died after storing its key but before appending its
 // first event leaves a key nothing will ever read. progress, when set, is
 // told how many keys were handled so far.
-func (s *Service) RotateKeys(ctx context.Context, store KeyRewrapper, progress func(done int)) (rewrapped, removed int, err error) {
+func (s *Access) RotateKeys(ctx context.Context, store KeyRewrapper, progress func(done int)) (rewrapped, removed int, err error) {
 	return s.vault.Rotate(ctx, store, s.orphanKeys, progress)
 }
 
 // orphanKeys returns the owners among rows that are contacts' keys without
 // a stream, older than orphanAge.
-func (s *Service) orphanKeys(ctx context.Context, rows []KeyRow) (map[string]bool, error) {
+func (s *Access) orphanKeys(ctx context.Context, rows []KeyRow) (map[string]bool, error) {
 	byWS := map[string][]string{}
 	for _, r := range rows {
 		if _, err := contact.ParseID(r.Owner); err != nil || s.now().Sub(r.CreatedAt) < orphanAge {
@@ -230,7 +231,7 @@ func (s *Service) orphanKeys(ctx context.Context, rows []KeyRow) (map[string]boo
 			id, _ := contact.ParseID(o)
 			streams[i] = id.Stream()
 		}
-		found, err := contact.ReadStreams(ctx, s.events, ws, streams)
+		found, err := kernel.ReadStreams(ctx, s.events, ws, streams)
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/oklog/ulid/v2"
 )
@@ -230,7 +231,7 @@ func (v *Vault) BlindIndex(ctx context.Context, workspace string) (shred.BlindIn
 			return shred.BlindIndex{}, err
 		}
 		err = v.put(ctx, workspace, owner, "bk_"+ulid.Make().String(), k[:], time.Now().UTC())
-		if err != nil && !errors.Is(err, contact.ErrAlreadyExists) {
+		if err != nil && !errors.Is(err, kernel.ErrAlreadyExists) {
 			return shred.BlindIndex{}, err
 		}
 	}
@@ -356,7 +357,7 @@ func (v *Vault) signingKey(ctx context.Context, create bool) (ed25519.PrivateKey
 		}
 		err = v.put(ctx, "", signingOwner, "sk_"+ulid.Make().String(), seed, time.Now().UTC())
 		clear(seed)
-		if err != nil && !errors.Is(err, contact.ErrAlreadyExists) {
+		if err != nil && !errors.Is(err, kernel.ErrAlreadyExists) {
 			return nil, err
 		}
 	}

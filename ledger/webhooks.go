@@ -12,15 +12,15 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
 // The errors of webhooks.
 var (
-	ErrWebhooksOff  = &contact.Error{Code: contact.CodeUnavailable, Reason: "webhooks-unavailable", Message: "webhooks are not configured on this server"}
-	ErrTooManyHooks = &contact.Error{Code: contact.CodeConflict, Reason: "too-many-webhooks", Message: "the workspace has as many webhook subscriptions as it may; delete one first"}
+	ErrWebhooksOff  = &kernel.Error{Code: kernel.CodeUnavailable, Reason: "webhooks-unavailable", Message: "webhooks are not configured on this server"}
+	ErrTooManyHooks = &kernel.Error{Code: kernel.CodeConflict, Reason: "too-many-webhooks", Message: "the workspace has as many webhook subscriptions as it may; delete one first"}
 )
 
 // MaxWebhooks is the most subscriptions a workspace may have.
@@ -47,7 +47,7 @@ type WebhookInput struct {
 	Enabled         *bool
 }
 
-func (s *Service) webhooksOn() error {
+func (s *Subscriptions) webhooksOn() error {
 	if s.webhooks == nil || s.sender == nil {
 		return ErrWebhooksOff
 	}
@@ -55,8 +55,8 @@ func (s *Service) webhooksOn() error {
 }
 
 // webhook returns one subscription of a workspace. Errors: ErrWebhooksOff,
-// contact.ErrNotFound.
-func (s *Service) webhook(ctx context.Context, workspace, id string) (Webhook, error) {
+// kernel.ErrNotFound.
+func (s *Subscriptions) webhook(ctx context.Context, workspace, id string) (Webhook, error) {
 	if err := s.webhooksOn(); err != nil {
 		return Webhook{}, err
 	}
@@ -64,8 +64,8 @@ func (s *Service) webhook(ctx context.Context, workspace, id string) (Webhook, e
 }
 
 // applyInput checks an input and sets it on w; by is who changes it.
-func (s *Service) applyInput(ctx context.Context, w *Webhook, in WebhookInput, by string) error {
-	var errs []contact.FieldError
+func (s *Subscriptions) applyInput(ctx context.Context, w *Webhook, in WebhookInput, by string) error {
+	var errs []kernel.FieldError
 	if in.URL != nil {
 		if err := s.sender.CheckURL(ctx, *in.URL); err != nil {
 			return err
@@ -75,7 +75,7 @@ func (s *Service) applyInput(ctx context.Context, w *Webhook, in WebhookInput, b
 	if in.Description != nil {
 		d := *in.Description
 		if utf8.RuneCountInString(d) > 200 || !utf8.ValidString(d) || strings.ContainsFunc(d, unicode.IsControl) {
-			errs = append(errs, contact.FieldError{Field: "description", Message: "is at most 200 characters, without control characters"})
+			errs = append(errs, kernel.FieldError{Field: "description", Message: "is at most 200 characters, without control characters"})
 		}
 		w.Description = d
 	}
@@ -100,7 +100,7 @@ func (s *Service) applyInput(ctx context.Context, w *Webhook, in WebhookInput, b
 		w.Enabled = *in.Enabled
 	}
 	if len(errs) > 0 {
-		return contact.Invalid(errs...)
+		return kernel.Invalid(errs...)
 	}
 	return nil
 }
@@ -115,7 +115,7 @@ func newSecret() ([]byte, string, error) {
 }
 
 // addSecret stores a new secret in the vault and puts it first on w.
-func (s *Service) addSecret(ctx context.Context, w *Webhook) (string, error) {
+func (s *Subscriptions) addSecret(ctx context.Context, w *Webhook) (string, error) {
 	k, text, err := newSecret()
 	if err != nil {
 		return "", err
@@ -132,12 +132,12 @@ func (s *Service) addSecret(ctx context.Context, w *Webhook) (string, error) {
 // CreateWebhook creates a subscription that receives the workspace's
 // events from now on, and returns it with its signing secret (shown once:
 // only the vault keeps it, wrapped).
-func (s *Service) CreateWebhook(ctx context.Context, workspace string, by contact.Actor, in WebhookInput) (Webhook, string, error) {
+func (s *Subscriptions) CreateWebhook(ctx context.Context, workspace string, by kernel.Actor, in WebhookInput) (Webhook, string, error) {
 	if err := s.webhooksOn(); err != nil {
 		return Webhook{}, "", err
 	}
 	if in.URL == nil || *in.URL == "" {
-		return Webhook{}, "", contact.Invalid(contact.FieldError{Field: "url", Message: "is required"})
+		return Webhook{}, "", kernel.Invalid(kernel.FieldError{Field: "url", Message: "is required"})
 	}
 	existing, err := s.webhooks.Webhooks(ctx, workspace)
 	if err != nil {
@@ -156,7 +156,7 @@ func (s *Service) CreateWebhook(ctx context.Context, workspace string, by contac
 	if err != nil {
 		return Webhook{}, "", err
 	}
-	head, err := s.FeedHead(ctx)
+	head, err := s.feed.FeedHead(ctx)
 	if err != nil {
 		return Webhook{}, "", err
 	}
@@ -169,7 +169,7 @@ func (s *Service) CreateWebhook(ctx context.Context, workspace string, by contac
 	return w, secret, nil
 }
 
-func (s *Service) dropSecrets(ctx context.Context, workspace string, secrets []WebhookSecret) {
+func (s *Subscriptions) dropSecrets(ctx context.Context, workspace string, secrets []WebhookSecret) {
 	for _, sec := range secrets {
 		if err := s.vault.DestroySecret(context.WithoutCancel(ctx), workspace, sec.ID); err != nil {
 			s.log.Warn("destroying a webhook secret failed", "secret", sec.ID, "err", err)
@@ -178,7 +178,7 @@ func (s *Service) dropSecrets(ctx context.Context, workspace string, secrets []W
 }
 
 // Webhooks lists a workspace's subscriptions.
-func (s *Service) Webhooks(ctx context.Context, workspace string) ([]Webhook, error) {
+func (s *Subscriptions) Webhooks(ctx context.Context, workspace string) ([]Webhook, error) {
 	if err := s.webhooksOn(); err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func (s *Service) Webhooks(ctx context.Context, workspace string) ([]Webhook, er
 
 // UpdateWebhook changes a subscription's settings. Turning it back on
 // resumes delivery where it stopped: nothing was skipped meanwhile.
-func (s *Service) UpdateWebhook(ctx context.Context, workspace, id string, by contact.Actor, in WebhookInput) (Webhook, error) {
+func (s *Subscriptions) UpdateWebhook(ctx context.Context, workspace, id string, by kernel.Actor, in WebhookInput) (Webhook, error) {
 	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
 		return Webhook{}, err
@@ -203,7 +203,7 @@ func (s *Service) UpdateWebhook(ctx context.Context, workspace, id string, by co
 }
 
 // DeleteWebhook deletes a subscription and destroys its secrets.
-func (s *Service) DeleteWebhook(ctx context.Context, workspace, id string) error {
+func (s *Subscriptions) DeleteWebhook(ctx context.Context, workspace, id string) error {
 	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
 		return err
@@ -218,9 +218,9 @@ func (s *Service) DeleteWebhook(ctx context.Context, workspace, id string) error
 // RotateWebhookSecret gives a subscription a new signing secret (returned
 // once). The previous one keeps signing for overlap, so each delivery
 // carries a signature under each until then; older ones are dropped.
-func (s *Service) RotateWebhookSecret(ctx context.Context, workspace, id string, overlap time.Duration) (Webhook, string, error) {
+func (s *Subscriptions) RotateWebhookSecret(ctx context.Context, workspace, id string, overlap time.Duration) (Webhook, string, error) {
 	if overlap < 0 || overlap > MaxSecretOverlap {
-		return Webhook{}, "", contact.Invalid(contact.FieldError{Field: "overlap_seconds", Message: "must be from 0 to 604800 (7 days)"})
+		return Webhook{}, "", kernel.Invalid(kernel.FieldError{Field: "overlap_seconds", Message: "must be from 0 to 604800 (7 days)"})
 	}
 	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
@@ -256,7 +256,7 @@ func (s *Service) RotateWebhookSecret(ctx context.Context, workspace, id string,
 
 // SigningSecrets returns the secrets that sign a subscription's deliveries
 // now: the current one and those still in a rotation's overlap.
-func (s *Service) SigningSecrets(ctx context.Context, w Webhook) ([][]byte, error) {
+func (s *Subscriptions) SigningSecrets(ctx context.Context, w Webhook) ([][]byte, error) {
 	now := s.now()
 	var ids []string
 	for _, sec := range w.Secrets {
@@ -290,13 +290,6 @@ type WebhookStatus struct {
 	LagSeconds float64
 }
 
-// LogCounter is implemented by event stores that count a workspace's events.
-type LogCounter interface {
-	// CountLog counts the events matching q after q.After, up to q.Limit
-	// (when set): counting stops there.
-	CountLog(ctx context.Context, q LogQuery) (int64, error)
-}
-
 // maxLagCount is where counting a subscription's lag stops.
 const maxLagCount = 1_000_000
 
@@ -317,7 +310,7 @@ func DeliveryTypes(w Webhook) []string {
 }
 
 // WebhookStatus returns a subscription with its progress and lag.
-func (s *Service) WebhookStatus(ctx context.Context, workspace, id string) (WebhookStatus, error) {
+func (s *Subscriptions) WebhookStatus(ctx context.Context, workspace, id string) (WebhookStatus, error) {
 	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
 		return WebhookStatus{}, err
@@ -325,14 +318,14 @@ func (s *Service) WebhookStatus(ctx context.Context, workspace, id string) (Webh
 	return s.statusOf(ctx, w)
 }
 
-func (s *Service) statusOf(ctx context.Context, w Webhook) (WebhookStatus, error) {
+func (s *Subscriptions) statusOf(ctx context.Context, w Webhook) (WebhookStatus, error) {
 	p, err := s.webhooks.WebhookProgress(ctx, w.ID)
 	if err != nil {
 		return WebhookStatus{}, err
 	}
 	st := WebhookStatus{Webhook: w, Progress: p, LagEvents: -1}
 	q := LogQuery{Workspace: w.Workspace, After: p.Position, Types: DeliveryTypes(w), Since: p.Since, Limit: 1}
-	recs, _, _, err := s.ReadFeed(ctx, FeedQuery{Workspace: q.Workspace, After: q.After, Types: q.Types, Since: q.Since, Limit: 1})
+	recs, _, _, err := s.feed.ReadFeed(ctx, FeedQuery{Workspace: q.Workspace, After: q.After, Types: q.Types, Since: q.Since, Limit: 1})
 	if err != nil {
 		return WebhookStatus{}, err
 	}
@@ -352,7 +345,7 @@ func (s *Service) statusOf(ctx context.Context, w Webhook) (WebhookStatus, error
 
 // WebhookStatuses returns the status of every subscription of every
 // workspace (for metrics).
-func (s *Service) WebhookStatuses(ctx context.Context) ([]WebhookStatus, error) {
+func (s *Subscriptions) WebhookStatuses(ctx context.Context) ([]WebhookStatus, error) {
 	if s.webhooks == nil {
 		return nil, nil
 	}
@@ -363,7 +356,7 @@ func (s *Service) WebhookStatuses(ctx context.Context) ([]WebhookStatus, error) 
 	out := make([]WebhookStatus, 0, len(ws))
 	for _, w := range ws {
 		st, err := s.statusOf(ctx, w)
-		if errors.Is(err, contact.ErrNotFound) {
+		if errors.Is(err, kernel.ErrNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
@@ -375,7 +368,7 @@ func (s *Service) WebhookStatuses(ctx context.Context) ([]WebhookStatus, error) 
 }
 
 // WebhookDeliveries returns one page of a subscription's delivery attempts, newest first.
-func (s *Service) WebhookDeliveries(ctx context.Context, workspace, id string, q AttemptQuery) ([]DeliveryAttempt, error) {
+func (s *Subscriptions) WebhookDeliveries(ctx context.Context, workspace, id string, q AttemptQuery) ([]DeliveryAttempt, error) {
 	if _, err := s.webhook(ctx, workspace, id); err != nil {
 		return nil, err
 	}
@@ -387,12 +380,12 @@ func (s *Service) WebhookDeliveries(ctx context.Context, workspace, id string, q
 // on. Events waiting for a retry after that point are delivered once, in
 // order, with the rest. A replay never skips anything: after a position the
 // checkpoint has not reached, it only sends again what is in flight.
-func (s *Service) ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error {
+func (s *Subscriptions) ReplayWebhook(ctx context.Context, workspace, id string, after kernel.Position, since time.Time) error {
 	if _, err := s.webhook(ctx, workspace, id); err != nil {
 		return err
 	}
 	if !since.IsZero() {
-		after = contact.Position{}
+		after = kernel.Position{}
 	}
 	if err := s.webhooks.ReplayWebhook(ctx, workspace, id, after, since); err != nil {
 		return err
@@ -403,7 +396,7 @@ func (s *Service) ReplayWebhook(ctx context.Context, workspace, id string, after
 
 // TestWebhook sends a subscription a test message (type webhook.test)
 // now, signed like every delivery, and records the attempt.
-func (s *Service) TestWebhook(ctx context.Context, workspace, id string) (DeliveryAttempt, error) {
+func (s *Subscriptions) TestWebhook(ctx context.Context, workspace, id string) (DeliveryAttempt, error) {
 	w, err := s.webhook(ctx, workspace, id)
 	if err != nil {
 		return DeliveryAttempt{}, err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/contactledger/ledger/adapters/webhookhttp"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/ledgertest"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -56,11 +57,11 @@ func TestWebhooks(t *testing.T) {
 	url, desc := recv.URL+"/hook", "CRM sync"
 	types := []string{"contact.created"}
 
-	if _, _, err := e.Svc.CreateWebhook(ctx, ws, ledgertest.Admin, ledger.WebhookInput{}); !errors.Is(err, contact.ErrInvalid) {
+	if _, _, err := e.Svc.CreateWebhook(ctx, ws, ledgertest.Admin, ledger.WebhookInput{}); !errors.Is(err, kernel.ErrInvalid) {
 		t.Fatalf("a webhook without a URL: %v", err)
 	}
 	bad := "ftp://example.com/x"
-	if _, _, err := e.Svc.CreateWebhook(ctx, ws, ledgertest.Admin, ledger.WebhookInput{URL: &bad}); contact.ErrorCode(err) != contact.CodeInvalid {
+	if _, _, err := e.Svc.CreateWebhook(ctx, ws, ledgertest.Admin, ledger.WebhookInput{URL: &bad}); kernel.ErrorCode(err) != kernel.CodeInvalid {
 		t.Fatalf("a webhook with an ftp URL: %v", err)
 	}
 	w, secret, err := e.Svc.CreateWebhook(ctx, ws, ledgertest.Admin, ledger.WebhookInput{URL: &url, Description: &desc, Types: &types})
@@ -103,7 +104,7 @@ func TestWebhooks(t *testing.T) {
 	if keys, err := e.Svc.SigningSecrets(ctx, w); err != nil || len(keys) != 2 {
 		t.Fatalf("signing secrets during the overlap: %d, %v", len(keys), err)
 	}
-	if _, _, err := e.Svc.RotateWebhookSecret(ctx, ws, w.ID, -time.Second); !errors.Is(err, contact.ErrInvalid) {
+	if _, _, err := e.Svc.RotateWebhookSecret(ctx, ws, w.ID, -time.Second); !errors.Is(err, kernel.ErrInvalid) {
 		t.Fatalf("a negative overlap: %v", err)
 	}
 	e.Clock.Advance(2 * time.Hour)
@@ -112,7 +113,7 @@ func TestWebhooks(t *testing.T) {
 	}
 
 	e.Create(t, "Ann", "")
-	if err := e.Svc.ReplayWebhook(ctx, ws, w.ID, contact.Position{}, time.Time{}); err != nil {
+	if err := e.Svc.ReplayWebhook(ctx, ws, w.ID, kernel.Position{}, time.Time{}); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
 	st, err := e.Svc.WebhookStatus(ctx, ws, w.ID)
@@ -129,7 +130,7 @@ func TestWebhooks(t *testing.T) {
 	if err := e.Svc.DeleteWebhook(ctx, ws, w.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Svc.WebhookStatus(ctx, ws, w.ID); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := e.Svc.WebhookStatus(ctx, ws, w.ID); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("status of a deleted webhook: %v", err)
 	}
 

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"context"
 	"time"
 )
 
@@ -30,14 +29,3 @@ type WebhookResponse struct {
 
 // OK reports whether the receiver took the message (2xx).
 func (r WebhookResponse) OK() bool { return r.Err == nil && r.Status >= 200 && r.Status < 300 }
-
-// WebhookSender sends webhooks over HTTP without reaching the deployment's
-// own network: addresses that are not public are refused unless allowed.
-type WebhookSender interface {
-	// CheckURL refuses a URL that is malformed or whose host is, or
-	// resolves to, an address that may not be delivered to. Errors: a
-	// contact.CodeInvalid error naming the field "url".
-	CheckURL(ctx context.Context, raw string) error
-	// Send makes one attempt to deliver m.
-	Send(ctx context.Context, m WebhookMessage) WebhookResponse
-}

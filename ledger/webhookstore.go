@@ -1,10 +1,9 @@
 package ledger
 
 import (
-	"context"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // Webhook is a workspace's subscription to its events: where to deliver
@@ -48,7 +47,7 @@ type WebhookProgress struct {
 	Webhook string
 	// Position is the checkpoint: every event of the workspace up to it was
 	// delivered, given up on, or is pending.
-	Position contact.Position
+	Position kernel.Position
 	// Since, when set, skips events older than it (a replay from a time).
 	Since time.Time
 	// Generation moves with every replay, so that a deliverer's commit that
@@ -69,7 +68,7 @@ type WebhookProgress struct {
 type PendingDelivery struct {
 	Webhook  string
 	Stream   string
-	Position contact.Position
+	Position kernel.Position
 	EventID  string
 	// Attempts is how many attempts were made.
 	Attempts int
@@ -93,7 +92,7 @@ type DeliveryAttempt struct {
 	EventID   string
 	EventType string // the public type
 	ContactID string
-	Position  contact.Position
+	Position  kernel.Position
 	Attempt   int
 	At        time.Time
 	// Status is the HTTP status the receiver answered (0: none).
@@ -121,14 +120,14 @@ type DeliveryBatch struct {
 	Webhook    string
 	Generation int64
 	// From and To move the checkpoint (equal: it stays).
-	From, To contact.Position
+	From, To kernel.Position
 	// ClearSince drops the replay's time filter once it has served.
 	ClearSince bool
 	Attempts   []DeliveryAttempt
 	// Pending are upserted, by position; Done are pending events now
 	// delivered or given up, deleted.
 	Pending []PendingDelivery
-	Done    []contact.Position
+	Done    []kernel.Position
 	// Acks are upserted: NotifiedAt keeps its first value and
 	// AcknowledgedAt, once set, its first value too.
 	Acks []ErasureAck
@@ -149,48 +148,4 @@ type AttemptQuery struct {
 	Before  string
 	EventID string
 	Limit   int
-}
-
-// WebhookStore keeps subscriptions, their delivery checkpoints, pending
-// retries, attempts and erasure acknowledgments.
-type WebhookStore interface {
-	// CreateWebhook stores a new subscription whose delivery starts after start.
-	CreateWebhook(ctx context.Context, w Webhook, start contact.Position) error
-	// Webhook returns one subscription of workspace. Errors: contact.ErrNotFound.
-	Webhook(ctx context.Context, workspace, id string) (Webhook, error)
-	// Webhooks lists workspace's subscriptions by id, or every
-	// workspace's when workspace is empty.
-	Webhooks(ctx context.Context, workspace string) ([]Webhook, error)
-	// UpdateWebhook replaces a subscription's settings and secrets and
-	// bumps its revision. Errors: contact.ErrNotFound.
-	UpdateWebhook(ctx context.Context, w Webhook) error
-	// DeleteWebhook deletes a subscription with its progress, pending
-	// events and attempts; its erasure acknowledgments stay (receipts show
-	// them). Errors: contact.ErrNotFound.
-	DeleteWebhook(ctx context.Context, workspace, id string) error
-	// WebhookProgress returns a subscription's progress. Errors: contact.ErrNotFound.
-	WebhookProgress(ctx context.Context, id string) (WebhookProgress, error)
-	// PendingDeliveries returns up to limit pending events of a
-	// subscription after position after, in log order.
-	PendingDeliveries(ctx context.Context, id string, after contact.Position, limit int) ([]PendingDelivery, error)
-	// CommitDeliveries writes a batch. Errors: contact.ErrConcurrency when
-	// the subscription's checkpoint is no longer b.From or its generation
-	// no longer b.Generation (a replay, another deliverer),
-	// contact.ErrNotFound when it was deleted.
-	CommitDeliveries(ctx context.Context, b DeliveryBatch) error
-	// ReplayWebhook moves a subscription's checkpoint back to after, never
-	// forward (when since is set, events older than since are skipped),
-	// forgets its pending events after that position (they come again),
-	// moves its generation (so a deliverer's commit in flight fails and it
-	// sends again from the checkpoint) and bumps its revision. Errors:
-	// contact.ErrNotFound.
-	ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error
-	// AddAttempts records attempts made outside delivery (test messages).
-	AddAttempts(ctx context.Context, attempts []DeliveryAttempt) error
-	// DeliveryAttempts returns one page of a subscription's attempts, newest first.
-	DeliveryAttempts(ctx context.Context, workspace, id string, q AttemptQuery) ([]DeliveryAttempt, error)
-	// ErasureAcks returns the erasure acknowledgments of a contact, by subscription.
-	ErasureAcks(ctx context.Context, workspace, contactID string) ([]ErasureAck, error)
-	// PruneAttempts deletes attempts made before before, and reports how many.
-	PruneAttempts(ctx context.Context, before time.Time) (int, error)
 }

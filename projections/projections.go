@@ -5,11 +5,11 @@
 package projections
 
 import (
-	"context"
 	"slices"
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -42,7 +42,7 @@ type Row struct {
 	// a view's tag column holds, so that no index of it holds a tag in clear.
 	TagIndexes []string
 	// Position is the position of the last event applied to the row.
-	Position contact.Position
+	Position kernel.Position
 }
 
 // Ref names a contact in its workspace.
@@ -54,7 +54,7 @@ type Ref struct {
 // Batch is what one projection commits at once.
 type Batch struct {
 	Projection  string
-	From, To    contact.Position
+	From, To    kernel.Position
 	Upserts     []Row
 	Deletes     []Ref
 	DestroyKeys []Ref
@@ -64,18 +64,6 @@ type Batch struct {
 	// Erased names the contacts erased by this batch's events: after
 	// committing, the store reaches its own copies of their deleted bytes.
 	Erased []Ref
-}
-
-// Store is the part of the state store that projections write.
-type Store interface {
-	// Checkpoint returns the position up to which projection has applied the log.
-	Checkpoint(ctx context.Context, projection string) (contact.Position, error)
-	// Rows returns the projection's current rows of the given contacts; absent ones are not in the view.
-	Rows(ctx context.Context, projection string, refs []Ref) (map[contact.ID]Row, error)
-	// Commit writes a batch and moves the projection's checkpoint from b.From
-	// to b.To in one transaction. Errors: contact.ErrConcurrency when the
-	// checkpoint is no longer b.From (another runner got there first).
-	Commit(ctx context.Context, b Batch) error
 }
 
 // View describes the projection that keeps one view: the contacts in State,
@@ -129,33 +117,4 @@ func SortAt(s contact.Snapshot) time.Time {
 		}
 	}
 	return s.CreatedAt
-}
-
-// Compacter is implemented by stores that must work to reach their own
-// copies of deleted bytes (free pages, WAL, dead tuples). The runner calls it
-// after committing a batch that erased contacts.
-type Compacter interface {
-	Compact(ctx context.Context) error
-}
-
-// Leaser grants the right to run a projection when several processes share
-// a store: each projection runs in one process at a time.
-type Leaser interface {
-	// Acquire blocks until this process holds the lease called name. The
-	// returned context ends when the lease is lost; release gives it up.
-	Acquire(ctx context.Context, name string) (leaseCtx context.Context, release func(), err error)
-}
-
-// StreamReader is implemented by event stores that can hand a rebuild the
-// log grouped by stream, so that each contact is folded once, as a whole.
-type StreamReader interface {
-	// StableHead returns a position at or before which every event is
-	// committed and readable, and after which every event committed later
-	// comes (the zero Position for an empty log).
-	StableHead(ctx context.Context) (contact.Position, error)
-	// ReadByStream returns up to limit events at or before upTo, ordered by
-	// stream and version, after the event afterVersion of afterStream.
-	ReadByStream(ctx context.Context, upTo contact.Position, afterStream string, afterVersion uint64, limit int) ([]contact.Record, error)
-	// CountEvents counts the events after after, up to and including upTo.
-	CountEvents(ctx context.Context, after, upTo contact.Position) (int64, error)
 }

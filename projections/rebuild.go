@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/oklog/ulid/v2"
@@ -19,10 +20,10 @@ import (
 
 // The errors of rebuilds.
 var (
-	ErrUnknownProjection = &contact.Error{Code: contact.CodeNotFound, Reason: "projection-not-found", Message: "no such projection"}
-	ErrNotRebuildable    = &contact.Error{Code: contact.CodeConflict, Reason: "not-rebuildable", Message: "this projection keeps no read model to rebuild"}
-	ErrRebuildRunning    = &contact.Error{Code: contact.CodeConflict, Reason: "rebuild-running", Message: "a rebuild of this projection is already running"}
-	ErrNoRebuilds        = &contact.Error{Code: contact.CodeConflict, Reason: "not-rebuildable", Message: "this store cannot rebuild projections"}
+	ErrUnknownProjection = &kernel.Error{Code: kernel.CodeNotFound, Reason: "projection-not-found", Message: "no such projection"}
+	ErrNotRebuildable    = &kernel.Error{Code: kernel.CodeConflict, Reason: "not-rebuildable", Message: "this projection keeps no read model to rebuild"}
+	ErrRebuildRunning    = &kernel.Error{Code: kernel.CodeConflict, Reason: "rebuild-running", Message: "a rebuild of this projection is already running"}
+	ErrNoRebuilds        = &kernel.Error{Code: kernel.CodeConflict, Reason: "not-rebuildable", Message: "this store cannot rebuild projections"}
 	errTooFar            = errors.New("the live projection is too far ahead to switch now")
 )
 
@@ -117,7 +118,7 @@ func (r *Runner) StartRebuild(ctx context.Context, name, reason, workspace, by s
 	return job, nil
 }
 
-// RebuildJob returns a rebuild's record as it should be shown. Errors: contact.ErrNotFound.
+// RebuildJob returns a rebuild's record as it should be shown. Errors: kernel.ErrNotFound.
 func (r *Runner) RebuildJob(ctx context.Context, id string) (RebuildJob, error) {
 	ss, err := r.shadowStore()
 	if err != nil {
@@ -375,7 +376,7 @@ func (b *rebuild) run(ctx context.Context) (err error) {
 			return fmt.Errorf("create the rebuild's table of %s: %w", v.Name, err)
 		}
 	}
-	var from contact.Position
+	var from kernel.Position
 	if sr, ok := b.r.events.(StreamReader); ok {
 		if err := b.phase(ctx, "folding"); err != nil {
 			return err
@@ -408,7 +409,7 @@ func (b *rebuild) run(ctx context.Context) (err error) {
 		}
 		err = b.switchAll(ctx)
 		// Too far behind, or the table was busy: catch up and try again.
-		if (!errors.Is(err, errTooFar) && !errors.Is(err, contact.ErrConcurrency)) || attempt == 20 {
+		if (!errors.Is(err, errTooFar) && !errors.Is(err, kernel.ErrConcurrency)) || attempt == 20 {
 			return err
 		}
 	}
@@ -417,14 +418,14 @@ func (b *rebuild) run(ctx context.Context) (err error) {
 // fold reads the log grouped by stream up to a stable head, folds each
 // contact once with the aggregate and loads the final rows in bulk. It
 // returns the position the shadows are at.
-func (b *rebuild) fold(ctx context.Context, sr StreamReader) (contact.Position, error) {
+func (b *rebuild) fold(ctx context.Context, sr StreamReader) (kernel.Position, error) {
 	upTo, err := sr.StableHead(ctx)
 	if err != nil {
-		return contact.Position{}, err
+		return kernel.Position{}, err
 	}
-	total, err := sr.CountEvents(ctx, contact.Position{}, upTo)
+	total, err := sr.CountEvents(ctx, kernel.Position{}, upTo)
 	if err != nil {
-		return contact.Position{}, err
+		return kernel.Position{}, err
 	}
 	b.add(0, total)
 	b.buffers = map[string][]Row{}
@@ -436,25 +437,25 @@ func (b *rebuild) fold(ctx context.Context, sr StreamReader) (contact.Position, 
 		}
 	}()
 	bidx := map[string]shred.BlindIndex{}
-	var carry []contact.Record
+	var carry []kernel.Record
 	pages := b.readAhead(ctx, sr, upTo)
 	for {
-		var page []contact.Record
+		var page []kernel.Record
 		select {
 		case p, ok := <-pages:
 			if !ok {
-				return contact.Position{}, context.Cause(ctx)
+				return kernel.Position{}, context.Cause(ctx)
 			}
 			if p.err != nil {
-				return contact.Position{}, p.err
+				return kernel.Position{}, p.err
 			}
 			page = p.recs
 		case <-ctx.Done():
-			return contact.Position{}, context.Cause(ctx)
+			return kernel.Position{}, context.Cause(ctx)
 		}
 		end := len(page) < FoldPage
 		// Split into whole streams; the last one may go on in the next page.
-		var streams [][]contact.Record
+		var streams [][]kernel.Record
 		all := append(carry, page...)
 		start := 0
 		for i := 1; i <= len(all); i++ {
@@ -469,37 +470,37 @@ func (b *rebuild) fold(ctx context.Context, sr StreamReader) (contact.Position, 
 			streams = streams[:len(streams)-1]
 		}
 		if err := b.foldStreams(ctx, streams, bidx); err != nil {
-			return contact.Position{}, err
+			return kernel.Position{}, err
 		}
 		b.add(int64(len(page)), 0)
 		if err := b.flush(ctx, LoadBatch); err != nil {
-			return contact.Position{}, err
+			return kernel.Position{}, err
 		}
 		if err := b.save(ctx, false); err != nil {
-			return contact.Position{}, err
+			return kernel.Position{}, err
 		}
 		if err := context.Cause(ctx); ctx.Err() != nil {
-			return contact.Position{}, err
+			return kernel.Position{}, err
 		}
 		if end {
 			break
 		}
 	}
 	if err := b.flush(ctx, 1); err != nil {
-		return contact.Position{}, err
+		return kernel.Position{}, err
 	}
 	stopped = true
 	return upTo, b.stopLoader()
 }
 
 type page struct {
-	recs []contact.Record
+	recs []kernel.Record
 	err  error
 }
 
 // readAhead reads the log grouped by stream up to upTo, a page ahead of the
 // fold, until a short page (the end) or an error; it stops when ctx ends.
-func (b *rebuild) readAhead(ctx context.Context, sr StreamReader, upTo contact.Position) <-chan page {
+func (b *rebuild) readAhead(ctx context.Context, sr StreamReader, upTo kernel.Position) <-chan page {
 	out := make(chan page, 1)
 	go func() {
 		defer close(out)
@@ -522,11 +523,11 @@ func (b *rebuild) readAhead(ctx context.Context, sr StreamReader, upTo contact.P
 }
 
 // foldStreams folds whole streams and buffers the rows of those that end in a rebuilt view.
-func (b *rebuild) foldStreams(ctx context.Context, streams [][]contact.Record, bidx map[string]shred.BlindIndex) error {
+func (b *rebuild) foldStreams(ctx context.Context, streams [][]kernel.Record, bidx map[string]shred.BlindIndex) error {
 	// Only contacts that end in a rebuilt view need their key: decide their
 	// final state from the clear payloads first.
 	need := map[string][]contact.ID{}
-	var keep [][]contact.Record
+	var keep [][]kernel.Record
 	var views []View
 	for _, recs := range streams {
 		if _, ok := contact.IDFromStream(recs[0].Stream); !ok {
@@ -629,7 +630,7 @@ func (b *rebuild) flush(ctx context.Context, min int) error {
 
 // catchUp applies the log after from to the shadows with the live path,
 // until it has read everything committed; it returns where they are.
-func (b *rebuild) catchUp(ctx context.Context, from contact.Position) (contact.Position, error) {
+func (b *rebuild) catchUp(ctx context.Context, from kernel.Position) (kernel.Position, error) {
 	if sr, ok := b.r.events.(StreamReader); ok {
 		if head, err := b.r.events.Head(ctx); err == nil && from.Less(head) {
 			if n, err := sr.CountEvents(ctx, from, head); err == nil {
@@ -674,8 +675,8 @@ func (b *rebuild) switchAll(ctx context.Context) error {
 	for len(b.pending) > 0 {
 		v := b.pending[0]
 		sv := b.shadow(v)
-		err := b.ss.SwitchShadow(ctx, v.Name, b.gen, func(ctx context.Context, from, to contact.Position) (Batch, error) {
-			var recs []contact.Record
+		err := b.ss.SwitchShadow(ctx, v.Name, b.gen, func(ctx context.Context, from, to kernel.Position) (Batch, error) {
+			var recs []kernel.Record
 			for cur := from; cur.Less(to); {
 				page, err := b.r.events.ReadAll(ctx, cur, CatchUpPage)
 				if err != nil {

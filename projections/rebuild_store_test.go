@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/ledgertest"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
@@ -183,11 +184,11 @@ func TestRebuildAllFoldsEveryView(t *testing.T) {
 
 // failingFold wraps the log: reading it grouped by stream fails.
 type failingFold struct {
-	contact.EventStore
+	kernel.EventStore
 	projections.StreamReader
 }
 
-func (failingFold) ReadByStream(context.Context, contact.Position, string, uint64, int) ([]contact.Record, error) {
+func (failingFold) ReadByStream(context.Context, kernel.Position, string, uint64, int) ([]kernel.Record, error) {
 	return nil, errors.New("read failed")
 }
 
@@ -270,10 +271,10 @@ func TestStartRebuildRunsInTheBackground(t *testing.T) {
 			}
 		})
 	}
-	if _, err := e.Runner.RebuildJob(ctx, "rb_unknown"); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := e.Runner.RebuildJob(ctx, "rb_unknown"); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("an unknown rebuild: %v", err)
 	}
-	if _, err := e.Runner.CancelRebuild(ctx, "rb_unknown"); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := e.Runner.CancelRebuild(ctx, "rb_unknown"); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("cancelling an unknown rebuild: %v", err)
 	}
 }

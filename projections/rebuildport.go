@@ -1,12 +1,9 @@
 package projections
 
 import (
-	"context"
 	"regexp"
 	"strings"
 	"time"
-
-	"github.com/contactledger/ledger/domain/contact"
 )
 
 var genPattern = regexp.MustCompile(`^[a-z0-9]{1,32}$`)
@@ -54,50 +51,4 @@ type RebuildJob struct {
 	FinishedAt  time.Time
 	Error       string
 	Cancel      bool
-}
-
-// ShadowStore is implemented by state stores that can rebuild a view into a
-// table beside the live one and switch it in atomically.
-type ShadowStore interface {
-	// CreateShadow creates the empty table of Shadow(view, gen), without a
-	// checkpoint and with its primary key as its only index.
-	CreateShadow(ctx context.Context, view, gen string) error
-	// LoadShadow inserts rows into a shadow in bulk (COPY on PostgreSQL).
-	LoadShadow(ctx context.Context, view, gen string, rows []Row) error
-	// IndexShadow builds a loaded shadow's other indexes: one sort each,
-	// where growing them row by row during the load would cost a random
-	// write per row and index. It holds the live view's writers back for
-	// no longer than one index build at a time.
-	IndexShadow(ctx context.Context, view, gen string) error
-	// DropShadows drops the shadows of view (one generation, or every
-	// leftover when gen is ""), with their checkpoints. Callers hold the
-	// view's rebuild lock.
-	DropShadows(ctx context.Context, view, gen string) error
-	// SwitchShadow makes Shadow(view, gen) the live table of view in one
-	// transaction, with the view's checkpoint locked: when the live
-	// checkpoint is ahead of the shadow's, catchUp must return the batch
-	// that brings the shadow from its checkpoint to the live one (or fail,
-	// and nothing changes); the live checkpoint ends at the shadow's
-	// position, and the projection's version becomes Version. A shadow
-	// switches in with every index of the view (built in the switch when
-	// IndexShadow has not run). The old table
-	// is dropped after the switch. Errors: contact.ErrConcurrency when the
-	// tables were too busy to switch now (nothing changed; try again).
-	SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to contact.Position) (Batch, error)) error
-	// LockRebuild takes the rebuild locks of the named views, all or none,
-	// without waiting; ok is false when another rebuild holds one of them.
-	// The locks go with the process.
-	LockRebuild(ctx context.Context, names ...string) (release func(), ok bool, err error)
-	// Versions returns the code version each projection's rows were built
-	// with (projections without a checkpoint are absent).
-	Versions(ctx context.Context) (map[string]int, error)
-	// SaveRebuild inserts or updates a rebuild's record; it returns the
-	// stored record's Cancel flag (a cancellation requested meanwhile).
-	SaveRebuild(ctx context.Context, j RebuildJob) (cancel bool, err error)
-	// Rebuild returns a rebuild's record. Errors: contact.ErrNotFound.
-	Rebuild(ctx context.Context, id string) (RebuildJob, error)
-	// Rebuilds returns the most recent rebuilds, newest first.
-	Rebuilds(ctx context.Context, limit int) ([]RebuildJob, error)
-	// CancelRebuild asks a running rebuild to stop. Errors: contact.ErrNotFound.
-	CancelRebuild(ctx context.Context, id string) error
 }

@@ -11,26 +11,27 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 )
 
 // Runner keeps every projection up to date with the log and tells queries how far each one is.
 type Runner struct {
-	events contact.EventStore
+	events kernel.EventStore
 	store  Store
 	vault  *ledger.Vault
 	log    *slog.Logger
 	// Leaser, when set, makes each projection run only while this process
-	// holds its lease.
-	Leaser Leaser
+	// holds its lease (Acquire).
+	Leaser ledger.Lease
 	// WaitTimeout bounds how long a query waits for a projection to catch up.
 	WaitTimeout time.Duration
 	// Observe, when set, is told of every rebuild's progress (for metrics).
 	Observe func(RebuildJob)
 
 	mu      sync.Mutex
-	pos     map[string]contact.Position
+	pos     map[string]kernel.Position
 	leading map[string]bool
 	failing map[string]time.Time
 	changed chan struct{}
@@ -40,12 +41,12 @@ type Runner struct {
 }
 
 // NewRunner returns a runner; Run starts it.
-func NewRunner(events contact.EventStore, store Store, vault *ledger.Vault, log *slog.Logger) *Runner {
+func NewRunner(events kernel.EventStore, store Store, vault *ledger.Vault, log *slog.Logger) *Runner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Runner{events: events, store: store, vault: vault, log: log, WaitTimeout: 10 * time.Second,
-		pos: map[string]contact.Position{}, failing: map[string]time.Time{}, changed: make(chan struct{})}
+		pos: map[string]kernel.Position{}, failing: map[string]time.Time{}, changed: make(chan struct{})}
 }
 
 // Run runs every projection until ctx ends. A projection whose batch fails
@@ -59,7 +60,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	wg.Go(func() { r.rebuildOutdated(ctx) })
 	for _, v := range append(Views(), IdentityView()) {
 		wg.Go(func() {
-			r.loop(ctx, v.Name, func(ctx context.Context, from contact.Position, recs []contact.Record) (Batch, error) {
+			r.loop(ctx, v.Name, func(ctx context.Context, from kernel.Position, recs []kernel.Record) (Batch, error) {
 				return r.viewBatch(ctx, v, from, recs)
 			})
 		})
@@ -69,7 +70,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (r *Runner) loop(ctx context.Context, name string, build func(context.Context, contact.Position, []contact.Record) (Batch, error)) {
+func (r *Runner) loop(ctx context.Context, name string, build func(context.Context, kernel.Position, []kernel.Record) (Batch, error)) {
 	if r.Leaser == nil {
 		r.run(ctx, name, build)
 		return
@@ -123,10 +124,10 @@ var LazyCheckpoint = 200 * time.Millisecond
 // checkpoint is a projection's stored checkpoint and the move not stored yet.
 type checkpoint struct {
 	mu      sync.Mutex
-	stored  contact.Position
-	pending contact.Position // beyond stored when a move waits
-	last    time.Time        // when the stored checkpoint last moved
-	err     error            // a deferred move failed: the next batch returns it
+	stored  kernel.Position
+	pending kernel.Position // beyond stored when a move waits
+	last    time.Time       // when the stored checkpoint last moved
+	err     error           // a deferred move failed: the next batch returns it
 }
 
 // commit stores b (its From set to the stored checkpoint), or, when b
@@ -147,7 +148,7 @@ func (cp *checkpoint) commit(ctx context.Context, store Store, b Batch) error {
 	if err := store.Commit(ctx, b); err != nil {
 		return err
 	}
-	cp.stored, cp.pending, cp.last = b.To, contact.Position{}, time.Now()
+	cp.stored, cp.pending, cp.last = b.To, kernel.Position{}, time.Now()
 	return nil
 }
 
@@ -162,7 +163,7 @@ func (cp *checkpoint) flush(ctx context.Context, store Store, name string) {
 		cp.err = err
 		return
 	}
-	cp.stored, cp.pending, cp.last = cp.pending, contact.Position{}, time.Now()
+	cp.stored, cp.pending, cp.last = cp.pending, kernel.Position{}, time.Now()
 }
 
 // empty reports whether a batch changes no row, key or copy: it only moves the checkpoint.
@@ -171,7 +172,7 @@ func (b Batch) empty() bool {
 }
 
 // run keeps one projection up to date until ctx ends, retrying failures with backoff.
-func (r *Runner) run(ctx context.Context, name string, build func(context.Context, contact.Position, []contact.Record) (Batch, error)) {
+func (r *Runner) run(ctx context.Context, name string, build func(context.Context, kernel.Position, []kernel.Record) (Batch, error)) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		from, err := r.store.Checkpoint(ctx, name)
@@ -193,7 +194,7 @@ func (r *Runner) run(ctx context.Context, name string, build func(context.Contex
 					}
 				}
 			}()
-			err = r.events.Subscribe(subCtx, from, func(ctx context.Context, recs []contact.Record) error {
+			err = r.events.Subscribe(subCtx, from, func(ctx context.Context, recs []kernel.Record) error {
 				b, err := build(ctx, from, recs)
 				if err != nil {
 					return err
@@ -219,7 +220,7 @@ func (r *Runner) run(ctx context.Context, name string, build func(context.Contex
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, contact.ErrConcurrency) {
+		if errors.Is(err, kernel.ErrConcurrency) {
 			// The checkpoint moved under us: a rebuild switched in a new
 			// table, or another process holds the projection. Start over
 			// from the stored checkpoint.
@@ -281,7 +282,7 @@ func (r *Runner) rebuildOutdated(ctx context.Context) {
 	}
 }
 
-func (r *Runner) advance(name string, p contact.Position) {
+func (r *Runner) advance(name string, p kernel.Position) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur, ok := r.pos[name]; ok && !cur.Less(p) {
@@ -293,7 +294,7 @@ func (r *Runner) advance(name string, p contact.Position) {
 }
 
 // Position returns how far this runner has seen projection get.
-func (r *Runner) Position(name string) (contact.Position, bool) {
+func (r *Runner) Position(name string) (kernel.Position, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, ok := r.pos[name]
@@ -301,12 +302,12 @@ func (r *Runner) Position(name string) (contact.Position, bool) {
 }
 
 // ErrLagging is returned when a projection does not catch up in time.
-var ErrLagging = &contact.Error{Code: contact.CodeUnavailable, Reason: "projection-lagging", Message: "the view is catching up with recent changes; retry shortly"}
+var ErrLagging = &kernel.Error{Code: kernel.CodeUnavailable, Reason: "projection-lagging", Message: "the view is catching up with recent changes; retry shortly"}
 
 // WaitFor returns once projection has applied the log up to pos. It follows
 // this runner's own progress and, when another process runs the projection,
 // the checkpoint in the store.
-func (r *Runner) WaitFor(ctx context.Context, projection string, pos contact.Position) error {
+func (r *Runner) WaitFor(ctx context.Context, projection string, pos kernel.Position) error {
 	if pos.IsZero() {
 		return nil
 	}
@@ -341,7 +342,7 @@ func (r *Runner) WaitFor(ctx context.Context, projection string, pos contact.Pos
 }
 
 // erasureBatch destroys the data key of every contact whose tombstone is in recs.
-func (r *Runner) erasureBatch(_ context.Context, _ contact.Position, recs []contact.Record) (Batch, error) {
+func (r *Runner) erasureBatch(_ context.Context, _ kernel.Position, recs []kernel.Record) (Batch, error) {
 	var b Batch
 	for _, rec := range recs {
 		if !erasing(rec) {
@@ -360,7 +361,7 @@ func (r *Runner) erasureBatch(_ context.Context, _ contact.Position, recs []cont
 }
 
 // viewBatch applies recs to the rows of one view.
-func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs []contact.Record) (Batch, error) {
+func (r *Runner) viewBatch(ctx context.Context, v View, _ kernel.Position, recs []kernel.Record) (Batch, error) {
 	refs := batchRefs(recs)
 	if len(refs) == 0 {
 		return Batch{}, nil
@@ -370,7 +371,7 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 		return Batch{}, fmt.Errorf("rows of %s: %w", v.Name, err)
 	}
 	f := &viewFold{v: v, keys: newKeyCache(r.vault), rows: rows,
-		state: map[contact.ID]*contact.Contact{}, last: map[contact.ID]contact.Position{}}
+		state: map[contact.ID]*contact.Contact{}, last: map[contact.ID]kernel.Position{}}
 	for id, row := range rows {
 		f.state[id] = contact.FromSnapshot(row.Contact)
 	}
@@ -386,7 +387,7 @@ func (r *Runner) viewBatch(ctx context.Context, v View, _ contact.Position, recs
 }
 
 // batchRefs returns the contacts whose streams recs touch, in first-seen order.
-func batchRefs(recs []contact.Record) []Ref {
+func batchRefs(recs []kernel.Record) []Ref {
 	var refs []Ref
 	seen := map[contact.ID]bool{}
 	for _, rec := range recs {
@@ -405,22 +406,22 @@ type viewFold struct {
 	keys     *keyCache
 	rows     map[contact.ID]Row
 	state    map[contact.ID]*contact.Contact
-	last     map[contact.ID]contact.Position
-	entering map[contact.ID]contact.Record   // the event that brings a contact into the view
+	last     map[contact.ID]kernel.Position
+	entering map[contact.ID]kernel.Record    // the event that brings a contact into the view
 	entered  map[contact.ID]*contact.Contact // the entering contacts, folded up to that event
 }
 
 // prepareEntering finds the contacts an event brings into the view (the
 // first such event of each), fetches in one go the keys of every contact
 // whose events this batch will read, and prepares the entering ones.
-func (r *Runner) prepareEntering(ctx context.Context, f *viewFold, refs []Ref, recs []contact.Record) error {
+func (r *Runner) prepareEntering(ctx context.Context, f *viewFold, refs []Ref, recs []kernel.Record) error {
 	need := map[string][]contact.ID{}
 	for _, ref := range refs {
 		if _, in := f.rows[ref.ID]; in {
 			need[ref.Workspace] = append(need[ref.Workspace], ref.ID)
 		}
 	}
-	f.entering = map[contact.ID]contact.Record{}
+	f.entering = map[contact.ID]kernel.Record{}
 	for _, rec := range recs {
 		id, ok := contact.IDFromStream(rec.Stream)
 		if _, in := f.rows[id]; !ok || in {
@@ -446,7 +447,7 @@ func (r *Runner) prepareEntering(ctx context.Context, f *viewFold, refs []Ref, r
 
 // apply folds one event into its contact, unless the row already holds it
 // or the contact is neither in the view nor entering it with this event.
-func (f *viewFold) apply(ctx context.Context, rec contact.Record) error {
+func (f *viewFold) apply(ctx context.Context, rec kernel.Record) error {
 	id, ok := contact.IDFromStream(rec.Stream)
 	if !ok {
 		return nil
@@ -512,13 +513,13 @@ func (f *viewFold) batch(ctx context.Context, refs []Ref) (Batch, error) {
 }
 
 // erasing reports whether rec is an erasure's tombstone.
-func erasing(rec contact.Record) bool {
+func erasing(rec kernel.Record) bool {
 	return rec.Type == contact.TypePurged || rec.Type == contact.TypeAnonymized
 }
 
 // enters returns the state a record's event puts a contact in, when it
 // decides that on its own. It reads the clear payload only, so no key is needed.
-func enters(rec contact.Record) (contact.State, bool) {
+func enters(rec kernel.Record) (contact.State, bool) {
 	ev, err := contact.Decode(rec.Type, rec.Schema, rec.Data, nil, true)
 	if err != nil {
 		return "", false
@@ -541,9 +542,9 @@ func rowSources(projection string) []string {
 // in the identity index when that row is at the event or at the one
 // before (and the event is applied to it): no stream is read, nothing is
 // folded again. The others are folded from their streams, read in one go.
-func (r *Runner) enter(ctx context.Context, projection string, keys *keyCache, entering map[contact.ID]contact.Record) (map[contact.ID]*contact.Contact, error) {
+func (r *Runner) enter(ctx context.Context, projection string, keys *keyCache, entering map[contact.ID]kernel.Record) (map[contact.ID]*contact.Contact, error) {
 	out := map[contact.ID]*contact.Contact{}
-	pending := map[contact.ID]contact.Record{}
+	pending := map[contact.ID]kernel.Record{}
 	moving := 0
 	for id, rec := range entering {
 		if rec.Version > 1 {
@@ -599,7 +600,7 @@ func (r *Runner) enter(ctx context.Context, projection string, keys *keyCache, e
 		streams[rec.Workspace] = append(streams[rec.Workspace], rec.Stream)
 	}
 	for ws, sts := range streams {
-		all, err := contact.ReadStreams(ctx, r.events, ws, sts)
+		all, err := kernel.ReadStreams(ctx, r.events, ws, sts)
 		if err != nil {
 			return nil, fmt.Errorf("fold %d streams: %w", len(sts), err)
 		}
@@ -633,7 +634,7 @@ func (r *Runner) enter(ctx context.Context, projection string, keys *keyCache, e
 
 // BuildRow turns a contact's snapshot into its row, with the blind indexes
 // of its email, phone and source identity.
-func BuildRow(s contact.Snapshot, bidx shred.BlindIndex, pos contact.Position) Row {
+func BuildRow(s contact.Snapshot, bidx shred.BlindIndex, pos kernel.Position) Row {
 	return Row{
 		Contact: s, SortAt: SortAt(s), Position: pos,
 		EmailIndex: bidx.Of("email", contact.NormalizeEmail(s.Personal.Email)),

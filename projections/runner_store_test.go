@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/ledgertest"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
@@ -82,19 +83,19 @@ func (r *recorder) failures() []string {
 
 // subscriptions wraps the log and records where each subscription starts.
 type subscriptions struct {
-	contact.EventStore
+	kernel.EventStore
 	mu    sync.Mutex
-	froms []contact.Position
+	froms []kernel.Position
 }
 
-func (s *subscriptions) Subscribe(ctx context.Context, from contact.Position, h func(context.Context, []contact.Record) error) error {
+func (s *subscriptions) Subscribe(ctx context.Context, from kernel.Position, h func(context.Context, []kernel.Record) error) error {
 	s.mu.Lock()
 	s.froms = append(s.froms, from)
 	s.mu.Unlock()
 	return s.EventStore.Subscribe(ctx, from, h)
 }
 
-func (s *subscriptions) starts() []contact.Position {
+func (s *subscriptions) starts() []kernel.Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.froms)
@@ -114,7 +115,7 @@ func rows(t *testing.T, s projections.Store, view string, ids ...contact.ID) map
 	return got
 }
 
-func checkpoint(t *testing.T, s projections.Store, name string) contact.Position {
+func checkpoint(t *testing.T, s projections.Store, name string) kernel.Position {
 	t.Helper()
 	cp, err := s.Checkpoint(t.Context(), name)
 	if err != nil {
@@ -249,7 +250,7 @@ func TestRunnerResumesFromItsCheckpoint(t *testing.T) {
 	}
 	stop()
 	for _, name := range projections.Names() {
-		var prev contact.Position
+		var prev kernel.Position
 		for i, b := range rec.committed(name) {
 			if b.From != prev || !prev.Less(b.To) {
 				t.Fatalf("%s batch %d goes from %v to %v; want from %v onwards", name, i, b.From, b.To, prev)
@@ -316,7 +317,7 @@ func TestRunnerRetriesAFailingBatch(t *testing.T) {
 			return broken
 		case "trash":
 			var err error
-			moved.Do(func() { err = contact.ErrConcurrency })
+			moved.Do(func() { err = kernel.ErrConcurrency })
 			return err
 		}
 		return nil
@@ -377,11 +378,11 @@ func TestRunnerStopsAtAPoisonEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := recs[len(recs)-1]
-	poison := contact.Record{ID: ulid.Make(), Stream: id.Stream(), Version: last.Version + 1, Type: contact.TypeUpdated, Time: time.Now().UTC(),
+	poison := kernel.Record{ID: ulid.Make(), Stream: id.Stream(), Version: last.Version + 1, Type: contact.TypeUpdated, Time: time.Now().UTC(),
 		Workspace: ledgertest.Workspace, Actor: ledgertest.Admin, CorrelationID: "req-poison", CausationID: "req-poison", Schema: 1,
 		Data: []byte(`{"personal":"not sealed"}`), PrevHash: last.Hash}
-	poison.Hash = contact.ChainHash(last.Hash, poison)
-	head, err := e.Store.Append(ctx, id.Stream(), last.Version, []contact.Record{poison})
+	poison.Hash = kernel.ChainHash(last.Hash, poison)
+	head, err := e.Store.Append(ctx, id.Stream(), last.Version, []kernel.Record{poison})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,12 +416,12 @@ func TestWaitFor(t *testing.T) {
 	other.WaitTimeout = 200 * time.Millisecond
 	for _, tc := range []struct {
 		name string
-		pos  contact.Position
+		pos  kernel.Position
 		want error
 	}{
-		{"the zero position", contact.Position{}, nil},
+		{"the zero position", kernel.Position{}, nil},
 		{"a position the store reached", head, nil},
-		{"a position beyond the log", contact.Position{Commit: head.Commit + 1000}, projections.ErrLagging},
+		{"a position beyond the log", kernel.Position{Commit: head.Commit + 1000}, projections.ErrLagging},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := other.WaitFor(ctx, "active", tc.pos); !errors.Is(err, tc.want) {

@@ -13,6 +13,7 @@ import (
 	"github.com/contactledger/ledger/adapters/keyring"
 	"github.com/contactledger/ledger/adapters/sqlite"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 )
@@ -23,12 +24,12 @@ type countingLog struct {
 	streams atomic.Int64
 }
 
-func (c *countingLog) ReadStream(ctx context.Context, workspace, stream string) ([]contact.Record, error) {
+func (c *countingLog) ReadStream(ctx context.Context, workspace, stream string) ([]kernel.Record, error) {
 	c.streams.Add(1)
 	return c.Store.ReadStream(ctx, workspace, stream)
 }
 
-func (c *countingLog) ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]contact.Record, error) {
+func (c *countingLog) ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]kernel.Record, error) {
 	c.streams.Add(int64(len(streams)))
 	return c.Store.ReadStreams(ctx, workspace, streams)
 }
@@ -119,7 +120,7 @@ func (r *rig) rows(projection string, ids []contact.ID) map[contact.ID]projectio
 
 func (r *rig) transition(t ledger.Transition, ids []contact.ID) {
 	r.t.Helper()
-	_, errs := r.svc.TransitionMany(context.Background(), "ws", ids, ledger.Meta{Actor: contact.System("test"), CorrelationID: "test"}, t, ledger.TransitionInput{})
+	_, errs := r.svc.TransitionMany(context.Background(), "ws", ids, ledger.Meta{Actor: kernel.System("test"), CorrelationID: "test"}, t, ledger.TransitionInput{})
 	for i, err := range errs {
 		if err != nil {
 			r.t.Fatalf("%s %s: %v", t, ids[i], err)
@@ -136,7 +137,7 @@ func TestMovesBetweenViewsReadNoStream(t *testing.T) {
 	ctx := context.Background()
 	var ids []contact.ID
 	for i := range 40 {
-		res, err := r.svc.Create(ctx, "ws", ledger.Meta{Actor: contact.System("test"), CorrelationID: "test"},
+		res, err := r.svc.Create(ctx, "ws", ledger.Meta{Actor: kernel.System("test"), CorrelationID: "test"},
 			contact.Draft{Personal: contact.Personal{Name: fmt.Sprintf("Person %d", i), Email: fmt.Sprintf("p%d@example.com", i)}, Tags: []string{"t"}})
 		if err != nil {
 			t.Fatal(err)
@@ -193,7 +194,7 @@ func TestUnchangedViewsStoreTheirCheckpointLazily(t *testing.T) {
 	start := time.Now()
 	const n = 30
 	for i := range n {
-		if _, err := r.svc.Create(ctx, "ws", ledger.Meta{Actor: contact.System("test"), CorrelationID: "test"},
+		if _, err := r.svc.Create(ctx, "ws", ledger.Meta{Actor: kernel.System("test"), CorrelationID: "test"},
 			contact.Draft{Personal: contact.Personal{Name: fmt.Sprintf("Lazy %d", i)}}); err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // The states a projection can be in.
@@ -17,8 +17,8 @@ const (
 // Status is how far a projection is. It holds no personal data.
 type Status struct {
 	Name       string
-	Checkpoint contact.Position
-	Head       contact.Position
+	Checkpoint kernel.Position
+	Head       kernel.Position
 	// LagEvents counts the events committed after the checkpoint (-1: the store cannot count).
 	LagEvents int64
 	// LagSeconds is how old the oldest event not applied yet is (0 when caught up).
@@ -107,14 +107,4 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 		out = append(out, st)
 	}
 	return out, nil
-}
-
-// FailureStore is implemented by state stores that keep when a projection
-// started failing, so that every process shows it; a successful Commit
-// clears it.
-type FailureStore interface {
-	// SetFailed records that name's batches fail since the given time.
-	SetFailed(ctx context.Context, name string, since time.Time) error
-	// Failed returns the failing projections and since when.
-	Failed(ctx context.Context) (map[string]time.Time, error)
 }

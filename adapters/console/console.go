@@ -22,6 +22,7 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 	"github.com/oklog/ulid/v2"
@@ -32,7 +33,7 @@ const Prefix = "/console/"
 
 // Queries are the reads the console makes of contacts.
 type Queries interface {
-	List(ctx context.Context, q ledger.ListQuery, minPos contact.Position, email, phone string) (ledger.Page, error)
+	List(ctx context.Context, q ledger.ListQuery, minPos kernel.Position, email, phone string) (ledger.Page, error)
 	Get(ctx context.Context, workspace string, id contact.ID) (ledger.View, error)
 	Trail(ctx context.Context, workspace string, id contact.ID, asOf time.Time, version uint64) (ledger.Trail, error)
 	Notes(ctx context.Context, workspace string, id contact.ID) ([]contact.Note, error)
@@ -66,7 +67,7 @@ type Jobs interface {
 
 // Compliance reads the audit log and erasure receipts.
 type Compliance interface {
-	AuditLog(ctx context.Context, q ledger.LogQuery, emit func([]contact.Record) error) error
+	AuditLog(ctx context.Context, q ledger.LogQuery, emit func([]kernel.Record) error) error
 	ErasureReceipt(ctx context.Context, workspace string, id contact.ID) ([]byte, error)
 	SigningPublicKey(ctx context.Context) (ed25519.PublicKey, error)
 }
@@ -214,7 +215,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithValue(r.Context(), requestKey{}, &requestInfo{id: id})
 	r = r.WithContext(ctx)
 	if !c.sameOrigin(r) {
-		c.fail(rec, r, &contact.Error{Code: contact.CodeForbidden, Reason: "cross-origin", Message: "this form was sent from another site"})
+		c.fail(rec, r, &kernel.Error{Code: kernel.CodeForbidden, Reason: "cross-origin", Message: "this form was sent from another site"})
 	} else {
 		c.mux.ServeHTTP(rec, r)
 	}
@@ -291,7 +292,7 @@ func (c *Console) page(pattern, op string, h http.HandlerFunc) {
 		}
 		if err != nil {
 			in.cookie, in.p = "", ledger.Principal{}
-			if contact.ErrorCode(err) != contact.CodeUnauthorized && !errors.Is(err, http.ErrNoCookie) {
+			if kernel.ErrorCode(err) != kernel.CodeUnauthorized && !errors.Is(err, http.ErrNoCookie) {
 				c.fail(w, r, err)
 				return
 			}
@@ -306,7 +307,7 @@ func (c *Console) page(pattern, op string, h http.HandlerFunc) {
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 			if err := r.ParseForm(); err != nil {
-				c.fail(w, r, &contact.Error{Code: contact.CodeBadRequest, Reason: "malformed-form", Message: "the form could not be read"})
+				c.fail(w, r, &kernel.Error{Code: kernel.CodeBadRequest, Reason: "malformed-form", Message: "the form could not be read"})
 				return
 			}
 			if !ledger.CheckSessionCSRF(in.cookie, r.PostForm.Get("csrf")) {
@@ -315,7 +316,7 @@ func (c *Console) page(pattern, op string, h http.HandlerFunc) {
 			}
 		}
 		if !ledger.Allowed(in.p.Role, op) {
-			c.fail(w, r, contact.Errorf(contact.ErrRoleNotAllowed, "the %s role may not do %s", in.p.Role, op))
+			c.fail(w, r, kernel.Errorf(kernel.ErrRoleNotAllowed, "the %s role may not do %s", in.p.Role, op))
 			return
 		}
 		h(w, r)
@@ -325,7 +326,7 @@ func (c *Console) page(pattern, op string, h http.HandlerFunc) {
 // maxForm bounds a form's body.
 const maxForm = 1 << 20
 
-var errCSRF = &contact.Error{Code: contact.CodeForbidden, Reason: "csrf", Message: "the form's anti-forgery token is missing or wrong; reload the page and try again"}
+var errCSRF = &kernel.Error{Code: kernel.CodeForbidden, Reason: "csrf", Message: "the form's anti-forgery token is missing or wrong; reload the page and try again"}
 
 // meta is the command metadata of a request: the session's token as actor,
 // the request id as correlation id.
@@ -356,17 +357,17 @@ func (c *Console) clearCookie(w http.ResponseWriter, r *http.Request) {
 }
 
 // statusOf maps the application's error codes to the statuses of pages.
-var statusOf = map[contact.Code]int{
-	contact.CodeBadRequest:   http.StatusBadRequest,
-	contact.CodeInvalid:      http.StatusUnprocessableEntity,
-	contact.CodeNotFound:     http.StatusNotFound,
-	contact.CodeGone:         http.StatusGone,
-	contact.CodeConflict:     http.StatusConflict,
-	contact.CodeConcurrency:  http.StatusConflict,
-	contact.CodeForbidden:    http.StatusForbidden,
-	contact.CodeUnauthorized: http.StatusUnauthorized,
-	contact.CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	contact.CodeUnavailable:  http.StatusServiceUnavailable,
+var statusOf = map[kernel.Code]int{
+	kernel.CodeBadRequest:   http.StatusBadRequest,
+	kernel.CodeInvalid:      http.StatusUnprocessableEntity,
+	kernel.CodeNotFound:     http.StatusNotFound,
+	kernel.CodeGone:         http.StatusGone,
+	kernel.CodeConflict:     http.StatusConflict,
+	kernel.CodeConcurrency:  http.StatusConflict,
+	kernel.CodeForbidden:    http.StatusForbidden,
+	kernel.CodeUnauthorized: http.StatusUnauthorized,
+	kernel.CodeTooLarge:     http.StatusRequestEntityTooLarge,
+	kernel.CodeUnavailable:  http.StatusServiceUnavailable,
 }
 
 // errorPage is what an error page shows: the application error's safe
@@ -375,7 +376,7 @@ type errorPage struct {
 	Status  int
 	Title   string
 	Message string
-	Fields  []contact.FieldError
+	Fields  []kernel.FieldError
 	// RunningJob names the restore job that holds the workspace's slot.
 	RunningJob string
 	// Holder is the contact that holds a refused email or phone; KeepBoth
@@ -386,7 +387,7 @@ type errorPage struct {
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := errorPage{Status: http.StatusInternalServerError, Title: "Something went wrong",
 		Message: "The ledger could not do this. The request id below is in its log."}
-	var appErr *contact.Error
+	var appErr *kernel.Error
 	var running *ledger.JobRunningError
 	if errors.As(err, &running) {
 		e.RunningJob = running.Job
@@ -394,7 +395,7 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &appErr) && statusOf[appErr.Code] != 0 {
 		e.Status, e.Message, e.Fields = statusOf[appErr.Code], appErr.Message, appErr.Fields
 		e.Title = http.StatusText(e.Status)
-		if appErr.Code == contact.CodeUnauthorized {
+		if appErr.Code == kernel.CodeUnauthorized {
 			e.Title = "Please sign in"
 		}
 		if taken, ok := errors.AsType[*ledger.IdentityTakenError](err); ok {
@@ -535,7 +536,7 @@ func (c *Console) signInForm(w http.ResponseWriter, r *http.Request) {
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil {
-		c.fail(w, r, &contact.Error{Code: contact.CodeBadRequest, Reason: "malformed-form", Message: "the form could not be read"})
+		c.fail(w, r, &kernel.Error{Code: kernel.CodeBadRequest, Reason: "malformed-form", Message: "the form could not be read"})
 		return
 	}
 	next := safeNext(r.PostForm.Get("next"))
@@ -543,7 +544,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		status := http.StatusInternalServerError
 		msg := "Signing in failed; try again."
-		if contact.ErrorCode(err) == contact.CodeUnauthorized {
+		if kernel.ErrorCode(err) == kernel.CodeUnauthorized {
 			status, msg = http.StatusUnauthorized, "That token is not valid: it may be mistyped or revoked."
 		} else {
 			c.log.Error("console sign-in failed", "request_id", info(r).id, "err", err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -113,9 +114,9 @@ func parseFilter(r *http.Request) (listFilter, ledger.ListQuery, error) {
 		f.View = "active"
 	}
 	q := ledger.ListQuery{Workspace: principal(r).Workspace, View: f.View, Q: f.Q, Tag: f.Tag, Limit: pageSize}
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	if _, ok := ledger.Views[f.View]; !ok {
-		errs = append(errs, contact.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
+		errs = append(errs, kernel.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
 	}
 	if f.View == "trash" {
 		q.DeletedBy = f.DeletedBy
@@ -129,7 +130,7 @@ func parseFilter(r *http.Request) (listFilter, ledger.ListQuery, error) {
 			}
 			t, err := time.Parse(time.DateOnly, d.v)
 			if err != nil {
-				errs = append(errs, contact.FieldError{Field: d.name, Message: "must be a date such as 2026-01-31"})
+				errs = append(errs, kernel.FieldError{Field: d.name, Message: "must be a date such as 2026-01-31"})
 				continue
 			}
 			*d.dst = t.AddDate(0, 0, d.add) // "to" includes the whole day
@@ -140,20 +141,20 @@ func parseFilter(r *http.Request) (listFilter, ledger.ListQuery, error) {
 		max     int
 	}{{"q", f.Q, contact.MaxNameLen}, {"tag", f.Tag, contact.MaxTagLen}, {"deleted_by", f.DeletedBy, 100}, {"email", f.Email, contact.MaxEmailLen}, {"phone", f.Phone, 40}} {
 		if len(l.v) > l.max {
-			errs = append(errs, contact.FieldError{Field: l.name, Message: "is too long"})
+			errs = append(errs, kernel.FieldError{Field: l.name, Message: "is too long"})
 		}
 	}
 	if cur := qs.Get("cursor"); cur != "" {
 		at, id, ok := strings.Cut(cur, "-")
 		us, err := strconv.ParseInt(at, 10, 64)
 		if _, idErr := contact.ParseID(id); !ok || err != nil || idErr != nil || us <= 0 {
-			errs = append(errs, contact.FieldError{Field: "cursor", Message: "is not a page this list gave"})
+			errs = append(errs, kernel.FieldError{Field: "cursor", Message: "is not a page this list gave"})
 		} else {
 			q.After = &ledger.Cursor{SortAt: time.UnixMicro(us).UTC(), ID: id}
 		}
 	}
 	if len(errs) > 0 {
-		return f, q, contact.Invalid(errs...)
+		return f, q, kernel.Invalid(errs...)
 	}
 	return f, q, nil
 }
@@ -164,7 +165,7 @@ func (c *Console) contacts(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	page, err := c.o.Queries.List(r.Context(), q, contact.Position{}, f.Email, f.Phone)
+	page, err := c.o.Queries.List(r.Context(), q, kernel.Position{}, f.Email, f.Phone)
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -241,17 +242,17 @@ func (c *Console) bulk(w http.ResponseWriter, r *http.Request) {
 	form := r.PostForm
 	a, ok := findAction(form.Get("action"))
 	if !ok {
-		c.fail(w, r, contact.Invalid(contact.FieldError{Field: "action", Message: "must be archive, unarchive, trash, restore, purge or anonymize"}))
+		c.fail(w, r, kernel.Invalid(kernel.FieldError{Field: "action", Message: "must be archive, unarchive, trash, restore, purge or anonymize"}))
 		return
 	}
 	if !ledger.Allowed(principal(r).Role, "contacts."+a.Value) {
-		c.fail(w, r, contact.Errorf(contact.ErrRoleNotAllowed, "the %s role may not %s contacts", principal(r).Role, a.Value))
+		c.fail(w, r, kernel.Errorf(kernel.ErrRoleNotAllowed, "the %s role may not %s contacts", principal(r).Role, a.Value))
 		return
 	}
 	ids := form["ids"]
 	data := bulkPage{Action: a, IDs: ids, Count: len(ids), Reason: form.Get("reason"), Back: backTo(form.Get("back"), Prefix+"contacts"), Erase: erasure}
 	if len(ids) == 0 {
-		c.fail(w, r, contact.Invalid(contact.FieldError{Field: "ids", Message: "select at least one contact"}))
+		c.fail(w, r, kernel.Invalid(kernel.FieldError{Field: "ids", Message: "select at least one contact"}))
 		return
 	}
 	if form.Get("expected_count") == "" {
@@ -260,7 +261,7 @@ func (c *Console) bulk(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := strconv.Atoi(form.Get("expected_count"))
 	if err != nil {
-		c.fail(w, r, contact.Invalid(contact.FieldError{Field: "expected_count", Message: "must be the number of selected contacts"}))
+		c.fail(w, r, kernel.Invalid(kernel.FieldError{Field: "expected_count", Message: "must be the number of selected contacts"}))
 		return
 	}
 	items, err := c.o.Commands.Bulk(r.Context(), principal(r).Workspace, meta(r), ledger.BulkRequest{
@@ -286,7 +287,7 @@ func (c *Console) bulk(w http.ResponseWriter, r *http.Request) {
 // safeMessage is an error's message when it is an application error (whose
 // messages never hold personal data), else a generic one.
 func safeMessage(err error) string {
-	var e *contact.Error
+	var e *kernel.Error
 	if errors.As(err, &e) {
 		return e.Message
 	}
@@ -296,7 +297,7 @@ func safeMessage(err error) string {
 func contactID(r *http.Request) (contact.ID, error) {
 	id, err := contact.ParseID(r.PathValue("id"))
 	if err != nil {
-		return id, contact.Errorf(contact.ErrNotFound, "no contact has this id")
+		return id, kernel.Errorf(kernel.ErrNotFound, "no contact has this id")
 	}
 	return id, nil
 }
@@ -483,12 +484,12 @@ func (c *Console) timeline(r *http.Request, id contact.ID, data *contactPage) er
 	data.AsOf, data.Version = qs.Get("as_of"), qs.Get("version")
 	var asOf time.Time
 	var version uint64
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	if data.AsOf != "" {
 		t, err := time.Parse("2006-01-02T15:04", data.AsOf)
 		if err != nil {
 			if t, err = time.Parse("2006-01-02T15:04:05", data.AsOf); err != nil {
-				errs = append(errs, contact.FieldError{Field: "as_of", Message: "must be a date and time such as 2026-01-31T09:30"})
+				errs = append(errs, kernel.FieldError{Field: "as_of", Message: "must be a date and time such as 2026-01-31T09:30"})
 			}
 		}
 		asOf = t.Add(59*time.Second + 999999*time.Microsecond) // the whole minute
@@ -496,12 +497,12 @@ func (c *Console) timeline(r *http.Request, id contact.ID, data *contactPage) er
 	if data.Version != "" {
 		n, err := strconv.ParseUint(data.Version, 10, 64)
 		if err != nil || n == 0 {
-			errs = append(errs, contact.FieldError{Field: "version", Message: "must be a whole number from 1"})
+			errs = append(errs, kernel.FieldError{Field: "version", Message: "must be a whole number from 1"})
 		}
 		version = n
 	}
 	if len(errs) > 0 {
-		return contact.Invalid(errs...)
+		return kernel.Invalid(errs...)
 	}
 	full, err := c.o.Queries.Trail(r.Context(), principal(r).Workspace, id, time.Time{}, 0)
 	if err != nil {
@@ -639,7 +640,7 @@ func formErrors(err error) map[string]string {
 	if taken, ok := errors.AsType[*ledger.IdentityTakenError](err); ok {
 		return map[string]string{taken.Field: takenMessage(taken)}
 	}
-	var e *contact.Error
+	var e *kernel.Error
 	if !errors.As(err, &e) || len(e.Fields) == 0 {
 		return nil
 	}
@@ -720,7 +721,7 @@ func (c *Console) updateContact(w http.ResponseWriter, r *http.Request) {
 	m := meta(r)
 	version, err := strconv.ParseUint(f.Get("version"), 10, 64)
 	if err != nil {
-		c.fail(w, r, contact.Invalid(contact.FieldError{Field: "version", Message: "is missing: reload the page"}))
+		c.fail(w, r, kernel.Invalid(kernel.FieldError{Field: "version", Message: "is missing: reload the page"}))
 		return
 	}
 	m.IfMatch = &version

@@ -13,6 +13,7 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 )
@@ -31,7 +32,7 @@ func (c *Console) startRestoreJob(w http.ResponseWriter, r *http.Request) {
 	_, q, _ := parseFilter(r)
 	rf.DeletedAfter, rf.DeletedBefore = q.DeletedAfter, q.DeletedBefore
 	if f.Email != "" || f.Phone != "" {
-		c.fail(w, r, contact.Invalid(contact.FieldError{Field: "email", Message: "a restore job filters by name, id, tag, date and who deleted; search by email or phone selects contacts one page at a time"}))
+		c.fail(w, r, kernel.Invalid(kernel.FieldError{Field: "email", Message: "a restore job filters by name, id, tag, date and who deleted; search by email or phone selects contacts one page at a time"}))
 		return
 	}
 	j, err := c.o.Jobs.StartRestoreJob(r.Context(), principal(r).Workspace, meta(r), rf)
@@ -109,7 +110,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func jsonError(w http.ResponseWriter, err error) {
-	status := statusOf[contact.ErrorCode(err)]
+	status := statusOf[kernel.ErrorCode(err)]
 	if status == 0 {
 		status = http.StatusInternalServerError
 	}
@@ -124,7 +125,7 @@ const auditPageSize = 100
 type auditPage struct {
 	Since, Until, Type, Actor, Contact string
 	Types                              []string
-	Events                             []contact.Record
+	Events                             []kernel.Record
 	Next                               string
 	First                              string
 }
@@ -144,7 +145,7 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	q := ledger.LogQuery{Workspace: principal(r).Workspace, Actor: data.Actor, Limit: auditPageSize + 1}
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	for _, f := range []struct {
 		name, v string
 		dst     *time.Time
@@ -154,35 +155,35 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request) {
 		}
 		t, err := time.Parse("2006-01-02T15:04", f.v)
 		if err != nil {
-			errs = append(errs, contact.FieldError{Field: f.name, Message: "must be a date and time such as 2026-01-31T09:30"})
+			errs = append(errs, kernel.FieldError{Field: f.name, Message: "must be a date and time such as 2026-01-31T09:30"})
 		}
 		*f.dst = t
 	}
 	if data.Type != "" {
 		if !contact.KnownType(data.Type) {
-			errs = append(errs, contact.FieldError{Field: "type", Message: "is not an event type"})
+			errs = append(errs, kernel.FieldError{Field: "type", Message: "is not an event type"})
 		}
 		q.Types = []string{data.Type}
 	}
 	if data.Contact != "" {
 		id, err := contact.ParseID(data.Contact)
 		if err != nil {
-			errs = append(errs, contact.FieldError{Field: "contact", Message: "is not a contact id"})
+			errs = append(errs, kernel.FieldError{Field: "contact", Message: "is not a contact id"})
 		}
 		q.Stream = id.Stream()
 	}
 	if len(data.Actor) > 100 {
-		errs = append(errs, contact.FieldError{Field: "actor", Message: "is too long"})
+		errs = append(errs, kernel.FieldError{Field: "actor", Message: "is too long"})
 	}
 	var err error
-	if q.After, err = contact.ParsePosition(qs.Get("after")); err != nil {
-		errs = append(errs, contact.FieldError{Field: "after", Message: "is not a page this log gave"})
+	if q.After, err = kernel.ParsePosition(qs.Get("after")); err != nil {
+		errs = append(errs, kernel.FieldError{Field: "after", Message: "is not a page this log gave"})
 	}
 	if len(errs) > 0 {
-		c.fail(w, r, contact.Invalid(errs...))
+		c.fail(w, r, kernel.Invalid(errs...))
 		return
 	}
-	err = c.o.Compliance.AuditLog(r.Context(), q, func(recs []contact.Record) error {
+	err = c.o.Compliance.AuditLog(r.Context(), q, func(recs []kernel.Record) error {
 		data.Events = append(data.Events, recs...)
 		return nil
 	})
@@ -265,7 +266,7 @@ func (c *Console) receipt(w http.ResponseWriter, r *http.Request) {
 			c.fail(w, r, err)
 			return
 		}
-		recs := make([]contact.Record, len(tr.Entries))
+		recs := make([]kernel.Record, len(tr.Entries))
 		for i, e := range tr.Entries {
 			recs[i] = e.Record
 		}
@@ -357,7 +358,7 @@ func (c *Console) webhookStatus(ctx context.Context, p ledger.Principal, data *e
 	full := ledger.Allowed(p.Role, "webhooks.get")
 	for _, h := range hooks {
 		st, err := c.o.Webhooks.WebhookStatus(ctx, p.Workspace, h.ID)
-		if errors.Is(err, contact.ErrNotFound) {
+		if errors.Is(err, kernel.ErrNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
@@ -369,7 +370,7 @@ func (c *Console) webhookStatus(ctx context.Context, p ledger.Principal, data *e
 		}
 		data.Hooks = append(data.Hooks, row)
 		attempts, err := c.o.Webhooks.WebhookDeliveries(ctx, p.Workspace, h.ID, ledger.AttemptQuery{Limit: failuresScanned})
-		if err != nil && !errors.Is(err, contact.ErrNotFound) {
+		if err != nil && !errors.Is(err, kernel.ErrNotFound) {
 			return err
 		}
 		for _, a := range attempts {
@@ -434,7 +435,7 @@ func (c *Console) engineers(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "engineers", "Engineers", data)
 }
 
-var errNoProjections = &contact.Error{Code: contact.CodeUnavailable, Reason: "projections-unavailable", Message: "this server does not run the projections"}
+var errNoProjections = &kernel.Error{Code: kernel.CodeUnavailable, Reason: "projections-unavailable", Message: "this server does not run the projections"}
 
 func (c *Console) startRebuild(w http.ResponseWriter, r *http.Request) {
 	if c.o.Projections == nil {
@@ -456,8 +457,8 @@ func (c *Console) rebuildOf(r *http.Request) (projections.RebuildJob, error) {
 		return projections.RebuildJob{}, errNoProjections
 	}
 	j, err := c.o.Projections.RebuildJob(r.Context(), r.PathValue("id"))
-	if (err == nil && !visible(principal(r).Workspace, j)) || contact.ErrorCode(err) == contact.CodeNotFound {
-		return projections.RebuildJob{}, contact.Errorf(contact.ErrNotFound, "no such rebuild")
+	if (err == nil && !visible(principal(r).Workspace, j)) || kernel.ErrorCode(err) == kernel.CodeNotFound {
+		return projections.RebuildJob{}, kernel.Errorf(kernel.ErrNotFound, "no such rebuild")
 	}
 	return j, err
 }

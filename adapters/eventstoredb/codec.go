@@ -9,11 +9,12 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/google/uuid"
 	"github.com/oklog/ulid/v2"
 )
 
-// How a contact.Record is stored as an EventStoreDB event:
+// How a kernel.Record is stored as an EventStoreDB event:
 //
 //	event id      the record's ULID, byte for byte (a ULID and a UUID are both
 //	              16 bytes), so a retried append is idempotent on the server
@@ -64,16 +65,16 @@ func expectedRevision(expected uint64) esdb.ExpectedRevision {
 // toPosition maps a $all position to the port's. Servers before 22.x send
 // no position on stream reads (the client reports all ones): that is the
 // zero Position.
-func toPosition(p esdb.Position) contact.Position {
+func toPosition(p esdb.Position) kernel.Position {
 	if p.Commit == math.MaxUint64 || p.Prepare == math.MaxUint64 {
-		return contact.Position{}
+		return kernel.Position{}
 	}
-	return contact.Position{Commit: p.Commit, Prepare: p.Prepare}
+	return kernel.Position{Commit: p.Commit, Prepare: p.Prepare}
 }
 
 // fromPosition maps the port's position to a $all start point; the zero
 // Position is the start of the log.
-func fromPosition(p contact.Position) esdb.AllPosition {
+func fromPosition(p kernel.Position) esdb.AllPosition {
 	if p.IsZero() {
 		return esdb.Start{}
 	}
@@ -88,7 +89,7 @@ func isContactEvent(stream, eventType string) bool {
 }
 
 // encode turns a record into the event to append.
-func encode(r contact.Record) (esdb.EventData, error) {
+func encode(r kernel.Record) (esdb.EventData, error) {
 	if r.ID == (ulid.ULID{}) {
 		// The client would silently replace an all-zero id with a random one.
 		return esdb.EventData{}, fmt.Errorf("event %s v%d has no id", r.Stream, r.Version)
@@ -116,22 +117,22 @@ func encode(r contact.Record) (esdb.EventData, error) {
 // decode turns a recorded event back into a record. An event that the
 // ledger did not write, or that does not sit where its envelope says, is an
 // error: the log would not be what the ledger appended.
-func decode(e *esdb.RecordedEvent) (contact.Record, error) {
+func decode(e *esdb.RecordedEvent) (kernel.Record, error) {
 	var env envelope
 	if err := json.Unmarshal(e.UserMetadata, &env); err != nil {
-		return contact.Record{}, fmt.Errorf("event %s@%d: metadata is not a ledger envelope: %w", e.StreamID, e.EventNumber, err)
+		return kernel.Record{}, fmt.Errorf("event %s@%d: metadata is not a ledger envelope: %w", e.StreamID, e.EventNumber, err)
 	}
 	if env.Version != e.EventNumber+1 {
-		return contact.Record{}, fmt.Errorf("event %s@%d: envelope says version %d", e.StreamID, e.EventNumber, env.Version)
+		return kernel.Record{}, fmt.Errorf("event %s@%d: envelope says version %d", e.StreamID, e.EventNumber, env.Version)
 	}
 	t, err := time.Parse(time.RFC3339Nano, env.Time)
 	if err != nil {
-		return contact.Record{}, fmt.Errorf("event %s@%d: time: %w", e.StreamID, e.EventNumber, err)
+		return kernel.Record{}, fmt.Errorf("event %s@%d: time: %w", e.StreamID, e.EventNumber, err)
 	}
-	r := contact.Record{
+	r := kernel.Record{
 		ID: ulid.ULID(e.EventID), Stream: e.StreamID, Version: env.Version, Position: toPosition(e.Position),
 		Type: e.EventType, Time: t.UTC(), Workspace: env.Workspace,
-		Actor:         contact.Actor{Principal: env.Principal, Role: contact.Role(env.Role)},
+		Actor:         kernel.Actor{Principal: env.Principal, Role: kernel.Role(env.Role)},
 		CorrelationID: env.CorrelationID, CausationID: env.CausationID, Schema: env.Schema,
 		Data: e.Data, Sealed: env.Sealed, PrevHash: env.PrevHash, Hash: env.Hash,
 	}

@@ -7,7 +7,7 @@ import (
 	"io"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -16,7 +16,7 @@ import (
 // serve right now (node down, no leader, timeout, connection lost). The
 // outcome of an append that fails with it is unknown; retrying it with the
 // same records is safe, since the event ids make the append idempotent.
-var ErrUnavailable = &contact.Error{Code: contact.CodeUnavailable, Reason: "log-unavailable",
+var ErrUnavailable = &kernel.Error{Code: kernel.CodeUnavailable, Reason: "log-unavailable",
 	Message: "the event log is unavailable; retry shortly"}
 
 // ErrAccess is the error of an operation EventStoreDB refused for want of
@@ -49,19 +49,19 @@ func translate(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.Canceled) {
 		return wrap2(op, ctx.Err(), err)
 	}
-	var domain *contact.Error
+	var domain *kernel.Error
 	if errors.As(err, &domain) || errors.Is(err, errClosed) {
 		return wrap(op, err)
 	}
 	c, ok := code(err)
 	switch {
 	case ok && c == esdb.ErrorCodeWrongExpectedVersion:
-		return wrap2(op, contact.ErrConcurrency, err)
+		return wrap2(op, kernel.ErrConcurrency, err)
 	case ok && c == esdb.ErrorCodeResourceNotFound:
-		return wrap2(op, contact.ErrNotFound, err)
+		return wrap2(op, kernel.ErrNotFound, err)
 	case ok && c == esdb.ErrorCodeStreamDeleted:
 		// Only an operator can hard-delete a contact stream; the ledger never does.
-		return wrap2(op, contact.ErrNotFound, err)
+		return wrap2(op, kernel.ErrNotFound, err)
 	case ok && (c == esdb.ErrorCodeAccessDenied || c == esdb.ErrorCodeUnauthenticated):
 		return wrap2(op, ErrAccess, err)
 	case ok && (c == esdb.ErrorUnavailable || c == esdb.ErrorCodeNotLeader || c == esdb.ErrorCodeDeadlineExceeded ||

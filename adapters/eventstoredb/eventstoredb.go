@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
-var _ contact.EventStore = (*Store)(nil)
+var _ kernel.EventStore = (*Store)(nil)
 
 // Options tune a Store; the zero value is the default.
 type Options struct {
@@ -150,47 +150,47 @@ func (s *Store) Close() error {
 	return nil
 }
 
-var _ contact.BatchAppender = (*Store)(nil)
+var _ kernel.BatchAppender = (*Store)(nil)
 
-// AppendMany appends to many streams (see contact.BatchAppender).
+// AppendMany appends to many streams (see kernel.BatchAppender).
 // EventStoreDB has no transaction across streams: the appends are sent
 // concurrently (gRPC multiplexes them on the client's connection), each
 // checked against its own expected revision, with one result per stream.
-func (s *Store) AppendMany(ctx context.Context, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
-	return contact.AppendEach(ctx, batch, s.Append)
+func (s *Store) AppendMany(ctx context.Context, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
+	return kernel.AppendEach(ctx, batch, s.Append)
 }
 
 // Append appends events to stream if it is at version expected (0: it must
 // not exist), atomically, and returns the $all position of the last one.
-// Errors: contact.ErrConcurrency when the stream is at another version;
-// contact.ErrNotFound when the stream belongs to another workspace;
+// Errors: kernel.ErrConcurrency when the stream is at another version;
+// kernel.ErrNotFound when the stream belongs to another workspace;
 // ErrUnavailable when the outcome is unknown (retry it as is).
-func (s *Store) Append(ctx context.Context, stream string, expected uint64, events []contact.Record) (contact.Position, error) {
-	if err := contact.Validate(stream, expected, events); err != nil {
-		return contact.Position{}, err
+func (s *Store) Append(ctx context.Context, stream string, expected uint64, events []kernel.Record) (kernel.Position, error) {
+	if err := kernel.Validate(stream, expected, events); err != nil {
+		return kernel.Position{}, err
 	}
 	ws := events[0].Workspace
 	data := make([]esdb.EventData, len(events))
 	for i, r := range events {
 		if r.Workspace != ws {
-			return contact.Position{}, fmt.Errorf("append to %s: event %d is of workspace %s, not %s", stream, i, r.Workspace, ws)
+			return kernel.Position{}, fmt.Errorf("append to %s: event %d is of workspace %s, not %s", stream, i, r.Workspace, ws)
 		}
 		var err error
 		if data[i], err = encode(r); err != nil {
-			return contact.Position{}, fmt.Errorf("append to %s: %w", stream, err)
+			return kernel.Position{}, fmt.Errorf("append to %s: %w", stream, err)
 		}
 	}
 	if expected > 0 {
 		owner, err := s.owner(ctx, stream)
-		if errors.Is(err, contact.ErrNotFound) {
-			return contact.Position{}, fmt.Errorf("append to %s: %w", stream,
-				contact.Errorf(contact.ErrConcurrency, "stream does not exist, not at version %d", expected))
+		if errors.Is(err, kernel.ErrNotFound) {
+			return kernel.Position{}, fmt.Errorf("append to %s: %w", stream,
+				kernel.Errorf(kernel.ErrConcurrency, "stream does not exist, not at version %d", expected))
 		}
 		if err != nil {
-			return contact.Position{}, err
+			return kernel.Position{}, err
 		}
 		if owner != ws {
-			return contact.Position{}, fmt.Errorf("append to %s: %w", stream, contact.ErrNotFound)
+			return kernel.Position{}, fmt.Errorf("append to %s: %w", stream, kernel.ErrNotFound)
 		}
 	}
 	var res *esdb.WriteResult
@@ -201,7 +201,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected uint64, even
 		return translate(ctx, op, err)
 	})
 	if err != nil {
-		return contact.Position{}, err
+		return kernel.Position{}, err
 	}
 	if expected == 0 {
 		s.remember(stream, ws)
@@ -209,7 +209,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected uint64, even
 	return toPosition(esdb.Position{Commit: res.CommitPosition, Prepare: res.PreparePosition}), nil
 }
 
-// owner returns the workspace of stream's first event. Errors: contact.ErrNotFound.
+// owner returns the workspace of stream's first event. Errors: kernel.ErrNotFound.
 func (s *Store) owner(ctx context.Context, stream string) (string, error) {
 	s.mu.Lock()
 	ws, ok := s.owners[stream]
@@ -238,14 +238,14 @@ func (s *Store) remember(stream, ws string) {
 }
 
 // ReadStream returns the events of stream in workspace, in version order.
-// Errors: contact.ErrNotFound when the workspace has no such stream.
-func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]contact.Record, error) {
+// Errors: kernel.ErrNotFound when the workspace has no such stream.
+func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]kernel.Record, error) {
 	recs, err := s.read(ctx, stream, esdb.Start{}, math.MaxInt64)
 	if err != nil {
 		return nil, err
 	}
 	if recs[0].Workspace != workspace {
-		return nil, fmt.Errorf("read %s: %w", stream, contact.ErrNotFound)
+		return nil, fmt.Errorf("read %s: %w", stream, kernel.ErrNotFound)
 	}
 	s.remember(stream, recs[0].Workspace)
 	return recs, nil
@@ -253,9 +253,9 @@ func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]con
 
 // ReadStreamAfter returns the events of stream in workspace with a version
 // above after (the event numbered after, as versions count from 1).
-func (s *Store) ReadStreamAfter(ctx context.Context, workspace, stream string, after uint64) ([]contact.Record, error) {
+func (s *Store) ReadStreamAfter(ctx context.Context, workspace, stream string, after uint64) ([]kernel.Record, error) {
 	recs, err := s.read(ctx, stream, esdb.Revision(after), math.MaxInt64)
-	if errors.Is(err, contact.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -268,8 +268,8 @@ func (s *Store) ReadStreamAfter(ctx context.Context, workspace, stream string, a
 }
 
 // read returns up to count events of stream from a position on.
-func (s *Store) read(ctx context.Context, stream string, from esdb.StreamPosition, count uint64) ([]contact.Record, error) {
-	var out []contact.Record
+func (s *Store) read(ctx context.Context, stream string, from esdb.StreamPosition, count uint64) ([]kernel.Record, error) {
+	var out []kernel.Record
 	op := "read " + stream
 	err := s.call(ctx, func(ctx context.Context, c Client) error {
 		rs, err := c.ReadStream(ctx, stream, esdb.ReadStreamOptions{From: from}, count)
@@ -302,7 +302,7 @@ func (s *Store) read(ctx context.Context, stream string, from esdb.StreamPositio
 		return nil, err
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: %w", op, contact.ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", op, kernel.ErrNotFound)
 	}
 	return out, nil
 }
@@ -312,13 +312,13 @@ const readPage = 1024
 
 // ReadAll returns up to limit events of contact streams after from, in
 // global order. Events of other streams, and system events, are skipped.
-func (s *Store) ReadAll(ctx context.Context, from contact.Position, limit int) ([]contact.Record, error) {
-	var out []contact.Record
+func (s *Store) ReadAll(ctx context.Context, from kernel.Position, limit int) ([]kernel.Record, error) {
+	var out []kernel.Record
 	after := from
 	for len(out) < limit {
 		count := uint64(min(max(limit-len(out), 128), readPage))
 		var got uint64
-		var last contact.Position
+		var last kernel.Position
 		op := "read all from " + after.String()
 		err := s.call(ctx, func(ctx context.Context, c Client) error {
 			rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{From: fromPosition(after)}, count)
@@ -365,14 +365,14 @@ func (s *Store) ReadAll(ctx context.Context, from contact.Position, limit int) (
 // Head returns the position of the newest event of a contact stream (the
 // zero Position when there is none). Projections only ever reach contact
 // events, so a head on a system event would never be reached.
-func (s *Store) Head(ctx context.Context) (contact.Position, error) {
+func (s *Store) Head(ctx context.Context) (kernel.Position, error) {
 	var from esdb.AllPosition = esdb.End{}
-	var before *contact.Position
+	var before *kernel.Position
 	count := uint64(32)
 	for {
 		var got uint64
-		var last contact.Position
-		var head *contact.Position
+		var last kernel.Position
+		var head *kernel.Position
 		op := "head"
 		err := s.call(ctx, func(ctx context.Context, c Client) error {
 			rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: from}, count)
@@ -402,13 +402,13 @@ func (s *Store) Head(ctx context.Context) (contact.Position, error) {
 			}
 		})
 		if err != nil {
-			return contact.Position{}, err
+			return kernel.Position{}, err
 		}
 		if head != nil {
 			return *head, nil
 		}
 		if got < count || (before != nil && !last.Less(*before)) || last.IsZero() {
-			return contact.Position{}, nil // the start of the log
+			return kernel.Position{}, nil // the start of the log
 		}
 		before, from = &last, esdb.Position{Commit: last.Commit, Prepare: last.Prepare}
 		count = min(count*2, readPage)

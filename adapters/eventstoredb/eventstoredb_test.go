@@ -8,6 +8,7 @@ import (
 
 	"github.com/contactledger/ledger/adapters/eventstoredb"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/storetest"
 )
 
@@ -40,8 +41,8 @@ func open(t *testing.T, url string) *eventstoredb.Store {
 func TestEventStore(t *testing.T) {
 	url := serverURL(t)
 	storetest.RunEventStore(t, storetest.EventStoreHarness{
-		New: func(t *testing.T) contact.EventStore { return open(t, url) },
-		Reopen: func(t *testing.T, s contact.EventStore) contact.EventStore {
+		New: func(t *testing.T) kernel.EventStore { return open(t, url) },
+		Reopen: func(t *testing.T, s kernel.EventStore) kernel.EventStore {
 			if err := s.(*eventstoredb.Store).Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -59,8 +60,8 @@ func TestEventStore(t *testing.T) {
 func TestEventStoreOnFakeClient(t *testing.T) {
 	// The suite's cases run in parallel, each making its stores here.
 	var mu sync.Mutex
-	logs := map[contact.EventStore]*fakeLog{}
-	newStore := func(t *testing.T, l *fakeLog) contact.EventStore {
+	logs := map[kernel.EventStore]*fakeLog{}
+	newStore := func(t *testing.T, l *fakeLog) kernel.EventStore {
 		d := &fakeDialer{log: l}
 		s := eventstoredb.New(d.dial, eventstoredb.Options{})
 		t.Cleanup(func() { s.Close() })
@@ -70,8 +71,8 @@ func TestEventStoreOnFakeClient(t *testing.T) {
 		return s
 	}
 	storetest.RunEventStore(t, storetest.EventStoreHarness{
-		New: func(t *testing.T) contact.EventStore { return newStore(t, newFakeLog()) },
-		Reopen: func(t *testing.T, s contact.EventStore) contact.EventStore {
+		New: func(t *testing.T) kernel.EventStore { return newStore(t, newFakeLog()) },
+		Reopen: func(t *testing.T, s kernel.EventStore) kernel.EventStore {
 			s.(*eventstoredb.Store).Close()
 			mu.Lock()
 			l := logs[s]
@@ -88,7 +89,7 @@ func TestEventStoreOnFakeClient(t *testing.T) {
 // suite's shared-log checks run here too.
 func TestEventStoreOnFakeClientSharedLog(t *testing.T) {
 	l := newFakeLog()
-	newStore := func(t *testing.T) contact.EventStore {
+	newStore := func(t *testing.T) kernel.EventStore {
 		d := &fakeDialer{log: l}
 		s := eventstoredb.New(d.dial, eventstoredb.Options{})
 		t.Cleanup(func() { s.Close() })
@@ -104,7 +105,7 @@ func TestEventStoreOnFakeClientSharedLog(t *testing.T) {
 	l.add("orders-1", "OrderPlaced")
 	storetest.RunEventStore(t, storetest.EventStoreHarness{
 		New: newStore,
-		Reopen: func(t *testing.T, s contact.EventStore) contact.EventStore {
+		Reopen: func(t *testing.T, s kernel.EventStore) kernel.EventStore {
 			s.(*eventstoredb.Store).Close()
 			return newStore(t)
 		},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -15,9 +16,9 @@ import (
 // as the server could return them: it must decode or refuse, never panic,
 // and what it decodes must encode back to the same envelope.
 func FuzzDecodeEnvelope(f *testing.F) {
-	good, _ := encode(contact.Record{
+	good, _ := encode(kernel.Record{
 		ID: ulid.Make(), Stream: "contact-X", Version: 3, Type: contact.TypeUpdated, Time: time.Now().UTC().Truncate(time.Microsecond),
-		Workspace: "ws", Actor: contact.Actor{Principal: "tok_1", Role: contact.RoleMember}, CorrelationID: "c", CausationID: "c",
+		Workspace: "ws", Actor: kernel.Actor{Principal: "tok_1", Role: kernel.RoleMember}, CorrelationID: "c", CausationID: "c",
 		Schema: 1, Data: []byte(`{"fields":["name"]}`), Sealed: []byte{1, 2, 3}, PrevHash: []byte{4}, Hash: []byte{5},
 	})
 	f.Add(good.Metadata, good.Data, uint64(2))

@@ -12,6 +12,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/contactledger/ledger/adapters/eventstoredb"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/storetest"
 	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc/codes"
@@ -66,17 +67,17 @@ func (r *rig) append(ws string, n int) (string, []ulid.ULID) {
 // subscribe runs Subscribe in the background, collecting what it delivers.
 type collected struct {
 	mu   sync.Mutex
-	recs []contact.Record
+	recs []kernel.Record
 	more chan struct{}
 	done chan error
 	stop context.CancelFunc
 }
 
-func (r *rig) subscribe(from contact.Position, handle func([]contact.Record) error) *collected {
+func (r *rig) subscribe(from kernel.Position, handle func([]kernel.Record) error) *collected {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &collected{more: make(chan struct{}, 1000), done: make(chan error, 1), stop: cancel}
 	go func() {
-		c.done <- r.s.Subscribe(ctx, from, func(_ context.Context, recs []contact.Record) error {
+		c.done <- r.s.Subscribe(ctx, from, func(_ context.Context, recs []kernel.Record) error {
 			if handle != nil {
 				if err := handle(recs); err != nil {
 					return err
@@ -121,7 +122,7 @@ func (c *collected) wait(t *testing.T, n int) []ulid.ULID {
 func TestSubscribeResumesAfterDropsWithoutLossOrRepeat(t *testing.T) {
 	r := newRig(t)
 	_, first := r.append("ws", 3)
-	c := r.subscribe(contact.Position{}, nil)
+	c := r.subscribe(kernel.Position{}, nil)
 	c.wait(t, 3)
 	want := first
 	for round := range 4 {
@@ -156,7 +157,7 @@ func TestSubscribeBacksOffWhileTheServerIsDown(t *testing.T) {
 	_, ids := r.append("ws", 2)
 	down := esdbErr(esdb.ErrorUnavailable, status.Error(codes.Unavailable, "connection refused"))
 	r.dialer.client(0).failNext("subscribe", down, down, down, down, down, down, down, down)
-	c := r.subscribe(contact.Position{}, nil)
+	c := r.subscribe(kernel.Position{}, nil)
 	if got := c.wait(t, 2); !slices.Equal(got, ids) {
 		t.Fatalf("got %v, want %v", got, ids)
 	}
@@ -187,7 +188,7 @@ func TestSubscribeBacksOffWhileTheServerIsDown(t *testing.T) {
 func TestSubscribeResumesFromCheckpoints(t *testing.T) {
 	r := newRig(t)
 	_, ids := r.append("ws", 1)
-	c := r.subscribe(contact.Position{}, nil)
+	c := r.subscribe(kernel.Position{}, nil)
 	c.wait(t, 1)
 	// Many events of other streams: the server's checkpoints move past them.
 	for i := range 12 {
@@ -224,8 +225,8 @@ func TestSubscribeFallsBackWhenACheckpointIsRefused(t *testing.T) {
 	for i := range 8 {
 		r.log.add(fmt.Sprintf("orders-%d", i), "OrderPlaced")
 	}
-	var delivered contact.Position
-	c := r.subscribe(contact.Position{}, func(recs []contact.Record) error {
+	var delivered kernel.Position
+	c := r.subscribe(kernel.Position{}, func(recs []kernel.Record) error {
 		delivered = recs[len(recs)-1].Position
 		return nil
 	})
@@ -257,7 +258,7 @@ func TestSubscribeStopsOnWhatRetryingCantCure(t *testing.T) {
 	t.Run("a position that is not in the log", func(t *testing.T) {
 		r := newRig(t)
 		r.append("ws", 1)
-		c := r.subscribe(contact.Position{Commit: 7, Prepare: 7}, nil)
+		c := r.subscribe(kernel.Position{Commit: 7, Prepare: 7}, nil)
 		select {
 		case err := <-c.done:
 			if status.Code(err) != codes.InvalidArgument {
@@ -272,7 +273,7 @@ func TestSubscribeStopsOnWhatRetryingCantCure(t *testing.T) {
 		r.dialer.setup = nil
 		r.append("ws", 1)
 		r.dialer.client(0).failNext("subscribe", esdbErr(esdb.ErrorCodeAccessDenied, status.Error(codes.PermissionDenied, "denied")))
-		c := r.subscribe(contact.Position{}, nil)
+		c := r.subscribe(kernel.Position{}, nil)
 		select {
 		case err := <-c.done:
 			if !errors.Is(err, eventstoredb.ErrAccess) {
@@ -286,7 +287,7 @@ func TestSubscribeStopsOnWhatRetryingCantCure(t *testing.T) {
 		r := newRig(t)
 		r.append("ws", 1)
 		boom := errors.New("boom")
-		c := r.subscribe(contact.Position{}, func([]contact.Record) error { return boom })
+		c := r.subscribe(kernel.Position{}, func([]kernel.Record) error { return boom })
 		if err := <-c.done; err != boom {
 			t.Fatalf("got %v, want the handler's error as is", err)
 		}
@@ -298,7 +299,7 @@ func TestSubscribeSkipsSystemEventsInContactStreams(t *testing.T) {
 	st, ids := r.append("ws", 2)
 	r.log.add(st, "$streamDeleted")
 	_, more := r.append("ws", 1)
-	c := r.subscribe(contact.Position{}, nil)
+	c := r.subscribe(kernel.Position{}, nil)
 	if got := c.wait(t, 3); !slices.Equal(got, append(ids, more...)) {
 		t.Fatalf("got %v, want %v", got, append(ids, more...))
 	}
@@ -311,7 +312,7 @@ func TestHeadSkipsEventsThatAreNotTheLedgers(t *testing.T) {
 		t.Fatalf("a log with only system events: head %v, %v; want zero", head, err)
 	}
 	st, _ := r.append("ws", 3)
-	all, err := r.s.ReadAll(ctx, contact.Position{}, 10)
+	all, err := r.s.ReadAll(ctx, kernel.Position{}, 10)
 	if err != nil || len(all) != 3 {
 		t.Fatalf("read all: %d events, %v", len(all), err)
 	}
@@ -344,10 +345,10 @@ func TestAppendToAnotherWorkspacesStream(t *testing.T) {
 	other := eventstoredb.New((&fakeDialer{log: r.log}).dial, eventstoredb.Options{})
 	defer other.Close()
 	for _, s := range []*eventstoredb.Store{r.s, other} {
-		if _, err := s.Append(ctx, st, 1, storetest.Recs("ws-b", st, 1, 1)); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.Append(ctx, st, 1, storetest.Recs("ws-b", st, 1, 1)); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("got %v, want ErrNotFound", err)
 		}
-		if _, err := s.ReadStream(ctx, "ws-b", st); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.ReadStream(ctx, "ws-b", st); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("read: got %v, want ErrNotFound", err)
 		}
 	}
@@ -355,7 +356,7 @@ func TestAppendToAnotherWorkspacesStream(t *testing.T) {
 		t.Fatalf("the owner's append: %v", err)
 	}
 	missing := contact.NewID().Stream()
-	if _, err := other.Append(ctx, missing, 3, storetest.Recs("ws-a", missing, 3, 1)); !errors.Is(err, contact.ErrConcurrency) {
+	if _, err := other.Append(ctx, missing, 3, storetest.Recs("ws-a", missing, 3, 1)); !errors.Is(err, kernel.ErrConcurrency) {
 		t.Fatalf("append at version 3 to a stream that does not exist: got %v, want ErrConcurrency", err)
 	}
 }
@@ -484,7 +485,7 @@ func TestCallsReturnWhenTheirContextEndsEvenIfTheClientBlocks(t *testing.T) {
 func TestCloseEndsSubscriptionsAndLetsAppendsFinish(t *testing.T) {
 	r := newRig(t)
 	r.append("ws", 1)
-	c := r.subscribe(contact.Position{}, nil)
+	c := r.subscribe(kernel.Position{}, nil)
 	c.wait(t, 1)
 	fc := r.dialer.client(0)
 	block := make(chan struct{})
@@ -525,18 +526,18 @@ func TestAppendManyPipelinesTheStreams(t *testing.T) {
 	c.block = block
 	c.mu.Unlock()
 	const n = 10
-	batch := []contact.StreamAppend{{Stream: stale, Expected: 1, Events: storetest.Recs("ws", stale, 1, 1)}}
+	batch := []kernel.StreamAppend{{Stream: stale, Expected: 1, Events: storetest.Recs("ws", stale, 1, 1)}}
 	for range n - 1 {
 		st := contact.NewID().Stream()
-		batch = append(batch, contact.StreamAppend{Stream: st, Expected: 0, Events: storetest.Recs("ws", st, 0, 2)})
+		batch = append(batch, kernel.StreamAppend{Stream: st, Expected: 0, Events: storetest.Recs("ws", st, 0, 2)})
 	}
 	type outcome struct {
-		res []contact.AppendResult
+		res []kernel.AppendResult
 		err error
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		res, err := contact.AppendMany(ctx, r.s, batch)
+		res, err := kernel.AppendMany(ctx, r.s, batch)
 		done <- outcome{res, err}
 	}()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
@@ -555,7 +556,7 @@ func TestAppendManyPipelinesTheStreams(t *testing.T) {
 	if o.err != nil {
 		t.Fatal(o.err)
 	}
-	if !errors.Is(o.res[0].Err, contact.ErrConcurrency) {
+	if !errors.Is(o.res[0].Err, kernel.ErrConcurrency) {
 		t.Fatalf("the stale stream: got %v, want ErrConcurrency", o.res[0].Err)
 	}
 	for i, res := range o.res[1:] {
@@ -566,7 +567,7 @@ func TestAppendManyPipelinesTheStreams(t *testing.T) {
 			t.Fatalf("stream %d: read %d events (%v), want 2 ending at %s", i+1, len(got), err, res.Position)
 		}
 	}
-	if _, err := contact.AppendMany(ctx, r.s, []contact.StreamAppend{batch[1], batch[1]}); !errors.Is(err, contact.ErrDuplicateStream) {
+	if _, err := kernel.AppendMany(ctx, r.s, []kernel.StreamAppend{batch[1], batch[1]}); !errors.Is(err, kernel.ErrDuplicateStream) {
 		t.Fatalf("a stream named twice: got %v, want ErrDuplicateStream", err)
 	}
 	// One call of a batch fails on the server's side: that stream alone fails.
@@ -574,12 +575,12 @@ func TestAppendManyPipelinesTheStreams(t *testing.T) {
 	c.block = nil
 	c.mu.Unlock()
 	c.failNext("append", status.Error(codes.Unavailable, "leader changed"))
-	var more []contact.StreamAppend
+	var more []kernel.StreamAppend
 	for range 5 {
 		st := contact.NewID().Stream()
-		more = append(more, contact.StreamAppend{Stream: st, Expected: 0, Events: storetest.Recs("ws", st, 0, 1)})
+		more = append(more, kernel.StreamAppend{Stream: st, Expected: 0, Events: storetest.Recs("ws", st, 0, 1)})
 	}
-	res, err := contact.AppendMany(ctx, r.s, more)
+	res, err := kernel.AppendMany(ctx, r.s, more)
 	if err != nil {
 		t.Fatal(err)
 	}

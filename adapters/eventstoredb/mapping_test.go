@@ -15,6 +15,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/contactledger/ledger/adapters/eventstoredb"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/storetest"
 	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc/codes"
@@ -49,16 +50,16 @@ func TestExpectedRevision(t *testing.T) {
 }
 
 func TestPositions(t *testing.T) {
-	if got := eventstoredb.ToPosition(esdb.Position{Commit: 1788, Prepare: 1700}); got != (contact.Position{Commit: 1788, Prepare: 1700}) {
+	if got := eventstoredb.ToPosition(esdb.Position{Commit: 1788, Prepare: 1700}); got != (kernel.Position{Commit: 1788, Prepare: 1700}) {
 		t.Errorf("got %v, want commit 1788 prepare 1700", got)
 	}
 	if got := eventstoredb.ToPosition(esdb.Position{Commit: math.MaxUint64, Prepare: math.MaxUint64}); !got.IsZero() {
 		t.Errorf("no position (all ones, from old servers' stream reads): got %v, want zero", got)
 	}
-	if got := eventstoredb.FromPosition(contact.Position{}); got != (esdb.Start{}) {
+	if got := eventstoredb.FromPosition(kernel.Position{}); got != (esdb.Start{}) {
 		t.Errorf("zero position: got %#v, want esdb.Start{}", got)
 	}
-	if got := eventstoredb.FromPosition(contact.Position{Commit: 9, Prepare: 8}); got != (esdb.Position{Commit: 9, Prepare: 8}) {
+	if got := eventstoredb.FromPosition(kernel.Position{Commit: 9, Prepare: 8}); got != (esdb.Position{Commit: 9, Prepare: 8}) {
 		t.Errorf("got %#v, want esdb.Position{9, 8}", got)
 	}
 }
@@ -86,7 +87,7 @@ func TestEncodeDecode(t *testing.T) {
 	r.Data = []byte(`{"fields": ["name"],  "spaced":true}`) // kept byte for byte, whitespace too
 	r.PrevHash = []byte("previous-hash")
 	r.Time = time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)
-	r.Hash = contact.ChainHash(r.PrevHash, r)
+	r.Hash = kernel.ChainHash(r.PrevHash, r)
 
 	ev, err := eventstoredb.Encode(r)
 	if err != nil {
@@ -120,11 +121,11 @@ func TestEncodeDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := r
-	want.Position = contact.Position{Commit: 500, Prepare: 500}
+	want.Position = kernel.Position{Commit: 500, Prepare: 500}
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Fatalf("round trip:\ngot  %+v\nwant %+v", got, want)
 	}
-	if !bytes.Equal(contact.ChainHash(got.PrevHash, got), r.Hash) {
+	if !bytes.Equal(kernel.ChainHash(got.PrevHash, got), r.Hash) {
 		t.Fatal("the chain hash does not verify after the round trip")
 	}
 
@@ -148,11 +149,11 @@ func TestEncodeDecode(t *testing.T) {
 
 func TestEncodeRefuses(t *testing.T) {
 	st := contact.NewID().Stream()
-	for name, mutate := range map[string]func(r *contact.Record){
-		"a zero id (the client would replace it)": func(r *contact.Record) { r.ID = ulid.ULID{} },
-		"a system event type":                     func(r *contact.Record) { r.Type = "$streamDeleted" },
-		"no type":                                 func(r *contact.Record) { r.Type = "" },
-		"a payload that is not JSON":              func(r *contact.Record) { r.Data = []byte("{not json") },
+	for name, mutate := range map[string]func(r *kernel.Record){
+		"a zero id (the client would replace it)": func(r *kernel.Record) { r.ID = ulid.ULID{} },
+		"a system event type":                     func(r *kernel.Record) { r.Type = "$streamDeleted" },
+		"no type":                                 func(r *kernel.Record) { r.Type = "" },
+		"a payload that is not JSON":              func(r *kernel.Record) { r.Data = []byte("{not json") },
 	} {
 		r := storetest.Rec("ws", st, 1)
 		mutate(&r)
@@ -186,9 +187,9 @@ func TestTranslate(t *testing.T) {
 		err  error
 		want error // nil: none of the domain's errors
 	}{
-		{"wrong expected version", esdbErr(esdb.ErrorCodeWrongExpectedVersion, errors.New("wrong expected version: expecting '1' but got '2'")), contact.ErrConcurrency},
-		{"stream not found", esdbErr(esdb.ErrorCodeResourceNotFound, errors.New("stream 'x' is not found")), contact.ErrNotFound},
-		{"stream hard-deleted by an operator", esdbErr(esdb.ErrorCodeStreamDeleted, errors.New("stream 'x' is deleted")), contact.ErrNotFound},
+		{"wrong expected version", esdbErr(esdb.ErrorCodeWrongExpectedVersion, errors.New("wrong expected version: expecting '1' but got '2'")), kernel.ErrConcurrency},
+		{"stream not found", esdbErr(esdb.ErrorCodeResourceNotFound, errors.New("stream 'x' is not found")), kernel.ErrNotFound},
+		{"stream hard-deleted by an operator", esdbErr(esdb.ErrorCodeStreamDeleted, errors.New("stream 'x' is deleted")), kernel.ErrNotFound},
 		{"node unavailable", esdbErr(esdb.ErrorUnavailable, status.Error(codes.Unavailable, "connection refused")), eventstoredb.ErrUnavailable},
 		{"not leader", esdbErr(esdb.ErrorCodeNotLeader, nil), eventstoredb.ErrUnavailable},
 		{"client deadline", esdbErr(esdb.ErrorCodeDeadlineExceeded, nil), eventstoredb.ErrUnavailable},
@@ -200,7 +201,7 @@ func TestTranslate(t *testing.T) {
 		{"bad credentials", esdbErr(esdb.ErrorCodeUnauthenticated, nil), eventstoredb.ErrAccess},
 		{"raw gRPC permission denied", status.Error(codes.PermissionDenied, "no"), eventstoredb.ErrAccess},
 		// Several client calls wrap the *esdb.Error; esdb.FromError would see ErrorCodeUnknown.
-		{"wrapped wrong expected version", fmt.Errorf("failed to perform read. Reason: %w", esdbErr(esdb.ErrorCodeWrongExpectedVersion, nil)), contact.ErrConcurrency},
+		{"wrapped wrong expected version", fmt.Errorf("failed to perform read. Reason: %w", esdbErr(esdb.ErrorCodeWrongExpectedVersion, nil)), kernel.ErrConcurrency},
 		{"wrapped unavailable", fmt.Errorf("failed to construct subscription. Reason: %w", esdbErr(esdb.ErrorUnavailable, nil)), eventstoredb.ErrUnavailable},
 		{"unknown", esdbErr(esdb.ErrorCodeUnknown, status.Error(codes.InvalidArgument, "Maximum Append Size of 1048576 Exceeded.")), nil},
 	} {
@@ -212,7 +213,7 @@ func TestTranslate(t *testing.T) {
 			if !errors.Is(got, tc.err) {
 				t.Errorf("the native error left the chain: %v", got)
 			}
-			for _, domain := range []error{contact.ErrConcurrency, contact.ErrNotFound, eventstoredb.ErrUnavailable, eventstoredb.ErrAccess} {
+			for _, domain := range []error{kernel.ErrConcurrency, kernel.ErrNotFound, eventstoredb.ErrUnavailable, eventstoredb.ErrAccess} {
 				if is := errors.Is(got, domain); is != (domain == tc.want) {
 					t.Errorf("errors.Is(%v, %v) = %v", got, domain, is)
 				}
@@ -228,8 +229,8 @@ func TestTranslate(t *testing.T) {
 	if !errors.Is(got, context.Canceled) || errors.Is(got, eventstoredb.ErrUnavailable) {
 		t.Errorf("a call its caller cancelled: got %v, want context.Canceled", got)
 	}
-	if code := contact.ErrorCode(eventstoredb.Translate(ctx, "op", esdbErr(esdb.ErrorUnavailable, nil))); code != contact.CodeUnavailable {
-		t.Errorf("unavailable maps to code %q, want %q (a 503 for the API)", code, contact.CodeUnavailable)
+	if code := kernel.ErrorCode(eventstoredb.Translate(ctx, "op", esdbErr(esdb.ErrorUnavailable, nil))); code != kernel.CodeUnavailable {
+		t.Errorf("unavailable maps to code %q, want %q (a 503 for the API)", code, kernel.CodeUnavailable)
 	}
 }
 

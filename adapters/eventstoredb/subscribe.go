@@ -10,6 +10,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -33,7 +34,7 @@ func filter() *esdb.SubscriptionFilter {
 // so nothing is lost or repeated. It returns handle's error, ctx's, or an
 // error that retrying can't cure (access refused, a from that is not a
 // position of this log).
-func (s *Store) Subscribe(ctx context.Context, from contact.Position, handle func(context.Context, []contact.Record) error) error {
+func (s *Store) Subscribe(ctx context.Context, from kernel.Position, handle func(context.Context, []kernel.Record) error) error {
 	s.subs.Add(1)
 	defer s.subs.Done()
 	ctx, cancel := withStop(ctx, s.subsCtx)
@@ -68,12 +69,12 @@ func (f fatalError) Error() string { return f.err.Error() }
 // subscriber is the state of one Subscribe call across its subscriptions.
 type subscriber struct {
 	s      *Store
-	handle func(context.Context, []contact.Record) error
+	handle func(context.Context, []kernel.Record) error
 	// delivered is the position of the last event handle accepted (or from).
-	delivered contact.Position
+	delivered kernel.Position
 	// resume is where the next subscription starts: delivered, or a newer
 	// checkpoint (every contact event up to it has been delivered).
-	resume contact.Position
+	resume kernel.Position
 }
 
 // run makes one subscription and pumps it until it drops. healthy reports
@@ -174,7 +175,7 @@ func (sub *subscriber) pump(ctx context.Context, msgs <-chan *esdb.SubscriptionE
 // anywhere (events, a checkpoint or catching up).
 type pumped struct {
 	sub     *subscriber
-	batch   []contact.Record
+	batch   []kernel.Record
 	healthy bool
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -161,7 +162,7 @@ func (s *Server) spam(mark bool) echo.HandlerFunc {
 }
 
 func (s *Server) getPolicy(c echo.Context) error {
-	w, err := s.svc.Directory().Workspace(c.Request().Context(), principal(c).Workspace)
+	w, err := s.svc.Workspace(c.Request().Context(), principal(c).Workspace)
 	if err != nil {
 		return err
 	}
@@ -172,11 +173,11 @@ func (s *Server) getPolicy(c echo.Context) error {
 // since a PUT replaces the whole policy and a forgotten field must not
 // silently turn retention off.
 type policyRequest struct {
-	RetentionDays             *int          `json:"retention_days"`
-	RequireArchiveBeforeTrash *bool         `json:"require_archive_before_trash"`
-	RestoreRole               *contact.Role `json:"restore_role"`
-	PurgeAllowed              *bool         `json:"purge_allowed"`
-	ProtectedSources          []string      `json:"protected_sources"`
+	RetentionDays             *int         `json:"retention_days"`
+	RequireArchiveBeforeTrash *bool        `json:"require_archive_before_trash"`
+	RestoreRole               *kernel.Role `json:"restore_role"`
+	PurgeAllowed              *bool        `json:"purge_allowed"`
+	ProtectedSources          []string     `json:"protected_sources"`
 	// IdentityUniqueness is the one setting a PUT may leave out (it came
 	// after the others): absent, it is the default, until_purged.
 	IdentityUniqueness contact.Uniqueness `json:"identity_uniqueness"`
@@ -187,18 +188,18 @@ func (s *Server) putPolicy(c echo.Context) error {
 	if err := decode(c, &r, false); err != nil {
 		return err
 	}
-	var missing []contact.FieldError
+	var missing []kernel.FieldError
 	for _, f := range []struct {
 		name string
 		set  bool
 	}{{"retention_days", r.RetentionDays != nil}, {"require_archive_before_trash", r.RequireArchiveBeforeTrash != nil},
 		{"restore_role", r.RestoreRole != nil}, {"purge_allowed", r.PurgeAllowed != nil}, {"protected_sources", r.ProtectedSources != nil}} {
 		if !f.set {
-			missing = append(missing, contact.FieldError{Field: f.name, Message: "is required (PUT replaces the whole policy)"})
+			missing = append(missing, kernel.FieldError{Field: f.name, Message: "is required (PUT replaces the whole policy)"})
 		}
 	}
 	if len(missing) > 0 {
-		return contact.Invalid(missing...)
+		return kernel.Invalid(missing...)
 	}
 	ps := contact.PolicySettings{RetentionDays: *r.RetentionDays, RequireArchiveBeforeTrash: *r.RequireArchiveBeforeTrash,
 		RestoreRole: *r.RestoreRole, PurgeAllowed: *r.PurgeAllowed, ProtectedSources: r.ProtectedSources, IdentityUniqueness: r.IdentityUniqueness}

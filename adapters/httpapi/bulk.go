@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -36,11 +37,11 @@ func (s *Server) bulk(c echo.Context) error {
 		return err
 	}
 	if r.ExpectedCount == nil {
-		return contact.Invalid(contact.FieldError{Field: "expected_count", Message: "is required: the number of contacts the user confirmed"})
+		return kernel.Invalid(kernel.FieldError{Field: "expected_count", Message: "is required: the number of contacts the user confirmed"})
 	}
 	t := ledger.Transition(r.Action)
 	if slices.Contains(ledger.Transitions, t) && !slices.Contains(Permissions["contacts."+r.Action], principal(c).Role) {
-		return contact.Errorf(contact.ErrRoleNotAllowed, "the %s role may not %s contacts", principal(c).Role, r.Action)
+		return kernel.Errorf(kernel.ErrRoleNotAllowed, "the %s role may not %s contacts", principal(c).Role, r.Action)
 	}
 	keepBoth, err := onConflict(t, r.OnConflict)
 	if err != nil {

@@ -5,17 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
-	"github.com/oklog/ulid/v2"
 )
 
 // SourceJSON is where a contact came from.
@@ -219,7 +219,7 @@ func DecodePatch(body []byte) (contact.Patch, error) {
 		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
-			return nil, contact.Invalid(contact.FieldError{Field: field, Message: "must be a JSON string or null"})
+			return nil, kernel.Invalid(kernel.FieldError{Field: field, Message: "must be a JSON string or null"})
 		}
 		return &s, nil
 	}
@@ -239,7 +239,7 @@ func DecodePatch(body []byte) (contact.Patch, error) {
 		case "custom_fields":
 			var m map[string]*string
 			if err = json.Unmarshal(v, &m); err != nil {
-				err = contact.Invalid(contact.FieldError{Field: k, Message: "must be an object of strings or nulls"})
+				err = kernel.Invalid(kernel.FieldError{Field: k, Message: "must be an object of strings or nulls"})
 			}
 			p.CustomFields = m
 		default:
@@ -302,8 +302,8 @@ func DecodeTransition(t ledger.Transition, body []byte) (ledger.TransitionInput,
 		}
 	}
 	if r.Request != "" && !t.Erasing() {
-		return ledger.TransitionInput{}, false, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: `"request" is only accepted by purge and anonymize`,
-			Fields: []contact.FieldError{{Field: "request", Message: "only for purge and anonymize"}}}
+		return ledger.TransitionInput{}, false, &kernel.Error{Code: kernel.CodeBadRequest, Reason: "unknown-field", Message: `"request" is only accepted by purge and anonymize`,
+			Fields: []kernel.FieldError{{Field: "request", Message: "only for purge and anonymize"}}}
 	}
 	keepBoth, err := onConflict(t, r.OnConflict)
 	if err != nil {
@@ -321,12 +321,12 @@ func onConflict(t ledger.Transition, v string) (bool, error) {
 	case v == "" || v == "refuse":
 		return false, nil
 	case t != ledger.Restore:
-		return false, &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: `"on_conflict" is only accepted by restores`,
-			Fields: []contact.FieldError{{Field: "on_conflict", Message: "only for restore"}}}
+		return false, &kernel.Error{Code: kernel.CodeBadRequest, Reason: "unknown-field", Message: `"on_conflict" is only accepted by restores`,
+			Fields: []kernel.FieldError{{Field: "on_conflict", Message: "only for restore"}}}
 	case v == "keep_both":
 		return true, nil
 	}
-	return false, contact.Invalid(contact.FieldError{Field: "on_conflict", Message: "must be refuse or keep_both"})
+	return false, kernel.Invalid(kernel.FieldError{Field: "on_conflict", Message: "must be refuse or keep_both"})
 }
 
 func (s *Server) transition(t ledger.Transition) echo.HandlerFunc {
@@ -366,7 +366,7 @@ func (s *Server) getContact(c echo.Context) error {
 		return err
 	}
 	if v.State == contact.StatePurged {
-		g := &goneError{err: contact.Errorf(contact.ErrPurged, "the contact was permanently deleted; its tombstone stays in the audit trail")}
+		g := &goneError{err: kernel.Errorf(contact.ErrPurged, "the contact was permanently deleted; its tombstone stays in the audit trail")}
 		if v.Tombstone != nil {
 			g.eventID, g.at = v.Tombstone.EventID, v.Tombstone.At.Format(time.RFC3339Nano)
 		}
@@ -374,99 +374,6 @@ func (s *Server) getContact(c echo.Context) error {
 	}
 	c.Response().Header().Set("ETag", etag(v.Version))
 	return ok(c, http.StatusOK, contactJSON(v))
-}
-
-// HistoryEventJSON is one event as the history, the audit log and
-// `ledger replay` show it. With Sealed set, it holds every stored byte the
-// chain hash covers, so anyone can recompute the hash (RecordOf).
-type HistoryEventJSON struct {
-	EventID       string        `json:"event_id"`
-	Contact       string        `json:"contact_id,omitempty"`
-	Stream        string        `json:"stream"`
-	Workspace     string        `json:"workspace"`
-	Type          string        `json:"type"`
-	Version       uint64        `json:"version"`
-	Position      string        `json:"position"`
-	Time          time.Time     `json:"time"`
-	Actor         contact.Actor `json:"actor"`
-	CorrelationID string        `json:"correlation_id"`
-	CausationID   string        `json:"causation_id"`
-	// Operation is the operation the event was part of (its causation id):
-	// bulk:<request id>, import:<id>, job:<job id>, retention:<sweep id>,
-	// or the request id of a single request.
-	Operation string          `json:"operation"`
-	Schema    int             `json:"schema"`
-	Data      json.RawMessage `json:"data"`
-	Personal  json.RawMessage `json:"personal,omitempty"`
-	Shredded  bool            `json:"shredded,omitempty"`
-	// Sealed is the personal part's ciphertext (base64url), when asked for.
-	Sealed   *string `json:"sealed,omitempty"`
-	Hash     string  `json:"hash"`
-	PrevHash string  `json:"prev_hash,omitempty"`
-}
-
-var b64 = base64.RawURLEncoding
-
-// EventJSON renders one stored event; withSealed adds its ciphertext.
-func EventJSON(r contact.Record, withSealed bool) HistoryEventJSON {
-	e := HistoryEventJSON{
-		EventID: r.ID.String(), Stream: r.Stream, Workspace: r.Workspace, Type: r.Type, Version: r.Version,
-		Position: r.Position.String(), Time: r.Time, Actor: r.Actor, CorrelationID: r.CorrelationID,
-		CausationID: r.CausationID, Operation: r.CausationID, Schema: r.Schema, Data: r.Data,
-		Hash: b64.EncodeToString(r.Hash), PrevHash: b64.EncodeToString(r.PrevHash),
-	}
-	if id, ok := contact.IDFromStream(r.Stream); ok {
-		e.Contact = id.String()
-	}
-	if withSealed && r.Sealed != nil {
-		s := b64.EncodeToString(r.Sealed)
-		e.Sealed = &s
-	}
-	return e
-}
-
-// RecordOf rebuilds the stored record from an event rendered with its
-// ciphertext, for recomputing its chain hash offline.
-func RecordOf(e HistoryEventJSON) (contact.Record, error) {
-	r := contact.Record{
-		Stream: e.Stream, Version: e.Version, Type: e.Type, Time: e.Time.UTC(), Workspace: e.Workspace, Actor: e.Actor,
-		CorrelationID: e.CorrelationID, CausationID: e.CausationID, Schema: e.Schema, Data: []byte(e.Data),
-	}
-	var err error
-	if r.ID, err = ulid.ParseStrict(e.EventID); err != nil {
-		return contact.Record{}, fmt.Errorf("event id %q: %w", e.EventID, err)
-	}
-	if r.Position, err = contact.ParsePosition(e.Position); err != nil {
-		return contact.Record{}, fmt.Errorf("position %q: %w", e.Position, err)
-	}
-	if e.Sealed != nil {
-		if r.Sealed, err = b64.DecodeString(*e.Sealed); err != nil {
-			return contact.Record{}, fmt.Errorf("sealed part of %s: %w", e.EventID, err)
-		}
-	} else if contact.RequiresPersonal(e.Type, e.Schema) {
-		return contact.Record{}, fmt.Errorf("event %s has no sealed part: replay with --json", e.EventID)
-	}
-	if r.Hash, err = b64.DecodeString(e.Hash); err != nil {
-		return contact.Record{}, fmt.Errorf("hash of %s: %w", e.EventID, err)
-	}
-	if r.PrevHash, err = b64.DecodeString(e.PrevHash); err != nil {
-		return contact.Record{}, fmt.Errorf("previous hash of %s: %w", e.EventID, err)
-	}
-	if len(r.PrevHash) == 0 {
-		r.PrevHash = nil
-	}
-	return r, nil
-}
-
-// HistoryJSON renders history entries; withSealed adds each event's ciphertext.
-func HistoryJSON(entries []ledger.HistoryEntry, withSealed bool) []HistoryEventJSON {
-	out := make([]HistoryEventJSON, 0, len(entries))
-	for _, e := range entries {
-		j := EventJSON(e.Record, withSealed)
-		j.Personal, j.Shredded = e.Personal, e.Shredded
-		out = append(out, j)
-	}
-	return out
 }
 
 // historyParams are the query parameters of GET /v1/contacts/{id}/history.
@@ -489,17 +396,6 @@ func strictQuery(c echo.Context, known map[string]bool) (url.Values, error) {
 	return qs, nil
 }
 
-func parseTime(field, v string) (time.Time, *contact.FieldError) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return time.Time{}, &contact.FieldError{Field: field, Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"}
-	}
-	return t.UTC(), nil
-}
-
 func (s *Server) history(c echo.Context) error {
 	id, err := contactID(c)
 	if err != nil {
@@ -509,26 +405,26 @@ func (s *Server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var errs []contact.FieldError
-	asOf, ferr := parseTime("as_of", qs.Get("as_of"))
+	var errs []kernel.FieldError
+	asOf, ferr := wire.ParseTime("as_of", qs.Get("as_of"))
 	if ferr != nil {
 		errs = append(errs, *ferr)
 	}
 	var version uint64
 	if v := qs.Get("version"); v != "" {
 		if version, err = strconv.ParseUint(v, 10, 64); err != nil || version == 0 {
-			errs = append(errs, contact.FieldError{Field: "version", Message: "must be a whole number from 1"})
+			errs = append(errs, kernel.FieldError{Field: "version", Message: "must be a whole number from 1"})
 		}
 	}
 	if len(errs) > 0 {
-		return contact.Invalid(errs...)
+		return kernel.Invalid(errs...)
 	}
 	tr, err := s.svc.Trail(c.Request().Context(), principal(c).Workspace, id, asOf, version)
 	if err != nil {
 		return err
 	}
 	out := map[string]any{
-		"id": id.String(), "events": HistoryJSON(tr.Entries, false), "state": contactJSON(ledger.View{Snapshot: tr.State}),
+		"id": id.String(), "events": wire.HistoryJSON(tr.Entries, false), "state": contactJSON(ledger.View{Snapshot: tr.State}),
 		"version": tr.State.Version, "current_version": tr.Current,
 	}
 	if !asOf.IsZero() {
@@ -620,13 +516,13 @@ func (s *Server) listContacts(c echo.Context) error {
 		q.View = "active"
 	}
 	if _, known := ledger.Views[q.View]; !known {
-		return contact.Invalid(contact.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
+		return kernel.Invalid(kernel.FieldError{Field: "view", Message: "must be active, archived, trash or anonymized"})
 	}
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	if l := qs.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 200 {
-			errs = append(errs, contact.FieldError{Field: "limit", Message: "must be a whole number from 1 to 200"})
+			errs = append(errs, kernel.FieldError{Field: "limit", Message: "must be a whole number from 1 to 200"})
 		}
 		q.Limit = n
 	}
@@ -637,31 +533,31 @@ func (s *Server) listContacts(c echo.Context) error {
 		if v := qs.Get(f.name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				errs = append(errs, contact.FieldError{Field: f.name, Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"})
+				errs = append(errs, kernel.FieldError{Field: f.name, Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"})
 			}
 			*f.dst = t
 			if q.View != "trash" {
-				errs = append(errs, contact.FieldError{Field: f.name, Message: "filters view=trash only"})
+				errs = append(errs, kernel.FieldError{Field: f.name, Message: "filters view=trash only"})
 			}
 		}
 	}
 	if q.DeletedBy != "" && q.View != "trash" {
-		errs = append(errs, contact.FieldError{Field: "deleted_by", Message: "filters view=trash only"})
+		errs = append(errs, kernel.FieldError{Field: "deleted_by", Message: "filters view=trash only"})
 	}
 	for _, f := range []struct {
 		name string
 		max  int
 	}{{"q", contact.MaxNameLen}, {"tag", contact.MaxTagLen}, {"deleted_by", 100}, {"email", contact.MaxEmailLen}, {"phone", 40}} {
 		if len(qs.Get(f.name)) > f.max {
-			errs = append(errs, contact.FieldError{Field: f.name, Message: "is too long"})
+			errs = append(errs, kernel.FieldError{Field: f.name, Message: "is too long"})
 		}
 	}
-	minPos, perr := contact.ParsePosition(qs.Get("min_position"))
+	minPos, perr := kernel.ParsePosition(qs.Get("min_position"))
 	if perr != nil {
-		errs = append(errs, contact.FieldError{Field: "min_position", Message: "is not a position returned by this service"})
+		errs = append(errs, kernel.FieldError{Field: "min_position", Message: "is not a position returned by this service"})
 	}
 	if len(errs) > 0 {
-		return contact.Invalid(errs...)
+		return kernel.Invalid(errs...)
 	}
 	filter := filterPrint(qs)
 	if cur := qs.Get("cursor"); cur != "" {

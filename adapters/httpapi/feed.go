@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -26,7 +26,7 @@ func feedQuery(c echo.Context, qs map[string][]string) (ledger.FeedQuery, error)
 		return ""
 	}
 	q := ledger.FeedQuery{Workspace: principal(c).Workspace, Limit: 100}
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	if v := get("types"); v != "" {
 		var public []string
 		for _, t := range strings.Split(v, ",") {
@@ -34,18 +34,18 @@ func feedQuery(c echo.Context, qs map[string][]string) (ledger.FeedQuery, error)
 		}
 		types, err := feed.InternalTypes("types", public)
 		if err != nil {
-			errs = append(errs, contact.FieldError{Field: "types", Message: "must be event types such as contact.created, separated by commas"})
+			errs = append(errs, kernel.FieldError{Field: "types", Message: "must be event types such as contact.created, separated by commas"})
 		}
 		q.Types = types
 	}
 	var err error
-	if q.After, err = contact.ParsePosition(get("after")); err != nil {
-		errs = append(errs, contact.FieldError{Field: "after", Message: "is not a position returned by this service"})
+	if q.After, err = kernel.ParsePosition(get("after")); err != nil {
+		errs = append(errs, kernel.FieldError{Field: "after", Message: "is not a position returned by this service"})
 	}
 	if v := get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > ledger.MaxFeedPage {
-			errs = append(errs, contact.FieldError{Field: "limit", Message: "must be a whole number from 1 to 1000"})
+			errs = append(errs, kernel.FieldError{Field: "limit", Message: "must be a whole number from 1 to 1000"})
 		}
 		q.Limit = n
 	}
@@ -54,10 +54,10 @@ func feedQuery(c echo.Context, qs map[string][]string) (ledger.FeedQuery, error)
 	case "true":
 		q.Personal = true
 	default:
-		errs = append(errs, contact.FieldError{Field: "include_personal", Message: "must be true or false"})
+		errs = append(errs, kernel.FieldError{Field: "include_personal", Message: "must be true or false"})
 	}
 	if len(errs) > 0 {
-		return ledger.FeedQuery{}, contact.Invalid(errs...)
+		return ledger.FeedQuery{}, kernel.Invalid(errs...)
 	}
 	if q.Personal {
 		if err := mayReceivePersonal(c); err != nil {
@@ -71,7 +71,7 @@ func feedQuery(c echo.Context, qs map[string][]string) (ledger.FeedQuery, error)
 // values in the change feed (events.personal in the permission table).
 func mayReceivePersonal(c echo.Context) error {
 	if !slices.Contains(Permissions["events.personal"], principal(c).Role) {
-		return contact.Errorf(contact.ErrRoleNotAllowed, "the %s role may not receive personal fields (events.personal)", principal(c).Role)
+		return kernel.Errorf(kernel.ErrRoleNotAllowed, "the %s role may not receive personal fields (events.personal)", principal(c).Role)
 	}
 	return nil
 }
@@ -129,8 +129,8 @@ func (s *Server) streamEvents(c echo.Context) error {
 	q.Limit = ledger.MaxFeedPage
 	ctx := c.Request().Context()
 	if last := c.Request().Header.Get("Last-Event-ID"); last != "" {
-		if q.After, err = contact.ParsePosition(last); err != nil {
-			return contact.Invalid(contact.FieldError{Field: "Last-Event-ID", Message: "is not a position returned by this service"})
+		if q.After, err = kernel.ParsePosition(last); err != nil {
+			return kernel.Invalid(kernel.FieldError{Field: "Last-Event-ID", Message: "is not a position returned by this service"})
 		}
 	} else if qs.Get("after") == "" {
 		if q.After, err = s.svc.FeedHead(ctx); err != nil {

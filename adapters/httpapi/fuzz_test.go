@@ -7,15 +7,16 @@ import (
 
 	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
-var actor = contact.Actor{Principal: "tok_fuzz", Role: contact.RoleMember}
+var actor = kernel.Actor{Principal: "tok_fuzz", Role: kernel.RoleMember}
 
 // appError reports whether err is nil or an application error: anything
 // else would become a 500.
 func appError(err error) bool {
-	var e *contact.Error
+	var e *kernel.Error
 	return err == nil || errors.As(err, &e)
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/hold"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -41,11 +42,11 @@ func (s *Server) releaseHold(c echo.Context) error {
 
 // WorkspaceHoldJSON is the workspace's legal hold as the API shows it.
 type WorkspaceHoldJSON struct {
-	ID     string        `json:"id"`
-	Case   string        `json:"case,omitempty"`
-	Reason string        `json:"reason,omitempty"`
-	At     time.Time     `json:"at"`
-	By     contact.Actor `json:"by"`
+	ID     string       `json:"id"`
+	Case   string       `json:"case,omitempty"`
+	Reason string       `json:"reason,omitempty"`
+	At     time.Time    `json:"at"`
+	By     kernel.Actor `json:"by"`
 }
 
 func workspaceHoldJSON(h *hold.Hold) *WorkspaceHoldJSON {
@@ -72,11 +73,11 @@ func (s *Server) listHolds(c echo.Context) error {
 		return err
 	}
 	limit := 100
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	if v := qs.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > ledger.MaxHoldsPage {
-			errs = append(errs, contact.FieldError{Field: "limit", Message: "must be a whole number from 1 to " + strconv.Itoa(ledger.MaxHoldsPage)})
+			errs = append(errs, kernel.FieldError{Field: "limit", Message: "must be a whole number from 1 to " + strconv.Itoa(ledger.MaxHoldsPage)})
 		}
 		limit = n
 	}
@@ -84,12 +85,12 @@ func (s *Server) listHolds(c echo.Context) error {
 	if after != "" {
 		id, err := contact.ParseID(after)
 		if err != nil {
-			errs = append(errs, contact.FieldError{Field: "after", Message: "must be a contact id from the previous page"})
+			errs = append(errs, kernel.FieldError{Field: "after", Message: "must be a contact id from the previous page"})
 		}
 		after = id.String()
 	}
 	if len(errs) > 0 {
-		return contact.Invalid(errs...)
+		return kernel.Invalid(errs...)
 	}
 	wh, held, err := s.svc.Holds(c.Request().Context(), principal(c).Workspace, after, limit+1)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
-	"github.com/contactledger/ledger/domain/shred"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -31,13 +31,13 @@ const (
 )
 
 var (
-	errKeyReused = &contact.Error{Code: contact.CodeInvalid, Reason: "idempotency-key-reused",
+	errKeyReused = &kernel.Error{Code: kernel.CodeInvalid, Reason: "idempotency-key-reused",
 		Message: "this Idempotency-Key was used with another request; use a new key for a new request"}
-	errKeyInFlight = &contact.Error{Code: contact.CodeConflict, Reason: "idempotency-key-in-progress",
+	errKeyInFlight = &kernel.Error{Code: kernel.CodeConflict, Reason: "idempotency-key-in-progress",
 		Message: "a request with this Idempotency-Key is still running; retry shortly"}
-	errBadKey = &contact.Error{Code: contact.CodeBadRequest, Reason: "invalid-idempotency-key",
+	errBadKey = &kernel.Error{Code: kernel.CodeBadRequest, Reason: "invalid-idempotency-key",
 		Message: "Idempotency-Key must be 1-255 visible ASCII characters"}
-	errAnswerTooLarge = &contact.Error{Code: contact.CodeConflict, Reason: "idempotency-answer-unavailable",
+	errAnswerTooLarge = &kernel.Error{Code: kernel.CodeConflict, Reason: "idempotency-answer-unavailable",
 		Message: "the first answer to this Idempotency-Key is not kept (it was too large, or held a secret shown only once); the request was done once and is not repeated"}
 )
 
@@ -227,7 +227,7 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 			// An answer about a contact is sealed with its data key: when
 			// the contact is erased, every copy of the answer the store
 			// may keep (free pages, WAL, backups) is unreadable with it.
-			if rec.Body, err = s.sealAnswer(store, rec, id); err != nil {
+			if rec.Body, err = s.svc.SealAnswer(store, rec, id); err != nil {
 				s.log.Error("sealing an idempotent answer failed", "request_id", requestID(c), "err", err)
 				rec.Status, rec.Body = 0, nil
 			}
@@ -251,7 +251,7 @@ func (s *Server) replay(c echo.Context, rec ledger.Idempotency, fp hash.Hash, su
 	req := c.Request()
 	if sum == nil {
 		if _, err := io.Copy(fp, http.MaxBytesReader(c.Response(), req.Body, s.maxIdemBody)); err != nil {
-			return &contact.Error{Code: contact.CodeTooLarge, Reason: "body-too-large", Message: "the request body is over the limit"}
+			return &kernel.Error{Code: kernel.CodeTooLarge, Reason: "body-too-large", Message: "the request body is over the limit"}
 		}
 		sum = fp.Sum(nil)
 	}
@@ -285,7 +285,7 @@ func (s *Server) replay(c echo.Context, rec ledger.Idempotency, fp hash.Hash, su
 	if rec.ContactID != "" {
 		id, _ := contact.ParseID(rec.ContactID)
 		var err error
-		if body, err = s.openAnswer(req.Context(), rec, id); err != nil {
+		if body, err = s.svc.OpenAnswer(req.Context(), rec, id); err != nil {
 			return err
 		}
 		if body == nil {
@@ -299,36 +299,6 @@ func (s *Server) replay(c echo.Context, rec ledger.Idempotency, fp hash.Hash, su
 	c.Response().WriteHeader(rec.Status)
 	_, err := c.Response().Write(body)
 	return err
-}
-
-// answerBinding binds a sealed answer to its record, so it cannot be moved.
-func answerBinding(rec ledger.Idempotency, id contact.ID) (string, []byte) {
-	sum := sha256.Sum256([]byte(rec.Workspace + "\x00" + rec.Principal + "\x00" + rec.Key))
-	return "idempotency:" + id.String(), sum[:]
-}
-
-// sealAnswer seals an answer about contact id with the contact's data key;
-// nil when the key is gone (the contact was erased meanwhile).
-func (s *Server) sealAnswer(ctx context.Context, rec ledger.Idempotency, id contact.ID) ([]byte, error) {
-	if rec.Body == nil {
-		return nil, nil
-	}
-	k, err := s.svc.Vault().ContactKey(ctx, rec.Workspace, id)
-	if err != nil || k.Destroyed {
-		return nil, err
-	}
-	stream, bind := answerBinding(rec, id)
-	return shred.Seal(k.Key, stream, bind, rec.Body)
-}
-
-// openAnswer opens an answer sealed by sealAnswer; nil when the key is gone.
-func (s *Server) openAnswer(ctx context.Context, rec ledger.Idempotency, id contact.ID) ([]byte, error) {
-	k, err := s.svc.Vault().ContactKey(ctx, rec.Workspace, id)
-	if err != nil || k.Destroyed {
-		return nil, err
-	}
-	stream, bind := answerBinding(rec, id)
-	return shred.Open(k.Key, stream, bind, rec.Body)
 }
 
 // hashingBody hashes a request body as the handler reads it and, once it

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -25,17 +25,6 @@ const MaxImport = 512 << 20
 const ImportTimeout = time.Hour
 
 const importPath = "/v1/contacts/import"
-
-// ImportReader returns the row reader for an import body of media type mt.
-func ImportReader(mt string, r io.Reader) (ledger.RowReader, error) {
-	switch mt {
-	case "text/csv", "application/csv":
-		return ledger.NewCSVRows(r)
-	case "application/json":
-		return ledger.NewJSONRows(r)
-	}
-	return nil, unsupportedMedia("send the import as text/csv or application/json")
-}
 
 // importContacts spools the body to a private file (so a file of any size
 // streams through a bounded amount of memory), checks it whole, and only
@@ -81,9 +70,9 @@ func (s *Server) importContacts(c echo.Context) error {
 	if _, err := io.Copy(f, http.MaxBytesReader(w, c.Request().Body, MaxImport)); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &contact.Error{Code: contact.CodeTooLarge, Reason: "import-too-large", Message: "the import file is over the limit of " + strconv.Itoa(MaxImport>>20) + " MiB; split it"}
+			return &kernel.Error{Code: kernel.CodeTooLarge, Reason: "import-too-large", Message: "the import file is over the limit of " + strconv.Itoa(MaxImport>>20) + " MiB; split it"}
 		}
-		var appErr *contact.Error
+		var appErr *kernel.Error
 		if errors.As(err, &appErr) {
 			return err // the Idempotency-Key's request differs (see idempotent)
 		}
@@ -93,7 +82,7 @@ func (s *Server) importContacts(c echo.Context) error {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return nil, err
 		}
-		return ImportReader(mt, f)
+		return ledger.ImportRows(mt, f)
 	}
 	rows, err := open()
 	if err != nil {

@@ -5,8 +5,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -69,13 +71,13 @@ func (s *Server) createRestoreJob(c echo.Context) error {
 	if err := decode(c, &r, true); err != nil {
 		return err
 	}
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	for _, f := range []struct {
 		name, v string
 		max     int
 	}{{"q", r.Q, contact.MaxNameLen}, {"tag", r.Tag, contact.MaxTagLen}, {"deleted_by", r.DeletedBy, 100}} {
 		if len(f.v) > f.max {
-			errs = append(errs, contact.FieldError{Field: f.name, Message: "is too long"})
+			errs = append(errs, kernel.FieldError{Field: f.name, Message: "is too long"})
 		}
 	}
 	keepBoth, err := onConflict(ledger.Restore, r.OnConflict)
@@ -83,15 +85,15 @@ func (s *Server) createRestoreJob(c echo.Context) error {
 		return err
 	}
 	f := ledger.RestoreFilter{DeletedBy: r.DeletedBy, Q: strings.TrimSpace(r.Q), Tag: r.Tag, Reason: r.Reason, Operation: r.Operation, KeepBoth: keepBoth}
-	var ferr *contact.FieldError
-	if f.DeletedAfter, ferr = parseTime("deleted_after", r.DeletedAfter); ferr != nil {
+	var ferr *kernel.FieldError
+	if f.DeletedAfter, ferr = wire.ParseTime("deleted_after", r.DeletedAfter); ferr != nil {
 		errs = append(errs, *ferr)
 	}
-	if f.DeletedBefore, ferr = parseTime("deleted_before", r.DeletedBefore); ferr != nil {
+	if f.DeletedBefore, ferr = wire.ParseTime("deleted_before", r.DeletedBefore); ferr != nil {
 		errs = append(errs, *ferr)
 	}
 	if len(errs) > 0 {
-		return contact.Invalid(errs...)
+		return kernel.Invalid(errs...)
 	}
 	m, err := meta(c)
 	if err != nil {

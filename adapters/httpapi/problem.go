@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 )
@@ -19,30 +20,30 @@ const RetryAfterSeconds = 5
 const ProblemBase = "https://contactledger.dev/problems/"
 
 // statusOf is the one table from application error codes to HTTP statuses.
-var statusOf = map[contact.Code]int{
-	contact.CodeBadRequest:   http.StatusBadRequest,
-	contact.CodeInvalid:      http.StatusUnprocessableEntity,
-	contact.CodeNotFound:     http.StatusNotFound,
-	contact.CodeGone:         http.StatusGone,
-	contact.CodeConflict:     http.StatusConflict,
-	contact.CodeConcurrency:  http.StatusConflict, // 412 when the request carried If-Match
-	contact.CodeForbidden:    http.StatusForbidden,
-	contact.CodeUnauthorized: http.StatusUnauthorized,
-	contact.CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	contact.CodeMediaType:    http.StatusUnsupportedMediaType,
-	contact.CodeUnavailable:  http.StatusServiceUnavailable,
+var statusOf = map[kernel.Code]int{
+	kernel.CodeBadRequest:   http.StatusBadRequest,
+	kernel.CodeInvalid:      http.StatusUnprocessableEntity,
+	kernel.CodeNotFound:     http.StatusNotFound,
+	kernel.CodeGone:         http.StatusGone,
+	kernel.CodeConflict:     http.StatusConflict,
+	kernel.CodeConcurrency:  http.StatusConflict, // 412 when the request carried If-Match
+	kernel.CodeForbidden:    http.StatusForbidden,
+	kernel.CodeUnauthorized: http.StatusUnauthorized,
+	kernel.CodeTooLarge:     http.StatusRequestEntityTooLarge,
+	kernel.CodeMediaType:    http.StatusUnsupportedMediaType,
+	kernel.CodeUnavailable:  http.StatusServiceUnavailable,
 }
 
 // Problem is an RFC 9457 problem detail.
 type Problem struct {
-	Type      string               `json:"type"`
-	Title     string               `json:"title"`
-	Status    int                  `json:"status"`
-	Detail    string               `json:"detail,omitempty"`
-	Code      string               `json:"code"`
-	Instance  string               `json:"instance,omitempty"`
-	RequestID string               `json:"request_id,omitempty"`
-	Errors    []contact.FieldError `json:"errors,omitempty"`
+	Type      string              `json:"type"`
+	Title     string              `json:"title"`
+	Status    int                 `json:"status"`
+	Detail    string              `json:"detail,omitempty"`
+	Code      string              `json:"code"`
+	Instance  string              `json:"instance,omitempty"`
+	RequestID string              `json:"request_id,omitempty"`
+	Errors    []kernel.FieldError `json:"errors,omitempty"`
 	// Extra members of some problems.
 	TombstoneEventID string `json:"tombstone_event_id,omitempty"`
 	ErasedAt         string `json:"erased_at,omitempty"`
@@ -58,12 +59,12 @@ type Problem struct {
 }
 
 // unsupportedMedia is the 415 of a body of a media type the operation does not take.
-func unsupportedMedia(msg string) *contact.Error {
-	return &contact.Error{Code: contact.CodeMediaType, Reason: "unsupported-media-type", Message: msg}
+func unsupportedMedia(msg string) *kernel.Error {
+	return &kernel.Error{Code: kernel.CodeMediaType, Reason: "unsupported-media-type", Message: msg}
 }
 
-func badRequest(reason, msg string) *contact.Error {
-	return &contact.Error{Code: contact.CodeBadRequest, Reason: reason, Message: msg}
+func badRequest(reason, msg string) *kernel.Error {
+	return &kernel.Error{Code: kernel.CodeBadRequest, Reason: reason, Message: msg}
 }
 
 // errorHandler answers every error as application/problem+json. Application
@@ -93,7 +94,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 func (s *Server) problem(c echo.Context, err error) Problem {
 	p := Problem{RequestID: requestID(c), Instance: safePath(c)}
 	var (
-		appErr  *contact.Error
+		appErr  *kernel.Error
 		echoErr *echo.HTTPError
 	)
 	switch {
@@ -102,11 +103,11 @@ func (s *Server) problem(c echo.Context, err error) Problem {
 		if p.Status == 0 {
 			p.Status = http.StatusInternalServerError
 		}
-		if appErr.Code == contact.CodeConcurrency && c.Request().Header.Get("If-Match") != "" {
+		if appErr.Code == kernel.CodeConcurrency && c.Request().Header.Get("If-Match") != "" {
 			p.Status = http.StatusPreconditionFailed
 		}
 		p.Code, p.Detail, p.Errors = appErr.Reason, appErr.Message, appErr.Fields
-		if appErr.Code == contact.CodeUnauthorized {
+		if appErr.Code == kernel.CodeUnauthorized {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="contact-ledger"`)
 		}
 	case errors.As(err, &echoErr):
@@ -175,7 +176,7 @@ func (s *Server) problem(c echo.Context, err error) Problem {
 
 // goneError is the 410 of a purged contact, with its tombstone.
 type goneError struct {
-	err         *contact.Error
+	err         *kernel.Error
 	eventID, at string
 }
 

@@ -3,9 +3,9 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/adapters/wire"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/projections"
 	"github.com/labstack/echo/v4"
 )
@@ -19,70 +19,6 @@ type Projections interface {
 	RecentRebuilds(ctx context.Context, limit int) ([]projections.RebuildJob, error)
 }
 
-// RebuildJSON is a rebuild and its progress.
-type RebuildJSON struct {
-	ID              string     `json:"id"`
-	Projection      string     `json:"projection"`
-	State           string     `json:"state"`
-	Phase           string     `json:"phase"`
-	Reason          string     `json:"reason"`
-	RequestedBy     string     `json:"requested_by"`
-	EventsDone      int64      `json:"events_done"`
-	EventsTotal     int64      `json:"events_total"`
-	EventsPerSecond float64    `json:"events_per_second"`
-	ETASeconds      *float64   `json:"eta_seconds"`
-	StartedAt       time.Time  `json:"started_at"`
-	UpdatedAt       time.Time  `json:"updated_at"`
-	FinishedAt      *time.Time `json:"finished_at,omitempty"`
-	Error           string     `json:"error,omitempty"`
-	CancelRequested bool       `json:"cancel_requested,omitempty"`
-}
-
-// RebuildJobJSON renders a rebuild.
-func RebuildJobJSON(j projections.RebuildJob) RebuildJSON {
-	rate, eta := j.Rate()
-	out := RebuildJSON{ID: j.ID, Projection: j.Projection, State: string(j.State), Phase: j.Phase, Reason: j.Reason, RequestedBy: j.RequestedBy,
-		EventsDone: j.EventsDone, EventsTotal: j.EventsTotal, EventsPerSecond: rate, StartedAt: j.StartedAt, UpdatedAt: j.UpdatedAt,
-		Error: j.Error, CancelRequested: j.Cancel}
-	if eta >= 0 {
-		out.ETASeconds = &eta
-	}
-	if !j.FinishedAt.IsZero() {
-		t := j.FinishedAt
-		out.FinishedAt = &t
-	}
-	return out
-}
-
-// ProjectionJSON is a projection's status.
-type ProjectionJSON struct {
-	Name       string       `json:"name"`
-	State      string       `json:"state"`
-	Checkpoint string       `json:"checkpoint"`
-	Head       string       `json:"head"`
-	LagEvents  int64        `json:"lag_events"`
-	LagSeconds float64      `json:"lag_seconds"`
-	Version    int          `json:"version"`
-	Leading    bool         `json:"leading"`
-	Rebuild    *RebuildJSON `json:"rebuild,omitempty"`
-}
-
-// ProjectionsJSON renders projection statuses, with the rebuilds that
-// visible lets the caller see.
-func ProjectionsJSON(sts []projections.Status, visible func(projections.RebuildJob) bool) []ProjectionJSON {
-	out := make([]ProjectionJSON, 0, len(sts))
-	for _, st := range sts {
-		p := ProjectionJSON{Name: st.Name, State: st.State, Checkpoint: st.Checkpoint.String(), Head: st.Head.String(),
-			LagEvents: st.LagEvents, LagSeconds: st.LagSeconds, Version: st.Version, Leading: st.Leading}
-		if st.Rebuild != nil && visible(*st.Rebuild) {
-			r := RebuildJobJSON(*st.Rebuild)
-			p.Rebuild = &r
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
 // visibleTo returns whether a caller of workspace may see a rebuild's
 // record: the projections are the deployment's, but a rebuild asked for
 // through the API belongs to its workspace (its record names a token), as
@@ -92,7 +28,7 @@ func visibleTo(workspace string) func(projections.RebuildJob) bool {
 	return func(j projections.RebuildJob) bool { return j.Workspace == "" || j.Workspace == workspace }
 }
 
-var errNoProjections = &contact.Error{Code: contact.CodeUnavailable, Reason: "projections-unavailable", Message: "this server does not run the projections"}
+var errNoProjections = &kernel.Error{Code: kernel.CodeUnavailable, Reason: "projections-unavailable", Message: "this server does not run the projections"}
 
 func (s *Server) projectionStatus(c echo.Context) error {
 	if s.proj == nil {
@@ -110,13 +46,13 @@ func (s *Server) projectionStatus(c echo.Context) error {
 		return err
 	}
 	visible := visibleTo(principal(c).Workspace)
-	rebuilds := make([]RebuildJSON, 0, len(recent))
+	rebuilds := make([]wire.RebuildJSON, 0, len(recent))
 	for _, j := range recent {
 		if visible(j) {
-			rebuilds = append(rebuilds, RebuildJobJSON(j))
+			rebuilds = append(rebuilds, wire.RebuildJobJSON(j))
 		}
 	}
-	return ok(c, http.StatusOK, map[string]any{"projections": ProjectionsJSON(sts, visible), "rebuilds": rebuilds})
+	return ok(c, http.StatusOK, map[string]any{"projections": wire.ProjectionsJSON(sts, visible), "rebuilds": rebuilds})
 }
 
 func (s *Server) startRebuild(c echo.Context) error {
@@ -132,7 +68,7 @@ func (s *Server) startRebuild(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Location", "/v1/projections/"+c.Param("name")+"/rebuilds/"+j.ID)
-	return ok(c, http.StatusAccepted, RebuildJobJSON(j))
+	return ok(c, http.StatusAccepted, wire.RebuildJobJSON(j))
 }
 
 // rebuildOf returns the rebuild named in the path, which must be of the projection named in it.
@@ -140,10 +76,10 @@ func (s *Server) rebuildOf(c echo.Context, cancel bool) (projections.RebuildJob,
 	if s.proj == nil {
 		return projections.RebuildJob{}, errNoProjections
 	}
-	notFound := contact.Errorf(contact.ErrNotFound, "no such rebuild of this projection")
+	notFound := kernel.Errorf(kernel.ErrNotFound, "no such rebuild of this projection")
 	j, err := s.proj.RebuildJob(c.Request().Context(), c.Param("id"))
 	if err != nil || j.Projection != c.Param("name") || !visibleTo(principal(c).Workspace)(j) {
-		if err == nil || contact.ErrorCode(err) == contact.CodeNotFound {
+		if err == nil || kernel.ErrorCode(err) == kernel.CodeNotFound {
 			return projections.RebuildJob{}, notFound
 		}
 		return projections.RebuildJob{}, err
@@ -159,7 +95,7 @@ func (s *Server) rebuildStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, http.StatusOK, RebuildJobJSON(j))
+	return ok(c, http.StatusOK, wire.RebuildJobJSON(j))
 }
 
 func (s *Server) cancelRebuild(c echo.Context) error {
@@ -167,5 +103,5 @@ func (s *Server) cancelRebuild(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, http.StatusAccepted, RebuildJobJSON(j))
+	return ok(c, http.StatusAccepted, wire.RebuildJobJSON(j))
 }

@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -63,7 +64,7 @@ type Metrics interface {
 
 // Server is the HTTP API.
 type Server struct {
-	svc     *ledger.Service
+	svc     Service
 	log     *slog.Logger
 	ready   func(ctx context.Context) error
 	proj    Projections
@@ -92,7 +93,7 @@ type Route struct {
 const MaxBody = 1 << 20
 
 // New returns the API over a service.
-func New(svc *ledger.Service, o Options) *Server {
+func New(svc Service, o Options) *Server {
 	s := &Server{svc: svc, log: o.Logger, ready: o.Ready, proj: o.Projections, metrics: o.Metrics, echo: echo.New(),
 		idem: o.Idempotency, maxIdemBody: MaxImport, spoolDir: o.SpoolDir}
 	if s.log == nil {
@@ -256,7 +257,7 @@ func (s *Server) authorize(op string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if !slices.Contains(roles, principal(c).Role) {
-				return contact.Errorf(contact.ErrRoleNotAllowed, "the %s role may not do %s", principal(c).Role, op)
+				return kernel.Errorf(kernel.ErrRoleNotAllowed, "the %s role may not do %s", principal(c).Role, op)
 			}
 			return next(c)
 		}
@@ -399,7 +400,7 @@ func decode(c echo.Context, dst any, allowEmpty bool) error {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxBody))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return &contact.Error{Code: contact.CodeTooLarge, Reason: "body-too-large", Message: "the request body is over the limit of 1 MiB"}
+		return &kernel.Error{Code: kernel.CodeTooLarge, Reason: "body-too-large", Message: "the request body is over the limit of 1 MiB"}
 	}
 	if err != nil {
 		return badRequest("unreadable-body", "the request body could not be read")
@@ -454,7 +455,7 @@ func checkShape(body []byte) error {
 			return badRequest("malformed-json", "the body is not valid JSON")
 		}
 		if tokens++; tokens > maxTokens {
-			return &contact.Error{Code: contact.CodeTooLarge, Reason: "json-too-large", Message: "the JSON document has too many values"}
+			return &kernel.Error{Code: kernel.CodeTooLarge, Reason: "json-too-large", Message: "the JSON document has too many values"}
 		}
 		if d, ok := t.(json.Delim); ok {
 			if d == '{' || d == '[' {
@@ -481,7 +482,7 @@ func jsonError(err error) error {
 		if field == "" {
 			return badRequest("malformed-json", "the body must be a JSON object")
 		}
-		return contact.Invalid(contact.FieldError{Field: knownField(field), Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())})
+		return kernel.Invalid(kernel.FieldError{Field: knownField(field), Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())})
 	}
 	// encoding/json reports unknown fields only in its message.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
@@ -493,21 +494,21 @@ func jsonError(err error) error {
 // unknownField refuses an unknown field without naming it: a client can
 // put anything in a JSON key, personal data included (an email address as a
 // key), and problems never echo what a client wrote.
-func unknownField(_, why string) *contact.Error {
-	return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-field", Message: "the body has a field this request does not take; see /openapi.json",
-		Fields: []contact.FieldError{{Field: "(not shown)", Message: why}}}
+func unknownField(_, why string) *kernel.Error {
+	return &kernel.Error{Code: kernel.CodeBadRequest, Reason: "unknown-field", Message: "the body has a field this request does not take; see /openapi.json",
+		Fields: []kernel.FieldError{{Field: "(not shown)", Message: why}}}
 }
 
 // unknownParam refuses an unknown query parameter without naming it: its
 // name is whatever the client wrote.
-func unknownParam() *contact.Error {
-	return &contact.Error{Code: contact.CodeBadRequest, Reason: "unknown-parameter", Message: "the query has a parameter this endpoint does not take; see /openapi.json",
-		Fields: []contact.FieldError{{Field: "(not shown)", Message: "is not a parameter of this endpoint"}}}
+func unknownParam() *kernel.Error {
+	return &kernel.Error{Code: kernel.CodeBadRequest, Reason: "unknown-parameter", Message: "the query has a parameter this endpoint does not take; see /openapi.json",
+		Fields: []kernel.FieldError{{Field: "(not shown)", Message: "is not a parameter of this endpoint"}}}
 }
 
 // repeatedParam refuses a known query parameter given twice; known names
 // are the API's own, so the problem names it.
-func repeatedParam(name string) *contact.Error {
+func repeatedParam(name string) *kernel.Error {
 	return badRequest("repeated-parameter", "query parameter "+strconv.Quote(name)+" is given more than once")
 }
 

@@ -3,34 +3,11 @@ package httpapi
 import (
 	"net/http"
 	"strings"
-	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
-	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/adapters/wire"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/labstack/echo/v4"
 )
-
-// TokenJSON is a token as admins see it: never its secret or hash.
-type TokenJSON struct {
-	ID        string       `json:"id"`
-	Workspace string       `json:"workspace"`
-	Role      contact.Role `json:"role"`
-	Label     string       `json:"label,omitempty"`
-	CreatedAt time.Time    `json:"created_at"`
-	RevokedAt *time.Time   `json:"revoked_at,omitempty"`
-	// Token is the secret, shown once, in the answer that creates it.
-	Token string `json:"token,omitempty"`
-}
-
-// TokenOf is a token as the API (and `ledger tokens list --json`) shows it.
-func TokenOf(t ledger.Token) TokenJSON {
-	out := TokenJSON{ID: t.ID, Workspace: t.Workspace, Role: t.Role, Label: t.Label, CreatedAt: t.CreatedAt}
-	if !t.RevokedAt.IsZero() {
-		r := t.RevokedAt
-		out.RevokedAt = &r
-	}
-	return out
-}
 
 type tokenRequest struct {
 	Role  string `json:"role"`
@@ -46,7 +23,7 @@ func (s *Server) createToken(c echo.Context) error {
 	if err := decode(c, &r, false); err != nil {
 		return err
 	}
-	role, err := contact.ParseRole(r.Role)
+	role, err := kernel.ParseRole(r.Role)
 	if err != nil {
 		return err
 	}
@@ -58,7 +35,7 @@ func (s *Server) createToken(c echo.Context) error {
 		return err
 	}
 	c.Set(secretAnswer, true)
-	out := TokenOf(t)
+	out := wire.TokenOf(t)
 	out.Token = secret
 	c.Response().Header().Set("Location", "/v1/tokens/"+t.ID)
 	return ok(c, http.StatusCreated, out)
@@ -69,9 +46,9 @@ func (s *Server) listTokens(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	items := make([]TokenJSON, 0, len(list))
+	items := make([]wire.TokenJSON, 0, len(list))
 	for _, t := range list {
-		items = append(items, TokenOf(t))
+		items = append(items, wire.TokenOf(t))
 	}
 	return ok(c, http.StatusOK, map[string]any{"items": items})
 }
@@ -88,5 +65,5 @@ func (s *Server) revokeToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, http.StatusOK, TokenOf(t))
+	return ok(c, http.StatusOK, wire.TokenOf(t))
 }

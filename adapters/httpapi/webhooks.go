@@ -6,70 +6,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/adapters/wire"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
 )
-
-// WebhookSecretJSON is a signing secret's id and life, never its value.
-type WebhookSecretJSON struct {
-	ID        string     `json:"id"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-}
-
-// WebhookStatusJSON is how a subscription's deliveries go.
-type WebhookStatusJSON struct {
-	// Position is the checkpoint: every event up to it was delivered, given
-	// up on, or is pending.
-	Position      string     `json:"position"`
-	LagEvents     int64      `json:"lag_events"`
-	LagSeconds    float64    `json:"lag_seconds"`
-	Pending       int64      `json:"pending"`
-	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
-	FailingSince  *time.Time `json:"failing_since,omitempty"`
-	LastError     string     `json:"last_error,omitempty"`
-}
-
-// WebhookJSON is a subscription as admins see it.
-type WebhookJSON struct {
-	ID              string              `json:"id"`
-	URL             string              `json:"url"`
-	Description     string              `json:"description"`
-	Types           []string            `json:"types"`
-	IncludePersonal bool                `json:"include_personal"`
-	Enabled         bool                `json:"enabled"`
-	DisabledReason  string              `json:"disabled_reason,omitempty"`
-	DisabledAt      *time.Time          `json:"disabled_at,omitempty"`
-	Secrets         []WebhookSecretJSON `json:"secrets"`
-	CreatedAt       time.Time           `json:"created_at"`
-	UpdatedAt       time.Time           `json:"updated_at"`
-	CreatedBy       string              `json:"created_by"`
-	Status          *WebhookStatusJSON  `json:"status,omitempty"`
-	// Secret is the new signing secret, in the answers that make one only.
-	Secret string `json:"secret,omitempty"`
-}
-
-func optTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
-}
-
-func webhookJSON(w ledger.Webhook) WebhookJSON {
-	out := WebhookJSON{ID: w.ID, URL: w.URL, Description: w.Description, Types: w.Types, IncludePersonal: w.IncludePersonal,
-		Enabled: w.Enabled, DisabledReason: w.DisabledReason, DisabledAt: optTime(w.DisabledAt), Secrets: []WebhookSecretJSON{},
-		CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, CreatedBy: w.CreatedBy}
-	if out.Types == nil {
-		out.Types = []string{}
-	}
-	for _, s := range w.Secrets {
-		out.Secrets = append(out.Secrets, WebhookSecretJSON{ID: s.ID, CreatedAt: s.CreatedAt, ExpiresAt: optTime(s.ExpiresAt)})
-	}
-	return out
-}
 
 // webhookID checks the :id of a webhook route.
 func webhookID(c echo.Context) (string, error) {
@@ -98,7 +40,7 @@ func (r webhookRequest) input(c echo.Context) (ledger.WebhookInput, error) {
 		}
 	}
 	if r.Types != nil && *r.Types == nil {
-		return ledger.WebhookInput{}, contact.Invalid(contact.FieldError{Field: "types", Message: "must be an array ([] for every type)"})
+		return ledger.WebhookInput{}, kernel.Invalid(kernel.FieldError{Field: "types", Message: "must be an array ([] for every type)"})
 	}
 	return ledger.WebhookInput{URL: r.URL, Description: r.Description, Types: r.Types, IncludePersonal: r.IncludePersonal, Enabled: r.Enabled}, nil
 }
@@ -118,7 +60,7 @@ func (s *Server) createWebhook(c echo.Context) error {
 	}
 	s.kick()
 	c.Set(secretAnswer, true)
-	out := webhookJSON(w)
+	out := wire.WebhookOf(w)
 	out.Secret = secret
 	c.Response().Header().Set("Location", "/v1/webhooks/"+w.ID)
 	return ok(c, http.StatusCreated, out)
@@ -129,9 +71,9 @@ func (s *Server) listWebhooks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	items := make([]WebhookJSON, 0, len(list))
+	items := make([]wire.WebhookJSON, 0, len(list))
 	for _, w := range list {
-		items = append(items, webhookJSON(w))
+		items = append(items, wire.WebhookOf(w))
 	}
 	return ok(c, http.StatusOK, map[string]any{"items": items})
 }
@@ -145,17 +87,7 @@ func (s *Server) getWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, http.StatusOK, WebhookStatusOf(st))
-}
-
-// WebhookStatusOf is a subscription with its delivery status, as the API
-// and the command line show it.
-func WebhookStatusOf(st ledger.WebhookStatus) WebhookJSON {
-	out := webhookJSON(st.Webhook)
-	p := st.Progress
-	out.Status = &WebhookStatusJSON{Position: p.Position.String(), LagEvents: st.LagEvents, LagSeconds: st.LagSeconds, Pending: p.Pending,
-		LastSuccessAt: optTime(p.LastSuccessAt), FailingSince: optTime(p.FailingSince), LastError: p.LastError}
-	return out
+	return ok(c, http.StatusOK, wire.WebhookStatusOf(st))
 }
 
 func (s *Server) updateWebhook(c echo.Context) error {
@@ -176,7 +108,7 @@ func (s *Server) updateWebhook(c echo.Context) error {
 		return err
 	}
 	s.kick()
-	return ok(c, http.StatusOK, webhookJSON(w))
+	return ok(c, http.StatusOK, wire.WebhookOf(w))
 }
 
 func (s *Server) deleteWebhook(c echo.Context) error {
@@ -208,7 +140,7 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 	overlap := ledger.DefaultSecretOverlap
 	if r.OverlapSeconds != nil {
 		if *r.OverlapSeconds < 0 || *r.OverlapSeconds > int64(ledger.MaxSecretOverlap/time.Second) {
-			return contact.Invalid(contact.FieldError{Field: "overlap_seconds", Message: "must be from 0 to 604800 (7 days)"})
+			return kernel.Invalid(kernel.FieldError{Field: "overlap_seconds", Message: "must be from 0 to 604800 (7 days)"})
 		}
 		overlap = time.Duration(*r.OverlapSeconds) * time.Second
 	}
@@ -218,7 +150,7 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 	}
 	s.kick()
 	c.Set(secretAnswer, true)
-	out := webhookJSON(w)
+	out := wire.WebhookOf(w)
 	out.Secret = secret
 	return ok(c, http.StatusOK, out)
 }
@@ -262,28 +194,28 @@ func (s *Server) webhookDeliveries(c echo.Context) error {
 		return err
 	}
 	q := ledger.AttemptQuery{Limit: 50}
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	if v := qs.Get("before"); v != "" {
 		if _, err := ulid.ParseStrict(v); err != nil {
-			errs = append(errs, contact.FieldError{Field: "before", Message: "must be the id of an attempt"})
+			errs = append(errs, kernel.FieldError{Field: "before", Message: "must be the id of an attempt"})
 		}
 		q.Before = v
 	}
 	if v := qs.Get("event_id"); v != "" {
 		if len(v) > 64 || !requestIDPattern.MatchString(v) {
-			errs = append(errs, contact.FieldError{Field: "event_id", Message: "must be an event id"})
+			errs = append(errs, kernel.FieldError{Field: "event_id", Message: "must be an event id"})
 		}
 		q.EventID = v
 	}
 	if v := qs.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 200 {
-			errs = append(errs, contact.FieldError{Field: "limit", Message: "must be a whole number from 1 to 200"})
+			errs = append(errs, kernel.FieldError{Field: "limit", Message: "must be a whole number from 1 to 200"})
 		}
 		q.Limit = n
 	}
 	if len(errs) > 0 {
-		return contact.Invalid(errs...)
+		return kernel.Invalid(errs...)
 	}
 	list, err := s.svc.WebhookDeliveries(c.Request().Context(), principal(c).Workspace, id, ledger.AttemptQuery{Before: q.Before, EventID: q.EventID, Limit: q.Limit + 1})
 	if err != nil {
@@ -320,18 +252,18 @@ func (s *Server) replayWebhook(c echo.Context) error {
 		return err
 	}
 	if (r.After == nil) == (r.Since == nil) {
-		return contact.Invalid(contact.FieldError{Field: "after", Message: "give either after (a position) or since (a time)"})
+		return kernel.Invalid(kernel.FieldError{Field: "after", Message: "give either after (a position) or since (a time)"})
 	}
-	var after contact.Position
+	var after kernel.Position
 	var since time.Time
 	if r.After != nil {
-		if after, err = contact.ParsePosition(*r.After); err != nil {
-			return contact.Invalid(contact.FieldError{Field: "after", Message: "is not a position returned by this service"})
+		if after, err = kernel.ParsePosition(*r.After); err != nil {
+			return kernel.Invalid(kernel.FieldError{Field: "after", Message: "is not a position returned by this service"})
 		}
 	} else {
-		var ferr *contact.FieldError
-		if since, ferr = parseTime("since", *r.Since); ferr != nil || since.IsZero() {
-			return contact.Invalid(contact.FieldError{Field: "since", Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"})
+		var ferr *kernel.FieldError
+		if since, ferr = wire.ParseTime("since", *r.Since); ferr != nil || since.IsZero() {
+			return kernel.Invalid(kernel.FieldError{Field: "since", Message: "must be a time in RFC 3339 form, such as 2026-01-31T00:00:00Z"})
 		}
 	}
 	if err := s.svc.ReplayWebhook(c.Request().Context(), principal(c).Workspace, id, after, since); err != nil {

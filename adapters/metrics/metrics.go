@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,9 +97,9 @@ func Outcome(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.Is(err, contact.ErrConcurrency):
+	case errors.Is(err, kernel.ErrConcurrency):
 		return "conflict"
-	case contact.ErrorCode(err) != "":
+	case kernel.ErrorCode(err) != "":
 		return "refused"
 	}
 	return "error"

@@ -9,15 +9,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
 var (
-	_ contact.BatchAppender = (*Store)(nil)
-	_ ledger.KeyedAppender  = (*Store)(nil)
+	_ kernel.BatchAppender = (*Store)(nil)
+	_ ledger.KeyedAppender = (*Store)(nil)
 )
 
 // batchSQL appends many streams in one statement: it looks up each
@@ -86,20 +86,20 @@ ORDER BY cur.n`
 var (
 	batchPlain    = fmt.Sprintf(batchSQL, "")
 	batchRacing   = "/* racing */" + fmt.Sprintf(batchSQL, "ON CONFLICT DO NOTHING") // the comment names it in pg_stat_activity, whose text is cut at 1 kB
-	errLostInsert = contact.Errorf(contact.ErrConcurrency, "another append to the stream won")
+	errLostInsert = kernel.Errorf(kernel.ErrConcurrency, "another append to the stream won")
 )
 
 // item is one stream of a batch, with the new key stored with it, if any,
 // and its contact's identity claims.
 type item struct {
-	contact.StreamAppend
+	kernel.StreamAppend
 	key    ledger.KeyRow // Owner "" when the stream brings no key
 	claims []ledger.IdentityClaim
 }
 
 // AppendMany appends to many streams in one statement and one commit (see
-// contact.BatchAppender).
-func (s *Store) AppendMany(ctx context.Context, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+// kernel.BatchAppender).
+func (s *Store) AppendMany(ctx context.Context, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
 	items := make([]item, len(batch))
 	for i, a := range batch {
 		items[i].StreamAppend = a
@@ -109,9 +109,9 @@ func (s *Store) AppendMany(ctx context.Context, batch []contact.StreamAppend) ([
 
 // AppendWithKeys stores each new contact's key and appends its stream in
 // one statement and one commit: a create is one commit, not two. A stream
-// whose key owner already has a key fails with contact.ErrAlreadyExists,
+// whose key owner already has a key fails with kernel.ErrAlreadyExists,
 // and nothing of it is stored.
-func (s *Store) AppendWithKeys(ctx context.Context, keys []ledger.KeyRow, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+func (s *Store) AppendWithKeys(ctx context.Context, keys []ledger.KeyRow, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
 	if len(keys) != len(batch) {
 		return nil, fmt.Errorf("append with keys: %d keys for %d streams", len(keys), len(batch))
 	}
@@ -129,7 +129,7 @@ func (s *Store) AppendWithKeys(ctx context.Context, keys []ledger.KeyRow, batch 
 // ledger.ErrClaimTaken (the unique key decides between racing batches, on
 // every replica); what the statement claimed for a stream that then
 // failed is taken back at once.
-func (s *Store) AppendClaimed(ctx context.Context, keys []ledger.KeyRow, claims [][]ledger.IdentityClaim, batch []contact.StreamAppend) ([]contact.AppendResult, error) {
+func (s *Store) AppendClaimed(ctx context.Context, keys []ledger.KeyRow, claims [][]ledger.IdentityClaim, batch []kernel.StreamAppend) ([]kernel.AppendResult, error) {
 	if (keys != nil && len(keys) != len(batch)) || len(claims) != len(batch) {
 		return nil, fmt.Errorf("append claimed: %d keys and %d claim lists for %d streams", len(keys), len(claims), len(batch))
 	}
@@ -143,24 +143,24 @@ func (s *Store) AppendClaimed(ctx context.Context, keys []ledger.KeyRow, claims 
 	return s.appendItems(ctx, items)
 }
 
-func (s *Store) appendItems(ctx context.Context, items []item) ([]contact.AppendResult, error) {
+func (s *Store) appendItems(ctx context.Context, items []item) ([]kernel.AppendResult, error) {
 	if len(items) == 1 {
 		// One stream (a command's create): it shares a group commit.
 		r, err := s.enqueue(ctx, items[0])
 		if err != nil {
 			return nil, err
 		}
-		return []contact.AppendResult{r}, nil
+		return []kernel.AppendResult{r}, nil
 	}
-	batch := make([]contact.StreamAppend, len(items))
+	batch := make([]kernel.StreamAppend, len(items))
 	for i, it := range items {
 		batch[i] = it.StreamAppend
 	}
-	errs, err := contact.CheckBatch(batch)
+	errs, err := kernel.CheckBatch(batch)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]contact.AppendResult, len(items))
+	out := make([]kernel.AppendResult, len(items))
 	var sound []int
 	claimed := map[claimValue]bool{} // one statement may claim a value once
 	for i, it := range items {
@@ -198,7 +198,7 @@ func (s *Store) appendItems(ctx context.Context, items []item) ([]contact.Append
 // for each other's keys in one order; should PostgreSQL still find a
 // deadlock (it aborts one side, which wrote nothing), that batch runs
 // again.
-func (s *Store) commitItems(ctx context.Context, items []item) ([]contact.AppendResult, error) {
+func (s *Store) commitItems(ctx context.Context, items []item) ([]kernel.AppendResult, error) {
 	order := make([]int, len(items))
 	for i := range order {
 		order[i] = i
@@ -216,7 +216,7 @@ func (s *Store) commitItems(ctx context.Context, items []item) ([]contact.Append
 		if err != nil {
 			return nil, err
 		}
-		out := make([]contact.AppendResult, len(items))
+		out := make([]kernel.AppendResult, len(items))
 		for j, i := range order {
 			out[i] = res[j]
 		}
@@ -229,10 +229,10 @@ func (s *Store) commitItems(ctx context.Context, items []item) ([]contact.Append
 // to a (stream, version) the statement fails whole, and the batch runs
 // again in a transaction that skips the rows that collide and takes back
 // what it inserted of the streams that lost.
-func (s *Store) commitSorted(ctx context.Context, items []item) ([]contact.AppendResult, error) {
+func (s *Store) commitSorted(ctx context.Context, items []item) ([]kernel.AppendResult, error) {
 	args := batchArgs(items)
 	rows, err := s.batches.Query(ctx, batchPlain, args...)
-	var out []contact.AppendResult
+	var out []kernel.AppendResult
 	if err == nil {
 		out, err = scanBatch(rows, items)
 	}
@@ -287,7 +287,7 @@ func (s *Store) commitSorted(ctx context.Context, items []item) ([]contact.Appen
 // each deleted only if it is the one made (its contact and time).
 func dropClaims(ctx context.Context, q interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, items []item, out []contact.AppendResult) error {
+}, items []item, out []kernel.AppendResult) error {
 	var ws, kinds, bidxs, ids []string
 	var ats []time.Time
 	for i, it := range items {
@@ -308,9 +308,9 @@ func dropClaims(ctx context.Context, q interface {
 }
 
 // scanBatch reads the statement's answer: one row per stream, in order.
-func scanBatch(rows pgx.Rows, items []item) ([]contact.AppendResult, error) {
+func scanBatch(rows pgx.Rows, items []item) ([]kernel.AppendResult, error) {
 	defer rows.Close()
-	out := make([]contact.AppendResult, 0, len(items))
+	out := make([]kernel.AppendResult, 0, len(items))
 	for rows.Next() {
 		var (
 			v, cnt, seq                int64
@@ -321,16 +321,16 @@ func scanBatch(rows pgx.Rows, items []item) ([]contact.AppendResult, error) {
 			return nil, err
 		}
 		it := items[len(out)]
-		var r contact.AppendResult
+		var r kernel.AppendResult
 		switch {
 		case foreign:
-			r.Err = contact.ErrNotFound
+			r.Err = kernel.ErrNotFound
 		case uint64(v) != it.Expected:
-			r.Err = contact.Errorf(contact.ErrConcurrency, "stream is at version %d, not %d", v, it.Expected)
+			r.Err = kernel.Errorf(kernel.ErrConcurrency, "stream is at version %d, not %d", v, it.Expected)
 		case claimTaken:
 			r.Err = ledger.ErrClaimTaken
 		case taken:
-			r.Err = contact.Errorf(contact.ErrAlreadyExists, "a key for this owner exists")
+			r.Err = kernel.Errorf(kernel.ErrAlreadyExists, "a key for this owner exists")
 		case int(cnt) != len(it.Events):
 			r.Err = errLostInsert
 		default:
@@ -416,7 +416,7 @@ const (
 type queued struct {
 	ctx  context.Context
 	it   item
-	res  contact.AppendResult
+	res  kernel.AppendResult
 	err  error // the store failed: the group was not committed
 	done chan struct{}
 	lead chan struct{} // the lead handed over to this caller
@@ -444,29 +444,29 @@ func (s *Store) stopCommitters() {
 var errClosed = errors.New("store is closed")
 
 // appendQueued appends one stream through group commit.
-func (s *Store) appendQueued(ctx context.Context, it item) (contact.Position, error) {
+func (s *Store) appendQueued(ctx context.Context, it item) (kernel.Position, error) {
 	r, err := s.enqueue(ctx, it)
 	if err != nil {
-		return contact.Position{}, err
+		return kernel.Position{}, err
 	}
 	return r.Position, r.Err
 }
 
 // enqueue appends one stream through group commit: its result, or the
 // failure of the store that kept it from being appended.
-func (s *Store) enqueue(ctx context.Context, it item) (contact.AppendResult, error) {
-	if err := contact.Validate(it.Stream, it.Expected, it.Events); err != nil {
-		return contact.AppendResult{Err: err}, nil
+func (s *Store) enqueue(ctx context.Context, it item) (kernel.AppendResult, error) {
+	if err := kernel.Validate(it.Stream, it.Expected, it.Events); err != nil {
+		return kernel.AppendResult{Err: err}, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return contact.AppendResult{}, err
+		return kernel.AppendResult{}, err
 	}
 	q := &queued{ctx: ctx, it: it, done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	g := &s.group
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
-		return contact.AppendResult{}, errClosed
+		return kernel.AppendResult{}, errClosed
 	}
 	g.pending.Add(1)
 	g.waiting = append(g.waiting, q)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/pgtest"
 	"github.com/contactledger/ledger/internal/storetest"
 	"github.com/jackc/pgx/v5"
@@ -33,7 +34,7 @@ func TestBatchLosesARaceMidway(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
 	x, y, z := contact.NewID().Stream(), contact.NewID().Stream(), contact.NewID().Stream()
-	racer := func(stream string) (pgx.Tx, contact.Record) {
+	racer := func(stream string) (pgx.Tx, kernel.Record) {
 		tx, err := s.pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -48,12 +49,12 @@ func TestBatchLosesARaceMidway(t *testing.T) {
 	}
 	first, firstRec := racer(x)
 	type outcome struct {
-		res []contact.AppendResult
+		res []kernel.AppendResult
 		err error
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		res, err := s.AppendMany(ctx, []contact.StreamAppend{
+		res, err := s.AppendMany(ctx, []kernel.StreamAppend{
 			{Stream: x, Expected: 0, Events: storetest.Recs("ws", x, 0, 2)},
 			{Stream: y, Expected: 0, Events: storetest.Recs("ws", y, 0, 2)},
 			{Stream: z, Expected: 0, Events: storetest.Recs("ws", z, 0, 1)},
@@ -73,10 +74,10 @@ func TestBatchLosesARaceMidway(t *testing.T) {
 	if o.err != nil {
 		t.Fatal(o.err)
 	}
-	if !errors.Is(o.res[0].Err, contact.ErrConcurrency) || !errors.Is(o.res[1].Err, contact.ErrConcurrency) || o.res[2].Err != nil {
+	if !errors.Is(o.res[0].Err, kernel.ErrConcurrency) || !errors.Is(o.res[1].Err, kernel.ErrConcurrency) || o.res[2].Err != nil {
 		t.Fatalf("got %v, %v, %v; want ErrConcurrency for the raced streams and nil for the other", o.res[0].Err, o.res[1].Err, o.res[2].Err)
 	}
-	for st, want := range map[string]contact.Record{x: firstRec, y: secondRec} {
+	for st, want := range map[string]kernel.Record{x: firstRec, y: secondRec} {
 		recs, err := s.ReadStream(ctx, "ws", st)
 		if err != nil || len(recs) != 1 || recs[0].ID != want.ID {
 			t.Fatalf("a raced stream holds %d events (%v), want its racer's only", len(recs), err)
@@ -123,7 +124,7 @@ func TestGroupCommit(t *testing.T) {
 	}
 	const n = 64
 	streams := make([]string, n)
-	positions := make([]contact.Position, n)
+	positions := make([]kernel.Position, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {

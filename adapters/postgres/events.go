@@ -8,14 +8,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 	"github.com/jackc/pgx/v5"
 	"github.com/oklog/ulid/v2"
 )
 
-var _ contact.EventStore = (*Store)(nil)
+var _ kernel.EventStore = (*Store)(nil)
 
 // eventColumns are the columns of a record. The transaction id is read as
 // text (pgx has no xid8 type) under another name: ORDER BY tx must mean the
@@ -45,16 +45,16 @@ RETURNING tx::text AS tx_text, seq`
 // Append appends events to stream at the expected version, atomically,
 // through the group committers: appends made at the same time by other
 // requests share its commit.
-func (s *Store) Append(ctx context.Context, stream string, expected uint64, events []contact.Record) (contact.Position, error) {
-	return s.appendQueued(ctx, item{StreamAppend: contact.StreamAppend{Stream: stream, Expected: expected, Events: events}})
+func (s *Store) Append(ctx context.Context, stream string, expected uint64, events []kernel.Record) (kernel.Position, error) {
+	return s.appendQueued(ctx, item{StreamAppend: kernel.StreamAppend{Stream: stream, Expected: expected, Events: events}})
 }
 
 // AppendAlone appends events to stream at the expected version in a
 // statement and a commit of its own, as every append did before group
 // commit: the benchmark measures group commit against it.
-func (s *Store) AppendAlone(ctx context.Context, stream string, expected uint64, events []contact.Record) (contact.Position, error) {
-	if err := contact.Validate(stream, expected, events); err != nil {
-		return contact.Position{}, err
+func (s *Store) AppendAlone(ctx context.Context, stream string, expected uint64, events []kernel.Record) (kernel.Position, error) {
+	if err := kernel.Validate(stream, expected, events); err != nil {
+		return kernel.Position{}, err
 	}
 	n := len(events)
 	var (
@@ -73,21 +73,21 @@ func (s *Store) AppendAlone(ctx context.Context, stream string, expected uint64,
 	rows, err := s.pool.Query(ctx, appendSQL, stream, events[0].Workspace, int64(expected),
 		ids, versions, types, times, actors, roles, corrs, causes, schemas, data, sealed, prev, hash)
 	if err != nil {
-		return contact.Position{}, fmt.Errorf("append to %s: %w", stream, err)
+		return kernel.Position{}, fmt.Errorf("append to %s: %w", stream, err)
 	}
-	var last contact.Position
+	var last kernel.Position
 	count := 0
 	for rows.Next() {
 		var tx string
 		var seq int64
 		if err := rows.Scan(&tx, &seq); err != nil {
 			rows.Close()
-			return contact.Position{}, err
+			return kernel.Position{}, err
 		}
 		p, err := position(tx, seq)
 		if err != nil {
 			rows.Close()
-			return contact.Position{}, err
+			return kernel.Position{}, err
 		}
 		if last.Less(p) {
 			last = p
@@ -97,12 +97,12 @@ func (s *Store) AppendAlone(ctx context.Context, stream string, expected uint64,
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		if isUnique(err) {
-			return contact.Position{}, contact.Errorf(contact.ErrConcurrency, "another append to the stream won")
+			return kernel.Position{}, kernel.Errorf(kernel.ErrConcurrency, "another append to the stream won")
 		}
-		return contact.Position{}, fmt.Errorf("append to %s: %w", stream, err)
+		return kernel.Position{}, fmt.Errorf("append to %s: %w", stream, err)
 	}
 	if count == 0 {
-		return contact.Position{}, s.appendRefused(ctx, stream, events[0].Workspace, expected)
+		return kernel.Position{}, s.appendRefused(ctx, stream, events[0].Workspace, expected)
 	}
 	s.appendedLocally()
 	return last, nil
@@ -117,28 +117,28 @@ func (s *Store) appendRefused(ctx context.Context, stream, workspace string, exp
 		return fmt.Errorf("append to %s: %w", stream, err)
 	}
 	if foreign {
-		return contact.ErrNotFound
+		return kernel.ErrNotFound
 	}
-	return contact.Errorf(contact.ErrConcurrency, "stream is at version %d, not %d", cur, expected)
+	return kernel.Errorf(kernel.ErrConcurrency, "stream is at version %d, not %d", cur, expected)
 }
 
-func position(tx string, seq int64) (contact.Position, error) {
+func position(tx string, seq int64) (kernel.Position, error) {
 	c, err := u64(tx)
 	if err != nil {
-		return contact.Position{}, fmt.Errorf("transaction id %q: %w", tx, err)
+		return kernel.Position{}, fmt.Errorf("transaction id %q: %w", tx, err)
 	}
-	return contact.Position{Commit: c, Prepare: uint64(seq)}, nil
+	return kernel.Position{Commit: c, Prepare: uint64(seq)}, nil
 }
 
-func scanRecords(rows pgx.Rows, err error) ([]contact.Record, error) {
+func scanRecords(rows pgx.Rows, err error) ([]kernel.Record, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []contact.Record
+	var out []kernel.Record
 	for rows.Next() {
 		var (
-			r       contact.Record
+			r       kernel.Record
 			tx      string
 			seq     int64
 			id      []byte
@@ -157,17 +157,17 @@ func scanRecords(rows pgx.Rows, err error) ([]contact.Record, error) {
 		if r.Position, err = position(tx, seq); err != nil {
 			return nil, err
 		}
-		r.Version, r.Actor.Role, r.Schema, r.Time = uint64(version), contact.Role(role), int(schema), r.Time.UTC()
+		r.Version, r.Actor.Role, r.Schema, r.Time = uint64(version), kernel.Role(role), int(schema), r.Time.UTC()
 		out = append(out, r)
 	}
 	return out, rows.Err()
 }
 
-var _ contact.MultiReader = (*Store)(nil)
+var _ kernel.MultiReader = (*Store)(nil)
 
 // ReadStreams returns the events of many streams of the workspace, in one query.
-func (s *Store) ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]contact.Record, error) {
-	out := make(map[string][]contact.Record, len(streams))
+func (s *Store) ReadStreams(ctx context.Context, workspace string, streams []string) (map[string][]kernel.Record, error) {
+	out := make(map[string][]kernel.Record, len(streams))
 	if len(streams) == 0 {
 		return out, nil
 	}
@@ -182,19 +182,19 @@ func (s *Store) ReadStreams(ctx context.Context, workspace string, streams []str
 }
 
 // ReadStream returns a stream's events in the workspace, in version order.
-func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]contact.Record, error) {
+func (s *Store) ReadStream(ctx context.Context, workspace, stream string) ([]kernel.Record, error) {
 	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE stream = $1 AND workspace = $2 ORDER BY version`, stream, workspace))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
 	if len(recs) == 0 {
-		return nil, contact.ErrNotFound
+		return nil, kernel.ErrNotFound
 	}
 	return recs, nil
 }
 
 // ReadStreamAfter returns a stream's events with a version above after.
-func (s *Store) ReadStreamAfter(ctx context.Context, workspace, stream string, after uint64) ([]contact.Record, error) {
+func (s *Store) ReadStreamAfter(ctx context.Context, workspace, stream string, after uint64) ([]kernel.Record, error) {
 	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE stream = $1 AND workspace = $2 AND version > $3
 		ORDER BY version`, stream, workspace, int64(after)))
 	if err != nil {
@@ -206,7 +206,7 @@ func (s *Store) ReadStreamAfter(ctx context.Context, workspace, stream string, a
 // ReadAll returns up to limit events after from, in global order. It reads
 // only events of transactions older than every transaction still running,
 // so an event committed later can never land behind a position already read.
-func (s *Store) ReadAll(ctx context.Context, from contact.Position, limit int) ([]contact.Record, error) {
+func (s *Store) ReadAll(ctx context.Context, from kernel.Position, limit int) ([]kernel.Record, error) {
 	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
 		WHERE (tx, seq) > ($1::text::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot())
 		ORDER BY events.tx, events.seq LIMIT $3`, fmt.Sprint(from.Commit), int64(from.Prepare), limit))
@@ -217,15 +217,15 @@ func (s *Store) ReadAll(ctx context.Context, from contact.Position, limit int) (
 }
 
 // Head returns the position of the newest committed event.
-func (s *Store) Head(ctx context.Context) (contact.Position, error) {
+func (s *Store) Head(ctx context.Context) (kernel.Position, error) {
 	var tx string
 	var seq int64
 	err := s.pool.QueryRow(ctx, `SELECT tx::text AS tx_text, seq FROM events ORDER BY events.tx DESC, events.seq DESC LIMIT 1`).Scan(&tx, &seq)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return contact.Position{}, nil
+		return kernel.Position{}, nil
 	}
 	if err != nil {
-		return contact.Position{}, fmt.Errorf("head: %w", err)
+		return kernel.Position{}, fmt.Errorf("head: %w", err)
 	}
 	return position(tx, seq)
 }
@@ -237,7 +237,7 @@ const idlePoll = 100 * time.Millisecond
 
 // Subscribe delivers batches of events after from as they become readable,
 // woken by local appends and by other processes' notifications.
-func (s *Store) Subscribe(ctx context.Context, from contact.Position, handle func(context.Context, []contact.Record) error) error {
+func (s *Store) Subscribe(ctx context.Context, from kernel.Position, handle func(context.Context, []kernel.Record) error) error {
 	return s.tail.Subscribe(ctx, from, handle)
 }
 
@@ -325,7 +325,7 @@ var (
 // ReadLog returns a workspace's events after q.After that match q, in global
 // order, under the same rule as ReadAll: only events of transactions older
 // than every running one, so resuming after a position skips nothing.
-func (s *Store) ReadLog(ctx context.Context, q ledger.LogQuery) ([]contact.Record, error) {
+func (s *Store) ReadLog(ctx context.Context, q ledger.LogQuery) ([]kernel.Record, error) {
 	args := []any{q.Workspace, strconv.FormatUint(q.After.Commit, 10), int64(q.After.Prepare)}
 	arg := func(v any) string {
 		args = append(args, v)
@@ -358,22 +358,22 @@ func (s *Store) ReadLog(ctx context.Context, q ledger.LogQuery) ([]contact.Recor
 // StableHead returns the newest position among the events of transactions
 // older than every running one: every event at or before it is committed,
 // and any event still to commit has a younger transaction, so it comes after.
-func (s *Store) StableHead(ctx context.Context) (contact.Position, error) {
+func (s *Store) StableHead(ctx context.Context) (kernel.Position, error) {
 	var tx string
 	var seq int64
 	err := s.pool.QueryRow(ctx, `SELECT tx::text AS tx_text, seq FROM events WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
 		ORDER BY events.tx DESC, events.seq DESC LIMIT 1`).Scan(&tx, &seq)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return contact.Position{}, nil
+		return kernel.Position{}, nil
 	}
 	if err != nil {
-		return contact.Position{}, fmt.Errorf("stable head: %w", err)
+		return kernel.Position{}, fmt.Errorf("stable head: %w", err)
 	}
 	return position(tx, seq)
 }
 
 // ReadByStream returns events up to upTo ordered by stream and version, after (afterStream, afterVersion).
-func (s *Store) ReadByStream(ctx context.Context, upTo contact.Position, afterStream string, afterVersion uint64, limit int) ([]contact.Record, error) {
+func (s *Store) ReadByStream(ctx context.Context, upTo kernel.Position, afterStream string, afterVersion uint64, limit int) ([]kernel.Record, error) {
 	recs, err := scanRecords(s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
 		WHERE (stream, version) > ($1, $2) AND (tx, seq) <= ($3::text::xid8, $4::bigint)
 		ORDER BY events.stream, events.version LIMIT $5`, afterStream, int64(afterVersion), strconv.FormatUint(upTo.Commit, 10), int64(upTo.Prepare), limit))
@@ -384,7 +384,7 @@ func (s *Store) ReadByStream(ctx context.Context, upTo contact.Position, afterSt
 }
 
 // CountEvents counts the events in (after, upTo].
-func (s *Store) CountEvents(ctx context.Context, after, upTo contact.Position) (int64, error) {
+func (s *Store) CountEvents(ctx context.Context, after, upTo kernel.Position) (int64, error) {
 	ac, ap := strconv.FormatUint(after.Commit, 10), int64(after.Prepare)
 	uc, up := strconv.FormatUint(upTo.Commit, 10), int64(upTo.Prepare)
 	var n int64

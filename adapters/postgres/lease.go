@@ -6,14 +6,10 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/ledger"
-	"github.com/contactledger/ledger/projections"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-var (
-	_ projections.Leaser = (*Store)(nil)
-	_ ledger.Lease       = (*Store)(nil)
-)
+var _ ledger.Lease = (*Store)(nil)
 
 // LeaseRetry is how often a process that waits for a lease tries to take it.
 var LeaseRetry = time.Second

@@ -8,9 +8,11 @@ import (
 
 	"github.com/contactledger/ledger/adapters/postgres"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/pgtest"
 	"github.com/contactledger/ledger/internal/storetest"
 	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/projections"
 )
 
 func open(t *testing.T, url string) *postgres.Store {
@@ -30,11 +32,11 @@ type reopenable struct {
 
 func TestEventStore(t *testing.T) {
 	storetest.RunEventStore(t, storetest.EventStoreHarness{
-		New: func(t *testing.T) contact.EventStore {
+		New: func(t *testing.T) kernel.EventStore {
 			url := pgtest.URL(t)
 			return reopenable{open(t, url), url}
 		},
-		Reopen: func(t *testing.T, s contact.EventStore) contact.EventStore {
+		Reopen: func(t *testing.T, s kernel.EventStore) kernel.EventStore {
 			r := s.(reopenable)
 			r.Close()
 			return reopenable{open(t, r.url), r.url}
@@ -44,7 +46,7 @@ func TestEventStore(t *testing.T) {
 
 func TestStateStore(t *testing.T) {
 	storetest.RunStateStore(t, storetest.StateStoreHarness{
-		New: func(t *testing.T) storetest.StateStore { return open(t, pgtest.URL(t)) },
+		New: func(t *testing.T) projections.StateStore { return open(t, pgtest.URL(t)) },
 	})
 }
 
@@ -100,9 +102,9 @@ func TestPositionsOrderNumerically(t *testing.T) {
 	}
 	// Other tests' transactions on the same server may hold readers back a
 	// moment (that is the rule that makes the order safe): wait for both.
-	var all []contact.Record
+	var all []kernel.Record
 	for deadline := time.Now().Add(20 * time.Second); len(all) < 2 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if all, err = s.ReadAll(ctx, contact.Position{}, 10); err != nil {
+		if all, err = s.ReadAll(ctx, kernel.Position{}, 10); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/projections"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -127,7 +128,7 @@ func (s *Store) DropShadows(ctx context.Context, view, gen string) error {
 	return nil
 }
 
-func checkpointTx(ctx context.Context, tx pgx.Tx, name string, lock bool) (contact.Position, error) {
+func checkpointTx(ctx context.Context, tx pgx.Tx, name string, lock bool) (kernel.Position, error) {
 	q := `SELECT commit_pos::text, prepare_pos::text FROM projections WHERE name = $1`
 	if lock {
 		q += ` FOR UPDATE`
@@ -135,10 +136,10 @@ func checkpointTx(ctx context.Context, tx pgx.Tx, name string, lock bool) (conta
 	var c, p string
 	err := tx.QueryRow(ctx, q, name).Scan(&c, &p)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return contact.Position{}, nil
+		return kernel.Position{}, nil
 	}
 	if err != nil {
-		return contact.Position{}, err
+		return kernel.Position{}, err
 	}
 	return parsePos(c, p)
 }
@@ -147,7 +148,7 @@ func checkpointTx(ctx context.Context, tx pgx.Tx, name string, lock bool) (conta
 // with the view's checkpoint row locked so that the live projection cannot
 // commit in between. Queries that arrive meanwhile wait on the rename's
 // lock for the few milliseconds it takes, then read the new table.
-func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to contact.Position) (projections.Batch, error)) error {
+func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to kernel.Position) (projections.Batch, error)) error {
 	live, err := viewTable(view)
 	if err != nil {
 		return err
@@ -215,7 +216,7 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 	})
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) && (pg.Code == "55P03" || pg.Code == "40P01") { // lock_not_available (a long query held the table), deadlock_detected
-		return contact.Errorf(contact.ErrConcurrency, "the view's table was busy; switch again")
+		return kernel.Errorf(kernel.ErrConcurrency, "the view's table was busy; switch again")
 	}
 	if err != nil {
 		return err
@@ -315,7 +316,7 @@ func scanRebuild(row pgx.Row) (projections.RebuildJob, error) {
 func (s *Store) Rebuild(ctx context.Context, id string) (projections.RebuildJob, error) {
 	j, err := scanRebuild(s.pool.QueryRow(ctx, `SELECT `+rebuildColumns+` FROM projection_rebuilds WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return projections.RebuildJob{}, contact.Errorf(contact.ErrNotFound, "no such rebuild")
+		return projections.RebuildJob{}, kernel.Errorf(kernel.ErrNotFound, "no such rebuild")
 	}
 	return j, err
 }
@@ -345,7 +346,7 @@ func (s *Store) CancelRebuild(ctx context.Context, id string) error {
 		return err
 	}
 	if tag.RowsAffected() == 0 {
-		return contact.Errorf(contact.ErrNotFound, "no such rebuild")
+		return kernel.Errorf(kernel.ErrNotFound, "no such rebuild")
 	}
 	return nil
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/jackc/pgx/v5"
 )
@@ -25,7 +25,7 @@ func (s *Store) Session(ctx context.Context, hash []byte) (ledger.Session, error
 	err := s.pool.QueryRow(ctx, `SELECT hash, token_id, workspace, created_at, seen_at, expires_at FROM console_sessions WHERE hash = $1`, hash).
 		Scan(&ss.Hash, &ss.TokenID, &ss.Workspace, &ss.CreatedAt, &ss.SeenAt, &ss.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ledger.Session{}, contact.Errorf(contact.ErrNotFound, "session not found")
+		return ledger.Session{}, kernel.Errorf(kernel.ErrNotFound, "session not found")
 	}
 	ss.CreatedAt, ss.SeenAt, ss.ExpiresAt = ss.CreatedAt.UTC(), ss.SeenAt.UTC(), ss.ExpiresAt.UTC()
 	return ss, err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/jackc/pgx/v5"
 )
@@ -22,7 +23,7 @@ func (s *Store) PutKey(ctx context.Context, k ledger.KeyRow) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO data_keys (owner, workspace, key_id, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
 		k.Owner, k.Workspace, k.KeyID, k.KEKID, k.Wrapped, k.CreatedAt)
 	if isUnique(err) {
-		return contact.Errorf(contact.ErrAlreadyExists, "a key for this owner exists")
+		return kernel.Errorf(kernel.ErrAlreadyExists, "a key for this owner exists")
 	}
 	return err
 }
@@ -119,7 +120,7 @@ func scanWorkspace(row pgx.Row) (ledger.Workspace, error) {
 func (s *Store) Workspace(ctx context.Context, name string) (ledger.Workspace, error) {
 	w, err := scanWorkspace(s.pool.QueryRow(ctx, `SELECT name, created_at, policy FROM workspaces WHERE name = $1`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ledger.Workspace{}, contact.ErrWorkspaceNotFound
+		return ledger.Workspace{}, kernel.ErrWorkspaceNotFound
 	}
 	return w, err
 }
@@ -153,7 +154,7 @@ func (s *Store) SavePolicy(ctx context.Context, name string, p contact.Policy) e
 		return err
 	}
 	if tag.RowsAffected() == 0 {
-		return contact.ErrWorkspaceNotFound
+		return kernel.ErrWorkspaceNotFound
 	}
 	return nil
 }
@@ -174,7 +175,7 @@ func scanToken(row pgx.Row) (ledger.Token, error) {
 	if err := row.Scan(&t.ID, &t.Workspace, &role, &t.Hash, &t.Label, &t.CreatedAt, &revoked); err != nil {
 		return ledger.Token{}, err
 	}
-	t.Role, t.CreatedAt = contact.Role(role), t.CreatedAt.UTC()
+	t.Role, t.CreatedAt = kernel.Role(role), t.CreatedAt.UTC()
 	if revoked != nil {
 		t.RevokedAt = revoked.UTC()
 	}
@@ -185,7 +186,7 @@ func scanToken(row pgx.Row) (ledger.Token, error) {
 func (s *Store) Token(ctx context.Context, id string) (ledger.Token, error) {
 	t, err := scanToken(s.pool.QueryRow(ctx, `SELECT id, workspace, role, hash, label, created_at, revoked_at FROM tokens WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ledger.Token{}, contact.Errorf(contact.ErrNotFound, "token not found")
+		return ledger.Token{}, kernel.Errorf(kernel.ErrNotFound, "token not found")
 	}
 	return t, err
 }
@@ -215,7 +216,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error 
 		return err
 	}
 	if tag.RowsAffected() == 0 {
-		return contact.Errorf(contact.ErrNotFound, "token not found")
+		return kernel.Errorf(kernel.ErrNotFound, "token not found")
 	}
 	return nil
 }

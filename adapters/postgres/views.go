@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 	"github.com/jackc/pgx/v5"
@@ -175,31 +176,31 @@ func (s *Store) EnsureViews(ctx context.Context) error {
 	})
 }
 
-func parsePos(c, p string) (contact.Position, error) {
+func parsePos(c, p string) (kernel.Position, error) {
 	commit, err := u64(c)
 	if err != nil {
-		return contact.Position{}, err
+		return kernel.Position{}, err
 	}
 	prepare, err := u64(p)
 	if err != nil {
-		return contact.Position{}, err
+		return kernel.Position{}, err
 	}
-	return contact.Position{Commit: commit, Prepare: prepare}, nil
+	return kernel.Position{Commit: commit, Prepare: prepare}, nil
 }
 
-func posArgs(p contact.Position) (string, string) {
+func posArgs(p kernel.Position) (string, string) {
 	return strconv.FormatUint(p.Commit, 10), strconv.FormatUint(p.Prepare, 10)
 }
 
 // Checkpoint returns how far a projection has applied the log.
-func (s *Store) Checkpoint(ctx context.Context, projection string) (contact.Position, error) {
+func (s *Store) Checkpoint(ctx context.Context, projection string) (kernel.Position, error) {
 	var c, p string
 	err := s.pool.QueryRow(ctx, `SELECT commit_pos::text, prepare_pos::text FROM projections WHERE name = $1`, projection).Scan(&c, &p)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return contact.Position{}, nil
+		return kernel.Position{}, nil
 	}
 	if err != nil {
-		return contact.Position{}, err
+		return kernel.Position{}, err
 	}
 	return parsePos(c, p)
 }
@@ -306,7 +307,7 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 			return err
 		}
 		if exists || attempt > 0 {
-			return contact.Errorf(contact.ErrConcurrency, "projection %s is at %s, not %s", b.Projection, cur, b.From)
+			return kernel.Errorf(kernel.ErrConcurrency, "projection %s is at %s, not %s", b.Projection, cur, b.From)
 		}
 		if _, err := s.pool.Exec(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES ($1, 0, 0, $2, now())
 			ON CONFLICT (name) DO NOTHING`, b.Projection, projections.Version); err != nil {

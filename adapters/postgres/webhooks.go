@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -65,7 +65,7 @@ func webhookJSON(w ledger.Webhook) (types, secrets []byte, err error) {
 }
 
 // CreateWebhook stores a new subscription and its checkpoint.
-func (s *Store) CreateWebhook(ctx context.Context, w ledger.Webhook, start contact.Position) error {
+func (s *Store) CreateWebhook(ctx context.Context, w ledger.Webhook, start kernel.Position) error {
 	types, secrets, err := webhookJSON(w)
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w ledger.Webhook, start conta
 			w.ID, w.Workspace, w.URL, w.Description, types, w.IncludePersonal, w.Enabled, w.DisabledReason, optTime(w.DisabledAt),
 			secrets, w.CreatedAt, w.UpdatedAt, w.CreatedBy)
 		if isUnique(err) {
-			return contact.Errorf(contact.ErrAlreadyExists, "webhook %s exists", w.ID)
+			return kernel.Errorf(kernel.ErrAlreadyExists, "webhook %s exists", w.ID)
 		}
 		if err != nil {
 			return err
@@ -91,7 +91,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w ledger.Webhook, start conta
 func (s *Store) Webhook(ctx context.Context, workspace, id string) (ledger.Webhook, error) {
 	w, err := scanWebhook(s.pool.QueryRow(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE workspace = $1 AND id = $2`, workspace, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ledger.Webhook{}, contact.ErrNotFound
+		return ledger.Webhook{}, kernel.ErrNotFound
 	}
 	return w, err
 }
@@ -119,7 +119,7 @@ func found(tag pgconn.CommandTag, err error) error {
 		return err
 	}
 	if tag.RowsAffected() == 0 {
-		return contact.ErrNotFound
+		return kernel.ErrNotFound
 	}
 	return nil
 }
@@ -152,7 +152,7 @@ func (s *Store) WebhookProgress(ctx context.Context, id string) (ledger.WebhookP
 		(SELECT count(*) FROM webhook_pending WHERE webhook = $1) FROM webhook_progress WHERE webhook = $1`, id).
 		Scan(&c, &pr, &since, &p.Generation, &success, &failing, &p.LastError, &p.UpdatedAt, &p.Pending)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ledger.WebhookProgress{}, contact.ErrNotFound
+		return ledger.WebhookProgress{}, kernel.ErrNotFound
 	}
 	if err != nil {
 		return ledger.WebhookProgress{}, fmt.Errorf("progress of %s: %w", id, err)
@@ -165,7 +165,7 @@ func (s *Store) WebhookProgress(ctx context.Context, id string) (ledger.WebhookP
 }
 
 // PendingDeliveries returns a subscription's pending events after a position, in log order.
-func (s *Store) PendingDeliveries(ctx context.Context, id string, after contact.Position, limit int) ([]ledger.PendingDelivery, error) {
+func (s *Store) PendingDeliveries(ctx context.Context, id string, after kernel.Position, limit int) ([]ledger.PendingDelivery, error) {
 	c, p := posArgs(after)
 	rows, err := s.pool.Query(ctx, `SELECT commit_pos::text, prepare_pos::text, stream, event_id, attempts, next_at, first_at FROM webhook_pending
 		WHERE webhook = $1 AND (commit_pos, prepare_pos) > ($2::numeric, $3::numeric) ORDER BY commit_pos, prepare_pos LIMIT $4`, id, c, p, limit)
@@ -200,7 +200,7 @@ func (s *Store) CommitDeliveries(ctx context.Context, b ledger.DeliveryBatch) er
 		err := tx.QueryRow(ctx, `SELECT commit_pos::text, prepare_pos::text, generation FROM webhook_progress WHERE webhook = $1 FOR UPDATE`, b.Webhook).
 			Scan(&c, &p, &gen)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return contact.ErrNotFound
+			return kernel.ErrNotFound
 		}
 		if err != nil {
 			return err
@@ -210,7 +210,7 @@ func (s *Store) CommitDeliveries(ctx context.Context, b ledger.DeliveryBatch) er
 			return err
 		}
 		if cur != b.From || gen != b.Generation {
-			return contact.Errorf(contact.ErrConcurrency, "webhook %s is at %s (generation %d), not %s (%d)", b.Webhook, cur, gen, b.From, b.Generation)
+			return kernel.Errorf(kernel.ErrConcurrency, "webhook %s is at %s (generation %d), not %s (%d)", b.Webhook, cur, gen, b.From, b.Generation)
 		}
 		batch := &pgx.Batch{}
 		tc, tp := posArgs(b.To)
@@ -278,7 +278,7 @@ func (s *Store) AddAttempts(ctx context.Context, attempts []ledger.DeliveryAttem
 }
 
 // ReplayWebhook moves a subscription's checkpoint back (never forward) and forgets its pending events after it.
-func (s *Store) ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error {
+func (s *Store) ReplayWebhook(ctx context.Context, workspace, id string, after kernel.Position, since time.Time) error {
 	c, p := posArgs(after)
 	return s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := found(tx.Exec(ctx, `UPDATE webhooks SET revision = revision + 1, updated_at = now() WHERE workspace = $1 AND id = $2`, workspace, id)); err != nil {

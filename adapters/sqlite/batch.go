@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
 // appendBatch appends the sound streams of batch (errs[i] == nil) in tx,
 // with keys[i] when keys is set, and fills out with each stream's outcome:
-// the batched append's rules (see contact.BatchAppender). Every stream's
+// the batched append's rules (see kernel.BatchAppender). Every stream's
 // version and workspace are checked in one query, the keys already taken
 // in another; then the keys and events of the streams that pass go in with
 // a few multi-row statements. Should those fail (which the checks make
@@ -25,7 +25,7 @@ import (
 // stream one of whose values another contact has claimed (or an earlier
 // stream of the batch claims) fails with ledger.ErrClaimTaken, and the
 // claims of the streams appended go in with them.
-func appendBatch(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, keys []ledger.KeyRow, claims [][]ledger.IdentityClaim, errs []error, out []contact.AppendResult) error {
+func appendBatch(ctx context.Context, tx *sql.Tx, batch []kernel.StreamAppend, keys []ledger.KeyRow, claims [][]ledger.IdentityClaim, errs []error, out []kernel.AppendResult) error {
 	var sound []int
 	for i := range batch {
 		if errs[i] != nil {
@@ -51,9 +51,9 @@ func appendBatch(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, 
 		a, h := batch[i], heads[batch[i].Stream]
 		switch {
 		case h.workspace != "" && h.workspace != a.Events[0].Workspace:
-			out[i].Err = contact.ErrNotFound
+			out[i].Err = kernel.ErrNotFound
 		case h.version != a.Expected:
-			out[i].Err = contact.Errorf(contact.ErrConcurrency, "stream is at version %d, not %d", h.version, a.Expected)
+			out[i].Err = kernel.Errorf(kernel.ErrConcurrency, "stream is at version %d, not %d", h.version, a.Expected)
 		default:
 			pass = append(pass, i)
 			if keys != nil && keys[i].Owner != "" {
@@ -68,7 +68,7 @@ func appendBatch(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, 
 		}
 		pass = filter(pass, func(i int) bool {
 			if taken[keys[i].Owner] {
-				out[i].Err = contact.Errorf(contact.ErrAlreadyExists, "a key for this owner exists")
+				out[i].Err = kernel.Errorf(kernel.ErrAlreadyExists, "a key for this owner exists")
 				return false
 			}
 			return true
@@ -121,7 +121,7 @@ func appendBatch(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, 
 // unclaimed returns the streams of pass none of whose claims another
 // contact holds, or an earlier stream of pass claims; the others fail
 // with ledger.ErrClaimTaken.
-func unclaimed(ctx context.Context, tx *sql.Tx, claims [][]ledger.IdentityClaim, pass []int, out []contact.AppendResult) ([]int, error) {
+func unclaimed(ctx context.Context, tx *sql.Tx, claims [][]ledger.IdentityClaim, pass []int, out []kernel.AppendResult) ([]int, error) {
 	type value struct{ workspace, kind, index string }
 	seen := map[value]bool{}
 	var keep []int
@@ -205,7 +205,7 @@ func takenOwners(ctx context.Context, tx *sql.Tx, owners []string) (map[string]b
 
 // insertBatch inserts the keys and events of the streams pass names, a
 // few dozen rows a statement, and returns each stream's last position.
-func insertBatch(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, keys []ledger.KeyRow, pass []int) (map[string]int64, error) {
+func insertBatch(ctx context.Context, tx *sql.Tx, batch []kernel.StreamAppend, keys []ledger.KeyRow, pass []int) (map[string]int64, error) {
 	var keyRows, eventRows [][]any
 	for _, i := range pass {
 		if keys != nil && keys[i].Owner != "" {
@@ -285,7 +285,7 @@ func insertRows(ctx context.Context, tx *sql.Tx, prefix, returning string, rows 
 // appendEachTx appends the streams pass names one by one, each in its own
 // savepoint (with its key, when keys is set), filling out with each
 // stream's outcome.
-func appendEachTx(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend, keys []ledger.KeyRow, pass []int, out []contact.AppendResult) error {
+func appendEachTx(ctx context.Context, tx *sql.Tx, batch []kernel.StreamAppend, keys []ledger.KeyRow, pass []int, out []kernel.AppendResult) error {
 	for _, i := range pass {
 		a := batch[i]
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT stream"); err != nil {
@@ -298,7 +298,7 @@ func appendEachTx(ctx context.Context, tx *sql.Tx, batch []contact.StreamAppend,
 			_, err = tx.ExecContext(ctx, `INSERT INTO data_keys (owner, workspace, key_id, kek_id, wrapped, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 				k.Owner, k.Workspace, k.KeyID, k.KEKID, k.Wrapped, micros(k.CreatedAt))
 			if isConstraint(err) {
-				err = contact.Errorf(contact.ErrAlreadyExists, "a key for this owner exists")
+				err = kernel.Errorf(kernel.ErrAlreadyExists, "a key for this owner exists")
 			}
 		}
 		if err == nil {

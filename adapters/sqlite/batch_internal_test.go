@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/storetest"
 )
 
@@ -27,7 +28,7 @@ func TestBatchFallsBackStreamByStream(t *testing.T) {
 	dup, a, b := contact.NewID().Stream(), contact.NewID().Stream(), contact.NewID().Stream()
 	clash := storetest.Recs("ws", dup, 0, 1)
 	clash[0].ID = old[0].ID
-	res, err := s.AppendMany(ctx, []contact.StreamAppend{
+	res, err := s.AppendMany(ctx, []kernel.StreamAppend{
 		{Stream: a, Expected: 0, Events: storetest.Recs("ws", a, 0, 2)},
 		{Stream: dup, Expected: 0, Events: clash},
 		{Stream: b, Expected: 0, Events: storetest.Recs("ws", b, 0, 1)},
@@ -38,7 +39,7 @@ func TestBatchFallsBackStreamByStream(t *testing.T) {
 	if res[0].Err != nil || res[1].Err == nil || res[2].Err != nil {
 		t.Fatalf("got %v, %v, %v; want the clashing stream alone to fail", res[0].Err, res[1].Err, res[2].Err)
 	}
-	if _, err := s.ReadStream(ctx, "ws", dup); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := s.ReadStream(ctx, "ws", dup); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("the clashing stream was written: %v", err)
 	}
 	for st, n := range map[string]int{a: 2, b: 1} {

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/projections"
 )
 
@@ -115,7 +115,7 @@ func (s *Store) DropShadows(ctx context.Context, view, gen string) error {
 // SwitchShadow swaps a shadow in for the live table, in one transaction of
 // the single writer (which excludes every other write, this process's and
 // other processes').
-func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to contact.Position) (projections.Batch, error)) error {
+func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func(ctx context.Context, from, to kernel.Position) (projections.Batch, error)) error {
 	live, err := viewTable(view)
 	if err != nil {
 		return err
@@ -181,11 +181,11 @@ func (s *Store) SwitchShadow(ctx context.Context, view, gen string, catchUp func
 	}, nil)
 }
 
-func checkpointTx(ctx context.Context, tx *sql.Tx, name string) (contact.Position, error) {
-	var p contact.Position
+func checkpointTx(ctx context.Context, tx *sql.Tx, name string) (kernel.Position, error) {
+	var p kernel.Position
 	err := tx.QueryRowContext(ctx, `SELECT commit_pos, prepare_pos FROM projections WHERE name = ?`, name).Scan(&p.Commit, &p.Prepare)
 	if errors.Is(err, sql.ErrNoRows) {
-		return contact.Position{}, nil
+		return kernel.Position{}, nil
 	}
 	return p, err
 }
@@ -327,7 +327,7 @@ func scanRebuild(row scanner) (projections.RebuildJob, error) {
 func (s *Store) Rebuild(ctx context.Context, id string) (projections.RebuildJob, error) {
 	j, err := scanRebuild(s.r.QueryRowContext(ctx, `SELECT `+rebuildColumns+` FROM projection_rebuilds WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return projections.RebuildJob{}, contact.Errorf(contact.ErrNotFound, "no such rebuild")
+		return projections.RebuildJob{}, kernel.Errorf(kernel.ErrNotFound, "no such rebuild")
 	}
 	return j, err
 }
@@ -358,7 +358,7 @@ func (s *Store) CancelRebuild(ctx context.Context, id string) error {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return contact.Errorf(contact.ErrNotFound, "no such rebuild")
+			return kernel.Errorf(kernel.ErrNotFound, "no such rebuild")
 		}
 		return nil
 	}, nil)

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -30,7 +30,7 @@ func (s *Store) Session(ctx context.Context, hash []byte) (ledger.Session, error
 	err := s.r.QueryRowContext(ctx, `SELECT hash, token_id, workspace, created_at, seen_at, expires_at FROM console_sessions WHERE hash = ?`, hash).
 		Scan(&ss.Hash, &ss.TokenID, &ss.Workspace, &created, &seen, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ledger.Session{}, contact.Errorf(contact.ErrNotFound, "session not found")
+		return ledger.Session{}, kernel.Errorf(kernel.ErrNotFound, "session not found")
 	}
 	if err != nil {
 		return ledger.Session{}, err

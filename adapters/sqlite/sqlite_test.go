@@ -5,9 +5,10 @@ import (
 	"testing"
 
 	"github.com/contactledger/ledger/adapters/sqlite"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/storetest"
 	"github.com/contactledger/ledger/ledger"
+	"github.com/contactledger/ledger/projections"
 )
 
 func open(t *testing.T, dir string) *sqlite.Store {
@@ -22,8 +23,8 @@ func open(t *testing.T, dir string) *sqlite.Store {
 
 func TestEventStore(t *testing.T) {
 	storetest.RunEventStore(t, storetest.EventStoreHarness{
-		New: func(t *testing.T) contact.EventStore { return open(t, t.TempDir()) },
-		Reopen: func(t *testing.T, s contact.EventStore) contact.EventStore {
+		New: func(t *testing.T) kernel.EventStore { return open(t, t.TempDir()) },
+		Reopen: func(t *testing.T, s kernel.EventStore) kernel.EventStore {
 			st := s.(*sqlite.Store)
 			if err := st.Close(); err != nil {
 				t.Fatal(err)
@@ -36,7 +37,7 @@ func TestEventStore(t *testing.T) {
 
 func TestStateStore(t *testing.T) {
 	storetest.RunStateStore(t, storetest.StateStoreHarness{
-		New: func(t *testing.T) storetest.StateStore { return open(t, t.TempDir()) },
+		New: func(t *testing.T) projections.StateStore { return open(t, t.TempDir()) },
 	})
 }
 

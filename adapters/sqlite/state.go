@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -23,7 +24,7 @@ func (s *Store) PutKey(ctx context.Context, k ledger.KeyRow) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO data_keys (owner, workspace, key_id, kek_id, wrapped, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 			k.Owner, k.Workspace, k.KeyID, k.KEKID, k.Wrapped, micros(k.CreatedAt))
 		if isConstraint(err) {
-			return contact.Errorf(contact.ErrAlreadyExists, "a key for this owner exists")
+			return kernel.Errorf(kernel.ErrAlreadyExists, "a key for this owner exists")
 		}
 		return err
 	}, nil)
@@ -133,7 +134,7 @@ func scanWorkspace(row scanner) (ledger.Workspace, error) {
 func (s *Store) Workspace(ctx context.Context, name string) (ledger.Workspace, error) {
 	w, err := scanWorkspace(s.r.QueryRowContext(ctx, `SELECT name, created_at, policy FROM workspaces WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
-		return ledger.Workspace{}, contact.ErrWorkspaceNotFound
+		return ledger.Workspace{}, kernel.ErrWorkspaceNotFound
 	}
 	return w, err
 }
@@ -168,7 +169,7 @@ func (s *Store) SavePolicy(ctx context.Context, name string, p contact.Policy) e
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return contact.ErrWorkspaceNotFound
+			return kernel.ErrWorkspaceNotFound
 		}
 		return nil
 	}, nil)
@@ -193,7 +194,7 @@ func scanToken(row scanner) (ledger.Token, error) {
 	if err := row.Scan(&t.ID, &t.Workspace, &role, &t.Hash, &t.Label, &created, &revoked); err != nil {
 		return ledger.Token{}, err
 	}
-	t.Role, t.CreatedAt = contact.Role(role), fromMicros(created)
+	t.Role, t.CreatedAt = kernel.Role(role), fromMicros(created)
 	if revoked.Valid {
 		t.RevokedAt = fromMicros(revoked.Int64)
 	}
@@ -204,7 +205,7 @@ func scanToken(row scanner) (ledger.Token, error) {
 func (s *Store) Token(ctx context.Context, id string) (ledger.Token, error) {
 	t, err := scanToken(s.r.QueryRowContext(ctx, `SELECT id, workspace, role, hash, label, created_at, revoked_at FROM tokens WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return ledger.Token{}, contact.Errorf(contact.ErrNotFound, "token not found")
+		return ledger.Token{}, kernel.Errorf(kernel.ErrNotFound, "token not found")
 	}
 	return t, err
 }
@@ -235,7 +236,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error 
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return contact.Errorf(contact.ErrNotFound, "token not found")
+			return kernel.Errorf(kernel.ErrNotFound, "token not found")
 		}
 		return nil
 	}, nil)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 )
@@ -158,11 +159,11 @@ func (s *Store) EnsureViews(ctx context.Context) error {
 }
 
 // Checkpoint returns how far a projection has applied the log.
-func (s *Store) Checkpoint(ctx context.Context, projection string) (contact.Position, error) {
-	var p contact.Position
+func (s *Store) Checkpoint(ctx context.Context, projection string) (kernel.Position, error) {
+	var p kernel.Position
 	err := s.r.QueryRowContext(ctx, `SELECT commit_pos, prepare_pos FROM projections WHERE name = ?`, projection).Scan(&p.Commit, &p.Prepare)
 	if errors.Is(err, sql.ErrNoRows) {
-		return contact.Position{}, nil
+		return kernel.Position{}, nil
 	}
 	return p, err
 }
@@ -265,14 +266,14 @@ func (s *Store) Commit(ctx context.Context, b projections.Batch) error {
 	}, nil)
 }
 
-func moveCheckpoint(ctx context.Context, tx *sql.Tx, name string, from, to contact.Position) error {
-	var cur contact.Position
+func moveCheckpoint(ctx context.Context, tx *sql.Tx, name string, from, to kernel.Position) error {
+	var cur kernel.Position
 	err := tx.QueryRowContext(ctx, `SELECT commit_pos, prepare_pos FROM projections WHERE name = ?`, name).Scan(&cur.Commit, &cur.Prepare)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
 	if cur != from {
-		return contact.Errorf(contact.ErrConcurrency, "projection %s is at %s, not %s", name, cur, from)
+		return kernel.Errorf(kernel.ErrConcurrency, "projection %s is at %s, not %s", name, cur, from)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO projections (name, commit_pos, prepare_pos, version, updated_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET commit_pos = excluded.commit_pos, prepare_pos = excluded.prepare_pos, updated_at = excluded.updated_at,

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -80,7 +80,7 @@ func webhookArgs(w ledger.Webhook) ([]any, error) {
 }
 
 // CreateWebhook stores a new subscription and its checkpoint.
-func (s *Store) CreateWebhook(ctx context.Context, w ledger.Webhook, start contact.Position) error {
+func (s *Store) CreateWebhook(ctx context.Context, w ledger.Webhook, start kernel.Position) error {
 	args, err := webhookArgs(w)
 	if err != nil {
 		return err
@@ -88,7 +88,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w ledger.Webhook, start conta
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks (`+webhookColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`, args...); err != nil {
 			if isConstraint(err) {
-				return contact.Errorf(contact.ErrAlreadyExists, "webhook %s exists", w.ID)
+				return kernel.Errorf(kernel.ErrAlreadyExists, "webhook %s exists", w.ID)
 			}
 			return err
 		}
@@ -102,7 +102,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w ledger.Webhook, start conta
 func (s *Store) Webhook(ctx context.Context, workspace, id string) (ledger.Webhook, error) {
 	w, err := scanWebhook(s.r.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE workspace = ? AND id = ?`, workspace, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return ledger.Webhook{}, contact.ErrNotFound
+		return ledger.Webhook{}, kernel.ErrNotFound
 	}
 	return w, err
 }
@@ -149,7 +149,7 @@ func affected(res sql.Result, err error) error {
 		return err
 	}
 	if n == 0 {
-		return contact.ErrNotFound
+		return kernel.ErrNotFound
 	}
 	return nil
 }
@@ -172,7 +172,7 @@ func (s *Store) WebhookProgress(ctx context.Context, id string) (ledger.WebhookP
 		(SELECT count(*) FROM webhook_pending WHERE webhook = ?) FROM webhook_progress WHERE webhook = ?`, id, id).
 		Scan(&p.Position.Commit, &p.Position.Prepare, &since, &p.Generation, &success, &failing, &p.LastError, &updated, &p.Pending)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ledger.WebhookProgress{}, contact.ErrNotFound
+		return ledger.WebhookProgress{}, kernel.ErrNotFound
 	}
 	if err != nil {
 		return ledger.WebhookProgress{}, fmt.Errorf("progress of %s: %w", id, err)
@@ -182,7 +182,7 @@ func (s *Store) WebhookProgress(ctx context.Context, id string) (ledger.WebhookP
 }
 
 // PendingDeliveries returns a subscription's pending events after a position, in log order.
-func (s *Store) PendingDeliveries(ctx context.Context, id string, after contact.Position, limit int) ([]ledger.PendingDelivery, error) {
+func (s *Store) PendingDeliveries(ctx context.Context, id string, after kernel.Position, limit int) ([]ledger.PendingDelivery, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT commit_pos, prepare_pos, stream, event_id, attempts, next_at, first_at FROM webhook_pending
 		WHERE webhook = ? AND (commit_pos, prepare_pos) > (?, ?) ORDER BY commit_pos, prepare_pos LIMIT ?`, id, after.Commit, after.Prepare, limit)
 	if err != nil {
@@ -205,18 +205,18 @@ func (s *Store) PendingDeliveries(ctx context.Context, id string, after contact.
 // CommitDeliveries writes a deliverer's batch in one transaction.
 func (s *Store) CommitDeliveries(ctx context.Context, b ledger.DeliveryBatch) error {
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var cur contact.Position
+		var cur kernel.Position
 		var gen int64
 		err := tx.QueryRowContext(ctx, `SELECT commit_pos, prepare_pos, generation FROM webhook_progress WHERE webhook = ?`, b.Webhook).
 			Scan(&cur.Commit, &cur.Prepare, &gen)
 		if errors.Is(err, sql.ErrNoRows) {
-			return contact.ErrNotFound
+			return kernel.ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
 		if cur != b.From || gen != b.Generation {
-			return contact.Errorf(contact.ErrConcurrency, "webhook %s is at %s (generation %d), not %s (%d)", b.Webhook, cur, gen, b.From, b.Generation)
+			return kernel.Errorf(kernel.ErrConcurrency, "webhook %s is at %s (generation %d), not %s (%d)", b.Webhook, cur, gen, b.From, b.Generation)
 		}
 		set := `commit_pos = ?, prepare_pos = ?, updated_at = ?`
 		args := []any{b.To.Commit, b.To.Prepare, micros(b.At)}
@@ -319,7 +319,7 @@ func (s *Store) AddAttempts(ctx context.Context, attempts []ledger.DeliveryAttem
 }
 
 // ReplayWebhook moves a subscription's checkpoint back (never forward) and forgets its pending events after it.
-func (s *Store) ReplayWebhook(ctx context.Context, workspace, id string, after contact.Position, since time.Time) error {
+func (s *Store) ReplayWebhook(ctx context.Context, workspace, id string, after kernel.Position, since time.Time) error {
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE webhooks SET revision = revision + 1, updated_at = ? WHERE workspace = ? AND id = ?`, micros(nowUTC()), workspace, id)
 		if err := affected(res, err); err != nil {

@@ -26,7 +26,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
@@ -267,7 +267,7 @@ func (s *Sender) control(ctx context.Context, network, address string, _ syscall
 const MaxURL = 2000
 
 func badURL(why string) error {
-	return contact.Invalid(contact.FieldError{Field: "url", Message: why})
+	return kernel.Invalid(kernel.FieldError{Field: "url", Message: why})
 }
 
 // CheckURL refuses a URL that is not http(s), or whose host is, or

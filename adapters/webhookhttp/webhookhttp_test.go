@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/adapters/webhookhttp"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/hooktest"
 	"github.com/contactledger/ledger/ledger"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -170,7 +170,7 @@ func TestLoopbackRefused(t *testing.T) {
 	s := newSender(t, webhookhttp.Options{})
 	ctx := context.Background()
 	for _, u := range []string{srv.URL + "/hook", fmt.Sprintf("http://localhost:%d/hook", port), fmt.Sprintf("http://[::ffff:127.0.0.1]:%d/", port)} {
-		if err := s.CheckURL(ctx, u); contact.ErrorCode(err) != contact.CodeInvalid {
+		if err := s.CheckURL(ctx, u); kernel.ErrorCode(err) != kernel.CodeInvalid {
 			t.Fatalf("CheckURL(%s): got %v, want invalid", u, err)
 		}
 	}
@@ -214,7 +214,7 @@ func TestRebinding(t *testing.T) {
 	if res.OK() || res.Err == nil || !strings.Contains(res.Err.Error(), "not a public address") || hits.Load() != 0 {
 		t.Fatalf("after the name moved to loopback: got %+v and %d hits, want refused", res, hits.Load())
 	}
-	if err := s.CheckURL(context.Background(), "http://nowhere.example.com/"); contact.ErrorCode(err) != contact.CodeInvalid {
+	if err := s.CheckURL(context.Background(), "http://nowhere.example.com/"); kernel.ErrorCode(err) != kernel.CodeInvalid {
 		t.Fatalf("a name that does not resolve: got %v, want invalid", err)
 	}
 }
@@ -224,7 +224,7 @@ func TestCheckURL(t *testing.T) {
 	s := newSender(t, webhookhttp.Options{Allow: []string{"127.0.0.1/32"}})
 	for _, u := range []string{"", "ftp://127.0.0.1/", "/relative", "http://", "http://127.0.0.1/#frag", "mailto:a@example.com",
 		"http://bad_host!/", "http://" + strings.Repeat("a", 2001)} {
-		if err := s.CheckURL(context.Background(), u); contact.ErrorCode(err) != contact.CodeInvalid {
+		if err := s.CheckURL(context.Background(), u); kernel.ErrorCode(err) != kernel.CodeInvalid {
 			t.Fatalf("CheckURL(%q): got %v, want invalid", u, err)
 		}
 	}

@@ -16,8 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/contactledger/ledger/adapters/httpapi"
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/spf13/cobra"
 )
@@ -43,11 +44,11 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 				return fmt.Errorf("--as-of: %q is not an RFC 3339 time such as 2026-01-31T00:00:00Z", asOf)
 			}
 		}
-		tr, err := m.Svc.Trail(ctx, workspace, id, at, version)
+		tr, err := m.audit.Trail(ctx, workspace, id, at, version)
 		if err != nil {
 			return fmt.Errorf("contact %s in workspace %s: %w", id, workspace, err)
 		}
-		events := httpapi.HistoryJSON(tr.Entries, true)
+		events := wire.HistoryJSON(tr.Entries, true)
 		if asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetEscapeHTML(false)
@@ -119,10 +120,10 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 		Short: "Write a workspace's events as NDJSON in global order (no personal data), with progress on stderr",
 		Args:  cobra.ExactArgs(1),
 		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
-			if _, err := m.Svc.Directory().Workspace(ctx, args[0]); err != nil {
+			if _, err := m.access.Workspace(ctx, args[0]); err != nil {
 				return fmt.Errorf("workspace %s: %w", args[0], err)
 			}
-			q, err := httpapi.ParseLogQuery(args[0], map[string]string{"since": since, "until": until, "type": types, "actor": actor, "contact": contactID, "after": after})
+			q, err := wire.ParseLogQuery(args[0], map[string]string{"since": since, "until": until, "type": types, "actor": actor, "contact": contactID, "after": after})
 			if err != nil {
 				return err
 			}
@@ -140,10 +141,10 @@ func replayCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command
 			enc.SetEscapeHTML(false)
 			bar := newMeter(stderr, "exporting", "events", 0)
 			n := 0
-			var last contact.Position
-			err = m.Svc.AuditLog(ctx, q, func(recs []contact.Record) error {
+			var last kernel.Position
+			err = m.audit.AuditLog(ctx, q, func(recs []kernel.Record) error {
 				for _, r := range recs {
-					if err := enc.Encode(httpapi.EventJSON(r, true)); err != nil {
+					if err := enc.Encode(wire.EventJSON(r, true)); err != nil {
 						return err
 					}
 				}
@@ -207,7 +208,7 @@ func auditCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command 
 				scope.Contact = &id
 			}
 			bar := newMeter(stderr, "verifying", "events", 0)
-			rep, err := m.Svc.VerifyChains(ctx, scope, func(n int) { bar.Set(int64(n)) })
+			rep, err := m.audit.VerifyChains(ctx, scope, func(n int) { bar.Set(int64(n)) })
 			bar.Finish()
 			if err != nil {
 				return err
@@ -309,11 +310,11 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 		Short: "Print the deployment's receipt-signing public key (JSON, with PEM), for publication",
 		Args:  cobra.NoArgs,
 		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
-			pub, err := m.Svc.SigningPublicKey(ctx)
+			pub, err := m.audit.SigningPublicKey(ctx)
 			if err != nil {
 				return err
 			}
-			doc, err := httpapi.PublicKeyDoc(pub)
+			doc, err := wire.PublicKeyDoc(pub)
 			if err != nil {
 				return err
 			}
@@ -331,7 +332,7 @@ func receiptsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			if err != nil {
 				return err
 			}
-			doc, err := m.Svc.ErasureReceipt(ctx, workspace, id)
+			doc, err := m.audit.ErasureReceipt(ctx, workspace, id)
 			if err != nil {
 				return err
 			}
@@ -366,7 +367,7 @@ func readPublicKey(file string) (ed25519.PublicKey, error) {
 		}
 		return pub, nil
 	}
-	var doc httpapi.PublicKeyJSON
+	var doc wire.PublicKeyJSON
 	if err := json.Unmarshal(b, &doc); err != nil || doc.PublicKey == "" {
 		return nil, fmt.Errorf("%s: neither a PEM public key nor the JSON of GET /v1/receipts/public-key", file)
 	}
@@ -378,24 +379,24 @@ func readPublicKey(file string) (ed25519.PublicKey, error) {
 }
 
 // readTrail reads a contact's events from NDJSON lines of `replay contact --json` or the audit log.
-func readTrail(file string) ([]contact.Record, error) {
+func readTrail(file string) ([]kernel.Record, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var recs []contact.Record
+	var recs []kernel.Record
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 16<<20)
 	for n := 1; sc.Scan(); n++ {
 		if len(strings.TrimSpace(sc.Text())) == 0 {
 			continue
 		}
-		var e httpapi.HistoryEventJSON
+		var e wire.HistoryEventJSON
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return nil, fmt.Errorf("%s line %d: %w", file, n, err)
 		}
-		r, err := httpapi.RecordOf(e)
+		r, err := wire.RecordOf(e)
 		if err != nil {
 			return nil, fmt.Errorf("%s line %d: %w", file, n, err)
 		}

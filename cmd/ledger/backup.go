@@ -135,11 +135,10 @@ func erasuresCommand(stdout io.Writer, withMain mainRunner) *cobra.Command {
 					return err
 				}
 			} else {
-				sk, err := m.Svc.Vault().ExistingSigningKey(ctx)
-				if err != nil {
+				var err error
+				if trusted, err = m.audit.ExistingSigningPublicKey(ctx); err != nil {
 					return fmt.Errorf("%w: pass --public-key with the key the receipts were signed with", err)
 				}
-				trusted = sk.Public().(ed25519.PublicKey)
 			}
 			receipts := make([]ledger.Receipt, 0, len(args))
 			var bad []string
@@ -161,7 +160,7 @@ func erasuresCommand(stdout io.Writer, withMain mainRunner) *cobra.Command {
 			corr := ledger.NewCorrelation("reapply")
 			answers, _ := m.state.(ledger.IdempotencyStore)
 			for _, rc := range receipts {
-				res, err := m.Svc.Reapply(ctx, rc, corr)
+				res, err := m.audit.Reapply(ctx, rc, corr)
 				if err != nil {
 					return fmt.Errorf("contact %s: %w", rc.Contact, err)
 				}

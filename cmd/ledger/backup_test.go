@@ -117,7 +117,7 @@ func testBackupRestoreReapply(t *testing.T, store string) {
 	l.restart()
 	for _, id := range []string{purged, anon} {
 		cid, _ := contact.ParseID(id)
-		if k, err := l.Svc.Vault().ContactKey(ctx, "default", cid); err != nil || !k.Destroyed {
+		if k, err := l.Vault().ContactKey(ctx, "default", cid); err != nil || !k.Destroyed {
 			t.Fatalf("key of %s after reapply: %v, destroyed %v", id, err, k.Destroyed)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/internal/bench"
 	"github.com/contactledger/ledger/ledger"
@@ -35,22 +36,22 @@ func openBench(ctx context.Context, dataDir, databaseURL string) (bench.Ledger, 
 	return benchLedger{m}, nil
 }
 
-func (l benchLedger) Log() contact.EventStore { return l.events }
+func (l benchLedger) Log() kernel.EventStore { return l.events }
 
 func (l benchLedger) CreateWorkspace(ctx context.Context, name string) (ledger.Workspace, error) {
-	return l.Svc.CreateWorkspace(ctx, name)
+	return l.access.CreateWorkspace(ctx, name)
 }
 
-func (l benchLedger) CreateToken(ctx context.Context, workspace string, role contact.Role, label string) (string, ledger.Token, error) {
-	return l.Svc.CreateToken(ctx, workspace, role, label)
+func (l benchLedger) CreateToken(ctx context.Context, workspace string, role kernel.Role, label string) (string, ledger.Token, error) {
+	return l.access.CreateToken(ctx, workspace, role, label)
 }
 
 func (l benchLedger) NewContactKey(ctx context.Context, workspace string, id contact.ID, now time.Time) (shred.DataKey, string, error) {
-	return l.Svc.Vault().NewContactKey(ctx, workspace, id, now)
+	return l.vault.NewContactKey(ctx, workspace, id, now)
 }
 
 func (l benchLedger) Feed(ctx context.Context, q ledger.FeedQuery) (ledger.FeedPage, error) {
-	return l.Svc.Feed(ctx, q)
+	return l.feed.Feed(ctx, q)
 }
 
 func (l benchLedger) RunRebuild(ctx context.Context, name, reason, by string, progress func(projections.RebuildJob)) (projections.RebuildJob, error) {

@@ -13,6 +13,7 @@ import (
 
 	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/pgtest"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -70,7 +71,7 @@ func BenchmarkRebuild(b *testing.B) {
 func seed(b *testing.B, m *main.Main, n int) {
 	ctx := context.Background()
 	p := contact.DefaultPolicy()
-	actor := contact.Actor{Principal: "tok_bench", Role: contact.RoleAdmin}
+	actor := kernel.Actor{Principal: "tok_bench", Role: kernel.RoleAdmin}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var failed atomic.Value
@@ -94,7 +95,7 @@ func seed(b *testing.B, m *main.Main, n int) {
 	}
 }
 
-func seedOne(ctx context.Context, m *main.Main, i int, p contact.Policy, actor contact.Actor) error {
+func seedOne(ctx context.Context, m *main.Main, i int, p contact.Policy, actor kernel.Actor) error {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	id := contact.NewID()
 	c, err := contact.Create(id, "bench", contact.Draft{
@@ -132,7 +133,7 @@ func seedOne(ctx context.Context, m *main.Main, i int, p contact.Policy, actor c
 			return err
 		}
 	}
-	k, keyID, err := m.Svc.Vault().NewContactKey(ctx, "bench", id, now)
+	k, keyID, err := m.Vault().NewContactKey(ctx, "bench", id, now)
 	if err != nil {
 		return err
 	}
@@ -140,11 +141,11 @@ func seedOne(ctx context.Context, m *main.Main, i int, p contact.Policy, actor c
 	if err != nil {
 		return err
 	}
-	if _, err := m.Svc.Events().Append(ctx, id.Stream(), 0, recs); err != nil {
+	if _, err := m.Events().Append(ctx, id.Stream(), 0, recs); err != nil {
 		return err
 	}
 	if c.Tombstone() != nil {
-		return m.Svc.Vault().Destroy(ctx, "bench", id)
+		return m.Vault().Destroy(ctx, "bench", id)
 	}
 	return nil
 }

@@ -10,8 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/contactledger/ledger/adapters/httpapi"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/adapters/wire"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/spf13/cobra"
 )
 
@@ -109,7 +109,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Create a workspace with the default policy",
 		Args:  cobra.ExactArgs(1),
 		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
-			w, err := m.Svc.CreateWorkspace(ctx, args[0])
+			w, err := m.access.CreateWorkspace(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -121,7 +121,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "List workspaces",
 		Args:  cobra.NoArgs,
 		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
-			ws, err := m.Svc.Directory().Workspaces(ctx)
+			ws, err := m.access.Workspaces(ctx)
 			if err != nil {
 				return err
 			}
@@ -139,11 +139,11 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Create a token and print it once (only its hash is stored)",
 		Args:  cobra.NoArgs,
 		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
-			r, err := contact.ParseRole(role)
+			r, err := kernel.ParseRole(role)
 			if err != nil {
 				return err
 			}
-			secret, t, err := m.Svc.CreateToken(ctx, workspace, r, label)
+			secret, t, err := m.access.CreateToken(ctx, workspace, r, label)
 			if err != nil {
 				return err
 			}
@@ -172,7 +172,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Revoke a token, named by its id (tok_...) or by its secret (lgr_..., such as a leaked one): requests with it fail from now on",
 		Args:  cobra.ExactArgs(1),
 		RunE: withMain(func(ctx context.Context, m *Main, args []string) error {
-			t, err := m.Svc.FindToken(ctx, strings.TrimSpace(args[0]))
+			t, err := m.access.FindToken(ctx, strings.TrimSpace(args[0]))
 			if err != nil {
 				return err
 			}
@@ -180,7 +180,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 				fmt.Fprintf(stdout, "%s (%s in %s) was already revoked at %s.\n", t.ID, t.Role, t.Workspace, t.RevokedAt.Format(time.RFC3339))
 				return nil
 			}
-			if err := m.Svc.RevokeToken(ctx, t.ID); err != nil {
+			if err := m.access.RevokeToken(ctx, t.ID); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "Revoked %s (%s in %s).\n", t.ID, t.Role, t.Workspace)
@@ -250,7 +250,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
 			m.StartProjections(ctx)
-			reports, err := m.Svc.SweepRetention(ctx, sweepWorkspace)
+			reports, err := m.retention.SweepRetention(ctx, sweepWorkspace)
 			for _, r := range reports {
 				switch {
 				case r.RetentionDays == 0:
@@ -276,7 +276,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			if sweepWorkspace != "" && len(reports) == 0 {
-				return fmt.Errorf("workspace %q: %w", sweepWorkspace, contact.ErrWorkspaceNotFound)
+				return fmt.Errorf("workspace %q: %w", sweepWorkspace, kernel.ErrWorkspaceNotFound)
 			}
 			return nil
 		}),
@@ -307,7 +307,7 @@ func lines(s ...string) string { return strings.Join(s, "\n") }
 func listTokens(ctx context.Context, m *Main, stdout io.Writer, workspace string, asJSON bool) error {
 	names := []string{workspace}
 	if workspace == "" {
-		ws, err := m.Svc.Directory().Workspaces(ctx)
+		ws, err := m.access.Workspaces(ctx)
 		if err != nil {
 			return err
 		}
@@ -315,7 +315,7 @@ func listTokens(ctx context.Context, m *Main, stdout io.Writer, workspace string
 		for _, w := range ws {
 			names = append(names, w.Name)
 		}
-	} else if _, err := m.Svc.Directory().Workspace(ctx, workspace); err != nil {
+	} else if _, err := m.access.Workspace(ctx, workspace); err != nil {
 		return fmt.Errorf("workspace %q: %w", workspace, err)
 	}
 	enc := json.NewEncoder(stdout)
@@ -324,12 +324,12 @@ func listTokens(ctx context.Context, m *Main, stdout io.Writer, workspace string
 		fmt.Fprintln(tw, "ID\tWORKSPACE\tROLE\tCREATED\tREVOKED\tLABEL")
 	}
 	for _, name := range names {
-		list, err := m.Svc.Tokens(ctx, name)
+		list, err := m.access.Tokens(ctx, name)
 		if err != nil {
 			return err
 		}
 		for _, t := range list {
-			out := httpapi.TokenOf(t)
+			out := wire.TokenOf(t)
 			if asJSON {
 				if err := enc.Encode(out); err != nil {
 					return err

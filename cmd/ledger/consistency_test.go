@@ -12,6 +12,7 @@ import (
 
 	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 )
@@ -39,10 +40,10 @@ type tb interface {
 
 // logContents is the whole log as read back from a store.
 type logContents struct {
-	head    contact.Position
-	streams map[string][]contact.Record // every stream, in version order
+	head    kernel.Position
+	streams map[string][]kernel.Record // every stream, in version order
 	// byCorrelation holds the events of each correlation id (a request's X-Request-Id).
-	byCorrelation map[string][]contact.Record
+	byCorrelation map[string][]kernel.Record
 	events        int
 }
 
@@ -50,12 +51,12 @@ type logContents struct {
 // must hold: each stream's versions run from 1 without a gap or a repeat,
 // each event links to its predecessor by hash, positions only grow, and no
 // event id appears twice.
-func readLog(t tb, es contact.EventStore) logContents {
+func readLog(t tb, es kernel.EventStore) logContents {
 	t.Helper()
 	ctx := context.Background()
-	lc := logContents{streams: map[string][]contact.Record{}, byCorrelation: map[string][]contact.Record{}}
+	lc := logContents{streams: map[string][]kernel.Record{}, byCorrelation: map[string][]kernel.Record{}}
 	ids := map[[16]byte]bool{}
-	var from contact.Position
+	var from kernel.Position
 	for {
 		recs, err := es.ReadAll(ctx, from, 1000)
 		if err != nil {
@@ -81,7 +82,7 @@ func readLog(t tb, es contact.EventStore) logContents {
 			if len(prev) > 0 {
 				prevHash = prev[len(prev)-1].Hash
 			}
-			if !bytes.Equal(r.PrevHash, prevHash) || !bytes.Equal(r.Hash, contact.ChainHash(prevHash, r)) {
+			if !bytes.Equal(r.PrevHash, prevHash) || !bytes.Equal(r.Hash, kernel.ChainHash(prevHash, r)) {
 				t.Fatalf("%s v%d: the hash chain is broken", r.Stream, r.Version)
 			}
 			lc.streams[r.Stream] = append(prev, r)
@@ -114,7 +115,7 @@ func (lc logContents) contactIDs() []contact.ID {
 // folded is a contact as a from-scratch fold of its stream gives it.
 type folded struct {
 	Snapshot contact.Snapshot
-	Last     contact.Record
+	Last     kernel.Record
 }
 
 // checkConsistent checks that the read models of m's stores equal a
@@ -134,7 +135,7 @@ type folded struct {
 func checkConsistent(t tb, m *main.Main, ws string) (logContents, map[contact.ID]folded) {
 	t.Helper()
 	ctx := context.Background()
-	head, err := m.Svc.Events().Head(ctx)
+	head, err := m.Events().Head(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func checkConsistent(t tb, m *main.Main, ws string) (logContents, map[contact.ID
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	lc := readLog(t, m.Svc.Events())
+	lc := readLog(t, m.Events())
 	if lc.head != head {
 		t.Fatalf("the log moved from %s to %s during the check: something still writes", head, lc.head)
 	}
@@ -175,7 +176,7 @@ func checkConsistent(t tb, m *main.Main, ws string) (logContents, map[contact.ID
 		if v.Version != uint64(len(recs)) {
 			t.Fatalf("fold %s: version %d of %d events", id, v.Version, len(recs))
 		}
-		key, err := m.Svc.Vault().ContactKey(ctx, ws, id)
+		key, err := m.Vault().ContactKey(ctx, ws, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +188,7 @@ func checkConsistent(t tb, m *main.Main, ws string) (logContents, map[contact.ID
 		refs = append(refs, projections.Ref{Workspace: ws, ID: id})
 	}
 
-	bidx, err := m.Svc.Vault().BlindIndex(ctx, ws)
+	bidx, err := m.Vault().BlindIndex(ctx, ws)
 	if err != nil {
 		t.Fatal(err)
 	}

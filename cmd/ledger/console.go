@@ -52,7 +52,7 @@ func (m *Main) expireSessions(ctx context.Context, times ledger.SessionTimes) {
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()
 	for {
-		if n, err := m.Svc.ExpireSessions(ctx, times); err != nil && ctx.Err() == nil {
+		if n, err := m.access.ExpireSessions(ctx, times); err != nil && ctx.Err() == nil {
 			m.log.Warn("expiring console sessions failed", "err", err)
 		} else if n > 0 {
 			m.log.Debug("expired console sessions", "count", n)

@@ -20,7 +20,7 @@ func testDryRuns(t *testing.T, store string) {
 	l := start(t, store)
 	head := func() string {
 		t.Helper()
-		h, err := l.Svc.Events().Head(t.Context())
+		h, err := l.Events().Head(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}

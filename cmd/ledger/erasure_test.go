@@ -23,7 +23,7 @@ func (l *ledgerUnderTest) keyMaterial(workspace, id string) [][]byte {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	k, err := l.Svc.Vault().ContactKey(context.Background(), workspace, cid)
+	k, err := l.Vault().ContactKey(context.Background(), workspace, cid)
 	if err != nil || k.Destroyed {
 		l.t.Fatalf("key of %s: %v (destroyed %v)", id, err, k.Destroyed)
 	}

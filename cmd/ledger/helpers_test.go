@@ -14,7 +14,7 @@ import (
 	"time"
 
 	main "github.com/contactledger/ledger/cmd/ledger"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/apicontract"
 	"github.com/contactledger/ledger/internal/pgtest"
 )
@@ -290,4 +290,4 @@ func (l *ledgerUnderTest) ids(query string) []string {
 	return out
 }
 
-func roleOf(s string) contact.Role { return contact.Role(s) }
+func roleOf(s string) kernel.Role { return kernel.Role(s) }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -109,7 +110,7 @@ func testIdempotentCreateAfterCrash(t *testing.T, store string) {
 	}
 	since := time.Now().UTC().Truncate(time.Microsecond)
 	meta := func(key string) ledger.Meta {
-		return ledger.Meta{Actor: contact.Actor{Principal: "tok_crash", Role: contact.RoleMember}, CorrelationID: key, IdempotencyKey: key, IdempotentSince: since}
+		return ledger.Meta{Actor: kernel.Actor{Principal: "tok_crash", Role: kernel.RoleMember}, CorrelationID: key, IdempotencyKey: key, IdempotentSince: since}
 	}
 	draft := contact.Draft{Personal: contact.Personal{Name: "Half Made", Email: "half.made@example.com"}}
 
@@ -130,7 +131,7 @@ func testIdempotentCreateAfterCrash(t *testing.T, store string) {
 	// The first run stored the key and died before appending: the repeat
 	// carries on with that key.
 	id := ledger.IdempotentID(ws, "tok_crash", "k-keyed", since)
-	if _, _, err := l.Svc.Vault().NewContactKey(ctx, ws, id, since); err != nil {
+	if _, _, err := l.Vault().NewContactKey(ctx, ws, id, since); err != nil {
 		t.Fatal(err)
 	}
 	res, err := l.Svc.Create(ctx, ws, meta("k-keyed"), contact.Draft{Personal: contact.Personal{Name: "Key Only"}})

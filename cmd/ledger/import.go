@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/contactledger/ledger/adapters/httpapi"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -19,7 +19,7 @@ import (
 )
 
 // importActor is who command-line imports are recorded as.
-var importActor = contact.Actor{Principal: "cli:import", Role: contact.RoleOperator}
+var importActor = kernel.Actor{Principal: "cli:import", Role: kernel.RoleOperator}
 
 // importMeta is the metadata of a command-line import's commands: its id
 // is their correlation id ("import-<id>") and their operation ("import:<id>").
@@ -59,14 +59,14 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 			if mt == "" {
 				return fmt.Errorf("format %q: use --format csv or --format json", format)
 			}
-			if _, err := m.Svc.Directory().Workspace(ctx, workspace); err != nil {
+			if _, err := m.access.Workspace(ctx, workspace); err != nil {
 				return fmt.Errorf("workspace %q: %w", workspace, err)
 			}
 			open := func(r io.Reader) (ledger.RowReader, error) {
 				if _, err := f.Seek(0, io.SeekStart); err != nil {
 					return nil, err
 				}
-				return httpapi.ImportReader(mt, r)
+				return ledger.ImportRows(mt, r)
 			}
 			rows, err := open(f)
 			if err != nil {
@@ -85,7 +85,7 @@ func newImportCommand(stdout, stderr io.Writer, withMain func(func(ctx context.C
 				progress = newImportProgress(stderr, n)
 			}
 			enc := json.NewEncoder(stdout)
-			totals, err := m.Svc.Import(ctx, workspace, importMeta(contact.NewID().String()), source, rows,
+			totals, err := m.imports.Import(ctx, workspace, importMeta(contact.NewID().String()), source, rows,
 				func(r ledger.RowResult) error {
 					progress.add(1)
 					switch {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/contactledger/ledger/adapters/httpapi"
 	main "github.com/contactledger/ledger/cmd/ledger"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // routeCase says how to call one route: the target it needs (a contact in
@@ -261,7 +261,7 @@ func testIsolation(t *testing.T, store string) {
 			want(t, call("", target("default", rc.target)), 401, "unauthorized")
 			for _, role := range roles {
 				tok := tokens["default"][role]
-				if !slices.Contains(allowed, contact.Role(role)) {
+				if !slices.Contains(allowed, kernel.Role(role)) {
 					// Refused before anything is looked up, so a refusal
 					// says nothing of what exists where.
 					for _, ws := range []string{"default", "other"} {

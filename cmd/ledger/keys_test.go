@@ -49,10 +49,10 @@ func testKeysRotate(t *testing.T, store string) {
 	// Keys left by creates that died between storing the key and appending
 	// the first event: rotation destroys those old enough to be sure.
 	orphan, young := contact.NewID(), contact.NewID()
-	if _, _, err := l.Svc.Vault().NewContactKey(ctx, "default", orphan, time.Now().Add(-2*time.Hour)); err != nil {
+	if _, _, err := l.Vault().NewContactKey(ctx, "default", orphan, time.Now().Add(-2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := l.Svc.Vault().NewContactKey(ctx, "default", young, time.Now()); err != nil {
+	if _, _, err := l.Vault().NewContactKey(ctx, "default", young, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 

@@ -28,7 +28,7 @@ import (
 	"github.com/contactledger/ledger/adapters/sqlite"
 	"github.com/contactledger/ledger/adapters/webhookhttp"
 	"github.com/contactledger/ledger/delivery"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 	"golang.org/x/term"
@@ -140,13 +140,15 @@ type Main struct {
 	AdminToken string
 
 	log         *slog.Logger
-	events      contact.EventStore // the log: the state store, or EventStoreDB (eventstore.go)
+	events      kernel.EventStore // the log: the state store, or EventStoreDB (eventstore.go)
 	closeEvents func() error
-	state       stateStore
+	state       projections.StateStore
 	keys        *keyring.Keyring
 	Svc         *ledger.Service
-	Runner      *projections.Runner
-	API         *httpapi.Server
+	capabilities
+	vault  *ledger.Vault
+	Runner *projections.Runner
+	API    *httpapi.Server
 	// Console is the browser console, served at /console/.
 	Console *console.Console
 	// Metrics are served at /metrics.
@@ -224,10 +226,9 @@ func (m *Main) Open(ctx context.Context) error {
 		m.events, m.closeEvents = es, closeES
 	}
 	vault := ledger.NewVault(m.state, m.keys)
+	m.vault = vault
 	m.Runner = projections.NewRunner(m.events, m.state, vault, log)
-	if l, ok := m.state.(projections.Leaser); ok {
-		m.Runner.Leaser = l
-	}
+	m.Runner.Leaser = m.lease()
 	m.Metrics = metrics.New(m.Runner.Status)
 	vault.Observe = m.Metrics.VaultOp
 	m.Runner.Observe = m.Metrics.Rebuild
@@ -245,7 +246,8 @@ func (m *Main) Open(ctx context.Context) error {
 		Progress: m.Runner, Now: m.Now, Logger: log, Metrics: m.Metrics, KeysWithLog: keysWithLog, Sessions: m.state,
 		Webhooks: m.state, Sender: m.sender,
 	})
-	m.Metrics.WatchWebhooks(m.Svc.WebhookStatuses)
+	m.capabilities = capabilitiesOf(m.Svc)
+	m.Metrics.WatchWebhooks(m.webhooks.WebhookStatuses)
 	return nil
 }
 
@@ -274,21 +276,6 @@ func (m *Main) StartProjections(ctx context.Context) {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.runCtx, m.cancel = runCtx, cancel
 	m.wg.Go(func() { _ = m.Runner.Run(runCtx) })
-}
-
-// stateStore is every port the state store serves.
-type stateStore interface {
-	ledger.KeyStore
-	ledger.WebhookStore
-	ledger.IdempotencyStore
-	ledger.Identities
-	ledger.IdentityClaims
-	ledger.Directory
-	ledger.ReadModels
-	ledger.SessionStore
-	projections.Store
-	Ping(ctx context.Context) error
-	Close() error
 }
 
 // openStores opens PostgreSQL when a database URL is set, else the
@@ -341,20 +328,20 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// The receipt-signing key exists from the first start on, so every
 	// backup holds it and `erasures reapply` can check receipts against it.
-	if _, err := m.Svc.SigningPublicKey(ctx); err != nil {
+	if _, err := m.audit.SigningPublicKey(ctx); err != nil {
 		return err
 	}
 	m.StartProjections(ctx)
 	runCtx, lease := m.runCtx, m.lease()
 	if interval > 0 {
-		m.wg.Go(func() { _ = m.Svc.RunRetention(runCtx, interval, lease) })
+		m.wg.Go(func() { _ = m.retention.RunRetention(runCtx, interval, lease) })
 	}
 	m.wg.Go(func() {
-		_ = m.Svc.RunRestoreJobs(runCtx, ledger.JobOptions{Rate: restoreRate, Lease: lease, Scan: m.JobScan})
+		_ = m.jobs.RunRestoreJobs(runCtx, ledger.JobOptions{Rate: restoreRate, Lease: lease, Scan: m.JobScan})
 	})
 	m.wg.Go(func() { m.expireIdempotency(runCtx) })
 	m.wg.Go(func() { m.expireSessions(runCtx, times) })
-	m.wg.Go(func() { _ = m.Svc.WatchLog(runCtx) })
+	m.wg.Go(func() { _ = m.feed.WatchLog(runCtx) })
 	wo := m.Webhook
 	wo.Service, wo.Store, wo.Sender, wo.Logger, wo.Observe, wo.Now = m.Svc, m.state, m.sender, m.log, m.Metrics, m.Now
 	if wo.AttemptRetention == 0 {
@@ -455,13 +442,13 @@ func (m *Main) bootstrap(ctx context.Context) error {
 	if err != nil || len(ws) > 0 {
 		return err
 	}
-	if _, err := m.Svc.CreateWorkspace(ctx, "default"); err != nil {
+	if _, err := m.access.CreateWorkspace(ctx, "default"); err != nil {
 		if errors.Is(err, ledger.ErrWorkspaceExists) {
 			return nil // another replica bootstrapped at the same time
 		}
 		return err
 	}
-	secret, _, err := m.Svc.CreateToken(ctx, "default", contact.RoleAdmin, "bootstrap admin")
+	secret, _, err := m.access.CreateToken(ctx, "default", kernel.RoleAdmin, "bootstrap admin")
 	if err != nil {
 		return err
 	}
@@ -513,6 +500,14 @@ func (m *Main) close() error {
 // State returns the state store (for tests and maintenance commands).
 func (m *Main) State() any { return m.state }
 
+// Events returns the log Main opened (for tests: they check what was
+// written, beneath the service).
+func (m *Main) Events() kernel.EventStore { return m.events }
+
+// Vault returns the key vault Main wired into the service (for tests: they
+// check that a key was destroyed, or make one).
+func (m *Main) Vault() *ledger.Vault { return m.vault }
+
 // RotationGrace is how long `keys rotate` waits before its last pass.
 var RotationGrace = 2 * time.Second
 
@@ -520,10 +515,7 @@ var RotationGrace = 2 * time.Second
 // key; with the local keyring it first makes a new one, and afterwards
 // destroys the old ones.
 func (m *Main) RotateKeys(ctx context.Context) error {
-	rw, ok := m.state.(ledger.KeyRewrapper)
-	if !ok {
-		return errors.New("this store cannot re-wrap keys")
-	}
+	rw := m.state
 	local := m.Config.KEKURL == ""
 	if local {
 		if _, err := m.keys.AddLocal(); err != nil {
@@ -531,7 +523,7 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 		}
 	}
 	bar := newMeter(m.Stderr, "re-wrapping data keys", "keys", 0)
-	n, removed, err := m.Svc.RotateKeys(ctx, rw, func(done int) { bar.Set(int64(done)) })
+	n, removed, err := m.access.RotateKeys(ctx, rw, func(done int) { bar.Set(int64(done)) })
 	bar.Finish()
 	if err != nil {
 		return err
@@ -549,7 +541,7 @@ func (m *Main) RotateKeys(ctx context.Context) error {
 	// key is left under an old KEK.
 	for attempt := 0; ; attempt++ {
 		time.Sleep(RotationGrace)
-		more, _, err := m.Svc.RotateKeys(ctx, rw, nil)
+		more, _, err := m.access.RotateKeys(ctx, rw, nil)
 		if err != nil {
 			return err
 		}

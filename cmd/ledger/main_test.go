@@ -11,6 +11,7 @@ import (
 
 	main "github.com/contactledger/ledger/cmd/ledger"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -40,7 +41,7 @@ func TestLifecycleEventStoreDB(t *testing.T) {
 	if _, err := l.Svc.CreateWorkspace(ctx, ws); err != nil {
 		t.Fatal(err)
 	}
-	secret, _, err := l.Svc.CreateToken(ctx, ws, contact.RoleAdmin, "e2e admin")
+	secret, _, err := l.Svc.CreateToken(ctx, ws, kernel.RoleAdmin, "e2e admin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func lifecycle(t *testing.T, l *ledgerUnderTest, ws string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs, err := l.Svc.Events().ReadStream(context.Background(), ws, parsed.Stream())
+		recs, err := l.Events().ReadStream(context.Background(), ws, parsed.Stream())
 		if err != nil || len(recs) == 0 {
 			t.Fatalf("the log of %s: %d events, %v", cid, len(recs), err)
 		}

@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/contactledger/ledger/adapters/httpapi"
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/projections"
 	"github.com/spf13/cobra"
 )
@@ -24,7 +24,7 @@ func projectionsCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Co
 			if err != nil {
 				return err
 			}
-			out := httpapi.ProjectionsJSON(sts, func(projections.RebuildJob) bool { return true })
+			out := wire.ProjectionsJSON(sts, func(projections.RebuildJob) bool { return true })
 			if asJSON {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"pgregory.net/rapid"
 )
@@ -143,9 +144,9 @@ func testServiceProperties(t *testing.T, store string) {
 			rt.Fatal(err)
 		}
 		w := &world{policy: p, keptBoth: map[string]bool{}, spamMoved: map[string]bool{}}
-		meta := func(role contact.Role, ifMatch *uint64) ledger.Meta {
+		meta := func(role kernel.Role, ifMatch *uint64) ledger.Meta {
 			req++
-			return ledger.Meta{Actor: contact.Actor{Principal: "tok_prop", Role: role}, CorrelationID: fmt.Sprintf("prop-%d", req), IfMatch: ifMatch}
+			return ledger.Meta{Actor: kernel.Actor{Principal: "tok_prop", Role: role}, CorrelationID: fmt.Sprintf("prop-%d", req), IfMatch: ifMatch}
 		}
 		// create makes a contact with a fresh email, a shared one, or (again)
 		// the email of a contact there is, whatever its state.
@@ -157,8 +158,8 @@ func testServiceProperties(t *testing.T, store string) {
 			}
 			email := rapid.SampledFrom(emails).Draw(rt, "email")
 			d := contact.Draft{Personal: contact.Personal{Name: fmt.Sprintf("Prop %d", req), Email: email}, Source: src}
-			head, _ := svc.Events().Head(ctx)
-			res, err := svc.Create(ctx, ws, meta(contact.RoleMember, nil), d)
+			head, _ := l.Events().Head(ctx)
+			res, err := svc.Create(ctx, ws, meta(kernel.RoleMember, nil), d)
 			holder := w.holder(email, nil)
 			switch {
 			case w.spamMoved[email] && errors.Is(err, contact.ErrSpam):
@@ -177,7 +178,7 @@ func testServiceProperties(t *testing.T, store string) {
 				w.contacts = append(w.contacts, &model{id: res.Contact.ID, state: contact.StateActive, source: src, email: email, version: 1})
 				return
 			}
-			if after, _ := svc.Events().Head(ctx); after != head {
+			if after, _ := l.Events().Head(ctx); after != head {
 				rt.Fatalf("a refused create moved the log from %s to %s", head, after)
 			}
 		}
@@ -188,7 +189,7 @@ func testServiceProperties(t *testing.T, store string) {
 			"create": create,
 			"command": func(rt *rapid.T) {
 				m := rapid.SampledFrom(w.contacts).Draw(rt, "contact")
-				role := rapid.SampledFrom([]contact.Role{contact.RoleMember, contact.RoleAdmin}).Draw(rt, "role")
+				role := rapid.SampledFrom([]kernel.Role{kernel.RoleMember, kernel.RoleAdmin}).Draw(rt, "role")
 				var ifMatch *uint64
 				stale := false
 				if rapid.Bool().Draw(rt, "ifMatch") {
@@ -201,12 +202,12 @@ func testServiceProperties(t *testing.T, store string) {
 				op := rapid.SampledFrom([]string{"update", "email", "tags", "note", "list", "link", "spam", "hold", "archive", "unarchive", "trash",
 					"restore", "restore_keep_both", "purge", "anonymize"}).Draw(rt, "op")
 				email := rapid.SampledFrom(sharedEmails).Draw(rt, "newEmail")
-				run(rt, svc, ws, w, m, op, email, meta(role, ifMatch), stale)
+				run(rt, svc, l.Events(), ws, w, m, op, email, meta(role, ifMatch), stale)
 			},
 			// Trash and undo it, which meets the emails others took meanwhile.
 			"trash": func(rt *rapid.T) {
 				m := rapid.SampledFrom(w.contacts).Draw(rt, "contact")
-				run(rt, svc, ws, w, m, "trash", "", meta(contact.RoleMember, nil), false)
+				run(rt, svc, l.Events(), ws, w, m, "trash", "", meta(kernel.RoleMember, nil), false)
 			},
 			"restore": func(rt *rapid.T) {
 				var trashed []*model
@@ -220,7 +221,7 @@ func testServiceProperties(t *testing.T, store string) {
 				}
 				m := rapid.SampledFrom(trashed).Draw(rt, "trashed")
 				op := rapid.SampledFrom([]string{"restore", "restore_keep_both"}).Draw(rt, "how")
-				run(rt, svc, ws, w, m, op, "", meta(contact.RoleAdmin, nil), false)
+				run(rt, svc, l.Events(), ws, w, m, op, "", meta(kernel.RoleAdmin, nil), false)
 			},
 		})
 		// History replay equals the state; projections equal the fold of the log.
@@ -269,9 +270,9 @@ func testServiceProperties(t *testing.T, store string) {
 }
 
 // run runs one command on m and checks its outcome against the model.
-func run(rt *rapid.T, svc *ledger.Service, ws string, w *world, m *model, op, email string, meta ledger.Meta, stale bool) {
+func run(rt *rapid.T, svc *ledger.Service, events kernel.EventStore, ws string, w *world, m *model, op, email string, meta ledger.Meta, stale bool) {
 	ctx := context.Background()
-	head, err := svc.Events().Head(ctx)
+	head, err := events.Head(ctx)
 	if err != nil {
 		rt.Fatal(err)
 	}
@@ -355,14 +356,14 @@ func run(rt *rapid.T, svc *ledger.Service, ws string, w *world, m *model, op, em
 		allowed = false
 	}
 	if err != nil {
-		var ce *contact.Error
+		var ce *kernel.Error
 		if !errors.As(err, &ce) || ce.Code == "" {
 			rt.Fatalf("%s on a %s contact: an uncoded error: %v", op, st, err)
 		}
 		if allowed {
 			rt.Fatalf("%s on a %s contact (source %q, If-Match %v) was refused: %v", op, st, m.source, meta.IfMatch != nil, err)
 		}
-		if stale && !errors.Is(err, contact.ErrConcurrency) {
+		if stale && !errors.Is(err, kernel.ErrConcurrency) {
 			rt.Fatalf("%s with a stale If-Match: got %v, want a concurrency error", op, err)
 		}
 		var te *ledger.IdentityTakenError
@@ -372,7 +373,7 @@ func run(rt *rapid.T, svc *ledger.Service, ws string, w *world, m *model, op, em
 		if !stale && m.held && (op == "purge" || op == "anonymize") && st == contact.StateTrashed && !errors.Is(err, contact.ErrHeld) {
 			rt.Fatalf("%s of a held contact: got %v, want contact-held", op, err)
 		}
-		if after, _ := svc.Events().Head(ctx); after != head {
+		if after, _ := events.Head(ctx); after != head {
 			rt.Fatalf("refused %s moved the log from %s to %s", op, head, after)
 		}
 		return
@@ -383,7 +384,7 @@ func run(rt *rapid.T, svc *ledger.Service, ws string, w *world, m *model, op, em
 	if res.Version != m.version+1 || res.EventID == "" {
 		rt.Fatalf("%s: version %d (event %q) after %d, want one event", op, res.Version, res.EventID, m.version)
 	}
-	recs, err := svc.Events().ReadStream(ctx, ws, m.id.Stream())
+	recs, err := events.ReadStream(ctx, ws, m.id.Stream())
 	if err != nil {
 		rt.Fatal(err)
 	}

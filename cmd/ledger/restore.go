@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/spf13/cobra"
 )
 
 // restoreActor is who command-line restores are recorded as: whoever runs
 // the command holds the deployment's keys, an admin of every workspace.
-var restoreActor = contact.Actor{Principal: "cli:restore", Role: contact.RoleAdmin}
+var restoreActor = kernel.Actor{Principal: "cli:restore", Role: kernel.RoleAdmin}
 
 // restoreCommand returns `ledger restore`: a restore job (as POST
 // /v1/restore-jobs makes), run to its end by this process, typically to
@@ -62,7 +63,7 @@ func restoreCommand(stdout io.Writer, withMain mainRunner) *cobra.Command {
 			meta := ledger.Meta{Actor: restoreActor, CorrelationID: "restore-" + contact.NewID().String()}
 			enc := json.NewEncoder(stdout)
 			if dryRun {
-				pv, err := m.Svc.PreviewRestoreJob(ctx, workspace, meta, f)
+				pv, err := m.jobs.PreviewRestoreJob(ctx, workspace, meta, f)
 				if err != nil {
 					return err
 				}
@@ -89,12 +90,12 @@ func restoreCommand(stdout io.Writer, withMain mainRunner) *cobra.Command {
 				}
 				return nil
 			}
-			j, err := m.Svc.StartRestoreJob(ctx, workspace, meta, f)
+			j, err := m.jobs.StartRestoreJob(ctx, workspace, meta, f)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "restore job %s (operation %s%s): %d contacts planned\n", j.ID, ledger.OperationJob, j.ID, j.Total)
-			if j, err = m.Svc.RunRestoreJob(ctx, workspace, j.ID, ledger.JobOptions{Lease: m.lease()}); err != nil {
+			if j, err = m.jobs.RunRestoreJob(ctx, workspace, j.ID, ledger.JobOptions{Lease: m.lease()}); err != nil {
 				return err
 			}
 			if asJSON {

@@ -10,15 +10,15 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/contactledger/ledger/adapters/httpapi"
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/adapters/wire"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/spf13/cobra"
 )
 
 // findWebhook finds a subscription by id, in workspace when it is set.
 func findWebhook(ctx context.Context, m *Main, workspace, id string) (ledger.Webhook, error) {
-	all, err := m.Svc.Webhooks(ctx, workspace)
+	all, err := m.webhooks.Webhooks(ctx, workspace)
 	if err != nil {
 		return ledger.Webhook{}, err
 	}
@@ -27,7 +27,7 @@ func findWebhook(ctx context.Context, m *Main, workspace, id string) (ledger.Web
 			return w, nil
 		}
 	}
-	return ledger.Webhook{}, fmt.Errorf("webhook %s: %w", id, contact.ErrNotFound)
+	return ledger.Webhook{}, fmt.Errorf("webhook %s: %w", id, kernel.ErrNotFound)
 }
 
 func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Command {
@@ -39,24 +39,24 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 		Short: "List subscriptions (every workspace's, or one's) with their checkpoint, lag, pending retries and health",
 		Args:  cobra.NoArgs,
 		RunE: withMain(func(ctx context.Context, m *Main, _ []string) error {
-			all, err := m.Svc.Webhooks(ctx, workspace)
+			all, err := m.webhooks.Webhooks(ctx, workspace)
 			if err != nil {
 				return err
 			}
-			var out []httpapi.WebhookJSON
+			var out []wire.WebhookJSON
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			if !asJSON {
 				fmt.Fprintln(tw, "ID\tWORKSPACE\tSTATE\tTYPES\tCHECKPOINT\tLAG (EVENTS)\tLAG (S)\tPENDING\tFAILING SINCE\tURL")
 			}
 			for _, w := range all {
-				st, err := m.Svc.WebhookStatus(ctx, w.Workspace, w.ID)
-				if errors.Is(err, contact.ErrNotFound) {
+				st, err := m.webhooks.WebhookStatus(ctx, w.Workspace, w.ID)
+				if errors.Is(err, kernel.ErrNotFound) {
 					continue
 				}
 				if err != nil {
 					return err
 				}
-				j := httpapi.WebhookStatusOf(st)
+				j := wire.WebhookStatusOf(st)
 				if asJSON {
 					out = append(out, j)
 					continue
@@ -76,7 +76,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			}
 			if asJSON {
 				if out == nil {
-					out = []httpapi.WebhookJSON{}
+					out = []wire.WebhookJSON{}
 				}
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
@@ -98,7 +98,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			if err != nil {
 				return err
 			}
-			a, err := m.Svc.TestWebhook(ctx, w.Workspace, w.ID)
+			a, err := m.webhooks.TestWebhook(ctx, w.Workspace, w.ID)
 			if err != nil {
 				return err
 			}
@@ -120,11 +120,11 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			if (after == "") == (since == "") {
 				return errors.New("give either --after POSITION or --since TIME")
 			}
-			var pos contact.Position
+			var pos kernel.Position
 			var from time.Time
 			var err error
 			if after != "" {
-				if pos, err = contact.ParsePosition(after); err != nil {
+				if pos, err = kernel.ParsePosition(after); err != nil {
 					return fmt.Errorf("--after %q is not a position the ledger returned", after)
 				}
 			} else if from, err = time.Parse(time.RFC3339Nano, since); err != nil {
@@ -134,7 +134,7 @@ func webhooksCommand(stdout, stderr io.Writer, withMain mainRunner) *cobra.Comma
 			if err != nil {
 				return err
 			}
-			if err := m.Svc.ReplayWebhook(ctx, w.Workspace, w.ID, pos, from.UTC()); err != nil {
+			if err := m.webhooks.ReplayWebhook(ctx, w.Workspace, w.ID, pos, from.UTC()); err != nil {
 				return err
 			}
 			what := "after " + after

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -28,7 +29,7 @@ func ParseListStatus(s string) (ListStatus, error) {
 	case ListSubscribed, ListUnsubscribed, ListBounced, ListUnconfirmed:
 		return st, nil
 	}
-	return "", Invalid(FieldError{Field: "status", Message: "must be subscribed, unsubscribed, bounced or unconfirmed"})
+	return "", kernel.Invalid(kernel.FieldError{Field: "status", Message: "must be subscribed, unsubscribed, bounced or unconfirmed"})
 }
 
 // LinkKinds are the kinds of record a contact can be linked to.
@@ -44,11 +45,11 @@ type Link struct {
 // Note is a free-text note on a contact. Its text is personal data: it is
 // sealed under the contact's key and reads as shredded after an erasure.
 type Note struct {
-	ID       string    `json:"id"`
-	Text     string    `json:"text,omitempty"`
-	At       time.Time `json:"at"`
-	By       Actor     `json:"by"`
-	Shredded bool      `json:"shredded,omitempty"`
+	ID       string       `json:"id"`
+	Text     string       `json:"text,omitempty"`
+	At       time.Time    `json:"at"`
+	By       kernel.Actor `json:"by"`
+	Shredded bool         `json:"shredded,omitempty"`
 }
 
 // Limits on associations.
@@ -66,7 +67,7 @@ var (
 // ValidateList checks a list name: 1-64 characters of letters, digits, '_', '.', '-'.
 func ValidateList(name string) error {
 	if !listPattern.MatchString(name) {
-		return Invalid(FieldError{Field: "list", Message: "is 1-64 characters of letters, digits, '_', '.' and '-'"})
+		return kernel.Invalid(kernel.FieldError{Field: "list", Message: "is 1-64 characters of letters, digits, '_', '.' and '-'"})
 	}
 	return nil
 }
@@ -262,15 +263,15 @@ func (t *notePersonalTarget) UnmarshalJSON(b []byte) error {
 func (c *Contact) editable(verb string) error {
 	if err := c.mustBeLive(verb); err != nil {
 		if c.state == StateAnonymized {
-			return Errorf(ErrNotEditable, "contact was anonymized; it cannot be %s", verb)
+			return kernel.Errorf(ErrNotEditable, "contact was anonymized; it cannot be %s", verb)
 		}
 		return err
 	}
 	if c.state == "" {
-		return ErrNotFound
+		return kernel.ErrNotFound
 	}
 	if c.state != StateActive {
-		return Errorf(ErrNotEditable, "contact is %s; only active contacts can be %s", c.state, verb)
+		return kernel.Errorf(ErrNotEditable, "contact is %s; only active contacts can be %s", c.state, verb)
 	}
 	return nil
 }
@@ -278,7 +279,7 @@ func (c *Contact) editable(verb string) error {
 // ChangeTags adds and removes tags of an active contact. Adding a tag it
 // has or removing one it lacks changes nothing; a call that changes nothing
 // records nothing.
-func (c *Contact) ChangeTags(add, remove []string, by Actor, now time.Time) error {
+func (c *Contact) ChangeTags(add, remove []string, by kernel.Actor, now time.Time) error {
 	if err := c.editable("tagged"); err != nil {
 		return err
 	}
@@ -305,7 +306,7 @@ func (c *Contact) ChangeTags(add, remove []string, by Actor, now time.Time) erro
 		}
 	}
 	if n := len(c.tags) + len(ev.Added) - len(ev.Removed); n > MaxTags {
-		return Invalid(FieldError{Field: "add", Message: "a contact has at most " + strconv.Itoa(MaxTags) + " tags"})
+		return kernel.Invalid(kernel.FieldError{Field: "add", Message: "a contact has at most " + strconv.Itoa(MaxTags) + " tags"})
 	}
 	if len(ev.Added) == 0 && len(ev.Removed) == 0 {
 		return nil
@@ -315,7 +316,7 @@ func (c *Contact) ChangeTags(add, remove []string, by Actor, now time.Time) erro
 }
 
 // AddNote appends a note to an active contact and returns its id.
-func (c *Contact) AddNote(text string, by Actor, now time.Time) (string, error) {
+func (c *Contact) AddNote(text string, by kernel.Actor, now time.Time) (string, error) {
 	if err := c.editable("annotated"); err != nil {
 		return "", err
 	}
@@ -328,7 +329,7 @@ func (c *Contact) AddNote(text string, by Actor, now time.Time) (string, error) 
 		return "", err
 	}
 	if len(c.notes) >= MaxNotes {
-		return "", Invalid(FieldError{Field: "text", Message: "a contact has at most " + strconv.Itoa(MaxNotes) + " notes"})
+		return "", kernel.Invalid(kernel.FieldError{Field: "text", Message: "a contact has at most " + strconv.Itoa(MaxNotes) + " notes"})
 	}
 	id := ulid.Make().String()
 	c.record(NoteAdded{NoteID: id, Text: text}, by, now)
@@ -345,7 +346,7 @@ func isBlank(s string) bool {
 }
 
 // SetList puts an active contact on a list with a status, or changes its status there.
-func (c *Contact) SetList(list string, status ListStatus, by Actor, now time.Time) error {
+func (c *Contact) SetList(list string, status ListStatus, by kernel.Actor, now time.Time) error {
 	if err := c.editable("added to lists"); err != nil {
 		return err
 	}
@@ -360,14 +361,14 @@ func (c *Contact) SetList(list string, status ListStatus, by Actor, now time.Tim
 		return nil
 	}
 	if !had && len(c.lists) >= MaxLists {
-		return Invalid(FieldError{Field: "list", Message: "a contact is on at most " + strconv.Itoa(MaxLists) + " lists"})
+		return kernel.Invalid(kernel.FieldError{Field: "list", Message: "a contact is on at most " + strconv.Itoa(MaxLists) + " lists"})
 	}
 	c.record(ListMembershipChanged{List: list, Status: status}, by, now)
 	return nil
 }
 
 // RemoveList takes an active contact off a list. Errors: ErrNotFound when it is not on it.
-func (c *Contact) RemoveList(list string, by Actor, now time.Time) error {
+func (c *Contact) RemoveList(list string, by kernel.Actor, now time.Time) error {
 	if err := c.editable("removed from lists"); err != nil {
 		return err
 	}
@@ -375,14 +376,14 @@ func (c *Contact) RemoveList(list string, by Actor, now time.Time) error {
 		return err
 	}
 	if _, had := c.lists[list]; !had {
-		return Errorf(ErrNotFound, "the contact is not on this list")
+		return kernel.Errorf(kernel.ErrNotFound, "the contact is not on this list")
 	}
 	c.record(ListMembershipRemoved{List: list}, by, now)
 	return nil
 }
 
 // AddLink links an active contact to a record. Linking twice changes nothing.
-func (c *Contact) AddLink(l Link, by Actor, now time.Time) error {
+func (c *Contact) AddLink(l Link, by kernel.Actor, now time.Time) error {
 	if err := c.editable("linked"); err != nil {
 		return err
 	}
@@ -393,14 +394,14 @@ func (c *Contact) AddLink(l Link, by Actor, now time.Time) error {
 		return nil
 	}
 	if len(c.links) >= MaxLinks {
-		return Invalid(FieldError{Field: "id", Message: "a contact has at most " + strconv.Itoa(MaxLinks) + " links"})
+		return kernel.Invalid(kernel.FieldError{Field: "id", Message: "a contact has at most " + strconv.Itoa(MaxLinks) + " links"})
 	}
 	c.record(Linked{l}, by, now)
 	return nil
 }
 
 // RemoveLink unlinks an active contact from a record. Errors: ErrNotFound when it is not linked.
-func (c *Contact) RemoveLink(l Link, by Actor, now time.Time) error {
+func (c *Contact) RemoveLink(l Link, by kernel.Actor, now time.Time) error {
 	if err := c.editable("unlinked"); err != nil {
 		return err
 	}
@@ -408,7 +409,7 @@ func (c *Contact) RemoveLink(l Link, by Actor, now time.Time) error {
 		return err
 	}
 	if !slices.Contains(c.links, l) {
-		return Errorf(ErrNotFound, "the contact has no such link")
+		return kernel.Errorf(kernel.ErrNotFound, "the contact has no such link")
 	}
 	c.record(Unlinked{l}, by, now)
 	return nil
@@ -417,24 +418,24 @@ func (c *Contact) RemoveLink(l Link, by Actor, now time.Time) error {
 // MarkSpam marks a contact as spam: create and import refuse its email and
 // phone until it is unmarked. It is separate from deletion, so it works in
 // trash and in the archive too.
-func (c *Contact) MarkSpam(reason string, by Actor, now time.Time) error {
+func (c *Contact) MarkSpam(reason string, by kernel.Actor, now time.Time) error {
 	if err := c.check("marked as spam", reason); err != nil {
 		return err
 	}
 	if c.spam {
-		return Errorf(ErrTransition, "contact is already marked as spam")
+		return kernel.Errorf(ErrTransition, "contact is already marked as spam")
 	}
 	c.record(MarkedSpam{Reason: reason}, by, now)
 	return nil
 }
 
 // UnmarkSpam lifts a contact's spam mark.
-func (c *Contact) UnmarkSpam(reason string, by Actor, now time.Time) error {
+func (c *Contact) UnmarkSpam(reason string, by kernel.Actor, now time.Time) error {
 	if err := c.check("unmarked as spam", reason); err != nil {
 		return err
 	}
 	if !c.spam {
-		return Errorf(ErrTransition, "contact is not marked as spam")
+		return kernel.Errorf(ErrTransition, "contact is not marked as spam")
 	}
 	c.record(UnmarkedSpam{Reason: reason}, by, now)
 	return nil
@@ -443,12 +444,12 @@ func (c *Contact) UnmarkSpam(reason string, by Actor, now time.Time) error {
 // Sync applies what a source system says about a contact during an import:
 // changed personal fields and tags to add. Unlike Update it also reaches
 // archived contacts, which stay archived; trashed ones are never synced.
-func (c *Contact) Sync(p Patch, addTags []string, by Actor, now time.Time) error {
+func (c *Contact) Sync(p Patch, addTags []string, by kernel.Actor, now time.Time) error {
 	if err := c.mustBeLive("synced"); err != nil {
 		return err
 	}
 	if c.state != StateActive && c.state != StateArchived {
-		return Errorf(ErrNotEditable, "contact is %s; imports only update active and archived contacts", c.state)
+		return kernel.Errorf(ErrNotEditable, "contact is %s; imports only update active and archived contacts", c.state)
 	}
 	if err := c.update(p, by, now); err != nil {
 		return err
@@ -465,7 +466,7 @@ func (c *Contact) Sync(p Patch, addTags []string, by Actor, now time.Time) error
 		}
 	}
 	if len(c.tags)+len(ev.Added) > MaxTags {
-		return Invalid(FieldError{Field: "tags", Message: "a contact has at most " + strconv.Itoa(MaxTags) + " tags"})
+		return kernel.Invalid(kernel.FieldError{Field: "tags", Message: "a contact has at most " + strconv.Itoa(MaxTags) + " tags"})
 	}
 	if len(ev.Added) > 0 {
 		c.record(ev, by, now)

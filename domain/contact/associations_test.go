@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // replayed rebuilds c from the events its commands recorded, as a load from the log would.
@@ -115,14 +116,14 @@ func TestAssociationValidation(t *testing.T) {
 		"add and remove": c.ChangeTags([]string{"a"}, []string{"a"}, member, t0),
 		"empty tag":      c.ChangeTags([]string{" "}, nil, member, t0),
 	} {
-		if !errors.Is(err, contact.ErrInvalid) {
+		if !errors.Is(err, kernel.ErrInvalid) {
 			t.Errorf("%s: got %v, want ErrInvalid", name, err)
 		}
 	}
-	if err := c.RemoveList("news", member, t0); !errors.Is(err, contact.ErrNotFound) {
+	if err := c.RemoveList("news", member, t0); !errors.Is(err, kernel.ErrNotFound) {
 		t.Errorf("remove from a list it is not on: got %v", err)
 	}
-	if err := c.RemoveLink(contact.Link{Kind: "deal", Ref: "1"}, member, t0); !errors.Is(err, contact.ErrNotFound) {
+	if err := c.RemoveLink(contact.Link{Kind: "deal", Ref: "1"}, member, t0); !errors.Is(err, kernel.ErrNotFound) {
 		t.Errorf("remove a link it lacks: got %v", err)
 	}
 	if n := len(c.Changes()); n != 1 {
@@ -172,10 +173,10 @@ func TestRetentionPurgesOnlyPastTheWindow(t *testing.T) {
 	if !c.PurgeDue(p).Equal(due) {
 		t.Fatalf("due %s, want %s", c.PurgeDue(p), due)
 	}
-	if err := c.Purge(er, p, contact.System("retention"), due.Add(-time.Microsecond)); !errors.Is(err, contact.ErrTransition) {
+	if err := c.Purge(er, p, kernel.System("retention"), due.Add(-time.Microsecond)); !errors.Is(err, contact.ErrTransition) {
 		t.Fatalf("retention before the window: got %v, want ErrTransition", err)
 	}
-	if err := c.Purge(er, p, contact.System("retention"), due); err != nil {
+	if err := c.Purge(er, p, kernel.System("retention"), due); err != nil {
 		t.Fatal(err)
 	}
 	ts := c.Tombstone()

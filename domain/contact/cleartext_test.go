@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // TestClearTextRefusesContactDetails checks the rule for free text kept in
@@ -34,7 +35,7 @@ func TestClearTextRefusesContactDetails(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("%q: got %v, want ok=%v", tc.in, err, tc.ok)
 		}
-		if err != nil && !errors.Is(err, contact.ErrInvalid) {
+		if err != nil && !errors.Is(err, kernel.ErrInvalid) {
 			t.Errorf("%q: got %v, want a validation error", tc.in, err)
 		}
 	}
@@ -46,7 +47,7 @@ func TestClearTextRefusesContactDetails(t *testing.T) {
 // never carries the erasure's reason, which is sealed.
 func TestErasureRequestIsClearText(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	by := contact.Actor{Principal: "tok_a", Role: contact.RoleAdmin}
+	by := kernel.Actor{Principal: "tok_a", Role: kernel.RoleAdmin}
 	for _, erase := range []string{"purge", "anonymize"} {
 		c, err := contact.Create(contact.NewID(), "ws", contact.Draft{Personal: contact.Personal{Name: "Ada"}, Tags: []string{"vip"}}, by, now)
 		if err != nil {
@@ -61,7 +62,7 @@ func TestErasureRequestIsClearText(t *testing.T) {
 			}
 			return c.Anonymize(er, contact.DefaultPolicy(), by, now)
 		}
-		if err := do(contact.Erasure{Trigger: contact.TriggerRequest, KeyID: "k", Request: "from ada@example.com"}); !errors.Is(err, contact.ErrInvalid) {
+		if err := do(contact.Erasure{Trigger: contact.TriggerRequest, KeyID: "k", Request: "from ada@example.com"}); !errors.Is(err, kernel.ErrInvalid) {
 			t.Fatalf("%s with an email in request: got %v, want a validation error", erase, err)
 		}
 		if err := do(contact.Erasure{Trigger: contact.TriggerRequest, KeyID: "k", Request: "DSR-7", Reason: "Ada asked"}); err != nil {

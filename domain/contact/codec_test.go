@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 func TestCodec(t *testing.T) {
@@ -139,7 +140,7 @@ func TestFreeTextIsSealed(t *testing.T) {
 
 func TestPositions(t *testing.T) {
 	for _, s := range []string{"", "0", "42", "7-9"} {
-		p, err := contact.ParsePosition(s)
+		p, err := kernel.ParsePosition(s)
 		if err != nil {
 			t.Fatalf("%q: %v", s, err)
 		}
@@ -148,11 +149,11 @@ func TestPositions(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"x", "-1", "1-", "1-2-3", "18446744073709551616"} {
-		if _, err := contact.ParsePosition(s); err == nil {
+		if _, err := kernel.ParsePosition(s); err == nil {
 			t.Errorf("%q: got no error", s)
 		}
 	}
-	a, b := contact.Position{Commit: 1, Prepare: 9}, contact.Position{Commit: 2, Prepare: 1}
+	a, b := kernel.Position{Commit: 1, Prepare: 9}, kernel.Position{Commit: 2, Prepare: 1}
 	if !a.Less(b) || b.Less(a) || a.Less(a) {
 		t.Fatal("positions order by commit, then prepare")
 	}

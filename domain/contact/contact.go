@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -29,7 +30,7 @@ const AnonymizedName = "Deleted contact"
 type Change struct {
 	Event Event
 	At    time.Time
-	By    Actor
+	By    kernel.Actor
 }
 
 // Envelope is a stored event as the aggregate needs it to rebuild its state.
@@ -37,7 +38,7 @@ type Envelope struct {
 	EventID   ulid.ULID
 	Version   uint64
 	At        time.Time
-	By        Actor
+	By        kernel.Actor
 	Workspace string
 	Event     Event
 	// Operation is the operation the event was part of: its causation id
@@ -48,11 +49,11 @@ type Envelope struct {
 
 // Tombstone says who erased a contact, when and why.
 type Tombstone struct {
-	EventID string    `json:"event_id,omitempty"`
-	Type    string    `json:"type"`
-	At      time.Time `json:"at"`
-	By      Actor     `json:"by"`
-	Erasure Erasure   `json:"erasure"`
+	EventID string       `json:"event_id,omitempty"`
+	Type    string       `json:"type"`
+	At      time.Time    `json:"at"`
+	By      kernel.Actor `json:"by"`
+	Erasure Erasure      `json:"erasure"`
 }
 
 // Contact is the aggregate: it rebuilds its state from its events with one
@@ -68,7 +69,7 @@ type Contact struct {
 	updatedAt   time.Time
 	archivedAt  time.Time
 	trashedAt   time.Time
-	trashedBy   Actor
+	trashedBy   kernel.Actor
 	trashReason string
 	// trashedOp is the operation that moved the contact into trash.
 	trashedOp string
@@ -90,7 +91,7 @@ type Contact struct {
 }
 
 // Create starts a new contact in the active state.
-func Create(id ID, workspace string, d Draft, by Actor, now time.Time) (*Contact, error) {
+func Create(id ID, workspace string, d Draft, by kernel.Actor, now time.Time) (*Contact, error) {
 	var v validator
 	v.personal(d.Personal)
 	if !d.Personal.hasIdentity() {
@@ -124,7 +125,7 @@ func Replay(id ID, history []Envelope) (*Contact, error) {
 		}
 	}
 	if c.version == 0 {
-		return nil, ErrNotFound
+		return nil, kernel.ErrNotFound
 	}
 	c.saved = c.version
 	return c, nil
@@ -173,7 +174,7 @@ func (c *Contact) apply(e Envelope) error {
 		c.trashedAt, c.trashedBy, c.trashReason, c.trashedOp = e.At, e.By, ev.Reason, e.Operation
 	case Restored:
 		c.state = ev.To
-		c.trashedFrom, c.trashedAt, c.trashedBy, c.trashReason, c.trashedOp = "", time.Time{}, Actor{}, "", ""
+		c.trashedFrom, c.trashedAt, c.trashedBy, c.trashReason, c.trashedOp = "", time.Time{}, kernel.Actor{}, "", ""
 	case Purged:
 		c.erase(StatePurged, e, ev.Erasure)
 	case Anonymized:
@@ -196,7 +197,7 @@ func (c *Contact) apply(e Envelope) error {
 func (c *Contact) erase(s State, e Envelope, er Erasure) {
 	c.state = s
 	c.personal, c.shredded = Personal{}, true
-	c.trashedFrom, c.trashedAt, c.trashedBy, c.trashReason, c.trashedOp = "", time.Time{}, Actor{}, "", ""
+	c.trashedFrom, c.trashedAt, c.trashedBy, c.trashReason, c.trashedOp = "", time.Time{}, kernel.Actor{}, "", ""
 	// A hold ends with the contact (only a re-applied erasure reaches a held one).
 	c.hold = nil
 	// Notes, tags, list names and link ids are free text, so personal: an
@@ -215,7 +216,7 @@ func (c *Contact) erase(s State, e Envelope, er Erasure) {
 	}
 }
 
-func (c *Contact) record(e Event, by Actor, now time.Time) {
+func (c *Contact) record(e Event, by kernel.Actor, now time.Time) {
 	c.pending = append(c.pending, Change{Event: e, At: now, By: by})
 	// apply cannot fail here: commands only record events their checks allow.
 	if err := c.apply(Envelope{Version: c.version + 1, At: now, By: by, Workspace: c.workspace, Event: e, Operation: c.op}); err != nil {
@@ -258,29 +259,29 @@ func (c *Contact) Saved() uint64 { return c.saved }
 func (c *Contact) mustBeLive(verb string) error {
 	switch c.state {
 	case StatePurged:
-		return Errorf(ErrPurged, "contact was permanently deleted; it cannot be %s", verb)
+		return kernel.Errorf(ErrPurged, "contact was permanently deleted; it cannot be %s", verb)
 	case StateAnonymized:
-		return Errorf(ErrTransition, "contact was anonymized; it cannot be %s", verb)
+		return kernel.Errorf(ErrTransition, "contact was anonymized; it cannot be %s", verb)
 	}
 	return nil
 }
 
 // Update changes personal fields of an active contact.
-func (c *Contact) Update(p Patch, by Actor, now time.Time) error {
+func (c *Contact) Update(p Patch, by kernel.Actor, now time.Time) error {
 	if err := c.mustBeLive("edited"); err != nil {
 		if c.state == StateAnonymized {
-			return Errorf(ErrNotEditable, "contact was anonymized; it cannot be edited")
+			return kernel.Errorf(ErrNotEditable, "contact was anonymized; it cannot be edited")
 		}
 		return err
 	}
 	if c.state != StateActive {
-		return Errorf(ErrNotEditable, "contact is %s; only active contacts can be edited", c.state)
+		return kernel.Errorf(ErrNotEditable, "contact is %s; only active contacts can be edited", c.state)
 	}
 	return c.update(p, by, now)
 }
 
 // update records the changes of a patch, if any; the caller has checked the state.
-func (c *Contact) update(p Patch, by Actor, now time.Time) error {
+func (c *Contact) update(p Patch, by kernel.Actor, now time.Time) error {
 	var v validator
 	next := c.personal.Clone()
 	var values Personal
@@ -338,43 +339,43 @@ func (c *Contact) update(p Patch, by Actor, now time.Time) error {
 }
 
 // Archive moves an active contact to the archive.
-func (c *Contact) Archive(reason string, by Actor, now time.Time) error {
+func (c *Contact) Archive(reason string, by kernel.Actor, now time.Time) error {
 	if err := c.check("archived", reason); err != nil {
 		return err
 	}
 	if c.state != StateActive {
-		return Errorf(ErrTransition, "contact is %s; only active contacts can be archived", c.state)
+		return kernel.Errorf(ErrTransition, "contact is %s; only active contacts can be archived", c.state)
 	}
 	c.record(Archived{Reason: reason}, by, now)
 	return nil
 }
 
 // Unarchive brings an archived contact back to active.
-func (c *Contact) Unarchive(reason string, by Actor, now time.Time) error {
+func (c *Contact) Unarchive(reason string, by kernel.Actor, now time.Time) error {
 	if err := c.check("unarchived", reason); err != nil {
 		return err
 	}
 	if c.state != StateArchived {
-		return Errorf(ErrTransition, "contact is %s; only archived contacts can be unarchived", c.state)
+		return kernel.Errorf(ErrTransition, "contact is %s; only archived contacts can be unarchived", c.state)
 	}
 	c.record(Unarchived{Reason: reason}, by, now)
 	return nil
 }
 
 // Trash moves an active or archived contact into trash, as the policy allows.
-func (c *Contact) Trash(reason string, p Policy, by Actor, now time.Time) error {
+func (c *Contact) Trash(reason string, p Policy, by kernel.Actor, now time.Time) error {
 	if err := c.check("trashed", reason); err != nil {
 		return err
 	}
 	switch {
 	case c.state == StateTrashed:
-		return Errorf(ErrTransition, "contact is already in trash")
+		return kernel.Errorf(ErrTransition, "contact is already in trash")
 	case c.state != StateActive && c.state != StateArchived:
-		return Errorf(ErrTransition, "contact is %s; only active or archived contacts can be trashed", c.state)
+		return kernel.Errorf(ErrTransition, "contact is %s; only active or archived contacts can be trashed", c.state)
 	case p.Protects(c.source):
-		return Errorf(ErrProtectedSource, "contact is synced from %q, a protected source of this workspace; delete it there", c.source)
+		return kernel.Errorf(ErrProtectedSource, "contact is synced from %q, a protected source of this workspace; delete it there", c.source)
 	case p.s.RequireArchiveBeforeTrash && c.state == StateActive:
-		return Errorf(ErrArchiveFirst, "the workspace policy requires archiving a contact before moving it to trash")
+		return kernel.Errorf(ErrArchiveFirst, "the workspace policy requires archiving a contact before moving it to trash")
 	}
 	c.record(Trashed{Reason: reason, From: c.state}, by, now)
 	return nil
@@ -382,26 +383,26 @@ func (c *Contact) Trash(reason string, p Policy, by Actor, now time.Time) error 
 
 // Restore brings a trashed contact back to the state it was trashed from,
 // with its whole history, if the policy lets the actor's role restore.
-func (c *Contact) Restore(reason string, p Policy, by Actor, now time.Time) error {
+func (c *Contact) Restore(reason string, p Policy, by kernel.Actor, now time.Time) error {
 	return c.restore(reason, false, p, by, now)
 }
 
 // RestoreKeepingBoth restores like Restore and records that the caller
 // chose to keep both this contact and a live one that holds its email or
 // phone now (on_conflict: keep_both), so no identity conflict refuses it.
-func (c *Contact) RestoreKeepingBoth(reason string, p Policy, by Actor, now time.Time) error {
+func (c *Contact) RestoreKeepingBoth(reason string, p Policy, by kernel.Actor, now time.Time) error {
 	return c.restore(reason, true, p, by, now)
 }
 
-func (c *Contact) restore(reason string, keepBoth bool, p Policy, by Actor, now time.Time) error {
+func (c *Contact) restore(reason string, keepBoth bool, p Policy, by kernel.Actor, now time.Time) error {
 	if err := c.check("restored", reason); err != nil {
 		return err
 	}
 	if c.state != StateTrashed {
-		return Errorf(ErrTransition, "contact is %s; only contacts in trash can be restored", c.state)
+		return kernel.Errorf(ErrTransition, "contact is %s; only contacts in trash can be restored", c.state)
 	}
 	if !p.MayRestore(by.Role) {
-		return Errorf(ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
+		return kernel.Errorf(kernel.ErrRoleNotAllowed, "the workspace policy lets only admins restore contacts")
 	}
 	c.record(Restored{Reason: reason, To: c.trashedFrom, KeepBoth: keepBoth}, by, now)
 	return nil
@@ -409,13 +410,13 @@ func (c *Contact) restore(reason string, keepBoth bool, p Policy, by Actor, now 
 
 // Purge permanently deletes a trashed contact: the tombstone stays in the
 // stream, and the caller must destroy the data key named keyID.
-func (c *Contact) Purge(er Erasure, p Policy, by Actor, now time.Time) error {
+func (c *Contact) Purge(er Erasure, p Policy, by kernel.Actor, now time.Time) error {
 	if err := c.eraseCheck("purged", er, p); err != nil {
 		return err
 	}
 	if er.Trigger == TriggerRetention {
 		if days := p.RetentionDays(); days == 0 || now.Before(c.PurgeDue(p)) {
-			return Errorf(ErrTransition, "contact is not past the workspace's retention of %d days in trash", days)
+			return kernel.Errorf(ErrTransition, "contact is not past the workspace's retention of %d days in trash", days)
 		}
 		er.RetentionDays = p.RetentionDays()
 	}
@@ -426,7 +427,7 @@ func (c *Contact) Purge(er Erasure, p Policy, by Actor, now time.Time) error {
 
 // Anonymize destroys a trashed contact's personal data but keeps a
 // non-personal shell, so that reports and related records keep their counts.
-func (c *Contact) Anonymize(er Erasure, p Policy, by Actor, now time.Time) error {
+func (c *Contact) Anonymize(er Erasure, p Policy, by kernel.Actor, now time.Time) error {
 	if err := c.eraseCheck("anonymized", er, p); err != nil {
 		return err
 	}
@@ -451,13 +452,13 @@ func (c *Contact) eraseCheck(verb string, er Erasure, p Policy) error {
 		return err
 	}
 	if c.state != StateTrashed {
-		return Errorf(ErrTransition, "contact is %s; only contacts in trash can be %s (move it to trash first)", c.state, verb)
+		return kernel.Errorf(ErrTransition, "contact is %s; only contacts in trash can be %s (move it to trash first)", c.state, verb)
 	}
 	if err := c.heldCheck(); err != nil {
 		return err
 	}
 	if !p.s.PurgeAllowed {
-		return Errorf(ErrPurgeDisabled, "the workspace policy does not allow contacts to be %s", verb)
+		return kernel.Errorf(ErrPurgeDisabled, "the workspace policy does not allow contacts to be %s", verb)
 	}
 	return nil
 }
@@ -467,10 +468,10 @@ func (c *Contact) eraseCheck(verb string, er Erasure, p Policy) error {
 // allowed from any state, since the erasure happened whatever the restored
 // log says; a contact already erased records nothing and reports false.
 // typ is TypePurged or TypeAnonymized.
-func (c *Contact) Reerase(typ string, er Erasure, by Actor, now time.Time) (bool, error) {
+func (c *Contact) Reerase(typ string, er Erasure, by kernel.Actor, now time.Time) (bool, error) {
 	switch {
 	case c.state == "":
-		return false, ErrNotFound
+		return false, kernel.ErrNotFound
 	case c.state == StatePurged || c.state == StateAnonymized:
 		return false, nil
 	}
@@ -525,7 +526,7 @@ func (c *Contact) check(verb, reason string) error {
 		return err
 	}
 	if c.state == "" {
-		return ErrNotFound
+		return kernel.ErrNotFound
 	}
 	return ValidateReason(reason)
 }
@@ -568,17 +569,17 @@ func (c *Contact) TrashedAt() time.Time { return c.trashedAt }
 
 // Snapshot is the state of a contact as read models and the API show it.
 type Snapshot struct {
-	ID          ID         `json:"id"`
-	Workspace   string     `json:"workspace"`
-	State       State      `json:"state"`
-	Version     uint64     `json:"version"`
-	CreatedAt   time.Time  `json:"created_at"`
-	UpdatedAt   time.Time  `json:"updated_at"`
-	ArchivedAt  *time.Time `json:"archived_at,omitempty"`
-	TrashedAt   *time.Time `json:"trashed_at,omitempty"`
-	TrashedBy   *Actor     `json:"trashed_by,omitempty"`
-	TrashedFrom State      `json:"trashed_from,omitempty"`
-	TrashReason string     `json:"trash_reason,omitempty"`
+	ID          ID            `json:"id"`
+	Workspace   string        `json:"workspace"`
+	State       State         `json:"state"`
+	Version     uint64        `json:"version"`
+	CreatedAt   time.Time     `json:"created_at"`
+	UpdatedAt   time.Time     `json:"updated_at"`
+	ArchivedAt  *time.Time    `json:"archived_at,omitempty"`
+	TrashedAt   *time.Time    `json:"trashed_at,omitempty"`
+	TrashedBy   *kernel.Actor `json:"trashed_by,omitempty"`
+	TrashedFrom State         `json:"trashed_from,omitempty"`
+	TrashReason string        `json:"trash_reason,omitempty"`
 	// TrashedOperation is the operation that moved the contact into trash
 	// (a bulk request, an import, a restore job or a single request).
 	TrashedOperation string   `json:"trashed_operation,omitempty"`

@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 var (
 	t0     = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	member = contact.Actor{Principal: "tok_member", Role: contact.RoleMember}
-	admin  = contact.Actor{Principal: "tok_admin", Role: contact.RoleAdmin}
+	member = kernel.Actor{Principal: "tok_member", Role: kernel.RoleMember}
+	admin  = kernel.Actor{Principal: "tok_admin", Role: kernel.RoleAdmin}
 )
 
 func str(s string) *string { return &s }
@@ -167,11 +168,11 @@ func TestPolicyRules(t *testing.T) {
 	})
 	t.Run("restore role", func(t *testing.T) {
 		s := base
-		s.RestoreRole = contact.RoleAdmin
+		s.RestoreRole = kernel.RoleAdmin
 		p := mustPolicy(s)
 		c := reach(t, "trashed (from active)")
-		for _, r := range []contact.Role{contact.RoleMember, contact.RoleAuditor, contact.RoleOperator} {
-			if err := c.Restore("", p, contact.Actor{Principal: "x", Role: r}, t0); !errors.Is(err, contact.ErrRoleNotAllowed) {
+		for _, r := range []kernel.Role{kernel.RoleMember, kernel.RoleAuditor, kernel.RoleOperator} {
+			if err := c.Restore("", p, kernel.Actor{Principal: "x", Role: r}, t0); !errors.Is(err, kernel.ErrRoleNotAllowed) {
 				t.Fatalf("%s: got %v, want ErrRoleNotAllowed", r, err)
 			}
 		}
@@ -193,19 +194,19 @@ func TestPolicyRules(t *testing.T) {
 	})
 	t.Run("invalid settings", func(t *testing.T) {
 		for name, s := range map[string]contact.PolicySettings{
-			"negative retention": {RetentionDays: -1, RestoreRole: contact.RoleMember},
-			"huge retention":     {RetentionDays: contact.MaxRetentionDays + 1, RestoreRole: contact.RoleMember},
-			"auditor restores":   {RetentionDays: 30, RestoreRole: contact.RoleAuditor},
-			"bad source":         {RetentionDays: 30, RestoreRole: contact.RoleMember, ProtectedSources: []string{"Bad Source"}},
+			"negative retention": {RetentionDays: -1, RestoreRole: kernel.RoleMember},
+			"huge retention":     {RetentionDays: contact.MaxRetentionDays + 1, RestoreRole: kernel.RoleMember},
+			"auditor restores":   {RetentionDays: 30, RestoreRole: kernel.RoleAuditor},
+			"bad source":         {RetentionDays: 30, RestoreRole: kernel.RoleMember, ProtectedSources: []string{"Bad Source"}},
 		} {
-			if _, err := s.Policy(); !errors.Is(err, contact.ErrInvalid) {
+			if _, err := s.Policy(); !errors.Is(err, kernel.ErrInvalid) {
 				t.Errorf("%s: got %v, want ErrInvalid", name, err)
 			}
 		}
 	})
 	t.Run("defaults", func(t *testing.T) {
 		s := contact.DefaultPolicy().Settings()
-		if s.RetentionDays != 30 || s.RequireArchiveBeforeTrash || s.RestoreRole != contact.RoleMember || !s.PurgeAllowed || len(s.ProtectedSources) != 1 || s.ProtectedSources[0] != "crm" {
+		if s.RetentionDays != 30 || s.RequireArchiveBeforeTrash || s.RestoreRole != kernel.RoleMember || !s.PurgeAllowed || len(s.ProtectedSources) != 1 || s.ProtectedSources[0] != "crm" {
 			t.Fatalf("got %+v, want 30 days, no archive step, member restores, purge allowed, crm protected", s)
 		}
 	})
@@ -255,8 +256,8 @@ func TestValidation(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, err := contact.Create(contact.NewID(), "ws", tc.draft, member, t0)
-			var e *contact.Error
-			if !errors.As(err, &e) || !errors.Is(err, contact.ErrInvalid) {
+			var e *kernel.Error
+			if !errors.As(err, &e) || !errors.Is(err, kernel.ErrInvalid) {
 				t.Fatalf("got %v, want a validation error", err)
 			}
 			found := false
@@ -273,7 +274,7 @@ func TestValidation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Update(contact.Patch{Email: str("")}, member, t0); !errors.Is(err, contact.ErrInvalid) {
+		if err := c.Update(contact.Patch{Email: str("")}, member, t0); !errors.Is(err, kernel.ErrInvalid) {
 			t.Fatalf("got %v, want ErrInvalid", err)
 		}
 	})
@@ -336,7 +337,7 @@ func TestReplayRejectsGapsAndEventsAfterTombstone(t *testing.T) {
 	if _, err := contact.Replay(id, []contact.Envelope{created, purged, {Version: 3, At: t0, Event: contact.Archived{}}}); err == nil {
 		t.Fatal("got no error for an event after the tombstone, want one")
 	}
-	if _, err := contact.Replay(id, nil); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := contact.Replay(id, nil); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("got %v for an empty history, want ErrNotFound", err)
 	}
 }

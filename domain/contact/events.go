@@ -3,6 +3,8 @@ package contact
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // Event is something that happened to a contact. Its clear fields are
@@ -319,7 +321,7 @@ func Encode(e Event) (Encoded, error) {
 }
 
 // ErrCorruptEvent means a stored event cannot be decoded.
-var ErrCorruptEvent = &Error{Code: "", Reason: "corrupt-event", Message: "a stored event cannot be decoded"}
+var ErrCorruptEvent = &kernel.Error{Code: "", Reason: "corrupt-event", Message: "a stored event cannot be decoded"}
 
 // Decode rebuilds an event from its stored parts, upcasting older schemas.
 // When shredded is true the personal part is gone and the event's personal
@@ -327,16 +329,16 @@ var ErrCorruptEvent = &Error{Code: "", Reason: "corrupt-event", Message: "a stor
 func Decode(typ string, schema int, data, personal []byte, shredded bool) (Event, error) {
 	k, ok := kinds[typ]
 	if !ok {
-		return nil, Errorf(ErrCorruptEvent, "unknown event type %q", typ)
+		return nil, kernel.Errorf(ErrCorruptEvent, "unknown event type %q", typ)
 	}
 	if schema < 1 || schema > k.schema {
-		return nil, Errorf(ErrCorruptEvent, "%s: unsupported schema version %d", typ, schema)
+		return nil, kernel.Errorf(ErrCorruptEvent, "%s: unsupported schema version %d", typ, schema)
 	}
 	sealedSchema := k.sealedFrom > 0 && schema >= k.sealedFrom
 	for v := schema; v < k.schema; v++ {
 		up := k.upcast[v]
 		if up == nil {
-			return nil, Errorf(ErrCorruptEvent, "%s: no upcaster from schema %d", typ, v)
+			return nil, kernel.Errorf(ErrCorruptEvent, "%s: no upcaster from schema %d", typ, v)
 		}
 		var err error
 		if data, err = up(data); err != nil {
@@ -345,7 +347,7 @@ func Decode(typ string, schema int, data, personal []byte, shredded bool) (Event
 	}
 	e := k.new()
 	if err := json.Unmarshal(data, e); err != nil {
-		return nil, Errorf(ErrCorruptEvent, "%s: payload: %v", typ, err)
+		return nil, kernel.Errorf(ErrCorruptEvent, "%s: payload: %v", typ, err)
 	}
 	if s, ok := e.(unsealed); ok && sealedSchema {
 		switch {
@@ -353,11 +355,11 @@ func Decode(typ string, schema int, data, personal []byte, shredded bool) (Event
 			s.shred()
 		case personal == nil:
 			if !k.optional {
-				return nil, Errorf(ErrCorruptEvent, "%s: personal part missing", typ)
+				return nil, kernel.Errorf(ErrCorruptEvent, "%s: personal part missing", typ)
 			}
 		default:
 			if err := json.Unmarshal(personal, s.personalTarget()); err != nil {
-				return nil, Errorf(ErrCorruptEvent, "%s: personal part: %v", typ, err)
+				return nil, kernel.Errorf(ErrCorruptEvent, "%s: personal part: %v", typ, err)
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // FuzzDecodeEvent feeds the event decoder any stored parts: it must return
@@ -36,7 +37,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		ev, err := contact.Decode(typ, schema, data, personal, shredded)
 		if err != nil {
 			if !errors.Is(err, contact.ErrCorruptEvent) {
-				var e *contact.Error
+				var e *kernel.Error
 				if !errors.As(err, &e) && ev != nil {
 					t.Fatalf("got %v with an event", err)
 				}
@@ -44,7 +45,7 @@ func FuzzDecodeEvent(f *testing.F) {
 			return
 		}
 		now := time.Now()
-		c, err := contact.Create(contact.NewID(), "ws", contact.Draft{Personal: contact.Personal{Name: "Base"}}, contact.Actor{}, now)
+		c, err := contact.Create(contact.NewID(), "ws", contact.Draft{Personal: contact.Personal{Name: "Base"}}, kernel.Actor{}, now)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -14,11 +15,11 @@ import (
 // are free text about the contact, so they are sealed under its key like
 // every other free text; its id is not, and is what refusals name.
 type Hold struct {
-	ID     string    `json:"id"`
-	Case   string    `json:"case,omitempty"`
-	Reason string    `json:"reason,omitempty"`
-	At     time.Time `json:"at"`
-	By     Actor     `json:"by"`
+	ID     string       `json:"id"`
+	Case   string       `json:"case,omitempty"`
+	Reason string       `json:"reason,omitempty"`
+	At     time.Time    `json:"at"`
+	By     kernel.Actor `json:"by"`
 }
 
 // MaxCaseLen bounds a hold's case reference.
@@ -77,13 +78,13 @@ func (e *HoldReleased) personalTarget() any { return &reasonTarget{&e.Reason} }
 func (e *HoldReleased) shred()              { e.Reason = "" }
 
 // ErrHeld is the reason of a HeldError.
-var ErrHeld = &Error{Code: CodeConflict, Reason: "contact-held", Message: "the contact is under legal hold"}
+var ErrHeld = &kernel.Error{Code: kernel.CodeConflict, Reason: "contact-held", Message: "the contact is under legal hold"}
 
 // ErrAlreadyHeld refuses a second hold on a held contact.
-var ErrAlreadyHeld = &Error{Code: CodeConflict, Reason: "already-held", Message: "the contact is already under legal hold"}
+var ErrAlreadyHeld = &kernel.Error{Code: kernel.CodeConflict, Reason: "already-held", Message: "the contact is already under legal hold"}
 
 // ErrNotHeld refuses to release a hold that is not there.
-var ErrNotHeld = &Error{Code: CodeConflict, Reason: "not-held", Message: "the contact is not under legal hold"}
+var ErrNotHeld = &kernel.Error{Code: kernel.CodeConflict, Reason: "not-held", Message: "the contact is not under legal hold"}
 
 // HeldError refuses to erase a contact under legal hold. It names the hold
 // by its id and when it was placed, never by its case or reason (free text
@@ -98,12 +99,12 @@ func (e *HeldError) Error() string {
 }
 
 // Unwrap makes a HeldError an ErrHeld for errors.Is and the HTTP adapter.
-func (e *HeldError) Unwrap() error { return Errorf(ErrHeld, "%s", e.Error()) }
+func (e *HeldError) Unwrap() error { return kernel.Errorf(ErrHeld, "%s", e.Error()) }
 
 // PlaceHold puts a live contact (active, archived or in trash) under legal
 // hold and returns the hold's id. Errors: ErrAlreadyHeld (naming the hold
 // that stands), ErrInvalid for a case or reason that is too long.
-func (c *Contact) PlaceHold(caseRef, reason string, by Actor, now time.Time) (string, error) {
+func (c *Contact) PlaceHold(caseRef, reason string, by kernel.Actor, now time.Time) (string, error) {
 	if err := c.check("held", reason); err != nil {
 		return "", err
 	}
@@ -113,7 +114,7 @@ func (c *Contact) PlaceHold(caseRef, reason string, by Actor, now time.Time) (st
 		return "", err
 	}
 	if c.hold != nil {
-		return "", Errorf(ErrAlreadyHeld, "the contact is already under legal hold %s; release it first to place another", c.hold.ID)
+		return "", kernel.Errorf(ErrAlreadyHeld, "the contact is already under legal hold %s; release it first to place another", c.hold.ID)
 	}
 	id := HoldPrefix + ulid.Make().String()
 	c.record(Held{HoldID: id, Case: caseRef, Reason: reason}, by, now)
@@ -121,12 +122,12 @@ func (c *Contact) PlaceHold(caseRef, reason string, by Actor, now time.Time) (st
 }
 
 // ReleaseHold lifts a contact's legal hold. Errors: ErrNotHeld.
-func (c *Contact) ReleaseHold(reason string, by Actor, now time.Time) error {
+func (c *Contact) ReleaseHold(reason string, by kernel.Actor, now time.Time) error {
 	if err := c.check("released", reason); err != nil {
 		return err
 	}
 	if c.hold == nil {
-		return Errorf(ErrNotHeld, "the contact is not under legal hold")
+		return kernel.Errorf(ErrNotHeld, "the contact is not under legal hold")
 	}
 	c.record(HoldReleased{HoldID: c.hold.ID, Reason: reason}, by, now)
 	return nil

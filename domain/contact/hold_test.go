@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // TestHoldBlocksErasureOnly checks a legal hold: purge and anonymize of a
@@ -18,8 +19,8 @@ import (
 // through; and replaying the events gives the same contact.
 func TestHoldBlocksErasureOnly(t *testing.T) {
 	now := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
-	admin := contact.Actor{Principal: "tok_admin", Role: contact.RoleAdmin}
-	auditor := contact.Actor{Principal: "tok_aud", Role: contact.RoleAuditor}
+	admin := kernel.Actor{Principal: "tok_admin", Role: kernel.RoleAdmin}
+	auditor := kernel.Actor{Principal: "tok_aud", Role: kernel.RoleAuditor}
 	p := contact.DefaultPolicy()
 	c, err := contact.Create(contact.NewID(), "ws", contact.Draft{Personal: contact.Personal{Name: "Ada", Email: "ada@example.com"}}, admin, now)
 	if err != nil {
@@ -59,7 +60,7 @@ func TestHoldBlocksErasureOnly(t *testing.T) {
 		"purge":     func() error { return c.Purge(er, p, admin, now) },
 		"anonymize": func() error { return c.Anonymize(er, p, admin, now) },
 		"retention": func() error {
-			return c.Purge(contact.Erasure{Trigger: contact.TriggerRetention, KeyID: "dk_1"}, p, contact.System("retention"), now.AddDate(1, 0, 0))
+			return c.Purge(contact.Erasure{Trigger: contact.TriggerRetention, KeyID: "dk_1"}, p, kernel.System("retention"), now.AddDate(1, 0, 0))
 		},
 	} {
 		err := erase()
@@ -147,7 +148,7 @@ func TestHoldEventsSealTheirFreeText(t *testing.T) {
 // operation it was part of in the state until the restore.
 func TestRestoreRecordsKeepBoth(t *testing.T) {
 	now := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
-	by := contact.Actor{Principal: "tok_m", Role: contact.RoleMember}
+	by := kernel.Actor{Principal: "tok_m", Role: kernel.RoleMember}
 	p := contact.DefaultPolicy()
 	c, err := contact.Create(contact.NewID(), "ws", contact.Draft{Personal: contact.Personal{Name: "Ada"}}, by, now)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -15,7 +16,7 @@ const StreamPrefix = "contact-"
 type ID struct{ u ulid.ULID }
 
 // ErrInvalidID is returned for a string that is not a contact id.
-var ErrInvalidID = &Error{Code: CodeBadRequest, Reason: "invalid-id", Message: "not a valid contact id (a 26-character ULID)"}
+var ErrInvalidID = &kernel.Error{Code: kernel.CodeBadRequest, Reason: "invalid-id", Message: "not a valid contact id (a 26-character ULID)"}
 
 // NewID returns a new random contact id.
 func NewID() ID { return ID{ulid.Make()} }

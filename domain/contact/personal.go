@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // Personal holds the personal fields of a contact. They are only ever stored
@@ -77,15 +79,17 @@ func (p Patch) IsEmpty() bool {
 	return p.Name == nil && p.Email == nil && p.Phone == nil && p.JobTitle == nil && p.Address == nil && len(p.CustomFields) == 0
 }
 
-type validator struct{ errs []FieldError }
+type validator struct{ errs []kernel.FieldError }
 
-func (v *validator) fail(field, msg string) { v.errs = append(v.errs, FieldError{field, msg}) }
+func (v *validator) fail(field, msg string) {
+	v.errs = append(v.errs, kernel.FieldError{Field: field, Message: msg})
+}
 
 func (v *validator) err() error {
 	if len(v.errs) == 0 {
 		return nil
 	}
-	return Invalid(v.errs...)
+	return kernel.Invalid(v.errs...)
 }
 
 // text checks a free-text value: valid UTF-8, bounded length, and no control

@@ -4,47 +4,18 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+
+	"github.com/contactledger/ledger/domain/kernel"
 )
-
-// Role is what a caller may do in a workspace.
-type Role string
-
-// The roles. RoleSystem is the ledger itself (the retention sweeper, jobs); no
-// token can carry it.
-const (
-	RoleMember   Role = "member"
-	RoleAdmin    Role = "admin"
-	RoleAuditor  Role = "auditor"
-	RoleOperator Role = "operator"
-	RoleSystem   Role = "system"
-)
-
-// ParseRole parses one of the roles a token can carry.
-func ParseRole(s string) (Role, error) {
-	switch r := Role(s); r {
-	case RoleMember, RoleAdmin, RoleAuditor, RoleOperator:
-		return r, nil
-	}
-	return "", Invalid(FieldError{Field: "role", Message: "must be member, admin, auditor or operator"})
-}
-
-// Actor is who caused an event: a principal (a token id, or system:<name>) and its role.
-type Actor struct {
-	Principal string `json:"principal"`
-	Role      Role   `json:"role"`
-}
-
-// System returns the actor for work the ledger does on its own, such as retention.
-func System(name string) Actor { return Actor{Principal: "system:" + name, Role: RoleSystem} }
 
 // PolicySettings are the editable settings of a workspace's policy. Turn them
 // into a Policy with Policy(), which validates them.
 type PolicySettings struct {
-	RetentionDays             int      `json:"retention_days"`
-	RequireArchiveBeforeTrash bool     `json:"require_archive_before_trash"`
-	RestoreRole               Role     `json:"restore_role"`
-	PurgeAllowed              bool     `json:"purge_allowed"`
-	ProtectedSources          []string `json:"protected_sources"`
+	RetentionDays             int         `json:"retention_days"`
+	RequireArchiveBeforeTrash bool        `json:"require_archive_before_trash"`
+	RestoreRole               kernel.Role `json:"restore_role"`
+	PurgeAllowed              bool        `json:"purge_allowed"`
+	ProtectedSources          []string    `json:"protected_sources"`
 	// IdentityUniqueness says whether an email or phone may belong to two
 	// contacts of the workspace (see Uniqueness); empty means the default.
 	IdentityUniqueness Uniqueness `json:"identity_uniqueness"`
@@ -77,18 +48,18 @@ var sourcePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,31}$`)
 // straight from active, members may restore, purge allowed, and contacts
 // synced from the CRM are protected from deletion.
 func DefaultPolicy() Policy {
-	return Policy{PolicySettings{RetentionDays: 30, RestoreRole: RoleMember, PurgeAllowed: true, ProtectedSources: []string{"crm"},
+	return Policy{PolicySettings{RetentionDays: 30, RestoreRole: kernel.RoleMember, PurgeAllowed: true, ProtectedSources: []string{"crm"},
 		IdentityUniqueness: UniquenessUntilPurged}}
 }
 
 // Policy validates the settings. RetentionDays of 0 turns automatic purge off.
 func (s PolicySettings) Policy() (Policy, error) {
-	var errs []FieldError
+	var errs []kernel.FieldError
 	if s.RetentionDays < 0 || s.RetentionDays > MaxRetentionDays {
-		errs = append(errs, FieldError{"retention_days", fmt.Sprintf("must be between 0 (never purge automatically) and %d", MaxRetentionDays)})
+		errs = append(errs, kernel.FieldError{Field: "retention_days", Message: fmt.Sprintf("must be between 0 (never purge automatically) and %d", MaxRetentionDays)})
 	}
-	if s.RestoreRole != RoleMember && s.RestoreRole != RoleAdmin {
-		errs = append(errs, FieldError{"restore_role", "must be member or admin"})
+	if s.RestoreRole != kernel.RoleMember && s.RestoreRole != kernel.RoleAdmin {
+		errs = append(errs, kernel.FieldError{Field: "restore_role", Message: "must be member or admin"})
 	}
 	switch s.IdentityUniqueness {
 	case "":
@@ -96,21 +67,21 @@ func (s PolicySettings) Policy() (Policy, error) {
 		s.IdentityUniqueness = UniquenessUntilPurged
 	case UniquenessOff, UniquenessLive, UniquenessUntilPurged:
 	default:
-		errs = append(errs, FieldError{"identity_uniqueness", "must be off, live or until_purged"})
+		errs = append(errs, kernel.FieldError{Field: "identity_uniqueness", Message: "must be off, live or until_purged"})
 	}
 	if len(s.ProtectedSources) > 50 {
-		errs = append(errs, FieldError{"protected_sources", "at most 50 sources"})
+		errs = append(errs, kernel.FieldError{Field: "protected_sources", Message: "at most 50 sources"})
 	}
 	srcs := make([]string, 0, len(s.ProtectedSources))
 	for _, src := range s.ProtectedSources {
 		if !sourcePattern.MatchString(src) {
-			errs = append(errs, FieldError{"protected_sources", "each source is 1-32 characters of a-z, 0-9, '_', '.', '-'"})
+			errs = append(errs, kernel.FieldError{Field: "protected_sources", Message: "each source is 1-32 characters of a-z, 0-9, '_', '.', '-'"})
 			break
 		}
 		srcs = append(srcs, src)
 	}
 	if len(errs) > 0 {
-		return Policy{}, Invalid(errs...)
+		return Policy{}, kernel.Invalid(errs...)
 	}
 	slices.Sort(srcs)
 	s.ProtectedSources = slices.Compact(srcs)
@@ -156,12 +127,12 @@ func (p Policy) HoldsIdentity(s State) bool {
 }
 
 // MayRestore reports whether role may restore contacts from trash.
-func (p Policy) MayRestore(r Role) bool {
+func (p Policy) MayRestore(r kernel.Role) bool {
 	switch r {
-	case RoleAdmin, RoleSystem:
+	case kernel.RoleAdmin, kernel.RoleSystem:
 		return true
-	case RoleMember:
-		return p.s.RestoreRole == RoleMember
+	case kernel.RoleMember:
+		return p.s.RestoreRole == kernel.RoleMember
 	}
 	return false
 }
@@ -169,7 +140,7 @@ func (p Policy) MayRestore(r Role) bool {
 // ValidateSource checks the name of a source system.
 func ValidateSource(src string) error {
 	if !sourcePattern.MatchString(src) {
-		return Invalid(FieldError{Field: "source", Message: "is 1-32 characters of a-z, 0-9, '_', '.', '-'"})
+		return kernel.Invalid(kernel.FieldError{Field: "source", Message: "is 1-32 characters of a-z, 0-9, '_', '.', '-'"})
 	}
 	return nil
 }

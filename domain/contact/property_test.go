@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"pgregory.net/rapid"
 )
 
@@ -40,7 +41,7 @@ type domainMachine struct {
 }
 
 var (
-	roles   = []contact.Role{contact.RoleMember, contact.RoleAdmin, contact.RoleOperator, contact.RoleSystem}
+	roles   = []kernel.Role{kernel.RoleMember, kernel.RoleAdmin, kernel.RoleOperator, kernel.RoleSystem}
 	sources = []string{"", "web", "crm"}
 	words   = []string{"", "Ada", "Grace Hopper", "ada@example.com", "+44 20 7946 0018", "Analyst", "not an email"}
 )
@@ -49,7 +50,7 @@ func newDomainMachine(t *rapid.T) *domainMachine {
 	s := contact.PolicySettings{
 		RetentionDays:             rapid.IntRange(0, 60).Draw(t, "retention"),
 		RequireArchiveBeforeTrash: rapid.Bool().Draw(t, "archiveFirst"),
-		RestoreRole:               rapid.SampledFrom([]contact.Role{contact.RoleMember, contact.RoleAdmin}).Draw(t, "restoreRole"),
+		RestoreRole:               rapid.SampledFrom([]kernel.Role{kernel.RoleMember, kernel.RoleAdmin}).Draw(t, "restoreRole"),
 		PurgeAllowed:              rapid.Bool().Draw(t, "purgeAllowed"),
 		ProtectedSources:          rapid.SliceOfDistinct(rapid.SampledFrom([]string{"crm", "erp"}), rapid.ID).Draw(t, "protected"),
 	}
@@ -76,8 +77,8 @@ func newDomainMachine(t *rapid.T) *domainMachine {
 
 func (m *domainMachine) tick() time.Time { m.now = m.now.Add(time.Minute); return m.now }
 
-func (m *domainMachine) actor(t *rapid.T) contact.Actor {
-	return contact.Actor{Principal: "tok_x", Role: rapid.SampledFrom(roles).Draw(t, "role")}
+func (m *domainMachine) actor(t *rapid.T) kernel.Actor {
+	return kernel.Actor{Principal: "tok_x", Role: rapid.SampledFrom(roles).Draw(t, "role")}
 }
 
 func (m *domainMachine) live() bool {
@@ -100,7 +101,7 @@ func (m *domainMachine) run(t *rapid.T, name string, ok *bool, wantErr error, ne
 		if !reflect.DeepEqual(before, after) {
 			t.Fatalf("%s was refused (%v) but changed the contact:\nbefore %+v\nafter  %+v", name, err, before, after)
 		}
-		var ce *contact.Error
+		var ce *kernel.Error
 		if !errors.As(err, &ce) {
 			t.Fatalf("%s refused with an uncoded error: %v", name, err)
 		}
@@ -165,19 +166,19 @@ func (m *domainMachine) Update(t *rapid.T) {
 	case m.state != contact.StateActive:
 		ok = no()
 	default:
-		wantErr = contact.ErrInvalid // the values may be invalid
+		wantErr = kernel.ErrInvalid // the values may be invalid
 	}
 	m.run(t, "update", ok, wantErr, "", func() error { return m.c.Update(p, m.actor(t), m.tick()) })
 }
 
 func (m *domainMachine) Archive(t *rapid.T) {
-	m.lifecycle(t, "archive", m.state == contact.StateActive, contact.StateArchived, func(by contact.Actor) error {
+	m.lifecycle(t, "archive", m.state == contact.StateActive, contact.StateArchived, func(by kernel.Actor) error {
 		return m.c.Archive("tidy up", by, m.tick())
 	})
 }
 
 func (m *domainMachine) Unarchive(t *rapid.T) {
-	m.lifecycle(t, "unarchive", m.state == contact.StateArchived, contact.StateActive, func(by contact.Actor) error {
+	m.lifecycle(t, "unarchive", m.state == contact.StateArchived, contact.StateActive, func(by kernel.Actor) error {
 		return m.c.Unarchive("", by, m.tick())
 	})
 }
@@ -194,7 +195,7 @@ func (m *domainMachine) Trash(t *rapid.T) {
 	case !allowed:
 		wantErr = contact.ErrArchiveFirst
 	}
-	m.lifecycleErr(t, "trash", allowed, wantErr, contact.StateTrashed, func(by contact.Actor) error {
+	m.lifecycleErr(t, "trash", allowed, wantErr, contact.StateTrashed, func(by kernel.Actor) error {
 		return m.c.Trash("duplicate", m.policy, by, m.tick())
 	})
 }
@@ -204,24 +205,24 @@ func (m *domainMachine) Restore(t *rapid.T) {
 	allowed := m.state == contact.StateTrashed && m.policy.MayRestore(by.Role)
 	var wantErr error
 	if m.state == contact.StateTrashed && !allowed {
-		wantErr = contact.ErrRoleNotAllowed
+		wantErr = kernel.ErrRoleNotAllowed
 	}
 	m.runAs(t, "restore", allowed, wantErr, m.trashedFrom, func() error { return m.c.Restore("", m.policy, by, m.tick()) })
 }
 
 func (m *domainMachine) Purge(t *rapid.T) {
-	m.erase(t, "purge", contact.StatePurged, func(er contact.Erasure, by contact.Actor) error {
+	m.erase(t, "purge", contact.StatePurged, func(er contact.Erasure, by kernel.Actor) error {
 		return m.c.Purge(er, m.policy, by, m.tick())
 	})
 }
 
 func (m *domainMachine) Anonymize(t *rapid.T) {
-	m.erase(t, "anonymize", contact.StateAnonymized, func(er contact.Erasure, by contact.Actor) error {
+	m.erase(t, "anonymize", contact.StateAnonymized, func(er contact.Erasure, by kernel.Actor) error {
 		return m.c.Anonymize(er, m.policy, by, m.tick())
 	})
 }
 
-func (m *domainMachine) erase(t *rapid.T, name string, to contact.State, cmd func(contact.Erasure, contact.Actor) error) {
+func (m *domainMachine) erase(t *rapid.T, name string, to contact.State, cmd func(contact.Erasure, kernel.Actor) error) {
 	allowed := m.state == contact.StateTrashed && m.policy.Settings().PurgeAllowed && !m.held
 	var wantErr error
 	switch {
@@ -235,11 +236,11 @@ func (m *domainMachine) erase(t *rapid.T, name string, to contact.State, cmd fun
 	m.runAs(t, name, allowed, wantErr, to, func() error { return cmd(erasure(), by) })
 }
 
-func (m *domainMachine) lifecycle(t *rapid.T, name string, allowed bool, to contact.State, cmd func(contact.Actor) error) {
+func (m *domainMachine) lifecycle(t *rapid.T, name string, allowed bool, to contact.State, cmd func(kernel.Actor) error) {
 	m.lifecycleErr(t, name, allowed, nil, to, cmd)
 }
 
-func (m *domainMachine) lifecycleErr(t *rapid.T, name string, allowed bool, wantErr error, to contact.State, cmd func(contact.Actor) error) {
+func (m *domainMachine) lifecycleErr(t *rapid.T, name string, allowed bool, wantErr error, to contact.State, cmd func(kernel.Actor) error) {
 	by := m.actor(t)
 	m.runAs(t, name, allowed, wantErr, to, func() error { return cmd(by) })
 }
@@ -262,7 +263,7 @@ func (m *domainMachine) runAs(t *rapid.T, name string, allowed bool, wantErr err
 }
 
 // association runs an association command: only active contacts take them.
-func (m *domainMachine) association(t *rapid.T, name string, cmd func(by contact.Actor) error) {
+func (m *domainMachine) association(t *rapid.T, name string, cmd func(by kernel.Actor) error) {
 	var ok *bool
 	var wantErr error
 	switch m.state {
@@ -280,31 +281,31 @@ func (m *domainMachine) association(t *rapid.T, name string, cmd func(by contact
 func (m *domainMachine) Tags(t *rapid.T) {
 	tags := rapid.SliceOfN(rapid.SampledFrom([]string{"vip", "lead", "b2b", "churned"}), 0, 2)
 	add, remove := tags.Draw(t, "add"), tags.Draw(t, "remove")
-	m.association(t, "tags", func(by contact.Actor) error { return m.c.ChangeTags(add, remove, by, m.tick()) })
+	m.association(t, "tags", func(by kernel.Actor) error { return m.c.ChangeTags(add, remove, by, m.tick()) })
 }
 
 func (m *domainMachine) Note(t *rapid.T) {
 	text := rapid.SampledFrom([]string{"called back", "prefers email", " "}).Draw(t, "note")
-	m.association(t, "note", func(by contact.Actor) error { _, err := m.c.AddNote(text, by, m.tick()); return err })
+	m.association(t, "note", func(by kernel.Actor) error { _, err := m.c.AddNote(text, by, m.tick()); return err })
 }
 
 func (m *domainMachine) List(t *rapid.T) {
 	list := rapid.SampledFrom([]string{"newsletter", "events"}).Draw(t, "list")
 	if rapid.Bool().Draw(t, "removeList") {
-		m.association(t, "unlist", func(by contact.Actor) error { return m.c.RemoveList(list, by, m.tick()) })
+		m.association(t, "unlist", func(by kernel.Actor) error { return m.c.RemoveList(list, by, m.tick()) })
 		return
 	}
 	st := rapid.SampledFrom([]contact.ListStatus{contact.ListSubscribed, contact.ListBounced}).Draw(t, "status")
-	m.association(t, "list", func(by contact.Actor) error { return m.c.SetList(list, st, by, m.tick()) })
+	m.association(t, "list", func(by kernel.Actor) error { return m.c.SetList(list, st, by, m.tick()) })
 }
 
 func (m *domainMachine) Link(t *rapid.T) {
 	l := contact.Link{Kind: rapid.SampledFrom(contact.LinkKinds).Draw(t, "kind"), Ref: rapid.SampledFrom([]string{"D-1", "D-2"}).Draw(t, "ref")}
 	if rapid.Bool().Draw(t, "unlink") {
-		m.association(t, "unlink", func(by contact.Actor) error { return m.c.RemoveLink(l, by, m.tick()) })
+		m.association(t, "unlink", func(by kernel.Actor) error { return m.c.RemoveLink(l, by, m.tick()) })
 		return
 	}
-	m.association(t, "link", func(by contact.Actor) error { return m.c.AddLink(l, by, m.tick()) })
+	m.association(t, "link", func(by kernel.Actor) error { return m.c.AddLink(l, by, m.tick()) })
 }
 
 func (m *domainMachine) Spam(t *rapid.T) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // SchemaVersion is the version of the public schema: every event carries it
@@ -96,7 +97,7 @@ func PublicType(internal string) (string, bool) {
 }
 
 // InternalTypes returns the internal event types behind public types, for
-// filtering the log. Errors: a contact.CodeInvalid error naming field when
+// filtering the log. Errors: a kernel.CodeInvalid error naming field when
 // a type is unknown.
 func InternalTypes(field string, public []string) ([]string, error) {
 	var out []string
@@ -108,7 +109,7 @@ func InternalTypes(field string, public []string) ([]string, error) {
 			}
 		}
 		if !found {
-			return nil, contact.Invalid(contact.FieldError{Field: field, Message: "must be event types such as contact.created, separated by commas"})
+			return nil, kernel.Invalid(kernel.FieldError{Field: field, Message: "must be event types such as contact.created, separated by commas"})
 		}
 	}
 	slices.Sort(out)
@@ -145,7 +146,7 @@ const (
 // Origin derives an event's origin from its causation id (its operation),
 // actor and type. legacyJob says the causation id is the bare id of a
 // restore job: restore jobs wrote that before operation ids had prefixes.
-func Origin(r contact.Record, legacyJob bool) string {
+func Origin(r kernel.Record, legacyJob bool) string {
 	c := r.CausationID
 	switch {
 	case strings.HasPrefix(c, opBulk):
@@ -154,7 +155,7 @@ func Origin(r contact.Record, legacyJob bool) string {
 		return OriginImport
 	case strings.HasPrefix(c, opJob), legacyJob:
 		return OriginRestoreJob
-	case strings.HasPrefix(c, opRetention), r.Actor.Principal == contact.System("retention").Principal:
+	case strings.HasPrefix(c, opRetention), r.Actor.Principal == kernel.System("retention").Principal:
 		return OriginRetention
 	case IsErasure(r.Type):
 		return OriginErasure
@@ -172,10 +173,10 @@ type Event struct {
 	Version uint64 `json:"version"`
 	// Position is the event's place in the log: an opaque, ordered token to
 	// resume the change feed after (GET /v1/events?after=).
-	Position   string        `json:"position"`
-	OccurredAt time.Time     `json:"occurred_at"`
-	Actor      contact.Actor `json:"actor"`
-	Operation  Operation     `json:"operation"`
+	Position   string       `json:"position"`
+	OccurredAt time.Time    `json:"occurred_at"`
+	Actor      kernel.Actor `json:"actor"`
+	Operation  Operation    `json:"operation"`
 	// Change holds the event's non-personal details.
 	Change Change `json:"change"`
 	// PersonalStatus says whether Personal is there: included, withheld
@@ -260,7 +261,7 @@ type Personal struct {
 
 // Stored is one event of the log as the mapping needs it.
 type Stored struct {
-	Record contact.Record
+	Record kernel.Record
 	// Event is the record decoded: with its personal part when Readable.
 	Event contact.Event
 	// Readable says the contact's key exists, so its personal values may be shown.

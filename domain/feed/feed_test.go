@@ -10,6 +10,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/feed"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -17,7 +18,7 @@ import (
 // event only when personal fields are included.
 const secret = "Ada-Secret-Lovelace"
 
-var actor = contact.Actor{Principal: "tok_feed", Role: contact.RoleMember}
+var actor = kernel.Actor{Principal: "tok_feed", Role: kernel.RoleMember}
 
 // cases has one internal event of every type, each carrying secret in its
 // personal values, and the public type it must become.
@@ -43,10 +44,10 @@ var cases = []struct {
 	{contact.Unlinked{Link: contact.Link{Kind: "deal", Ref: secret}}, feed.TypeUnlinked},
 }
 
-func record(e contact.Event, causation string) contact.Record {
+func record(e contact.Event, causation string) kernel.Record {
 	id := contact.NewID()
-	return contact.Record{
-		ID: ulid.Make(), Stream: id.Stream(), Version: 3, Position: contact.Position{Commit: 812, Prepare: 4031},
+	return kernel.Record{
+		ID: ulid.Make(), Stream: id.Stream(), Version: 3, Position: kernel.Position{Commit: 812, Prepare: 4031},
 		Type: e.EventType(), Time: time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC), Workspace: "default", Actor: actor,
 		CorrelationID: "req-1", CausationID: causation, Schema: 1,
 	}
@@ -140,7 +141,7 @@ func TestOrigin(t *testing.T) {
 		name      string
 		typ       string
 		causation string
-		actor     contact.Actor
+		actor     kernel.Actor
 		legacyJob bool
 		want      string
 	}{
@@ -149,13 +150,13 @@ func TestOrigin(t *testing.T) {
 		{"an import", contact.TypeCreated, "import:01IMPORT", actor, false, feed.OriginImport},
 		{"a restore job", contact.TypeRestored, "job:01JOB", actor, false, feed.OriginRestoreJob},
 		{"a restore job before operation ids", contact.TypeRestored, "01JOB", actor, true, feed.OriginRestoreJob},
-		{"a retention sweep", contact.TypePurged, "retention:01SWEEP", contact.System("retention"), false, feed.OriginRetention},
-		{"a retention sweep before operation ids", contact.TypePurged, "retention-01SWEEP", contact.System("retention"), false, feed.OriginRetention},
+		{"a retention sweep", contact.TypePurged, "retention:01SWEEP", kernel.System("retention"), false, feed.OriginRetention},
+		{"a retention sweep before operation ids", contact.TypePurged, "retention-01SWEEP", kernel.System("retention"), false, feed.OriginRetention},
 		{"a purge asked for by a person", contact.TypePurged, "req-3", actor, false, feed.OriginErasure},
 		{"a bulk purge", contact.TypePurged, "bulk:req-4", actor, false, feed.OriginBulk},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := contact.Record{Type: tc.typ, CausationID: tc.causation, Actor: tc.actor}
+			r := kernel.Record{Type: tc.typ, CausationID: tc.causation, Actor: tc.actor}
 			if got := feed.Origin(r, tc.legacyJob); got != tc.want {
 				t.Fatalf("got %s, want %s", got, tc.want)
 			}
@@ -204,7 +205,7 @@ func TestInternalTypes(t *testing.T) {
 	if err != nil || !slices.Equal(got, []string{contact.TypeCreated, contact.TypeRestored}) {
 		t.Fatalf("got %v %v", got, err)
 	}
-	if _, err := feed.InternalTypes("types", []string{"ContactCreated"}); contact.ErrorCode(err) != contact.CodeInvalid {
+	if _, err := feed.InternalTypes("types", []string{"ContactCreated"}); kernel.ErrorCode(err) != kernel.CodeInvalid {
 		t.Fatalf("an internal name as a public type: got %v, want invalid", err)
 	}
 }

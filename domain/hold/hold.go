@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -32,17 +33,17 @@ const (
 
 // Placed puts the workspace under legal hold.
 type Placed struct {
-	HoldID string        `json:"hold_id"`
-	Case   string        `json:"case,omitempty"`
-	Reason string        `json:"reason,omitempty"`
-	By     contact.Actor `json:"by"`
+	HoldID string       `json:"hold_id"`
+	Case   string       `json:"case,omitempty"`
+	Reason string       `json:"reason,omitempty"`
+	By     kernel.Actor `json:"by"`
 }
 
 // Released lifts it.
 type Released struct {
-	HoldID string        `json:"hold_id"`
-	Reason string        `json:"reason,omitempty"`
-	By     contact.Actor `json:"by"`
+	HoldID string       `json:"hold_id"`
+	Reason string       `json:"reason,omitempty"`
+	By     kernel.Actor `json:"by"`
 }
 
 // TypeOf returns the wire name of an event of this package.
@@ -75,11 +76,11 @@ func Decode(typ string, data []byte) (any, error) {
 
 // Hold is the hold that stands.
 type Hold struct {
-	ID     string        `json:"id"`
-	Case   string        `json:"case,omitempty"`
-	Reason string        `json:"reason,omitempty"`
-	At     time.Time     `json:"at"`
-	By     contact.Actor `json:"by"`
+	ID     string       `json:"id"`
+	Case   string       `json:"case,omitempty"`
+	Reason string       `json:"reason,omitempty"`
+	At     time.Time    `json:"at"`
+	By     kernel.Actor `json:"by"`
 }
 
 // Workspace is a workspace's hold state, folded from its stream.
@@ -102,37 +103,37 @@ func (w *Workspace) Apply(e any, at time.Time) error {
 }
 
 // ErrAlreadyHeld refuses a second workspace hold.
-var ErrAlreadyHeld = &contact.Error{Code: contact.CodeConflict, Reason: "already-held", Message: "the workspace is already under legal hold"}
+var ErrAlreadyHeld = &kernel.Error{Code: kernel.CodeConflict, Reason: "already-held", Message: "the workspace is already under legal hold"}
 
 // ErrNotHeld refuses to release a hold that is not there.
-var ErrNotHeld = &contact.Error{Code: contact.CodeConflict, Reason: "not-held", Message: "the workspace is not under legal hold"}
+var ErrNotHeld = &kernel.Error{Code: kernel.CodeConflict, Reason: "not-held", Message: "the workspace is not under legal hold"}
 
 // Place decides a new hold: its case and reason are kept in clear, so
 // they must not hold an email address or a phone number.
-func (w Workspace) Place(caseRef, reason string, by contact.Actor) (Placed, error) {
+func (w Workspace) Place(caseRef, reason string, by kernel.Actor) (Placed, error) {
 	if w.Active != nil {
-		return Placed{}, contact.Errorf(ErrAlreadyHeld, "the workspace is already under legal hold %s; release it first to place another", w.Active.ID)
+		return Placed{}, kernel.Errorf(ErrAlreadyHeld, "the workspace is already under legal hold %s; release it first to place another", w.Active.ID)
 	}
-	var errs []contact.FieldError
+	var errs []kernel.FieldError
 	for _, f := range []struct{ name, v string }{{"case", caseRef}, {"reason", reason}} {
 		if err := contact.ValidateClearText(f.name, f.v); err != nil {
-			var ce *contact.Error
+			var ce *kernel.Error
 			if errors.As(err, &ce) {
 				errs = append(errs, ce.Fields...)
 			}
 		}
 	}
 	if len(caseRef) > contact.MaxCaseLen {
-		errs = append(errs, contact.FieldError{Field: "case", Message: fmt.Sprintf("is too long (maximum %d characters)", contact.MaxCaseLen)})
+		errs = append(errs, kernel.FieldError{Field: "case", Message: fmt.Sprintf("is too long (maximum %d characters)", contact.MaxCaseLen)})
 	}
 	if len(errs) > 0 {
-		return Placed{}, contact.Invalid(errs...)
+		return Placed{}, kernel.Invalid(errs...)
 	}
 	return Placed{HoldID: contact.HoldPrefix + ulid.Make().String(), Case: caseRef, Reason: reason, By: by}, nil
 }
 
 // Release decides the release of the hold that stands.
-func (w Workspace) Release(reason string, by contact.Actor) (Released, error) {
+func (w Workspace) Release(reason string, by kernel.Actor) (Released, error) {
 	if w.Active == nil {
 		return Released{}, ErrNotHeld
 	}

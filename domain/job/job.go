@@ -15,7 +15,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // State is where a job is.
@@ -88,10 +88,10 @@ const (
 
 // Queued opens a job's stream.
 type Queued struct {
-	Filter Filter        `json:"filter"`
-	Reason string        `json:"reason,omitempty"`
-	Total  int           `json:"total"`
-	By     contact.Actor `json:"requested_by"`
+	Filter Filter       `json:"filter"`
+	Reason string       `json:"reason,omitempty"`
+	Total  int          `json:"total"`
+	By     kernel.Actor `json:"requested_by"`
 	// KeepBoth restores contacts whose email or phone a live contact holds
 	// now all the same (on_conflict: keep_both), as each restore records.
 	KeepBoth bool `json:"keep_both,omitempty"`
@@ -115,7 +115,7 @@ type Progressed struct {
 
 // CancelRequested asks the runner to stop.
 type CancelRequested struct {
-	By contact.Actor `json:"by"`
+	By kernel.Actor `json:"by"`
 }
 
 // Succeeded ends a job that went through its plan.
@@ -221,7 +221,7 @@ type Job struct {
 	Reason          string
 	KeepBoth        bool
 	Total           int
-	By              contact.Actor
+	By              kernel.Actor
 	Plan            []string
 	Restored        int
 	Failures        []Failure

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 func roundTrip(t *testing.T, e any) any {
@@ -27,7 +27,7 @@ func TestJobFold(t *testing.T) {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	j := &job.Job{ID: "J"}
 	events := []any{
-		job.Queued{Total: 4, By: contact.Actor{Principal: "tok_a", Role: contact.RoleAdmin}, Filter: job.Filter{Tag: "x", Query: true}},
+		job.Queued{Total: 4, By: kernel.Actor{Principal: "tok_a", Role: kernel.RoleAdmin}, Filter: job.Filter{Tag: "x", Query: true}},
 		job.Planned{IDs: []string{"a", "b"}}, job.Planned{IDs: []string{"c", "d"}},
 		job.Started{},
 		job.Progressed{Restored: []string{"a"}, Failed: []job.Failure{{ID: "b", Reason: "contact is active"}}},

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/jackc/pgx/v5"
@@ -293,10 +294,10 @@ func measure(ctx context.Context, workers int, d time.Duration, op func(ctx cont
 
 // benchRecord is the one event a port-level append writes: a sealed
 // ContactCreated as a command would.
-func benchRecord(key shred.DataKey, i int) (string, []contact.Record, error) {
+func benchRecord(key shred.DataKey, i int) (string, []kernel.Record, error) {
 	id := contact.NewID()
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	actor := contact.Actor{Principal: "tok_bench", Role: contact.RoleMember}
+	actor := kernel.Actor{Principal: "tok_bench", Role: kernel.RoleMember}
 	c, err := contact.Create(id, "bench", contact.Draft{Personal: contact.Personal{
 		Name: fmt.Sprintf("Bench Person %d", i), Email: fmt.Sprintf("bench%d@example.com", i), Phone: "+1 555 0100 123",
 	}, Tags: []string{"bench"}}, actor, now)
@@ -375,7 +376,7 @@ func (b *bench) appendBench(ctx context.Context, store string) error {
 // version check and an insert, on the same database with the same
 // durability (SQLite: WAL with synchronous=FULL; PostgreSQL: its defaults,
 // fsync and synchronous_commit on).
-func (b *bench) rawAppender(ctx context.Context, e *benchEnv) (func(ctx context.Context, w int, stream string, r contact.Record) error, func(), error) {
+func (b *bench) rawAppender(ctx context.Context, e *benchEnv) (func(ctx context.Context, w int, stream string, r kernel.Record) error, func(), error) {
 	if e.store == "postgres" {
 		pool, err := pgx.Connect(ctx, e.dbURL)
 		if err != nil {
@@ -396,7 +397,7 @@ func (b *bench) rawAppender(ctx context.Context, e *benchEnv) (func(ctx context.
 				c.Close(context.Background())
 			}
 		}
-		return func(ctx context.Context, w int, stream string, r contact.Record) error {
+		return func(ctx context.Context, w int, stream string, r kernel.Record) error {
 			return pgx.BeginFunc(ctx, conns[w], func(tx pgx.Tx) error {
 				var v int64
 				if err := tx.QueryRow(ctx, `SELECT COALESCE(max(version), 0) FROM raw_events WHERE stream = $1`, stream).Scan(&v); err != nil {
@@ -422,7 +423,7 @@ func (b *bench) rawAppender(ctx context.Context, e *benchEnv) (func(ctx context.
 		data BLOB NOT NULL, sealed BLOB, prev_hash BLOB, hash BLOB NOT NULL, UNIQUE (stream, version))`); err != nil {
 		return nil, nil, err
 	}
-	return func(ctx context.Context, w int, stream string, r contact.Record) error {
+	return func(ctx context.Context, w int, stream string, r kernel.Record) error {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/jackc/pgx/v5"
 )
@@ -36,7 +37,7 @@ const benchWS = "bench"
 // of 10,000 events, with 32 writers.
 func (b *bench) seed(ctx context.Context, m Ledger, n int) (dataset, error) {
 	d := dataset{start: time.Now().UTC()}
-	actor := contact.Actor{Principal: "tok_bench", Role: contact.RoleAdmin}
+	actor := kernel.Actor{Principal: "tok_bench", Role: kernel.RoleAdmin}
 	meta := ledger.Meta{Actor: actor, CorrelationID: "bench-seed"}
 	p := contact.DefaultPolicy()
 	var (
@@ -253,7 +254,7 @@ func (b *bench) datasetBench(ctx context.Context, store string) error {
 	if _, err := m.CreateWorkspace(ctx, benchWS); err != nil {
 		return err
 	}
-	token, _, err := m.CreateToken(ctx, benchWS, contact.RoleAdmin, "bench")
+	token, _, err := m.CreateToken(ctx, benchWS, kernel.RoleAdmin, "bench")
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
@@ -19,10 +20,10 @@ import (
 // it, reduced to what the figures drive directly.
 type Ledger interface {
 	// Log is the event store the ledger appends to.
-	Log() contact.EventStore
+	Log() kernel.EventStore
 	CreateWorkspace(ctx context.Context, name string) (ledger.Workspace, error)
 	// CreateToken returns the new token's secret.
-	CreateToken(ctx context.Context, workspace string, role contact.Role, label string) (string, ledger.Token, error)
+	CreateToken(ctx context.Context, workspace string, role kernel.Role, label string) (string, ledger.Token, error)
 	// NewContactKey creates and stores the data key of a new contact.
 	NewContactKey(ctx context.Context, workspace string, id contact.ID, now time.Time) (shred.DataKey, string, error)
 	Feed(ctx context.Context, q ledger.FeedQuery) (ledger.FeedPage, error)

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
@@ -28,7 +28,7 @@ import (
 // aloneAppender is PostgreSQL's append without group commit (a statement
 // and a commit of its own), the path every append took before it.
 type aloneAppender interface {
-	AppendAlone(ctx context.Context, stream string, expected uint64, events []contact.Record) (contact.Position, error)
+	AppendAlone(ctx context.Context, stream string, expected uint64, events []kernel.Record) (kernel.Position, error)
 }
 
 // groupCommitBench measures, on PostgreSQL, the port's 8-writer append
@@ -256,7 +256,7 @@ func (b *bench) importBench(ctx context.Context, store string) error {
 		_, err = m.CreateWorkspace(ctx, benchWS)
 		var token string
 		if err == nil {
-			token, _, err = m.CreateToken(ctx, benchWS, contact.RoleAdmin, "bench")
+			token, _, err = m.CreateToken(ctx, benchWS, kernel.RoleAdmin, "bench")
 		}
 		m.Close()
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 )
@@ -186,7 +187,7 @@ func (b *bench) webhookBench(ctx context.Context, store string) error {
 		return err
 	}
 	key, _ := shred.NewDataKey()
-	actor := contact.Actor{Principal: "tok_bench", Role: contact.RoleMember}
+	actor := kernel.Actor{Principal: "tok_bench", Role: kernel.RoleMember}
 	var next atomic.Int64
 	var sample []byte
 	if _, err := measure(ctx, 8, time.Hour, func(ctx context.Context, w, i int) error {

@@ -15,22 +15,16 @@ import (
 	"github.com/contactledger/ledger/adapters/postgres"
 	"github.com/contactledger/ledger/adapters/sqlite"
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/internal/pgtest"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 )
 
-// Store is every port the real stores serve that these tests use.
+// Store is a real store: the log and every port of the state store.
 type Store interface {
-	contact.EventStore
-	ledger.KeyStore
-	ledger.Directory
-	ledger.ReadModels
-	ledger.Identities
-	ledger.IdentityClaims
-	ledger.WebhookStore
-	projections.Store
-	Close() error
+	kernel.EventStore
+	projections.StateStore
 }
 
 // Options chooses the store and what is wired around it.
@@ -40,7 +34,7 @@ type Options struct {
 	// NoRunner leaves the projections stopped: the test runs them itself.
 	NoRunner bool
 	// Events, when set, wraps the log the service and the runner see.
-	Events func(contact.EventStore) contact.EventStore
+	Events func(kernel.EventStore) kernel.EventStore
 	// Projections, when set, wraps the store the runner writes.
 	Projections func(projections.Store) projections.Store
 	// Metrics is the service's observer.
@@ -53,7 +47,7 @@ type Options struct {
 type Env struct {
 	Dir    string
 	Store  Store
-	Events contact.EventStore
+	Events kernel.EventStore
 	Keys   *keyring.Keyring
 	Vault  *ledger.Vault
 	Runner *projections.Runner
@@ -69,7 +63,7 @@ type Env struct {
 const Workspace = "ws"
 
 // Admin is the actor of the tests' commands.
-var Admin = contact.Actor{Principal: "tok_admin", Role: contact.RoleAdmin}
+var Admin = kernel.Actor{Principal: "tok_admin", Role: kernel.RoleAdmin}
 
 // New opens a store, wires a service and a runner on it, creates the
 // workspace Workspace and (unless o.NoRunner) runs the projections until
@@ -109,7 +103,7 @@ func New(t testing.TB, o Options) *Env {
 	}
 	e.Vault = ledger.NewVault(e.Store, keys)
 	e.Runner = projections.NewRunner(e.Events, ps, e.Vault, nil)
-	if l, ok := e.Store.(projections.Leaser); ok && o.Postgres {
+	if l, ok := e.Store.(ledger.Lease); ok && o.Postgres {
 		e.Runner.Leaser = l
 	}
 	// As the server does: with the log in the state store, keys, identity
@@ -173,7 +167,7 @@ func (e *Env) Move(t testing.TB, id contact.ID, tr ledger.Transition) ledger.Res
 }
 
 // CaughtUp waits until every projection has applied the whole log.
-func (e *Env) CaughtUp(t testing.TB) contact.Position {
+func (e *Env) CaughtUp(t testing.TB) kernel.Position {
 	t.Helper()
 	ctx := context.Background()
 	head, err := e.Events.Head(ctx)
@@ -191,7 +185,7 @@ func (e *Env) CaughtUp(t testing.TB) contact.Position {
 // ViewIDs returns the ids in a view of Workspace (after waiting for it).
 func (e *Env) ViewIDs(t testing.TB, view string) []contact.ID {
 	t.Helper()
-	page, err := e.Svc.List(context.Background(), ledger.ListQuery{Workspace: Workspace, View: view, Limit: 1000}, contact.Position{}, "", "")
+	page, err := e.Svc.List(context.Background(), ledger.ListQuery{Workspace: Workspace, View: view, Limit: 1000}, kernel.Position{}, "", "")
 	if err != nil {
 		t.Fatalf("list %s: %v", view, err)
 	}

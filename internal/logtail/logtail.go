@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 )
 
 // Batch is how many events a subscriber gets at most at once.
@@ -23,7 +23,7 @@ var ErrClosed = errors.New("store is closed")
 type Tail struct {
 	// Read returns up to limit events after from, in global order, as the
 	// store's ReadAll does: what it returns is always a prefix of the log after from.
-	Read func(ctx context.Context, from contact.Position, limit int) ([]contact.Record, error)
+	Read func(ctx context.Context, from kernel.Position, limit int) ([]kernel.Record, error)
 	// Poll is how long a subscriber waits for a wake-up before it reads anyway.
 	Poll time.Duration
 	// Closed ends every subscription when it is closed.
@@ -36,8 +36,8 @@ type Tail struct {
 
 // read is one recent read of the log, which others at the same position may reuse.
 type read struct {
-	from contact.Position
-	recs []contact.Record
+	from kernel.Position
+	recs []kernel.Record
 	at   time.Time
 }
 
@@ -67,7 +67,7 @@ func (t *Tail) signal() <-chan struct{} {
 // next reads the events after from, reusing a subscriber's read of the same
 // position made a moment ago. A reused read is a prefix of the log after
 // from, so a subscriber never skips an event; it reads again for the rest.
-func (t *Tail) next(ctx context.Context, from contact.Position) ([]contact.Record, error) {
+func (t *Tail) next(ctx context.Context, from kernel.Position) ([]kernel.Record, error) {
 	now := time.Now()
 	t.mu.Lock()
 	for _, r := range t.recent {
@@ -96,7 +96,7 @@ func (t *Tail) next(ctx context.Context, from contact.Position) ([]contact.Recor
 // Subscribe calls handle with batches of events after from, in global
 // order, until ctx ends, the store closes or handle fails. handle must not
 // change the records: subscribers share them.
-func (t *Tail) Subscribe(ctx context.Context, from contact.Position, handle func(context.Context, []contact.Record) error) error {
+func (t *Tail) Subscribe(ctx context.Context, from kernel.Position, handle func(context.Context, []kernel.Record) error) error {
 	for {
 		wake := t.signal()
 		recs, err := t.next(ctx, from)

@@ -9,21 +9,22 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
-// batchCases are the contract of batched appends (contact.BatchAppender):
+// batchCases are the contract of batched appends (kernel.BatchAppender):
 // per-stream commit, each stream checked against its own expected version.
 // Every store passes them, through its own AppendMany or the fallback.
 var batchCases = []struct {
 	name string
-	run  func(t *testing.T, h EventStoreHarness, s contact.EventStore)
+	run  func(t *testing.T, h EventStoreHarness, s kernel.EventStore)
 }{
-	{"appends every stream at its own version", func(t *testing.T, h EventStoreHarness, s contact.EventStore) {
+	{"appends every stream at its own version", func(t *testing.T, h EventStoreHarness, s kernel.EventStore) {
 		ctx := context.Background()
 		a, b, c := newStream(), newStream(), newStream()
 		mustAppend(t, s, b, 0, Recs("ws", b, 0, 2))
-		batch := []contact.StreamAppend{
+		batch := []kernel.StreamAppend{
 			{Stream: a, Expected: 0, Events: Recs("ws", a, 0, 2)},
 			{Stream: b, Expected: 2, Events: Recs("ws", b, 2, 1)},
 			{Stream: c, Expected: 0, Events: Recs("ws-other", c, 0, 1)},
@@ -53,16 +54,16 @@ var batchCases = []struct {
 			t.Fatalf("b has %d events, want 3", len(got))
 		}
 	}},
-	{"a stale stream fails alone; the others are appended", func(t *testing.T, h EventStoreHarness, s contact.EventStore) {
+	{"a stale stream fails alone; the others are appended", func(t *testing.T, h EventStoreHarness, s kernel.EventStore) {
 		ctx := context.Background()
 		stale, fresh, ahead := newStream(), newStream(), newStream()
 		mustAppend(t, s, stale, 0, Recs("ws", stale, 0, 2))
-		res := mustAppendMany(t, s, []contact.StreamAppend{
+		res := mustAppendMany(t, s, []kernel.StreamAppend{
 			{Stream: stale, Expected: 1, Events: Recs("ws", stale, 1, 1)},
 			{Stream: fresh, Expected: 0, Events: Recs("ws", fresh, 0, 3)},
 			{Stream: ahead, Expected: 4, Events: Recs("ws", ahead, 4, 1)},
 		})
-		if !errors.Is(res[0].Err, contact.ErrConcurrency) || !errors.Is(res[2].Err, contact.ErrConcurrency) {
+		if !errors.Is(res[0].Err, kernel.ErrConcurrency) || !errors.Is(res[2].Err, kernel.ErrConcurrency) {
 			t.Fatalf("stale and ahead streams: got %v and %v, want ErrConcurrency", res[0].Err, res[2].Err)
 		}
 		if res[1].Err != nil {
@@ -74,31 +75,31 @@ var batchCases = []struct {
 		if got, _ := s.ReadStream(ctx, "ws", fresh); len(got) != 3 {
 			t.Fatalf("the sound stream has %d events, want 3", len(got))
 		}
-		if _, err := s.ReadStream(ctx, "ws", ahead); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.ReadStream(ctx, "ws", ahead); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("the stream appended ahead of its version exists: %v", err)
 		}
 	}},
-	{"a stream of another workspace fails alone with ErrNotFound", func(t *testing.T, h EventStoreHarness, s contact.EventStore) {
+	{"a stream of another workspace fails alone with ErrNotFound", func(t *testing.T, h EventStoreHarness, s kernel.EventStore) {
 		ctx := context.Background()
 		theirs, mine := newStream(), newStream()
 		mustAppend(t, s, theirs, 0, Recs("ws-a", theirs, 0, 1))
-		res := mustAppendMany(t, s, []contact.StreamAppend{
+		res := mustAppendMany(t, s, []kernel.StreamAppend{
 			{Stream: theirs, Expected: 1, Events: Recs("ws-b", theirs, 1, 1)},
 			{Stream: mine, Expected: 0, Events: Recs("ws-b", mine, 0, 1)},
 		})
-		if !errors.Is(res[0].Err, contact.ErrNotFound) || res[1].Err != nil {
+		if !errors.Is(res[0].Err, kernel.ErrNotFound) || res[1].Err != nil {
 			t.Fatalf("got %v and %v, want ErrNotFound and nil", res[0].Err, res[1].Err)
 		}
 		if got, _ := s.ReadStream(ctx, "ws-a", theirs); len(got) != 1 {
 			t.Fatalf("the other workspace's stream has %d events, want 1", len(got))
 		}
 	}},
-	{"an invalid part fails alone", func(t *testing.T, h EventStoreHarness, s contact.EventStore) {
+	{"an invalid part fails alone", func(t *testing.T, h EventStoreHarness, s kernel.EventStore) {
 		ctx := context.Background()
 		gap, empty, good := newStream(), newStream(), newStream()
 		bad := Recs("ws", gap, 0, 3)
 		bad[2].Version = 9
-		res := mustAppendMany(t, s, []contact.StreamAppend{
+		res := mustAppendMany(t, s, []kernel.StreamAppend{
 			{Stream: gap, Expected: 0, Events: bad},
 			{Stream: empty, Expected: 0},
 			{Stream: good, Expected: 0, Events: Recs("ws", good, 0, 1)},
@@ -107,39 +108,39 @@ var batchCases = []struct {
 			t.Fatalf("got %v, %v, %v; want errors for the gap and the empty part only", res[0].Err, res[1].Err, res[2].Err)
 		}
 		for _, st := range []string{gap, empty} {
-			if _, err := s.ReadStream(ctx, "ws", st); !errors.Is(err, contact.ErrNotFound) {
+			if _, err := s.ReadStream(ctx, "ws", st); !errors.Is(err, kernel.ErrNotFound) {
 				t.Fatalf("an invalid part was written: %v", err)
 			}
 		}
 	}},
-	{"a stream named twice refuses the batch whole", func(t *testing.T, h EventStoreHarness, s contact.EventStore) {
+	{"a stream named twice refuses the batch whole", func(t *testing.T, h EventStoreHarness, s kernel.EventStore) {
 		ctx := context.Background()
 		a, b := newStream(), newStream()
-		res, err := contact.AppendMany(ctx, s, []contact.StreamAppend{
+		res, err := kernel.AppendMany(ctx, s, []kernel.StreamAppend{
 			{Stream: a, Expected: 0, Events: Recs("ws", a, 0, 1)},
 			{Stream: b, Expected: 0, Events: Recs("ws", b, 0, 1)},
 			{Stream: a, Expected: 1, Events: Recs("ws", a, 1, 1)},
 		})
-		if !errors.Is(err, contact.ErrDuplicateStream) || res != nil {
+		if !errors.Is(err, kernel.ErrDuplicateStream) || res != nil {
 			t.Fatalf("got %v, %v; want ErrDuplicateStream and no results", res, err)
 		}
 		for _, st := range []string{a, b} {
-			if _, err := s.ReadStream(ctx, "ws", st); !errors.Is(err, contact.ErrNotFound) {
+			if _, err := s.ReadStream(ctx, "ws", st); !errors.Is(err, kernel.ErrNotFound) {
 				t.Fatalf("a refused batch wrote %s: %v", st, err)
 			}
 		}
-		if res, err := contact.AppendMany(ctx, s, nil); err != nil || len(res) != 0 {
+		if res, err := kernel.AppendMany(ctx, s, nil); err != nil || len(res) != 0 {
 			t.Fatalf("an empty batch: got %v, %v", res, err)
 		}
 	}},
-	{"the log holds a batch in order, for readers and subscribers", func(t *testing.T, h EventStoreHarness, s contact.EventStore) {
+	{"the log holds a batch in order, for readers and subscribers", func(t *testing.T, h EventStoreHarness, s kernel.EventStore) {
 		from := start(t, h, s)
-		var batch []contact.StreamAppend
+		var batch []kernel.StreamAppend
 		var streams []string
 		for i := range 20 {
 			st := newStream()
 			streams = append(streams, st)
-			batch = append(batch, contact.StreamAppend{Stream: st, Expected: 0, Events: Recs("ws", st, 0, 1+i%3)})
+			batch = append(batch, kernel.StreamAppend{Stream: st, Expected: 0, Events: Recs("ws", st, 0, 1+i%3)})
 		}
 		res := mustAppendMany(t, s, batch)
 		want := 0
@@ -149,7 +150,7 @@ var batchCases = []struct {
 			}
 			want += len(batch[i].Events)
 		}
-		keep := func(r contact.Record) bool { return len(own(h, []contact.Record{r}, streams...)) == 1 }
+		keep := func(r kernel.Record) bool { return len(own(h, []kernel.Record{r}, streams...)) == 1 }
 		got := collect(t, s, from, want, keep, nil)
 		last := map[string]uint64{}
 		for i, r := range got {
@@ -167,7 +168,7 @@ var batchCases = []struct {
 			}
 		}
 	}},
-	{"racing batches: each stream's version is taken once", func(t *testing.T, h EventStoreHarness, s contact.EventStore) {
+	{"racing batches: each stream's version is taken once", func(t *testing.T, h EventStoreHarness, s kernel.EventStore) {
 		ctx := context.Background()
 		const racers, nStreams = 6, 12
 		streams := make([]string, nStreams)
@@ -175,19 +176,19 @@ var batchCases = []struct {
 			streams[i] = newStream()
 		}
 		var wg sync.WaitGroup
-		batches := make([][]contact.StreamAppend, racers)
-		results := make([][]contact.AppendResult, racers)
+		batches := make([][]kernel.StreamAppend, racers)
+		results := make([][]kernel.AppendResult, racers)
 		errs := make([]error, racers)
 		for r := range racers {
 			// Each racer takes every stream, starting at its own, with 1 or 2 events.
 			for i := range nStreams {
 				st := streams[(i+r)%nStreams]
-				batches[r] = append(batches[r], contact.StreamAppend{Stream: st, Expected: 0, Events: Recs("ws", st, 0, 1+(i+r)%2)})
+				batches[r] = append(batches[r], kernel.StreamAppend{Stream: st, Expected: 0, Events: Recs("ws", st, 0, 1+(i+r)%2)})
 			}
-			wg.Go(func() { results[r], errs[r] = contact.AppendMany(ctx, s, batches[r]) })
+			wg.Go(func() { results[r], errs[r] = kernel.AppendMany(ctx, s, batches[r]) })
 		}
 		wg.Wait()
-		winners := map[string][]contact.Record{}
+		winners := map[string][]kernel.Record{}
 		for r := range racers {
 			if errs[r] != nil {
 				t.Fatalf("racer %d: %v", r, errs[r])
@@ -200,7 +201,7 @@ var batchCases = []struct {
 						t.Fatalf("%s: two batches won version 1", st)
 					}
 					winners[st] = batches[r][i].Events
-				case !errors.Is(res.Err, contact.ErrConcurrency):
+				case !errors.Is(res.Err, kernel.ErrConcurrency):
 					t.Fatalf("racer %d, %s: got %v, want nil or ErrConcurrency", r, st, res.Err)
 				}
 			}
@@ -218,7 +219,7 @@ var batchCases = []struct {
 			}
 		}
 	}},
-	{"concurrent single appends share commits and keep their own outcomes", func(t *testing.T, h EventStoreHarness, s contact.EventStore) {
+	{"concurrent single appends share commits and keep their own outcomes", func(t *testing.T, h EventStoreHarness, s kernel.EventStore) {
 		// Group commit (PostgreSQL, SQLite) puts appends from different
 		// callers in one transaction: a stale one among them must fail
 		// alone, and every acknowledged one must be readable.
@@ -246,7 +247,7 @@ var batchCases = []struct {
 			if streams[i] == shared {
 				if err == nil {
 					wins++
-				} else if !errors.Is(err, contact.ErrConcurrency) {
+				} else if !errors.Is(err, kernel.ErrConcurrency) {
 					t.Fatalf("racer for the shared stream: %v", err)
 				}
 				continue
@@ -262,10 +263,10 @@ var batchCases = []struct {
 			t.Fatalf("shared stream: %d winners and %d events, want 1 and 2", wins, len(got))
 		}
 	}},
-	{"a batch survives a restart", func(t *testing.T, h EventStoreHarness, s contact.EventStore) {
+	{"a batch survives a restart", func(t *testing.T, h EventStoreHarness, s kernel.EventStore) {
 		ctx := context.Background()
 		a, b := newStream(), newStream()
-		mustAppendMany(t, s, []contact.StreamAppend{
+		mustAppendMany(t, s, []kernel.StreamAppend{
 			{Stream: a, Expected: 0, Events: Recs("ws", a, 0, 2)},
 			{Stream: b, Expected: 0, Events: Recs("ws", b, 0, 1)},
 		})
@@ -286,7 +287,7 @@ var keyedCases = []storeCase[keyedStore]{
 		ctx := context.Background()
 		a, b := contact.NewID(), contact.NewID()
 		keys := []ledger.KeyRow{keyRow(a), {}}
-		res, err := s.AppendWithKeys(ctx, keys, []contact.StreamAppend{
+		res, err := s.AppendWithKeys(ctx, keys, []kernel.StreamAppend{
 			{Stream: a.Stream(), Expected: 0, Events: Recs("ws", a.Stream(), 0, 1)},
 			{Stream: b.Stream(), Expected: 0, Events: Recs("ws", b.Stream(), 0, 2)},
 		})
@@ -308,14 +309,14 @@ var keyedCases = []storeCase[keyedStore]{
 		if err := s.PutKey(ctx, first); err != nil {
 			t.Fatal(err)
 		}
-		res, err := s.AppendWithKeys(ctx, []ledger.KeyRow{keyRow(taken), keyRow(other)}, []contact.StreamAppend{
+		res, err := s.AppendWithKeys(ctx, []ledger.KeyRow{keyRow(taken), keyRow(other)}, []kernel.StreamAppend{
 			{Stream: taken.Stream(), Expected: 0, Events: Recs("ws", taken.Stream(), 0, 1)},
 			{Stream: other.Stream(), Expected: 0, Events: Recs("ws", other.Stream(), 0, 1)},
 		})
-		if err != nil || !errors.Is(res[0].Err, contact.ErrAlreadyExists) || res[1].Err != nil {
+		if err != nil || !errors.Is(res[0].Err, kernel.ErrAlreadyExists) || res[1].Err != nil {
 			t.Fatalf("got %v, %v; want ErrAlreadyExists, then nil", res, err)
 		}
-		if _, err := s.ReadStream(ctx, "ws", taken.Stream()); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.ReadStream(ctx, "ws", taken.Stream()); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("the stream of a taken key was appended: %v", err)
 		}
 		got, _ := s.GetKeys(ctx, "ws", []string{taken.String()})
@@ -327,10 +328,10 @@ var keyedCases = []storeCase[keyedStore]{
 		ctx := context.Background()
 		id := contact.NewID()
 		mustAppend(t, s, id.Stream(), 0, Recs("ws", id.Stream(), 0, 1))
-		res, err := s.AppendWithKeys(ctx, []ledger.KeyRow{keyRow(id)}, []contact.StreamAppend{
+		res, err := s.AppendWithKeys(ctx, []ledger.KeyRow{keyRow(id)}, []kernel.StreamAppend{
 			{Stream: id.Stream(), Expected: 0, Events: Recs("ws", id.Stream(), 0, 1)},
 		})
-		if err != nil || !errors.Is(res[0].Err, contact.ErrConcurrency) {
+		if err != nil || !errors.Is(res[0].Err, kernel.ErrConcurrency) {
 			t.Fatalf("got %v, %v; want ErrConcurrency", res, err)
 		}
 		if got, _ := s.GetKeys(ctx, "ws", []string{id.String()}); len(got) != 0 {
@@ -342,12 +343,12 @@ var keyedCases = []storeCase[keyedStore]{
 		id := contact.NewID()
 		const n = 8
 		var wg sync.WaitGroup
-		res, errs := make([][]contact.AppendResult, n), make([]error, n)
+		res, errs := make([][]kernel.AppendResult, n), make([]error, n)
 		keys := make([]ledger.KeyRow, n)
 		for i := range n {
 			keys[i] = keyRow(id)
 			wg.Go(func() {
-				res[i], errs[i] = s.AppendWithKeys(ctx, keys[i:i+1], []contact.StreamAppend{
+				res[i], errs[i] = s.AppendWithKeys(ctx, keys[i:i+1], []kernel.StreamAppend{
 					{Stream: id.Stream(), Expected: 0, Events: Recs("ws", id.Stream(), 0, 1)},
 				})
 			})
@@ -363,7 +364,7 @@ var keyedCases = []storeCase[keyedStore]{
 					t.Fatal("two creates of one contact won")
 				}
 				winner = i
-			} else if !errors.Is(res[i][0].Err, contact.ErrAlreadyExists) && !errors.Is(res[i][0].Err, contact.ErrConcurrency) {
+			} else if !errors.Is(res[i][0].Err, kernel.ErrAlreadyExists) && !errors.Is(res[i][0].Err, kernel.ErrConcurrency) {
 				t.Fatalf("a losing create: %v", res[i][0].Err)
 			}
 		}
@@ -377,7 +378,7 @@ var keyedCases = []storeCase[keyedStore]{
 
 // keyedStore is a store that keeps the log and the key vault together.
 type keyedStore interface {
-	contact.EventStore
+	kernel.EventStore
 	ledger.KeyStore
 	ledger.KeyedAppender
 }
@@ -396,9 +397,9 @@ func runBatches(t *testing.T, h EventStoreHarness) {
 			c.run(t, h, h.New(t))
 		})
 	}
-	runStoreCases(t, h, "keyed batch: ", keyedCases, func(s contact.EventStore) bool { _, ok := s.(ledger.KeyStore); return ok },
+	runStoreCases(t, h, "keyed batch: ", keyedCases, func(s kernel.EventStore) bool { _, ok := s.(ledger.KeyStore); return ok },
 		"keys beside its log", "store them with appends (ledger.KeyedAppender)")
-	runStoreCases(t, h, "claimed batch: ", claimedCases, func(s contact.EventStore) bool { _, ok := s.(ledger.IdentityClaims); return ok },
+	runStoreCases(t, h, "claimed batch: ", claimedCases, func(s kernel.EventStore) bool { _, ok := s.(ledger.IdentityClaims); return ok },
 		"identity claims beside its log", "store them with appends (ledger.ClaimedAppender)")
 }
 
@@ -410,7 +411,7 @@ type storeCase[S any] struct {
 
 // runStoreCases runs cases on the harness's store when it keeps (what)
 // beside its log; such a store must be an S, which can (can).
-func runStoreCases[S any](t *testing.T, h EventStoreHarness, prefix string, cases []storeCase[S], keeps func(contact.EventStore) bool, what, can string) {
+func runStoreCases[S any](t *testing.T, h EventStoreHarness, prefix string, cases []storeCase[S], keeps func(kernel.EventStore) bool, what, can string) {
 	for _, c := range cases {
 		t.Run(prefix+c.name, func(t *testing.T) {
 			t.Parallel()
@@ -427,16 +428,16 @@ func runStoreCases[S any](t *testing.T, h EventStoreHarness, prefix string, case
 	}
 }
 
-func mustAppend(t *testing.T, s contact.EventStore, stream string, expected uint64, recs []contact.Record) {
+func mustAppend(t *testing.T, s kernel.EventStore, stream string, expected uint64, recs []kernel.Record) {
 	t.Helper()
 	if _, err := s.Append(context.Background(), stream, expected, recs); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func mustAppendMany(t *testing.T, s contact.EventStore, batch []contact.StreamAppend) []contact.AppendResult {
+func mustAppendMany(t *testing.T, s kernel.EventStore, batch []kernel.StreamAppend) []kernel.AppendResult {
 	t.Helper()
-	res, err := contact.AppendMany(context.Background(), s, batch)
+	res, err := kernel.AppendMany(context.Background(), s, batch)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 )
 
@@ -45,12 +46,12 @@ var claimedCases = []storeCase[claimedStore]{
 		mustAppend(t, s, stale.Stream(), 0, Recs("ws", stale.Stream(), 0, 1))
 		res, err := s.AppendClaimed(ctx, []ledger.KeyRow{keyRow(a), {}, {}},
 			[][]ledger.IdentityClaim{{wsClaim("email", "a1", a), wsClaim("phone", "a2", a)}, nil, {wsClaim("email", "s1", stale)}},
-			[]contact.StreamAppend{
+			[]kernel.StreamAppend{
 				{Stream: a.Stream(), Expected: 0, Events: Recs("ws", a.Stream(), 0, 1)},
 				{Stream: b.Stream(), Expected: 0, Events: Recs("ws", b.Stream(), 0, 1)},
 				{Stream: stale.Stream(), Expected: 0, Events: Recs("ws", stale.Stream(), 0, 1)},
 			})
-		if err != nil || res[0].Err != nil || res[1].Err != nil || !errors.Is(res[2].Err, contact.ErrConcurrency) {
+		if err != nil || res[0].Err != nil || res[1].Err != nil || !errors.Is(res[2].Err, kernel.ErrConcurrency) {
 			t.Fatalf("got %v, %v; want nil, nil, ErrConcurrency", res, err)
 		}
 		if claimHolder(t, s, "email", "a1") != a.String() || claimHolder(t, s, "phone", "a2") != a.String() {
@@ -70,7 +71,7 @@ var claimedCases = []storeCase[claimedStore]{
 		}
 		res, err := s.AppendClaimed(ctx, []ledger.KeyRow{keyRow(a), keyRow(b), keyRow(own)},
 			[][]ledger.IdentityClaim{{wsClaim("phone", "free", a), wsClaim("email", "held", a)}, {wsClaim("email", "b1", b)}, {wsClaim("email", "own", own)}},
-			[]contact.StreamAppend{
+			[]kernel.StreamAppend{
 				{Stream: a.Stream(), Expected: 0, Events: Recs("ws", a.Stream(), 0, 1)},
 				{Stream: b.Stream(), Expected: 0, Events: Recs("ws", b.Stream(), 0, 1)},
 				{Stream: own.Stream(), Expected: 0, Events: Recs("ws", own.Stream(), 0, 1)},
@@ -78,7 +79,7 @@ var claimedCases = []storeCase[claimedStore]{
 		if err != nil || !errors.Is(res[0].Err, ledger.ErrClaimTaken) || res[1].Err != nil || res[2].Err != nil {
 			t.Fatalf("got %v, %v; want ErrClaimTaken, nil, nil", res, err)
 		}
-		if _, err := s.ReadStream(ctx, "ws", a.Stream()); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.ReadStream(ctx, "ws", a.Stream()); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("the stream of a taken claim was appended: %v", err)
 		}
 		if got, _ := s.GetKeys(ctx, "ws", []string{a.String()}); len(got) != 0 {
@@ -96,7 +97,7 @@ var claimedCases = []storeCase[claimedStore]{
 		a, b := contact.NewID(), contact.NewID()
 		res, err := s.AppendClaimed(ctx, nil,
 			[][]ledger.IdentityClaim{{wsClaim("email", "both", a)}, {wsClaim("email", "both", b)}},
-			[]contact.StreamAppend{
+			[]kernel.StreamAppend{
 				{Stream: a.Stream(), Expected: 0, Events: Recs("ws", a.Stream(), 0, 1)},
 				{Stream: b.Stream(), Expected: 0, Events: Recs("ws", b.Stream(), 0, 1)},
 			})
@@ -111,14 +112,14 @@ var claimedCases = []storeCase[claimedStore]{
 		ctx := context.Background()
 		const n = 8
 		ids := make([]contact.ID, n)
-		res, errs := make([][]contact.AppendResult, n), make([]error, n)
+		res, errs := make([][]kernel.AppendResult, n), make([]error, n)
 		var wg sync.WaitGroup
 		for i := range n {
 			ids[i] = contact.NewID()
 			other := contact.NewID()
 			keys := []ledger.KeyRow{keyRow(ids[i]), keyRow(other)}
 			claims := [][]ledger.IdentityClaim{{wsClaim("email", "race", ids[i])}, {wsClaim("email", "x-"+other.String(), other)}}
-			batch := []contact.StreamAppend{
+			batch := []kernel.StreamAppend{
 				{Stream: ids[i].Stream(), Expected: 0, Events: Recs("ws", ids[i].Stream(), 0, 1)},
 				{Stream: other.Stream(), Expected: 0, Events: Recs("ws", other.Stream(), 0, 1)},
 			}

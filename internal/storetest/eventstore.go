@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 	"github.com/oklog/ulid/v2"
@@ -44,29 +45,29 @@ type Features struct {
 // EventStoreHarness makes stores for the event-store suite.
 type EventStoreHarness struct {
 	// New returns an empty store; the harness closes it when the test ends.
-	New func(t *testing.T) contact.EventStore
+	New func(t *testing.T) kernel.EventStore
 	// Reopen closes s and opens the same storage again, as a restart would.
-	Reopen   func(t *testing.T, s contact.EventStore) contact.EventStore
+	Reopen   func(t *testing.T, s kernel.EventStore) kernel.EventStore
 	Features Features
 }
 
 // Rec returns a record for the suites: event number version of stream in workspace.
-func Rec(workspace, stream string, version uint64) contact.Record {
-	r := contact.Record{
+func Rec(workspace, stream string, version uint64) kernel.Record {
+	r := kernel.Record{
 		ID: ulid.Make(), Stream: stream, Version: version, Type: contact.TypeUpdated,
 		Time: time.Now().UTC().Truncate(time.Microsecond), Workspace: workspace,
-		Actor:         contact.Actor{Principal: "tok_suite", Role: contact.RoleMember},
+		Actor:         kernel.Actor{Principal: "tok_suite", Role: kernel.RoleMember},
 		CorrelationID: "corr-" + stream, CausationID: "cause", Schema: 1,
 		Data:   []byte(`{"fields":["name"]}`),
 		Sealed: []byte{1, 2, 3, byte(version)},
 	}
-	r.Hash = contact.ChainHash(nil, r)
+	r.Hash = kernel.ChainHash(nil, r)
 	return r
 }
 
 // Recs returns n consecutive records of a stream after version after.
-func Recs(workspace, stream string, after uint64, n int) []contact.Record {
-	out := make([]contact.Record, n)
+func Recs(workspace, stream string, after uint64, n int) []kernel.Record {
+	out := make([]kernel.Record, n)
 	for i := range out {
 		out[i] = Rec(workspace, stream, after+uint64(i)+1)
 	}
@@ -77,10 +78,10 @@ func newStream() string { return contact.NewID().Stream() }
 
 // start returns where a test's own events will begin: the start of the log,
 // or its head when the log is shared.
-func start(t *testing.T, h EventStoreHarness, s contact.EventStore) contact.Position {
+func start(t *testing.T, h EventStoreHarness, s kernel.EventStore) kernel.Position {
 	t.Helper()
 	if !h.Features.SharedLog {
-		return contact.Position{}
+		return kernel.Position{}
 	}
 	head, err := s.Head(context.Background())
 	if err != nil {
@@ -91,11 +92,11 @@ func start(t *testing.T, h EventStoreHarness, s contact.EventStore) contact.Posi
 
 // own returns the records of the given streams when the log is shared, and
 // recs unchanged when it is not (then every record is the test's own).
-func own(h EventStoreHarness, recs []contact.Record, streams ...string) []contact.Record {
+func own(h EventStoreHarness, recs []kernel.Record, streams ...string) []kernel.Record {
 	if !h.Features.SharedLog {
 		return recs
 	}
-	var out []contact.Record
+	var out []kernel.Record
 	for _, r := range recs {
 		if slices.Contains(streams, r.Stream) {
 			out = append(out, r)
@@ -177,7 +178,7 @@ func expectedVersion(t *testing.T, h EventStoreHarness) {
 		expected uint64
 	}{{"stream exists", 0}, {"behind", 1}, {"ahead", 5}} {
 		_, err := s.Append(ctx, st, tc.expected, Recs("ws", st, tc.expected, 1))
-		if !errors.Is(err, contact.ErrConcurrency) {
+		if !errors.Is(err, kernel.ErrConcurrency) {
 			t.Fatalf("%s: got %v, want ErrConcurrency", tc.name, err)
 		}
 	}
@@ -204,18 +205,18 @@ func jobStreams(t *testing.T, h EventStoreHarness) {
 		if _, err := s.Append(ctx, st, 0, in); err != nil {
 			t.Fatalf("%s: %v", st, err)
 		}
-		if _, err := s.Append(ctx, st, 1, Recs("acme-corp", st, 1, 1)); !errors.Is(err, contact.ErrConcurrency) {
+		if _, err := s.Append(ctx, st, 1, Recs("acme-corp", st, 1, 1)); !errors.Is(err, kernel.ErrConcurrency) {
 			t.Fatalf("%s: a stale append got %v, want ErrConcurrency", st, err)
 		}
 		got, err := s.ReadStream(ctx, "acme-corp", st)
 		if err != nil || len(got) != 2 || got[1].Type != "RestoreJobProgressed" || !bytes.Equal(got[1].Data, in[1].Data) {
 			t.Fatalf("%s: read %d events, %v", st, len(got), err)
 		}
-		if _, err := s.ReadStream(ctx, "other", st); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.ReadStream(ctx, "other", st); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("%s: another workspace read it: %v", st, err)
 		}
 	}
-	if _, err := s.ReadStream(ctx, "acme-corp", "job-"+ulid.Make().String()); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := s.ReadStream(ctx, "acme-corp", "job-"+ulid.Make().String()); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("an unknown job stream: got %v, want ErrNotFound", err)
 	}
 }
@@ -232,7 +233,7 @@ func readManyStreams(t *testing.T, h EventStoreHarness) {
 	if _, err := s.Append(ctx, other, 0, Recs("ws-other", other, 0, 2)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := contact.ReadStreams(ctx, s, "ws", []string{a, b, other, unknown})
+	got, err := kernel.ReadStreams(ctx, s, "ws", []string{a, b, other, unknown})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func readManyStreams(t *testing.T, h EventStoreHarness) {
 			t.Fatalf("event %d of a: %+v", i, r)
 		}
 	}
-	if got, err := contact.ReadStreams(ctx, s, "ws", nil); err != nil || len(got) != 0 {
+	if got, err := kernel.ReadStreams(ctx, s, "ws", nil); err != nil || len(got) != 0 {
 		t.Fatalf("no streams: got %v, %v", got, err)
 	}
 }
@@ -252,9 +253,9 @@ func readManyStreams(t *testing.T, h EventStoreHarness) {
 func readStreamAfter(t *testing.T, h EventStoreHarness) {
 	ctx := context.Background()
 	s := h.New(t)
-	tr, ok := s.(contact.TailReader)
+	tr, ok := s.(kernel.TailReader)
 	if !ok {
-		t.Fatalf("%T does not read a stream from a version on (contact.TailReader)", s)
+		t.Fatalf("%T does not read a stream from a version on (kernel.TailReader)", s)
 	}
 	st := "job-" + ulid.Make().String()
 	in := Recs("acme-corp", st, 0, 5)
@@ -296,7 +297,7 @@ func invalidBatchesRefused(t *testing.T, h EventStoreHarness) {
 	if _, err := s.Append(ctx, st, 0, nil); err == nil {
 		t.Fatal("got no error for an empty batch")
 	}
-	if _, err := s.ReadStream(ctx, "ws", st); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := s.ReadStream(ctx, "ws", st); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("got %v, want nothing written", err)
 	}
 }
@@ -308,13 +309,13 @@ func workspaceScoping(t *testing.T, h EventStoreHarness) {
 	if _, err := s.Append(ctx, st, 0, Recs("ws-a", st, 0, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ReadStream(ctx, "ws-b", st); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := s.ReadStream(ctx, "ws-b", st); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("read from another workspace: got %v, want ErrNotFound", err)
 	}
 	if _, err := s.Append(ctx, st, 1, Recs("ws-b", st, 1, 1)); err == nil {
 		t.Fatal("append from another workspace succeeded")
 	}
-	if _, err := s.ReadStream(ctx, "ws", newStream()); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := s.ReadStream(ctx, "ws", newStream()); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("unknown stream: got %v, want ErrNotFound", err)
 	}
 }
@@ -373,7 +374,7 @@ func readAllInOrder(t *testing.T, h EventStoreHarness) {
 
 // readAllFromPosition checks a page read from the position of the fifth
 // of all, the test's events in commit order.
-func readAllFromPosition(t *testing.T, h EventStoreHarness, s contact.EventStore, all []contact.Record, streams []string) {
+func readAllFromPosition(t *testing.T, h EventStoreHarness, s kernel.EventStore, all []kernel.Record, streams []string) {
 	t.Helper()
 	page, err := s.ReadAll(context.Background(), all[4].Position, 3)
 	if err != nil {
@@ -405,7 +406,7 @@ func subscribeCatchesUp(t *testing.T, h EventStoreHarness) {
 	}
 	all, _ := s.ReadAll(ctx, from, 100)
 	all = own(h, all, st)
-	keep := func(r contact.Record) bool { return len(own(h, []contact.Record{r}, st)) == 1 }
+	keep := func(r kernel.Record) bool { return len(own(h, []kernel.Record{r}, st)) == 1 }
 	got := collect(t, s, all[1].Position, 6, keep, func() {
 		if _, err := s.Append(ctx, st, 5, Recs("ws", st, 5, 3)); err != nil {
 			t.Error(err)
@@ -444,7 +445,7 @@ func concurrentAppendsOneWins(t *testing.T, h EventStoreHarness) {
 		switch {
 		case err == nil:
 			wins++
-		case !errors.Is(err, contact.ErrConcurrency):
+		case !errors.Is(err, kernel.ErrConcurrency):
 			t.Fatalf("got %v, want nil or ErrConcurrency", err)
 		}
 	}
@@ -469,12 +470,12 @@ func concurrentAppendersLiveSubscriber(t *testing.T, h EventStoreHarness) {
 		mu        sync.Mutex
 		committed = map[ulid.ULID]bool{}
 		seen      = map[ulid.ULID]int{}
-		last      contact.Position
+		last      kernel.Position
 		order     error
 	)
 	subDone := make(chan error, 1)
 	go func() {
-		subDone <- s.Subscribe(ctx, from, func(_ context.Context, recs []contact.Record) error {
+		subDone <- s.Subscribe(ctx, from, func(_ context.Context, recs []kernel.Record) error {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, r := range recs {
@@ -500,13 +501,13 @@ func concurrentAppendersLiveSubscriber(t *testing.T, h EventStoreHarness) {
 					var v uint64
 					if err == nil {
 						v = recs[len(recs)-1].Version
-					} else if !errors.Is(err, contact.ErrNotFound) {
+					} else if !errors.Is(err, kernel.ErrNotFound) {
 						t.Error(err)
 						return
 					}
 					batch := Recs("ws", st, v, 1+rng.IntN(2))
 					_, err = s.Append(ctx, st, v, batch)
-					if errors.Is(err, contact.ErrConcurrency) {
+					if errors.Is(err, kernel.ErrConcurrency) {
 						continue
 					}
 					if err != nil {
@@ -563,7 +564,7 @@ func largeStreamsAndPayloads(t *testing.T, h EventStoreHarness) {
 	}
 	big := Rec("ws", st, total+1)
 	big.Sealed = bytes.Repeat([]byte{0xAB}, 256<<10)
-	if _, err := s.Append(ctx, st, total, []contact.Record{big}); err != nil {
+	if _, err := s.Append(ctx, st, total, []kernel.Record{big}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.ReadStream(ctx, "ws", st)
@@ -595,7 +596,7 @@ func workspaceLog(t *testing.T, h EventStoreHarness) {
 	}
 	a, b, other := newStream(), newStream(), newStream()
 	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
-	var want []contact.Record
+	var want []kernel.Record
 	for i := range 10 {
 		st, ws := a, "ws"
 		switch i % 3 {
@@ -610,14 +611,14 @@ func workspaceLog(t *testing.T, h EventStoreHarness) {
 		if i%2 == 0 {
 			r.Type, r.Actor.Principal = contact.TypeArchived, "tok_two"
 		}
-		if _, err := s.Append(ctx, st, uint64(len(cur)), []contact.Record{r}); err != nil {
+		if _, err := s.Append(ctx, st, uint64(len(cur)), []kernel.Record{r}); err != nil {
 			t.Fatal(err)
 		}
 		if ws == "ws" {
 			want = append(want, r)
 		}
 	}
-	read := func(q ledger.LogQuery) []contact.Record {
+	read := func(q ledger.LogQuery) []kernel.Record {
 		t.Helper()
 		q.Workspace = "ws"
 		if q.Limit == 0 {
@@ -655,8 +656,8 @@ func workspaceLog(t *testing.T, h EventStoreHarness) {
 		}
 	}
 	// Resuming page by page gives the same events.
-	var paged []contact.Record
-	var after contact.Position
+	var paged []kernel.Record
+	var after kernel.Position
 	for {
 		p := read(ledger.LogQuery{After: after, Limit: 2})
 		paged = append(paged, p...)
@@ -719,7 +720,7 @@ func readByStreamToStableHead(t *testing.T, h EventStoreHarness) {
 	if _, err := s.Append(ctx, late, 0, Recs("ws", late, 0, 2)); err != nil {
 		t.Fatal(err)
 	}
-	var got []contact.Record
+	var got []kernel.Record
 	st, v := "", uint64(0)
 	for {
 		page, err := sr.ReadByStream(ctx, head, st, v, 4)
@@ -744,12 +745,12 @@ func readByStreamToStableHead(t *testing.T, h EventStoreHarness) {
 			t.Fatalf("read an event after the stable head: %s", c.Position)
 		}
 	}
-	all, _ := s.ReadAll(ctx, contact.Position{}, 100)
+	all, _ := s.ReadAll(ctx, kernel.Position{}, 100)
 	for _, tc := range []struct {
-		after, upTo contact.Position
+		after, upTo kernel.Position
 		want        int64
 	}{
-		{contact.Position{}, head, 18},
+		{kernel.Position{}, head, 18},
 		{all[3].Position, head, 14},
 		{head, all[len(all)-1].Position, 2},
 		{head, head, 0},
@@ -762,14 +763,14 @@ func readByStreamToStableHead(t *testing.T, h EventStoreHarness) {
 
 // collect subscribes from `from` until n events that keep accepts arrive,
 // calling live once the subscription has caught up with what was there.
-func collect(t *testing.T, s contact.EventStore, from contact.Position, n int, keep func(contact.Record) bool, live func()) []contact.Record {
+func collect(t *testing.T, s kernel.EventStore, from kernel.Position, n int, keep func(kernel.Record) bool, live func()) []kernel.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var got []contact.Record
+	var got []kernel.Record
 	var once sync.Once
 	errStop := errors.New("enough")
-	err := s.Subscribe(ctx, from, func(_ context.Context, recs []contact.Record) error {
+	err := s.Subscribe(ctx, from, func(_ context.Context, recs []kernel.Record) error {
 		for _, r := range recs {
 			if keep(r) {
 				got = append(got, r)

@@ -5,13 +5,13 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/projections"
 )
 
 // ShadowIndexes describes a store's view tables to RunShadowIndexes.
 type ShadowIndexes struct {
-	Store  StateStore
+	Store  projections.StateStore
 	Shadow projections.ShadowStore
 	// Table names the table of a view or shadow ("active", "active~g1").
 	Table func(name string) string
@@ -48,7 +48,7 @@ func RunShadowIndexes(t *testing.T, h ShadowIndexes) {
 				t.Fatalf("after IndexShadow:\n%v\nwant\n%v", got, want)
 			}
 		}
-		if err := h.Store.Commit(ctx, projections.Batch{Projection: projections.Shadow("active", gen), To: contact.Position{Commit: 1, Prepare: 1}}); err != nil {
+		if err := h.Store.Commit(ctx, projections.Batch{Projection: projections.Shadow("active", gen), To: kernel.Position{Commit: 1, Prepare: 1}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := h.Shadow.SwitchShadow(ctx, "active", gen, nil); err != nil {

@@ -12,28 +12,16 @@ import (
 	"time"
 
 	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/domain/shred"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/contactledger/ledger/projections"
 )
 
-// StateStore is every port the state store serves.
-type StateStore interface {
-	ledger.KeyStore
-	ledger.KeyRewrapper
-	ledger.IdempotencyStore
-	ledger.Directory
-	ledger.ReadModels
-	ledger.Identities
-	ledger.SessionStore
-	ledger.IdentityClaims
-	projections.Store
-}
-
 // StateStoreHarness makes stores for the state-store suite.
 type StateStoreHarness struct {
 	// New returns an empty store; the harness closes it when the test ends.
-	New      func(t *testing.T) StateStore
+	New      func(t *testing.T) projections.StateStore
 	Features Features
 }
 
@@ -46,7 +34,7 @@ func snapshot(ws, name, email string, state contact.State, at time.Time, tags ..
 		s.Tags = []string{}
 	}
 	if state == contact.StateTrashed {
-		by := contact.Actor{Principal: "tok_" + name, Role: contact.RoleMember}
+		by := kernel.Actor{Principal: "tok_" + name, Role: kernel.RoleMember}
 		s.TrashedAt, s.TrashedBy, s.TrashedFrom = &at, &by, contact.StateActive
 	}
 	return s
@@ -101,7 +89,7 @@ func newShadowFixture(h StateStoreHarness) shadowFixture {
 
 // stores returns a new store and its shadow port, nil when the harness
 // declares it has none.
-func (f shadowFixture) stores(t *testing.T) (StateStore, projections.ShadowStore) {
+func (f shadowFixture) stores(t *testing.T) (projections.StateStore, projections.ShadowStore) {
 	t.Helper()
 	s := f.h.New(t)
 	ss, ok := s.(projections.ShadowStore)
@@ -116,7 +104,7 @@ func (f shadowFixture) row(name string, p uint64) projections.Row {
 }
 
 // names lists the names of a view's contacts, sorted.
-func (f shadowFixture) names(t *testing.T, s StateStore, view string) []string {
+func (f shadowFixture) names(t *testing.T, s projections.StateStore, view string) []string {
 	t.Helper()
 	items, err := s.List(context.Background(), ledger.ListQuery{Workspace: "ws", View: view, Limit: 100})
 	if err != nil {
@@ -131,7 +119,7 @@ func (f shadowFixture) names(t *testing.T, s StateStore, view string) []string {
 }
 
 // densePos is a position of a store with dense positions.
-func densePos(n uint64) contact.Position { return contact.Position{Commit: n, Prepare: n} }
+func densePos(n uint64) kernel.Position { return kernel.Position{Commit: n, Prepare: n} }
 
 // claimAt returns a maker of claims made at now.
 func claimAt(now time.Time) func(ws, kind, index string, id contact.ID) ledger.IdentityClaim {
@@ -147,7 +135,7 @@ func keyVault(t *testing.T, h StateStoreHarness) {
 	if err := s.PutKey(ctx, k); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutKey(ctx, k); !errors.Is(err, contact.ErrAlreadyExists) {
+	if err := s.PutKey(ctx, k); !errors.Is(err, kernel.ErrAlreadyExists) {
 		t.Fatalf("second key for an owner: got %v, want ErrAlreadyExists", err)
 	}
 	got, err := s.GetKeys(ctx, "ws", []string{"c1", "c2"})
@@ -232,7 +220,7 @@ func idempotency(t *testing.T, h StateStoreHarness) {
 
 // idempotencyFixture is the store and the contact the idempotency steps share.
 type idempotencyFixture struct {
-	s   StateStore
+	s   projections.StateStore
 	now time.Time
 	id  string // a contact with a key, whose answers the erasure step strips
 }
@@ -361,7 +349,7 @@ func idempotencyErasure(t *testing.T, f idempotencyFixture) {
 	// answer, but the key stays taken and names the tombstone.
 	cid, _ := contact.ParseID(id)
 	tomb := contact.NewID().String()
-	if err := s.Commit(ctx, projections.Batch{Projection: projections.Erasure, To: contact.Position{Commit: 1, Prepare: 1},
+	if err := s.Commit(ctx, projections.Batch{Projection: projections.Erasure, To: kernel.Position{Commit: 1, Prepare: 1},
 		DestroyKeys: []projections.Ref{{Workspace: "ws", ID: cid}}, Tombstones: map[contact.ID]string{cid: tomb}}); err != nil {
 		t.Fatal(err)
 	}
@@ -429,16 +417,16 @@ func directory(t *testing.T, h StateStoreHarness) {
 	if err := s.CreateWorkspace(ctx, w); !errors.Is(err, ledger.ErrWorkspaceExists) {
 		t.Fatalf("duplicate workspace: got %v, want ErrWorkspaceExists", err)
 	}
-	if _, err := s.Workspace(ctx, "nope"); !errors.Is(err, contact.ErrWorkspaceNotFound) {
+	if _, err := s.Workspace(ctx, "nope"); !errors.Is(err, kernel.ErrWorkspaceNotFound) {
 		t.Fatalf("unknown workspace: got %v", err)
 	}
 	ps := contact.DefaultPolicy().Settings()
-	ps.RetentionDays, ps.RequireArchiveBeforeTrash, ps.RestoreRole, ps.PurgeAllowed, ps.ProtectedSources = 7, true, contact.RoleAdmin, false, []string{"crm", "hubspot"}
+	ps.RetentionDays, ps.RequireArchiveBeforeTrash, ps.RestoreRole, ps.PurgeAllowed, ps.ProtectedSources = 7, true, kernel.RoleAdmin, false, []string{"crm", "hubspot"}
 	p, _ := ps.Policy()
 	if err := s.SavePolicy(ctx, "acme", p); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SavePolicy(ctx, "nope", p); !errors.Is(err, contact.ErrWorkspaceNotFound) {
+	if err := s.SavePolicy(ctx, "nope", p); !errors.Is(err, kernel.ErrWorkspaceNotFound) {
 		t.Fatalf("policy of an unknown workspace: got %v", err)
 	}
 	got, err := s.Workspace(ctx, "acme")
@@ -448,12 +436,12 @@ func directory(t *testing.T, h StateStoreHarness) {
 	if fmt.Sprint(got.Policy.Settings()) != fmt.Sprint(p.Settings()) || !got.CreatedAt.Equal(w.CreatedAt) {
 		t.Fatalf("got %+v, want policy %+v", got.Policy.Settings(), p.Settings())
 	}
-	tok := ledger.Token{ID: "tok_1", Workspace: "acme", Role: contact.RoleAuditor, Hash: []byte("hash"), Label: "ci", CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	tok := ledger.Token{ID: "tok_1", Workspace: "acme", Role: kernel.RoleAuditor, Hash: []byte("hash"), Label: "ci", CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	if err := s.CreateToken(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
 	gt, err := s.Token(ctx, "tok_1")
-	if err != nil || gt.Role != contact.RoleAuditor || gt.Workspace != "acme" || !bytes.Equal(gt.Hash, tok.Hash) || !gt.RevokedAt.IsZero() {
+	if err != nil || gt.Role != kernel.RoleAuditor || gt.Workspace != "acme" || !bytes.Equal(gt.Hash, tok.Hash) || !gt.RevokedAt.IsZero() {
 		t.Fatalf("got %+v, %v", gt, err)
 	}
 	if err := s.RevokeToken(ctx, "tok_1", time.Now()); err != nil {
@@ -465,16 +453,16 @@ func directory(t *testing.T, h StateStoreHarness) {
 	if err := s.CreateWorkspace(ctx, ledger.Workspace{Name: "other", CreatedAt: w.CreatedAt, Policy: contact.DefaultPolicy()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateToken(ctx, ledger.Token{ID: "tok_3", Workspace: "other", Role: contact.RoleMember, Hash: []byte("h"), CreatedAt: w.CreatedAt}); err != nil {
+	if err := s.CreateToken(ctx, ledger.Token{ID: "tok_3", Workspace: "other", Role: kernel.RoleMember, Hash: []byte("h"), CreatedAt: w.CreatedAt}); err != nil {
 		t.Fatal(err)
 	}
 	if list, err := s.Tokens(ctx, "acme"); err != nil || len(list) != 1 || list[0].ID != "tok_1" || list[0].RevokedAt.IsZero() {
 		t.Fatalf("tokens of acme: got %+v, %v; want tok_1 (revoked) only", list, err)
 	}
-	if _, err := s.Token(ctx, "tok_2"); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := s.Token(ctx, "tok_2"); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("unknown token: got %v", err)
 	}
-	if err := s.RevokeToken(ctx, "tok_2", time.Now()); !errors.Is(err, contact.ErrNotFound) {
+	if err := s.RevokeToken(ctx, "tok_2", time.Now()); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("revoke unknown token: got %v", err)
 	}
 }
@@ -487,7 +475,7 @@ func checkpointsMoveWithRows(t *testing.T, h StateStoreHarness) {
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	a := snapshot("ws", "Ada", "ada@example.com", contact.StateTrashed, now)
-	p1 := contact.Position{Commit: 5, Prepare: 5}
+	p1 := kernel.Position{Commit: 5, Prepare: 5}
 	row := projections.BuildRow(a, suiteIndex, p1)
 	if err := s.Commit(ctx, projections.Batch{Projection: "trash", To: p1, Upserts: []projections.Row{row}}); err != nil {
 		t.Fatal(err)
@@ -497,9 +485,9 @@ func checkpointsMoveWithRows(t *testing.T, h StateStoreHarness) {
 	}
 	// A stale batch (from the wrong checkpoint) writes nothing at all.
 	b := snapshot("ws", "Bob", "bob@example.com", contact.StateTrashed, now)
-	err := s.Commit(ctx, projections.Batch{Projection: "trash", From: contact.Position{}, To: contact.Position{Commit: 9, Prepare: 9},
-		Upserts: []projections.Row{projections.BuildRow(b, suiteIndex, contact.Position{Commit: 9, Prepare: 9})}, Deletes: []projections.Ref{{Workspace: "ws", ID: a.ID}}})
-	if !errors.Is(err, contact.ErrConcurrency) {
+	err := s.Commit(ctx, projections.Batch{Projection: "trash", From: kernel.Position{}, To: kernel.Position{Commit: 9, Prepare: 9},
+		Upserts: []projections.Row{projections.BuildRow(b, suiteIndex, kernel.Position{Commit: 9, Prepare: 9})}, Deletes: []projections.Ref{{Workspace: "ws", ID: a.ID}}})
+	if !errors.Is(err, kernel.ErrConcurrency) {
 		t.Fatalf("stale batch: got %v, want ErrConcurrency", err)
 	}
 	rows, err := s.Rows(ctx, "trash", []projections.Ref{{Workspace: "ws", ID: a.ID}, {Workspace: "ws", ID: b.ID}})
@@ -519,7 +507,7 @@ func checkpointsMoveWithRows(t *testing.T, h StateStoreHarness) {
 	if err := s.PutKey(ctx, ledger.KeyRow{Owner: a.ID.String(), Workspace: "ws", KeyID: "dk", KEKID: "k", Wrapped: []byte{1}, CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	p2 := contact.Position{Commit: 6, Prepare: 6}
+	p2 := kernel.Position{Commit: 6, Prepare: 6}
 	if err := s.Commit(ctx, projections.Batch{Projection: "trash", From: p1, To: p2, Deletes: []projections.Ref{{Workspace: "ws", ID: a.ID}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -545,7 +533,7 @@ func viewsListFilterPaginate(t *testing.T, h StateStoreHarness) {
 		sn := snapshot("ws", fmt.Sprintf("Person %02d", i), fmt.Sprintf("p%02d@example.com", i), contact.StateTrashed, base.Add(time.Duration(i/2)*time.Hour), tags...)
 		sn.Personal.Phone = fmt.Sprintf("+1 555 01%02d", i)
 		if i%5 == 0 {
-			by := contact.Actor{Principal: "tok_special", Role: contact.RoleAdmin}
+			by := kernel.Actor{Principal: "tok_special", Role: kernel.RoleAdmin}
 			sn.TrashedBy = &by
 		}
 		switch i % 4 {
@@ -557,11 +545,11 @@ func viewsListFilterPaginate(t *testing.T, h StateStoreHarness) {
 			sn.TrashedOperation = "bulk:r2"
 		}
 		all = append(all, sn)
-		rows = append(rows, projections.BuildRow(sn, suiteIndex, contact.Position{Commit: uint64(i + 1), Prepare: uint64(i + 1)}))
+		rows = append(rows, projections.BuildRow(sn, suiteIndex, kernel.Position{Commit: uint64(i + 1), Prepare: uint64(i + 1)}))
 	}
 	other := snapshot("other-ws", "Person 00", "p00@example.com", contact.StateTrashed, base)
-	rows = append(rows, projections.BuildRow(other, suiteIndex, contact.Position{Commit: 30, Prepare: 30}))
-	if err := s.Commit(ctx, projections.Batch{Projection: "trash", To: contact.Position{Commit: 30, Prepare: 30}, Upserts: rows}); err != nil {
+	rows = append(rows, projections.BuildRow(other, suiteIndex, kernel.Position{Commit: 30, Prepare: 30}))
+	if err := s.Commit(ctx, projections.Batch{Projection: "trash", To: kernel.Position{Commit: 30, Prepare: 30}, Upserts: rows}); err != nil {
 		t.Fatal(err)
 	}
 	list := func(q ledger.ListQuery) []contact.Snapshot {
@@ -651,13 +639,13 @@ func identityIndex(t *testing.T, h StateStoreHarness) {
 // an external id and a phone), Bob (spam, in the trash) and Ada Again
 // (archived, Ada's email) in ws, and another Ada in another workspace.
 type identityFixture struct {
-	s    StateStore
+	s    projections.StateStore
 	a, b contact.Snapshot
 	ext  string
-	p1   contact.Position
+	p1   kernel.Position
 }
 
-func newIdentityFixture(t *testing.T, s StateStore) identityFixture {
+func newIdentityFixture(t *testing.T, s projections.StateStore) identityFixture {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -667,7 +655,7 @@ func newIdentityFixture(t *testing.T, s StateStore) identityFixture {
 	b.Spam = true
 	c := snapshot("ws", "Ada Again", "ada@example.com", contact.StateArchived, now)
 	other := snapshot("other", "Ada", "ada@example.com", contact.StateActive, now)
-	p1 := contact.Position{Commit: 3, Prepare: 3}
+	p1 := kernel.Position{Commit: 3, Prepare: 3}
 	var rows []projections.Row
 	for _, sn := range []contact.Snapshot{a, b, c, other} {
 		rows = append(rows, projections.BuildRow(sn, suiteIndex, p1))
@@ -766,7 +754,7 @@ func identityRows(t *testing.T, f identityFixture) {
 		t.Fatalf("row: got %+v", r)
 	}
 	b.Spam = false
-	p2 := contact.Position{Commit: 4, Prepare: 4}
+	p2 := kernel.Position{Commit: 4, Prepare: 4}
 	err = s.Commit(ctx, projections.Batch{Projection: projections.Identities, From: p1, To: p2,
 		Upserts: []projections.Row{projections.BuildRow(b, suiteIndex, p2)}, Deletes: []projections.Ref{{Workspace: "ws", ID: a.ID}}})
 	if err != nil {
@@ -817,8 +805,8 @@ func shadowBuiltAndSwitched(t *testing.T, h StateStoreHarness) {
 	}
 	// The live checkpoint (3) is ahead of the shadow's (2): the switch asks for the batch between.
 	c := f.row("Cid", 3)
-	var asked []contact.Position
-	err = ss.SwitchShadow(ctx, "active", "g1", func(ctx context.Context, from, to contact.Position) (projections.Batch, error) {
+	var asked []kernel.Position
+	err = ss.SwitchShadow(ctx, "active", "g1", func(ctx context.Context, from, to kernel.Position) (projections.Batch, error) {
 		asked = append(asked, from, to)
 		return projections.Batch{Upserts: []projections.Row{c}, Deletes: []projections.Ref{{Workspace: "ws", ID: b.Contact.ID}}}, nil
 	})
@@ -854,7 +842,7 @@ func shadowBuiltAndSwitched(t *testing.T, h StateStoreHarness) {
 // switchShadowAhead switches in a shadow ahead of the live projection,
 // never indexed: the checkpoint moves forward and the switch builds the
 // indexes.
-func switchShadowAhead(t *testing.T, f shadowFixture, s StateStore, ss projections.ShadowStore) {
+func switchShadowAhead(t *testing.T, f shadowFixture, s projections.StateStore, ss projections.ShadowStore) {
 	t.Helper()
 	ctx := context.Background()
 	if err := ss.CreateShadow(ctx, "active", "g2"); err != nil {
@@ -863,7 +851,7 @@ func switchShadowAhead(t *testing.T, f shadowFixture, s StateStore, ss projectio
 	if err := s.Commit(ctx, projections.Batch{Projection: projections.Shadow("active", "g2"), To: densePos(9), Upserts: []projections.Row{f.row("Eve", 9)}}); err != nil {
 		t.Fatal(err)
 	}
-	err := ss.SwitchShadow(ctx, "active", "g2", func(context.Context, contact.Position, contact.Position) (projections.Batch, error) {
+	err := ss.SwitchShadow(ctx, "active", "g2", func(context.Context, kernel.Position, kernel.Position) (projections.Batch, error) {
 		return projections.Batch{}, errors.New("not asked for")
 	})
 	if err != nil {
@@ -880,7 +868,7 @@ func switchShadowAhead(t *testing.T, f shadowFixture, s StateStore, ss projectio
 	if cp, _ := s.Checkpoint(ctx, "active"); cp != densePos(9) {
 		t.Fatalf("live checkpoint: %s, want 9", cp)
 	}
-	if err := s.Commit(ctx, projections.Batch{Projection: "active", From: densePos(4), To: densePos(5)}); !errors.Is(err, contact.ErrConcurrency) {
+	if err := s.Commit(ctx, projections.Batch{Projection: "active", From: densePos(4), To: densePos(5)}); !errors.Is(err, kernel.ErrConcurrency) {
 		t.Fatalf("a live batch from before the switch: got %v, want ErrConcurrency", err)
 	}
 }
@@ -904,7 +892,7 @@ func failedSwitchKeepsLive(t *testing.T, h StateStoreHarness) {
 		}
 	}
 	boom := errors.New("boom")
-	err := ss.SwitchShadow(ctx, "trash", "a1", func(context.Context, contact.Position, contact.Position) (projections.Batch, error) {
+	err := ss.SwitchShadow(ctx, "trash", "a1", func(context.Context, kernel.Position, kernel.Position) (projections.Batch, error) {
 		return projections.Batch{}, boom
 	})
 	if !errors.Is(err, boom) {
@@ -1016,7 +1004,7 @@ func rebuildRecords(t *testing.T, ss projections.ShadowStore, now time.Time) {
 	if err := ss.CancelRebuild(ctx, "rb_1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := ss.CancelRebuild(ctx, "rb_2"); !errors.Is(err, contact.ErrNotFound) {
+	if err := ss.CancelRebuild(ctx, "rb_2"); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("cancel unknown: %v", err)
 	}
 	j.EventsDone, j.State, j.FinishedAt = 10, projections.RebuildCancelled, now.Add(time.Second)
@@ -1027,7 +1015,7 @@ func rebuildRecords(t *testing.T, ss projections.ShadowStore, now time.Time) {
 	if err != nil || got.EventsDone != 10 || got.State != projections.RebuildCancelled || !got.FinishedAt.Equal(j.FinishedAt) || !got.StartedAt.Equal(now) || !got.Cancel || got.RequestedBy != "tok_x" {
 		t.Fatalf("got %+v, %v", got, err)
 	}
-	if _, err := ss.Rebuild(ctx, "rb_2"); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := ss.Rebuild(ctx, "rb_2"); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("unknown rebuild: %v", err)
 	}
 	j2 := j
@@ -1148,7 +1136,7 @@ func erasureDeletesClaims(t *testing.T, h StateStoreHarness) {
 			t.Fatal(err)
 		}
 	}
-	to := contact.Position{Commit: 1, Prepare: 1}
+	to := kernel.Position{Commit: 1, Prepare: 1}
 	if err := s.Commit(ctx, projections.Batch{Projection: projections.Erasure, To: to, DestroyKeys: []projections.Ref{{Workspace: "ws", ID: a}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -1168,11 +1156,11 @@ func heldContacts(t *testing.T, h StateStoreHarness) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	var held []contact.Snapshot
 	var rows []projections.Row
-	p := contact.Position{Commit: 5, Prepare: 5}
+	p := kernel.Position{Commit: 5, Prepare: 5}
 	for i := range 5 {
 		sn := snapshot("ws", fmt.Sprintf("Held %d", i), "", contact.StateTrashed, now)
 		if i != 2 {
-			sn.Hold = &contact.Hold{ID: fmt.Sprintf("hold_%d", i), Case: "Doe v. Acme", At: now, By: contact.Actor{Principal: "tok_a", Role: contact.RoleAuditor}}
+			sn.Hold = &contact.Hold{ID: fmt.Sprintf("hold_%d", i), Case: "Doe v. Acme", At: now, By: kernel.Actor{Principal: "tok_a", Role: kernel.RoleAuditor}}
 			held = append(held, sn)
 		}
 		rows = append(rows, projections.BuildRow(sn, suiteIndex, p))
@@ -1208,7 +1196,7 @@ func heldContacts(t *testing.T, h StateStoreHarness) {
 	// A release (a row without a hold) takes it off the list.
 	sn := held[0]
 	sn.Hold = nil
-	p2 := contact.Position{Commit: 6, Prepare: 6}
+	p2 := kernel.Position{Commit: 6, Prepare: 6}
 	if err := s.Commit(ctx, projections.Batch{Projection: projections.Identities, From: p, To: p2, Upserts: []projections.Row{projections.BuildRow(sn, suiteIndex, p2)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -1220,7 +1208,7 @@ func heldContacts(t *testing.T, h StateStoreHarness) {
 // TrashByOperation checks that the store's trash view keeps the operation
 // that trashed each contact and filters by it, for the stores' migration
 // tests (a view's table made before the column existed gets it).
-func TrashByOperation(t *testing.T, s StateStore) {
+func TrashByOperation(t *testing.T, s projections.StateStore) {
 	t.Helper()
 	ctx := context.Background()
 	at := time.Now().UTC().Truncate(time.Microsecond)
@@ -1228,9 +1216,9 @@ func TrashByOperation(t *testing.T, s StateStore) {
 	for _, op := range []string{"bulk:r1", "bulk:r2"} {
 		sn := snapshot("ws", "Op "+op, "", contact.StateTrashed, at)
 		sn.TrashedOperation = op
-		rows = append(rows, projections.BuildRow(sn, suiteIndex, contact.Position{Commit: 1, Prepare: 1}))
+		rows = append(rows, projections.BuildRow(sn, suiteIndex, kernel.Position{Commit: 1, Prepare: 1}))
 	}
-	if err := s.Commit(ctx, projections.Batch{Projection: "trash", To: contact.Position{Commit: 1, Prepare: 1}, Upserts: rows}); err != nil {
+	if err := s.Commit(ctx, projections.Batch{Projection: "trash", To: kernel.Position{Commit: 1, Prepare: 1}, Upserts: rows}); err != nil {
 		t.Fatal(err)
 	}
 	items, err := s.List(ctx, ledger.ListQuery{Workspace: "ws", View: "trash", Operations: []string{"bulk:r2"}, Limit: 10})
@@ -1259,7 +1247,7 @@ func sessionsCase(t *testing.T, h StateStoreHarness) {
 	if err != nil || got.TokenID != fresh.TokenID || got.Workspace != "ws" || !got.SeenAt.Equal(at) || !got.ExpiresAt.Equal(fresh.ExpiresAt) || !got.CreatedAt.Equal(at) {
 		t.Fatalf("got %+v %v, want %+v", got, err, fresh)
 	}
-	if _, err := s.Session(ctx, bytes.Repeat([]byte{9}, 32)); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := s.Session(ctx, bytes.Repeat([]byte{9}, 32)); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("unknown session: got %v, want ErrNotFound", err)
 	}
 	later := at.Add(time.Minute)
@@ -1277,14 +1265,14 @@ func sessionsCase(t *testing.T, h StateStoreHarness) {
 		t.Fatalf("expire: got %d %v, want the idle and the ended session", n, err)
 	}
 	for _, gone := range [][]byte{idle.Hash, old.Hash} {
-		if _, err := s.Session(ctx, gone); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.Session(ctx, gone); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("expired session: got %v, want ErrNotFound", err)
 		}
 	}
 	if err := s.DeleteSession(ctx, fresh.Hash); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Session(ctx, fresh.Hash); !errors.Is(err, contact.ErrNotFound) {
+	if _, err := s.Session(ctx, fresh.Hash); !errors.Is(err, kernel.ErrNotFound) {
 		t.Fatalf("deleted session: got %v, want ErrNotFound", err)
 	}
 	if err := s.DeleteSession(ctx, fresh.Hash); err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contactledger/ledger/domain/contact"
+	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
 	"github.com/oklog/ulid/v2"
 )
@@ -20,7 +20,7 @@ type WebhookStoreHarness struct {
 	New func(t *testing.T) ledger.WebhookStore
 }
 
-func pos(n uint64) contact.Position { return contact.Position{Commit: n, Prepare: n + 7} }
+func pos(n uint64) kernel.Position { return kernel.Position{Commit: n, Prepare: n + 7} }
 
 var suiteTime = time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
 
@@ -34,7 +34,7 @@ func newWebhook(ws string) ledger.Webhook {
 }
 
 // mustCreate stores a new subscription of ws starting after start.
-func mustCreate(t *testing.T, s ledger.WebhookStore, ws string, start contact.Position) ledger.Webhook {
+func mustCreate(t *testing.T, s ledger.WebhookStore, ws string, start kernel.Position) ledger.Webhook {
 	t.Helper()
 	w := newWebhook(ws)
 	if err := s.CreateWebhook(context.Background(), w, start); err != nil {
@@ -64,10 +64,10 @@ var webhookCases = []struct {
 		if !reflect.DeepEqual(got, w) {
 			t.Fatalf("got %+v, want %+v", got, w)
 		}
-		if _, err := s.Webhook(ctx, "other", w.ID); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.Webhook(ctx, "other", w.ID); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("another workspace's read: got %v, want ErrNotFound", err)
 		}
-		if err := s.CreateWebhook(ctx, w, pos(10)); !errors.Is(err, contact.ErrAlreadyExists) {
+		if err := s.CreateWebhook(ctx, w, pos(10)); !errors.Is(err, kernel.ErrAlreadyExists) {
 			t.Fatalf("the same id again: got %v, want ErrAlreadyExists", err)
 		}
 	}},
@@ -109,7 +109,7 @@ var webhookCases = []struct {
 			t.Fatalf("got %+v, want %+v", got, w)
 		}
 		w.Workspace = "other"
-		if err := s.UpdateWebhook(ctx, w); !errors.Is(err, contact.ErrNotFound) {
+		if err := s.UpdateWebhook(ctx, w); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("an update from another workspace: got %v, want ErrNotFound", err)
 		}
 	}},
@@ -122,7 +122,7 @@ var webhookCases = []struct {
 		if p.Position != pos(42) || p.Generation != 1 || p.Pending != 0 || !p.FailingSince.IsZero() || !p.Since.IsZero() {
 			t.Fatalf("got %+v, want position %s, generation 1, nothing pending", p, pos(42))
 		}
-		if _, err := s.WebhookProgress(context.Background(), "wh_unknown"); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.WebhookProgress(context.Background(), "wh_unknown"); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("an unknown subscription: got %v, want ErrNotFound", err)
 		}
 	}},
@@ -134,11 +134,11 @@ var webhookCases = []struct {
 		if err := s.CommitDeliveries(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CommitDeliveries(ctx, b); !errors.Is(err, contact.ErrConcurrency) {
+		if err := s.CommitDeliveries(ctx, b); !errors.Is(err, kernel.ErrConcurrency) {
 			t.Fatalf("a commit from a passed checkpoint: got %v, want ErrConcurrency", err)
 		}
 		b.From, b.To, b.Generation = pos(5), pos(6), 2
-		if err := s.CommitDeliveries(ctx, b); !errors.Is(err, contact.ErrConcurrency) {
+		if err := s.CommitDeliveries(ctx, b); !errors.Is(err, kernel.ErrConcurrency) {
 			t.Fatalf("a commit of another generation: got %v, want ErrConcurrency", err)
 		}
 		p, err := s.WebhookProgress(ctx, w.ID)
@@ -146,7 +146,7 @@ var webhookCases = []struct {
 			t.Fatalf("got %+v %v, want position %s and the success", p, err, pos(5))
 		}
 		b.Webhook, b.Generation = "wh_unknown", 1
-		if err := s.CommitDeliveries(ctx, b); !errors.Is(err, contact.ErrNotFound) {
+		if err := s.CommitDeliveries(ctx, b); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("a commit for a deleted subscription: got %v, want ErrNotFound", err)
 		}
 	}},
@@ -189,11 +189,11 @@ var webhookCases = []struct {
 		retry := pending[1]
 		retry.Attempts, retry.NextAt = 2, suiteTime.Add(5*time.Minute)
 		err := s.CommitDeliveries(ctx, ledger.DeliveryBatch{Webhook: w.ID, Generation: 1, From: pos(9), To: pos(9), At: suiteTime,
-			Pending: []ledger.PendingDelivery{retry}, Done: []contact.Position{pos(9)}})
+			Pending: []ledger.PendingDelivery{retry}, Done: []kernel.Position{pos(9)}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.PendingDeliveries(ctx, w.ID, contact.Position{}, 10)
+		got, err := s.PendingDeliveries(ctx, w.ID, kernel.Position{}, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,7 +271,7 @@ var webhookCases = []struct {
 		ctx := context.Background()
 		w := mustCreate(t, s, "ws", pos(3))
 		a := attempt(w, "test_1", 1, suiteTime, ledger.AttemptDelivered)
-		a.EventType, a.ContactID, a.Position, a.Status, a.Error = "webhook.test", "", contact.Position{}, 204, ""
+		a.EventType, a.ContactID, a.Position, a.Status, a.Error = "webhook.test", "", kernel.Position{}, 204, ""
 		if err := s.AddAttempts(ctx, []ledger.DeliveryAttempt{a}); err != nil {
 			t.Fatal(err)
 		}
@@ -329,7 +329,7 @@ var webhookCases = []struct {
 		if got, _ := s.Webhook(ctx, "ws", w.ID); got.Revision != 2 {
 			t.Fatalf("revision: got %d, want 2", got.Revision)
 		}
-		if err := s.CommitDeliveries(ctx, ledger.DeliveryBatch{Webhook: w.ID, Generation: 1, From: pos(10), To: pos(11), At: suiteTime}); !errors.Is(err, contact.ErrConcurrency) {
+		if err := s.CommitDeliveries(ctx, ledger.DeliveryBatch{Webhook: w.ID, Generation: 1, From: pos(10), To: pos(11), At: suiteTime}); !errors.Is(err, kernel.ErrConcurrency) {
 			t.Fatalf("a commit started before the replay: got %v, want ErrConcurrency", err)
 		}
 		if err := s.CommitDeliveries(ctx, ledger.DeliveryBatch{Webhook: w.ID, Generation: 2, From: pos(10), To: pos(11), At: suiteTime, ClearSince: true}); err != nil {
@@ -344,7 +344,7 @@ var webhookCases = []struct {
 		if p, _ := s.WebhookProgress(ctx, w.ID); p.Position != pos(11) || p.Generation != 3 {
 			t.Fatalf("a replay after a position ahead: got %+v, want the checkpoint kept at %s and the generation moved", p, pos(11))
 		}
-		if err := s.ReplayWebhook(ctx, "other", w.ID, pos(1), time.Time{}); !errors.Is(err, contact.ErrNotFound) {
+		if err := s.ReplayWebhook(ctx, "other", w.ID, pos(1), time.Time{}); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("a replay from another workspace: got %v, want ErrNotFound", err)
 		}
 	}},
@@ -369,19 +369,19 @@ var webhookCases = []struct {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.DeleteWebhook(ctx, "other", w.ID); !errors.Is(err, contact.ErrNotFound) {
+		if err := s.DeleteWebhook(ctx, "other", w.ID); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("a delete from another workspace: got %v, want ErrNotFound", err)
 		}
 		if err := s.DeleteWebhook(ctx, "ws", w.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Webhook(ctx, "ws", w.ID); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.Webhook(ctx, "ws", w.ID); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("after delete: got %v, want ErrNotFound", err)
 		}
-		if _, err := s.WebhookProgress(ctx, w.ID); !errors.Is(err, contact.ErrNotFound) {
+		if _, err := s.WebhookProgress(ctx, w.ID); !errors.Is(err, kernel.ErrNotFound) {
 			t.Fatalf("progress after delete: got %v, want ErrNotFound", err)
 		}
-		if p, _ := s.PendingDeliveries(ctx, w.ID, contact.Position{}, 10); len(p) != 0 {
+		if p, _ := s.PendingDeliveries(ctx, w.ID, kernel.Position{}, 10); len(p) != 0 {
 			t.Fatalf("pending after delete: %+v", p)
 		}
 		if n, _ := s.PruneAttempts(ctx, suiteTime.Add(time.Hour)); n != 0 {

@@ -1,4 +1,4 @@
-package contact
+package kernel
 
 import (
 	"bytes"
