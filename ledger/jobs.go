@@ -132,15 +132,15 @@ func (s *Jobs) StartRestoreJob(ctx context.Context, workspace string, meta Meta,
 	}
 	// Admission: the workspace's lock stream says who holds the slot. A
 	// race with the end of the previous job (its release) is retried.
-	for attempt := 1; ; attempt++ {
-		lock, lockRecs, running, err := s.slot(ctx, workspace)
+	var running *JobRunningError
+	err = retryConflicts(func() error {
+		lock, lockRecs, busy, err := s.slot(ctx, workspace)
 		if err != nil {
-			s.notAdmitted(ctx, workspace, id, m, recs, "the admission failed")
-			return nil, err
+			return err
 		}
-		if running {
-			s.notAdmitted(ctx, workspace, id, m, recs, "job "+lock.Holder+" was running")
-			return nil, &JobRunningError{Job: lock.Holder}
+		if busy {
+			running = &JobRunningError{Job: lock.Holder}
+			return running
 		}
 		// A holder that is over (or never got its stream) but was not
 		// released is released in the same append that admits the new job.
@@ -149,14 +149,15 @@ func (s *Jobs) StartRestoreJob(ctx context.Context, workspace string, meta Meta,
 			release = append(release, job.Released{Job: lock.Holder})
 		}
 		_, err = s.appendJob(ctx, job.LockStream(workspace), workspace, m, lockRecs, now, append(release, job.Admitted{Job: id})...)
-		if errors.Is(err, kernel.ErrConcurrency) && attempt < maxAttempts {
-			continue
-		}
-		if err != nil {
-			s.notAdmitted(ctx, workspace, id, m, recs, "the admission failed")
-			return nil, err
-		}
-		break
+		return err
+	})
+	if running != nil {
+		s.notAdmitted(ctx, workspace, id, m, recs, "job "+running.Job+" was running")
+		return nil, running
+	}
+	if err != nil {
+		s.notAdmitted(ctx, workspace, id, m, recs, "the admission failed")
+		return nil, err
 	}
 	s.kickJobs()
 	return s.RestoreJob(ctx, workspace, id)

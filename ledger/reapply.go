@@ -57,38 +57,36 @@ func (s *Audit) Reapply(ctx context.Context, rc Receipt, correlation string) (Re
 	if rc.Outcome == contact.StateAnonymized {
 		typ = contact.TypeAnonymized
 	}
-	for attempt := 1; ; attempt++ {
+	err = retryConflicts(func() error {
 		l, err := s.load(ctx, rc.Workspace, id)
 		if errors.Is(err, kernel.ErrNotFound) {
 			out.Tombstone = "no contact"
-			break
+			return nil
 		}
 		if err != nil {
-			return out, err
+			return err
 		}
 		out.Tombstone, had = "present", had || !l.key.Destroyed
 		er := contact.Erasure{Trigger: rc.Erasure.Trigger, Request: rc.Erasure.Request, RetentionDays: rc.Erasure.RetentionDays,
 			KeyID: rc.Erased.KeyID, Erased: rc.Erased.Fields}
 		changed, err := l.c.Reerase(typ, er, reapplyActor, s.now())
-		if err != nil {
-			return out, err
-		}
-		if !changed {
-			break
+		if err != nil || !changed {
+			return err
 		}
 		last := l.recs[len(l.recs)-1]
 		meta := Meta{Actor: reapplyActor, CorrelationID: correlation, CausationID: rc.Erasure.EventID}
 		recs, err := seal(l.key, id.Stream(), rc.Workspace, meta, l.c.Saved(), last.Hash, l.c.Changes())
 		if err != nil {
-			return out, err
+			return err
 		}
-		if _, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), recs); errors.Is(err, kernel.ErrConcurrency) && attempt < maxAttempts {
-			continue
-		} else if err != nil {
-			return out, err
+		if _, err := s.appendEvents(ctx, id.Stream(), l.c.Saved(), recs); err != nil {
+			return err
 		}
 		out.Tombstone, out.EventID = "written", recs[len(recs)-1].ID.String()
-		break
+		return nil
+	})
+	if err != nil {
+		return out, err
 	}
 	key, err := s.vault.ContactKey(ctx, rc.Workspace, id)
 	if err != nil {

@@ -252,20 +252,21 @@ const maxAttempts = 5
 
 // execute loads a contact, runs a command on it and appends what it records.
 func (s *core) execute(ctx context.Context, workspace string, id contact.ID, meta Meta, cmd command) (Result, error) {
-	for attempt := 1; ; attempt++ {
+	var res Result
+	// apply tells a lost race (errLostRace) only when the request did not
+	// name the version it expects (If-Match): then it runs again.
+	err := kernel.Retry(maxAttempts, func() error {
 		l, err := s.load(ctx, workspace, id)
 		if err != nil {
-			return Result{}, err
+			return err
 		}
-		res, err := s.apply(ctx, workspace, id, meta, l, cmd)
-		if errors.Is(err, errLostRace) {
-			if meta.IfMatch == nil && attempt < maxAttempts {
-				continue
-			}
-			err = kernel.ErrConcurrency
-		}
-		return res, err
+		res, err = s.apply(ctx, workspace, id, meta, l, cmd)
+		return err
+	}, errLostRace)
+	if errors.Is(err, errLostRace) {
+		err = kernel.ErrConcurrency
 	}
+	return res, err
 }
 
 // command is what a contact's command does to it once loaded.

@@ -400,20 +400,27 @@ func (b *rebuild) run(ctx context.Context) (err error) {
 		return err
 	}
 	b.pending = slices.Clone(b.views)
-	for attempt := 0; ; attempt++ {
-		if from, err = b.catchUp(ctx, from); err != nil {
-			return err
+	// Too far behind, or the table was busy: catch up and try again. Only
+	// the switch is retried; a failure to catch up ends the rebuild.
+	var failed error
+	err = kernel.Retry(switchAttempts, func() error {
+		if from, failed = b.catchUp(ctx, from); failed != nil {
+			return nil
 		}
-		if err := b.phase(ctx, "switching"); err != nil {
-			return err
+		if failed = b.phase(ctx, "switching"); failed != nil {
+			return nil
 		}
-		err = b.switchAll(ctx)
-		// Too far behind, or the table was busy: catch up and try again.
-		if (!errors.Is(err, errTooFar) && !errors.Is(err, kernel.ErrConcurrency)) || attempt == 20 {
-			return err
-		}
+		return b.switchAll(ctx)
+	}, errTooFar, kernel.ErrConcurrency)
+	if failed != nil {
+		return failed
 	}
+	return err
 }
+
+// switchAttempts is how many times a rebuild catches up and tries to
+// switch its shadows in before it gives up.
+const switchAttempts = 21
 
 // fold reads the log grouped by stream up to a stable head, folds each
 // contact once with the aggregate and loads the final rows in bulk. It
