@@ -57,3 +57,65 @@ func TestBatchGivesClaimsBack(t *testing.T) {
 		}
 	}
 }
+
+// countedIdentities is an identity index that counts its lookups.
+type countedIdentities struct {
+	ledger.Identities
+	one, many atomic.Int64
+}
+
+func (c *countedIdentities) FindIdentities(ctx context.Context, workspace string, q ledger.IdentityQuery) ([]ledger.IdentityMatch, error) {
+	c.one.Add(1)
+	return c.Identities.FindIdentities(ctx, workspace, q)
+}
+
+func (c *countedIdentities) FindIdentitiesMany(ctx context.Context, workspace string, qs []ledger.IdentityQuery) ([][]ledger.IdentityMatch, error) {
+	c.many.Add(1)
+	return ledger.FindIdentitiesMany(ctx, c.Identities, workspace, qs)
+}
+
+// TestBatchLooksIdentitiesUpOnce restores many contacts in one batch: the
+// identity index is read once for the whole batch, not once per contact (a
+// round trip each), and its answers are each contact's own: the contact
+// whose email another contact took while it was in trash is refused,
+// naming that contact, and the others are restored. The dry run reads the
+// same way and answers the same.
+func TestBatchLooksIdentitiesUpOnce(t *testing.T) {
+	t.Parallel()
+	var idx *countedIdentities
+	e := ledgertest.New(t, ledgertest.Options{Identities: func(i ledger.Identities) ledger.Identities {
+		idx = &countedIdentities{Identities: i}
+		return idx
+	}})
+	ctx := t.Context()
+	if _, err := e.Svc.SetPolicy(ctx, ledgertest.Workspace, contact.PolicySettings{RetentionDays: 30, RestoreRole: kernel.RoleMember, IdentityUniqueness: contact.UniquenessLive}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []contact.ID
+	for _, n := range []string{"ann", "bob", "cy", "dee", "eve"} {
+		id := e.Create(t, n, n+"@example.com")
+		e.Move(t, id, ledger.Trash)
+		ids = append(ids, id)
+	}
+	taker := e.Create(t, "eve2", "eve@example.com") // eve's email, free while eve is in trash
+	e.CaughtUp(t)
+	for _, dry := range []bool{true, false} {
+		idx.one.Store(0)
+		idx.many.Store(0)
+		m := ledgertest.Meta("req-restore")
+		m.DryRun = dry
+		_, errs := e.Svc.TransitionMany(ctx, ledgertest.Workspace, ids, m, ledger.Restore, ledger.TransitionInput{Reason: "test"})
+		for i, err := range errs[:4] {
+			if err != nil {
+				t.Fatalf("dry run %v: restore %d: %v", dry, i, err)
+			}
+		}
+		var te *ledger.IdentityTakenError
+		if !errors.As(errs[4], &te) || te.Holder != taker {
+			t.Fatalf("dry run %v: restore of eve: %v; want her email taken by %s", dry, errs[4], taker)
+		}
+		if one, many := idx.one.Load(), idx.many.Load(); one != 0 || many != 1 {
+			t.Fatalf("dry run %v: %d single and %d batched identity lookups; want 0 and 1", dry, one, many)
+		}
+	}
+}

@@ -135,6 +135,60 @@ func (s *core) identitiesBefore(ctx context.Context, workspace string, c *contac
 	return snap, heldIdentities(b, c, p), nil
 }
 
+// identityNeeds is what a command does to the values its contact holds.
+type identityNeeds struct {
+	check               bool // unset: nothing to check (uniqueness off, nothing held before)
+	b                   shred.BlindIndex
+	need                []identityKey // values to check against other contacts, and claim
+	released            []identityKey // values the contact stops holding
+	restoring, keepBoth bool
+}
+
+// identityNeed works out which values a command gives its contact c (those
+// it did not hold before, or, for a restore, all it holds after) and which
+// it releases.
+func (s *core) identityNeed(ctx context.Context, workspace string, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change) (identityNeeds, error) {
+	var n identityNeeds
+	if p.Uniqueness() == contact.UniquenessOff && len(before) == 0 {
+		return n, nil
+	}
+	b, err := s.vault.BlindIndex(ctx, workspace)
+	if err != nil {
+		return n, err
+	}
+	n.check, n.b = true, b
+	after := heldIdentities(b, c, p)
+	for _, chg := range changes {
+		if r, ok := chg.Event.(contact.Restored); ok {
+			n.restoring, n.keepBoth = true, r.KeepBoth
+		}
+	}
+	for _, k := range after {
+		if n.restoring || !slices.Contains(before, k) {
+			n.need = append(n.need, k)
+		}
+	}
+	for _, k := range before {
+		if !slices.Contains(after, k) {
+			n.released = append(n.released, k)
+		}
+	}
+	return n, nil
+}
+
+// query is the identity index's query for the values needed.
+func (n identityNeeds) query() IdentityQuery {
+	q := IdentityQuery{}
+	for _, k := range n.need {
+		if k.kind == "email" {
+			q.EmailIndex = k.index
+		} else {
+			q.PhoneIndex = k.index
+		}
+	}
+	return q
+}
+
 // guardIdentities checks the values a command gives its contact c (those
 // it did not hold before, or, for a restore, all it holds after) against
 // every other contact of the workspace, and claims them. A value another
@@ -142,36 +196,17 @@ func (s *core) identitiesBefore(ctx context.Context, workspace string, c *contac
 // command is a restore recorded with keep_both: then the other contact
 // keeps its claim. In a dry run nothing is claimed; the same checks run
 // on the claims as they are. known, when set, are the identity index's
-// matches of every value c has, read already (a create reads them for the
-// spam check). batched leaves the claims to the caller's batch: they are
+// matches of every value c needs, read already (a create reads them for
+// the spam check, a batch for all its contacts at once). batched leaves the claims to the caller's batch: they are
 // returned pending, claimed by appendClaiming for every command at once.
 func (s *core) guardIdentities(ctx context.Context, workspace string, id contact.ID, p contact.Policy, before []identityKey, c *contact.Contact, changes []contact.Change, dry, batched bool, known *[]IdentityMatch) (identityChange, error) {
 	var ch identityChange
-	if p.Uniqueness() == contact.UniquenessOff && len(before) == 0 {
-		return ch, nil
-	}
-	b, err := s.vault.BlindIndex(ctx, workspace)
-	if err != nil {
+	n, err := s.identityNeed(ctx, workspace, p, before, c, changes)
+	if err != nil || !n.check {
 		return ch, err
 	}
-	after := heldIdentities(b, c, p)
-	restoring, keepBoth := false, false
-	for _, chg := range changes {
-		if r, ok := chg.Event.(contact.Restored); ok {
-			restoring, keepBoth = true, r.KeepBoth
-		}
-	}
-	var need []identityKey
-	for _, k := range after {
-		if restoring || !slices.Contains(before, k) {
-			need = append(need, k)
-		}
-	}
-	for _, k := range before {
-		if !slices.Contains(after, k) {
-			ch.released = append(ch.released, k)
-		}
-	}
+	b, need, restoring, keepBoth := n.b, n.need, n.restoring, n.keepBoth
+	ch.released = n.released
 	if len(need) == 0 {
 		return ch, nil
 	}
@@ -180,14 +215,7 @@ func (s *core) guardIdentities(ctx context.Context, workspace string, id contact
 	}
 	// Every contact the identity index knows with one of the values, claims
 	// or not (those made before uniqueness, or kept by keep_both).
-	q := IdentityQuery{}
-	for _, k := range need {
-		if k.kind == "email" {
-			q.EmailIndex = k.index
-		} else {
-			q.PhoneIndex = k.index
-		}
-	}
+	q := n.query()
 	var ms []IdentityMatch
 	if known != nil {
 		ms = *known

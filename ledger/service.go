@@ -323,6 +323,7 @@ type decided struct {
 	dry    bool
 	effect Effect
 	ids    identityChange
+	held   []identityKey // the values the contact held before the command
 }
 
 // decide runs a command on a loaded contact: it checks what the command
@@ -331,6 +332,16 @@ type decided struct {
 // command share every step but the writes, so the dry run's answer is the
 // real run's. batched leaves the claims pending, for the batch to make.
 func (s *core) decide(ctx context.Context, workspace string, id contact.ID, meta Meta, l loaded, p contact.Policy, cmd command, batched bool) (decided, error) {
+	d, err := s.runCommand(ctx, workspace, meta, l, p, cmd)
+	if err != nil {
+		return decided{}, err
+	}
+	return s.guardAndSeal(ctx, workspace, id, meta, d, batched, nil)
+}
+
+// runCommand is decide's first half: it runs the command on the contact, without
+// checking the identities it gives it.
+func (s *core) runCommand(ctx context.Context, workspace string, meta Meta, l loaded, p contact.Policy, cmd command) (decided, error) {
 	if meta.IfMatch != nil && *meta.IfMatch != l.c.Version() {
 		return decided{}, kernel.Errorf(kernel.ErrConcurrency, "the contact is at version %d, not %d; reload and retry", l.c.Version(), *meta.IfMatch)
 	}
@@ -338,24 +349,34 @@ func (s *core) decide(ctx context.Context, workspace string, id contact.ID, meta
 	if err != nil {
 		return decided{}, err
 	}
-	d := decided{l: l, p: p, op: meta.causation(), dry: meta.DryRun}
+	d := decided{l: l, p: p, op: meta.causation(), dry: meta.DryRun, held: held}
 	l.c.Within(d.op)
 	if err := cmd(l, p, s.now()); err != nil {
 		return decided{}, err
 	}
-	changes := l.c.Changes()
+	if len(l.c.Changes()) > 0 {
+		d.effect = effectOf(before, l.c, l.c.Changes())
+	}
+	return d, nil
+}
+
+// guardAndSeal is decide's second half: it checks and claims the identities the
+// command gives the contact and seals its changes. known, when set, are
+// the identity index's matches of identityQuery's query, read already.
+func (s *core) guardAndSeal(ctx context.Context, workspace string, id contact.ID, meta Meta, d decided, batched bool, known *[]IdentityMatch) (decided, error) {
+	changes := d.l.c.Changes()
 	if len(changes) == 0 {
 		return d, nil
 	}
-	d.effect = effectOf(before, l.c, changes)
-	if d.ids, err = s.guardIdentities(ctx, workspace, id, p, held, l.c, changes, meta.DryRun, batched, nil); err != nil {
+	var err error
+	if d.ids, err = s.guardIdentities(ctx, workspace, id, d.p, d.held, d.l.c, changes, meta.DryRun, batched, known); err != nil {
 		return decided{}, err
 	}
 	if meta.DryRun {
 		return d, nil
 	}
-	last := l.recs[len(l.recs)-1]
-	if d.recs, err = seal(l.key, id.Stream(), workspace, meta, l.c.Saved(), last.Hash, changes); err != nil {
+	last := d.l.recs[len(d.l.recs)-1]
+	if d.recs, err = seal(d.l.key, id.Stream(), workspace, meta, d.l.c.Saved(), last.Hash, changes); err != nil {
 		s.giveBack(ctx, workspace, id, d.ids)
 		return decided{}, err
 	}
@@ -495,10 +516,16 @@ func (s *core) executeEach(ctx context.Context, workspace string, ids []contact.
 			todo = append(todo, i)
 		}
 	}
-	// Deciding may read the identity index: on several workers.
 	ds := make([]decided, len(ids))
+	for _, i := range todo {
+		ds[i], errs[i] = s.runCommand(ctx, workspace, meta, ls[ids[i]], p, cmd(i))
+	}
+	known := s.identitiesOfMany(ctx, workspace, todo, ds, errs)
+	// Checking identities may read the log of a contact holding a value: on several workers.
 	onWorkers(todo, func(i int) {
-		ds[i], errs[i] = s.decide(ctx, workspace, ids[i], meta, ls[ids[i]], p, cmd(i), true)
+		if errs[i] == nil {
+			ds[i], errs[i] = s.guardAndSeal(ctx, workspace, ids[i], meta, ds[i], true, known[i])
+		}
 	})
 	var (
 		batch   []kernel.StreamAppend
@@ -571,6 +598,40 @@ func (s *core) executeEach(ctx context.Context, workspace string, ids []contact.
 		results[i], errs[i] = s.execute(ctx, workspace, ids[i], meta, cmd(i))
 	}
 	return results, errs
+}
+
+// identitiesOfMany reads, in one lookup, the identity index's matches of
+// the values that each decided command of a batch gives its contact (what
+// guardIdentities would read for each alone). A contact with nothing to
+// check, or every contact when the lookup fails, gets nil: it reads alone.
+func (s *core) identitiesOfMany(ctx context.Context, workspace string, todo []int, ds []decided, errs []error) map[int]*[]IdentityMatch {
+	var (
+		qs []IdentityQuery
+		at []int
+	)
+	for _, i := range todo {
+		if errs[i] != nil || len(ds[i].l.c.Changes()) == 0 {
+			continue
+		}
+		n, err := s.identityNeed(ctx, workspace, ds[i].p, ds[i].held, ds[i].l.c, ds[i].l.c.Changes())
+		if err != nil || len(n.need) == 0 {
+			continue
+		}
+		qs, at = append(qs, n.query()), append(at, i)
+	}
+	if len(qs) == 0 {
+		return nil
+	}
+	found, err := FindIdentitiesMany(ctx, s.identities, workspace, qs)
+	if err != nil {
+		s.log.Warn("a batched identity lookup failed; each contact looks up alone", "contacts", len(qs), "err", err)
+		return nil
+	}
+	out := make(map[int]*[]IdentityMatch, len(at))
+	for k, i := range at {
+		out[i] = &found[k]
+	}
+	return out
 }
 
 // IdempotentID is the id a create running under an Idempotency-Key gives

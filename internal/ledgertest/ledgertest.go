@@ -37,6 +37,8 @@ type Options struct {
 	Events func(kernel.EventStore) kernel.EventStore
 	// Projections, when set, wraps the store the runner writes.
 	Projections func(projections.Store) projections.Store
+	// Identities, when set, wraps the identity index the service reads.
+	Identities func(ledger.Identities) ledger.Identities
 	// Metrics is the service's observer.
 	Metrics ledger.Observer
 	// Sender sends webhooks; without it the webhook operations are off.
@@ -113,8 +115,12 @@ func New(t testing.TB, o Options) *Env {
 	if ka, ok := e.Store.(ledger.KeyedAppender); ok && o.Events == nil {
 		keysWithLog = ka
 	}
+	var idx ledger.Identities = e.Store
+	if o.Identities != nil {
+		idx = o.Identities(e.Store)
+	}
 	e.Svc = ledger.New(ledger.Options{
-		Events: e.Events, Vault: e.Vault, Directory: e.Store, Views: e.Store, Identities: e.Store, Claims: e.Store,
+		Events: e.Events, Vault: e.Vault, Directory: e.Store, Views: e.Store, Identities: idx, Claims: e.Store,
 		Progress: e.Runner, Now: e.Clock.Now, Metrics: o.Metrics, Webhooks: e.Store, Sender: o.Sender, KeysWithLog: keysWithLog,
 	})
 	if _, err := e.Svc.CreateWorkspace(ctx, Workspace); err != nil {
