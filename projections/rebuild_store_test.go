@@ -376,3 +376,65 @@ func TestShadowNames(t *testing.T) {
 		})
 	}
 }
+
+// TestRunRebuildsViewsFarBehind starts the projections on a log they
+// have not indexed, with FarBehind below its length: the runner rebuilds
+// every view in one go and the identity index beside it (reason
+// "behind") before their live loops start, and the rows are those a live
+// catch-up would have written. On both stores.
+func TestRunRebuildsViewsFarBehind(t *testing.T) {
+	t.Parallel()
+	ledgertest.Stores(t, func(t *testing.T, o ledgertest.Options) {
+		o.NoRunner = true
+		e := ledgertest.New(t, o)
+		ctx := t.Context()
+		ann := e.Create(t, "Ann", "ann@example.com")
+		bob := e.Create(t, "Bob", "bob@example.com")
+		e.Move(t, bob, ledger.Trash)
+		cat := e.Create(t, "Cat", "cat@example.com")
+		e.Move(t, cat, ledger.Archive)
+		r := projections.NewRunner(e.Store, e.Store.(projections.Store), e.Vault, nil)
+		r.FarBehind = 3
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		head, _ := e.Store.Head(ctx)
+		for _, name := range []string{"active", "archived", "trash", projections.Identities} {
+			if err := r.WaitFor(ctx, name, head); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		js, err := r.RecentRebuilds(ctx, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, j := range js {
+			got[j.Projection] = string(j.State) + "/" + j.Reason
+		}
+		want := map[string]string{projections.All: string(projections.RebuildDone) + "/behind", projections.Identities: string(projections.RebuildDone) + "/behind"}
+		if len(got) != len(want) || got[projections.All] != want[projections.All] || got[projections.Identities] != want[projections.Identities] {
+			t.Fatalf("rebuilds at start: %v, want %v", got, want)
+		}
+		for view, id := range map[string]contact.ID{"active": ann, "trash": bob, "archived": cat} {
+			if len(rows(t, e.Store, view, id)) != 1 {
+				t.Errorf("the %s view lacks its contact", view)
+			}
+		}
+		if got := rows(t, e.Store, projections.Identities, ann, bob, cat); len(got) != 3 {
+			t.Errorf("the identity index holds %d of the 3 contacts", len(got))
+		}
+		// The live loops follow on from the rebuilt rows.
+		dan := e.Create(t, "Dan", "dan@example.com")
+		head, _ = e.Store.Head(ctx)
+		for _, name := range []string{"active", projections.Identities} {
+			if err := r.WaitFor(ctx, name, head); err != nil {
+				t.Fatalf("%s after the rebuild: %v", name, err)
+			}
+		}
+		if len(rows(t, e.Store, "active", dan)) != 1 || len(rows(t, e.Store, projections.Identities, dan)) != 1 {
+			t.Error("a contact created after the rebuild is not in the views")
+		}
+	})
+}

@@ -27,6 +27,10 @@ type Runner struct {
 	Leaser ledger.Lease
 	// WaitTimeout bounds how long a query waits for a projection to catch up.
 	WaitTimeout time.Duration
+	// FarBehind is how many events a view may lag behind the log when the
+	// runner starts before it is rebuilt rather than caught up batch by
+	// batch (see farBehind); 0 turns it off.
+	FarBehind int64
 	// Observe, when set, is told of every rebuild's progress (for metrics).
 	Observe func(RebuildJob)
 
@@ -45,7 +49,7 @@ func NewRunner(events kernel.EventStore, store Store, vault *ledger.Vault, log *
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{events: events, store: store, vault: vault, log: log, WaitTimeout: 10 * time.Second,
+	return &Runner{events: events, store: store, vault: vault, log: log, WaitTimeout: 10 * time.Second, FarBehind: DefaultFarBehind,
 		pos: map[string]kernel.Position{}, failing: map[string]time.Time{}, changed: make(chan struct{})}
 }
 
@@ -57,9 +61,23 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Unlock()
 	defer r.rebuilds.Wait()
 	var wg sync.WaitGroup
-	wg.Go(func() { r.rebuildOutdated(ctx) })
+	// A view far behind the log is rebuilt before its live loop starts
+	// (see FarBehind); the loop then follows on from the switched-in rows.
+	behind := r.farBehind(ctx)
+	gates := make(map[string]chan struct{}, len(behind))
+	for _, name := range behind {
+		gates[name] = make(chan struct{})
+	}
+	wg.Go(func() { r.rebuildAtStart(ctx, behind, gates) })
 	for _, v := range append(Views(), IdentityView()) {
 		wg.Go(func() {
+			if g := gates[v.Name]; g != nil {
+				select {
+				case <-g:
+				case <-ctx.Done():
+					return
+				}
+			}
 			r.loop(ctx, v.Name, func(ctx context.Context, from kernel.Position, recs []kernel.Record) (Batch, error) {
 				return r.viewBatch(ctx, v, from, recs)
 			})
@@ -257,10 +275,107 @@ func (r *Runner) setFailing(name string, on bool) bool {
 	return on && !was
 }
 
-// rebuildOutdated rebuilds, without downtime, every view whose rows were
-// built by an older version of the projections' code. Another process may
-// be doing it already (the rebuild lock): then this one leaves it be.
-func (r *Runner) rebuildOutdated(ctx context.Context) {
+// DefaultFarBehind is a new runner's FarBehind.
+const DefaultFarBehind = 100_000
+
+// farBehind returns the views (the identity index included) whose stored
+// checkpoint is at least FarBehind events behind the log's head as the
+// runner starts: a fresh server on a long log, an index added to a
+// workspace that has history, a server back after a long stop. Applying
+// such a backlog batch by batch writes every row's index entries in
+// random order, at a few thousand events a second; a rebuild folds each
+// contact once and loads the final rows in bulk, ten times faster. It
+// returns none when the log cannot count its events.
+func (r *Runner) farBehind(ctx context.Context) []string {
+	counter, ok := r.events.(StreamReader)
+	if !ok || r.FarBehind <= 0 {
+		return nil
+	}
+	if _, ok := r.store.(ShadowStore); !ok {
+		return nil
+	}
+	head, err := r.events.Head(ctx)
+	if err != nil {
+		r.log.Warn("reading the log's head failed; no view is rebuilt for lagging", "err", err)
+		return nil
+	}
+	var out []string
+	for _, v := range append(Views(), IdentityView()) {
+		cp, err := r.store.Checkpoint(ctx, v.Name)
+		if err != nil {
+			r.log.Warn("reading a projection's checkpoint failed", "projection", v.Name, "err", err)
+			continue
+		}
+		n, err := counter.CountEvents(ctx, cp, head)
+		if err != nil {
+			r.log.Warn("counting a projection's lag failed", "projection", v.Name, "err", err)
+			continue
+		}
+		if n >= r.FarBehind {
+			r.log.Info("projection far behind the log; rebuilding it before it runs", "projection", v.Name, "lag_events", n)
+			out = append(out, v.Name)
+		}
+	}
+	return out
+}
+
+// rebuildAtStart rebuilds, without downtime, the views far behind (each
+// gate is closed once its view's rebuild is over, however it ended, so
+// its live loop starts) and then every view whose rows were built by an
+// older version of the projections' code. Another process may be
+// rebuilding already (the rebuild lock): then this one leaves it be.
+func (r *Runner) rebuildAtStart(ctx context.Context, behind []string, gates map[string]chan struct{}) {
+	defer func() {
+		for _, g := range gates {
+			select {
+			case <-g:
+			default:
+				close(g)
+			}
+		}
+	}()
+	views := 0
+	for _, name := range behind {
+		if name != Identities {
+			views++
+		}
+	}
+	// Every view behind at once (a fresh server): one fold of the log for them all.
+	targets := behind
+	if views == len(Views()) {
+		targets = []string{All}
+		if slices.Contains(behind, Identities) {
+			targets = append(targets, Identities)
+		}
+	}
+	for _, name := range targets {
+		_, err := r.RunRebuild(ctx, name, "behind", "system:projections", nil)
+		if err != nil && !errors.Is(err, ErrRebuildRunning) && ctx.Err() == nil {
+			r.log.Error("rebuilding a projection far behind failed; it catches up batch by batch", "projection", name, "err", err)
+		}
+		for _, v := range viewsOf(name) {
+			if g := gates[v]; g != nil {
+				close(g)
+				delete(gates, v)
+			}
+		}
+	}
+	r.rebuildOutdated(ctx, behind)
+}
+
+// viewsOf names the views a rebuild of name covers.
+func viewsOf(name string) []string {
+	vs, _ := rebuildViews(name)
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.Name
+	}
+	return out
+}
+
+// rebuildOutdated rebuilds every view whose rows were built by an older
+// version of the projections' code, except those rebuilt already.
+func (r *Runner) rebuildOutdated(ctx context.Context, rebuilt []string) {
 	ss, ok := r.store.(ShadowStore)
 	if !ok {
 		return
@@ -271,7 +386,7 @@ func (r *Runner) rebuildOutdated(ctx context.Context) {
 		return
 	}
 	for _, v := range append(Views(), IdentityView()) {
-		if have, ok := versions[v.Name]; !ok || have >= Version {
+		if have, ok := versions[v.Name]; !ok || have >= Version || slices.Contains(rebuilt, v.Name) {
 			continue
 		}
 		r.log.Info("projection built by older code; rebuilding it", "projection", v.Name, "version", versions[v.Name], "code_version", Version)
