@@ -325,13 +325,17 @@ func (r *Runner) farBehind(ctx context.Context) []string {
 // older version of the projections' code. Another process may be
 // rebuilding already (the rebuild lock): then this one leaves it be.
 func (r *Runner) rebuildAtStart(ctx context.Context, behind []string, gates map[string]chan struct{}) {
+	// gates is only read here and by the loops; closed says which are open.
+	closed := make(map[string]bool, len(gates))
+	open := func(view string) {
+		if g := gates[view]; g != nil && !closed[view] {
+			close(g)
+			closed[view] = true
+		}
+	}
 	defer func() {
-		for _, g := range gates {
-			select {
-			case <-g:
-			default:
-				close(g)
-			}
+		for view := range gates {
+			open(view)
 		}
 	}()
 	views := 0
@@ -354,10 +358,7 @@ func (r *Runner) rebuildAtStart(ctx context.Context, behind []string, gates map[
 			r.log.Error("rebuilding a projection far behind failed; it catches up batch by batch", "projection", name, "err", err)
 		}
 		for _, v := range viewsOf(name) {
-			if g := gates[v]; g != nil {
-				close(g)
-				delete(gates, v)
-			}
+			open(v)
 		}
 	}
 	r.rebuildOutdated(ctx, behind)
