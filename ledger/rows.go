@@ -85,7 +85,7 @@ func (l *rowLimiter) Read(p []byte) (int, error) {
 
 // rowTooLong is the file error of a row that goes past MaxImportRow.
 func rowTooLong(row int) *FileError {
-	return &FileError{Row: row, Message: fmt.Sprintf("is longer than %d KiB (a field runs on: an unclosed quote, or a value far too long); nothing was imported", MaxImportRow>>10)}
+	return &FileError{Row: row, Message: fmt.Sprintf("is longer than %d KiB (a field runs on: an unclosed quote, or a value far too long)", MaxImportRow>>10)}
 }
 
 // ImportColumns are the columns a CSV import may have, in any order.
@@ -170,7 +170,7 @@ func NewCSVRows(r io.Reader) (RowReader, error) {
 		return nil, &FileError{Message: "the file is empty; it needs a header row"}
 	}
 	if errors.Is(err, errRowTooLong) {
-		return nil, &FileError{Message: fmt.Sprintf("the header row is longer than %d KiB; nothing was imported", MaxImportRow>>10)}
+		return nil, &FileError{Message: fmt.Sprintf("the header row is longer than %d KiB", MaxImportRow>>10)}
 	}
 	if err != nil {
 		return nil, &FileError{Message: "the header row is not valid CSV"}

@@ -504,8 +504,12 @@ func (b *bench) serve(ctx context.Context, e *benchEnv, token string, env ...str
 }
 
 // peakRSS returns the server's peak resident memory, in MiB.
-func (s *server) peakRSS() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+func (s *server) peakRSS() float64 { return vmHWM(s.cmd.Process.Pid) }
+
+// vmHWM returns the peak RSS of process pid so far in MiB, or 0 once it
+// has exited.
+func vmHWM(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}

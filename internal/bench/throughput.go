@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/contactledger/ledger/domain/kernel"
@@ -225,12 +224,30 @@ func (b *bench) importCLI(ctx context.Context, e *benchEnv, path, source string)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	t0 := time.Now()
-	err = cmd.Run()
-	d := time.Since(t0)
-	rss := 0.0
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = float64(ru.Maxrss) / 1024
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
 	}
+	// Not the child's rusage: Go starts a child with vfork (CLONE_VM), and
+	// Linux carries the parent's peak RSS into the child's maxrss at exec,
+	// so it would report this bench process's memory. The child's own
+	// VmHWM, read every millisecond while it runs, is the child's alone.
+	exited, watched := make(chan struct{}), make(chan float64)
+	go func() {
+		peak := 0.0
+		for {
+			peak = max(peak, vmHWM(cmd.Process.Pid))
+			select {
+			case <-exited:
+				watched <- peak
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	err = cmd.Wait()
+	d := time.Since(t0)
+	close(exited)
+	rss := <-watched
 	if err != nil {
 		return d, rss, fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 	}
