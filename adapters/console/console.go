@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
 	"github.com/contactledger/ledger/domain/kernel"
@@ -356,20 +357,6 @@ func (c *Console) clearCookie(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: c.secure(r)})
 }
 
-// statusOf maps the application's error codes to the statuses of pages.
-var statusOf = map[kernel.Code]int{
-	kernel.CodeBadRequest:   http.StatusBadRequest,
-	kernel.CodeInvalid:      http.StatusUnprocessableEntity,
-	kernel.CodeNotFound:     http.StatusNotFound,
-	kernel.CodeGone:         http.StatusGone,
-	kernel.CodeConflict:     http.StatusConflict,
-	kernel.CodeConcurrency:  http.StatusConflict,
-	kernel.CodeForbidden:    http.StatusForbidden,
-	kernel.CodeUnauthorized: http.StatusUnauthorized,
-	kernel.CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	kernel.CodeUnavailable:  http.StatusServiceUnavailable,
-}
-
 // errorPage is what an error page shows: the application error's safe
 // message and fields, never an internal error's text.
 type errorPage struct {
@@ -392,8 +379,8 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &running) {
 		e.RunningJob = running.Job
 	}
-	if errors.As(err, &appErr) && statusOf[appErr.Code] != 0 {
-		e.Status, e.Message, e.Fields = statusOf[appErr.Code], appErr.Message, appErr.Fields
+	if errors.As(err, &appErr) && wire.HTTPStatus(appErr.Code) != 0 {
+		e.Status, e.Message, e.Fields = wire.HTTPStatus(appErr.Code), appErr.Message, appErr.Fields
 		e.Title = http.StatusText(e.Status)
 		if appErr.Code == kernel.CodeUnauthorized {
 			e.Title = "Please sign in"

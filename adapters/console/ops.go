@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/job"
 	"github.com/contactledger/ledger/domain/kernel"
@@ -110,7 +111,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func jsonError(w http.ResponseWriter, err error) {
-	status := statusOf[kernel.ErrorCode(err)]
+	status := wire.HTTPStatus(kernel.ErrorCode(err))
 	if status == 0 {
 		status = http.StatusInternalServerError
 	}

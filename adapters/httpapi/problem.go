@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/contactledger/ledger/adapters/wire"
 	"github.com/contactledger/ledger/domain/contact"
 	"github.com/contactledger/ledger/domain/kernel"
 	"github.com/contactledger/ledger/ledger"
@@ -18,21 +19,6 @@ const RetryAfterSeconds = 5
 
 // ProblemBase prefixes the type of every problem this API answers with.
 const ProblemBase = "https://contactledger.dev/problems/"
-
-// statusOf is the one table from application error codes to HTTP statuses.
-var statusOf = map[kernel.Code]int{
-	kernel.CodeBadRequest:   http.StatusBadRequest,
-	kernel.CodeInvalid:      http.StatusUnprocessableEntity,
-	kernel.CodeNotFound:     http.StatusNotFound,
-	kernel.CodeGone:         http.StatusGone,
-	kernel.CodeConflict:     http.StatusConflict,
-	kernel.CodeConcurrency:  http.StatusConflict, // 412 when the request carried If-Match
-	kernel.CodeForbidden:    http.StatusForbidden,
-	kernel.CodeUnauthorized: http.StatusUnauthorized,
-	kernel.CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	kernel.CodeMediaType:    http.StatusUnsupportedMediaType,
-	kernel.CodeUnavailable:  http.StatusServiceUnavailable,
-}
 
 // Problem is an RFC 9457 problem detail.
 type Problem struct {
@@ -99,7 +85,7 @@ func (s *Server) problem(c echo.Context, err error) Problem {
 	)
 	switch {
 	case errors.As(err, &appErr):
-		p.Status = statusOf[appErr.Code]
+		p.Status = wire.HTTPStatus(appErr.Code)
 		if p.Status == 0 {
 			p.Status = http.StatusInternalServerError
 		}
